@@ -1,0 +1,604 @@
+//! Ledger entries and their canonical bytes (spec/protocol.md §2 and §3).
+//!
+//! An entry is the envelope `{"body":{..},"id":"..","time":ms,"type":"..","v":1}` in RFC 8785
+//! canonical JSON. Invariant: [`Entry::from_bytes`] accepts exactly the bytes that
+//! [`Entry::to_bytes`] produces, so the stored bytes are the hashed bytes are the signed bytes.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::encoding::{self, EncodingError};
+use crate::merkle::Hash;
+use crate::money::{Currency, Decimal};
+use crate::types::{
+    BrandId, DurationMs, EntryId, LogIndex, LogTime, MemberId, ParseError, Points, TierName,
+    REASON_LEN_MAX,
+};
+
+/// The entry format version this implementation writes and reads.
+pub const ENTRY_VERSION: u64 = 1;
+/// The largest encoded entry, in bytes.
+pub const ENTRY_BYTES_MAX: usize = 16 * 1024;
+/// The most tiers a tier policy may define.
+pub const TIERS_MAX: usize = 16;
+
+/// Errors of entry decoding and validation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// The bytes are not canonical integer-only JSON.
+    #[error(transparent)]
+    Encoding(#[from] EncodingError),
+    /// The `v` field names a version this implementation does not know.
+    #[error("unsupported entry version {0}")]
+    UnsupportedVersion(String),
+    /// The `type` field names no known entry type.
+    #[error("unknown entry type {0:?}")]
+    UnknownType(String),
+    /// A field is missing, unknown, of the wrong type, or out of range.
+    #[error("invalid entry: {0}")]
+    Invalid(String),
+}
+
+impl From<ParseError> for EntryError {
+    fn from(e: ParseError) -> Self {
+        EntryError::Invalid(e.to_string())
+    }
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Credit points to a member from `issued`, creating a lot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Earn {
+    pub member: MemberId,
+    pub points: Points,
+    /// Whether the points count towards tier qualification; omitted when true.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub qualifying: bool,
+}
+
+/// Spend a member's points (to `redeemed`), consuming lots soonest-expiring first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redeem {
+    pub member: MemberId,
+    pub points: Points,
+}
+
+/// Direction of an operator adjustment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Points from `adjustments` to the member (a new lot).
+    Credit,
+    /// Points from the member to `adjustments` (consuming lots).
+    Debit,
+}
+
+/// An operator's correction, with a reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adjust {
+    pub member: MemberId,
+    pub points: Points,
+    pub direction: Direction,
+    pub reason: String,
+}
+
+/// Expire what remains of one lot, whose expiry time has passed, to `expired`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expire {
+    pub member: MemberId,
+    /// The lot, named by the index of the entry that created it.
+    pub lot: LogIndex,
+    pub points: Points,
+}
+
+/// Reserve a member's points (to `held`) until posted, voided or expired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hold {
+    pub member: MemberId,
+    pub points: Points,
+    /// Log time from which the hold can no longer be posted.
+    pub expires_at: LogTime,
+    /// The partner brand the points are held for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payee: Option<BrandId>,
+    /// Hex SHA-256 of a preimage that posting must reveal, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<HexHash>,
+}
+
+/// Post a hold: its points move from `held` to `redeemed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Post {
+    /// The id of the hold entry.
+    pub hold: EntryId,
+    /// The preimage of the hold's condition (hex), required when the hold has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preimage: Option<HexBytes>,
+}
+
+/// Void a hold (or release an expired one): its points return to the member's lots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Void {
+    pub hold: EntryId,
+}
+
+/// Reverse (part of) a redemption or a posted hold: points return from `redeemed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refund {
+    /// The id of the redeem entry or of the posted hold.
+    pub redemption: EntryId,
+    pub points: Points,
+}
+
+/// One tier of a tier policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    pub name: TierName,
+    /// Qualifying points within the window needed to hold this tier.
+    pub threshold: u64,
+}
+
+/// The brand's tier policy; it replaces any earlier one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierPolicy {
+    /// Tiers by ascending threshold; the first has threshold 0 and is every member's base tier.
+    pub tiers: Vec<Tier>,
+    /// Length of the rolling qualification window.
+    pub window_ms: DurationMs,
+    /// How long a member keeps a tier after no longer qualifying for it.
+    pub grace_ms: DurationMs,
+}
+
+/// A member's tier changes (upgrade or downgrade), as the tier rules require.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierChange {
+    pub member: MemberId,
+    pub from: TierName,
+    pub to: TierName,
+}
+
+/// The value of one point in the brand's base fiat currency, valid from a log time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateCard {
+    pub currency: Currency,
+    pub point_value: Decimal,
+    pub valid_from: LogTime,
+}
+
+/// How long a lot lives after the entry that creates it; omitted means points never expire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpiryPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot_lifetime_ms: Option<DurationMs>,
+}
+
+/// A 32-byte hash written as 64 lowercase hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HexHash(pub Hash);
+
+impl Serialize for HexHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for HexHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let bytes = decode_lower_hex(&s).map_err(serde::de::Error::custom)?;
+        let h: Hash = bytes
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("a hash must be 32 bytes"))?;
+        Ok(HexHash(h))
+    }
+}
+
+/// Bytes (at most 64) written as lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HexBytes(pub Vec<u8>);
+
+impl Serialize for HexBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for HexBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let bytes = decode_lower_hex(&s).map_err(serde::de::Error::custom)?;
+        if bytes.is_empty() || bytes.len() > 64 {
+            return Err(serde::de::Error::custom("a preimage is 1 to 64 bytes"));
+        }
+        Ok(HexBytes(bytes))
+    }
+}
+
+fn decode_lower_hex(s: &str) -> Result<Vec<u8>, String> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err("hex must be lowercase".into());
+    }
+    hex::decode(s).map_err(|e| format!("bad hex: {e}"))
+}
+
+/// What an entry does: its type tag and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    Earn(Earn),
+    Redeem(Redeem),
+    Adjust(Adjust),
+    Expire(Expire),
+    Hold(Hold),
+    Post(Post),
+    Void(Void),
+    Refund(Refund),
+    TierPolicy(TierPolicy),
+    TierChange(TierChange),
+    RateCard(RateCard),
+    ExpiryPolicy(ExpiryPolicy),
+}
+
+/// Every entry type tag, in the order of spec/protocol.md.
+pub const ENTRY_TYPES: &[&str] = &[
+    "earn",
+    "redeem",
+    "adjust",
+    "expire",
+    "hold",
+    "post",
+    "void",
+    "refund",
+    "tier_policy",
+    "tier_change",
+    "rate_card",
+    "expiry_policy",
+];
+
+impl EntryKind {
+    /// The `type` tag.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EntryKind::Earn(_) => "earn",
+            EntryKind::Redeem(_) => "redeem",
+            EntryKind::Adjust(_) => "adjust",
+            EntryKind::Expire(_) => "expire",
+            EntryKind::Hold(_) => "hold",
+            EntryKind::Post(_) => "post",
+            EntryKind::Void(_) => "void",
+            EntryKind::Refund(_) => "refund",
+            EntryKind::TierPolicy(_) => "tier_policy",
+            EntryKind::TierChange(_) => "tier_change",
+            EntryKind::RateCard(_) => "rate_card",
+            EntryKind::ExpiryPolicy(_) => "expiry_policy",
+        }
+    }
+
+    /// The body as a JSON value.
+    pub fn body_value(&self) -> Value {
+        fn v<T: Serialize>(t: &T) -> Value {
+            serde_json::to_value(t).expect("entry bodies always serialize")
+        }
+        match self {
+            EntryKind::Earn(b) => v(b),
+            EntryKind::Redeem(b) => v(b),
+            EntryKind::Adjust(b) => v(b),
+            EntryKind::Expire(b) => v(b),
+            EntryKind::Hold(b) => v(b),
+            EntryKind::Post(b) => v(b),
+            EntryKind::Void(b) => v(b),
+            EntryKind::Refund(b) => v(b),
+            EntryKind::TierPolicy(b) => v(b),
+            EntryKind::TierChange(b) => v(b),
+            EntryKind::RateCard(b) => v(b),
+            EntryKind::ExpiryPolicy(b) => v(b),
+        }
+    }
+
+    /// Parses a body of type `type_name` from JSON, refusing unknown fields.
+    pub fn from_type_and_body(type_name: &str, body: Value) -> Result<EntryKind, EntryError> {
+        fn p<T: DeserializeOwned>(body: Value) -> Result<T, EntryError> {
+            serde_json::from_value(body).map_err(|e| EntryError::Invalid(e.to_string()))
+        }
+        let kind = match type_name {
+            "earn" => EntryKind::Earn(p(body)?),
+            "redeem" => EntryKind::Redeem(p(body)?),
+            "adjust" => EntryKind::Adjust(p(body)?),
+            "expire" => EntryKind::Expire(p(body)?),
+            "hold" => EntryKind::Hold(p(body)?),
+            "post" => EntryKind::Post(p(body)?),
+            "void" => EntryKind::Void(p(body)?),
+            "refund" => EntryKind::Refund(p(body)?),
+            "tier_policy" => EntryKind::TierPolicy(p(body)?),
+            "tier_change" => EntryKind::TierChange(p(body)?),
+            "rate_card" => EntryKind::RateCard(p(body)?),
+            "expiry_policy" => EntryKind::ExpiryPolicy(p(body)?),
+            other => return Err(EntryError::UnknownType(other.to_owned())),
+        };
+        kind.validate()?;
+        Ok(kind)
+    }
+
+    /// Checks the rules of a body that its field types alone do not express.
+    pub fn validate(&self) -> Result<(), EntryError> {
+        match self {
+            EntryKind::Adjust(a) => {
+                if a.reason.is_empty() || a.reason.len() > REASON_LEN_MAX {
+                    return Err(EntryError::Invalid(format!(
+                        "reason must be 1 to {REASON_LEN_MAX} bytes"
+                    )));
+                }
+                if a.reason.chars().any(char::is_control) {
+                    return Err(EntryError::Invalid(
+                        "reason must not contain control characters".into(),
+                    ));
+                }
+            }
+            EntryKind::TierPolicy(p) => {
+                if p.tiers.is_empty() || p.tiers.len() > TIERS_MAX {
+                    return Err(EntryError::Invalid(format!(
+                        "a tier policy has 1 to {TIERS_MAX} tiers"
+                    )));
+                }
+                if p.tiers[0].threshold != 0 {
+                    return Err(EntryError::Invalid(
+                        "the first tier is the base tier and has threshold 0".into(),
+                    ));
+                }
+                for w in p.tiers.windows(2) {
+                    if w[1].threshold <= w[0].threshold {
+                        return Err(EntryError::Invalid(
+                            "tier thresholds must be strictly ascending".into(),
+                        ));
+                    }
+                }
+                for (i, t) in p.tiers.iter().enumerate() {
+                    if p.tiers[..i].iter().any(|u| u.name == t.name) {
+                        return Err(EntryError::Invalid(format!(
+                            "tier name {} is used twice",
+                            t.name
+                        )));
+                    }
+                }
+                if p.window_ms.get() == 0 {
+                    return Err(EntryError::Invalid("window_ms must be positive".into()));
+                }
+            }
+            EntryKind::TierChange(c) if c.from == c.to => {
+                return Err(EntryError::Invalid(
+                    "a tier change must change the tier".into(),
+                ));
+            }
+            EntryKind::ExpiryPolicy(ExpiryPolicy {
+                lot_lifetime_ms: Some(d),
+            }) if d.get() == 0 => {
+                return Err(EntryError::Invalid(
+                    "lot_lifetime_ms must be positive (omit it for no expiry)".into(),
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The member an entry is about, if it is about one.
+    pub fn member(&self) -> Option<&MemberId> {
+        match self {
+            EntryKind::Earn(b) => Some(&b.member),
+            EntryKind::Redeem(b) => Some(&b.member),
+            EntryKind::Adjust(b) => Some(&b.member),
+            EntryKind::Expire(b) => Some(&b.member),
+            EntryKind::Hold(b) => Some(&b.member),
+            EntryKind::TierChange(b) => Some(&b.member),
+            _ => None,
+        }
+    }
+
+    /// SHA-256 of the canonical `{"body":..,"type":..}`: what a write asks for, independent of
+    /// when it was logged. Two writes with one id are "the same" exactly when these match.
+    pub fn intent_digest(&self) -> Hash {
+        let mut m = Map::new();
+        m.insert("body".into(), self.body_value());
+        m.insert("type".into(), Value::String(self.type_name().into()));
+        Sha256::digest(encoding::to_canonical(&Value::Object(m))).into()
+    }
+}
+
+/// One ledger entry: version 1 envelope around a typed body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Log time in ms; strictly increasing along the log.
+    pub time: LogTime,
+    /// The client-chosen idempotency id; unique within the log.
+    pub id: EntryId,
+    /// Type and body.
+    pub kind: EntryKind,
+}
+
+impl Entry {
+    /// The entry as a JSON value (the envelope).
+    pub fn to_value(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("body".into(), self.kind.body_value());
+        m.insert("id".into(), Value::String(self.id.to_string()));
+        m.insert("time".into(), Value::from(self.time.get()));
+        m.insert("type".into(), Value::String(self.kind.type_name().into()));
+        m.insert("v".into(), Value::from(ENTRY_VERSION));
+        Value::Object(m)
+    }
+
+    /// The canonical bytes (RFC 8785 JSON) that are stored, hashed and signed.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        encoding::to_canonical(&self.to_value())
+    }
+
+    /// Decodes canonical entry bytes. Refuses anything [`Entry::to_bytes`] would not produce.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Entry, EntryError> {
+        let value = match encoding::parse_canonical(bytes, ENTRY_BYTES_MAX) {
+            Ok(v) => v,
+            // A typed decode gives a better message than "non-canonical" for e.g. a wrong
+            // version, so only report non-canonical form when the content itself is valid.
+            Err(EncodingError::NonCanonical) => {
+                let v: Value = serde_json::from_slice(bytes)
+                    .map_err(|e| EncodingError::Malformed(e.to_string()))?;
+                Entry::from_value(v)?;
+                return Err(EncodingError::NonCanonical.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let entry = Entry::from_value(value)?;
+        if entry.to_bytes() != bytes {
+            return Err(EncodingError::NonCanonical.into());
+        }
+        Ok(entry)
+    }
+
+    /// Decodes an envelope from a JSON value (no canonical-form check).
+    pub fn from_value(value: Value) -> Result<Entry, EntryError> {
+        let Value::Object(mut m) = value else {
+            return Err(EntryError::Invalid("an entry is a JSON object".into()));
+        };
+        for k in m.keys() {
+            if !matches!(k.as_str(), "body" | "id" | "time" | "type" | "v") {
+                return Err(EntryError::Invalid(format!("unknown field {k:?}")));
+            }
+        }
+        let v = m
+            .remove("v")
+            .ok_or_else(|| EntryError::Invalid("missing field \"v\"".into()))?;
+        if v.as_u64() != Some(ENTRY_VERSION) {
+            return Err(EntryError::UnsupportedVersion(v.to_string()));
+        }
+        let type_name = match m.remove("type") {
+            Some(Value::String(s)) => s,
+            _ => return Err(EntryError::Invalid("\"type\" must be a string".into())),
+        };
+        let time = match m.remove("time") {
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .ok_or_else(|| EntryError::Invalid("\"time\" must be a non-negative integer".into()))
+                .and_then(|t| Ok(LogTime::new(t)?))?,
+            _ => return Err(EntryError::Invalid("\"time\" must be an integer".into())),
+        };
+        let id: EntryId = match m.remove("id") {
+            Some(Value::String(s)) => s.try_into()?,
+            _ => return Err(EntryError::Invalid("\"id\" must be a string".into())),
+        };
+        let body = m
+            .remove("body")
+            .ok_or_else(|| EntryError::Invalid("missing field \"body\"".into()))?;
+        let kind = EntryKind::from_type_and_body(&type_name, body)?;
+        Ok(Entry { time, id, kind })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn earn() -> Entry {
+        Entry {
+            time: LogTime::new(1_700_000_000_000).unwrap(),
+            id: "e-1".parse().unwrap(),
+            kind: EntryKind::Earn(Earn {
+                member: "m1".parse().unwrap(),
+                points: Points::new(100).unwrap(),
+                qualifying: true,
+            }),
+        }
+    }
+
+    #[test]
+    fn earn_encodes_canonically_and_round_trips() {
+        let e = earn();
+        let b = e.to_bytes();
+        assert_eq!(
+            std::str::from_utf8(&b).unwrap(),
+            r#"{"body":{"member":"m1","points":100},"id":"e-1","time":1700000000000,"type":"earn","v":1}"#
+        );
+        assert_eq!(Entry::from_bytes(&b).unwrap(), e);
+    }
+
+    #[test]
+    fn decoding_refuses_defaults_written_out() {
+        let b = br#"{"body":{"member":"m1","points":100,"qualifying":true},"id":"e-1","time":1,"type":"earn","v":1}"#;
+        assert_eq!(
+            Entry::from_bytes(b),
+            Err(EntryError::Encoding(EncodingError::NonCanonical))
+        );
+    }
+
+    #[test]
+    fn decoding_refuses_unknown_versions_types_and_fields() {
+        let b = br#"{"body":{"member":"m1","points":100},"id":"e-1","time":1,"type":"earn","v":2}"#;
+        assert!(matches!(Entry::from_bytes(b), Err(EntryError::UnsupportedVersion(_))));
+        let b = br#"{"body":{},"id":"e-1","time":1,"type":"mint","v":1}"#;
+        assert!(matches!(Entry::from_bytes(b), Err(EntryError::UnknownType(_))));
+        let b = br#"{"body":{"member":"m1","points":100,"x":1},"id":"e-1","time":1,"type":"earn","v":1}"#;
+        assert!(matches!(Entry::from_bytes(b), Err(EntryError::Invalid(_))));
+        let b = br#"{"body":{"member":"m1","points":100},"extra":1,"id":"e-1","time":1,"type":"earn","v":1}"#;
+        assert!(matches!(Entry::from_bytes(b), Err(EntryError::Invalid(_))));
+    }
+
+    #[test]
+    fn decoding_refuses_zero_and_out_of_range_amounts() {
+        let b = br#"{"body":{"member":"m1","points":0},"id":"e-1","time":1,"type":"earn","v":1}"#;
+        assert!(matches!(Entry::from_bytes(b), Err(EntryError::Invalid(_))));
+        let b = br#"{"body":{"member":"m1","points":-5},"id":"e-1","time":1,"type":"earn","v":1}"#;
+        assert!(matches!(Entry::from_bytes(b), Err(EntryError::Invalid(_))));
+        let b = br#"{"body":{"member":"m1","points":9007199254740992},"id":"e-1","time":1,"type":"earn","v":1}"#;
+        assert!(matches!(
+            Entry::from_bytes(b),
+            Err(EntryError::Encoding(EncodingError::OutOfRange(_)))
+        ));
+        let b = br#"{"body":{"member":"m1","points":1.5},"id":"e-1","time":1,"type":"earn","v":1}"#;
+        assert!(matches!(
+            Entry::from_bytes(b),
+            Err(EntryError::Encoding(EncodingError::NonInteger))
+        ));
+    }
+
+    #[test]
+    fn tier_policy_must_start_at_zero_and_ascend() {
+        let body = serde_json::json!({"tiers":[{"name":"blue","threshold":10}],"window_ms":1,"grace_ms":0});
+        assert!(EntryKind::from_type_and_body("tier_policy", body).is_err());
+        let body = serde_json::json!({"tiers":[{"name":"blue","threshold":0},{"name":"gold","threshold":0}],"window_ms":1,"grace_ms":0});
+        assert!(EntryKind::from_type_and_body("tier_policy", body).is_err());
+        let body = serde_json::json!({"tiers":[{"name":"blue","threshold":0},{"name":"gold","threshold":10}],"window_ms":1,"grace_ms":0});
+        assert!(EntryKind::from_type_and_body("tier_policy", body).is_ok());
+    }
+
+    #[test]
+    fn intent_digest_ignores_time_but_not_body() {
+        let a = earn();
+        let mut b = earn();
+        b.time = LogTime::new(5).unwrap();
+        assert_eq!(a.kind.intent_digest(), b.kind.intent_digest());
+        let mut c = earn();
+        if let EntryKind::Earn(e) = &mut c.kind {
+            e.points = Points::new(101).unwrap();
+        }
+        assert_ne!(a.kind.intent_digest(), c.kind.intent_digest());
+    }
+}

@@ -1,0 +1,31 @@
+//! The pure core of the open loyalty ledger.
+//!
+//! Code map (see also the README's architecture section):
+//! - [`types`]: domain newtypes parsed at the boundary (`MemberId`, `Points`, `LogTime`, ...).
+//! - [`encoding`]: RFC 8785 canonical JSON, integers only.
+//! - [`entry`]: the entry envelope and every entry type.
+//! - [`money`]: ISO 4217 currencies and exact decimals.
+//! - [`merkle`]: the RFC 6962 Merkle tree, proofs and their verification.
+//! - [`checkpoint`]: C2SP signed notes, checkpoints and cosignatures.
+//! - [`state`] and [`tier`]: the accounting state machine.
+//! - [`receipt`]: receipts for writes and their verification.
+//! - [`store`] and [`log`] (feature `rocksdb`): durable storage, and the [`log::Log`] that ties it all
+//!   together.
+//!
+//! Architecture invariant: nothing in this crate does network I/O or reads the clock; time
+//! enters as a value. The node and the auditor's replay run the same state machine.
+
+pub mod checkpoint;
+pub mod encoding;
+pub mod entry;
+pub mod merkle;
+pub mod money;
+pub mod receipt;
+pub mod state;
+pub mod tier;
+pub mod types;
+
+#[cfg(feature = "rocksdb")]
+pub mod store;
+#[cfg(feature = "rocksdb")]
+pub mod log;

@@ -1,0 +1,349 @@
+//! A brand's durable, signed log: the state machine, the Merkle tree and the store together
+//! (spec/protocol.md §6).
+//!
+//! Invariants:
+//! - one [`Log`] is the only writer of its store;
+//! - [`Log::append`] returns only after the batch is durable (one synced `WriteBatch`), and the
+//!   checkpoint it signs covers exactly the durable entries, never more;
+//! - after a failed write the `Log` refuses further writes (its memory may be ahead of the
+//!   disk) until it is reopened, which reloads the durable state;
+//! - [`Log::open`] refuses a store whose entries, tree, state and checkpoint disagree.
+
+use std::path::Path;
+
+use crate::checkpoint::{open_checkpoint, sign_checkpoint, Checkpoint, CheckpointError, NoteSigner};
+use crate::entry::{Entry, EntryKind};
+use crate::merkle::{self, Hash, MemoryTree, MerkleError, PendingHashes};
+use crate::receipt::Receipt;
+use crate::state::{RecordError, State, StateError};
+use crate::store::{CommitBatch, Store, StoreError};
+use crate::types::{EntryId, LogIndex, LogTime, MAX_TIME_MS};
+
+/// The most writes one [`Log::append`] call accepts.
+pub const BATCH_WRITES_MAX: usize = 8192;
+
+/// A write asked of the log: an idempotency id and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    pub id: EntryId,
+    pub kind: EntryKind,
+}
+
+/// What became of one write of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Logged now, at this index.
+    Appended(u64),
+    /// The same id with the same body was logged before, at this index; nothing new logged.
+    Existing(u64),
+    /// Refused; nothing logged.
+    Refused(WriteError),
+}
+
+/// Why one write was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The id was used before by an entry with a different body.
+    #[error("id {id} was used by entry {index} with a different body")]
+    IdConflict { id: EntryId, index: u64 },
+    /// The accounting rules refuse it.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// A failure of the log itself (storage, corruption); not the caller's input.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("merkle: {0}")]
+    Merkle(#[from] MerkleError),
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("the store is inconsistent: {0}")]
+    Inconsistent(String),
+    #[error("a previous write failed; reopen the log")]
+    Poisoned,
+    #[error("a batch holds at most {BATCH_WRITES_MAX} writes")]
+    BatchTooLarge,
+    #[error("no entry at index {0}")]
+    NoSuchEntry(u64),
+}
+
+/// The brand's log, open for writing.
+pub struct Log {
+    store: Store,
+    state: State,
+    signer: NoteSigner,
+    checkpoint: Checkpoint,
+    checkpoint_note: String,
+    poisoned: bool,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, signing checkpoints with `signer` (whose name is
+    /// the log's origin). Loads the state from its records without replaying the log, then
+    /// checks that the stored entries, tree, state and last checkpoint agree.
+    pub fn open(dir: &Path, signer: NoteSigner) -> Result<Log, LogError> {
+        let store = Store::open(dir)?;
+        let state = State::from_records(store.state_records()?)?;
+        let size = state.size();
+        let end = store.entries_end()?;
+        if end != size {
+            return Err(LogError::Inconsistent(format!(
+                "state covers {size} entries but {end} are stored"
+            )));
+        }
+        let root = merkle::root(size, &store)?;
+        if size > 0 {
+            let last = store
+                .entry(size - 1)?
+                .ok_or(LogError::NoSuchEntry(size - 1))?;
+            if merkle::leaf_hash(&last) != merkle::HashReader::subtree_hash(&store, 0, size - 1)? {
+                return Err(LogError::Inconsistent(
+                    "the last entry does not match its leaf hash".into(),
+                ));
+            }
+            let entry = Entry::from_bytes(&last)
+                .map_err(|e| LogError::Inconsistent(format!("last entry: {e}")))?;
+            if Some(entry.time) != state.last_time() {
+                return Err(LogError::Inconsistent(
+                    "the last entry's time differs from the state's".into(),
+                ));
+            }
+        }
+        let verifier = signer.verifier();
+        if let Some((cp_size, note)) = store.latest_checkpoint()? {
+            let (cp, _) = open_checkpoint(&note, &verifier)?;
+            if cp.size != cp_size || cp.size > size {
+                return Err(LogError::Inconsistent(format!(
+                    "checkpoint of size {} is ahead of the {size} durable entries",
+                    cp.size
+                )));
+            }
+            if cp.root != merkle::root(cp.size, &store)? {
+                return Err(LogError::Inconsistent(format!(
+                    "checkpoint of size {} does not match the stored tree",
+                    cp.size
+                )));
+            }
+        }
+        let mut log = Log {
+            store,
+            state,
+            signer,
+            checkpoint: Checkpoint {
+                origin: String::new(),
+                size: 0,
+                root: merkle::empty_root(),
+                extensions: Vec::new(),
+            },
+            checkpoint_note: String::new(),
+            poisoned: false,
+        };
+        log.sign(size, root, true)?;
+        Ok(log)
+    }
+
+    fn sign(&mut self, size: u64, root: Hash, sync: bool) -> Result<(), LogError> {
+        let cp = Checkpoint {
+            origin: self.signer.name().to_owned(),
+            size,
+            root,
+            extensions: Vec::new(),
+        };
+        let note = sign_checkpoint(&cp, &self.signer)?.to_string();
+        if self.store.checkpoint_at(size)?.as_deref() != Some(note.as_str()) {
+            self.store.put_checkpoint(size, &note, sync)?;
+        }
+        self.checkpoint = cp;
+        self.checkpoint_note = note;
+        Ok(())
+    }
+
+    /// The log's origin (its signing key's name).
+    pub fn origin(&self) -> &str {
+        self.signer.name()
+    }
+
+    /// The C2SP verifier key of the log.
+    pub fn verifier_key(&self) -> String {
+        self.signer.verifier_key_string()
+    }
+
+    /// Number of durable entries.
+    pub fn size(&self) -> u64 {
+        self.state.size()
+    }
+
+    /// The committed state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The store, for reads.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The latest signed checkpoint note.
+    pub fn checkpoint_note(&self) -> &str {
+        &self.checkpoint_note
+    }
+
+    /// The latest checkpoint.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+
+    /// The time the next entry gets when the clock reads `now`: `now`, or one millisecond
+    /// after the last entry if the clock is behind.
+    pub fn next_time(&self, now: LogTime) -> LogTime {
+        match self.state.last_time() {
+            Some(last) if now <= last => {
+                LogTime::new((last.get() + 1).min(MAX_TIME_MS)).unwrap_or(LogTime::MAX)
+            }
+            _ => now,
+        }
+    }
+
+    /// Appends a batch of writes as one durable commit and one signed checkpoint.
+    ///
+    /// Each write is checked in order against the state left by the writes before it. A write
+    /// whose id was used before with the same body yields [`Outcome::Existing`]; one with the
+    /// same id and another body, or one the rules refuse, yields [`Outcome::Refused`] and
+    /// leaves no trace. Returns after the accepted entries are on stable storage.
+    pub fn append(&mut self, writes: &[Write], now: LogTime) -> Result<Vec<Outcome>, LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        if writes.len() > BATCH_WRITES_MAX {
+            return Err(LogError::BatchTooLarge);
+        }
+        let start = self.state.size();
+        let mut batch = CommitBatch::default();
+        let mut pending = PendingHashes::new(&self.store, start);
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for w in writes {
+            if let Some(r) = self.state.id_record(&w.id) {
+                outcomes.push(if r.intent == w.kind.intent_digest() {
+                    Outcome::Existing(r.index.get())
+                } else {
+                    Outcome::Refused(WriteError::IdConflict {
+                        id: w.id.clone(),
+                        index: r.index.get(),
+                    })
+                });
+                continue;
+            }
+            let index = self.state.size();
+            let entry = Entry {
+                time: self.next_time(now),
+                id: w.id.clone(),
+                kind: w.kind.clone(),
+            };
+            let idx = LogIndex::new(index).expect("u64 index");
+            match self.state.apply(idx, &entry) {
+                Ok(applied) => {
+                    let bytes = entry.to_bytes();
+                    if let Err(e) = pending.push(merkle::leaf_hash(&bytes)) {
+                        self.poisoned = true;
+                        return Err(e.into());
+                    }
+                    if let Some(m) = applied.member {
+                        batch.history.push((m, index));
+                    }
+                    batch.entries.push((index, bytes));
+                    outcomes.push(Outcome::Appended(index));
+                }
+                Err(e) => outcomes.push(Outcome::Refused(e.into())),
+            }
+        }
+        if batch.entries.is_empty() {
+            return Ok(outcomes);
+        }
+        let size = self.state.size();
+        let root = match pending.root() {
+            Ok(r) => r,
+            Err(e) => {
+                self.poisoned = true;
+                return Err(e.into());
+            }
+        };
+        batch.hashes = pending.into_writes();
+        batch.state = self.state.take_changes();
+        if let Err(e) = self.store.commit(&batch) {
+            self.poisoned = true;
+            return Err(e.into());
+        }
+        // The batch is durable: only now is a checkpoint covering it signed.
+        if let Err(e) = self.sign(size, root, false) {
+            self.poisoned = true;
+            return Err(e);
+        }
+        Ok(outcomes)
+    }
+
+    /// A receipt for the entry at `index` against the latest checkpoint.
+    pub fn receipt(&self, index: u64) -> Result<Receipt, LogError> {
+        receipt_from_store(&self.store, index, self.checkpoint.size, &self.checkpoint_note)
+    }
+
+    /// Replays the whole stored log from index 0 and checks that it yields exactly the live
+    /// state and the checkpoint's root. Costs a full read; for audits and tests.
+    pub fn verify_replay(&self) -> Result<(), LogError> {
+        let mut state = State::new();
+        let mut tree = MemoryTree::new();
+        let size = self.state.size();
+        let mut i = 0;
+        while i < size {
+            let page = self.store.entries(i, size)?;
+            if page.is_empty() {
+                return Err(LogError::NoSuchEntry(i));
+            }
+            for bytes in page {
+                let entry = Entry::from_bytes(&bytes)
+                    .map_err(|e| LogError::Inconsistent(format!("entry {i}: {e}")))?;
+                state
+                    .apply(LogIndex::new(i).expect("u64"), &entry)
+                    .map_err(|e| LogError::Inconsistent(format!("entry {i} replays: {e}")))?;
+                tree.push(&bytes)?;
+                i += 1;
+            }
+        }
+        state
+            .check_invariants()
+            .map_err(|v| LogError::Inconsistent(v.to_string()))?;
+        if state != self.state {
+            return Err(LogError::Inconsistent("replay differs from the live state".into()));
+        }
+        if tree.root()? != self.checkpoint.root || self.checkpoint.size != size {
+            return Err(LogError::Inconsistent("replayed tree differs from the checkpoint".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A receipt for entry `index` from any store, against a checkpoint of size `size`.
+pub fn receipt_from_store(
+    store: &Store,
+    index: u64,
+    size: u64,
+    checkpoint_note: &str,
+) -> Result<Receipt, LogError> {
+    if index >= size {
+        return Err(LogError::NoSuchEntry(index));
+    }
+    let bytes = store.entry(index)?.ok_or(LogError::NoSuchEntry(index))?;
+    let entry = String::from_utf8(bytes)
+        .map_err(|_| LogError::Inconsistent(format!("entry {index} is not UTF-8")))?;
+    let proof = merkle::inclusion_proof(index, size, store)?;
+    Ok(Receipt {
+        index,
+        entry,
+        inclusion_proof: proof.iter().map(hex::encode).collect(),
+        checkpoint: checkpoint_note.to_owned(),
+    })
+}

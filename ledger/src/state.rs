@@ -1,0 +1,1164 @@
+//! The accounting state machine (spec/protocol.md §4): double-entry accounts, lots, holds,
+//! redemptions, idempotency ids and tiers.
+//!
+//! [`State::apply`] takes one entry and its log index and either changes the state and returns
+//! the transfers it made, or returns a typed error and changes nothing. The node's sequencer
+//! and the auditor's replay call the same function, so replay is the definition of the state.
+//!
+//! Invariants (checked by [`State::check_invariants`], asserted in debug builds after every
+//! entry):
+//! - conservation: the balances of all accounts, members' and system ones, sum to zero;
+//! - a member's balance is the sum of their lots' remaining points and is never negative;
+//! - the `held` account equals the points of open holds, and each member's pending points
+//!   equal the points of their open holds;
+//! - every id is used by at most one entry, and a hold is resolved at most once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::entry::{
+    Adjust, Direction, Earn, Entry, EntryKind, Expire, ExpiryPolicy, Hold, HexHash, Post,
+    RateCard, Redeem, Refund, TierChange, TierPolicy, Void,
+};
+use crate::merkle::Hash;
+use crate::tier::{self, QualifyingEvent};
+use crate::types::{
+    AccountId, BrandId, EntryId, LogIndex, LogTime, MemberId, Points, TierName, MAX_AMOUNT,
+};
+
+/// Why an entry cannot be applied. The state is unchanged after any of these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("log time {got} is not after the previous entry's {last}")]
+    TimeNotIncreasing { last: LogTime, got: LogTime },
+    #[error("entry index {got} is not the next index {expected}")]
+    IndexNotNext { expected: LogIndex, got: LogIndex },
+    #[error("id {0} is already used by entry {1}")]
+    DuplicateId(EntryId, LogIndex),
+    #[error("member {0} has no points")]
+    UnknownMember(MemberId),
+    #[error("insufficient points: {available} available, {requested} requested")]
+    InsufficientPoints { available: u64, requested: u64 },
+    #[error("the member's balance would exceed 2^53-1 points")]
+    BalanceOverflow,
+    #[error("no hold with id {0}")]
+    UnknownHold(EntryId),
+    #[error("hold {id} is already {status}")]
+    HoldNotOpen { id: EntryId, status: &'static str },
+    #[error("hold {id} expired at {expires_at}")]
+    HoldExpired { id: EntryId, expires_at: LogTime },
+    #[error("a hold must expire after the time it is logged ({expires_at} <= {now})")]
+    HoldExpiryNotInFuture { expires_at: LogTime, now: LogTime },
+    #[error("the preimage does not match the hold's condition")]
+    ConditionNotMet,
+    #[error("the hold has a condition: a preimage is required")]
+    PreimageRequired,
+    #[error("the hold has no condition: a preimage must not be given")]
+    UnexpectedPreimage,
+    #[error("no redemption with id {0}")]
+    UnknownRedemption(EntryId),
+    #[error("refund of {requested} exceeds the {remaining} points still refundable")]
+    RefundExceedsRedemption { remaining: u64, requested: u64 },
+    #[error("member {member} has no lot {lot}")]
+    UnknownLot { member: MemberId, lot: LogIndex },
+    #[error("lot {lot} does not expire before {now}")]
+    LotNotExpired { lot: LogIndex, now: LogTime },
+    #[error("lot {lot} has {remaining} points left, not {requested}")]
+    ExpireAmountMismatch {
+        lot: LogIndex,
+        remaining: u64,
+        requested: u64,
+    },
+    #[error("no tier policy is in force")]
+    NoTierPolicy,
+    #[error("member {member} is at tier {current}, not {from}")]
+    TierFromMismatch {
+        member: MemberId,
+        current: TierName,
+        from: TierName,
+    },
+    #[error("the tier rules give {expected} at this time, not {to}")]
+    TierNotDue { expected: TierName, to: TierName },
+    #[error("a rate card must not be valid from before the time it is logged")]
+    RateCardInPast,
+}
+
+impl StateError {
+    /// A stable machine-readable code for this error (used by the HTTP API).
+    pub fn code(&self) -> &'static str {
+        match self {
+            StateError::TimeNotIncreasing { .. } => "time_not_increasing",
+            StateError::IndexNotNext { .. } => "index_not_next",
+            StateError::DuplicateId(..) => "duplicate_id",
+            StateError::UnknownMember(_) => "unknown_member",
+            StateError::InsufficientPoints { .. } => "insufficient_points",
+            StateError::BalanceOverflow => "balance_overflow",
+            StateError::UnknownHold(_) => "unknown_hold",
+            StateError::HoldNotOpen { .. } => "hold_not_open",
+            StateError::HoldExpired { .. } => "hold_expired",
+            StateError::HoldExpiryNotInFuture { .. } => "hold_expiry_not_in_future",
+            StateError::ConditionNotMet => "condition_not_met",
+            StateError::PreimageRequired => "preimage_required",
+            StateError::UnexpectedPreimage => "unexpected_preimage",
+            StateError::UnknownRedemption(_) => "unknown_redemption",
+            StateError::RefundExceedsRedemption { .. } => "refund_exceeds_redemption",
+            StateError::UnknownLot { .. } => "unknown_lot",
+            StateError::LotNotExpired { .. } => "lot_not_expired",
+            StateError::ExpireAmountMismatch { .. } => "expire_amount_mismatch",
+            StateError::NoTierPolicy => "no_tier_policy",
+            StateError::TierFromMismatch { .. } => "tier_from_mismatch",
+            StateError::TierNotDue { .. } => "tier_not_due",
+            StateError::RateCardInPast => "rate_card_in_past",
+        }
+    }
+}
+
+/// A batch of points credited to a member at once, with one expiry time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lot {
+    /// The index of the entry that created the lot; the lot's name.
+    pub id: LogIndex,
+    /// Log time at which the lot's points expire; `None` for never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<LogTime>,
+    /// Points still in the lot.
+    pub remaining: u64,
+}
+
+impl Lot {
+    fn order_key(&self) -> (u64, LogIndex) {
+        (self.expires_at.map_or(u64::MAX, LogTime::get), self.id)
+    }
+
+    /// Whether the lot's points can still be spent at `now`.
+    pub fn is_live(&self, now: LogTime) -> bool {
+        self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+/// Points taken from one lot by a debit, remembered so they can go back to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Portion {
+    pub lot: LogIndex,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<LogTime>,
+    pub points: u64,
+}
+
+/// A member's points, lots and tier.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberState {
+    /// Sum of `lots[*].remaining`.
+    pub balance: u64,
+    /// Points in this member's open holds.
+    pub pending: u64,
+    /// Lots with points left, soonest-expiring first (never-expiring last, then by id).
+    pub lots: Vec<Lot>,
+    /// The member's tier; `None` means the policy's base tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<TierName>,
+    /// When the member entered `tier`.
+    #[serde(default)]
+    pub tier_since: LogTime,
+    /// Qualifying earnings still relevant to tier evaluation, oldest first.
+    #[serde(default)]
+    pub qualifying: Vec<QualifyingEvent>,
+}
+
+impl MemberState {
+    /// Points spendable at `now`: the remaining points of lots that have not expired.
+    pub fn available(&self, now: LogTime) -> u64 {
+        self.lots
+            .iter()
+            .filter(|l| l.is_live(now))
+            .map(|l| l.remaining)
+            .sum()
+    }
+
+    fn insert_lot(&mut self, lot: Lot) {
+        let key = lot.order_key();
+        let pos = self.lots.partition_point(|l| l.order_key() < key);
+        self.lots.insert(pos, lot);
+    }
+}
+
+/// Where a hold stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status", content = "index")]
+pub enum HoldStatus {
+    Open,
+    Posted(LogIndex),
+    Voided(LogIndex),
+}
+
+impl HoldStatus {
+    fn name(&self) -> &'static str {
+        match self {
+            HoldStatus::Open => "open",
+            HoldStatus::Posted(_) => "posted",
+            HoldStatus::Voided(_) => "voided",
+        }
+    }
+}
+
+/// A hold and what it took from which lots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldState {
+    pub index: LogIndex,
+    pub member: MemberId,
+    pub points: u64,
+    pub expires_at: LogTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payee: Option<BrandId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<HexHash>,
+    pub portions: Vec<Portion>,
+    pub status: HoldStatus,
+}
+
+/// A redemption (a redeem entry or a posted hold) and how much of it is refunded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedemptionState {
+    pub index: LogIndex,
+    pub member: MemberId,
+    pub points: u64,
+    pub refunded: u64,
+    /// The account the points went to (`redeemed`, or a partner's clearing account).
+    pub account: AccountId,
+    /// Portions still refundable, in consumption order; refunds take from the end.
+    pub portions: Vec<Portion>,
+}
+
+/// The entry that used an id, and what it asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdRecord {
+    pub index: LogIndex,
+    /// [`EntryKind::intent_digest`] of the entry, hex in storage.
+    #[serde(with = "hex_hash")]
+    pub intent: Hash,
+}
+
+mod hex_hash {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(h))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = String::deserialize(d)?;
+        let v = hex::decode(s).map_err(serde::de::Error::custom)?;
+        v.try_into()
+            .map_err(|_| serde::de::Error::custom("hash must be 32 bytes"))
+    }
+}
+
+/// Policies in force: tiers, expiry and rate cards.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policies {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<TierPolicy>,
+    #[serde(default)]
+    pub expiry: Option<ExpiryPolicy>,
+    /// Rate cards by the index of their entry, oldest first.
+    #[serde(default)]
+    pub rate_cards: Vec<(LogIndex, RateCard)>,
+}
+
+/// One movement of points between two accounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    pub from: AccountId,
+    pub to: AccountId,
+    pub points: u64,
+}
+
+/// What applying an entry did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Applied {
+    /// The transfers, in order; empty for policy entries and tier changes.
+    pub transfers: Vec<Transfer>,
+    /// The member the entry concerns, if any (for the member history index).
+    pub member: Option<MemberId>,
+}
+
+/// Which stored record changed; see [`State::take_changes`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum RecordKey {
+    Meta,
+    Policies,
+    Account(AccountId),
+    Member(MemberId),
+    Hold(EntryId),
+    Redemption(EntryId),
+    Id(EntryId),
+}
+
+/// Key prefixes of state records in storage (spec/protocol.md §6).
+pub mod record_prefix {
+    pub const META: &[u8] = b"s";
+    pub const POLICIES: &[u8] = b"p";
+    pub const ACCOUNT: &[u8] = b"a/";
+    pub const MEMBER: &[u8] = b"m/";
+    pub const HOLD: &[u8] = b"h/";
+    pub const REDEMPTION: &[u8] = b"r/";
+    pub const ID: &[u8] = b"i/";
+}
+
+impl RecordKey {
+    fn to_bytes(&self) -> Vec<u8> {
+        use record_prefix::*;
+        let (p, s): (&[u8], String) = match self {
+            RecordKey::Meta => (META, String::new()),
+            RecordKey::Policies => (POLICIES, String::new()),
+            RecordKey::Account(a) => (ACCOUNT, a.to_string()),
+            RecordKey::Member(m) => (MEMBER, m.to_string()),
+            RecordKey::Hold(h) => (HOLD, h.to_string()),
+            RecordKey::Redemption(r) => (REDEMPTION, r.to_string()),
+            RecordKey::Id(i) => (ID, i.to_string()),
+        };
+        let mut k = p.to_vec();
+        k.extend_from_slice(s.as_bytes());
+        k
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Meta {
+    size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_time: Option<LogTime>,
+}
+
+/// A stored record could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("corrupt state record {key}: {reason}")]
+pub struct RecordError {
+    pub key: String,
+    pub reason: String,
+}
+
+/// A broken invariant, found by [`State::check_invariants`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invariant violated: {0}")]
+pub struct InvariantViolation(pub String);
+
+/// The whole accounting state of one brand's log after its first `size` entries.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    meta: Meta,
+    policies: Policies,
+    /// System accounts; member balances live in `members`.
+    accounts: BTreeMap<AccountId, i128>,
+    members: HashMap<MemberId, MemberState>,
+    holds: HashMap<EntryId, HoldState>,
+    redemptions: HashMap<EntryId, RedemptionState>,
+    ids: HashMap<EntryId, IdRecord>,
+    /// Derived index: (expiry, member, lot) of every lot that expires.
+    lot_expiries: BTreeSet<(LogTime, MemberId, LogIndex)>,
+    /// Derived index: (expiry, id) of every open hold.
+    hold_expiries: BTreeSet<(LogTime, EntryId)>,
+    /// Records changed since the last [`State::take_changes`].
+    changed: BTreeSet<RecordKey>,
+}
+
+impl PartialEq for State {
+    fn eq(&self, o: &Self) -> bool {
+        self.meta == o.meta
+            && self.policies == o.policies
+            && self.accounts == o.accounts
+            && self.members == o.members
+            && self.holds == o.holds
+            && self.redemptions == o.redemptions
+            && self.ids == o.ids
+            && self.lot_expiries == o.lot_expiries
+            && self.hold_expiries == o.hold_expiries
+    }
+}
+
+impl State {
+    /// The state of an empty log.
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// Number of entries applied.
+    pub fn size(&self) -> u64 {
+        self.meta.size
+    }
+
+    /// Log time of the last entry applied.
+    pub fn last_time(&self) -> Option<LogTime> {
+        self.meta.last_time
+    }
+
+    /// A member's state, if they ever held points.
+    pub fn member(&self, id: &MemberId) -> Option<&MemberState> {
+        self.members.get(id)
+    }
+
+    /// Number of members.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// A hold by its id.
+    pub fn hold(&self, id: &EntryId) -> Option<&HoldState> {
+        self.holds.get(id)
+    }
+
+    /// A redemption by its id.
+    pub fn redemption(&self, id: &EntryId) -> Option<&RedemptionState> {
+        self.redemptions.get(id)
+    }
+
+    /// The entry that used `id`, if any.
+    pub fn id_record(&self, id: &EntryId) -> Option<&IdRecord> {
+        self.ids.get(id)
+    }
+
+    /// The balance of a system account (members' are in [`MemberState::balance`]).
+    pub fn account_balance(&self, account: &AccountId) -> i128 {
+        match account {
+            AccountId::Member(m) => self.members.get(m).map_or(0, |s| s.balance as i128),
+            a => self.accounts.get(a).copied().unwrap_or(0),
+        }
+    }
+
+    /// All system accounts and their balances.
+    pub fn system_accounts(&self) -> &BTreeMap<AccountId, i128> {
+        &self.accounts
+    }
+
+    /// Policies in force.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
+    /// The tier a member holds now by the stored record (the policy's base tier if none).
+    pub fn current_tier(&self, member: &MemberId) -> Option<TierName> {
+        let policy = self.policies.tier.as_ref()?;
+        Some(
+            self.members
+                .get(member)
+                .and_then(|m| m.tier.clone())
+                .unwrap_or_else(|| policy.tiers[0].name.clone()),
+        )
+    }
+
+    /// The tier change the tier rules require for `member` at `now`, if any.
+    pub fn tier_change_due(&self, member: &MemberId, now: LogTime) -> Option<TierChange> {
+        let policy = self.policies.tier.as_ref()?;
+        let events = self.members.get(member).map_or(&[][..], |m| &m.qualifying[..]);
+        let rank = tier::tier_rank_at(policy, events, now);
+        let to = policy.tiers[rank].name.clone();
+        let from = self.current_tier(member)?;
+        (from != to).then(|| TierChange {
+            member: member.clone(),
+            from,
+            to,
+        })
+    }
+
+    /// Until when `member` keeps their current tier without earning more (`None`: no expiry
+    /// or no policy).
+    pub fn tier_valid_until(&self, member: &MemberId, now: LogTime) -> Option<LogTime> {
+        let policy = self.policies.tier.as_ref()?;
+        let current = self.current_tier(member)?;
+        let rank = policy.tiers.iter().position(|t| t.name == current)?;
+        let events = self.members.get(member).map_or(&[][..], |m| &m.qualifying[..]);
+        tier::tier_valid_until(policy, events, rank, now)
+    }
+
+    /// Up to `max` lots whose expiry has passed at `now`, as expire entry bodies, soonest first.
+    pub fn due_expiries(&self, now: LogTime, max: usize) -> Vec<Expire> {
+        self.lot_expiries
+            .iter()
+            .take_while(|(t, _, _)| *t <= now)
+            .filter_map(|(_, m, lot)| {
+                let l = self.members.get(m)?.lots.iter().find(|l| l.id == *lot)?;
+                Some(Expire {
+                    member: m.clone(),
+                    lot: *lot,
+                    points: Points::new(l.remaining).ok()?,
+                })
+            })
+            .take(max)
+            .collect()
+    }
+
+    /// Up to `max` open holds whose expiry has passed at `now`, soonest first.
+    pub fn due_hold_releases(&self, now: LogTime, max: usize) -> Vec<EntryId> {
+        self.hold_expiries
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .map(|(_, id)| id.clone())
+            .take(max)
+            .collect()
+    }
+
+    /// Applies entry number `index`. On error nothing changes.
+    pub fn apply(&mut self, index: LogIndex, entry: &Entry) -> Result<Applied, StateError> {
+        if index.get() != self.meta.size {
+            return Err(StateError::IndexNotNext {
+                expected: LogIndex::new(self.meta.size).unwrap_or_default(),
+                got: index,
+            });
+        }
+        if let Some(last) = self.meta.last_time {
+            if entry.time <= last {
+                return Err(StateError::TimeNotIncreasing {
+                    last,
+                    got: entry.time,
+                });
+            }
+        }
+        if let Some(r) = self.ids.get(&entry.id) {
+            return Err(StateError::DuplicateId(entry.id.clone(), r.index));
+        }
+        let now = entry.time;
+        let applied = match &entry.kind {
+            EntryKind::Earn(b) => self.earn(index, now, b)?,
+            EntryKind::Redeem(b) => self.redeem(index, now, &entry.id, b)?,
+            EntryKind::Adjust(b) => self.adjust(index, now, b)?,
+            EntryKind::Expire(b) => self.expire(now, b)?,
+            EntryKind::Hold(b) => self.hold_points(index, now, &entry.id, b)?,
+            EntryKind::Post(b) => self.post(index, now, b)?,
+            EntryKind::Void(b) => self.void(index, now, b)?,
+            EntryKind::Refund(b) => self.refund(now, b)?,
+            EntryKind::TierPolicy(b) => {
+                self.policies.tier = Some(b.clone());
+                self.changed.insert(RecordKey::Policies);
+                Applied::default()
+            }
+            EntryKind::ExpiryPolicy(b) => {
+                self.policies.expiry = Some(b.clone());
+                self.changed.insert(RecordKey::Policies);
+                Applied::default()
+            }
+            EntryKind::RateCard(b) => {
+                if b.valid_from < now {
+                    return Err(StateError::RateCardInPast);
+                }
+                self.policies.rate_cards.push((index, b.clone()));
+                self.changed.insert(RecordKey::Policies);
+                Applied::default()
+            }
+            EntryKind::TierChange(b) => self.tier_change(now, b)?,
+        };
+        self.ids.insert(
+            entry.id.clone(),
+            IdRecord {
+                index,
+                intent: entry.kind.intent_digest(),
+            },
+        );
+        self.changed.insert(RecordKey::Id(entry.id.clone()));
+        self.meta.size += 1;
+        self.meta.last_time = Some(now);
+        self.changed.insert(RecordKey::Meta);
+        #[cfg(debug_assertions)]
+        if let Err(v) = self.check_invariants_for(applied.member.as_ref()) {
+            panic!("entry {index} broke an invariant: {v}");
+        }
+        Ok(applied)
+    }
+
+    fn move_points(&mut self, from: AccountId, to: AccountId, points: u64) -> Transfer {
+        for (a, d) in [(&from, -(points as i128)), (&to, points as i128)] {
+            if !matches!(a, AccountId::Member(_)) {
+                *self.accounts.entry(a.clone()).or_insert(0) += d;
+                self.changed.insert(RecordKey::Account(a.clone()));
+            }
+        }
+        Transfer { from, to, points }
+    }
+
+    fn member_mut(&mut self, m: &MemberId) -> &mut MemberState {
+        self.changed.insert(RecordKey::Member(m.clone()));
+        self.members.entry(m.clone()).or_default()
+    }
+
+    /// Credits a new lot (named `index`) to `member` from `source`.
+    fn credit(
+        &mut self,
+        index: LogIndex,
+        now: LogTime,
+        member: &MemberId,
+        points: Points,
+        source: AccountId,
+    ) -> Result<Transfer, StateError> {
+        let balance = self.members.get(member).map_or(0, |m| m.balance);
+        let pending = self.members.get(member).map_or(0, |m| m.pending);
+        if balance + pending + points.get() > MAX_AMOUNT {
+            return Err(StateError::BalanceOverflow);
+        }
+        let expires_at = self
+            .policies
+            .expiry
+            .as_ref()
+            .and_then(|p| p.lot_lifetime_ms)
+            .map(|d| now.plus(d));
+        let lot = Lot {
+            id: index,
+            expires_at,
+            remaining: points.get(),
+        };
+        if let Some(e) = expires_at {
+            self.lot_expiries.insert((e, member.clone(), index));
+        }
+        let m = self.member_mut(member);
+        m.balance += points.get();
+        m.insert_lot(lot);
+        Ok(self.move_points(source, AccountId::Member(member.clone()), points.get()))
+    }
+
+    /// Plans a debit of `points` from live lots, soonest-expiring first, without changing
+    /// anything.
+    fn plan_debit(
+        &self,
+        now: LogTime,
+        member: &MemberId,
+        points: Points,
+    ) -> Result<Vec<Portion>, StateError> {
+        let m = self
+            .members
+            .get(member)
+            .ok_or_else(|| StateError::UnknownMember(member.clone()))?;
+        let available = m.available(now);
+        if available < points.get() {
+            return Err(StateError::InsufficientPoints {
+                available,
+                requested: points.get(),
+            });
+        }
+        let mut need = points.get();
+        let mut portions = Vec::new();
+        for l in m.lots.iter().filter(|l| l.is_live(now)) {
+            if need == 0 {
+                break;
+            }
+            let take = need.min(l.remaining);
+            if take > 0 {
+                portions.push(Portion {
+                    lot: l.id,
+                    expires_at: l.expires_at,
+                    points: take,
+                });
+                need -= take;
+            }
+        }
+        debug_assert_eq!(need, 0);
+        Ok(portions)
+    }
+
+    /// Takes planned portions out of a member's lots and moves the points to `to`.
+    fn debit(
+        &mut self,
+        member: &MemberId,
+        portions: &[Portion],
+        to: AccountId,
+    ) -> Transfer {
+        let total: u64 = portions.iter().map(|p| p.points).sum();
+        let mut emptied = Vec::new();
+        let m = self.member_mut(member);
+        for p in portions {
+            if let Some(l) = m.lots.iter_mut().find(|l| l.id == p.lot) {
+                l.remaining -= p.points;
+                if l.remaining == 0 {
+                    emptied.push((l.expires_at, l.id));
+                }
+            }
+        }
+        m.lots.retain(|l| l.remaining > 0);
+        m.balance -= total;
+        for (e, id) in emptied {
+            if let Some(e) = e {
+                self.lot_expiries.remove(&(e, member.clone(), id));
+            }
+        }
+        self.move_points(AccountId::Member(member.clone()), to, total)
+    }
+
+    /// Returns portions from `from` to the member's lots; portions whose lot has expired at
+    /// `now` go to `expired` instead. Returns the transfers made.
+    fn give_back(
+        &mut self,
+        now: LogTime,
+        member: &MemberId,
+        portions: &[Portion],
+        from: &AccountId,
+    ) -> Vec<Transfer> {
+        let (mut back, mut lapsed) = (0u64, 0u64);
+        for p in portions {
+            let live = p.expires_at.is_none_or(|e| e > now);
+            if !live {
+                lapsed += p.points;
+                continue;
+            }
+            back += p.points;
+            let m = self.member_mut(member);
+            m.balance += p.points;
+            if let Some(l) = m.lots.iter_mut().find(|l| l.id == p.lot) {
+                l.remaining += p.points;
+            } else {
+                m.insert_lot(Lot {
+                    id: p.lot,
+                    expires_at: p.expires_at,
+                    remaining: p.points,
+                });
+                if let Some(e) = p.expires_at {
+                    self.lot_expiries.insert((e, member.clone(), p.lot));
+                }
+            }
+        }
+        let mut t = Vec::new();
+        if back > 0 {
+            t.push(self.move_points(from.clone(), AccountId::Member(member.clone()), back));
+        }
+        if lapsed > 0 {
+            t.push(self.move_points(from.clone(), AccountId::Expired, lapsed));
+        }
+        t
+    }
+
+    fn earn(&mut self, index: LogIndex, now: LogTime, b: &Earn) -> Result<Applied, StateError> {
+        let t = self.credit(index, now, &b.member, b.points, AccountId::Issued)?;
+        if b.qualifying {
+            let policy = self.policies.tier.clone();
+            let m = self.member_mut(&b.member);
+            m.qualifying.push((now, b.points.get()));
+            tier::prune(&mut m.qualifying, policy.as_ref(), now);
+        }
+        Ok(Applied {
+            transfers: vec![t],
+            member: Some(b.member.clone()),
+        })
+    }
+
+    fn redeem(
+        &mut self,
+        index: LogIndex,
+        now: LogTime,
+        id: &EntryId,
+        b: &Redeem,
+    ) -> Result<Applied, StateError> {
+        let portions = self.plan_debit(now, &b.member, b.points)?;
+        let t = self.debit(&b.member, &portions, AccountId::Redeemed);
+        self.redemptions.insert(
+            id.clone(),
+            RedemptionState {
+                index,
+                member: b.member.clone(),
+                points: b.points.get(),
+                refunded: 0,
+                account: AccountId::Redeemed,
+                portions,
+            },
+        );
+        self.changed.insert(RecordKey::Redemption(id.clone()));
+        Ok(Applied {
+            transfers: vec![t],
+            member: Some(b.member.clone()),
+        })
+    }
+
+    fn adjust(&mut self, index: LogIndex, now: LogTime, b: &Adjust) -> Result<Applied, StateError> {
+        let t = match b.direction {
+            Direction::Credit => {
+                self.credit(index, now, &b.member, b.points, AccountId::Adjustments)?
+            }
+            Direction::Debit => {
+                let portions = self.plan_debit(now, &b.member, b.points)?;
+                self.debit(&b.member, &portions, AccountId::Adjustments)
+            }
+        };
+        Ok(Applied {
+            transfers: vec![t],
+            member: Some(b.member.clone()),
+        })
+    }
+
+    fn expire(&mut self, now: LogTime, b: &Expire) -> Result<Applied, StateError> {
+        let unknown = || StateError::UnknownLot {
+            member: b.member.clone(),
+            lot: b.lot,
+        };
+        let m = self.members.get(&b.member).ok_or_else(unknown)?;
+        let lot = m.lots.iter().find(|l| l.id == b.lot).ok_or_else(unknown)?;
+        if lot.is_live(now) {
+            return Err(StateError::LotNotExpired { lot: b.lot, now });
+        }
+        if lot.remaining != b.points.get() {
+            return Err(StateError::ExpireAmountMismatch {
+                lot: b.lot,
+                remaining: lot.remaining,
+                requested: b.points.get(),
+            });
+        }
+        let portion = Portion {
+            lot: lot.id,
+            expires_at: lot.expires_at,
+            points: lot.remaining,
+        };
+        let t = self.debit(&b.member, &[portion], AccountId::Expired);
+        Ok(Applied {
+            transfers: vec![t],
+            member: Some(b.member.clone()),
+        })
+    }
+
+    fn hold_points(
+        &mut self,
+        index: LogIndex,
+        now: LogTime,
+        id: &EntryId,
+        b: &Hold,
+    ) -> Result<Applied, StateError> {
+        if b.expires_at <= now {
+            return Err(StateError::HoldExpiryNotInFuture {
+                expires_at: b.expires_at,
+                now,
+            });
+        }
+        let portions = self.plan_debit(now, &b.member, b.points)?;
+        let t = self.debit(&b.member, &portions, AccountId::Held);
+        self.member_mut(&b.member).pending += b.points.get();
+        self.holds.insert(
+            id.clone(),
+            HoldState {
+                index,
+                member: b.member.clone(),
+                points: b.points.get(),
+                expires_at: b.expires_at,
+                payee: b.payee.clone(),
+                condition: b.condition,
+                portions,
+                status: HoldStatus::Open,
+            },
+        );
+        self.hold_expiries.insert((b.expires_at, id.clone()));
+        self.changed.insert(RecordKey::Hold(id.clone()));
+        Ok(Applied {
+            transfers: vec![t],
+            member: Some(b.member.clone()),
+        })
+    }
+
+    fn open_hold(&self, id: &EntryId) -> Result<&HoldState, StateError> {
+        let h = self
+            .holds
+            .get(id)
+            .ok_or_else(|| StateError::UnknownHold(id.clone()))?;
+        if h.status != HoldStatus::Open {
+            return Err(StateError::HoldNotOpen {
+                id: id.clone(),
+                status: h.status.name(),
+            });
+        }
+        Ok(h)
+    }
+
+    fn close_hold(&mut self, id: &EntryId, status: HoldStatus) -> HoldState {
+        let h = self.holds.get_mut(id).expect("checked open by the caller");
+        h.status = status;
+        let h = h.clone();
+        self.hold_expiries.remove(&(h.expires_at, id.clone()));
+        self.changed.insert(RecordKey::Hold(id.clone()));
+        self.member_mut(&h.member).pending -= h.points;
+        h
+    }
+
+    fn post(&mut self, index: LogIndex, now: LogTime, b: &Post) -> Result<Applied, StateError> {
+        let h = self.open_hold(&b.hold)?;
+        if now >= h.expires_at {
+            return Err(StateError::HoldExpired {
+                id: b.hold.clone(),
+                expires_at: h.expires_at,
+            });
+        }
+        match (&h.condition, &b.preimage) {
+            (Some(c), Some(p)) => {
+                let digest: Hash = Sha256::digest(&p.0).into();
+                if digest != c.0 {
+                    return Err(StateError::ConditionNotMet);
+                }
+            }
+            (Some(_), None) => return Err(StateError::PreimageRequired),
+            (None, Some(_)) => return Err(StateError::UnexpectedPreimage),
+            (None, None) => {}
+        }
+        let h = self.close_hold(&b.hold, HoldStatus::Posted(index));
+        let to = h
+            .payee
+            .clone()
+            .map_or(AccountId::Redeemed, AccountId::Clearing);
+        let t = self.move_points(AccountId::Held, to.clone(), h.points);
+        self.redemptions.insert(
+            b.hold.clone(),
+            RedemptionState {
+                index,
+                member: h.member.clone(),
+                points: h.points,
+                refunded: 0,
+                account: to,
+                portions: h.portions.clone(),
+            },
+        );
+        self.changed.insert(RecordKey::Redemption(b.hold.clone()));
+        Ok(Applied {
+            transfers: vec![t],
+            member: Some(h.member),
+        })
+    }
+
+    fn void(&mut self, index: LogIndex, now: LogTime, b: &Void) -> Result<Applied, StateError> {
+        self.open_hold(&b.hold)?;
+        let h = self.close_hold(&b.hold, HoldStatus::Voided(index));
+        let transfers = self.give_back(now, &h.member, &h.portions, &AccountId::Held);
+        Ok(Applied {
+            transfers,
+            member: Some(h.member),
+        })
+    }
+
+    fn refund(&mut self, now: LogTime, b: &Refund) -> Result<Applied, StateError> {
+        let r = self
+            .redemptions
+            .get(&b.redemption)
+            .ok_or_else(|| StateError::UnknownRedemption(b.redemption.clone()))?;
+        let remaining = r.points - r.refunded;
+        if b.points.get() > remaining {
+            return Err(StateError::RefundExceedsRedemption {
+                remaining,
+                requested: b.points.get(),
+            });
+        }
+        // Take the refund from the last-consumed portions first.
+        let mut r = r.clone();
+        let mut need = b.points.get();
+        let mut back = Vec::new();
+        for p in r.portions.iter_mut().rev() {
+            if need == 0 {
+                break;
+            }
+            let take = need.min(p.points);
+            p.points -= take;
+            need -= take;
+            back.push(Portion {
+                lot: p.lot,
+                expires_at: p.expires_at,
+                points: take,
+            });
+        }
+        r.portions.retain(|p| p.points > 0);
+        r.refunded += b.points.get();
+        let member = r.member.clone();
+        let account = r.account.clone();
+        self.redemptions.insert(b.redemption.clone(), r);
+        self.changed.insert(RecordKey::Redemption(b.redemption.clone()));
+        let transfers = self.give_back(now, &member, &back, &account);
+        Ok(Applied {
+            transfers,
+            member: Some(member),
+        })
+    }
+
+    fn tier_change(&mut self, now: LogTime, b: &TierChange) -> Result<Applied, StateError> {
+        if self.policies.tier.is_none() {
+            return Err(StateError::NoTierPolicy);
+        }
+        let current = self.current_tier(&b.member).ok_or(StateError::NoTierPolicy)?;
+        if current != b.from {
+            return Err(StateError::TierFromMismatch {
+                member: b.member.clone(),
+                current,
+                from: b.from.clone(),
+            });
+        }
+        let expected = match self.tier_change_due(&b.member, now) {
+            Some(due) => due.to,
+            None => current,
+        };
+        if expected != b.to {
+            return Err(StateError::TierNotDue {
+                expected,
+                to: b.to.clone(),
+            });
+        }
+        let m = self.member_mut(&b.member);
+        m.tier = Some(b.to.clone());
+        m.tier_since = now;
+        Ok(Applied {
+            transfers: Vec::new(),
+            member: Some(b.member.clone()),
+        })
+    }
+
+    /// Checks every invariant over the whole state.
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        let mut sum: i128 = self.accounts.values().sum();
+        let mut pending: HashMap<&MemberId, u64> = HashMap::new();
+        let mut held: i128 = 0;
+        for h in self.holds.values() {
+            if h.status == HoldStatus::Open {
+                *pending.entry(&h.member).or_default() += h.points;
+                held += h.points as i128;
+            }
+        }
+        for (id, m) in &self.members {
+            self.check_member(id, m)?;
+            if m.pending != pending.get(id).copied().unwrap_or(0) {
+                return Err(InvariantViolation(format!(
+                    "member {id}: pending {} differs from open holds",
+                    m.pending
+                )));
+            }
+            sum += m.balance as i128;
+        }
+        if sum != 0 {
+            return Err(InvariantViolation(format!("accounts sum to {sum}, not 0")));
+        }
+        let held_account = self.accounts.get(&AccountId::Held).copied().unwrap_or(0);
+        if held_account != held {
+            return Err(InvariantViolation(format!(
+                "held account {held_account} differs from open holds {held}"
+            )));
+        }
+        if self.ids.len() as u64 != self.meta.size {
+            return Err(InvariantViolation(format!(
+                "{} ids recorded for {} entries",
+                self.ids.len(),
+                self.meta.size
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_member(&self, id: &MemberId, m: &MemberState) -> Result<(), InvariantViolation> {
+        let lots: u64 = m.lots.iter().map(|l| l.remaining).sum();
+        if lots != m.balance {
+            return Err(InvariantViolation(format!(
+                "member {id}: balance {} differs from lots {lots}",
+                m.balance
+            )));
+        }
+        if m.lots.iter().any(|l| l.remaining == 0) {
+            return Err(InvariantViolation(format!("member {id}: an empty lot is kept")));
+        }
+        if !m.lots.windows(2).all(|w| w[0].order_key() < w[1].order_key()) {
+            return Err(InvariantViolation(format!("member {id}: lots out of order")));
+        }
+        Ok(())
+    }
+
+    /// The cheap part of the invariants, for one member, plus conservation of system accounts
+    /// against members is left to [`State::check_invariants`].
+    #[cfg(debug_assertions)]
+    fn check_invariants_for(&self, member: Option<&MemberId>) -> Result<(), InvariantViolation> {
+        if let Some(id) = member {
+            if let Some(m) = self.members.get(id) {
+                self.check_member(id, m)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drains the records changed since the last call, as storage writes: `(key, Some(value))`
+    /// to put, `(key, None)` to delete. The store writes them in the same batch as the entries.
+    pub fn take_changes(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let changed = std::mem::take(&mut self.changed);
+        changed
+            .into_iter()
+            .map(|k| {
+                let v = match &k {
+                    RecordKey::Meta => Some(to_vec(&self.meta)),
+                    RecordKey::Policies => Some(to_vec(&self.policies)),
+                    RecordKey::Account(a) => self
+                        .accounts
+                        .get(a)
+                        .map(|b| b.to_string().into_bytes()),
+                    RecordKey::Member(m) => self.members.get(m).map(to_vec),
+                    RecordKey::Hold(h) => self.holds.get(h).map(to_vec),
+                    RecordKey::Redemption(r) => self.redemptions.get(r).map(to_vec),
+                    RecordKey::Id(i) => self.ids.get(i).map(to_vec),
+                };
+                (k.to_bytes(), v)
+            })
+            .collect()
+    }
+
+    /// Forgets pending changes (after they were written, or when the state is rebuilt).
+    pub fn clear_changes(&mut self) {
+        self.changed.clear();
+    }
+
+    /// Rebuilds a state from the records [`State::take_changes`] wrote, without replaying
+    /// entries. Derived indexes are recomputed.
+    pub fn from_records<I, K, V>(records: I) -> Result<State, RecordError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        use record_prefix::*;
+        let mut s = State::new();
+        for (k, v) in records {
+            let (k, v) = (k.as_ref(), v.as_ref());
+            let key = String::from_utf8_lossy(k).into_owned();
+            let err = |reason: String| RecordError {
+                key: key.clone(),
+                reason,
+            };
+            let name = |p: &[u8]| String::from_utf8_lossy(&k[p.len()..]).into_owned();
+            if k == META {
+                s.meta = from_slice(v).map_err(err)?;
+            } else if k == POLICIES {
+                s.policies = from_slice(v).map_err(err)?;
+            } else if k.starts_with(ACCOUNT) {
+                let a: AccountId = name(ACCOUNT).parse().map_err(|e: crate::types::ParseError| err(e.to_string()))?;
+                let b: i128 = std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| err("balance is not an integer".into()))?;
+                s.accounts.insert(a, b);
+            } else if k.starts_with(MEMBER) {
+                let id: MemberId = name(MEMBER).parse().map_err(|e: crate::types::ParseError| err(e.to_string()))?;
+                let m: MemberState = from_slice(v).map_err(err)?;
+                for l in &m.lots {
+                    if let Some(e) = l.expires_at {
+                        s.lot_expiries.insert((e, id.clone(), l.id));
+                    }
+                }
+                s.members.insert(id, m);
+            } else if k.starts_with(HOLD) {
+                let id: EntryId = name(HOLD).parse().map_err(|e: crate::types::ParseError| err(e.to_string()))?;
+                let h: HoldState = from_slice(v).map_err(err)?;
+                if h.status == HoldStatus::Open {
+                    s.hold_expiries.insert((h.expires_at, id.clone()));
+                }
+                s.holds.insert(id, h);
+            } else if k.starts_with(REDEMPTION) {
+                let id: EntryId = name(REDEMPTION).parse().map_err(|e: crate::types::ParseError| err(e.to_string()))?;
+                s.redemptions.insert(id, from_slice(v).map_err(err)?);
+            } else if k.starts_with(ID) {
+                let id: EntryId = name(ID).parse().map_err(|e: crate::types::ParseError| err(e.to_string()))?;
+                s.ids.insert(id, from_slice(v).map_err(err)?);
+            } else {
+                return Err(err("unknown record kind".into()));
+            }
+        }
+        Ok(s)
+    }
+}
+
+fn to_vec<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("state records always serialize")
+}
+
+fn from_slice<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(v).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,285 @@
+//! Durable storage on RocksDB (spec/protocol.md §6).
+//!
+//! Column families:
+//! - `entries`: big-endian u64 index -> canonical entry bytes;
+//! - `tree`: level byte || big-endian u64 index -> 32-byte hash of a complete subtree;
+//! - `state`: state records (see [`crate::state::record_prefix`]);
+//! - `history`: member id || 0x00 || big-endian u64 index -> empty (a member's entries);
+//! - `checkpoints`: big-endian u64 tree size -> signed checkpoint note text.
+//!
+//! Invariants: a [`CommitBatch`] is written as one RocksDB `WriteBatch` with a synced WAL, so
+//! entries, tree hashes, state records and history of a batch become durable together or not
+//! at all. Checkpoints are written only after the batch they cover is durable.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{
+    ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options, WriteBatch,
+    WriteOptions, DB,
+};
+
+use crate::merkle::{Hash, HashReader, MerkleError};
+use crate::types::MemberId;
+
+const CF_ENTRIES: &str = "entries";
+const CF_TREE: &str = "tree";
+const CF_STATE: &str = "state";
+const CF_HISTORY: &str = "history";
+const CF_CHECKPOINTS: &str = "checkpoints";
+const CFS: [&str; 5] = [CF_ENTRIES, CF_TREE, CF_STATE, CF_HISTORY, CF_CHECKPOINTS];
+
+/// The most entries one history page returns.
+pub const HISTORY_PAGE_MAX: usize = 1000;
+/// The most entries one range read returns.
+pub const ENTRIES_PAGE_MAX: usize = 1000;
+
+/// A storage failure. The caller cannot fix it by changing its input.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("rocksdb: {0}")]
+    Db(#[from] rocksdb::Error),
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+}
+
+/// Everything one committed batch writes.
+#[derive(Debug, Default)]
+pub struct CommitBatch {
+    /// `(index, canonical bytes)` of the new entries.
+    pub entries: Vec<(u64, Vec<u8>)>,
+    /// `(level, index, hash)` of the subtrees completed by the new entries.
+    pub hashes: Vec<(u8, u64, Hash)>,
+    /// State records to put (`Some`) or delete (`None`).
+    pub state: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// `(member, index)` pairs for the member history index.
+    pub history: Vec<(MemberId, u64)>,
+}
+
+/// A handle on the RocksDB store; cheap to clone and safe to share between threads.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+}
+
+fn be(i: u64) -> [u8; 8] {
+    i.to_be_bytes()
+}
+
+fn tree_key(level: u8, index: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = level;
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn history_key(member: &MemberId, index: u64) -> Vec<u8> {
+    let mut k = member.as_str().as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn read_be(bytes: &[u8]) -> Result<u64, StoreError> {
+    let a: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("key of {} bytes, not 8", bytes.len())))?;
+    Ok(u64::from_be_bytes(a))
+}
+
+impl Store {
+    /// Opens (creating if missing) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(DBCompressionType::Lz4);
+        opts.set_keep_log_file_num(4);
+        let cfs = CFS
+            .iter()
+            .map(|n| ColumnFamilyDescriptor::new(*n, opts.clone()))
+            .collect::<Vec<_>>();
+        let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column families are created at open")
+    }
+
+    /// Writes `batch` atomically and waits until it is on stable storage (synced WAL).
+    pub fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        let (entries, tree, state, history) = (
+            self.cf(CF_ENTRIES),
+            self.cf(CF_TREE),
+            self.cf(CF_STATE),
+            self.cf(CF_HISTORY),
+        );
+        for (i, bytes) in &batch.entries {
+            wb.put_cf(entries, be(*i), bytes);
+        }
+        for (level, index, hash) in &batch.hashes {
+            wb.put_cf(tree, tree_key(*level, *index), hash);
+        }
+        for (k, v) in &batch.state {
+            match v {
+                Some(v) => wb.put_cf(state, k, v),
+                None => wb.delete_cf(state, k),
+            }
+        }
+        for (m, i) in &batch.history {
+            wb.put_cf(history, history_key(m, *i), b"");
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo)?;
+        Ok(())
+    }
+
+    /// Stores the signed checkpoint of tree size `size`. Written without waiting for sync:
+    /// a lost checkpoint is re-signed (identically, Ed25519 being deterministic) at open.
+    pub fn put_checkpoint(&self, size: u64, note: &str, sync: bool) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.db
+            .put_cf_opt(self.cf(CF_CHECKPOINTS), be(size), note.as_bytes(), &wo)?;
+        Ok(())
+    }
+
+    /// The latest stored checkpoint: `(size, note text)`.
+    pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        let mut it = self.db.iterator_cf(self.cf(CF_CHECKPOINTS), IteratorMode::End);
+        match it.next() {
+            None => Ok(None),
+            Some(kv) => {
+                let (k, v) = kv?;
+                let text = String::from_utf8(v.to_vec())
+                    .map_err(|_| StoreError::Corrupt("checkpoint is not UTF-8".into()))?;
+                Ok(Some((read_be(&k)?, text)))
+            }
+        }
+    }
+
+    /// The checkpoint stored for exactly tree size `size`, if any.
+    pub fn checkpoint_at(&self, size: u64) -> Result<Option<String>, StoreError> {
+        match self.db.get_cf(self.cf(CF_CHECKPOINTS), be(size))? {
+            None => Ok(None),
+            Some(v) => String::from_utf8(v)
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt("checkpoint is not UTF-8".into())),
+        }
+    }
+
+    /// The entry at `index`, if stored.
+    pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_ENTRIES), be(index))?)
+    }
+
+    /// Entries `start..end` (at most [`ENTRIES_PAGE_MAX`]), in order.
+    pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let end = end.min(start.saturating_add(ENTRIES_PAGE_MAX as u64));
+        let mut out = Vec::with_capacity((end.saturating_sub(start)) as usize);
+        let it = self.db.iterator_cf(
+            self.cf(CF_ENTRIES),
+            IteratorMode::From(&be(start), Direction::Forward),
+        );
+        for kv in it {
+            let (k, v) = kv?;
+            let i = read_be(&k)?;
+            if i >= end {
+                break;
+            }
+            if i != start + out.len() as u64 {
+                return Err(StoreError::Corrupt(format!("entry {i} follows a gap")));
+            }
+            out.push(v.to_vec());
+        }
+        Ok(out)
+    }
+
+    /// The index of the last stored entry plus one (0 for an empty log).
+    pub fn entries_end(&self) -> Result<u64, StoreError> {
+        let mut it = self.db.iterator_cf(self.cf(CF_ENTRIES), IteratorMode::End);
+        match it.next() {
+            None => Ok(0),
+            Some(kv) => Ok(read_be(&kv?.0)? + 1),
+        }
+    }
+
+    /// A state record by key.
+    pub fn state_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_STATE), key)?)
+    }
+
+    /// Every state record, in key order.
+    pub fn state_records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.db
+            .iterator_cf(self.cf(CF_STATE), IteratorMode::Start)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k.to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    /// Indexes of a member's entries, ascending, from `after` (exclusive; `None` for the
+    /// start), at most `limit` (capped at [`HISTORY_PAGE_MAX`]).
+    pub fn history(
+        &self,
+        member: &MemberId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let limit = limit.min(HISTORY_PAGE_MAX);
+        let mut prefix = member.as_str().as_bytes().to_vec();
+        prefix.push(0);
+        let start = match after {
+            Some(a) => history_key(member, a.saturating_add(1)),
+            None => prefix.clone(),
+        };
+        let mut out = Vec::new();
+        let it = self.db.iterator_cf(
+            self.cf(CF_HISTORY),
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        for kv in it {
+            let (k, _) = kv?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            out.push(read_be(&k[prefix.len()..])?);
+        }
+        Ok(out)
+    }
+
+    /// Writes a consistent copy of the whole store to `dir` (a RocksDB checkpoint; hard links
+    /// where the file system allows). Safe while the store is being written.
+    pub fn backup(&self, dir: &Path) -> Result<(), StoreError> {
+        let cp = rocksdb::checkpoint::Checkpoint::new(&self.db)?;
+        cp.create_checkpoint(dir)?;
+        Ok(())
+    }
+
+    /// Flushes memtables and syncs the WAL, for a clean shutdown.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true)?;
+        for cf in CFS {
+            self.db.flush_cf(self.cf(cf))?;
+        }
+        Ok(())
+    }
+}
+
+impl HashReader for Store {
+    fn subtree_hash(&self, level: u8, index: u64) -> Result<Hash, MerkleError> {
+        let v = self
+            .db
+            .get_pinned_cf(self.cf(CF_TREE), tree_key(level, index))
+            .map_err(|e| MerkleError::Storage(e.to_string()))?
+            .ok_or(MerkleError::MissingHash { level, index })?;
+        v.as_ref()
+            .try_into()
+            .map_err(|_| MerkleError::Storage(format!("hash {level}/{index} is not 32 bytes")))
+    }
+}
