@@ -5,7 +5,8 @@
 //! - `tree`: level byte || big-endian u64 index -> 32-byte hash of a complete subtree;
 //! - `state`: state records (see [`crate::state::record_prefix`]);
 //! - `history`: member id || 0x00 || big-endian u64 index -> empty (a member's entries);
-//! - `checkpoints`: big-endian u64 tree size -> signed checkpoint note text.
+//! - `checkpoints`: big-endian u64 tree size -> signed checkpoint note text;
+//! - `local`: the node's own records that are not part of the log (API keys, ...).
 //!
 //! Invariants: a [`CommitBatch`] is written as one RocksDB `WriteBatch` with a synced WAL, so
 //! entries, tree hashes, state records and history of a batch become durable together or not
@@ -27,7 +28,8 @@ const CF_TREE: &str = "tree";
 const CF_STATE: &str = "state";
 const CF_HISTORY: &str = "history";
 const CF_CHECKPOINTS: &str = "checkpoints";
-const CFS: [&str; 5] = [CF_ENTRIES, CF_TREE, CF_STATE, CF_HISTORY, CF_CHECKPOINTS];
+const CF_LOCAL: &str = "local";
+const CFS: [&str; 6] = [CF_ENTRIES, CF_TREE, CF_STATE, CF_HISTORY, CF_CHECKPOINTS, CF_LOCAL];
 
 /// The most entries one history page returns.
 pub const HISTORY_PAGE_MAX: usize = 1000;
@@ -259,6 +261,61 @@ impl Store {
         let cp = rocksdb::checkpoint::Checkpoint::new(&self.db)?;
         cp.create_checkpoint(dir)?;
         Ok(())
+    }
+
+    /// Checkpoints stored for sizes greater than `after` (or all), ascending, at most `limit`.
+    pub fn checkpoints(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        let it = self.db.iterator_cf(
+            self.cf(CF_CHECKPOINTS),
+            IteratorMode::From(&be(start), Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for kv in it.take(limit) {
+            let (k, v) = kv?;
+            let text = String::from_utf8(v.to_vec())
+                .map_err(|_| StoreError::Corrupt("checkpoint is not UTF-8".into()))?;
+            out.push((read_be(&k)?, text));
+        }
+        Ok(out)
+    }
+
+    /// A node-local record (not part of the log).
+    pub fn local_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_LOCAL), key)?)
+    }
+
+    /// Writes a node-local record durably (synced).
+    pub fn local_put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.put_cf_opt(self.cf(CF_LOCAL), key, value, &wo)?;
+        Ok(())
+    }
+
+    /// Node-local records whose key starts with `prefix`, in key order, at most `limit`.
+    pub fn local_scan(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let it = self.db.iterator_cf(
+            self.cf(CF_LOCAL),
+            IteratorMode::From(prefix, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for kv in it {
+            let (k, v) = kv?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
     }
 
     /// Flushes memtables and syncs the WAL, for a clean shutdown.
