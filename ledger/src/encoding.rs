@@ -83,13 +83,22 @@ mod tests {
     #[test]
     fn canonical_form_sorts_keys_and_drops_whitespace() {
         let v: Value = serde_json::from_str(r#"{ "b": 1, "a": [true, null, "x\u00e9"] }"#).unwrap();
-        assert_eq!(to_canonical(&v), "{\"a\":[true,null,\"xé\"],\"b\":1}".as_bytes());
+        assert_eq!(
+            to_canonical(&v),
+            "{\"a\":[true,null,\"xé\"],\"b\":1}".as_bytes()
+        );
     }
 
     #[test]
     fn parse_refuses_floats_big_integers_and_non_canonical_input() {
-        assert_eq!(parse_canonical(b"{\"a\":1.5}", 100), Err(EncodingError::NonInteger));
-        assert_eq!(parse_canonical(b"{\"a\":1e3}", 100), Err(EncodingError::NonInteger));
+        assert_eq!(
+            parse_canonical(b"{\"a\":1.5}", 100),
+            Err(EncodingError::NonInteger)
+        );
+        assert_eq!(
+            parse_canonical(b"{\"a\":1e3}", 100),
+            Err(EncodingError::NonInteger)
+        );
         assert!(matches!(
             parse_canonical(b"{\"a\":9007199254740992}", 100),
             Err(EncodingError::OutOfRange(_))
@@ -103,14 +112,35 @@ mod tests {
             Err(EncodingError::OutOfRange(_))
         ));
         assert!(parse_canonical(b"{\"a\":9007199254740991}", 100).is_ok());
-        assert_eq!(parse_canonical(b"{\"b\":1,\"a\":2}", 100), Err(EncodingError::NonCanonical));
-        assert_eq!(parse_canonical(b"{\"a\": 2}", 100), Err(EncodingError::NonCanonical));
+        assert_eq!(
+            parse_canonical(b"{\"b\":1,\"a\":2}", 100),
+            Err(EncodingError::NonCanonical)
+        );
+        assert_eq!(
+            parse_canonical(b"{\"a\": 2}", 100),
+            Err(EncodingError::NonCanonical)
+        );
         // serde_json reads -0 as a float: refused either way.
-        assert_eq!(parse_canonical(b"{\"a\":-0}", 100), Err(EncodingError::NonInteger));
-        assert_eq!(parse_canonical(b"{\"a\":1,\"a\":1}", 100), Err(EncodingError::NonCanonical));
-        assert_eq!(parse_canonical(b"{\"a\":\"\\u0041\"}", 100), Err(EncodingError::NonCanonical));
-        assert!(matches!(parse_canonical(b"{\"a\":", 100), Err(EncodingError::Malformed(_))));
-        assert!(matches!(parse_canonical(b"\xff", 100), Err(EncodingError::Malformed(_))));
+        assert_eq!(
+            parse_canonical(b"{\"a\":-0}", 100),
+            Err(EncodingError::NonInteger)
+        );
+        assert_eq!(
+            parse_canonical(b"{\"a\":1,\"a\":1}", 100),
+            Err(EncodingError::NonCanonical)
+        );
+        assert_eq!(
+            parse_canonical(b"{\"a\":\"\\u0041\"}", 100),
+            Err(EncodingError::NonCanonical)
+        );
+        assert!(matches!(
+            parse_canonical(b"{\"a\":", 100),
+            Err(EncodingError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_canonical(b"\xff", 100),
+            Err(EncodingError::Malformed(_))
+        ));
         assert_eq!(
             parse_canonical(b"{\"a\":1}", 3),
             Err(EncodingError::TooLarge { size: 7, max: 3 })

@@ -497,7 +497,9 @@ impl Entry {
         let time = match m.remove("time") {
             Some(Value::Number(n)) => n
                 .as_u64()
-                .ok_or_else(|| EntryError::Invalid("\"time\" must be a non-negative integer".into()))
+                .ok_or_else(|| {
+                    EntryError::Invalid("\"time\" must be a non-negative integer".into())
+                })
                 .and_then(|t| Ok(LogTime::new(t)?))?,
             _ => return Err(EntryError::Invalid("\"time\" must be an integer".into())),
         };
@@ -552,9 +554,15 @@ mod tests {
     #[test]
     fn decoding_refuses_unknown_versions_types_and_fields() {
         let b = br#"{"body":{"member":"m1","points":100},"id":"e-1","time":1,"type":"earn","v":2}"#;
-        assert!(matches!(Entry::from_bytes(b), Err(EntryError::UnsupportedVersion(_))));
+        assert!(matches!(
+            Entry::from_bytes(b),
+            Err(EntryError::UnsupportedVersion(_))
+        ));
         let b = br#"{"body":{},"id":"e-1","time":1,"type":"mint","v":1}"#;
-        assert!(matches!(Entry::from_bytes(b), Err(EntryError::UnknownType(_))));
+        assert!(matches!(
+            Entry::from_bytes(b),
+            Err(EntryError::UnknownType(_))
+        ));
         let b = br#"{"body":{"member":"m1","points":100,"x":1},"id":"e-1","time":1,"type":"earn","v":1}"#;
         assert!(matches!(Entry::from_bytes(b), Err(EntryError::Invalid(_))));
         let b = br#"{"body":{"member":"m1","points":100},"extra":1,"id":"e-1","time":1,"type":"earn","v":1}"#;

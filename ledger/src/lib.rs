@@ -26,6 +26,6 @@ pub mod tier;
 pub mod types;
 
 #[cfg(feature = "rocksdb")]
-pub mod store;
-#[cfg(feature = "rocksdb")]
 pub mod log;
+#[cfg(feature = "rocksdb")]
+pub mod store;

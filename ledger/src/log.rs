@@ -11,7 +11,9 @@
 
 use std::path::Path;
 
-use crate::checkpoint::{open_checkpoint, sign_checkpoint, Checkpoint, CheckpointError, NoteSigner};
+use crate::checkpoint::{
+    open_checkpoint, sign_checkpoint, Checkpoint, CheckpointError, NoteSigner,
+};
 use crate::entry::{Entry, EntryKind};
 use crate::merkle::{self, Hash, MemoryTree, MerkleError, PendingHashes};
 use crate::receipt::Receipt;
@@ -288,7 +290,12 @@ impl Log {
 
     /// A receipt for the entry at `index` against the latest checkpoint.
     pub fn receipt(&self, index: u64) -> Result<Receipt, LogError> {
-        receipt_from_store(&self.store, index, self.checkpoint.size, &self.checkpoint_note)
+        receipt_from_store(
+            &self.store,
+            index,
+            self.checkpoint.size,
+            &self.checkpoint_note,
+        )
     }
 
     /// Replays the whole stored log from index 0 and checks that it yields exactly the live
@@ -317,10 +324,14 @@ impl Log {
             .check_invariants()
             .map_err(|v| LogError::Inconsistent(v.to_string()))?;
         if state != self.state {
-            return Err(LogError::Inconsistent("replay differs from the live state".into()));
+            return Err(LogError::Inconsistent(
+                "replay differs from the live state".into(),
+            ));
         }
         if tree.root()? != self.checkpoint.root || self.checkpoint.size != size {
-            return Err(LogError::Inconsistent("replayed tree differs from the checkpoint".into()));
+            return Err(LogError::Inconsistent(
+                "replayed tree differs from the checkpoint".into(),
+            ));
         }
         Ok(())
     }

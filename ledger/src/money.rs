@@ -15,13 +15,54 @@ use crate::types::ParseError;
 /// decimal point). Codes without a minor unit (precious metals, testing codes, XDR, ...) are
 /// deliberately absent: an amount in them cannot be held in integer minor units.
 const CURRENCIES: &[(&str, u8)] = &[
-    ("AED", 2), ("ARS", 2), ("AUD", 2), ("BGN", 2), ("BHD", 3), ("BRL", 2), ("CAD", 2),
-    ("CHF", 2), ("CLP", 0), ("CNY", 2), ("COP", 2), ("CZK", 2), ("DKK", 2), ("EGP", 2),
-    ("EUR", 2), ("GBP", 2), ("HKD", 2), ("HUF", 2), ("IDR", 2), ("ILS", 2), ("INR", 2),
-    ("ISK", 0), ("JOD", 3), ("JPY", 0), ("KRW", 0), ("KWD", 3), ("MAD", 2), ("MXN", 2),
-    ("MYR", 2), ("NOK", 2), ("NZD", 2), ("OMR", 3), ("PEN", 2), ("PHP", 2), ("PLN", 2),
-    ("QAR", 2), ("RON", 2), ("SAR", 2), ("SEK", 2), ("SGD", 2), ("THB", 2), ("TND", 3),
-    ("TRY", 2), ("TWD", 2), ("UAH", 2), ("USD", 2), ("VND", 0), ("ZAR", 2),
+    ("AED", 2),
+    ("ARS", 2),
+    ("AUD", 2),
+    ("BGN", 2),
+    ("BHD", 3),
+    ("BRL", 2),
+    ("CAD", 2),
+    ("CHF", 2),
+    ("CLP", 0),
+    ("CNY", 2),
+    ("COP", 2),
+    ("CZK", 2),
+    ("DKK", 2),
+    ("EGP", 2),
+    ("EUR", 2),
+    ("GBP", 2),
+    ("HKD", 2),
+    ("HUF", 2),
+    ("IDR", 2),
+    ("ILS", 2),
+    ("INR", 2),
+    ("ISK", 0),
+    ("JOD", 3),
+    ("JPY", 0),
+    ("KRW", 0),
+    ("KWD", 3),
+    ("MAD", 2),
+    ("MXN", 2),
+    ("MYR", 2),
+    ("NOK", 2),
+    ("NZD", 2),
+    ("OMR", 3),
+    ("PEN", 2),
+    ("PHP", 2),
+    ("PLN", 2),
+    ("QAR", 2),
+    ("RON", 2),
+    ("SAR", 2),
+    ("SEK", 2),
+    ("SGD", 2),
+    ("THB", 2),
+    ("TND", 3),
+    ("TRY", 2),
+    ("TWD", 2),
+    ("UAH", 2),
+    ("USD", 2),
+    ("VND", 0),
+    ("ZAR", 2),
 ];
 
 /// A fiat currency with a minor unit, by its ISO 4217 code.
@@ -201,7 +242,20 @@ mod tests {
         for ok in ["0.0125", "1", "12.5", "0.000000000000000001"] {
             assert_eq!(ok.parse::<Decimal>().unwrap().to_string(), ok);
         }
-        for bad in ["", "01", "1.", ".5", "1.50", "-1", "+1", "0", "0.0", "1e3", "1.0000000000000000001", " 1"] {
+        for bad in [
+            "",
+            "01",
+            "1.",
+            ".5",
+            "1.50",
+            "-1",
+            "+1",
+            "0",
+            "0.0",
+            "1e3",
+            "1.0000000000000000001",
+            " 1",
+        ] {
             assert!(bad.parse::<Decimal>().is_err(), "{bad:?} should be refused");
         }
     }

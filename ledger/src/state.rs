@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::entry::{
-    Adjust, Direction, Earn, Entry, EntryKind, Expire, ExpiryPolicy, Hold, HexHash, Post,
-    RateCard, Redeem, Refund, TierChange, TierPolicy, Void,
+    Adjust, Direction, Earn, Entry, EntryKind, Expire, ExpiryPolicy, HexHash, Hold, Post, RateCard,
+    Redeem, Refund, TierChange, TierPolicy, Void,
 };
 use crate::merkle::Hash;
 use crate::tier::{self, QualifyingEvent};
@@ -449,7 +449,10 @@ impl State {
     /// The tier change the tier rules require for `member` at `now`, if any.
     pub fn tier_change_due(&self, member: &MemberId, now: LogTime) -> Option<TierChange> {
         let policy = self.policies.tier.as_ref()?;
-        let events = self.members.get(member).map_or(&[][..], |m| &m.qualifying[..]);
+        let events = self
+            .members
+            .get(member)
+            .map_or(&[][..], |m| &m.qualifying[..]);
         let rank = tier::tier_rank_at(policy, events, now);
         let to = policy.tiers[rank].name.clone();
         let from = self.current_tier(member)?;
@@ -466,7 +469,10 @@ impl State {
         let policy = self.policies.tier.as_ref()?;
         let current = self.current_tier(member)?;
         let rank = policy.tiers.iter().position(|t| t.name == current)?;
-        let events = self.members.get(member).map_or(&[][..], |m| &m.qualifying[..]);
+        let events = self
+            .members
+            .get(member)
+            .map_or(&[][..], |m| &m.qualifying[..]);
         tier::tier_valid_until(policy, events, rank, now)
     }
 
@@ -653,12 +659,7 @@ impl State {
     }
 
     /// Takes planned portions out of a member's lots and moves the points to `to`.
-    fn debit(
-        &mut self,
-        member: &MemberId,
-        portions: &[Portion],
-        to: AccountId,
-    ) -> Transfer {
+    fn debit(&mut self, member: &MemberId, portions: &[Portion], to: AccountId) -> Transfer {
         let total: u64 = portions.iter().map(|p| p.points).sum();
         let mut emptied = Vec::new();
         let m = self.member_mut(member);
@@ -928,6 +929,10 @@ impl State {
             .get(&b.redemption)
             .ok_or_else(|| StateError::UnknownRedemption(b.redemption.clone()))?;
         let remaining = r.points - r.refunded;
+        let member = self.members.get(&r.member);
+        if member.map_or(0, |m| m.balance + m.pending) + b.points.get() > MAX_AMOUNT {
+            return Err(StateError::BalanceOverflow);
+        }
         if b.points.get() > remaining {
             return Err(StateError::RefundExceedsRedemption {
                 remaining,
@@ -956,7 +961,8 @@ impl State {
         let member = r.member.clone();
         let account = r.account.clone();
         self.redemptions.insert(b.redemption.clone(), r);
-        self.changed.insert(RecordKey::Redemption(b.redemption.clone()));
+        self.changed
+            .insert(RecordKey::Redemption(b.redemption.clone()));
         let transfers = self.give_back(now, &member, &back, &account);
         Ok(Applied {
             transfers,
@@ -968,7 +974,9 @@ impl State {
         if self.policies.tier.is_none() {
             return Err(StateError::NoTierPolicy);
         }
-        let current = self.current_tier(&b.member).ok_or(StateError::NoTierPolicy)?;
+        let current = self
+            .current_tier(&b.member)
+            .ok_or(StateError::NoTierPolicy)?;
         if current != b.from {
             return Err(StateError::TierFromMismatch {
                 member: b.member.clone(),
@@ -1044,10 +1052,18 @@ impl State {
             )));
         }
         if m.lots.iter().any(|l| l.remaining == 0) {
-            return Err(InvariantViolation(format!("member {id}: an empty lot is kept")));
+            return Err(InvariantViolation(format!(
+                "member {id}: an empty lot is kept"
+            )));
         }
-        if !m.lots.windows(2).all(|w| w[0].order_key() < w[1].order_key()) {
-            return Err(InvariantViolation(format!("member {id}: lots out of order")));
+        if !m
+            .lots
+            .windows(2)
+            .all(|w| w[0].order_key() < w[1].order_key())
+        {
+            return Err(InvariantViolation(format!(
+                "member {id}: lots out of order"
+            )));
         }
         Ok(())
     }
@@ -1074,10 +1090,9 @@ impl State {
                 let v = match &k {
                     RecordKey::Meta => Some(to_vec(&self.meta)),
                     RecordKey::Policies => Some(to_vec(&self.policies)),
-                    RecordKey::Account(a) => self
-                        .accounts
-                        .get(a)
-                        .map(|b| b.to_string().into_bytes()),
+                    RecordKey::Account(a) => {
+                        self.accounts.get(a).map(|b| b.to_string().into_bytes())
+                    }
                     RecordKey::Member(m) => self.members.get(m).map(to_vec),
                     RecordKey::Hold(h) => self.holds.get(h).map(to_vec),
                     RecordKey::Redemption(r) => self.redemptions.get(r).map(to_vec),
@@ -1116,14 +1131,18 @@ impl State {
             } else if k == POLICIES {
                 s.policies = from_slice(v).map_err(err)?;
             } else if k.starts_with(ACCOUNT) {
-                let a: AccountId = name(ACCOUNT).parse().map_err(|e: crate::types::ParseError| err(e.to_string()))?;
+                let a: AccountId = name(ACCOUNT)
+                    .parse()
+                    .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
                 let b: i128 = std::str::from_utf8(v)
                     .ok()
                     .and_then(|s| s.parse().ok())
                     .ok_or_else(|| err("balance is not an integer".into()))?;
                 s.accounts.insert(a, b);
             } else if k.starts_with(MEMBER) {
-                let id: MemberId = name(MEMBER).parse().map_err(|e: crate::types::ParseError| err(e.to_string()))?;
+                let id: MemberId = name(MEMBER)
+                    .parse()
+                    .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
                 let m: MemberState = from_slice(v).map_err(err)?;
                 for l in &m.lots {
                     if let Some(e) = l.expires_at {
@@ -1132,17 +1151,23 @@ impl State {
                 }
                 s.members.insert(id, m);
             } else if k.starts_with(HOLD) {
-                let id: EntryId = name(HOLD).parse().map_err(|e: crate::types::ParseError| err(e.to_string()))?;
+                let id: EntryId = name(HOLD)
+                    .parse()
+                    .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
                 let h: HoldState = from_slice(v).map_err(err)?;
                 if h.status == HoldStatus::Open {
                     s.hold_expiries.insert((h.expires_at, id.clone()));
                 }
                 s.holds.insert(id, h);
             } else if k.starts_with(REDEMPTION) {
-                let id: EntryId = name(REDEMPTION).parse().map_err(|e: crate::types::ParseError| err(e.to_string()))?;
+                let id: EntryId = name(REDEMPTION)
+                    .parse()
+                    .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
                 s.redemptions.insert(id, from_slice(v).map_err(err)?);
             } else if k.starts_with(ID) {
-                let id: EntryId = name(ID).parse().map_err(|e: crate::types::ParseError| err(e.to_string()))?;
+                let id: EntryId = name(ID)
+                    .parse()
+                    .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
                 s.ids.insert(id, from_slice(v).map_err(err)?);
             } else {
                 return Err(err("unknown record kind".into()));

@@ -29,7 +29,14 @@ const CF_STATE: &str = "state";
 const CF_HISTORY: &str = "history";
 const CF_CHECKPOINTS: &str = "checkpoints";
 const CF_LOCAL: &str = "local";
-const CFS: [&str; 6] = [CF_ENTRIES, CF_TREE, CF_STATE, CF_HISTORY, CF_CHECKPOINTS, CF_LOCAL];
+const CFS: [&str; 6] = [
+    CF_ENTRIES,
+    CF_TREE,
+    CF_STATE,
+    CF_HISTORY,
+    CF_CHECKPOINTS,
+    CF_LOCAL,
+];
 
 /// The most entries one history page returns.
 pub const HISTORY_PAGE_MAX: usize = 1000;
@@ -106,7 +113,9 @@ impl Store {
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column families are created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
     }
 
     /// Writes `batch` atomically and waits until it is on stable storage (synced WAL).
@@ -151,7 +160,9 @@ impl Store {
 
     /// The latest stored checkpoint: `(size, note text)`.
     pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
-        let mut it = self.db.iterator_cf(self.cf(CF_CHECKPOINTS), IteratorMode::End);
+        let mut it = self
+            .db
+            .iterator_cf(self.cf(CF_CHECKPOINTS), IteratorMode::End);
         match it.next() {
             None => Ok(None),
             Some(kv) => {

@@ -21,10 +21,10 @@ pub type QualifyingEvent = (LogTime, u64);
 
 /// `Q(s)`: points of `events` (sorted by time) at times in `(s - window, s]`.
 fn qualifying_at(events: &[QualifyingEvent], s: u64, window: DurationMs) -> u128 {
-    let lo = s.saturating_sub(window.get());
+    // t in (s - W, s], computed without underflow: t + W > s.
     events
         .iter()
-        .filter(|(t, _)| t.get() > lo && t.get() <= s)
+        .filter(|(t, _)| t.get() as u128 + window.get() as u128 > s as u128 && t.get() <= s)
         .map(|(_, p)| *p as u128)
         .sum()
 }
@@ -70,7 +70,11 @@ pub fn tier_valid_until(
     // threshold is the one at which the cumulative sum first reaches it.
     let mut sum: u128 = 0;
     let lo = now.get().saturating_sub(policy.window_ms.get());
-    for (t, p) in events.iter().rev().filter(|(t, _)| t.get() > lo && t.get() <= now.get()) {
+    for (t, p) in events
+        .iter()
+        .rev()
+        .filter(|(t, _)| t.get() > lo && t.get() <= now.get())
+    {
         sum += *p as u128;
         if sum >= threshold {
             return Some(t.plus(policy.window_ms).plus(policy.grace_ms));
@@ -87,7 +91,11 @@ pub fn tier_valid_until(
         // Q(s) >= threshold; find when it drops below after s.
         let lo = s.get().saturating_sub(policy.window_ms.get());
         let mut sum: u128 = 0;
-        for (t, p) in events.iter().rev().filter(|(t, _)| t.get() > lo && t.get() <= s.get()) {
+        for (t, p) in events
+            .iter()
+            .rev()
+            .filter(|(t, _)| t.get() > lo && t.get() <= s.get())
+        {
             sum += *p as u128;
             if sum >= threshold {
                 return t.plus(policy.window_ms).plus(policy.grace_ms);
@@ -97,14 +105,15 @@ pub fn tier_valid_until(
     })
 }
 
-/// Drops events that can no longer affect any evaluation at or after `now`, and keeps at most
-/// [`QUALIFYING_EVENTS_MAX`] events.
+/// Drops events that can no longer affect any evaluation at or after `now`; without a policy,
+/// keeps at most [`QUALIFYING_EVENTS_MAX`] events.
 pub fn prune(events: &mut Vec<QualifyingEvent>, policy: Option<&TierPolicy>, now: LogTime) {
     if let Some(p) = policy {
         let horizon = now.minus(p.grace_ms).minus(p.window_ms).get();
         events.retain(|(t, _)| t.get() > horizon);
     }
-    if events.len() > QUALIFYING_EVENTS_MAX {
+    // With a policy the window bounds the list; without one, keep only the newest earnings.
+    if policy.is_none() && events.len() > QUALIFYING_EVENTS_MAX {
         let excess = events.len() - QUALIFYING_EVENTS_MAX;
         events.drain(..excess);
     }
@@ -118,9 +127,18 @@ mod tests {
     fn policy() -> TierPolicy {
         TierPolicy {
             tiers: vec![
-                Tier { name: "blue".parse().unwrap(), threshold: 0 },
-                Tier { name: "silver".parse().unwrap(), threshold: 100 },
-                Tier { name: "gold".parse().unwrap(), threshold: 500 },
+                Tier {
+                    name: "blue".parse().unwrap(),
+                    threshold: 0,
+                },
+                Tier {
+                    name: "silver".parse().unwrap(),
+                    threshold: 100,
+                },
+                Tier {
+                    name: "gold".parse().unwrap(),
+                    threshold: 500,
+                },
             ],
             window_ms: DurationMs::new(1000).unwrap(),
             grace_ms: DurationMs::new(200).unwrap(),

@@ -360,7 +360,9 @@ mod tests {
         assert!(Points::new(MAX_AMOUNT).is_ok());
         assert!(Points::new(MAX_AMOUNT + 1).is_err());
         assert_eq!(
-            Points::new(MAX_AMOUNT).unwrap().checked_add(Points::new(1).unwrap()),
+            Points::new(MAX_AMOUNT)
+                .unwrap()
+                .checked_add(Points::new(1).unwrap()),
             None
         );
     }

@@ -65,7 +65,9 @@ fn receipts_verify_against_the_pinned_key_and_fail_when_tampered() {
     let mut bad = log.receipt(0).unwrap();
     bad.index = 1;
     assert!(bad.verify(&key).is_err());
-    let other = NoteSigner::from_seed(ORIGIN, &[8u8; 32]).unwrap().verifier();
+    let other = NoteSigner::from_seed(ORIGIN, &[8u8; 32])
+        .unwrap()
+        .verifier();
     assert!(log.receipt(0).unwrap().verify(&other).is_err());
 }
 
@@ -119,8 +121,11 @@ fn a_batch_of_only_refused_writes_signs_nothing_new() {
 fn log_times_strictly_increase_even_when_the_clock_goes_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), signer()).unwrap();
-    log.append(&[earn("e1", "alice", 10), earn("e2", "alice", 10)], t(5_000))
-        .unwrap();
+    log.append(
+        &[earn("e1", "alice", 10), earn("e2", "alice", 10)],
+        t(5_000),
+    )
+    .unwrap();
     log.append(&[earn("e3", "alice", 10)], t(10)).unwrap();
     let times: Vec<u64> = (0..3)
         .map(|i| {
@@ -227,13 +232,20 @@ fn crash_child_writer() {
     let Ok(dir) = std::env::var("LEDGER_CRASH_DIR") else {
         return;
     };
-    let round: u64 = std::env::var("LEDGER_CRASH_ROUND").unwrap().parse().unwrap();
+    let round: u64 = std::env::var("LEDGER_CRASH_ROUND")
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut log = Log::open(Path::new(&dir), signer()).unwrap();
     let stdout = std::io::stdout();
     let mut n = 0u64;
-    let mut rng = round.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut rng = round
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     loop {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let size = 1 + (rng >> 33) % 300;
         let mut writes = Vec::new();
         for _ in 0..size {
@@ -280,7 +292,13 @@ fn crash_recovery_loses_no_acknowledged_write() {
     for round in 0..rounds {
         assert!(Instant::now() < deadline, "crash test ran out of time");
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child_writer", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_child_writer",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("LEDGER_CRASH_DIR", dir.path())
             .env("LEDGER_CRASH_ROUND", round.to_string())
             .stdout(Stdio::piped())
@@ -299,7 +317,9 @@ fn crash_recovery_loses_no_acknowledged_write() {
             }
         });
         // Wait for the first acknowledgement, then kill at a varying moment mid-stream.
-        let first = rx.recv_timeout(Duration::from_secs(30)).expect("child acknowledged nothing");
+        let first = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("child acknowledged nothing");
         acked.push(first);
         std::thread::sleep(Duration::from_millis(5 + (round * 37) % 200));
         child.kill().unwrap(); // SIGKILL
@@ -308,7 +328,11 @@ fn crash_recovery_loses_no_acknowledged_write() {
         acked.extend(rx.try_iter());
 
         let log = Log::open(dir.path(), signer()).expect("store reopens consistent after kill");
-        assert_eq!(log.checkpoint().size, log.size(), "checkpoint covers the durable log");
+        assert_eq!(
+            log.checkpoint().size,
+            log.size(),
+            "checkpoint covers the durable log"
+        );
         for (id, index) in &acked {
             let rec = log
                 .state()
@@ -321,5 +345,8 @@ fn crash_recovery_loses_no_acknowledged_write() {
             log.verify_replay().unwrap();
         }
     }
-    assert!(acked.len() > 100, "too few writes acknowledged to mean anything");
+    assert!(
+        acked.len() > 100,
+        "too few writes acknowledged to mean anything"
+    );
 }

@@ -49,7 +49,9 @@ impl Log {
             kind,
         };
         let before = self.state.clone();
-        let r = self.state.apply(LogIndex::new(self.state.size()).unwrap(), &e);
+        let r = self
+            .state
+            .apply(LogIndex::new(self.state.size()).unwrap(), &e);
         match &r {
             Ok(_) => {
                 self.entries.push(e);
@@ -62,7 +64,10 @@ impl Log {
             }
             Err(_) => {
                 assert_eq!(self.state, before, "a refused entry changed the state");
-                assert!(self.state.changed.is_empty(), "a refused entry marked records changed");
+                assert!(
+                    self.state.changed.is_empty(),
+                    "a refused entry marked records changed"
+                );
             }
         }
         r
@@ -89,7 +94,13 @@ impl Log {
         )
     }
 
-    fn hold(&mut self, eid: &str, member: &str, p: u64, expires: u64) -> Result<Applied, StateError> {
+    fn hold(
+        &mut self,
+        eid: &str,
+        member: &str,
+        p: u64,
+        expires: u64,
+    ) -> Result<Applied, StateError> {
         self.apply(
             eid,
             EntryKind::Hold(Hold {
@@ -254,16 +265,35 @@ fn hold_post_moves_pending_points_to_redeemed_once() {
     l.hold("h1", "alice", 40, 10_000).unwrap();
     let s = l.state.member(&m("alice")).unwrap();
     assert_eq!((s.balance, s.pending), (60, 40));
-    l.apply("p1", EntryKind::Post(Post { hold: id("h1"), preimage: None })).unwrap();
+    l.apply(
+        "p1",
+        EntryKind::Post(Post {
+            hold: id("h1"),
+            preimage: None,
+        }),
+    )
+    .unwrap();
     assert_eq!(l.state.member(&m("alice")).unwrap().pending, 0);
     assert_eq!(l.state.account_balance(&AccountId::Redeemed), 40);
     assert!(matches!(
-        l.apply("p2", EntryKind::Post(Post { hold: id("h1"), preimage: None })),
-        Err(StateError::HoldNotOpen { status: "posted", .. })
+        l.apply(
+            "p2",
+            EntryKind::Post(Post {
+                hold: id("h1"),
+                preimage: None
+            })
+        ),
+        Err(StateError::HoldNotOpen {
+            status: "posted",
+            ..
+        })
     ));
     assert!(matches!(
         l.apply("v1", EntryKind::Void(Void { hold: id("h1") })),
-        Err(StateError::HoldNotOpen { status: "posted", .. })
+        Err(StateError::HoldNotOpen {
+            status: "posted",
+            ..
+        })
     ));
     l.replay_equals_live();
 }
@@ -273,11 +303,21 @@ fn a_voided_hold_returns_points_and_cannot_be_posted() {
     let mut l = Log::new();
     l.earn("e1", "alice", 100).unwrap();
     l.hold("h1", "alice", 40, 10_000).unwrap();
-    l.apply("v1", EntryKind::Void(Void { hold: id("h1") })).unwrap();
+    l.apply("v1", EntryKind::Void(Void { hold: id("h1") }))
+        .unwrap();
     assert_eq!(l.balance("alice"), 100);
     assert!(matches!(
-        l.apply("p1", EntryKind::Post(Post { hold: id("h1"), preimage: None })),
-        Err(StateError::HoldNotOpen { status: "voided", .. })
+        l.apply(
+            "p1",
+            EntryKind::Post(Post {
+                hold: id("h1"),
+                preimage: None
+            })
+        ),
+        Err(StateError::HoldNotOpen {
+            status: "voided",
+            ..
+        })
     ));
     l.replay_equals_live();
 }
@@ -289,11 +329,18 @@ fn hold_cannot_be_posted_after_expiry_but_can_be_released() {
     l.hold("h1", "alice", 40, 2_000).unwrap();
     l.at(2_000);
     assert!(matches!(
-        l.apply("p1", EntryKind::Post(Post { hold: id("h1"), preimage: None })),
+        l.apply(
+            "p1",
+            EntryKind::Post(Post {
+                hold: id("h1"),
+                preimage: None
+            })
+        ),
         Err(StateError::HoldExpired { .. })
     ));
     assert_eq!(l.state.due_hold_releases(t(2_001), 10), vec![id("h1")]);
-    l.apply("v1", EntryKind::Void(Void { hold: id("h1") })).unwrap();
+    l.apply("v1", EntryKind::Void(Void { hold: id("h1") }))
+        .unwrap();
     assert!(l.state.due_hold_releases(t(9_999), 10).is_empty());
     assert_eq!(l.balance("alice"), 100);
 }
@@ -332,7 +379,10 @@ fn conditional_hold_needs_the_right_preimage() {
         })
     };
     assert_eq!(l.apply("p1", post(None)), Err(StateError::PreimageRequired));
-    assert_eq!(l.apply("p2", post(Some(b"wrong"))), Err(StateError::ConditionNotMet));
+    assert_eq!(
+        l.apply("p2", post(Some(b"wrong"))),
+        Err(StateError::ConditionNotMet)
+    );
     l.apply("p3", post(Some(&preimage))).unwrap();
     let clearing = AccountId::Clearing("brand-b".parse().unwrap());
     assert_eq!(l.state.account_balance(&clearing), 10);
@@ -344,19 +394,45 @@ fn refunds_are_bounded_by_the_redemption() {
     let mut l = Log::new();
     l.earn("e1", "alice", 100).unwrap();
     l.redeem("r1", "alice", 60).unwrap();
-    l.apply("f1", EntryKind::Refund(Refund { redemption: id("r1"), points: pts(20) })).unwrap();
+    l.apply(
+        "f1",
+        EntryKind::Refund(Refund {
+            redemption: id("r1"),
+            points: pts(20),
+        }),
+    )
+    .unwrap();
     assert_eq!(l.balance("alice"), 60);
     assert_eq!(
-        l.apply("f2", EntryKind::Refund(Refund { redemption: id("r1"), points: pts(41) })),
+        l.apply(
+            "f2",
+            EntryKind::Refund(Refund {
+                redemption: id("r1"),
+                points: pts(41)
+            })
+        ),
         Err(StateError::RefundExceedsRedemption {
             remaining: 40,
             requested: 41
         })
     );
-    l.apply("f3", EntryKind::Refund(Refund { redemption: id("r1"), points: pts(40) })).unwrap();
+    l.apply(
+        "f3",
+        EntryKind::Refund(Refund {
+            redemption: id("r1"),
+            points: pts(40),
+        }),
+    )
+    .unwrap();
     assert_eq!(l.balance("alice"), 100);
     assert!(matches!(
-        l.apply("f4", EntryKind::Refund(Refund { redemption: id("nope"), points: pts(1) })),
+        l.apply(
+            "f4",
+            EntryKind::Refund(Refund {
+                redemption: id("nope"),
+                points: pts(1)
+            })
+        ),
         Err(StateError::UnknownRedemption(_))
     ));
     l.replay_equals_live();
@@ -370,7 +446,13 @@ fn refund_after_lot_expiry_sends_points_to_expired() {
     l.redeem("r1", "alice", 50).unwrap();
     l.at(5_000);
     let a = l
-        .apply("f1", EntryKind::Refund(Refund { redemption: id("r1"), points: pts(50) }))
+        .apply(
+            "f1",
+            EntryKind::Refund(Refund {
+                redemption: id("r1"),
+                points: pts(50),
+            }),
+        )
         .unwrap();
     assert_eq!(a.transfers[0].to, AccountId::Expired);
     assert_eq!(l.balance("alice"), 0);
@@ -380,8 +462,14 @@ fn refund_after_lot_expiry_sends_points_to_expired() {
 fn tier_policy() -> EntryKind {
     EntryKind::TierPolicy(TierPolicy {
         tiers: vec![
-            Tier { name: "blue".parse().unwrap(), threshold: 0 },
-            Tier { name: "gold".parse().unwrap(), threshold: 100 },
+            Tier {
+                name: "blue".parse().unwrap(),
+                threshold: 0,
+            },
+            Tier {
+                name: "gold".parse().unwrap(),
+                threshold: 100,
+            },
         ],
         window_ms: DurationMs::new(10_000).unwrap(),
         grace_ms: DurationMs::new(1_000).unwrap(),
@@ -411,7 +499,10 @@ fn tier_upgrades_at_once_and_downgrades_after_window_and_grace() {
     // Redemptions do not reduce qualifying points.
     l.redeem("r1", "alice", 100).unwrap();
     l.apply("c1", change("alice", "blue", "gold")).unwrap();
-    assert_eq!(l.state.current_tier(&m("alice")), Some("gold".parse().unwrap()));
+    assert_eq!(
+        l.state.current_tier(&m("alice")),
+        Some("gold".parse().unwrap())
+    );
     // Still gold during the grace period after e1 leaves the window.
     l.at(earned + 10_000 + 500);
     assert_eq!(l.state.tier_change_due(&m("alice"), t(l.time + 1)), None);
@@ -420,7 +511,10 @@ fn tier_upgrades_at_once_and_downgrades_after_window_and_grace() {
         Err(StateError::TierNotDue { .. })
     ));
     l.at(earned - 1 + 10_000 + 1_000);
-    assert!(l.state.tier_change_due(&m("alice"), t(l.time + 1)).is_some());
+    assert!(l
+        .state
+        .tier_change_due(&m("alice"), t(l.time + 1))
+        .is_some());
     assert!(matches!(
         l.apply("c3", change("alice", "blue", "gold")),
         Err(StateError::TierFromMismatch { .. })
@@ -465,18 +559,45 @@ fn balances_cannot_overflow_2_pow_53() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Earn { member: usize, points: u64 },
-    Redeem { member: usize, points: u64 },
-    Adjust { member: usize, points: u64, credit: bool },
-    Hold { member: usize, points: u64, ttl: u64 },
-    Post { hold: usize },
-    Void { hold: usize },
-    Refund { redemption: usize, points: u64 },
+    Earn {
+        member: usize,
+        points: u64,
+    },
+    Redeem {
+        member: usize,
+        points: u64,
+    },
+    Adjust {
+        member: usize,
+        points: u64,
+        credit: bool,
+    },
+    Hold {
+        member: usize,
+        points: u64,
+        ttl: u64,
+    },
+    Post {
+        hold: usize,
+    },
+    Void {
+        hold: usize,
+    },
+    Refund {
+        redemption: usize,
+        points: u64,
+    },
     ExpireDue,
     ReleaseDue,
-    TierDue { member: usize },
-    Wait { ms: u64 },
-    ReuseId { of: usize },
+    TierDue {
+        member: usize,
+    },
+    Wait {
+        ms: u64,
+    },
+    ReuseId {
+        of: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -518,18 +639,30 @@ fn run(ops: &[Op]) -> Log {
                     redemptions.push(eid);
                 }
             }
-            Op::Adjust { member, points, credit } => {
+            Op::Adjust {
+                member,
+                points,
+                credit,
+            } => {
                 let _ = l.apply(
                     &eid,
                     EntryKind::Adjust(Adjust {
                         member: m(MEMBERS[*member]),
                         points: pts(*points),
-                        direction: if *credit { Direction::Credit } else { Direction::Debit },
+                        direction: if *credit {
+                            Direction::Credit
+                        } else {
+                            Direction::Debit
+                        },
                         reason: "test".into(),
                     }),
                 );
             }
-            Op::Hold { member, points, ttl } => {
+            Op::Hold {
+                member,
+                points,
+                ttl,
+            } => {
                 let exp = l.time + 1 + ttl;
                 if l.hold(&eid, MEMBERS[*member], *points, exp).is_ok() {
                     holds.push(eid);
@@ -538,7 +671,10 @@ fn run(ops: &[Op]) -> Log {
             Op::Post { hold } | Op::Void { hold } => {
                 if let Some(h) = holds.get(*hold).cloned() {
                     let kind = match op {
-                        Op::Post { .. } => EntryKind::Post(Post { hold: id(&h), preimage: None }),
+                        Op::Post { .. } => EntryKind::Post(Post {
+                            hold: id(&h),
+                            preimage: None,
+                        }),
                         _ => EntryKind::Void(Void { hold: id(&h) }),
                     };
                     if l.apply(&eid, kind).is_ok() {
@@ -553,19 +689,36 @@ fn run(ops: &[Op]) -> Log {
                 if let Some(r) = redemptions.get(*redemption) {
                     let _ = l.apply(
                         &eid,
-                        EntryKind::Refund(Refund { redemption: id(r), points: pts(*points) }),
+                        EntryKind::Refund(Refund {
+                            redemption: id(r),
+                            points: pts(*points),
+                        }),
                     );
                 }
             }
             Op::ExpireDue => {
-                for (k, x) in l.state.due_expiries(t(l.time + 1), 4).into_iter().enumerate() {
-                    l.apply(&format!("{eid}-{k}"), EntryKind::Expire(x)).unwrap();
+                for (k, x) in l
+                    .state
+                    .due_expiries(t(l.time + 1), 4)
+                    .into_iter()
+                    .enumerate()
+                {
+                    l.apply(&format!("{eid}-{k}"), EntryKind::Expire(x))
+                        .unwrap();
                 }
             }
             Op::ReleaseDue => {
-                for (k, h) in l.state.due_hold_releases(t(l.time + 1), 4).into_iter().enumerate() {
-                    l.apply(&format!("{eid}-{k}"), EntryKind::Void(Void { hold: h.clone() }))
-                        .unwrap();
+                for (k, h) in l
+                    .state
+                    .due_hold_releases(t(l.time + 1), 4)
+                    .into_iter()
+                    .enumerate()
+                {
+                    l.apply(
+                        &format!("{eid}-{k}"),
+                        EntryKind::Void(Void { hold: h.clone() }),
+                    )
+                    .unwrap();
                     *resolved.entry(h.to_string()).or_default() += 1;
                 }
             }
@@ -588,7 +741,10 @@ fn run(ops: &[Op]) -> Log {
         }
         l.state.check_invariants().unwrap();
     }
-    assert!(resolved.values().all(|n| *n == 1), "a hold was resolved twice");
+    assert!(
+        resolved.values().all(|n| *n == 1),
+        "a hold was resolved twice"
+    );
     l
 }
 

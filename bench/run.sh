@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Durable earn throughput: the node over HTTP next to PostgreSQL (pgbench) on this machine.
+#   bench/run.sh [SECONDS] [CLIENTS]      e.g. bench/run.sh 20 1,16,64
+# Prints one line per run and a table of ratios. Builds in release mode first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-20}"
+clients="${2:-1,16,64}"
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB"
+cargo bench -p node --bench http_load -- --seconds "$seconds" --clients "$clients" | tee "$out/node.txt"
+DURATION="$seconds" CLIENTS="${clients//,/ }" bench/postgres/run.sh | tee "$out/pg.txt"
+
+echo
+printf '%-8s %12s %22s %26s %10s %10s\n' clients node_tps pg_earn_simple_tps pg_earn_double_entry_tps ratio_se ratio_de
+IFS=',' read -ra cs <<< "$clients"
+for c in "${cs[@]}"; do
+  n=$(awk -v c="clients=$c" '$1=="node" && $3==c {split($4,a,"="); print a[2]}' "$out/node.txt")
+  s=$(awk -v c="clients=$c" '$1=="postgres" && $2=="earn_simple" && $3==c {split($4,a,"="); print a[2]}' "$out/pg.txt")
+  d=$(awk -v c="clients=$c" '$1=="postgres" && $2=="earn_double_entry" && $3==c {split($4,a,"="); print a[2]}' "$out/pg.txt")
+  rs=$(awk -v n="${n:-0}" -v s="${s:-0}" 'BEGIN{ if (s>0) printf "%.1fx", n/s; else print "-" }')
+  rd=$(awk -v n="${n:-0}" -v d="${d:-0}" 'BEGIN{ if (d>0) printf "%.1fx", n/d; else print "-" }')
+  printf '%-8s %12s %22s %26s %10s %10s\n' "$c" "${n:--}" "${s:--}" "${d:--}" "$rs" "$rd"
+done

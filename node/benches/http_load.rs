@@ -1,0 +1,138 @@
+//! HTTP load benchmark of durable earns: starts a real `loyalty-node` on loopback in a temp
+//! directory, drives it with N concurrent clients (each one request at a time, keep-alive),
+//! and prints throughput and latency percentiles per client count.
+//!
+//! `cargo bench -p node --bench http_load -- [--seconds S] [--clients 1,16,64]`
+//! Prints lines like `node earn clients=16 tps=... p50_ms=... p99_ms=...`, the same shape as
+//! `bench/postgres/run.sh`, so `bench/run.sh` can put them side by side.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() as f64) * p).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1e3
+}
+
+fn main() {
+    let seconds: u64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(20);
+    let clients: Vec<usize> = arg("--clients")
+        .unwrap_or_else(|| "1,16,64".into())
+        .split(',')
+        .map(|c| c.parse().expect("--clients takes numbers"))
+        .collect();
+    let bin = env!("CARGO_BIN_EXE_loyalty-node");
+    let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
+        .expect("temp dir");
+    let data = dir.path().join("node");
+    let port = free_port();
+    let out = Command::new(bin)
+        .args(["init", "--data"])
+        .arg(&data)
+        .args(["--brand", "bench", "--listen", &format!("127.0.0.1:{port}")])
+        .output()
+        .expect("run loyalty-node init");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("admin API key (shown once, stored hashed): "))
+        .expect("admin key")
+        .trim()
+        .to_owned();
+    let mut child = Command::new(bin)
+        .args(["run", "--data"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the node");
+    let url = format!("http://127.0.0.1:{port}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http.get(format!("{url}/readyz")).send().await.map(|r| r.status().as_u16()).ok() != Some(200) {
+            assert!(Instant::now() < deadline, "node not ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for (round, n) in clients.iter().copied().enumerate() {
+            let stop = Instant::now() + Duration::from_secs(seconds);
+            let key = Arc::new(key.clone());
+            let mut tasks = Vec::new();
+            for c in 0..n {
+                let (http, url, key) = (http.clone(), url.clone(), key.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    let mut errors = 0u64;
+                    let mut i = 0u64;
+                    while Instant::now() < stop {
+                        i += 1;
+                        let member = (c as u64 * 7919 + i * 104_729) % 1_000_000;
+                        let t0 = Instant::now();
+                        let r = http
+                            .post(format!("{url}/v1/members/m{member}/earn"))
+                            .bearer_auth(key.as_str())
+                            .json(&serde_json::json!({"id": format!("b{round}-{c}-{i}"), "points": 1 + i % 1000}))
+                            .send()
+                            .await;
+                        match r {
+                            Ok(r) if r.status().is_success() => {
+                                let _ = r.bytes().await;
+                                lat.push(t0.elapsed());
+                            }
+                            _ => errors += 1,
+                        }
+                    }
+                    (lat, errors)
+                }));
+            }
+            let t0 = Instant::now();
+            let mut all = Vec::new();
+            let mut errors = 0;
+            for t in tasks {
+                let (l, e) = t.await.unwrap();
+                all.extend(l);
+                errors += e;
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            all.sort();
+            println!(
+                "node earn clients={n} tps={:.0} p50_ms={:.2} p99_ms={:.2} requests={} errors={errors}",
+                all.len() as f64 / secs,
+                percentile(&all, 0.50),
+                percentile(&all, 0.99),
+                all.len()
+            );
+        }
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}

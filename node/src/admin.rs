@@ -1,0 +1,99 @@
+//! Admin routes: API keys.
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::{authorize, ApiJson, AppState};
+use crate::keys::{KeyError, KeyRecord, Scope};
+use crate::problem::ApiError;
+use crate::sequencer::now;
+
+/// `POST /v1/admin/keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+}
+
+/// A new key: shown once.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedKey {
+    pub key_id: String,
+    /// The secret key. It is not stored and cannot be shown again.
+    pub key: String,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+}
+
+/// Every key, without secrets.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyRecord>,
+}
+
+/// Answer to a revocation.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Revoked {
+    pub key_id: String,
+    pub revoked: bool,
+}
+
+fn map(e: KeyError) -> ApiError {
+    match e {
+        KeyError::Invalid(m) => ApiError::bad_body(m),
+        KeyError::Unknown(k) => ApiError::not_found("not_found", format!("no key {k}")),
+        KeyError::Store(s) => ApiError::internal(s),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/admin/keys", request_body = CreateKey,
+    responses((status = 200, body = CreatedKey)), tag = "admin")]
+pub async fn create_key(
+    State(app): AppState,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<CreateKey>,
+) -> Result<Json<CreatedKey>, ApiError> {
+    authorize(&app, &headers, Scope::Admin)?;
+    let (key, r) = app
+        .keys
+        .create(&b.name, &b.scopes, now().get())
+        .map_err(map)?;
+    tracing::info!(key_id = %r.key_id, name = %r.name, "api key created");
+    Ok(Json(CreatedKey {
+        key_id: r.key_id,
+        key,
+        name: r.name,
+        scopes: r.scopes,
+    }))
+}
+
+#[utoipa::path(get, path = "/v1/admin/keys", responses((status = 200, body = KeyList)), tag = "admin")]
+pub async fn list_keys(
+    State(app): AppState,
+    headers: HeaderMap,
+) -> Result<Json<KeyList>, ApiError> {
+    authorize(&app, &headers, Scope::Admin)?;
+    Ok(Json(KeyList {
+        keys: app.keys.list(),
+    }))
+}
+
+#[utoipa::path(delete, path = "/v1/admin/keys/{key_id}", params(("key_id" = String, Path)),
+    responses((status = 200, body = Revoked)), tag = "admin")]
+pub async fn revoke_key(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(key_id): Path<String>,
+) -> Result<Json<Revoked>, ApiError> {
+    authorize(&app, &headers, Scope::Admin)?;
+    let r = app.keys.revoke(&key_id).map_err(map)?;
+    tracing::info!(key_id = %r.key_id, "api key revoked");
+    Ok(Json(Revoked {
+        key_id: r.key_id,
+        revoked: true,
+    }))
+}

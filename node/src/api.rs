@@ -1,0 +1,533 @@
+//! The HTTP API (spec/api.md): router, shared application state, authentication, JSON
+//! extraction and the write routes. Handlers parse, call one core function, map the error.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{FromRequest, MatchedPath, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use ledger::entry::{
+    Adjust, Direction, Earn, EntryKind, ExpiryPolicy, HexBytes, HexHash, Hold, Post, RateCard,
+    Redeem, Refund, Tier, TierPolicy, Void,
+};
+use ledger::log::{receipt_from_store, Write};
+use ledger::money::{Currency, Decimal};
+use ledger::receipt::Receipt;
+use ledger::store::Store;
+use ledger::types::{BrandId, DurationMs, EntryId, LogTime, MemberId, Points};
+
+use crate::config::Config;
+use crate::keys::{KeyRecord, Keys, Scope};
+use crate::metrics::Metrics;
+use crate::problem::{from_json_rejection, ApiError};
+use crate::sequencer::{Sequencer, Shared, WriteStatus};
+use crate::{admin, log_routes, reads};
+
+/// Everything a handler may use.
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub sequencer: Sequencer,
+    pub shared: Arc<Shared>,
+    pub keys: Keys,
+    pub metrics: Arc<Metrics>,
+    pub verifier_key: String,
+}
+
+pub type AppState = State<Arc<App>>;
+
+/// Builds the router with every route, the body limit and metrics.
+pub fn router(app: Arc<App>) -> Router {
+    let body_max = app.config.limits.body_bytes_max;
+    Router::new()
+        .route("/v1/members/{member}/earn", post(earn))
+        .route("/v1/members/{member}/redeem", post(redeem))
+        .route("/v1/members/{member}/adjust", post(adjust))
+        .route("/v1/members/{member}/holds", post(hold))
+        .route("/v1/holds/{hold}/post", post(post_hold))
+        .route("/v1/holds/{hold}/void", post(void_hold))
+        .route("/v1/redemptions/{redemption}/refund", post(refund))
+        .route("/v1/policy/tiers", put(set_tiers))
+        .route("/v1/policy/expiry", put(set_expiry))
+        .route("/v1/policy/rate-card", put(set_rate_card))
+        .route("/v1/holds/{hold}", get(reads::hold))
+        .route("/v1/members/{member}", get(reads::member))
+        .route("/v1/members/{member}/history", get(reads::history))
+        .route("/v1/policy", get(reads::policy))
+        .route(
+            "/v1/admin/keys",
+            post(admin::create_key).get(admin::list_keys),
+        )
+        .route("/v1/admin/keys/{key_id}", delete(admin::revoke_key))
+        .route("/v1/log/key", get(log_routes::key))
+        .route("/v1/log/entries", get(log_routes::entries))
+        .route("/v1/log/entries/{index}/receipt", get(log_routes::receipt))
+        .route("/v1/log/proof/inclusion", get(log_routes::inclusion))
+        .route("/v1/log/proof/consistency", get(log_routes::consistency))
+        .route("/v1/log/checkpoints", get(log_routes::checkpoints))
+        .route("/checkpoint", get(log_routes::checkpoint))
+        .route("/tile/{*path}", get(log_routes::tile))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/v1/openapi.json",
+            get(|| async { Json(crate::openapi::document()) }),
+        )
+        .fallback(|| async { ApiError::not_found("not_found", "no such route") })
+        .layer(middleware::from_fn_with_state(app.clone(), observe))
+        .layer(axum::extract::DefaultBodyLimit::max(body_max))
+        .with_state(app)
+}
+
+async fn observe(State(app): AppState, req: Request, next: Next) -> Response {
+    let t0 = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let resp = next.run(req).await;
+    app.metrics
+        .observe_request(&method, &route, resp.status().as_u16(), t0.elapsed());
+    resp
+}
+
+async fn readyz(State(app): AppState) -> Response {
+    if app.shared.is_ready() {
+        "ready\n".into_response()
+    } else {
+        ApiError::not_ready().into_response()
+    }
+}
+
+async fn metrics(State(app): AppState) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+/// JSON body extractor whose rejections are problem details.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(r) => Err(from_json_rejection(r)),
+        }
+    }
+}
+
+/// Checks the bearer key and its scope.
+pub fn authorize(app: &App, headers: &HeaderMap, scope: Scope) -> Result<KeyRecord, ApiError> {
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "an API key is required: Authorization: Bearer <key>",
+            )
+        })?;
+    let record = app.keys.authenticate(key.trim()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "unknown or revoked API key",
+        )
+    })?;
+    if !record.allows(scope) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this key lacks the {scope:?} scope").to_lowercase(),
+        ));
+    }
+    Ok(record)
+}
+
+/// Parses a path segment into a domain type, or `invalid_parameter`.
+pub fn parse_param<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse()
+        .map_err(|e: T::Err| ApiError::bad_parameter(format!("{what}: {e}")))
+}
+
+/// Answer to a write: whether it was logged now, and its receipt.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct WriteResponse {
+    /// `appended` (logged now) or `existing` (the same write was logged before).
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub receipt: Receipt,
+}
+
+fn check_id(id: &EntryId) -> Result<(), ApiError> {
+    if id.as_str().starts_with("sys.") {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reserved_id",
+            "ids starting with \"sys.\" are reserved for the node",
+        ));
+    }
+    Ok(())
+}
+
+/// Submits one write to the sequencer and answers with its receipt.
+pub async fn submit(
+    app: &App,
+    id: EntryId,
+    kind: EntryKind,
+) -> Result<Json<WriteResponse>, ApiError> {
+    check_id(&id)?;
+    let committed = app.sequencer.submit(Write { id, kind }).await?;
+    let receipt = receipt_from_store(
+        &app.store,
+        committed.index,
+        committed.checkpoint.size,
+        &committed.checkpoint.note,
+    )
+    .map_err(ApiError::internal)?;
+    Ok(Json(WriteResponse {
+        status: match committed.status {
+            WriteStatus::Appended => "appended",
+            WriteStatus::Existing => "existing",
+        }
+        .into(),
+        receipt,
+    }))
+}
+
+/// `POST /v1/members/{member}/earn`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EarnBody {
+    #[schema(value_type = String)]
+    pub id: EntryId,
+    #[schema(value_type = u64, minimum = 1)]
+    pub points: Points,
+    /// Whether the points count towards tiers (default true).
+    #[serde(default)]
+    pub qualifying: Option<bool>,
+}
+
+#[utoipa::path(post, path = "/v1/members/{member}/earn", request_body = EarnBody,
+    params(("member" = String, Path)), responses((status = 200, body = WriteResponse)), tag = "writes")]
+pub async fn earn(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(member): Path<String>,
+    ApiJson(b): ApiJson<EarnBody>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    authorize(&app, &headers, Scope::Earn)?;
+    let member: MemberId = parse_param("member", &member)?;
+    let kind = EntryKind::Earn(Earn {
+        member,
+        points: b.points,
+        qualifying: b.qualifying.unwrap_or(true),
+    });
+    submit(&app, b.id, kind).await
+}
+
+/// `POST /v1/members/{member}/redeem`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemBody {
+    #[schema(value_type = String)]
+    pub id: EntryId,
+    #[schema(value_type = u64, minimum = 1)]
+    pub points: Points,
+}
+
+#[utoipa::path(post, path = "/v1/members/{member}/redeem", request_body = RedeemBody,
+    params(("member" = String, Path)), responses((status = 200, body = WriteResponse)), tag = "writes")]
+pub async fn redeem(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(member): Path<String>,
+    ApiJson(b): ApiJson<RedeemBody>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    authorize(&app, &headers, Scope::Redeem)?;
+    let member: MemberId = parse_param("member", &member)?;
+    submit(
+        &app,
+        b.id,
+        EntryKind::Redeem(Redeem {
+            member,
+            points: b.points,
+        }),
+    )
+    .await
+}
+
+/// `POST /v1/members/{member}/adjust`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustBody {
+    #[schema(value_type = String)]
+    pub id: EntryId,
+    #[schema(value_type = u64, minimum = 1)]
+    pub points: Points,
+    /// `credit` or `debit`.
+    #[schema(value_type = String)]
+    pub direction: Direction,
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/v1/members/{member}/adjust", request_body = AdjustBody,
+    params(("member" = String, Path)), responses((status = 200, body = WriteResponse)), tag = "writes")]
+pub async fn adjust(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(member): Path<String>,
+    ApiJson(b): ApiJson<AdjustBody>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    authorize(&app, &headers, Scope::Admin)?;
+    let member: MemberId = parse_param("member", &member)?;
+    let kind = EntryKind::Adjust(Adjust {
+        member,
+        points: b.points,
+        direction: b.direction,
+        reason: b.reason,
+    });
+    kind.validate()
+        .map_err(|e| ApiError::bad_body(e.to_string()))?;
+    submit(&app, b.id, kind).await
+}
+
+/// `POST /v1/members/{member}/holds`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldBody {
+    #[schema(value_type = String)]
+    pub id: EntryId,
+    #[schema(value_type = u64, minimum = 1)]
+    pub points: Points,
+    /// Log time (ms) from which the hold can no longer be posted.
+    #[schema(value_type = u64)]
+    pub expires_at: LogTime,
+    #[schema(value_type = Option<String>)]
+    #[serde(default)]
+    pub payee: Option<BrandId>,
+    /// Hex SHA-256 of the preimage that posting must reveal.
+    #[schema(value_type = Option<String>)]
+    #[serde(default)]
+    pub condition: Option<HexHash>,
+}
+
+#[utoipa::path(post, path = "/v1/members/{member}/holds", request_body = HoldBody,
+    params(("member" = String, Path)), responses((status = 200, body = WriteResponse)), tag = "writes")]
+pub async fn hold(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(member): Path<String>,
+    ApiJson(b): ApiJson<HoldBody>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    authorize(&app, &headers, Scope::Redeem)?;
+    let member: MemberId = parse_param("member", &member)?;
+    let kind = EntryKind::Hold(Hold {
+        member,
+        points: b.points,
+        expires_at: b.expires_at,
+        payee: b.payee,
+        condition: b.condition,
+    });
+    submit(&app, b.id, kind).await
+}
+
+/// `POST /v1/holds/{hold}/post`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostBody {
+    #[schema(value_type = String)]
+    pub id: EntryId,
+    /// Hex preimage of the hold's condition.
+    #[schema(value_type = Option<String>)]
+    #[serde(default)]
+    pub preimage: Option<HexBytes>,
+}
+
+#[utoipa::path(post, path = "/v1/holds/{hold}/post", request_body = PostBody,
+    params(("hold" = String, Path)), responses((status = 200, body = WriteResponse)), tag = "writes")]
+pub async fn post_hold(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(hold): Path<String>,
+    ApiJson(b): ApiJson<PostBody>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    authorize(&app, &headers, Scope::Redeem)?;
+    let hold: EntryId = parse_param("hold", &hold)?;
+    submit(
+        &app,
+        b.id,
+        EntryKind::Post(Post {
+            hold,
+            preimage: b.preimage,
+        }),
+    )
+    .await
+}
+
+/// `POST /v1/holds/{hold}/void`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoidBody {
+    #[schema(value_type = String)]
+    pub id: EntryId,
+}
+
+#[utoipa::path(post, path = "/v1/holds/{hold}/void", request_body = VoidBody,
+    params(("hold" = String, Path)), responses((status = 200, body = WriteResponse)), tag = "writes")]
+pub async fn void_hold(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(hold): Path<String>,
+    ApiJson(b): ApiJson<VoidBody>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    authorize(&app, &headers, Scope::Redeem)?;
+    let hold: EntryId = parse_param("hold", &hold)?;
+    submit(&app, b.id, EntryKind::Void(Void { hold })).await
+}
+
+/// `POST /v1/redemptions/{redemption}/refund`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundBody {
+    #[schema(value_type = String)]
+    pub id: EntryId,
+    #[schema(value_type = u64, minimum = 1)]
+    pub points: Points,
+}
+
+#[utoipa::path(post, path = "/v1/redemptions/{redemption}/refund", request_body = RefundBody,
+    params(("redemption" = String, Path)), responses((status = 200, body = WriteResponse)), tag = "writes")]
+pub async fn refund(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(redemption): Path<String>,
+    ApiJson(b): ApiJson<RefundBody>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    authorize(&app, &headers, Scope::Redeem)?;
+    let redemption: EntryId = parse_param("redemption", &redemption)?;
+    submit(
+        &app,
+        b.id,
+        EntryKind::Refund(Refund {
+            redemption,
+            points: b.points,
+        }),
+    )
+    .await
+}
+
+/// `PUT /v1/policy/tiers`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TiersBody {
+    #[schema(value_type = String)]
+    pub id: EntryId,
+    #[schema(value_type = Vec<Object>)]
+    pub tiers: Vec<Tier>,
+    #[schema(value_type = u64)]
+    pub window_ms: DurationMs,
+    #[schema(value_type = u64)]
+    pub grace_ms: DurationMs,
+}
+
+#[utoipa::path(put, path = "/v1/policy/tiers", request_body = TiersBody,
+    responses((status = 200, body = WriteResponse)), tag = "policy")]
+pub async fn set_tiers(
+    State(app): AppState,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<TiersBody>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    authorize(&app, &headers, Scope::Admin)?;
+    let kind = EntryKind::TierPolicy(TierPolicy {
+        tiers: b.tiers,
+        window_ms: b.window_ms,
+        grace_ms: b.grace_ms,
+    });
+    kind.validate()
+        .map_err(|e| ApiError::bad_body(e.to_string()))?;
+    submit(&app, b.id, kind).await
+}
+
+/// `PUT /v1/policy/expiry`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpiryBody {
+    #[schema(value_type = String)]
+    pub id: EntryId,
+    /// Lot lifetime; omit for points that never expire.
+    #[schema(value_type = Option<u64>)]
+    #[serde(default)]
+    pub lot_lifetime_ms: Option<DurationMs>,
+}
+
+#[utoipa::path(put, path = "/v1/policy/expiry", request_body = ExpiryBody,
+    responses((status = 200, body = WriteResponse)), tag = "policy")]
+pub async fn set_expiry(
+    State(app): AppState,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<ExpiryBody>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    authorize(&app, &headers, Scope::Admin)?;
+    let kind = EntryKind::ExpiryPolicy(ExpiryPolicy {
+        lot_lifetime_ms: b.lot_lifetime_ms,
+    });
+    kind.validate()
+        .map_err(|e| ApiError::bad_body(e.to_string()))?;
+    submit(&app, b.id, kind).await
+}
+
+/// `PUT /v1/policy/rate-card`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateCardBody {
+    #[schema(value_type = String)]
+    pub id: EntryId,
+    /// ISO 4217 code with a minor unit.
+    #[schema(value_type = String)]
+    pub currency: Currency,
+    /// Exact decimal string, e.g. "0.0125".
+    #[schema(value_type = String)]
+    pub point_value: Decimal,
+    #[schema(value_type = u64)]
+    pub valid_from: LogTime,
+}
+
+#[utoipa::path(put, path = "/v1/policy/rate-card", request_body = RateCardBody,
+    responses((status = 200, body = WriteResponse)), tag = "policy")]
+pub async fn set_rate_card(
+    State(app): AppState,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<RateCardBody>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    authorize(&app, &headers, Scope::Admin)?;
+    let kind = EntryKind::RateCard(RateCard {
+        currency: b.currency,
+        point_value: b.point_value,
+        valid_from: b.valid_from,
+    });
+    submit(&app, b.id, kind).await
+}

@@ -1,0 +1,288 @@
+//! The `loyalty-node` command line: `init`, `run`, `backup`, `keys`.
+
+use std::io::{Read, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use rand_core::{OsRng, RngCore};
+
+use ledger::checkpoint::NoteSigner;
+use ledger::log::Log;
+use ledger::store::Store;
+use ledger::types::BrandId;
+
+use crate::config::{Config, CONFIG_FILE, DB_DIR, KEY_FILE};
+use crate::keys::{Keys, Scope};
+use crate::sequencer::now;
+
+/// File name of the control socket in the data directory (backups of a running node).
+pub const CONTROL_SOCKET: &str = "control.sock";
+
+#[derive(Parser)]
+#[command(
+    name = "loyalty-node",
+    version,
+    about = "A brand node of the open loyalty ledger"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a data directory: signing key, config.toml, empty log, first admin API key.
+    Init {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        brand: BrandId,
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        listen: SocketAddr,
+        #[arg(long)]
+        public_url: Option<String>,
+        /// The log origin (default `loyalty.example/<brand>`).
+        #[arg(long)]
+        origin: Option<String>,
+    },
+    /// Serve until SIGTERM or SIGINT, then drain requests and close the store cleanly.
+    Run {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Write a consistent copy of the store to another directory (node running or stopped).
+    Backup {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Manage API keys of a stopped node (use the admin API or `loyalty keys` while running).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key; it is printed once.
+    Create {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<Scope>,
+    },
+    /// List keys (without secrets).
+    List {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        #[arg(long)]
+        data: PathBuf,
+        key_id: String,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Init {
+            data,
+            brand,
+            listen,
+            public_url,
+            origin,
+        } => init(&data, brand, listen, public_url, origin),
+        Command::Run { data } => {
+            let config = Config::load(&data)?;
+            crate::server::init_tracing(&config);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("start the async runtime")?;
+            rt.block_on(crate::server::run(data, config))
+        }
+        Command::Backup { data, to } => backup(&data, &to),
+        Command::Keys { action } => keys(action),
+    }
+}
+
+fn init(
+    data: &Path,
+    brand: BrandId,
+    listen: SocketAddr,
+    public_url: Option<String>,
+    origin: Option<String>,
+) -> Result<()> {
+    if data.join(CONFIG_FILE).exists() {
+        bail!(
+            "{} already holds a node (config.toml exists)",
+            data.display()
+        );
+    }
+    std::fs::create_dir_all(data).with_context(|| format!("create {}", data.display()))?;
+    let mut config = Config::new(brand, listen, public_url);
+    if let Some(o) = origin {
+        config.origin = o;
+    }
+    config.validate()?;
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    write_secret(&data.join(KEY_FILE), &format!("{}\n", hex::encode(seed)))?;
+    std::fs::write(data.join(CONFIG_FILE), config.to_commented_toml())?;
+    let signer = NoteSigner::from_seed(&config.origin, &seed)?;
+    let log = Log::open(&data.join(DB_DIR), signer)?;
+    let keys = Keys::load(log.store().clone())?;
+    let (admin_key, _) = keys.create("admin", &[Scope::Admin], now().get())?;
+    println!(
+        "initialised node for brand {} in {}",
+        config.brand,
+        data.display()
+    );
+    println!("verifier key: {}", log.verifier_key());
+    println!("admin API key (shown once, stored hashed): {admin_key}");
+    println!("start it with: loyalty-node run --data {}", data.display());
+    Ok(())
+}
+
+fn write_secret(path: &Path, contents: &str) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("create {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Reads the node's signing key seed from the data directory.
+pub fn load_seed(data: &Path) -> Result<[u8; 32]> {
+    let path = data.join(KEY_FILE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("read the signing key {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), "the signing key is readable by group or others; chmod 600 it");
+        }
+    }
+    let bytes = hex::decode(text.trim()).context("the signing key is not hex")?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the signing key must be 32 bytes"))
+}
+
+fn backup(data: &Path, to: &Path) -> Result<()> {
+    if to.exists() {
+        bail!("{} exists; backups go to a new directory", to.display());
+    }
+    std::fs::create_dir_all(to).with_context(|| format!("create {}", to.display()))?;
+    let to = &to.canonicalize()?;
+    let socket = data.join(CONTROL_SOCKET);
+    match Store::open(&data.join(DB_DIR)) {
+        Ok(store) => {
+            store.backup(&to.join(DB_DIR))?;
+            println!("backed up the stopped node to {}", to.display());
+        }
+        Err(e) if socket.exists() => {
+            tracing::debug!(error = %e, "store is locked; asking the running node");
+            let body = serde_json::json!({ "to": to.join(DB_DIR) }).to_string();
+            let answer = control_request(&socket, "/backup", &body)?;
+            println!("backed up the running node to {}: {answer}", to.display());
+        }
+        Err(e) => {
+            return Err(e)
+                .context("open the store (is the node running without its control socket?)")
+        }
+    }
+    // The configuration and the signing key go along, so the copy is a whole node.
+    std::fs::copy(data.join(CONFIG_FILE), to.join(CONFIG_FILE))?;
+    let seed = std::fs::read_to_string(data.join(KEY_FILE))?;
+    write_secret(&to.join(KEY_FILE), &seed)?;
+    Ok(())
+}
+
+/// Sends one HTTP/1.1 POST over the node's Unix control socket and returns the body.
+fn control_request(socket: &Path, path: &str, body: &str) -> Result<String> {
+    #[cfg(unix)]
+    {
+        let mut s = std::os::unix::net::UnixStream::connect(socket)
+            .with_context(|| format!("connect to {}", socket.display()))?;
+        s.set_read_timeout(Some(Duration::from_secs(600)))?;
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp)?;
+        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+        if !head.starts_with("HTTP/1.1 200") {
+            bail!(
+                "the node refused: {} {}",
+                head.lines().next().unwrap_or(""),
+                body
+            );
+        }
+        Ok(body.trim().to_owned())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (socket, path, body);
+        bail!("backups of a running node need a Unix control socket")
+    }
+}
+
+fn keys(action: KeysAction) -> Result<()> {
+    let open = |data: &Path| -> Result<Keys> {
+        let store = Store::open(&data.join(DB_DIR))
+            .context("open the store (stop the node, or use the admin API / `loyalty keys`)")?;
+        Ok(Keys::load(store)?)
+    };
+    match action {
+        KeysAction::Create { data, name, scopes } => {
+            let keys = open(&data)?;
+            let (key, r) = keys.create(&name, &scopes, now().get())?;
+            println!("key id: {}", r.key_id);
+            println!("key (shown once): {key}");
+        }
+        KeysAction::List { data } => {
+            for k in open(&data)?.list() {
+                let scopes: Vec<String> = k
+                    .scopes
+                    .iter()
+                    .map(|s| format!("{s:?}").to_lowercase())
+                    .collect();
+                println!(
+                    "{}  {:<20} {:<24} {}",
+                    k.key_id,
+                    k.name,
+                    scopes.join(","),
+                    if k.revoked { "revoked" } else { "active" }
+                );
+            }
+        }
+        KeysAction::Revoke { data, key_id } => {
+            open(&data)?.revoke(&key_id)?;
+            println!("revoked {key_id}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! The node's configuration: one typed struct read from `config.toml` in the data directory,
+//! with environment overrides (`LOYALTY_<KEY>`), validated at start-up with messages that name
+//! the key that is wrong.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use ledger::types::BrandId;
+
+/// File name of the configuration inside the data directory.
+pub const CONFIG_FILE: &str = "config.toml";
+/// File name of the node's Ed25519 secret key (32-byte seed, hex) inside the data directory.
+pub const KEY_FILE: &str = "node.key";
+/// Directory of the RocksDB store inside the data directory.
+pub const DB_DIR: &str = "db";
+
+/// Limits on what the node accepts; each is enforced and has an error code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes.
+    pub body_bytes_max: usize,
+    /// Writes waiting for the sequencer before new ones are answered 503.
+    pub queue_depth_max: usize,
+    /// Most writes committed in one batch (one fsync, one checkpoint).
+    pub batch_writes_max: usize,
+    /// A request not answered within this time is answered 503 `timeout`.
+    pub request_timeout_ms: u64,
+    /// Requests served at once; more wait.
+    pub concurrency_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes_max: 64 * 1024,
+            queue_depth_max: 16_384,
+            batch_writes_max: 4_096,
+            request_timeout_ms: 10_000,
+            concurrency_max: 1_024,
+        }
+    }
+}
+
+/// The node's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The brand this node runs.
+    pub brand: BrandId,
+    /// The log's origin: the name of its signing key and the first line of its checkpoints.
+    pub origin: String,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// URL partners and apps use to reach this node.
+    pub public_url: String,
+    /// Log format: `text` or `json`.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+    /// Limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn default_log_format() -> String {
+    "text".into()
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Config {
+    /// A configuration for a new node.
+    pub fn new(brand: BrandId, listen: SocketAddr, public_url: Option<String>) -> Config {
+        Config {
+            origin: format!("loyalty.example/{brand}"),
+            brand,
+            listen,
+            public_url: public_url.unwrap_or_else(|| format!("http://{listen}")),
+            log_format: default_log_format(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Reads `config.toml` from `data_dir`, applies environment overrides, and validates.
+    pub fn load(data_dir: &Path) -> Result<Config, ConfigError> {
+        let path = data_dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        config.apply_env(|k| std::env::var(k).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies `LOYALTY_*` overrides read through `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(var: &str, v: String) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.parse().map_err(|e: T::Err| ConfigError::Env {
+                var: var.into(),
+                message: e.to_string(),
+            })
+        }
+        macro_rules! env {
+            ($var:literal, $field:expr) => {
+                if let Some(v) = get($var) {
+                    $field = parse($var, v)?;
+                }
+            };
+        }
+        env!("LOYALTY_BRAND", self.brand);
+        env!("LOYALTY_ORIGIN", self.origin);
+        env!("LOYALTY_LISTEN", self.listen);
+        env!("LOYALTY_PUBLIC_URL", self.public_url);
+        env!("LOYALTY_LOG_FORMAT", self.log_format);
+        env!("LOYALTY_BODY_BYTES_MAX", self.limits.body_bytes_max);
+        env!("LOYALTY_QUEUE_DEPTH_MAX", self.limits.queue_depth_max);
+        env!("LOYALTY_BATCH_WRITES_MAX", self.limits.batch_writes_max);
+        env!("LOYALTY_REQUEST_TIMEOUT_MS", self.limits.request_timeout_ms);
+        env!("LOYALTY_CONCURRENCY_MAX", self.limits.concurrency_max);
+        Ok(())
+    }
+
+    /// Checks every value, naming the first wrong key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        if !ledger::checkpoint::is_valid_key_name(&self.origin) {
+            return invalid(
+                "origin",
+                "must be a non-empty key name without spaces or '+'",
+            );
+        }
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            return invalid("public_url", "must start with http:// or https://");
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return invalid("log_format", "must be \"text\" or \"json\"");
+        }
+        let l = &self.limits;
+        if !(1024..=16 * 1024 * 1024).contains(&l.body_bytes_max) {
+            return invalid("limits.body_bytes_max", "must be 1024 to 16777216");
+        }
+        if !(1..=1_000_000).contains(&l.queue_depth_max) {
+            return invalid("limits.queue_depth_max", "must be 1 to 1000000");
+        }
+        if !(1..=ledger::log::BATCH_WRITES_MAX).contains(&l.batch_writes_max) {
+            return invalid("limits.batch_writes_max", "must be 1 to 8192");
+        }
+        if !(100..=600_000).contains(&l.request_timeout_ms) {
+            return invalid("limits.request_timeout_ms", "must be 100 to 600000");
+        }
+        if !(1..=100_000).contains(&l.concurrency_max) {
+            return invalid("limits.concurrency_max", "must be 1 to 100000");
+        }
+        Ok(())
+    }
+
+    /// The commented `config.toml` that `init` writes.
+    pub fn to_commented_toml(&self) -> String {
+        format!(
+            r#"# Configuration of a loyalty ledger node.
+# Every key can be overridden by an environment variable: LOYALTY_<KEY> in upper case
+# (LOYALTY_LISTEN, LOYALTY_PUBLIC_URL, LOYALTY_BODY_BYTES_MAX, ...).
+
+# The brand this node runs (lowercase letters, digits, '-', '.').
+brand = "{brand}"
+# The log's origin: the name of the signing key and the first line of every checkpoint.
+# Partners and auditors pin it together with the verifier key. Do not change it once used.
+origin = "{origin}"
+# Address to listen on.
+listen = "{listen}"
+# URL partners and apps use to reach this node.
+public_url = "{public_url}"
+# Log format on stderr: "text" or "json".
+log_format = "{log_format}"
+
+[limits]
+# Largest request body, in bytes.
+body_bytes_max = {body}
+# Writes waiting for the sequencer before new ones get 503 with Retry-After.
+queue_depth_max = {queue}
+# Most writes per committed batch (one fsync and one signed checkpoint per batch).
+batch_writes_max = {batch}
+# Requests not answered within this many milliseconds get 503 "timeout".
+request_timeout_ms = {timeout}
+# Requests served at once.
+concurrency_max = {conc}
+"#,
+            brand = self.brand,
+            origin = self.origin,
+            listen = self.listen,
+            public_url = self.public_url,
+            log_format = self.log_format,
+            body = self.limits.body_bytes_max,
+            queue = self.limits.queue_depth_max,
+            batch = self.limits.batch_writes_max,
+            timeout = self.limits.request_timeout_ms,
+            conc = self.limits.concurrency_max,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::new(
+            "brand-a".parse().unwrap(),
+            "127.0.0.1:7700".parse().unwrap(),
+            None,
+        )
+    }
+
+    #[test]
+    fn commented_template_parses_back_to_the_same_config() {
+        let c = config();
+        let back: Config = toml::from_str(&c.to_commented_toml()).unwrap();
+        assert_eq!(back, c);
+        back.validate().unwrap();
+    }
+
+    #[test]
+    fn environment_overrides_config_values() {
+        let mut c = config();
+        c.apply_env(|k| match k {
+            "LOYALTY_LISTEN" => Some("127.0.0.1:9999".into()),
+            "LOYALTY_QUEUE_DEPTH_MAX" => Some("7".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.limits.queue_depth_max, 7);
+        let err = c
+            .apply_env(|k| (k == "LOYALTY_LISTEN").then(|| "nope".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("LOYALTY_LISTEN"));
+    }
+
+    #[test]
+    fn validation_names_the_wrong_key() {
+        let mut c = config();
+        c.limits.batch_writes_max = 0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("limits.batch_writes_max"));
+        let mut c = config();
+        c.origin = "has space".into();
+        assert!(c.validate().unwrap_err().to_string().contains("origin"));
+        let e = toml::from_str::<Config>("brand = \"a\"\nbogus = 1").unwrap_err();
+        assert!(e.to_string().contains("bogus") || e.to_string().contains("unknown"));
+    }
+}

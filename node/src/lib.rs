@@ -1,0 +1,23 @@
+//! The brand node: HTTP API, sequencer, API keys, operations (DESIGN §7, §8).
+//!
+//! Code map:
+//! - [`config`]: the typed `config.toml` with environment overrides;
+//! - [`sequencer`]: the single writer thread and its bounded queue;
+//! - [`api`], [`reads`], [`admin`], [`log_routes`]: the HTTP routes;
+//! - [`problem`]: every error's status and stable code, in one place;
+//! - [`keys`]: API keys, stored hashed;
+//! - [`metrics`], [`openapi`]: operations;
+//! - [`cli`], [`server`]: the `loyalty-node` binary.
+
+pub mod admin;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod keys;
+pub mod log_routes;
+pub mod metrics;
+pub mod openapi;
+pub mod problem;
+pub mod reads;
+pub mod sequencer;
+pub mod server;

@@ -1,0 +1,405 @@
+//! The public, read-only log: checkpoints, entries, proofs and C2SP `tlog-tiles`.
+//!
+//! Invariant: everything served is at or below the latest signed checkpoint, so a client never
+//! sees an entry or a hash that no checkpoint commits to.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use ledger::log::receipt_from_store;
+use ledger::merkle::{self, HashReader};
+use ledger::receipt::Receipt;
+
+use crate::api::AppState;
+use crate::problem::ApiError;
+use crate::reads::Page;
+
+/// Entries per full tile and entry bundle (C2SP tlog-tiles).
+pub const TILE_WIDTH: u64 = 256;
+/// Most entries one `/v1/log/entries` answer holds.
+pub const ENTRIES_MAX: u64 = 1000;
+
+/// The log's identity.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LogKey {
+    pub origin: String,
+    /// C2SP verifier key `name+hexid+base64key`.
+    pub verifier_key: String,
+}
+
+#[utoipa::path(get, path = "/v1/log/key", responses((status = 200, body = LogKey)), tag = "log")]
+pub async fn key(State(app): AppState) -> Json<LogKey> {
+    Json(LogKey {
+        origin: app.config.origin.clone(),
+        verifier_key: app.verifier_key.clone(),
+    })
+}
+
+fn text(body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/checkpoint", responses((status = 200, description = "signed note", content_type = "text/plain")), tag = "log")]
+pub async fn checkpoint(State(app): AppState) -> Response {
+    text(app.shared.checkpoint().note.clone())
+}
+
+/// `?start=&end=`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// One raw entry.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RawEntry {
+    pub index: u64,
+    /// Canonical entry bytes as text.
+    pub entry: String,
+}
+
+/// Entries of a range.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Entries {
+    pub entries: Vec<RawEntry>,
+}
+
+#[utoipa::path(get, path = "/v1/log/entries", params(Range),
+    responses((status = 200, body = Entries)), tag = "log")]
+pub async fn entries(
+    State(app): AppState,
+    Query(r): Query<Range>,
+) -> Result<Json<Entries>, ApiError> {
+    let size = app.shared.checkpoint().size;
+    if r.start > r.end || r.end - r.start > ENTRIES_MAX {
+        return Err(ApiError::bad_parameter(format!(
+            "need start <= end and at most {ENTRIES_MAX} entries"
+        )));
+    }
+    let end = r.end.min(size);
+    let mut out = Vec::new();
+    if r.start < end {
+        for (k, bytes) in app
+            .store
+            .entries(r.start, end)
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .enumerate()
+        {
+            out.push(RawEntry {
+                index: r.start + k as u64,
+                entry: String::from_utf8(bytes).map_err(ApiError::internal)?,
+            });
+        }
+    }
+    Ok(Json(Entries { entries: out }))
+}
+
+#[utoipa::path(get, path = "/v1/log/entries/{index}/receipt", params(("index" = u64, Path)),
+    responses((status = 200, body = Object)), tag = "log")]
+pub async fn receipt(
+    State(app): AppState,
+    Path(index): Path<u64>,
+) -> Result<Json<Receipt>, ApiError> {
+    let cp = app.shared.checkpoint();
+    if index >= cp.size {
+        return Err(ApiError::not_found(
+            "not_found",
+            format!("no entry {index}"),
+        ));
+    }
+    receipt_from_store(&app.store, index, cp.size, &cp.note)
+        .map(Json)
+        .map_err(ApiError::internal)
+}
+
+/// `?index=&size=`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionQuery {
+    pub index: u64,
+    pub size: u64,
+}
+
+/// An inclusion proof.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InclusionProof {
+    pub index: u64,
+    pub size: u64,
+    pub proof: Vec<String>,
+}
+
+fn check_size(app: &crate::api::App, size: u64) -> Result<(), ApiError> {
+    let committed = app.shared.checkpoint().size;
+    if size > committed {
+        return Err(ApiError::bad_parameter(format!(
+            "size {size} is beyond the latest checkpoint ({committed})"
+        )));
+    }
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/v1/log/proof/inclusion", params(InclusionQuery),
+    responses((status = 200, body = InclusionProof)), tag = "log")]
+pub async fn inclusion(
+    State(app): AppState,
+    Query(q): Query<InclusionQuery>,
+) -> Result<Json<InclusionProof>, ApiError> {
+    check_size(&app, q.size)?;
+    let proof = merkle::inclusion_proof(q.index, q.size, &app.store)
+        .map_err(|e| ApiError::bad_parameter(e.to_string()))?;
+    Ok(Json(InclusionProof {
+        index: q.index,
+        size: q.size,
+        proof: proof.iter().map(hex::encode).collect(),
+    }))
+}
+
+/// `?old=&new=`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyQuery {
+    pub old: u64,
+    pub new: u64,
+}
+
+/// A consistency proof.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConsistencyProof {
+    pub old: u64,
+    pub new: u64,
+    pub proof: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/v1/log/proof/consistency", params(ConsistencyQuery),
+    responses((status = 200, body = ConsistencyProof)), tag = "log")]
+pub async fn consistency(
+    State(app): AppState,
+    Query(q): Query<ConsistencyQuery>,
+) -> Result<Json<ConsistencyProof>, ApiError> {
+    check_size(&app, q.new)?;
+    let proof = merkle::consistency_proof(q.old, q.new, &app.store)
+        .map_err(|e| ApiError::bad_parameter(e.to_string()))?;
+    Ok(Json(ConsistencyProof {
+        old: q.old,
+        new: q.new,
+        proof: proof.iter().map(hex::encode).collect(),
+    }))
+}
+
+/// One signed checkpoint.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointItem {
+    pub size: u64,
+    pub note: String,
+}
+
+/// A page of checkpoints.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Checkpoints {
+    pub checkpoints: Vec<CheckpointItem>,
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/log/checkpoints", params(Page),
+    responses((status = 200, body = Checkpoints)), tag = "log")]
+pub async fn checkpoints(
+    State(app): AppState,
+    Query(page): Query<Page>,
+) -> Result<Json<Checkpoints>, ApiError> {
+    let (cursor, limit) = page.parse()?;
+    let committed = app.shared.checkpoint().size;
+    let list: Vec<CheckpointItem> = app
+        .store
+        .checkpoints(cursor, limit)
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .filter(|(size, _)| *size <= committed)
+        .map(|(size, note)| CheckpointItem { size, note })
+        .collect();
+    let next_cursor = (list.len() == limit).then(|| list[limit - 1].size.to_string());
+    Ok(Json(Checkpoints {
+        checkpoints: list,
+        next_cursor,
+    }))
+}
+
+/// A parsed tile path: `tile/<L>/<N>[.p/<W>]` or `tile/entries/<N>[.p/<W>]`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TilePath {
+    /// `None` for an entry bundle.
+    pub level: Option<u8>,
+    pub index: u64,
+    pub width: u64,
+}
+
+/// Parses the part after `/tile/` (C2SP tlog-tiles path encoding).
+pub fn parse_tile_path(path: &str) -> Option<TilePath> {
+    let (head, rest) = path.split_once('/')?;
+    let level = if head == "entries" {
+        None
+    } else {
+        if head.is_empty() || head.len() > 2 || !head.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let l: u8 = head.parse().ok()?;
+        if l > 63 || (head.len() > 1 && head.starts_with('0')) {
+            return None;
+        }
+        Some(l)
+    };
+    let (n_part, width) = match rest.split_once(".p/") {
+        Some((n, w)) => {
+            if w.is_empty()
+                || w.len() > 3
+                || !w.bytes().all(|b| b.is_ascii_digit())
+                || w.starts_with('0')
+            {
+                return None;
+            }
+            let w: u64 = w.parse().ok()?;
+            if !(1..TILE_WIDTH).contains(&w) {
+                return None;
+            }
+            (n, w)
+        }
+        None => (rest, TILE_WIDTH),
+    };
+    let parts: Vec<&str> = n_part.split('/').collect();
+    let mut index: u64 = 0;
+    for (i, p) in parts.iter().enumerate() {
+        let last = i == parts.len() - 1;
+        let digits = if last { *p } else { p.strip_prefix('x')? };
+        if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        index = index
+            .checked_mul(1000)?
+            .checked_add(digits.parse::<u64>().ok()?)?;
+    }
+    Some(TilePath {
+        level,
+        index,
+        width,
+    })
+}
+
+#[utoipa::path(get, path = "/tile/{path}", params(("path" = String, Path)),
+    responses((status = 200, description = "tile bytes", content_type = "application/octet-stream")), tag = "log")]
+pub async fn tile(State(app): AppState, Path(path): Path<String>) -> Result<Response, ApiError> {
+    let t = parse_tile_path(&path)
+        .ok_or_else(|| ApiError::not_found("not_found", "not a tile path"))?;
+    let size = app.shared.checkpoint().size;
+    let first = t
+        .index
+        .checked_mul(TILE_WIDTH)
+        .ok_or_else(|| ApiError::not_found("not_found", "no such tile"))?;
+    let missing = || ApiError::not_found("not_found", "the tree does not have this tile yet");
+    let mut body = Vec::new();
+    match t.level {
+        None => {
+            let end = first.checked_add(t.width).ok_or_else(missing)?;
+            if end > size {
+                return Err(missing());
+            }
+            for bytes in app.store.entries(first, end).map_err(ApiError::internal)? {
+                let len = u16::try_from(bytes.len()).map_err(ApiError::internal)?;
+                body.extend_from_slice(&len.to_be_bytes());
+                body.extend_from_slice(&bytes);
+            }
+        }
+        Some(l) => {
+            let h = u32::from(l) * 8;
+            // Hashes at tree level h cover 2^h leaves each; the tile needs `width` of them.
+            let leaves_needed = (first + t.width)
+                .checked_shl(h)
+                .filter(|v| v >> h == first + t.width);
+            match leaves_needed {
+                Some(n) if n <= size => {}
+                _ => return Err(missing()),
+            }
+            let level = u8::try_from(h).map_err(|_| missing())?;
+            for i in first..first + t.width {
+                let hash = app
+                    .store
+                    .subtree_hash(level, i)
+                    .map_err(ApiError::internal)?;
+                body.extend_from_slice(&hash);
+            }
+        }
+    }
+    let immutable = if t.width == TILE_WIDTH {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-store"
+    };
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, immutable),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_paths_follow_c2sp_encoding() {
+        assert_eq!(
+            parse_tile_path("0/x001/x234/067"),
+            Some(TilePath {
+                level: Some(0),
+                index: 1_234_067,
+                width: 256
+            })
+        );
+        assert_eq!(
+            parse_tile_path("entries/000.p/17"),
+            Some(TilePath {
+                level: None,
+                index: 0,
+                width: 17
+            })
+        );
+        assert_eq!(
+            parse_tile_path("1/005"),
+            Some(TilePath {
+                level: Some(1),
+                index: 5,
+                width: 256
+            })
+        );
+        for bad in [
+            "0/5",
+            "0/x001",
+            "0/001/002",
+            "00/000",
+            "64/000",
+            "0/000.p/256",
+            "0/000.p/0",
+            "0/000.p/01",
+            "x/000",
+            "0/",
+        ] {
+            assert_eq!(parse_tile_path(bad), None, "{bad}");
+        }
+    }
+}

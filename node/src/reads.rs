@@ -1,0 +1,288 @@
+//! Read routes for apps: members, history, holds, policy. They read committed state records
+//! from RocksDB and never wait for the sequencer.
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use ledger::state::{record_prefix, HoldState, HoldStatus, MemberState, Policies};
+use ledger::types::{EntryId, MemberId};
+
+use crate::api::{authorize, parse_param, AppState};
+use crate::keys::Scope;
+use crate::problem::ApiError;
+use crate::sequencer::now;
+
+/// Default page size.
+pub const PAGE_DEFAULT: usize = 100;
+/// Largest page size.
+pub const PAGE_MAX: usize = 1000;
+
+fn record<T: DeserializeOwned>(
+    app: &crate::api::App,
+    prefix: &[u8],
+    name: &str,
+) -> Result<Option<T>, ApiError> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(name.as_bytes());
+    match app.store.state_record(&k).map_err(ApiError::internal)? {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(ApiError::internal),
+    }
+}
+
+fn policies(app: &crate::api::App) -> Result<Policies, ApiError> {
+    Ok(record(app, record_prefix::POLICIES, "")?.unwrap_or_default())
+}
+
+/// One lot of a member.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LotView {
+    /// Index of the entry that created the lot.
+    pub lot: u64,
+    pub remaining: u64,
+    /// Log time the lot expires at; null for never.
+    pub expires_at: Option<u64>,
+}
+
+/// A member's points and tier.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MemberView {
+    pub member: String,
+    /// Points in lots (including lots past expiry not yet expired by an entry).
+    pub balance: u64,
+    /// Points spendable now.
+    pub available: u64,
+    /// Points in open holds.
+    pub pending: u64,
+    /// Current tier (null without a tier policy).
+    pub tier: Option<String>,
+    /// When the tier lapses without further earning (null: never or no policy).
+    pub tier_valid_until: Option<u64>,
+    pub lots: Vec<LotView>,
+}
+
+#[utoipa::path(get, path = "/v1/members/{member}", params(("member" = String, Path)),
+    responses((status = 200, body = MemberView)), tag = "reads")]
+pub async fn member(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(member): Path<String>,
+) -> Result<Json<MemberView>, ApiError> {
+    authorize(&app, &headers, Scope::Read)?;
+    let id: MemberId = parse_param("member", &member)?;
+    let m: MemberState = record(&app, record_prefix::MEMBER, id.as_str())?.ok_or_else(|| {
+        ApiError::not_found("unknown_member", format!("member {id} has no points"))
+    })?;
+    let p = policies(&app)?;
+    let t = now();
+    let (tier, valid_until) = match &p.tier {
+        Some(policy) => {
+            let name = m
+                .tier
+                .clone()
+                .unwrap_or_else(|| policy.tiers[0].name.clone());
+            let rank = policy
+                .tiers
+                .iter()
+                .position(|x| x.name == name)
+                .unwrap_or(0);
+            let until = ledger::tier::tier_valid_until(policy, &m.qualifying, rank, t);
+            (Some(name.to_string()), until.map(|u| u.get()))
+        }
+        None => (None, None),
+    };
+    Ok(Json(MemberView {
+        member: id.to_string(),
+        balance: m.balance,
+        available: m.available(t),
+        pending: m.pending,
+        tier,
+        tier_valid_until: valid_until,
+        lots: m
+            .lots
+            .iter()
+            .map(|l| LotView {
+                lot: l.id.get(),
+                remaining: l.remaining,
+                expires_at: l.expires_at.map(|e| e.get()),
+            })
+            .collect(),
+    }))
+}
+
+/// Cursor pagination parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1 to 1000, default 100.
+    pub limit: Option<usize>,
+}
+
+impl Page {
+    /// The cursor as an index and the limit, validated.
+    pub fn parse(&self) -> Result<(Option<u64>, usize), ApiError> {
+        let cursor = match &self.cursor {
+            None => None,
+            Some(c) => Some(
+                c.parse::<u64>()
+                    .map_err(|_| ApiError::bad_parameter("cursor: not a cursor from this node"))?,
+            ),
+        };
+        let limit = self.limit.unwrap_or(PAGE_DEFAULT);
+        if !(1..=PAGE_MAX).contains(&limit) {
+            return Err(ApiError::bad_parameter(format!(
+                "limit: must be 1 to {PAGE_MAX}"
+            )));
+        }
+        Ok((cursor, limit))
+    }
+}
+
+/// One entry of a history page.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HistoryItem {
+    pub index: u64,
+    /// The decoded entry.
+    #[schema(value_type = Object)]
+    pub entry: Value,
+}
+
+/// A page of a member's history.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HistoryPage {
+    pub entries: Vec<HistoryItem>,
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/members/{member}/history", params(("member" = String, Path), Page),
+    responses((status = 200, body = HistoryPage)), tag = "reads")]
+pub async fn history(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(member): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    authorize(&app, &headers, Scope::Read)?;
+    let id: MemberId = parse_param("member", &member)?;
+    let (cursor, limit) = page.parse()?;
+    let size = app.shared.checkpoint().size;
+    let indexes = app
+        .store
+        .history(&id, cursor, limit)
+        .map_err(ApiError::internal)?;
+    let mut entries = Vec::with_capacity(indexes.len());
+    for i in indexes.iter().copied().filter(|i| *i < size) {
+        let bytes = app
+            .store
+            .entry(i)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::internal(format!("history names missing entry {i}")))?;
+        let entry: Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+        entries.push(HistoryItem { index: i, entry });
+    }
+    let next_cursor = (entries.len() == limit).then(|| entries[limit - 1].index.to_string());
+    Ok(Json(HistoryPage {
+        entries,
+        next_cursor,
+    }))
+}
+
+/// A hold and where it stands.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HoldView {
+    pub id: String,
+    pub index: u64,
+    pub member: String,
+    pub points: u64,
+    pub expires_at: u64,
+    pub payee: Option<String>,
+    /// `open`, `posted` or `voided`.
+    pub status: String,
+    /// Index of the post or void entry.
+    pub resolved_index: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/v1/holds/{hold}", params(("hold" = String, Path)),
+    responses((status = 200, body = HoldView)), tag = "reads")]
+pub async fn hold(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(hold): Path<String>,
+) -> Result<Json<HoldView>, ApiError> {
+    authorize(&app, &headers, Scope::Read)?;
+    let id: EntryId = parse_param("hold", &hold)?;
+    let h: HoldState = record(&app, record_prefix::HOLD, id.as_str())?
+        .ok_or_else(|| ApiError::not_found("unknown_hold", format!("no hold with id {id}")))?;
+    let (status, resolved) = match h.status {
+        HoldStatus::Open => ("open", None),
+        HoldStatus::Posted(i) => ("posted", Some(i.get())),
+        HoldStatus::Voided(i) => ("voided", Some(i.get())),
+    };
+    Ok(Json(HoldView {
+        id: id.to_string(),
+        index: h.index.get(),
+        member: h.member.to_string(),
+        points: h.points,
+        expires_at: h.expires_at.get(),
+        payee: h.payee.map(|p| p.to_string()),
+        status: status.into(),
+        resolved_index: resolved,
+    }))
+}
+
+/// A rate card in force.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RateCardView {
+    pub index: u64,
+    pub currency: String,
+    pub point_value: String,
+    pub valid_from: u64,
+}
+
+/// The brand's policies.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PolicyView {
+    #[schema(value_type = Option<Object>)]
+    pub tier: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub expiry: Option<Value>,
+    pub rate_cards: Vec<RateCardView>,
+}
+
+#[utoipa::path(get, path = "/v1/policy", responses((status = 200, body = PolicyView)), tag = "reads")]
+pub async fn policy(
+    State(app): AppState,
+    headers: HeaderMap,
+) -> Result<Json<PolicyView>, ApiError> {
+    authorize(&app, &headers, Scope::Read)?;
+    let p = policies(&app)?;
+    Ok(Json(PolicyView {
+        tier: p
+            .tier
+            .as_ref()
+            .map(|t| serde_json::to_value(t).unwrap_or(Value::Null)),
+        expiry: p
+            .expiry
+            .as_ref()
+            .map(|e| serde_json::to_value(e).unwrap_or(Value::Null)),
+        rate_cards: p
+            .rate_cards
+            .iter()
+            .map(|(i, c)| RateCardView {
+                index: i.get(),
+                currency: c.currency.to_string(),
+                point_value: c.point_value.to_string(),
+                valid_from: c.valid_from.get(),
+            })
+            .collect(),
+    }))
+}

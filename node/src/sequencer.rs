@@ -1,0 +1,302 @@
+//! The sequencer (DESIGN §8): one thread owns the log and every write. It drains a bounded
+//! queue, applies the writes in order, commits them as one synced RocksDB batch, signs one
+//! checkpoint, then answers the whole batch. It also writes the entries the rules require of
+//! the node itself: tier upgrades right after earnings, expiry of due lots, release of expired
+//! holds.
+//!
+//! Invariants: no write is answered before it is durable and covered by a signed checkpoint;
+//! the queue never holds more than `queue_depth_max` writes (more are refused at once with
+//! `overloaded`); reads never wait for the sequencer (they read committed data from RocksDB).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::oneshot;
+
+use ledger::entry::{EntryKind, Void};
+use ledger::log::{Log, Outcome, Write};
+use ledger::types::{EntryId, LogTime, MemberId};
+
+use crate::metrics::Metrics;
+use crate::problem::ApiError;
+
+/// Most system entries (expiries, releases) written per housekeeping pass.
+pub const HOUSEKEEPING_WRITES_MAX: usize = 1024;
+/// How often the sequencer looks for due expiries and releases when idle.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Whether a write was logged now or found logged before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteStatus {
+    Appended,
+    Existing,
+}
+
+/// The answer to a committed write.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub status: WriteStatus,
+    pub index: u64,
+    pub checkpoint: Arc<CheckpointInfo>,
+}
+
+/// The latest signed checkpoint.
+#[derive(Debug)]
+pub struct CheckpointInfo {
+    pub size: u64,
+    pub note: String,
+}
+
+struct Request {
+    write: Write,
+    reply: oneshot::Sender<Result<Committed, ApiError>>,
+}
+
+/// What readers share with the sequencer.
+pub struct Shared {
+    checkpoint: RwLock<Arc<CheckpointInfo>>,
+    ready: AtomicBool,
+    depth: AtomicUsize,
+}
+
+impl Shared {
+    /// The latest signed checkpoint.
+    pub fn checkpoint(&self) -> Arc<CheckpointInfo> {
+        self.checkpoint.read().expect("checkpoint lock").clone()
+    }
+
+    /// Whether the sequencer is running and accepting writes.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Writes waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+}
+
+/// A handle for submitting writes to the sequencer.
+#[derive(Clone)]
+pub struct Sequencer {
+    tx: SyncSender<Request>,
+    shared: Arc<Shared>,
+}
+
+/// The wall clock in ms since the Unix epoch, as a log time.
+pub fn now() -> LogTime {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    LogTime::new(ms.min(LogTime::MAX.get())).unwrap_or(LogTime::MAX)
+}
+
+impl Sequencer {
+    /// Starts the sequencer thread, which owns `log` until every handle is dropped.
+    pub fn start(
+        log: Log,
+        queue_depth_max: usize,
+        batch_writes_max: usize,
+        metrics: Arc<Metrics>,
+    ) -> (Sequencer, Arc<Shared>, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::sync_channel::<Request>(queue_depth_max);
+        let shared = Arc::new(Shared {
+            checkpoint: RwLock::new(Arc::new(CheckpointInfo {
+                size: log.size(),
+                note: log.checkpoint_note().to_owned(),
+            })),
+            ready: AtomicBool::new(true),
+            depth: AtomicUsize::new(0),
+        });
+        metrics.log_size.set(log.size() as i64);
+        let thread_shared = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("sequencer".into())
+            .spawn(move || run(log, rx, thread_shared, batch_writes_max, metrics))
+            .expect("spawn the sequencer thread");
+        (
+            Sequencer {
+                tx,
+                shared: shared.clone(),
+            },
+            shared,
+            handle,
+        )
+    }
+
+    /// Queues a write and waits until it is committed (or refused).
+    pub async fn submit(&self, write: Write) -> Result<Committed, ApiError> {
+        if !self.shared.is_ready() {
+            return Err(ApiError::not_ready());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.shared.depth.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(Request { write, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.shared.depth.fetch_sub(1, Ordering::Relaxed);
+                return Err(ApiError::overloaded());
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.shared.depth.fetch_sub(1, Ordering::Relaxed);
+                return Err(ApiError::not_ready());
+            }
+        }
+        rx.await.unwrap_or_else(|_| Err(ApiError::not_ready()))
+    }
+}
+
+fn run(
+    mut log: Log,
+    rx: mpsc::Receiver<Request>,
+    shared: Arc<Shared>,
+    batch_writes_max: usize,
+    metrics: Arc<Metrics>,
+) {
+    let mut batch: Vec<Request> = Vec::with_capacity(batch_writes_max);
+    let mut last_housekeeping = Instant::now();
+    loop {
+        match rx.recv_timeout(HOUSEKEEPING_INTERVAL) {
+            Ok(r) => batch.push(r),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        while batch.len() < batch_writes_max {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        shared.depth.fetch_sub(batch.len(), Ordering::Relaxed);
+        metrics.queue_depth.set(shared.queue_depth() as i64);
+        let mut touched: Vec<MemberId> = Vec::new();
+        if !batch.is_empty() {
+            let writes: Vec<Write> = batch.iter().map(|r| r.write.clone()).collect();
+            let _span = tracing::debug_span!("batch", size = writes.len()).entered();
+            let t0 = Instant::now();
+            match log.append(&writes, now()) {
+                Ok(outcomes) => {
+                    metrics.observe_batch(writes.len(), t0.elapsed());
+                    let cp = publish(&log, &shared, &metrics);
+                    for (req, outcome) in batch.drain(..).zip(outcomes) {
+                        let answer = match outcome {
+                            Outcome::Appended(index) => {
+                                if let EntryKind::Earn(e) = &req.write.kind {
+                                    touched.push(e.member.clone());
+                                }
+                                Ok(Committed {
+                                    status: WriteStatus::Appended,
+                                    index,
+                                    checkpoint: cp.clone(),
+                                })
+                            }
+                            Outcome::Existing(index) => Ok(Committed {
+                                status: WriteStatus::Existing,
+                                index,
+                                checkpoint: cp.clone(),
+                            }),
+                            Outcome::Refused(e) => Err(ApiError::from(e)),
+                        };
+                        let _ = req.reply.send(answer);
+                    }
+                }
+                Err(e) => {
+                    fail(&shared, &e);
+                    for req in batch.drain(..) {
+                        let _ = req.reply.send(Err(ApiError::internal(&e)));
+                    }
+                    break;
+                }
+            }
+        }
+        let due = !touched.is_empty() || last_housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL;
+        if due {
+            last_housekeeping = Instant::now();
+            if let Err(e) = housekeeping(&mut log, &touched, &shared, &metrics) {
+                fail(&shared, &e);
+                break;
+            }
+        }
+    }
+    // Drain what is left so no caller waits forever.
+    shared.ready.store(false, Ordering::Release);
+    for req in rx.try_iter() {
+        let _ = req.reply.send(Err(ApiError::not_ready()));
+    }
+    if let Err(e) = log.store().flush() {
+        tracing::error!(error = %e, "flush at shutdown failed");
+    }
+    tracing::info!(size = log.size(), "sequencer stopped");
+}
+
+fn fail(shared: &Shared, e: &dyn std::fmt::Display) {
+    tracing::error!(error = %e, "a commit failed; the sequencer stops and the node must be restarted");
+    shared.ready.store(false, Ordering::Release);
+}
+
+fn publish(log: &Log, shared: &Shared, metrics: &Metrics) -> Arc<CheckpointInfo> {
+    let cp = Arc::new(CheckpointInfo {
+        size: log.size(),
+        note: log.checkpoint_note().to_owned(),
+    });
+    *shared.checkpoint.write().expect("checkpoint lock") = cp.clone();
+    metrics.log_size.set(log.size() as i64);
+    cp
+}
+
+/// Writes what the rules require of the node: tier changes for members who just earned (upgrade
+/// at once), expiry of due lots and release of expired holds.
+fn housekeeping(
+    log: &mut Log,
+    touched: &[MemberId],
+    shared: &Shared,
+    metrics: &Metrics,
+) -> Result<(), ledger::log::LogError> {
+    let at = log.next_time(now());
+    let size = log.size();
+    let mut writes = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for m in touched {
+        if seen.insert(m) {
+            if let Some(change) = log.state().tier_change_due(m, at) {
+                writes.push(Write {
+                    id: system_id(&format!("sys.tier.{size}.{}", writes.len())),
+                    kind: EntryKind::TierChange(change),
+                });
+            }
+        }
+    }
+    for x in log.state().due_expiries(at, HOUSEKEEPING_WRITES_MAX) {
+        writes.push(Write {
+            id: system_id(&format!("sys.expire.{}.{size}", x.lot)),
+            kind: EntryKind::Expire(x),
+        });
+    }
+    for hold in log.state().due_hold_releases(at, HOUSEKEEPING_WRITES_MAX) {
+        let index = log.state().hold(&hold).map_or(0, |h| h.index.get());
+        writes.push(Write {
+            id: system_id(&format!("sys.release.{index}")),
+            kind: EntryKind::Void(Void { hold }),
+        });
+    }
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let t0 = Instant::now();
+    let outcomes = log.append(&writes, at)?;
+    metrics.observe_batch(writes.len(), t0.elapsed());
+    for (w, o) in writes.iter().zip(&outcomes) {
+        if let Outcome::Refused(e) = o {
+            tracing::warn!(id = %w.id, error = %e, "system entry refused");
+        }
+    }
+    publish(log, shared, metrics);
+    Ok(())
+}
+
+fn system_id(s: &str) -> EntryId {
+    s.parse().expect("system ids are valid entry ids")
+}

@@ -1,0 +1,179 @@
+//! `loyalty-node run`: wires config, store, sequencer, keys and the router, serves HTTP until
+//! SIGTERM/SIGINT, then drains in-flight requests and closes the store cleanly.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{BoxError, Json, Router};
+use serde::Deserialize;
+use tower::ServiceBuilder;
+
+use ledger::checkpoint::NoteSigner;
+use ledger::log::Log;
+
+use crate::api::{router, App};
+use crate::config::{Config, DB_DIR};
+use crate::keys::Keys;
+use crate::metrics::Metrics;
+use crate::problem::ApiError;
+use crate::sequencer::Sequencer;
+
+/// Sets up `tracing` output on stderr, as text or JSON, filtered by `RUST_LOG` (default info).
+pub fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log_format == "json" {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+/// Opens everything and serves until a shutdown signal.
+pub async fn run(data: PathBuf, config: Config) -> Result<()> {
+    let seed = crate::cli::load_seed(&data)?;
+    let signer = NoteSigner::from_seed(&config.origin, &seed)?;
+    let verifier_key = signer.verifier_key_string();
+    let log = Log::open(&data.join(DB_DIR), signer).context("open the log")?;
+    let store = log.store().clone();
+    tracing::info!(brand = %config.brand, origin = %config.origin, size = log.size(), "log opened");
+    let metrics = Arc::new(Metrics::new());
+    let (sequencer, shared, seq_thread) = Sequencer::start(
+        log,
+        config.limits.queue_depth_max,
+        config.limits.batch_writes_max,
+        metrics.clone(),
+    );
+    let keys = Keys::load(store.clone())?;
+    let app = Arc::new(App {
+        config: config.clone(),
+        store,
+        sequencer,
+        shared,
+        keys,
+        metrics,
+        verifier_key: verifier_key.clone(),
+    });
+    let timeout = Duration::from_millis(config.limits.request_timeout_ms);
+    let service = router(app.clone()).layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|e: BoxError| async move {
+                if e.is::<tower::timeout::error::Elapsed>() {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "timeout",
+                        "the request took too long",
+                    )
+                } else {
+                    ApiError::internal(e)
+                }
+            }))
+            .timeout(timeout)
+            .concurrency_limit(config.limits.concurrency_max),
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listen on {}", config.listen))?;
+    let control = spawn_control_socket(&data, app.clone())?;
+    tracing::info!(listen = %config.listen, verifier_key = %verifier_key, "serving");
+    axum::serve(listener, service)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("shutting down: in-flight requests drained");
+    control.abort();
+    let _ = std::fs::remove_file(data.join(crate::cli::CONTROL_SOCKET));
+    // Dropping the last handle to the sequencer ends its thread, which flushes the store.
+    drop(app);
+    tokio::task::spawn_blocking(move || seq_thread.join())
+        .await
+        .ok();
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupRequest {
+    to: PathBuf,
+}
+
+/// Serves `POST /backup` on a Unix socket in the data directory, reachable only by users who
+/// can reach the data directory (which holds the signing key anyway).
+fn spawn_control_socket(
+    data: &std::path::Path,
+    app: Arc<App>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let path = data.join(crate::cli::CONTROL_SOCKET);
+    let _ = std::fs::remove_file(&path);
+    #[cfg(unix)]
+    {
+        let listener = tokio::net::UnixListener::bind(&path)
+            .with_context(|| format!("bind {}", path.display()))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        let router = Router::new()
+            .route(
+                "/backup",
+                post(
+                    |State(app): State<Arc<App>>, Json(b): Json<BackupRequest>| async move {
+                        let store = app.store.clone();
+                        let to = b.to.clone();
+                        match tokio::task::spawn_blocking(move || store.backup(&to)).await {
+                            Ok(Ok(())) => {
+                                tracing::info!(to = %b.to.display(), "backup written");
+                                (
+                                    StatusCode::OK,
+                                    format!("{{\"to\":{:?}}}", b.to.display().to_string()),
+                                )
+                                    .into_response()
+                            }
+                            Ok(Err(e)) => ApiError::internal(e).into_response(),
+                            Err(e) => ApiError::internal(e).into_response(),
+                        }
+                    },
+                ),
+            )
+            .with_state(app);
+        Ok(tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, app);
+        Ok(tokio::spawn(async {}))
+    }
+}
