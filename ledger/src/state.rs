@@ -615,7 +615,17 @@ impl State {
         }
         let m = self.member_mut(member);
         m.balance += points.get();
-        m.insert_lot(lot);
+        // Points that never expire are interchangeable: they join the member's one
+        // never-expiring lot (named by the entry that created it), which keeps member
+        // records bounded when the brand has no expiry policy.
+        match m
+            .lots
+            .iter_mut()
+            .find(|l| l.expires_at.is_none() && expires_at.is_none())
+        {
+            Some(open) => open.remaining += points.get(),
+            None => m.insert_lot(lot),
+        }
         Ok(self.move_points(source, AccountId::Member(member.clone()), points.get()))
     }
 
@@ -700,7 +710,11 @@ impl State {
             back += p.points;
             let m = self.member_mut(member);
             m.balance += p.points;
-            if let Some(l) = m.lots.iter_mut().find(|l| l.id == p.lot) {
+            let target = m
+                .lots
+                .iter_mut()
+                .find(|l| l.id == p.lot || (p.expires_at.is_none() && l.expires_at.is_none()));
+            if let Some(l) = target {
                 l.remaining += p.points;
             } else {
                 m.insert_lot(Lot {

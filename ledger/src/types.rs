@@ -122,7 +122,7 @@ fn is_id_char(c: char) -> bool {
 }
 
 string_newtype!(
-    /// A brand's id: 1 to 64 of `a-z`, `0-9`, `-`, `.`. It names the brand's log origin.
+    /// A brand's id: 1 to 64 of `a-z`, `0-9`, `-`, `.`. (The log origin is a separate key name.)
     BrandId,
     "brand id",
     BRAND_ID_LEN_MAX,

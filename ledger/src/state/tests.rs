@@ -770,3 +770,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn never_expiring_credits_join_one_lot() {
+    let mut l = Log::new();
+    for i in 0..50 {
+        l.earn(&format!("e{i}"), "alice", 10).unwrap();
+    }
+    let lots = &l.state.member(&m("alice")).unwrap().lots;
+    assert_eq!(lots.len(), 1);
+    assert_eq!(lots[0].remaining, 500);
+    l.redeem("r1", "alice", 500).unwrap();
+    assert!(l.state.member(&m("alice")).unwrap().lots.is_empty());
+    l.earn("e-after", "alice", 1).unwrap();
+    l.apply(
+        "f1",
+        EntryKind::Refund(Refund {
+            redemption: id("r1"),
+            points: pts(100),
+        }),
+    )
+    .unwrap();
+    let lots = &l.state.member(&m("alice")).unwrap().lots;
+    assert_eq!(lots.len(), 1, "a refund joins the never-expiring lot");
+    assert_eq!(lots[0].remaining, 101);
+    l.replay_equals_live();
+}
