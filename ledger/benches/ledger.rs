@@ -1,5 +1,5 @@
 //! Benchmark of the ledger alone: append + durable commit + checkpoint in batches, reopen,
-//! and full replay. Run with `cargo bench -p ledger --bench ledger` (add `-- --quick` for a
+//! and full replay. Run with `cargo bench --workspace --bench ledger` (add `-- --quick` for a
 //! short run). Prints one line per measurement.
 
 use std::time::Instant;

@@ -2,7 +2,7 @@
 //! directory, drives it with N concurrent clients (each one request at a time, keep-alive),
 //! and prints throughput and latency percentiles per client count.
 //!
-//! `cargo bench -p node --bench http_load -- [--seconds S] [--clients 1,16,64]`
+//! `cargo bench --workspace --bench http_load -- [--seconds S] [--clients 1,16,64]`
 //! Prints lines like `node earn clients=16 tps=... p50_ms=... p99_ms=...`, the same shape as
 //! `bench/postgres/run.sh`, so `bench/run.sh` can put them side by side.
 
