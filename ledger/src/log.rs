@@ -117,7 +117,11 @@ impl Log {
             }
         }
         let verifier = signer.verifier();
-        if let Some((cp_size, note)) = store.latest_checkpoint()? {
+        let latest = store.latest_checkpoint()?;
+        // Ed25519 is deterministic: a checkpoint already stored for this size is exactly the
+        // one signed below, so it is written only when missing (lost in a crash, or new log).
+        let stored = latest.as_ref().map(|(s, _)| *s) == Some(size);
+        if let Some((cp_size, note)) = latest {
             let (cp, _) = open_checkpoint(&note, &verifier)?;
             if cp.size != cp_size || cp.size > size {
                 return Err(LogError::Inconsistent(format!(
@@ -145,11 +149,13 @@ impl Log {
             checkpoint_note: String::new(),
             poisoned: false,
         };
-        log.sign(size, root, true)?;
+        log.sign(size, root, !stored, true)?;
         Ok(log)
     }
 
-    fn sign(&mut self, size: u64, root: Hash, sync: bool) -> Result<(), LogError> {
+    /// Signs the checkpoint of the first `size` entries; stores it when `write` (with a synced
+    /// WAL when `sync`).
+    fn sign(&mut self, size: u64, root: Hash, write: bool, sync: bool) -> Result<(), LogError> {
         let cp = Checkpoint {
             origin: self.signer.name().to_owned(),
             size,
@@ -157,7 +163,7 @@ impl Log {
             extensions: Vec::new(),
         };
         let note = sign_checkpoint(&cp, &self.signer)?.to_string();
-        if self.store.checkpoint_at(size)?.as_deref() != Some(note.as_str()) {
+        if write {
             self.store.put_checkpoint(size, &note, sync)?;
         }
         self.checkpoint = cp;
@@ -281,7 +287,7 @@ impl Log {
             return Err(e.into());
         }
         // The batch is durable: only now is a checkpoint covering it signed.
-        if let Err(e) = self.sign(size, root, false) {
+        if let Err(e) = self.sign(size, root, true, false) {
             self.poisoned = true;
             return Err(e);
         }

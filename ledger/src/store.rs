@@ -174,16 +174,6 @@ impl Store {
         }
     }
 
-    /// The checkpoint stored for exactly tree size `size`, if any.
-    pub fn checkpoint_at(&self, size: u64) -> Result<Option<String>, StoreError> {
-        match self.db.get_cf(self.cf(CF_CHECKPOINTS), be(size))? {
-            None => Ok(None),
-            Some(v) => String::from_utf8(v)
-                .map(Some)
-                .map_err(|_| StoreError::Corrupt("checkpoint is not UTF-8".into())),
-        }
-    }
-
     /// The entry at `index`, if stored.
     pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get_cf(self.cf(CF_ENTRIES), be(index))?)
