@@ -177,6 +177,20 @@ pub struct TierChange {
     pub to: TierName,
 }
 
+/// The brand states that a member holds a tier, and keeps it at least until `valid_until`
+/// (spec/protocol.md §3.3, §4.6). The state machine accepts it only when it is true at the
+/// entry's time, so a receipt for it is a statement a partner can check offline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierAttestation {
+    pub member: MemberId,
+    pub tier: TierName,
+    /// Until when the member keeps `tier` without earning more; omitted for the base tier,
+    /// which is held forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<LogTime>,
+}
+
 /// The value of one point in the brand's base fiat currency, valid from a log time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -258,6 +272,7 @@ pub enum EntryKind {
     TierChange(TierChange),
     RateCard(RateCard),
     ExpiryPolicy(ExpiryPolicy),
+    TierAttestation(TierAttestation),
 }
 
 /// Every entry type tag, in the order of spec/protocol.md.
@@ -274,6 +289,7 @@ pub const ENTRY_TYPES: &[&str] = &[
     "tier_change",
     "rate_card",
     "expiry_policy",
+    "tier_attestation",
 ];
 
 impl EntryKind {
@@ -292,6 +308,7 @@ impl EntryKind {
             EntryKind::TierChange(_) => "tier_change",
             EntryKind::RateCard(_) => "rate_card",
             EntryKind::ExpiryPolicy(_) => "expiry_policy",
+            EntryKind::TierAttestation(_) => "tier_attestation",
         }
     }
 
@@ -313,6 +330,7 @@ impl EntryKind {
             EntryKind::TierChange(b) => v(b),
             EntryKind::RateCard(b) => v(b),
             EntryKind::ExpiryPolicy(b) => v(b),
+            EntryKind::TierAttestation(b) => v(b),
         }
     }
 
@@ -334,6 +352,7 @@ impl EntryKind {
             "tier_change" => EntryKind::TierChange(p(body)?),
             "rate_card" => EntryKind::RateCard(p(body)?),
             "expiry_policy" => EntryKind::ExpiryPolicy(p(body)?),
+            "tier_attestation" => EntryKind::TierAttestation(p(body)?),
             other => return Err(EntryError::UnknownType(other.to_owned())),
         };
         kind.validate()?;
@@ -411,6 +430,7 @@ impl EntryKind {
             EntryKind::Expire(b) => Some(&b.member),
             EntryKind::Hold(b) => Some(&b.member),
             EntryKind::TierChange(b) => Some(&b.member),
+            EntryKind::TierAttestation(b) => Some(&b.member),
             _ => None,
         }
     }
@@ -595,6 +615,36 @@ mod tests {
         assert!(EntryKind::from_type_and_body("tier_policy", body).is_err());
         let body = serde_json::json!({"tiers":[{"name":"blue","threshold":0},{"name":"gold","threshold":10}],"window_ms":1,"grace_ms":0});
         assert!(EntryKind::from_type_and_body("tier_policy", body).is_ok());
+    }
+
+    #[test]
+    fn tier_attestation_omits_valid_until_for_the_base_tier() {
+        let mut e = Entry {
+            time: LogTime::new(5).unwrap(),
+            id: "sys.attest.m1.gold.900".parse().unwrap(),
+            kind: EntryKind::TierAttestation(TierAttestation {
+                member: "m1".parse().unwrap(),
+                tier: "gold".parse().unwrap(),
+                valid_until: Some(LogTime::new(900).unwrap()),
+            }),
+        };
+        let b = e.to_bytes();
+        assert_eq!(
+            std::str::from_utf8(&b).unwrap(),
+            r#"{"body":{"member":"m1","tier":"gold","valid_until":900},"id":"sys.attest.m1.gold.900","time":5,"type":"tier_attestation","v":1}"#
+        );
+        assert_eq!(Entry::from_bytes(&b).unwrap(), e);
+        assert_eq!(e.kind.member(), Some(&"m1".parse().unwrap()));
+        if let EntryKind::TierAttestation(a) = &mut e.kind {
+            a.valid_until = None;
+        }
+        let b = e.to_bytes();
+        assert!(std::str::from_utf8(&b)
+            .unwrap()
+            .starts_with(r#"{"body":{"member":"m1","tier":"gold"},"#));
+        assert_eq!(Entry::from_bytes(&b).unwrap(), e);
+        let null = br#"{"body":{"member":"m1","tier":"gold","valid_until":null},"id":"a-1","time":5,"type":"tier_attestation","v":1}"#;
+        assert!(Entry::from_bytes(null).is_err());
     }
 
     #[test]

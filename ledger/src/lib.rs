@@ -9,12 +9,15 @@
 //! - [`checkpoint`]: C2SP signed notes, checkpoints and cosignatures.
 //! - [`state`] and [`tier`]: the accounting state machine.
 //! - [`receipt`]: receipts for writes and their verification.
+//! - [`attestation`]: tier attestations of spec/federation.md §6 and their offline verification.
 //! - [`store`] and [`log`] (feature `rocksdb`): durable storage, and the [`log::Log`] that ties it all
 //!   together.
+//! - [`mirror`] (feature `rocksdb`): a verified copy of a partner's log (spec/federation.md §3).
 //!
 //! Architecture invariant: nothing in this crate does network I/O or reads the clock; time
 //! enters as a value. The node and the auditor's replay run the same state machine.
 
+pub mod attestation;
 pub mod checkpoint;
 pub mod encoding;
 pub mod entry;
@@ -27,5 +30,7 @@ pub mod types;
 
 #[cfg(feature = "rocksdb")]
 pub mod log;
+#[cfg(feature = "rocksdb")]
+pub mod mirror;
 #[cfg(feature = "rocksdb")]
 pub mod store;

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::entry::{
     Adjust, Direction, Earn, Entry, EntryKind, Expire, ExpiryPolicy, HexHash, Hold, Post, RateCard,
-    Redeem, Refund, TierChange, TierPolicy, Void,
+    Redeem, Refund, TierAttestation, TierChange, TierPolicy, Void,
 };
 use crate::merkle::Hash;
 use crate::tier::{self, QualifyingEvent};
@@ -83,6 +83,39 @@ pub enum StateError {
     TierNotDue { expected: TierName, to: TierName },
     #[error("a rate card must not be valid from before the time it is logged")]
     RateCardInPast,
+    #[error("member {member} is at tier {current}, not {tier}")]
+    AttestationTierMismatch {
+        member: MemberId,
+        current: TierName,
+        tier: TierName,
+    },
+    #[error("member {member} is due a tier change to {due}: log it before attesting")]
+    AttestationTierChangeDue { member: MemberId, due: TierName },
+    #[error(
+        "an attestation must be valid until after the time it is logged ({valid_until} <= {now})"
+    )]
+    AttestationValidUntilNotInFuture { valid_until: LogTime, now: LogTime },
+    #[error("member {member} keeps tier {tier} {}, not {}", held_text(*.held_until), claim_text(*.valid_until))]
+    AttestationTooLong {
+        member: MemberId,
+        tier: TierName,
+        /// What the attestation claims (`None`: forever).
+        valid_until: Option<LogTime>,
+        /// Until when the member keeps the tier by the rules (§4.6 `U`); `None` when `U` is
+        /// undefined (the base tier, held forever, is never too long).
+        held_until: Option<LogTime>,
+    },
+}
+
+fn claim_text(t: Option<LogTime>) -> String {
+    t.map_or_else(|| "forever".to_owned(), |t| format!("until {t}"))
+}
+
+fn held_text(t: Option<LogTime>) -> String {
+    t.map_or_else(
+        || "for no defined time".to_owned(),
+        |t| format!("until {t}"),
+    )
 }
 
 impl StateError {
@@ -111,6 +144,12 @@ impl StateError {
             StateError::TierFromMismatch { .. } => "tier_from_mismatch",
             StateError::TierNotDue { .. } => "tier_not_due",
             StateError::RateCardInPast => "rate_card_in_past",
+            StateError::AttestationTierMismatch { .. } => "attestation_tier_mismatch",
+            StateError::AttestationTierChangeDue { .. } => "attestation_tier_change_due",
+            StateError::AttestationValidUntilNotInFuture { .. } => {
+                "attestation_valid_until_not_in_future"
+            }
+            StateError::AttestationTooLong { .. } => "attestation_too_long",
         }
     }
 }
@@ -551,6 +590,7 @@ impl State {
                 Applied::default()
             }
             EntryKind::TierChange(b) => self.tier_change(now, b)?,
+            EntryKind::TierAttestation(b) => self.tier_attestation(now, b)?,
         };
         self.ids.insert(
             entry.id.clone(),
@@ -1011,6 +1051,65 @@ impl State {
         let m = self.member_mut(&b.member);
         m.tier = Some(b.to.clone());
         m.tier_since = now;
+        Ok(Applied {
+            transfers: Vec::new(),
+            member: Some(b.member.clone()),
+        })
+    }
+
+    /// spec/protocol.md §4.9, `tier_attestation`: accepted only when the member holds `tier`
+    /// at `now` (recorded, and no tier change due) and keeps it at least until
+    /// `valid_until`. Changes nothing but the entry's id.
+    fn tier_attestation(&self, now: LogTime, b: &TierAttestation) -> Result<Applied, StateError> {
+        let policy = self
+            .policies
+            .tier
+            .as_ref()
+            .ok_or(StateError::NoTierPolicy)?;
+        if !self.members.contains_key(&b.member) {
+            return Err(StateError::UnknownMember(b.member.clone()));
+        }
+        let current = self
+            .current_tier(&b.member)
+            .ok_or(StateError::NoTierPolicy)?;
+        if current != b.tier {
+            return Err(StateError::AttestationTierMismatch {
+                member: b.member.clone(),
+                current,
+                tier: b.tier.clone(),
+            });
+        }
+        if let Some(due) = self.tier_change_due(&b.member, now) {
+            return Err(StateError::AttestationTierChangeDue {
+                member: b.member.clone(),
+                due: due.to,
+            });
+        }
+        if let Some(u) = b.valid_until {
+            if u <= now {
+                return Err(StateError::AttestationValidUntilNotInFuture {
+                    valid_until: u,
+                    now,
+                });
+            }
+        }
+        // The base tier is held forever; any other tier until `U` (§4.6), and if `U` is
+        // undefined nothing about it may be attested.
+        let base = policy.tiers.first().is_some_and(|t| t.name == b.tier);
+        let held_until = self.tier_valid_until(&b.member, now);
+        let within = match (base, held_until, b.valid_until) {
+            (true, _, _) => true,
+            (false, Some(h), Some(u)) => u <= h,
+            (false, _, _) => false,
+        };
+        if !within {
+            return Err(StateError::AttestationTooLong {
+                member: b.member.clone(),
+                tier: b.tier.clone(),
+                valid_until: b.valid_until,
+                held_until,
+            });
+        }
         Ok(Applied {
             transfers: Vec::new(),
             member: Some(b.member.clone()),

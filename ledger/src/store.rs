@@ -63,6 +63,9 @@ pub struct CommitBatch {
     pub state: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// `(member, index)` pairs for the member history index.
     pub history: Vec<(MemberId, u64)>,
+    /// A signed checkpoint `(size, note)` written in the same batch (mirrors store the
+    /// partner's checkpoint atomically with the entries it covers).
+    pub checkpoint: Option<(u64, String)>,
 }
 
 /// A handle on the RocksDB store; cheap to clone and safe to share between threads.
@@ -141,6 +144,9 @@ impl Store {
         }
         for (m, i) in &batch.history {
             wb.put_cf(history, history_key(m, *i), b"");
+        }
+        if let Some((size, note)) = &batch.checkpoint {
+            wb.put_cf(self.cf(CF_CHECKPOINTS), be(*size), note.as_bytes());
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
@@ -295,6 +301,22 @@ impl Store {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.put_cf_opt(self.cf(CF_LOCAL), key, value, &wo)?;
+        Ok(())
+    }
+
+    /// Writes several node-local records (`None` deletes) as one synced batch.
+    pub fn local_write(&self, records: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        let cf = self.cf(CF_LOCAL);
+        for (k, v) in records {
+            match v {
+                Some(v) => wb.put_cf(cf, k, v),
+                None => wb.delete_cf(cf, k),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo)?;
         Ok(())
     }
 

@@ -16,7 +16,8 @@ use ledger::checkpoint::{
 use ledger::encoding::EncodingError;
 use ledger::entry::{
     Adjust, Direction, Earn, Entry, EntryError, EntryKind, Expire, ExpiryPolicy, HexBytes, HexHash,
-    Hold, Post, RateCard, Redeem, Refund, Tier, TierChange, TierPolicy, Void, ENTRY_TYPES,
+    Hold, Post, RateCard, Redeem, Refund, Tier, TierAttestation, TierChange, TierPolicy, Void,
+    ENTRY_TYPES,
 };
 use ledger::merkle::{self, leaf_hash, MemoryTree};
 use ledger::receipt::Receipt;
@@ -232,6 +233,7 @@ fn tag(kind: &EntryKind) -> &'static str {
         EntryKind::TierChange(_) => "tier_change",
         EntryKind::RateCard(_) => "rate_card",
         EntryKind::ExpiryPolicy(_) => "expiry_policy",
+        EntryKind::TierAttestation(_) => "tier_attestation",
     }
 }
 
@@ -446,9 +448,24 @@ fn example_log() -> Vec<(&'static str, Entry)> {
             T0 + 3_000 + YEAR_MS,
             "expire-0001",
             EntryKind::Expire(Expire {
-                member: m,
+                member: m.clone(),
                 lot: LogIndex::new(3).unwrap(),
                 points: pts(780),
+            }),
+        ),
+        // Past the window, the member keeps silver for the grace period after earn-0001 left
+        // it: until T0 + 3000 + 365 days + 90 days (spec/protocol.md §4.6).
+        e(
+            "tier_attestation",
+            T0 + 3_000 + YEAR_MS + 1_000,
+            &format!(
+                "sys.attest.m-8f3a9c.silver.{}",
+                T0 + 3_000 + YEAR_MS + GRACE_MS
+            ),
+            EntryKind::TierAttestation(TierAttestation {
+                member: m,
+                tier: "silver".parse().unwrap(),
+                valid_until: Some(at(T0 + 3_000 + YEAR_MS + GRACE_MS)),
             }),
         ),
     ]

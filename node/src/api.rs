@@ -29,6 +29,7 @@ use crate::keys::{KeyRecord, Keys, Scope};
 use crate::metrics::Metrics;
 use crate::problem::{from_json_rejection, ApiError};
 use crate::sequencer::{Sequencer, Shared, WriteStatus};
+use crate::federation::routes as fed;
 use crate::{admin, log_routes, reads};
 
 /// Everything a handler may use.
@@ -40,6 +41,7 @@ pub struct App {
     pub keys: Keys,
     pub metrics: Arc<Metrics>,
     pub verifier_key: String,
+    pub federation: Arc<crate::federation::Federation>,
 }
 
 pub type AppState = State<Arc<App>>;
@@ -74,6 +76,16 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/log/proof/consistency", get(log_routes::consistency))
         .route("/v1/log/checkpoints", get(log_routes::checkpoints))
         .route("/checkpoint", get(log_routes::checkpoint))
+        .route("/v1/checkpoint/cosigned", get(fed::cosigned))
+        .route("/v1/partners", get(fed::list))
+        .route("/v1/partners/{brand}/members/{member}", get(fed::mirrored_member))
+        .route("/v1/admin/partners", post(fed::add))
+        .route("/v1/admin/partners/{brand}/unfreeze", post(fed::unfreeze))
+        .route("/v1/evidence", get(fed::evidence))
+        .route(
+            "/v1/witness/add-checkpoint",
+            post(crate::federation::witness::add_checkpoint),
+        )
         .route("/tile/{*path}", get(log_routes::tile))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

@@ -44,6 +44,44 @@ impl Default for Limits {
     }
 }
 
+/// Federation settings (spec/federation.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Federation {
+    /// Cosignatures from distinct pinned partners a checkpoint needs to be final.
+    pub witness_quorum: usize,
+    /// Pause between two sync rounds with a partner that is up to date.
+    pub sync_interval_ms: u64,
+    /// Pause between two rounds of gathering cosignatures for the node's own checkpoints.
+    pub witness_interval_ms: u64,
+    /// How far a peer request's time may be from this node's clock.
+    pub peer_clock_skew_ms: u64,
+}
+
+impl Default for Federation {
+    fn default() -> Self {
+        Federation {
+            witness_quorum: 0,
+            sync_interval_ms: 1000,
+            witness_interval_ms: 1000,
+            peer_clock_skew_ms: 60_000,
+        }
+    }
+}
+
+/// A partner brand pinned in the configuration (spec/federation.md §1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerConfig {
+    /// The partner's brand id.
+    pub brand: BrandId,
+    /// Base URL of the partner's node.
+    pub url: String,
+    /// The partner's C2SP verifier key; without it the partner is listed but not trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier_key: Option<String>,
+}
+
 /// The node's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +100,12 @@ pub struct Config {
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Federation settings.
+    #[serde(default)]
+    pub federation: Federation,
+    /// Partners pinned in the configuration (more can be added through the admin API).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partners: Vec<PartnerConfig>,
 }
 
 fn default_log_format() -> String {
@@ -94,6 +138,8 @@ impl Config {
             public_url: public_url.unwrap_or_else(|| format!("http://{listen}")),
             log_format: default_log_format(),
             limits: Limits::default(),
+            federation: Federation::default(),
+            partners: Vec::new(),
         }
     }
 
@@ -141,6 +187,10 @@ impl Config {
         env!("LOYALTY_BATCH_WRITES_MAX", self.limits.batch_writes_max);
         env!("LOYALTY_REQUEST_TIMEOUT_MS", self.limits.request_timeout_ms);
         env!("LOYALTY_CONCURRENCY_MAX", self.limits.concurrency_max);
+        env!("LOYALTY_WITNESS_QUORUM", self.federation.witness_quorum);
+        env!("LOYALTY_SYNC_INTERVAL_MS", self.federation.sync_interval_ms);
+        env!("LOYALTY_WITNESS_INTERVAL_MS", self.federation.witness_interval_ms);
+        env!("LOYALTY_PEER_CLOCK_SKEW_MS", self.federation.peer_clock_skew_ms);
         Ok(())
     }
 
@@ -152,10 +202,12 @@ impl Config {
                 message: message.into(),
             })
         };
-        if !ledger::checkpoint::is_valid_key_name(&self.origin) {
+        if !ledger::checkpoint::is_valid_key_name(&self.origin)
+            || crate::federation::RESERVED_ORIGINS.contains(&self.origin.as_str())
+        {
             return invalid(
                 "origin",
-                "must be a non-empty key name without spaces or '+'",
+                "must be a non-empty key name without spaces or '+' (and not a reserved domain-separation label)",
             );
         }
         if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
@@ -179,6 +231,36 @@ impl Config {
         }
         if !(1..=100_000).contains(&l.concurrency_max) {
             return invalid("limits.concurrency_max", "must be 1 to 100000");
+        }
+        let f = &self.federation;
+        if f.witness_quorum > crate::federation::PARTNERS_MAX {
+            return invalid("federation.witness_quorum", "must be at most 64");
+        }
+        if !(10..=3_600_000).contains(&f.sync_interval_ms) {
+            return invalid("federation.sync_interval_ms", "must be 10 to 3600000");
+        }
+        if !(10..=3_600_000).contains(&f.witness_interval_ms) {
+            return invalid("federation.witness_interval_ms", "must be 10 to 3600000");
+        }
+        if !(1000..=3_600_000).contains(&f.peer_clock_skew_ms) {
+            return invalid("federation.peer_clock_skew_ms", "must be 1000 to 3600000");
+        }
+        if self.partners.len() > crate::federation::PARTNERS_MAX {
+            return invalid("partners", "at most 64 partners");
+        }
+        for (i, p) in self.partners.iter().enumerate() {
+            if let Err(e) = crate::federation::check_partner(&self.brand, p) {
+                return Err(ConfigError::Invalid {
+                    key: "partners",
+                    message: format!("partner {} ({}): {e}", i + 1, p.brand),
+                });
+            }
+            if self.partners[..i].iter().any(|q| q.brand == p.brand) {
+                return Err(ConfigError::Invalid {
+                    key: "partners",
+                    message: format!("partner {} is listed twice", p.brand),
+                });
+            }
         }
         Ok(())
     }
@@ -213,7 +295,25 @@ batch_writes_max = {batch}
 request_timeout_ms = {timeout}
 # Requests served at once.
 concurrency_max = {conc}
-"#,
+
+[federation]
+# Cosignatures from distinct pinned partners a checkpoint needs before it is final for
+# cross-brand use (0: final once signed).
+witness_quorum = {quorum}
+# Pause between sync rounds with an up-to-date partner, in milliseconds.
+sync_interval_ms = {sync}
+# Pause between rounds of gathering cosignatures for this node's checkpoints.
+witness_interval_ms = {witness}
+# How far a partner's signed request time may be from this node's clock.
+peer_clock_skew_ms = {skew}
+
+# Partners, one [[partners]] table each. A partner is trusted only once its verifier key
+# (from its operator, out of band) is pinned here or through the admin API.
+# [[partners]]
+# brand = "brand-b"
+# url = "https://ledger.brand-b.example"
+# verifier_key = "loyalty.example/brand-b+1234abcd+AZ..."
+{partners}"#,
             brand = self.brand,
             origin = self.origin,
             listen = self.listen,
@@ -224,6 +324,22 @@ concurrency_max = {conc}
             batch = self.limits.batch_writes_max,
             timeout = self.limits.request_timeout_ms,
             conc = self.limits.concurrency_max,
+            quorum = self.federation.witness_quorum,
+            sync = self.federation.sync_interval_ms,
+            witness = self.federation.witness_interval_ms,
+            skew = self.federation.peer_clock_skew_ms,
+            partners = self
+                .partners
+                .iter()
+                .map(|p| {
+                    let mut t = format!("[[partners]]\nbrand = \"{}\"\nurl = {:?}\n", p.brand, p.url);
+                    if let Some(k) = &p.verifier_key {
+                        t.push_str(&format!("verifier_key = {k:?}\n"));
+                    }
+                    t
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
         )
     }
 }

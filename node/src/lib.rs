@@ -5,6 +5,7 @@
 //! - [`sequencer`]: the single writer thread and its bounded queue;
 //! - [`api`], [`reads`], [`admin`], [`log_routes`]: the HTTP routes;
 //! - [`problem`]: every error's status and stable code, in one place;
+//! - [`federation`]: partners, verified mirrors, witnessing, peer requests, evidence;
 //! - [`keys`]: API keys, stored hashed;
 //! - [`metrics`], [`openapi`]: operations;
 //! - [`cli`], [`server`]: the `loyalty-node` binary.
@@ -13,6 +14,7 @@ pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod federation;
 pub mod keys;
 pub mod log_routes;
 pub mod metrics;

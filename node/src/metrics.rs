@@ -24,6 +24,19 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// Labels of per-partner metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BrandLabels {
+    pub brand: String,
+}
+
+/// Labels of evidence counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EvidenceLabels {
+    pub brand: String,
+    pub kind: String,
+}
+
 /// Every metric the node exports.
 pub struct Metrics {
     registry: Registry,
@@ -34,6 +47,14 @@ pub struct Metrics {
     pub commit_latency: Histogram,
     pub batches: Counter,
     pub log_size: Gauge,
+    pub partner_frozen: Family<BrandLabels, Gauge>,
+    pub partner_verified: Family<BrandLabels, Gauge>,
+    pub partner_lag: Family<BrandLabels, Gauge>,
+    pub mirrored_entries: Family<BrandLabels, Counter>,
+    pub sync_failures: Family<BrandLabels, Counter>,
+    pub evidence: Family<EvidenceLabels, Counter>,
+    pub cosigned_for: Family<BrandLabels, Counter>,
+    pub cosignatures_gathered: Family<BrandLabels, Counter>,
 }
 
 impl Metrics {
@@ -75,7 +96,63 @@ impl Metrics {
         );
         registry.register("batches", "Committed batches", batches.clone());
         registry.register("log_size_entries", "Entries in the log", log_size.clone());
+        let partner_frozen = Family::<BrandLabels, Gauge>::default();
+        let partner_verified = Family::<BrandLabels, Gauge>::default();
+        let partner_lag = Family::<BrandLabels, Gauge>::default();
+        let mirrored_entries = Family::<BrandLabels, Counter>::default();
+        let sync_failures = Family::<BrandLabels, Counter>::default();
+        let evidence = Family::<EvidenceLabels, Counter>::default();
+        let cosigned_for = Family::<BrandLabels, Counter>::default();
+        let cosignatures_gathered = Family::<BrandLabels, Counter>::default();
+        registry.register(
+            "partner_frozen",
+            "1 while a partnership is frozen by equivocation evidence (alert on it)",
+            partner_frozen.clone(),
+        );
+        registry.register(
+            "partner_verified_entries",
+            "Entries of a partner's log verified and mirrored",
+            partner_verified.clone(),
+        );
+        registry.register(
+            "partner_lag_entries",
+            "Entries of a partner's latest checkpoint not yet mirrored",
+            partner_lag.clone(),
+        );
+        registry.register(
+            "mirrored_entries",
+            "Entries verified and stored in mirrors",
+            mirrored_entries.clone(),
+        );
+        registry.register(
+            "sync_failures",
+            "Sync rounds that failed without evidence (partner down, garbage)",
+            sync_failures.clone(),
+        );
+        registry.register(
+            "evidence",
+            "Equivocation evidence stored, by partner and kind",
+            evidence.clone(),
+        );
+        registry.register(
+            "witness_cosignatures",
+            "Checkpoints of partners this node cosigned",
+            cosigned_for.clone(),
+        );
+        registry.register(
+            "cosignatures_gathered",
+            "Cosignatures of this node's checkpoints gathered from partners",
+            cosignatures_gathered.clone(),
+        );
         Metrics {
+            partner_frozen,
+            partner_verified,
+            partner_lag,
+            mirrored_entries,
+            sync_failures,
+            evidence,
+            cosigned_for,
+            cosignatures_gathered,
             registry,
             requests,
             request_latency,
@@ -108,6 +185,52 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    fn brand(brand: &str) -> BrandLabels {
+        BrandLabels {
+            brand: brand.to_owned(),
+        }
+    }
+
+    /// Sets a partner's gauges.
+    pub fn set_partner(&self, brand: &str, frozen: bool, verified: u64, lag: u64) {
+        let b = Self::brand(brand);
+        self.partner_frozen.get_or_create(&b).set(frozen as i64);
+        self.partner_verified.get_or_create(&b).set(verified as i64);
+        self.partner_lag.get_or_create(&b).set(lag as i64);
+    }
+
+    /// Counts entries mirrored from a partner.
+    pub fn mirrored(&self, brand: &str, n: u64) {
+        self.mirrored_entries.get_or_create(&Self::brand(brand)).inc_by(n);
+    }
+
+    /// Counts a failed sync round.
+    pub fn sync_failed(&self, brand: &str) {
+        self.sync_failures.get_or_create(&Self::brand(brand)).inc();
+    }
+
+    /// Counts stored evidence.
+    pub fn evidence_found(&self, brand: &str, kind: &str) {
+        self.evidence
+            .get_or_create(&EvidenceLabels {
+                brand: brand.to_owned(),
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a cosignature given to a partner.
+    pub fn cosigned_for(&self, brand: &str) {
+        self.cosigned_for.get_or_create(&Self::brand(brand)).inc();
+    }
+
+    /// Counts a cosignature received from a partner.
+    pub fn cosignature_gathered(&self, brand: &str) {
+        self.cosignatures_gathered
+            .get_or_create(&Self::brand(brand))
+            .inc();
     }
 
     /// The Prometheus text exposition.

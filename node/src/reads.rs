@@ -27,9 +27,18 @@ fn record<T: DeserializeOwned>(
     prefix: &[u8],
     name: &str,
 ) -> Result<Option<T>, ApiError> {
+    store_record(&app.store, prefix, name)
+}
+
+/// A state record of any store (the log's or a mirror's).
+pub fn store_record<T: DeserializeOwned>(
+    store: &ledger::store::Store,
+    prefix: &[u8],
+    name: &str,
+) -> Result<Option<T>, ApiError> {
     let mut k = prefix.to_vec();
     k.extend_from_slice(name.as_bytes());
-    match app.store.state_record(&k).map_err(ApiError::internal)? {
+    match store.state_record(&k).map_err(ApiError::internal)? {
         None => Ok(None),
         Some(v) => serde_json::from_slice(&v)
             .map(Some)
@@ -77,10 +86,21 @@ pub async fn member(
 ) -> Result<Json<MemberView>, ApiError> {
     authorize(&app, &headers, Scope::Read)?;
     let id: MemberId = parse_param("member", &member)?;
-    let m: MemberState = record(&app, record_prefix::MEMBER, id.as_str())?.ok_or_else(|| {
-        ApiError::not_found("unknown_member", format!("member {id} has no points"))
-    })?;
-    let p = policies(&app)?;
+    member_view(&app.store, &id)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("unknown_member", format!("member {id} has no points")))
+}
+
+/// A member as a store's committed records show it (`None`: no such member).
+pub fn member_view(
+    store: &ledger::store::Store,
+    id: &MemberId,
+) -> Result<Option<MemberView>, ApiError> {
+    let Some(m): Option<MemberState> = store_record(store, record_prefix::MEMBER, id.as_str())?
+    else {
+        return Ok(None);
+    };
+    let p: Policies = store_record(store, record_prefix::POLICIES, "")?.unwrap_or_default();
     let t = now();
     let (tier, valid_until) = match &p.tier {
         Some(policy) => {
@@ -98,7 +118,7 @@ pub async fn member(
         }
         None => (None, None),
     };
-    Ok(Json(MemberView {
+    Ok(Some(MemberView {
         member: id.to_string(),
         balance: m.balance,
         available: m.available(t),

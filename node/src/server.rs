@@ -55,6 +55,15 @@ pub async fn run(data: PathBuf, config: Config) -> Result<()> {
         metrics.clone(),
     );
     let keys = Keys::load(store.clone())?;
+    let federation = crate::federation::Federation::open(
+        &config,
+        data.clone(),
+        &seed,
+        store.clone(),
+        metrics.clone(),
+        shared.clone(),
+    )
+    .context("open the federation state and mirrors")?;
     let app = Arc::new(App {
         config: config.clone(),
         store,
@@ -63,6 +72,7 @@ pub async fn run(data: PathBuf, config: Config) -> Result<()> {
         keys,
         metrics,
         verifier_key: verifier_key.clone(),
+        federation: federation.clone(),
     });
     let timeout = Duration::from_millis(config.limits.request_timeout_ms);
     let service = router(app.clone()).layer(
@@ -85,6 +95,7 @@ pub async fn run(data: PathBuf, config: Config) -> Result<()> {
         .await
         .with_context(|| format!("listen on {}", config.listen))?;
     let control = spawn_control_socket(&data, app.clone())?;
+    federation.start();
     tracing::info!(listen = %config.listen, verifier_key = %verifier_key, "serving");
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())

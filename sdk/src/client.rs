@@ -29,6 +29,8 @@ use crate::receipt::{check_receipt, WriteResult};
 use crate::retry::{parse_retry_after, AttemptFailure, RetryPolicy};
 use crate::types::*;
 
+mod federation;
+
 /// Largest answer body the client reads, in bytes (a full page of log entries fits).
 pub const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Default time limit of one attempt (connect, send, wait for the answer, read it).

@@ -118,6 +118,9 @@ pub enum VerificationError {
     /// An operation needs a pinned log key and the client has none.
     #[error("no log verifier key is pinned")]
     NoPinnedKey,
+    /// A tier attestation does not verify (spec/federation.md §6).
+    #[error("attestation: {0}")]
+    Attestation(#[from] ledger::attestation::AttestationError),
 }
 
 /// The stable error codes of spec/api.md, "Error codes".
@@ -175,6 +178,26 @@ pub enum ErrorCode {
     NotReady,
     /// 503: the write was not committed in time; retrying with the same id is safe.
     Timeout,
+    /// 409: a partner's pinned key cannot be replaced through the API.
+    PartnerKeyPinned,
+    /// 403: evidence froze the partnership (spec/federation.md §5).
+    PartnerFrozen,
+    /// 422: the attestation's statement is about another brand than expected.
+    AttestationWrongBrand,
+    /// 422: the attestation's receipt does not verify against the brand's key.
+    AttestationBadReceipt,
+    /// 422: the witness policy is unusable.
+    AttestationInvalidPolicy,
+    /// 422: a witness cosignature on the attestation's checkpoint does not verify.
+    AttestationBadCosignature,
+    /// 422: too few witnesses cosigned the attestation's checkpoint.
+    AttestationQuorum,
+    /// 422: the receipt is not for a `tier_attestation` entry.
+    AttestationNotAttestation,
+    /// 422: the statement differs from the logged attestation.
+    AttestationMismatch,
+    /// 422: the attestation's `valid_until` has passed.
+    AttestationExpired,
     /// A code this SDK version does not know, verbatim.
     Other(String),
 }
@@ -212,6 +235,25 @@ const CODES: &[(&str, ErrorCode)] = &[
     ("overloaded", ErrorCode::Overloaded),
     ("not_ready", ErrorCode::NotReady),
     ("timeout", ErrorCode::Timeout),
+    ("partner_key_pinned", ErrorCode::PartnerKeyPinned),
+    ("partner_frozen", ErrorCode::PartnerFrozen),
+    ("attestation_wrong_brand", ErrorCode::AttestationWrongBrand),
+    ("attestation_bad_receipt", ErrorCode::AttestationBadReceipt),
+    (
+        "attestation_invalid_policy",
+        ErrorCode::AttestationInvalidPolicy,
+    ),
+    (
+        "attestation_bad_cosignature",
+        ErrorCode::AttestationBadCosignature,
+    ),
+    ("attestation_quorum", ErrorCode::AttestationQuorum),
+    (
+        "attestation_not_attestation",
+        ErrorCode::AttestationNotAttestation,
+    ),
+    ("attestation_mismatch", ErrorCode::AttestationMismatch),
+    ("attestation_expired", ErrorCode::AttestationExpired),
 ];
 
 impl ErrorCode {
@@ -259,6 +301,34 @@ mod tests {
             ErrorCode::Other("unknown_lot".into()).as_str(),
             "unknown_lot"
         );
+    }
+
+    #[test]
+    fn every_attestation_error_code_is_known() {
+        use ledger::attestation::AttestationError as A;
+        use ledger::checkpoint::CheckpointError;
+        let t = ledger::types::LogTime::new(1).unwrap();
+        let policy = CheckpointError::InvalidPolicy { reason: "x" };
+        let all = [
+            A::WrongBrand {
+                expected: "a".parse().unwrap(),
+                got: "b".parse().unwrap(),
+            },
+            A::BadReceipt(ReceiptError::BadHash("x".into())),
+            A::InvalidPolicy(policy.clone()),
+            A::BadCosignature(policy),
+            A::Quorum { got: 0, need: 1 },
+            A::NotAttestation { type_name: "earn" },
+            A::Mismatch { field: "tier" },
+            A::Expired {
+                valid_until: t,
+                now: t,
+            },
+        ];
+        for e in all {
+            let code = ErrorCode::parse(e.code());
+            assert!(!matches!(code, ErrorCode::Other(_)), "{}", e.code());
+        }
     }
 
     #[test]

@@ -19,6 +19,8 @@ use serde_json::json;
 
 use crate::types::{EarnRequest, WriteResponse, WriteStatus};
 
+pub(crate) mod federation;
+
 pub(crate) const ORIGIN: &str = "example.com/brand-a";
 
 pub(crate) fn signer() -> NoteSigner {
@@ -151,6 +153,8 @@ pub(crate) struct FakeLog {
     pub checkpoints: Vec<(u64, String)>,
     pub latest: String,
     pub consistency_requests: AtomicUsize,
+    /// What `GET /v1/checkpoint/cosigned` serves; `None` answers 404.
+    pub cosigned: Option<(u64, String)>,
 }
 
 impl FakeLog {
@@ -174,7 +178,19 @@ impl FakeLog {
             checkpoints,
             latest,
             consistency_requests: AtomicUsize::new(0),
+            cosigned: None,
         }
+    }
+
+    /// Serves the checkpoint of `size`, cosigned by `witnesses`, as the cosigned one.
+    pub fn cosign(
+        &mut self,
+        signer: &NoteSigner,
+        size: u64,
+        witnesses: &[ledger::checkpoint::CosignatureSigner],
+    ) {
+        let note = federation::cosigned_note(signer, &self.tree, size, witnesses);
+        self.cosigned = Some((size, note));
     }
 
     pub fn router(self: Arc<Self>) -> Router {
@@ -183,6 +199,7 @@ impl FakeLog {
             .route("/v1/log/checkpoints", get(checkpoints))
             .route("/v1/log/entries", get(entries))
             .route("/v1/log/proof/consistency", get(consistency))
+            .route("/v1/checkpoint/cosigned", get(cosigned))
             .with_state(self)
     }
 }
@@ -220,6 +237,16 @@ async fn entries(State(log): State<Arc<FakeLog>>, Query(query): Q) -> Response {
         .map(|i| json!({"index": i, "entry": log.served[i as usize]}))
         .collect();
     Json(json!({ "entries": items })).into_response()
+}
+
+async fn cosigned(State(log): State<Arc<FakeLog>>) -> Response {
+    match &log.cosigned {
+        Some((size, note)) => {
+            Json(json!({"size": size, "note": note, "cosigners": [], "final": false}))
+                .into_response()
+        }
+        None => problem(StatusCode::NOT_FOUND, "not_found"),
+    }
 }
 
 async fn consistency(State(log): State<Arc<FakeLog>>, Query(query): Q) -> Response {

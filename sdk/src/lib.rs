@@ -4,6 +4,8 @@
 //!   per route, with idempotent writes, bounded retries and receipt verification.
 //! - [`verify::verify_log`]: the auditor's check of a whole log from public data: every
 //!   checkpoint signature, the Merkle roots, and a full replay of the accounting state.
+//! - Federation ([`federation`], [`attestation`]): partner status, mirrored members, evidence,
+//!   cosigned checkpoints, and tier attestations verified offline against a witness policy.
 //! - The `loyalty` command-line tool (feature `cli`, on by default) is a thin shell over both.
 //!
 //! The SDK depends on `ledger` without its `rocksdb` feature, so an app never builds C++;
@@ -41,8 +43,10 @@
 //! Every call returns [`Error`]: [`Error::Api`] carries the node's stable [`ErrorCode`];
 //! [`Error::Verification`] means a receipt did not prove the write asked for.
 
+pub mod attestation;
 pub mod client;
 pub mod error;
+pub mod federation;
 pub mod id;
 pub mod receipt;
 pub mod retry;
@@ -54,13 +58,18 @@ mod fake_node;
 
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, ErrorCode, VerificationError};
+pub use federation::{
+    witness_policy, AddPartnerRequest, AttestationVerdict, CosignedCheckpoint, Evidence,
+    PartnerMember, PartnerStatus,
+};
 pub use id::{new_entry_id, new_entry_id_with_prefix};
 pub use receipt::{check_receipt, WriteResult};
 pub use retry::{AttemptFailure, RetryPolicy};
 pub use types::*;
 pub use verify::{verify_log, Summary, VerifyError, VerifyOptions};
 
-pub use ledger::checkpoint::NoteVerifier;
+pub use ledger::attestation::{Attestation, Statement};
+pub use ledger::checkpoint::{NoteVerifier, WitnessPolicy};
 pub use ledger::entry::{Direction, Entry, EntryKind, HexBytes, HexHash, Tier};
 pub use ledger::money::{Currency, Decimal};
 pub use ledger::receipt::Receipt;

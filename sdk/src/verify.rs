@@ -10,7 +10,12 @@
 //!   increase, and that replaying the entries from index 0 through [`State::apply`] succeeds
 //!   and keeps [`State::check_invariants`] (checked periodically and at the end);
 //! - a consistency proof served by the node between the resumed-from (or first non-empty)
-//!   checkpoint and the latest, so that the node's proof service is checked too.
+//!   checkpoint and the latest, so that the node's proof service is checked too;
+//! - with a witness policy ([`VerifyOptions::witness_policy`]): that the node's latest
+//!   cosigned checkpoint (`GET /v1/checkpoint/cosigned`, spec/federation.md §4) is signed by
+//!   the pinned key and cosigned by a quorum of the policy's witnesses, and that its root is
+//!   the recomputed root at its size. Only then does the log count as verified; the summary
+//!   says up to which size it is witnessed.
 //!
 //! Resuming: a run can start from a checkpoint saved by an earlier successful run
 //! ([`Summary::checkpoint_note`]). There is no state snapshot, so the state is still
@@ -32,7 +37,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use ledger::checkpoint::{open_checkpoint, Checkpoint, CheckpointError, NoteVerifier, SignedNote};
+use ledger::checkpoint::{
+    open_checkpoint, verify_cosigned_checkpoint, Checkpoint, CheckpointError, NoteVerifier,
+    SignedNote, WitnessPolicy,
+};
 use ledger::entry::{Entry, EntryError};
 use ledger::merkle::{verify_consistency, MemoryTree, MerkleError};
 use ledger::state::{InvariantViolation, State, StateError};
@@ -78,6 +86,9 @@ pub struct VerifyOptions {
     pub invariants_every: u64,
     /// Entries fetched per request, 1 to [`LOG_ENTRIES_PAGE_MAX`].
     pub page_size: u64,
+    /// Witnesses the log must be cosigned by: when set, the node's latest cosigned checkpoint
+    /// must meet it (see the module documentation). Its `log` key must be the pinned key.
+    pub witness_policy: Option<WitnessPolicy>,
 }
 
 impl Default for VerifyOptions {
@@ -88,6 +99,7 @@ impl Default for VerifyOptions {
             progress_every: PROGRESS_EVERY_DEFAULT,
             invariants_every: INVARIANTS_EVERY_DEFAULT,
             page_size: LOG_ENTRIES_PAGE_MAX,
+            witness_policy: None,
         }
     }
 }
@@ -100,6 +112,13 @@ impl fmt::Debug for VerifyOptions {
             .field("progress_every", &self.progress_every)
             .field("invariants_every", &self.invariants_every)
             .field("page_size", &self.page_size)
+            .field(
+                "witness_policy",
+                &self
+                    .witness_policy
+                    .as_ref()
+                    .map(|p| (p.witnesses.len(), p.quorum)),
+            )
             .finish()
     }
 }
@@ -124,6 +143,19 @@ pub struct Summary {
     pub checkpoint_note: String,
     /// The size of the saved checkpoint the run resumed from, if any.
     pub resumed_from: Option<u64>,
+    /// With a witness policy: the cosigned checkpoint that met it.
+    pub witnessed: Option<Witnessed>,
+}
+
+/// The cosigned checkpoint that met the witness policy of a [`verify_log`] run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Witnessed {
+    /// Its size: the log is witnessed up to here (the latest checkpoint may be larger).
+    pub size: u64,
+    /// The key names of the policy's witnesses that cosigned it, in policy order.
+    pub cosigners: Vec<String>,
+    /// The note, with its cosignatures.
+    pub note: String,
 }
 
 /// Why a log fails verification at some index.
@@ -222,6 +254,10 @@ pub enum VerifyError {
     /// The saved checkpoint to resume from is malformed or not signed by the pinned key.
     #[error("the saved checkpoint is not usable: {0}")]
     SavedCheckpoint(CheckpointError),
+    /// The node's latest cosigned checkpoint does not meet the witness policy (too few
+    /// cosignatures, or one that does not verify): the log is not verified.
+    #[error("the log is not witnessed as the policy requires: {0}")]
+    NotWitnessed(CheckpointError),
     /// The node could not be asked (network, HTTP error, undecodable answer).
     #[error("fetching from the node failed: {0}")]
     Node(#[from] Error),
@@ -452,6 +488,13 @@ pub async fn verify_log(
             "page_size must be 1 to {LOG_ENTRIES_PAGE_MAX}"
         )));
     }
+    if let Some(p) = &options.witness_policy {
+        if &p.log != pinned_key {
+            return Err(VerifyError::Options(
+                "the witness policy's log key is not the pinned key".into(),
+            ));
+        }
+    }
     let progress_every = options.progress_every.max(1);
     let invariants_every = options.invariants_every.max(1);
     let saved = match &options.resume_from {
@@ -460,6 +503,11 @@ pub async fn verify_log(
                 .map_err(VerifyError::SavedCheckpoint)?
                 .0,
         ),
+        None => None,
+    };
+    // Fetched before the latest checkpoint, so that an honest node's is never larger.
+    let cosigned = match &options.witness_policy {
+        Some(policy) => Some(fetch_cosigned(client, pinned_key, policy).await?),
         None => None,
     };
     let latest_note = client.checkpoint_note().await?;
@@ -600,6 +648,29 @@ pub async fn verify_log(
             }
         }
     }
+    let witnessed = match cosigned {
+        Some((cp, witnessed)) => {
+            if cp.size > target {
+                return Err(invalid(
+                    target,
+                    Failure::CheckpointListing(format!(
+                        "the cosigned checkpoint has size {}, beyond the latest {target}",
+                        cp.size
+                    )),
+                ));
+            }
+            let root = run
+                .tree
+                .root_at(cp.size)
+                .map_err(|e| invalid(cp.size, Failure::Merkle(e)))?;
+            if root != cp.root {
+                return Err(run.root_failure(cp.size, false).await);
+            }
+            run.checked += 1;
+            Some(witnessed)
+        }
+        None => None,
+    };
     report(&run, index);
     Ok(Summary {
         entries: target,
@@ -610,7 +681,34 @@ pub async fn verify_log(
         checkpoint: latest,
         checkpoint_note: latest_note,
         resumed_from: saved.map(|s| s.size),
+        witnessed,
     })
+}
+
+/// Fetches the node's latest cosigned checkpoint and checks it against the witness policy.
+async fn fetch_cosigned(
+    client: &Client,
+    pinned_key: &NoteVerifier,
+    policy: &WitnessPolicy,
+) -> Result<(Checkpoint, Witnessed), VerifyError> {
+    let c = client.cosigned_checkpoint().await?;
+    // A note the log key did not sign is a bad checkpoint; a signed one without the
+    // cosignatures the policy asks for is not witnessed.
+    if let Err(error) = open_checkpoint(&c.note, pinned_key) {
+        let size = claimed_size(&c.note).unwrap_or(c.size);
+        return Err(invalid(size, Failure::CheckpointSignature { size, error }));
+    }
+    let v = verify_cosigned_checkpoint(&c.note, policy).map_err(VerifyError::NotWitnessed)?;
+    let witnessed = Witnessed {
+        size: v.checkpoint.size,
+        cosigners: v
+            .cosignatures
+            .iter()
+            .map(|w| w.witness.name().to_owned())
+            .collect(),
+        note: c.note,
+    };
+    Ok((v.checkpoint, witnessed))
 }
 
 #[cfg(test)]
@@ -619,6 +717,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+    use crate::fake_node::federation::witness;
     use crate::fake_node::{sample_entries, serve, sign_at, signer, FakeLog};
     use ledger::checkpoint::{NoteSignature, NoteSigner};
     use ledger::entry::{Earn, EntryKind, Refund};
@@ -882,6 +981,92 @@ mod tests {
         };
         let (result, _) = run(honest(), options).await;
         assert!(matches!(result, Err(VerifyError::SavedCheckpoint(_))));
+    }
+
+    fn witnessed_by(quorum: usize) -> VerifyOptions {
+        let policy = crate::federation::witness_policy(
+            signer().verifier(),
+            &[witness(1).verifier(), witness(2).verifier()],
+            quorum,
+        )
+        .unwrap();
+        VerifyOptions {
+            witness_policy: Some(policy),
+            ..VerifyOptions::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_log_cosigned_by_a_quorum_is_witnessed() {
+        let mut log = honest();
+        log.cosign(&signer(), 8, &[witness(1), witness(2)]);
+        let (summary, _) = run(log, witnessed_by(2)).await;
+        let summary = summary.unwrap();
+        let w = summary.witnessed.unwrap();
+        assert_eq!(w.size, 8);
+        assert_eq!(
+            w.cosigners,
+            vec!["example.com/witness-1", "example.com/witness-2"]
+        );
+        // The cosigned checkpoint counts as one more checked checkpoint.
+        assert_eq!(summary.checkpoints_checked, 7);
+    }
+
+    #[tokio::test]
+    async fn a_log_without_a_quorum_of_cosignatures_is_not_verified() {
+        let mut log = honest();
+        log.cosign(&signer(), 10, &[witness(1)]);
+        let (result, _) = run(log, witnessed_by(2)).await;
+        assert!(
+            matches!(
+                result,
+                Err(VerifyError::NotWitnessed(CheckpointError::QuorumNotMet {
+                    got: 1,
+                    need: 2
+                }))
+            ),
+            "{result:?}"
+        );
+        // A node that serves no cosigned checkpoint cannot be verified as witnessed.
+        let (result, _) = run(honest(), witnessed_by(1)).await;
+        assert!(matches!(result, Err(VerifyError::Node(_))), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn a_cosigned_checkpoint_of_another_history_is_reported() {
+        let mut fork = sample_entries();
+        fork[4].id = "p-forked".parse().unwrap();
+        let mut forked = FakeLog::new(&signer(), &fork, &[]);
+        forked.cosign(&signer(), 5, &[witness(1), witness(2)]);
+        let mut log = honest();
+        log.cosigned = forked.cosigned.take();
+        let (result, _) = run(log, witnessed_by(2)).await;
+        let err = result.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                VerifyError::Invalid {
+                    index: 5,
+                    reason: Failure::RootMismatch { size: 5 }
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_witness_policy_for_another_log_is_refused() {
+        let other = NoteSigner::from_seed(ORIGIN_FOR_TESTS, &[9; 32]).unwrap();
+        let options = VerifyOptions {
+            witness_policy: Some(WitnessPolicy {
+                log: other.verifier(),
+                witnesses: vec![],
+                quorum: 0,
+            }),
+            ..VerifyOptions::default()
+        };
+        let (result, _) = run(honest(), options).await;
+        assert!(matches!(result, Err(VerifyError::Options(_))), "{result:?}");
     }
 
     #[tokio::test]

@@ -533,6 +533,101 @@ fn tier_change_without_policy_is_refused() {
     );
 }
 
+fn attest(member: &str, tier: &str, valid_until: Option<u64>) -> EntryKind {
+    EntryKind::TierAttestation(TierAttestation {
+        member: m(member),
+        tier: tier.parse().unwrap(),
+        valid_until: valid_until.map(t),
+    })
+}
+
+#[test]
+fn attestation_of_the_held_tier_is_accepted_and_moves_nothing() {
+    let mut l = Log::new();
+    l.apply("tp", tier_policy()).unwrap();
+    l.earn("e1", "alice", 100).unwrap();
+    l.earn("e2", "bob", 10).unwrap();
+    l.apply("c1", change("alice", "blue", "gold")).unwrap();
+    let next = t(l.time + 1);
+    let until = l.state.tier_valid_until(&m("alice"), next).unwrap();
+    let before = l.state.clone();
+    let a = l
+        .apply("a1", attest("alice", "gold", Some(until.get())))
+        .unwrap();
+    assert_eq!(a.transfers, vec![]);
+    assert_eq!(a.member, Some(m("alice")));
+    assert_eq!(l.state.member(&m("alice")), before.member(&m("alice")));
+    assert_eq!(l.state.system_accounts(), before.system_accounts());
+    // A shorter claim is true too.
+    l.apply("a2", attest("alice", "gold", Some(until.get() - 1)))
+        .unwrap();
+    // The base tier is held forever: with or without an end.
+    l.apply("a3", attest("bob", "blue", None)).unwrap();
+    l.apply("a4", attest("bob", "blue", Some(l.time + 100)))
+        .unwrap();
+    l.state.check_invariants().unwrap();
+    l.replay_equals_live();
+}
+
+#[test]
+fn attestation_is_refused_unless_true_at_its_time() {
+    let mut l = Log::new();
+    l.earn("e0", "alice", 100).unwrap();
+    assert_eq!(
+        l.apply("a0", attest("alice", "blue", None)),
+        Err(StateError::NoTierPolicy)
+    );
+    l.apply("tp", tier_policy()).unwrap();
+    assert_eq!(
+        l.apply("a1", attest("carol", "blue", None)),
+        Err(StateError::UnknownMember(m("carol")))
+    );
+    // alice qualifies for gold but her recorded tier is still blue: both claims are refused.
+    assert!(matches!(
+        l.apply("a2", attest("alice", "gold", Some(l.time + 100))),
+        Err(StateError::AttestationTierMismatch { .. })
+    ));
+    assert!(matches!(
+        l.apply("a3", attest("alice", "blue", None)),
+        Err(StateError::AttestationTierChangeDue { .. })
+    ));
+    l.apply("c1", change("alice", "blue", "gold")).unwrap();
+    let until = l
+        .state
+        .tier_valid_until(&m("alice"), t(l.time + 1))
+        .unwrap();
+    let e = l
+        .apply("a4", attest("alice", "gold", Some(until.get() + 1)))
+        .unwrap_err();
+    assert_eq!(e.code(), "attestation_too_long");
+    assert_eq!(
+        l.apply("a5", attest("alice", "gold", None)),
+        Err(StateError::AttestationTooLong {
+            member: m("alice"),
+            tier: "gold".parse().unwrap(),
+            valid_until: None,
+            held_until: Some(until),
+        })
+    );
+    let now = l.time + 1;
+    assert_eq!(
+        l.apply("a6", attest("alice", "gold", Some(now))),
+        Err(StateError::AttestationValidUntilNotInFuture {
+            valid_until: t(now),
+            now: t(now),
+        })
+    );
+    // After the grace period the downgrade is due, and gold can no longer be attested.
+    l.at(until.get());
+    assert!(matches!(
+        l.apply("a7", attest("alice", "gold", Some(until.get() + 5))),
+        Err(StateError::AttestationTierChangeDue { .. })
+    ));
+    l.apply("a8", attest("alice", "gold", Some(until.get() - 1)))
+        .unwrap_err();
+    l.replay_equals_live();
+}
+
 #[test]
 fn rate_card_cannot_be_backdated() {
     let mut l = Log::new();
@@ -598,6 +693,11 @@ enum Op {
     ReuseId {
         of: usize,
     },
+    Attest {
+        member: usize,
+        shorten: u64,
+        lie: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -616,6 +716,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4usize).prop_map(|member| Op::TierDue { member }),
         2 => (1..4000u64).prop_map(|ms| Op::Wait { ms }),
         1 => (0..40usize).prop_map(|of| Op::ReuseId { of }),
+        2 => (0..4usize, 0..3000u64, 0..3u8)
+            .prop_map(|(member, shorten, lie)| Op::Attest { member, shorten, lie }),
     ]
 }
 
@@ -728,6 +830,11 @@ fn run(ops: &[Op]) -> Log {
                 }
             }
             Op::Wait { ms } => l.time += ms,
+            Op::Attest {
+                member,
+                shorten,
+                lie,
+            } => attest_op(&mut l, &eid, m(MEMBERS[*member]), *shorten, *lie),
             Op::ReuseId { of } => {
                 if let Some(e) = l.entries.get(*of).cloned() {
                     let size = l.state.size();
@@ -746,6 +853,51 @@ fn run(ops: &[Op]) -> Log {
         "a hold was resolved twice"
     );
     l
+}
+
+/// Attests `member`'s tier at the next entry's time: truthfully (`lie` 0, the end brought
+/// forward by `shorten` ms), or with a claim one ms too long or a wrong tier (`lie` 1), or
+/// forever (`lie` 2). The state machine accepts exactly the true claims.
+fn attest_op(l: &mut Log, eid: &str, member: MemberId, shorten: u64, lie: u8) {
+    let now = t(l.time + 1);
+    let known = l.state.member(&member).is_some();
+    let due = l.state.tier_change_due(&member, now).is_some();
+    let tier = l.state.current_tier(&member).unwrap();
+    let base = tier.as_str() == "blue";
+    let held = l.state.tier_valid_until(&member, now);
+    if !base && !due {
+        // Holding a tier above the base one with no change due means it lasts past now.
+        let h = held.expect("a held non-base tier has a defined end");
+        assert!(h > now, "tier {tier} held until {h} at {now}");
+    }
+    let (tier_claim, until_claim, truthful) = match (lie, held) {
+        (0, Some(h)) => (
+            tier.clone(),
+            Some(t(h.get().saturating_sub(shorten).max(now.get() + 1))),
+            true,
+        ),
+        (0, None) => (tier.clone(), None, true),
+        (1, Some(h)) => (tier.clone(), Some(t(h.get() + 1)), false),
+        (1, None) => {
+            let other = if base { "gold" } else { "blue" };
+            (other.parse().unwrap(), None, false)
+        }
+        (_, Some(_)) => (tier.clone(), None, false),
+        (_, None) => (tier.clone(), None, true),
+    };
+    let r = l.apply(
+        eid,
+        EntryKind::TierAttestation(TierAttestation {
+            member: member.clone(),
+            tier: tier_claim,
+            valid_until: until_claim,
+        }),
+    );
+    let expect_ok = known && !due && truthful;
+    assert_eq!(r.is_ok(), expect_ok, "{member} at {now}: {r:?}");
+    if let Ok(a) = r {
+        assert!(a.transfers.is_empty());
+    }
 }
 
 proptest! {

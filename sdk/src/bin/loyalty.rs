@@ -2,19 +2,22 @@
 //! A thin shell over the `sdk` library: parse arguments, call one library function, print.
 //!
 //! Exit status: 0 on success; 1 when `verify` finds the log invalid (the first bad index is
-//! printed); 2 when a command could not be carried out (bad arguments, network, an error
-//! answer from the node).
+//! printed) or not witnessed as asked, or `attestation verify` finds the attestation invalid
+//! (the reason is printed); 2 when a command could not be carried out (bad arguments,
+//! network, an error answer from the node, an unreadable file).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context as _};
 use clap::{Args, Parser, Subcommand};
+use sdk::attestation::{AttestationError, VerifiedAttestation};
 use sdk::verify::{Progress, VerifyError};
 use sdk::{
-    Client, CreateKeyRequest, EarnRequest, EntryId, MemberId, NoteVerifier, Points, RedeemRequest,
-    Scope, VerifyOptions, WriteResult,
+    AddPartnerRequest, BrandId, Client, CreateKeyRequest, EarnRequest, EntryId, LogTime, MemberId,
+    NoteVerifier, PartnerStatus, Points, RedeemRequest, Scope, VerifyOptions, WriteResult,
 };
 use serde_json::json;
 
@@ -23,7 +26,7 @@ use serde_json::json;
     name = "loyalty",
     version,
     about = "Client of a loyalty-ledger brand node, and auditor of its log.",
-    after_help = "Exit status: 0 on success, 1 when `verify` finds the log invalid, 2 on any other error."
+    after_help = "Exit status: 0 on success, 1 when `verify` finds the log invalid (or not witnessed as asked) or `attestation verify` the attestation invalid, 2 on any other error."
 )]
 struct Cli {
     /// Base URL of the brand node, e.g. http://127.0.0.1:7700.
@@ -84,6 +87,79 @@ enum Command {
     },
     /// Verify the node's whole log: signatures, Merkle roots, and a full replay.
     Verify(Box<VerifyArgs>),
+    /// List the node's partners: pinning, freeze, mirror and witness status (needs `read`).
+    Partners {
+        #[command(subcommand)]
+        command: Option<PartnersCommand>,
+    },
+    /// List the equivocation evidence the node holds against its partners (needs `read`).
+    Evidence,
+    /// Get a member's tier attestation, or verify one offline.
+    Attestation {
+        #[command(subcommand)]
+        command: AttestationCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PartnersCommand {
+    /// Add a partner, or pin the key of an unpinned one (needs `admin`).
+    Add(Box<PartnerAddArgs>),
+    /// Lift the freeze that evidence put on a partnership, after investigation (needs
+    /// `admin`); the evidence stays.
+    Unfreeze {
+        /// The partner's brand id.
+        brand: BrandId,
+    },
+}
+
+#[derive(Args)]
+struct PartnerAddArgs {
+    /// The partner's brand id.
+    brand: BrandId,
+    /// Base URL of the partner's node.
+    url: String,
+    /// The partner's C2SP log verifier key (type 0x01), obtained out of band; without it the
+    /// partner is listed but unpinned.
+    #[arg(long = "key", visible_alias = "verifier-key")]
+    key: Option<NoteVerifier>,
+}
+
+#[derive(Subcommand)]
+enum AttestationCommand {
+    /// Make the node attest a member's tier (needs `read`) and print or save the attestation.
+    Get {
+        /// The member's pseudonymous id.
+        member: MemberId,
+        /// Write the attestation to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Verify an attestation file offline, with the brand's pinned key and your own witness
+    /// policy. Exit status 0 when it is valid, 1 when it is not.
+    Verify(Box<AttestationVerifyArgs>),
+}
+
+#[derive(Args)]
+struct AttestationVerifyArgs {
+    /// The attestation file (JSON, as `attestation get` writes it).
+    file: PathBuf,
+    /// The attesting brand's C2SP log verifier key, pinned out of band.
+    #[arg(long = "key", visible_alias = "log-key")]
+    key: NoteVerifier,
+    /// The brand the attestation must be by.
+    #[arg(long)]
+    brand: BrandId,
+    /// A witness whose cosignature counts: its cosignature key (type 0x04) or a partner's
+    /// log key (type 0x01), from which its witness key is derived. Repeat for several.
+    #[arg(long = "witness")]
+    witnesses: Vec<NoteVerifier>,
+    /// How many distinct witnesses must have cosigned (default: all the --witness keys).
+    #[arg(long)]
+    quorum: Option<usize>,
+    /// Judge expiry at this log time (ms since the Unix epoch) instead of now.
+    #[arg(long)]
+    at: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -120,14 +196,23 @@ struct VerifyArgs {
     /// Entries between two progress lines on stderr.
     #[arg(long, default_value_t = 10_000)]
     progress_every: u64,
+    /// A witness the log must be cosigned by: its cosignature key (type 0x04) or a partner's
+    /// log key (type 0x01), from which its witness key is derived. Repeat for several. With
+    /// witnesses (or --quorum), the node's latest cosigned checkpoint must meet the quorum.
+    #[arg(long = "witness")]
+    witnesses: Vec<NoteVerifier>,
+    /// How many distinct witnesses must have cosigned (default: all the --witness keys).
+    #[arg(long)]
+    quorum: Option<usize>,
 }
 
 /// How a command ended, when it could be carried out.
 enum Outcome {
     /// It did what was asked.
     Done,
-    /// `verify` found the log invalid (already reported).
-    LogInvalid,
+    /// `verify` found the log invalid or not witnessed, or `attestation verify` found the
+    /// attestation invalid (already reported).
+    Invalid,
 }
 
 #[tokio::main]
@@ -135,7 +220,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
-        Ok(Outcome::LogInvalid) => ExitCode::from(1),
+        Ok(Outcome::Invalid) => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
@@ -301,8 +386,194 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
         }
         Command::Verify(args) => return verify(&cli, args).await,
+        Command::Partners { command } => {
+            let c = client(&cli, true)?;
+            match command {
+                None => {
+                    let partners = c.partners().await?;
+                    if json {
+                        return print_json(&partners).map(|_| Outcome::Done);
+                    }
+                    print_partners(&partners);
+                }
+                Some(PartnersCommand::Add(args)) => {
+                    let p = c
+                        .add_partner(&AddPartnerRequest {
+                            brand: args.brand.clone(),
+                            url: args.url.clone(),
+                            verifier_key: args.key.as_ref().map(|k| k.to_string()),
+                        })
+                        .await?;
+                    if json {
+                        return print_json(&p).map(|_| Outcome::Done);
+                    }
+                    let pinned = if p.pinned { "pinned" } else { "unpinned" };
+                    println!("added partner {} at {} ({pinned})", p.brand, p.url);
+                }
+                Some(PartnersCommand::Unfreeze { brand }) => {
+                    let p = c.unfreeze_partner(brand).await?;
+                    if json {
+                        return print_json(&p).map(|_| Outcome::Done);
+                    }
+                    println!("unfroze partner {} (its evidence is kept)", p.brand);
+                }
+            }
+        }
+        Command::Evidence => {
+            let evidence = client(&cli, true)?.evidence().await?;
+            if json {
+                return print_json(&evidence).map(|_| Outcome::Done);
+            }
+            if evidence.is_empty() {
+                println!("no evidence");
+            }
+            for e in &evidence {
+                println!(
+                    "{:>6}  {:<24} {:<14} detected {}  {}",
+                    e.id, e.brand, e.kind, e.detected_ms, e.detail
+                );
+            }
+        }
+        Command::Attestation {
+            command: AttestationCommand::Get { member, out },
+        } => {
+            let att = client(&cli, true)?.attestation(member).await?;
+            let text = serde_json::to_string_pretty(&att)? + "\n";
+            match out {
+                Some(p) => {
+                    save_atomically(p, &text)
+                        .with_context(|| format!("saving the attestation to {}", p.display()))?;
+                    eprintln!("saved the attestation to {}", p.display());
+                }
+                None => print!("{text}"),
+            }
+        }
+        Command::Attestation {
+            command: AttestationCommand::Verify(args),
+        } => return verify_attestation(args, json),
     }
     Ok(Outcome::Done)
+}
+
+fn print_partners(partners: &[PartnerStatus]) {
+    println!(
+        "{:<24} {:<6} {:<6} {:>21} {:>8}  LAST ERROR",
+        "BRAND", "PINNED", "FROZEN", "VERIFIED/PARTNER", "LAG"
+    );
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    for p in partners {
+        println!(
+            "{:<24} {:<6} {:<6} {:>21} {:>8}  {}",
+            p.brand,
+            yes_no(p.pinned),
+            yes_no(p.frozen),
+            format!("{}/{}", p.verified_size, p.partner_size),
+            p.lag,
+            p.last_error.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+/// The witness policy of `--witness` keys and `--quorum` (default: all of them), if any was
+/// given.
+fn witness_policy_of(
+    log_key: &NoteVerifier,
+    witnesses: &[NoteVerifier],
+    quorum: Option<usize>,
+) -> anyhow::Result<Option<sdk::WitnessPolicy>> {
+    if witnesses.is_empty() && quorum.is_none() {
+        return Ok(None);
+    }
+    let policy = sdk::witness_policy(log_key.clone(), witnesses, 0)?;
+    let quorum = quorum.unwrap_or(policy.witnesses.len());
+    Ok(Some(sdk::witness_policy(
+        log_key.clone(),
+        witnesses,
+        quorum,
+    )?))
+}
+
+/// Reads and verifies an attestation file; the outer error is for a file that cannot be read
+/// or arguments that cannot be used, the inner one for an invalid attestation.
+fn check_attestation(
+    args: &AttestationVerifyArgs,
+    now: LogTime,
+) -> anyhow::Result<Result<VerifiedAttestation, (String, String)>> {
+    let policy =
+        witness_policy_of(&args.key, &args.witnesses, args.quorum)?.unwrap_or(sdk::WitnessPolicy {
+            log: args.key.clone(),
+            witnesses: Vec::new(),
+            quorum: 0,
+        });
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let att = match sdk::attestation::from_json(&bytes) {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(("attestation_malformed".into(), e.to_string()))),
+    };
+    Ok(
+        sdk::attestation::verify(&att, &args.brand, &policy, Some(now))
+            .map_err(|e: AttestationError| (e.code().to_owned(), e.to_string())),
+    )
+}
+
+fn verify_attestation(args: &AttestationVerifyArgs, json: bool) -> anyhow::Result<Outcome> {
+    let now = match args.at {
+        Some(ms) => LogTime::new(ms)?,
+        None => {
+            let ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .context("the clock is before 1970")?
+                .as_millis();
+            LogTime::new(u64::try_from(ms)?)?
+        }
+    };
+    match check_attestation(args, now)? {
+        Ok(v) => {
+            let s = &v.statement;
+            if json {
+                print_json(&json!({
+                    "valid": true,
+                    "brand": s.brand,
+                    "member": s.member,
+                    "tier": s.tier,
+                    "valid_until": s.valid_until,
+                    "index": v.index,
+                    "time": v.time,
+                    "checkpoint_size": v.checkpoint.size,
+                    "cosigners": v.cosigners(),
+                }))?;
+            } else {
+                let until = s.valid_until.map_or_else(
+                    || "for good (base tier)".to_owned(),
+                    |u| format!("until {u}"),
+                );
+                println!(
+                    "VALID: {} attests that member {} holds tier {} {until}",
+                    s.brand, s.member, s.tier
+                );
+                println!(
+                    "logged at index {} (time {}), under checkpoint size {}",
+                    v.index, v.time, v.checkpoint.size
+                );
+                let cosigners = v.cosigners();
+                if cosigners.is_empty() {
+                    println!("cosigned by: no witness required");
+                } else {
+                    println!("cosigned by: {}", cosigners.join(", "));
+                }
+            }
+            Ok(Outcome::Done)
+        }
+        Err((code, reason)) => {
+            if json {
+                print_json(&json!({"valid": false, "code": code, "reason": reason}))?;
+            } else {
+                eprintln!("INVALID ({code}): {reason}");
+            }
+            Ok(Outcome::Invalid)
+        }
+    }
 }
 
 async fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
@@ -319,8 +590,10 @@ async fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         ),
         None => None,
     };
+    let witness_policy = witness_policy_of(&args.log_key, &args.witnesses, args.quorum)?;
     let options = VerifyOptions {
         resume_from,
+        witness_policy,
         progress: Some(Box::new(|p: &Progress| {
             eprintln!(
                 "verified {} of {} entries, {} checkpoints ({:.1?})",
@@ -351,6 +624,10 @@ async fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
                     "system_balances": balances,
                     "root": hex_root(&summary.checkpoint.root),
                     "resumed_from": summary.resumed_from,
+                    "witnessed": summary.witnessed.as_ref().map(|w| json!({
+                        "size": w.size,
+                        "cosigners": w.cosigners,
+                    })),
                     "elapsed_ms": summary.elapsed.as_millis() as u64,
                 }))?;
             } else {
@@ -365,6 +642,14 @@ async fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
                 );
                 if let Some(s) = summary.resumed_from {
                     println!("extends the saved checkpoint of size {s}");
+                }
+                if let Some(w) = &summary.witnessed {
+                    let by = if w.cosigners.is_empty() {
+                        "no witness required".to_owned()
+                    } else {
+                        w.cosigners.join(", ")
+                    };
+                    println!("witnessed up to:     size {} (cosigned by {by})", w.size);
                 }
                 for (a, b) in &summary.system_balances {
                     println!("account {a:<24} {b}");
@@ -384,7 +669,16 @@ async fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
                 let _ = std::io::stdout().flush();
                 eprintln!("FAILED at index {index}: {reason}");
             }
-            Ok(Outcome::LogInvalid)
+            Ok(Outcome::Invalid)
+        }
+        Err(VerifyError::NotWitnessed(e)) => {
+            if cli.json {
+                print_json(&json!({"ok": false, "not_witnessed": e.to_string()}))?;
+            } else {
+                let _ = std::io::stdout().flush();
+                eprintln!("FAILED: the log is not witnessed as required: {e}");
+            }
+            Ok(Outcome::Invalid)
         }
         Err(e) => Err(e.into()),
     }
@@ -462,6 +756,200 @@ mod tests {
         };
         assert_eq!(id.unwrap().as_str(), "order-17");
         assert_eq!(points.get(), 50);
+    }
+
+    #[test]
+    fn federation_commands_parse() {
+        let key = log_key();
+        let cli = Cli::try_parse_from([
+            "loyalty",
+            "--key",
+            "lk_admin",
+            "partners",
+            "add",
+            "brand-b",
+            "http://b:7700",
+            "--key",
+            &key,
+        ])
+        .unwrap();
+        assert_eq!(cli.api_key.as_deref(), Some("lk_admin"));
+        let Command::Partners {
+            command: Some(PartnersCommand::Add(args)),
+        } = cli.command
+        else {
+            panic!("not partners add")
+        };
+        assert_eq!(
+            (args.brand.as_str(), args.url.as_str()),
+            ("brand-b", "http://b:7700")
+        );
+        assert_eq!(args.key.unwrap().to_string(), key);
+        let cli = Cli::try_parse_from(["loyalty", "partners", "--json"]).unwrap();
+        assert!(cli.json);
+        assert!(matches!(cli.command, Command::Partners { command: None }));
+        assert!(Cli::try_parse_from(["loyalty", "partners", "unfreeze", "brand-b"]).is_ok());
+        assert!(Cli::try_parse_from(["loyalty", "partners", "unfreeze", "Brand B"]).is_err());
+        assert!(Cli::try_parse_from(["loyalty", "evidence"]).is_ok());
+        let cli = Cli::try_parse_from(["loyalty", "attestation", "get", "m1", "--out", "a.json"])
+            .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Attestation {
+                command: AttestationCommand::Get { out: Some(_), .. }
+            }
+        ));
+        let cli = Cli::try_parse_from([
+            "loyalty",
+            "verify",
+            "--node",
+            "http://n",
+            "--log-key",
+            &key,
+            "--witness",
+            &key,
+            "--witness",
+            &key,
+            "--quorum",
+            "1",
+        ])
+        .unwrap();
+        let Command::Verify(args) = cli.command else {
+            panic!("not verify")
+        };
+        assert_eq!((args.witnesses.len(), args.quorum), (2, Some(1)));
+    }
+
+    /// A log of one `tier_attestation` entry for m1 (gold until 9000), cosigned by two
+    /// witnesses, written to a file; returns the path, the brand's key and the witness keys.
+    fn attestation_file(name: &str) -> (PathBuf, String, Vec<String>) {
+        use ledger::attestation::{Attestation, Statement};
+        use ledger::checkpoint::{sign_checkpoint, Checkpoint, CosignatureSigner, NoteSigner};
+        use ledger::entry::{Entry, EntryKind, TierAttestation};
+        use ledger::merkle::MemoryTree;
+        let log = NoteSigner::from_seed("example.com/brand-a", &[7; 32]).unwrap();
+        let witnesses: Vec<CosignatureSigner> = (1..=2u8)
+            .map(|n| CosignatureSigner::from_seed(&format!("example.com/w{n}"), &[n; 32]).unwrap())
+            .collect();
+        let until = Some(LogTime::new(9_000).unwrap());
+        let entry = Entry {
+            time: LogTime::new(1_000).unwrap(),
+            id: "sys.attest.m1.gold.9000".parse().unwrap(),
+            kind: EntryKind::TierAttestation(TierAttestation {
+                member: "m1".parse().unwrap(),
+                tier: "gold".parse().unwrap(),
+                valid_until: until,
+            }),
+        };
+        let mut tree = MemoryTree::new();
+        tree.push(&entry.to_bytes()).unwrap();
+        let cp = Checkpoint {
+            origin: log.name().into(),
+            size: 1,
+            root: tree.root().unwrap(),
+            extensions: vec![],
+        };
+        let mut note = sign_checkpoint(&cp, &log).unwrap();
+        for w in &witnesses {
+            note.push_signature(w.cosign(&note.text, 1).unwrap())
+                .unwrap();
+        }
+        let att = Attestation {
+            statement: Statement {
+                brand: "brand-a".parse().unwrap(),
+                member: "m1".parse().unwrap(),
+                tier: "gold".parse().unwrap(),
+                valid_until: until,
+            },
+            receipt: sdk::Receipt {
+                index: 0,
+                entry: String::from_utf8(entry.to_bytes()).unwrap(),
+                inclusion_proof: vec![],
+                checkpoint: note.to_string(),
+            },
+        };
+        let path =
+            std::env::temp_dir().join(format!("loyalty-cli-{}-{name}.json", std::process::id()));
+        std::fs::write(&path, serde_json::to_string_pretty(&att).unwrap()).unwrap();
+        let keys = witnesses.iter().map(|w| w.verifier_key_string()).collect();
+        (path, log.verifier_key_string(), keys)
+    }
+
+    fn verify_args(path: &Path, key: &str, extra: &[&str]) -> AttestationVerifyArgs {
+        let mut argv = vec![
+            "loyalty",
+            "attestation",
+            "verify",
+            path.to_str().unwrap(),
+            "--key",
+            key,
+            "--brand",
+            "brand-a",
+        ];
+        argv.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let Command::Attestation {
+            command: AttestationCommand::Verify(args),
+        } = cli.command
+        else {
+            panic!("not attestation verify")
+        };
+        *args
+    }
+
+    #[test]
+    fn an_attestation_file_is_verified_offline() {
+        let (path, key, w) = attestation_file("offline");
+        let now = LogTime::new(5_000).unwrap();
+        let code =
+            |extra: &[&str], now| match check_attestation(&verify_args(&path, &key, extra), now)
+                .unwrap()
+            {
+                Ok(_) => "valid".to_owned(),
+                Err((code, _)) => code,
+            };
+        assert_eq!(code(&[], now), "valid");
+        assert_eq!(
+            code(&["--witness", &w[0], "--witness", &w[1]], now),
+            "valid"
+        );
+        assert_eq!(
+            code(
+                &["--witness", &w[0], "--witness", &w[1], "--quorum", "1"],
+                now
+            ),
+            "valid"
+        );
+        assert_eq!(
+            code(&["--at", "9000"], LogTime::new(9_000).unwrap()),
+            "attestation_expired"
+        );
+        let mut args = verify_args(&path, &key, &[]);
+        args.brand = "brand-b".parse().unwrap();
+        let (wrong, _) = check_attestation(&args, now).unwrap().unwrap_err();
+        assert_eq!(wrong, "attestation_wrong_brand");
+        // A third witness that did not cosign: the default quorum (all) is not met.
+        let third = ledger::checkpoint::CosignatureSigner::from_seed("example.com/w3", &[3; 32])
+            .unwrap()
+            .verifier_key_string();
+        let args = verify_args(&path, &key, &["--witness", &w[0], "--witness", &third]);
+        let (quorum, _) = check_attestation(&args, now).unwrap().unwrap_err();
+        assert_eq!(quorum, "attestation_quorum");
+        // A quorum larger than the witnesses given is an argument error, not a verdict.
+        let args = verify_args(&path, &key, &["--witness", &w[0], "--quorum", "2"]);
+        assert!(check_attestation(&args, now).is_err());
+        // A tampered file is invalid.
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("\"tier\": \"gold\"", "\"tier\": \"platinum\""),
+        )
+        .unwrap();
+        assert_eq!(code(&[], now), "attestation_mismatch");
+        std::fs::write(&path, "{}").unwrap();
+        assert_eq!(code(&[], now), "attestation_malformed");
+        std::fs::remove_file(&path).unwrap();
+        assert!(check_attestation(&verify_args(&path, &key, &[]), now).is_err());
     }
 
     #[test]

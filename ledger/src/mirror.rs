@@ -1,0 +1,613 @@
+//! A verified mirror of a partner's log (spec/federation.md §3).
+//!
+//! The mirror is a [`Store`] of its own (same column families as a brand's log) that only
+//! ever holds entries proven to be a prefix of a checkpoint signed by the partner's pinned key,
+//! replayed through the same [`State`] machine as the partner's node.
+//!
+//! Invariants:
+//! - the accepted checkpoint verifies with the pinned key and its root equals the stored tree's;
+//! - every stored entry decoded strictly and applied without error, in order;
+//! - a chunk is stored (entries, tree hashes, state records, history and, when it completes the
+//!   target, the checkpoint) as one synced batch, only after all its checks passed; a failed
+//!   chunk leaves nothing behind;
+//! - the mirror never accepts a checkpoint that is smaller than, forks from, or is not provably
+//!   consistent with the one it accepted: such a checkpoint is reported as [`Misbehaviour`],
+//!   the evidence a node stores.
+//!
+//! Nothing here does network I/O; the node fetches and this module judges.
+
+use std::path::Path;
+
+use crate::checkpoint::{open_checkpoint, Checkpoint, NoteVerifier};
+use crate::entry::Entry;
+use crate::merkle::{self, Hash, PendingHashes};
+use crate::state::State;
+use crate::store::{CommitBatch, Store};
+use crate::types::LogIndex;
+
+/// Most entries verified and stored as one chunk.
+pub const CHUNK_ENTRIES_MAX: u64 = 16_384;
+
+/// The checkpoint a mirror accepted last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub checkpoint: Checkpoint,
+    pub note: String,
+}
+
+/// What a partner did that its signed history forbids. Each variant is evidence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Misbehaviour {
+    /// A checkpoint that does not verify with the pinned key (or names another origin).
+    #[error("checkpoint signature or origin does not verify: {reason}")]
+    BadSignature { note: String, reason: String },
+    /// A signed checkpoint smaller than one accepted before.
+    #[error("signed tree size {new_size} is smaller than the accepted {accepted_size}")]
+    Shrink {
+        accepted_note: String,
+        new_note: String,
+        accepted_size: u64,
+        new_size: u64,
+    },
+    /// Two signed checkpoints of the same size with different roots.
+    #[error("two signed checkpoints of size {size} with different roots")]
+    Fork {
+        accepted_note: String,
+        new_note: String,
+        size: u64,
+    },
+    /// No valid consistency proof from the accepted checkpoint to the new one.
+    #[error("checkpoint of size {new_size} is not consistent with the accepted {accepted_size}: {reason}")]
+    Inconsistent {
+        accepted_note: String,
+        new_note: String,
+        accepted_size: u64,
+        new_size: u64,
+        proof: Vec<String>,
+        reason: String,
+    },
+    /// Entries whose hashes the signed root does not commit to.
+    #[error("entries {start}..{end} do not match the signed root of size {size}")]
+    BadEntries {
+        note: String,
+        size: u64,
+        start: u64,
+        end: u64,
+        /// SHA-256 over the leaf hashes of what was served.
+        served: String,
+    },
+    /// A committed entry that does not decode or that the rules refuse.
+    #[error("entry {index} is invalid: {reason}")]
+    InvalidEntry {
+        note: String,
+        index: u64,
+        reason: String,
+    },
+}
+
+impl Misbehaviour {
+    /// The evidence kind (spec/federation.md §5).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Misbehaviour::BadSignature { .. } => "bad_signature",
+            Misbehaviour::Shrink { .. } => "shrink",
+            Misbehaviour::Fork { .. } => "fork",
+            Misbehaviour::Inconsistent { .. } => "inconsistent",
+            Misbehaviour::BadEntries { .. } => "bad_entries",
+            Misbehaviour::InvalidEntry { .. } => "invalid_entry",
+        }
+    }
+
+    /// The signed notes the evidence consists of.
+    pub fn notes(&self) -> Vec<String> {
+        match self {
+            Misbehaviour::BadSignature { note, .. }
+            | Misbehaviour::BadEntries { note, .. }
+            | Misbehaviour::InvalidEntry { note, .. } => vec![note.clone()],
+            Misbehaviour::Shrink {
+                accepted_note,
+                new_note,
+                ..
+            }
+            | Misbehaviour::Fork {
+                accepted_note,
+                new_note,
+                ..
+            }
+            | Misbehaviour::Inconsistent {
+                accepted_note,
+                new_note,
+                ..
+            } => vec![accepted_note.clone(), new_note.clone()],
+        }
+    }
+}
+
+/// Why a mirror operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    /// The partner misbehaved; this is evidence.
+    #[error(transparent)]
+    Misbehaviour(#[from] Misbehaviour),
+    /// The caller asked for something out of order (not evidence, a bug or a race).
+    #[error("{0}")]
+    Usage(String),
+    /// Storage or a corrupt mirror.
+    #[error(transparent)]
+    Log(#[from] crate::log::LogError),
+}
+
+impl From<crate::store::StoreError> for MirrorError {
+    fn from(e: crate::store::StoreError) -> Self {
+        MirrorError::Log(e.into())
+    }
+}
+
+impl From<merkle::MerkleError> for MirrorError {
+    fn from(e: merkle::MerkleError) -> Self {
+        MirrorError::Log(e.into())
+    }
+}
+
+/// A verified copy of one partner's log.
+pub struct Mirror {
+    store: Store,
+    state: State,
+    verifier: NoteVerifier,
+    accepted: Option<Accepted>,
+}
+
+impl Mirror {
+    /// Opens (or creates) the mirror in `dir` for the log whose pinned key is `verifier`.
+    /// Refuses a mirror whose stored entries, state, tree and checkpoint disagree, or whose
+    /// checkpoint does not verify with `verifier` (a mirror of another key).
+    pub fn open(dir: &Path, verifier: NoteVerifier) -> Result<Mirror, MirrorError> {
+        use crate::log::LogError;
+        let store = Store::open(dir)?;
+        let state = State::from_records(store.state_records()?).map_err(LogError::from)?;
+        let end = store.entries_end()?;
+        if end != state.size() {
+            return Err(LogError::Inconsistent(format!(
+                "mirror state covers {} entries but {end} are stored",
+                state.size()
+            ))
+            .into());
+        }
+        let accepted = match store.latest_checkpoint()? {
+            None => None,
+            Some((size, note)) => {
+                let (cp, _) = open_checkpoint(&note, &verifier).map_err(|e| {
+                    LogError::Inconsistent(format!("mirror checkpoint does not verify: {e}"))
+                })?;
+                if cp.size != size || cp.size > state.size() {
+                    return Err(LogError::Inconsistent(format!(
+                        "mirror checkpoint of size {} is ahead of {} entries",
+                        cp.size,
+                        state.size()
+                    ))
+                    .into());
+                }
+                if merkle::root(cp.size, &store)? != cp.root {
+                    return Err(LogError::Inconsistent(
+                        "mirror checkpoint does not match the stored tree".into(),
+                    )
+                    .into());
+                }
+                Some(Accepted {
+                    checkpoint: cp,
+                    note,
+                })
+            }
+        };
+        Ok(Mirror {
+            store,
+            state,
+            verifier,
+            accepted,
+        })
+    }
+
+    /// Entries verified and stored.
+    pub fn size(&self) -> u64 {
+        self.state.size()
+    }
+
+    /// The replayed state of the partner's log at [`Mirror::size`].
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The mirror's store, for reads.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The pinned key.
+    pub fn verifier(&self) -> &NoteVerifier {
+        &self.verifier
+    }
+
+    /// The last accepted checkpoint.
+    pub fn accepted(&self) -> Option<&Accepted> {
+        self.accepted.as_ref()
+    }
+
+    fn accepted_parts(&self) -> (u64, Hash, String) {
+        match &self.accepted {
+            Some(a) => (a.checkpoint.size, a.checkpoint.root, a.note.clone()),
+            None => (0, merkle::empty_root(), String::new()),
+        }
+    }
+
+    /// Opens a fetched checkpoint note and judges it against the accepted one, before anything
+    /// else is fetched. Returns the checkpoint when it is new and larger (the caller then needs
+    /// a consistency proof, see [`Mirror::check_consistency`]); `Ok(None)` when it equals the
+    /// accepted one.
+    pub fn check_checkpoint(&self, note: &str) -> Result<Option<Checkpoint>, Misbehaviour> {
+        let (cp, _) =
+            open_checkpoint(note, &self.verifier).map_err(|e| Misbehaviour::BadSignature {
+                note: note.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let (size, root, accepted_note) = self.accepted_parts();
+        if cp.size < size {
+            return Err(Misbehaviour::Shrink {
+                accepted_note,
+                new_note: note.to_owned(),
+                accepted_size: size,
+                new_size: cp.size,
+            });
+        }
+        if cp.size == size {
+            if cp.root != root {
+                return Err(Misbehaviour::Fork {
+                    accepted_note,
+                    new_note: note.to_owned(),
+                    size,
+                });
+            }
+            return Ok(None);
+        }
+        Ok(Some(cp))
+    }
+
+    /// Checks the partner's consistency proof from the accepted checkpoint to `new` (whose
+    /// note is `new_note`).
+    pub fn check_consistency(
+        &self,
+        new: &Checkpoint,
+        new_note: &str,
+        proof: &[Hash],
+    ) -> Result<(), Misbehaviour> {
+        let (size, root, accepted_note) = self.accepted_parts();
+        merkle::verify_consistency(size, new.size, &root, &new.root, proof).map_err(|e| {
+            Misbehaviour::Inconsistent {
+                accepted_note,
+                new_note: new_note.to_owned(),
+                accepted_size: size,
+                new_size: new.size,
+                proof: proof.iter().map(hex::encode).collect(),
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    /// Verifies `entries` as the next entries of the log committed to by `target` (whose
+    /// signed note is `target_note`, already checked with [`Mirror::check_checkpoint`] and
+    /// [`Mirror::check_consistency`]), replays them, and stores them as one synced batch.
+    ///
+    /// When the entries end before `target.size`, `proof_to_target` is the partner's
+    /// consistency proof from the new size to `target.size`; when they end at it, the recomputed
+    /// root must equal `target.root` and the checkpoint is stored with them.
+    pub fn append_verified(
+        &mut self,
+        start: u64,
+        entries: &[Vec<u8>],
+        target: &Checkpoint,
+        target_note: &str,
+        proof_to_target: &[Hash],
+    ) -> Result<(), MirrorError> {
+        if start != self.state.size() {
+            return Err(MirrorError::Usage(format!(
+                "chunk starts at {start} but the mirror holds {} entries",
+                self.state.size()
+            )));
+        }
+        let end = start + entries.len() as u64;
+        if entries.is_empty() || end > target.size || entries.len() as u64 > CHUNK_ENTRIES_MAX {
+            return Err(MirrorError::Usage(format!(
+                "chunk {start}..{end} does not fit a target of size {} (at most {CHUNK_ENTRIES_MAX} entries)",
+                target.size
+            )));
+        }
+        if target.origin != self.verifier.name() || target.size < self.accepted_parts().0 {
+            return Err(MirrorError::Usage("target is not a checked checkpoint".into()));
+        }
+        // 1. The Merkle check: nothing is decoded or applied before the bytes are committed to.
+        let mut pending = PendingHashes::new(&self.store, start);
+        let mut served = sha2::Sha256::default();
+        for e in entries {
+            let leaf = merkle::leaf_hash(e);
+            sha2::Digest::update(&mut served, leaf);
+            pending.push(leaf)?;
+        }
+        let root = pending.root()?;
+        let ok = if end == target.size {
+            root == target.root
+        } else {
+            merkle::verify_consistency(end, target.size, &root, &target.root, proof_to_target)
+                .is_ok()
+        };
+        if !ok {
+            return Err(Misbehaviour::BadEntries {
+                note: target_note.to_owned(),
+                size: target.size,
+                start,
+                end,
+                served: hex::encode(sha2::Digest::finalize(served)),
+            }
+            .into());
+        }
+        // 2. The replay: the same state machine as the partner's node.
+        let mut batch = CommitBatch::default();
+        for (i, bytes) in entries.iter().enumerate() {
+            let index = start + i as u64;
+            let applied = Entry::from_bytes(bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|entry| {
+                    self.state
+                        .apply(LogIndex::new(index).expect("u64 index"), &entry)
+                        .map_err(|e| e.to_string())
+                });
+            match applied {
+                Ok(applied) => {
+                    if let Some(m) = applied.member {
+                        batch.history.push((m, index));
+                    }
+                    batch.entries.push((index, bytes.clone()));
+                }
+                Err(reason) => {
+                    self.reload()?;
+                    return Err(Misbehaviour::InvalidEntry {
+                        note: target_note.to_owned(),
+                        index,
+                        reason,
+                    }
+                    .into());
+                }
+            }
+        }
+        // 3. One synced batch; the checkpoint with it when the chunk completes the target.
+        batch.hashes = pending.into_writes();
+        batch.state = self.state.take_changes();
+        if end == target.size {
+            batch.checkpoint = Some((target.size, target_note.to_owned()));
+        }
+        if let Err(e) = self.store.commit(&batch) {
+            self.reload()?;
+            return Err(e.into());
+        }
+        if end == target.size {
+            self.accepted = Some(Accepted {
+                checkpoint: target.clone(),
+                note: target_note.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Accepts `target` when the mirror already holds exactly its entries (a chunk stored before
+    /// a restart completed it): its root must match the stored tree.
+    pub fn accept_covered(
+        &mut self,
+        target: &Checkpoint,
+        target_note: &str,
+    ) -> Result<(), MirrorError> {
+        if target.size != self.state.size() {
+            return Err(MirrorError::Usage("target does not cover the mirror".into()));
+        }
+        if merkle::root(target.size, &self.store)? != target.root {
+            return Err(Misbehaviour::BadEntries {
+                note: target_note.to_owned(),
+                size: target.size,
+                start: self.accepted_parts().0,
+                end: target.size,
+                served: String::new(),
+            }
+            .into());
+        }
+        self.store.put_checkpoint(target.size, target_note, true)?;
+        self.accepted = Some(Accepted {
+            checkpoint: target.clone(),
+            note: target_note.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Pins another key on a mirror that holds nothing yet.
+    pub fn repin(&mut self, verifier: NoteVerifier) -> Result<(), MirrorError> {
+        if self.state.size() > 0 || self.accepted.is_some() {
+            return Err(MirrorError::Usage(
+                "a mirror holding entries cannot change its pinned key".into(),
+            ));
+        }
+        self.verifier = verifier;
+        Ok(())
+    }
+
+    /// Discards in-memory changes by reloading the state from the store.
+    fn reload(&mut self) -> Result<(), MirrorError> {
+        self.state = State::from_records(self.store.state_records()?)
+            .map_err(crate::log::LogError::from)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::{sign_checkpoint, NoteSigner};
+    use crate::entry::{Earn, EntryKind, Redeem};
+    use crate::merkle::MemoryTree;
+    use crate::types::LogTime;
+
+    struct Partner {
+        signer: NoteSigner,
+        entries: Vec<Vec<u8>>,
+        tree: MemoryTree,
+    }
+
+    impl Partner {
+        fn new() -> Partner {
+            Partner {
+                signer: NoteSigner::from_seed("loyalty.example/p", &[7; 32]).unwrap(),
+                entries: Vec::new(),
+                tree: MemoryTree::new(),
+            }
+        }
+        fn push(&mut self, kind: EntryKind) {
+            let i = self.entries.len() as u64;
+            let e = Entry {
+                time: LogTime::new(1_000 + i).unwrap(),
+                id: format!("e{i}").parse().unwrap(),
+                kind,
+            };
+            let b = e.to_bytes();
+            self.tree.push(&b).unwrap();
+            self.entries.push(b);
+        }
+        fn earn(&mut self, n: usize) {
+            for _ in 0..n {
+                self.push(EntryKind::Earn(Earn {
+                    member: "m1".parse().unwrap(),
+                    points: crate::types::Points::new(10).unwrap(),
+                    qualifying: true,
+                }));
+            }
+        }
+        fn note(&self, size: u64) -> (Checkpoint, String) {
+            let cp = Checkpoint {
+                origin: self.signer.name().into(),
+                size,
+                root: self.tree.root_at(size).unwrap(),
+                extensions: vec![],
+            };
+            let note = sign_checkpoint(&cp, &self.signer).unwrap().to_string();
+            (cp, note)
+        }
+    }
+
+    fn sync(m: &mut Mirror, p: &Partner, size: u64, chunk: u64) -> Result<(), MirrorError> {
+        let (_, note) = p.note(size);
+        let Some(cp) = m.check_checkpoint(&note)? else {
+            return Ok(());
+        };
+        let old = m.accepted().map_or(0, |a| a.checkpoint.size);
+        let proof = if old == 0 {
+            vec![]
+        } else {
+            p.tree.consistency_proof(old, size).unwrap()
+        };
+        m.check_consistency(&cp, &note, &proof)?;
+        while m.size() < size {
+            let s = m.size();
+            let e = (s + chunk).min(size);
+            let proof = if e < size {
+                p.tree.consistency_proof(e, size).unwrap()
+            } else {
+                vec![]
+            };
+            m.append_verified(s, &p.entries[s as usize..e as usize], &cp, &note, &proof)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn honest_log_is_mirrored_in_chunks_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Partner::new();
+        p.earn(50);
+        let mut m = Mirror::open(dir.path(), p.signer.verifier()).unwrap();
+        sync(&mut m, &p, 30, 7).unwrap();
+        assert_eq!(m.size(), 30);
+        p.earn(20);
+        sync(&mut m, &p, 70, 16).unwrap();
+        assert_eq!(m.accepted().unwrap().checkpoint.size, 70);
+        let balance = m.state().member(&"m1".parse().unwrap()).unwrap().balance;
+        drop(m);
+        let m = Mirror::open(dir.path(), p.signer.verifier()).unwrap();
+        assert_eq!(m.size(), 70);
+        assert_eq!(
+            m.state().member(&"m1".parse().unwrap()).unwrap().balance,
+            balance
+        );
+        assert_eq!(balance, 700);
+    }
+
+    #[test]
+    fn misbehaviour_is_detected_and_nothing_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Partner::new();
+        p.earn(10);
+        let mut m = Mirror::open(dir.path(), p.signer.verifier()).unwrap();
+        sync(&mut m, &p, 10, 100).unwrap();
+
+        // Shrink.
+        let (_, small) = p.note(5);
+        assert_eq!(m.check_checkpoint(&small).unwrap_err().kind(), "shrink");
+        // Fork: same size, other history.
+        let mut q = Partner::new();
+        q.earn(9);
+        q.push(EntryKind::Earn(Earn {
+            member: "m2".parse().unwrap(),
+            points: crate::types::Points::new(1).unwrap(),
+            qualifying: true,
+        }));
+        let (_, forked) = q.note(10);
+        assert_eq!(m.check_checkpoint(&forked).unwrap_err().kind(), "fork");
+        // Forged signature: another key, same origin.
+        let forger = NoteSigner::from_seed("loyalty.example/p", &[8; 32]).unwrap();
+        let cp = Checkpoint {
+            origin: forger.name().into(),
+            size: 11,
+            root: [0; 32],
+            extensions: vec![],
+        };
+        let forged = sign_checkpoint(&cp, &forger).unwrap().to_string();
+        assert_eq!(
+            m.check_checkpoint(&forged).unwrap_err().kind(),
+            "bad_signature"
+        );
+        // Inconsistent: a larger tree that does not extend ours.
+        q.earn(5);
+        let (qcp, qnote) = q.note(15);
+        // q is signed by the same key (same seed) — a real equivocation.
+        let c = m.check_checkpoint(&qnote).unwrap().unwrap();
+        let bad = m.check_consistency(&c, &qnote, &q.tree.consistency_proof(10, 15).unwrap());
+        assert_eq!(bad.unwrap_err().kind(), "inconsistent");
+        // Rewritten entries under an honest root.
+        p.earn(5);
+        let (cp, note) = p.note(15);
+        let mut served = p.entries[10..15].to_vec();
+        served[2] = q.entries[9].clone();
+        let err = m.append_verified(10, &served, &cp, &note, &[]).unwrap_err();
+        assert!(matches!(err, MirrorError::Misbehaviour(ref b) if b.kind() == "bad_entries"));
+        assert_eq!(m.size(), 10);
+        let _ = qcp;
+        // An invalid entry under a valid signature.
+        p.push(EntryKind::Redeem(Redeem {
+            member: "nobody".parse().unwrap(),
+            points: crate::types::Points::new(1).unwrap(),
+        }));
+        let (cp, note) = p.note(16);
+        let err = m
+            .append_verified(10, &p.entries[10..16], &cp, &note, &[])
+            .unwrap_err();
+        assert!(matches!(err, MirrorError::Misbehaviour(ref b) if b.kind() == "invalid_entry"));
+        assert_eq!(m.size(), 10);
+        drop(m);
+        let m = Mirror::open(dir.path(), p.signer.verifier()).unwrap();
+        assert_eq!(m.size(), 10);
+        assert_eq!(m.accepted().unwrap().checkpoint.size, 10);
+    }
+}

@@ -1,0 +1,531 @@
+//! Federation (spec/federation.md): partners and their pinned keys, verified mirrors, witness
+//! cosignatures, signed peer requests and equivocation evidence.
+//!
+//! Code map:
+//! - this module: the partner registry, evidence and freezing, persisted in the node's own store;
+//! - [`peer`]: signing and verifying node-to-node requests;
+//! - [`sync`]: the per-partner tasks that pull, verify and store mirrors;
+//! - [`witness`]: cosigning partners' checkpoints, and gathering cosignatures for our own;
+//! - [`routes`]: the HTTP routes.
+//!
+//! Invariants: nothing a partner serves is stored before it is verified against its pinned key;
+//! evidence and the freeze it causes are durable before anything else happens; federation never
+//! enters the sequencer, so a partner never delays local writes.
+
+pub mod peer;
+pub mod routes;
+pub mod sync;
+pub mod witness;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use ledger::checkpoint::{NoteSigner, NoteVerifier, SignatureType};
+use ledger::mirror::{Misbehaviour, Mirror};
+use ledger::store::Store;
+use ledger::types::BrandId;
+
+use crate::config::{Config, PartnerConfig};
+use crate::metrics::Metrics;
+use crate::sequencer::Shared;
+
+/// Most partners one node has.
+pub const PARTNERS_MAX: usize = 64;
+/// Origins that would make one kind of signature readable as another (spec/federation.md §1).
+pub const RESERVED_ORIGINS: [&str; 2] = ["cosignature/v1", "loyalty-peer-request/v1"];
+/// Directory of the mirrors inside the data directory.
+pub const MIRRORS_DIR: &str = "mirrors";
+
+const PARTNER_PREFIX: &[u8] = b"partner/";
+const EVIDENCE_PREFIX: &[u8] = b"evidence/";
+
+/// Checks a partner's settings; the message says what is wrong.
+pub fn check_partner(own: &BrandId, p: &PartnerConfig) -> Result<Option<NoteVerifier>, String> {
+    if &p.brand == own {
+        return Err("a node cannot partner with its own brand".into());
+    }
+    if !(p.url.starts_with("http://") || p.url.starts_with("https://")) || p.url.len() > 2048 {
+        return Err("url must start with http:// or https://".into());
+    }
+    if reqwest::Url::parse(&p.url).is_err() {
+        return Err("url is not a valid URL".into());
+    }
+    match &p.verifier_key {
+        None => Ok(None),
+        Some(k) => {
+            let v = NoteVerifier::parse(k).map_err(|e| format!("verifier_key: {e}"))?;
+            if v.signature_type() != SignatureType::Ed25519 {
+                return Err("verifier_key must be an Ed25519 (0x01) note key".into());
+            }
+            if RESERVED_ORIGINS.contains(&v.name()) {
+                return Err("verifier_key names a reserved origin".into());
+            }
+            Ok(Some(v))
+        }
+    }
+}
+
+/// The witness (cosignature, `0x04`) key a partner uses: its pinned key's name and public key.
+pub fn witness_verifier(log_key: &NoteVerifier) -> NoteVerifier {
+    NoteVerifier::from_public_key(
+        log_key.name(),
+        SignatureType::CosignatureV1,
+        &log_key.public_key(),
+    )
+    .expect("a valid note key gives a valid cosignature key")
+}
+
+/// A partner as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerRecord {
+    pub brand: BrandId,
+    pub url: String,
+    pub verifier_key: Option<String>,
+    pub frozen: bool,
+}
+
+/// What sync last saw of a partner.
+#[derive(Debug, Clone, Default)]
+pub struct SyncStatus {
+    pub partner_size: u64,
+    pub last_sync_ms: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+/// A partner at run time. Replaced (not mutated) when its URL or key changes; the old value is
+/// retired so that its sync task stops.
+pub struct Partner {
+    pub brand: BrandId,
+    pub url: String,
+    /// The pinned key; `None` while unpinned.
+    pub verifier: Option<NoteVerifier>,
+    pub witness: Option<NoteVerifier>,
+    pub mirror: Option<Arc<Mutex<Mirror>>>,
+    /// The mirror's store, for reads that do not wait for sync.
+    pub mirror_store: Option<Store>,
+    pub frozen: AtomicBool,
+    pub retired: AtomicBool,
+    pub status: Mutex<SyncStatus>,
+    /// The size of our log this partner cosigned last.
+    pub cosigned_size: AtomicU64,
+    pub evidence: AtomicU64,
+    /// The mirror's verified size (kept here so that reads never wait for a sync in progress).
+    pub verified: AtomicU64,
+}
+
+impl Partner {
+    /// The verified size of the mirror.
+    pub fn verified_size(&self) -> u64 {
+        self.verified.load(Ordering::Acquire)
+    }
+}
+
+/// One piece of evidence (spec/federation.md §5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Evidence {
+    pub id: u64,
+    pub brand: String,
+    /// `fork`, `shrink`, `inconsistent`, `bad_entries`, `invalid_entry` or `bad_signature`.
+    pub kind: String,
+    /// When it was detected, ms since the epoch.
+    pub detected_ms: u64,
+    /// The signed notes it consists of.
+    pub notes: Vec<String>,
+    pub detail: String,
+}
+
+/// Federation state shared by routes and tasks.
+pub struct Federation {
+    pub brand: BrandId,
+    pub origin: String,
+    pub settings: crate::config::Federation,
+    store: Store,
+    data: PathBuf,
+    pub(crate) signing_key: ed25519_dalek::SigningKey,
+    pub(crate) cosigner: ledger::checkpoint::CosignatureSigner,
+    partners: RwLock<BTreeMap<BrandId, Arc<Partner>>>,
+    pub(crate) nonces: peer::NonceCache,
+    pub(crate) started_ms: u64,
+    pub(crate) http: reqwest::Client,
+    pub metrics: Arc<Metrics>,
+    pub shared: Arc<Shared>,
+    next_evidence: Mutex<u64>,
+    /// Serialises partner changes (admin API) with each other.
+    admin_lock: tokio::sync::Mutex<()>,
+    pub(crate) witness_lock: tokio::sync::Mutex<()>,
+    pub(crate) gather_lock: tokio::sync::Mutex<()>,
+    pub(crate) cosigned: RwLock<Option<witness::Cosigned>>,
+}
+
+/// An error of a partner change through the admin API.
+#[derive(Debug, thiserror::Error)]
+pub enum PartnerError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("partner {0} has a pinned key and a mirror; rotating keys is an operator procedure")]
+    KeyPinned(BrandId),
+    #[error("no partner {0}")]
+    Unknown(BrandId),
+    #[error("at most {PARTNERS_MAX} partners")]
+    TooMany,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Federation {
+    /// Loads the partners (config first, then those added through the API) and opens their
+    /// mirrors. Starts nothing; see [`Federation::start`].
+    pub fn open(
+        config: &Config,
+        data: PathBuf,
+        seed: &[u8; 32],
+        store: Store,
+        metrics: Arc<Metrics>,
+        shared: Arc<Shared>,
+    ) -> anyhow::Result<Arc<Federation>> {
+        let signer = NoteSigner::from_seed(&config.origin, seed)?;
+        let _ = signer;
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(30))
+            .pool_max_idle_per_host(8)
+            .build()?;
+        let mut next_evidence = 0;
+        let mut evidence_by_brand: BTreeMap<String, u64> = BTreeMap::new();
+        for (_, v) in store.local_scan(EVIDENCE_PREFIX, usize::MAX)? {
+            let e: Evidence = serde_json::from_slice(&v)?;
+            next_evidence = next_evidence.max(e.id + 1);
+            *evidence_by_brand.entry(e.brand).or_default() += 1;
+        }
+        let fed = Federation {
+            brand: config.brand.clone(),
+            origin: config.origin.clone(),
+            settings: config.federation.clone(),
+            store: store.clone(),
+            data,
+            signing_key: ed25519_dalek::SigningKey::from_bytes(seed),
+            cosigner: ledger::checkpoint::CosignatureSigner::from_seed(&config.origin, seed)?,
+            partners: RwLock::new(BTreeMap::new()),
+            nonces: peer::NonceCache::default(),
+            started_ms: crate::sequencer::now().get(),
+            http,
+            metrics,
+            shared,
+            next_evidence: Mutex::new(next_evidence),
+            admin_lock: tokio::sync::Mutex::new(()),
+            witness_lock: tokio::sync::Mutex::new(()),
+            gather_lock: tokio::sync::Mutex::new(()),
+            cosigned: RwLock::new(None),
+        };
+        // Configured partners are written to the store (the config wins for them), then every
+        // stored partner is loaded.
+        for p in &config.partners {
+            let frozen = fed
+                .stored_record(&p.brand)?
+                .map(|r| r.frozen)
+                .unwrap_or(false);
+            let record = PartnerRecord {
+                brand: p.brand.clone(),
+                url: p.url.clone(),
+                verifier_key: p.verifier_key.clone(),
+                frozen,
+            };
+            fed.put_record(&record)?;
+        }
+        for (_, v) in store.local_scan(PARTNER_PREFIX, PARTNERS_MAX * 2)? {
+            let record: PartnerRecord = serde_json::from_slice(&v)?;
+            let partner = fed.load_partner(&record, None)?;
+            partner.evidence.store(
+                evidence_by_brand
+                    .get(record.brand.as_str())
+                    .copied()
+                    .unwrap_or(0),
+                Ordering::Relaxed,
+            );
+            fed.partners
+                .write()
+                .expect("partners lock")
+                .insert(record.brand.clone(), partner);
+        }
+        *fed.cosigned.write().expect("cosigned lock") = witness::load_latest_cosigned(&store)?;
+        let fed = Arc::new(fed);
+        for p in fed.partners() {
+            fed.publish_metrics(&p);
+        }
+        Ok(fed)
+    }
+
+    /// Starts the sync task of every partner and the cosignature gatherer.
+    pub fn start(self: &Arc<Self>) {
+        for p in self.partners() {
+            sync::spawn(self.clone(), p);
+        }
+        witness::spawn_gatherer(self.clone());
+    }
+
+    fn stored_record(&self, brand: &BrandId) -> anyhow::Result<Option<PartnerRecord>> {
+        let key = [PARTNER_PREFIX, brand.as_str().as_bytes()].concat();
+        Ok(match self.store.local_get(&key)? {
+            Some(v) => Some(serde_json::from_slice(&v)?),
+            None => None,
+        })
+    }
+
+    fn put_record(&self, record: &PartnerRecord) -> anyhow::Result<()> {
+        let key = [PARTNER_PREFIX, record.brand.as_str().as_bytes()].concat();
+        self.store.local_put(&key, &serde_json::to_vec(record)?)?;
+        Ok(())
+    }
+
+    fn mirror_dir(&self, brand: &BrandId) -> PathBuf {
+        self.data.join(MIRRORS_DIR).join(brand.as_str())
+    }
+
+    /// Builds a partner from its record, reusing `reuse`'s open mirror (a RocksDB directory can
+    /// be open only once).
+    fn load_partner(
+        &self,
+        record: &PartnerRecord,
+        reuse: Option<&Partner>,
+    ) -> anyhow::Result<Arc<Partner>> {
+        let cfg = PartnerConfig {
+            brand: record.brand.clone(),
+            url: record.url.clone(),
+            verifier_key: record.verifier_key.clone(),
+        };
+        let verifier = check_partner(&self.brand, &cfg)
+            .map_err(|e| anyhow::anyhow!("stored partner {}: {e}", record.brand))?;
+        let (mirror, mirror_store, cosigned, verified) = match &verifier {
+            Some(v) => {
+                let m = match reuse.and_then(|r| r.mirror.clone()) {
+                    Some(m) => {
+                        {
+                            let mut g = m.lock().expect("mirror lock");
+                            if g.verifier() != v {
+                                g.repin(v.clone())?;
+                            }
+                        }
+                        m
+                    }
+                    None => {
+                        let dir = self.mirror_dir(&record.brand);
+                        std::fs::create_dir_all(&dir)?;
+                        let m = Mirror::open(&dir, v.clone()).map_err(|e| {
+                            anyhow::anyhow!("mirror of {} in {}: {e}", record.brand, dir.display())
+                        })?;
+                        Arc::new(Mutex::new(m))
+                    }
+                };
+                let (store, verified) = {
+                    let g = m.lock().expect("mirror lock");
+                    (g.store().clone(), g.size())
+                };
+                let cosigned = witness::load_cosigned_by(&self.store, &record.brand)?;
+                (Some(m), Some(store), cosigned, verified)
+            }
+            None => (None, None, 0, 0),
+        };
+        Ok(Arc::new(Partner {
+            brand: record.brand.clone(),
+            url: record.url.trim_end_matches('/').to_owned(),
+            witness: verifier.as_ref().map(witness_verifier),
+            verifier,
+            mirror,
+            mirror_store,
+            frozen: AtomicBool::new(record.frozen),
+            retired: AtomicBool::new(false),
+            status: Mutex::new(SyncStatus::default()),
+            cosigned_size: AtomicU64::new(cosigned),
+            evidence: AtomicU64::new(0),
+            verified: AtomicU64::new(verified),
+        }))
+    }
+
+    /// Every partner, by brand.
+    pub fn partners(&self) -> Vec<Arc<Partner>> {
+        self.partners
+            .read()
+            .expect("partners lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// One partner.
+    pub fn partner(&self, brand: &BrandId) -> Option<Arc<Partner>> {
+        self.partners.read().expect("partners lock").get(brand).cloned()
+    }
+
+    /// The partner whose pinned key has this origin.
+    pub fn partner_by_origin(&self, origin: &str) -> Option<Arc<Partner>> {
+        self.partners()
+            .into_iter()
+            .find(|p| p.verifier.as_ref().is_some_and(|v| v.name() == origin))
+    }
+
+    /// Adds or updates a partner (admin API). A pinned key cannot be changed once a mirror
+    /// holds entries verified with it.
+    pub async fn upsert_partner(
+        self: &Arc<Self>,
+        cfg: PartnerConfig,
+    ) -> Result<Arc<Partner>, PartnerError> {
+        let _guard = self.admin_lock.lock().await;
+        check_partner(&self.brand, &cfg).map_err(PartnerError::Invalid)?;
+        let old = self.partner(&cfg.brand);
+        if old.is_none() && self.partners.read().expect("partners lock").len() >= PARTNERS_MAX {
+            return Err(PartnerError::TooMany);
+        }
+        if let Some(old) = &old {
+            let old_key = old.verifier.as_ref().map(|v| v.to_string());
+            let new_key = cfg
+                .verifier_key
+                .as_ref()
+                .map(|k| NoteVerifier::parse(k).map(|v| v.to_string()).unwrap_or_default());
+            if old_key.is_some() && old_key != new_key && old.verified_size() > 0 {
+                return Err(PartnerError::KeyPinned(cfg.brand));
+            }
+            if old_key == new_key && old.url == cfg.url.trim_end_matches('/') {
+                return Ok(old.clone());
+            }
+        }
+        let record = PartnerRecord {
+            brand: cfg.brand.clone(),
+            url: cfg.url.clone(),
+            verifier_key: cfg.verifier_key.clone(),
+            frozen: old
+                .as_ref()
+                .is_some_and(|o| o.frozen.load(Ordering::Acquire)),
+        };
+        let fed = self.clone();
+        let rec = record.clone();
+        let old_for_task = old.clone();
+        let partner = tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<Partner>> {
+            if let Some(o) = &old_for_task {
+                o.retired.store(true, Ordering::Release);
+            }
+            fed.put_record(&rec)?;
+            fed.load_partner(&rec, old_for_task.as_deref())
+        })
+        .await
+        .map_err(|e| PartnerError::Internal(e.to_string()))?
+        .map_err(|e| PartnerError::Internal(e.to_string()))?;
+        if let Some(o) = &old {
+            partner
+                .evidence
+                .store(o.evidence.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        self.partners
+            .write()
+            .expect("partners lock")
+            .insert(record.brand.clone(), partner.clone());
+        self.publish_metrics(&partner);
+        sync::spawn(self.clone(), partner.clone());
+        Ok(partner)
+    }
+
+    /// Lifts a partner's freeze (the evidence stays).
+    pub async fn unfreeze(&self, brand: &BrandId) -> Result<Arc<Partner>, PartnerError> {
+        let _guard = self.admin_lock.lock().await;
+        let p = self
+            .partner(brand)
+            .ok_or_else(|| PartnerError::Unknown(brand.clone()))?;
+        let mut record = self
+            .stored_record(brand)
+            .map_err(|e| PartnerError::Internal(e.to_string()))?
+            .ok_or_else(|| PartnerError::Unknown(brand.clone()))?;
+        record.frozen = false;
+        self.put_record(&record)
+            .map_err(|e| PartnerError::Internal(e.to_string()))?;
+        p.frozen.store(false, Ordering::Release);
+        p.status.lock().expect("status lock").last_error = None;
+        self.publish_metrics(&p);
+        tracing::warn!(partner = %brand, "partnership unfrozen by an operator");
+        Ok(p)
+    }
+
+    /// Stores evidence against `partner` and freezes the partnership, durably and in one batch,
+    /// before anything else happens.
+    pub fn record_evidence(&self, partner: &Partner, m: &Misbehaviour) -> anyhow::Result<Evidence> {
+        let mut next = self.next_evidence.lock().expect("evidence lock");
+        let evidence = Evidence {
+            id: *next,
+            brand: partner.brand.to_string(),
+            kind: m.kind().to_owned(),
+            detected_ms: crate::sequencer::now().get(),
+            notes: m.notes(),
+            detail: m.to_string(),
+        };
+        let mut record = self.stored_record(&partner.brand)?.unwrap_or(PartnerRecord {
+            brand: partner.brand.clone(),
+            url: partner.url.clone(),
+            verifier_key: partner.verifier.as_ref().map(|v| v.to_string()),
+            frozen: true,
+        });
+        record.frozen = true;
+        self.store.local_write(&[
+            (
+                [EVIDENCE_PREFIX, &evidence.id.to_be_bytes()].concat(),
+                Some(serde_json::to_vec(&evidence)?),
+            ),
+            (
+                [PARTNER_PREFIX, partner.brand.as_str().as_bytes()].concat(),
+                Some(serde_json::to_vec(&record)?),
+            ),
+        ])?;
+        *next += 1;
+        partner.frozen.store(true, Ordering::Release);
+        partner.evidence.fetch_add(1, Ordering::Relaxed);
+        partner.status.lock().expect("status lock").last_error =
+            Some(format!("frozen: {}", evidence.detail));
+        self.metrics.evidence_found(partner.brand.as_str(), m.kind());
+        self.publish_metrics(partner);
+        tracing::error!(partner = %partner.brand, kind = m.kind(), detail = %evidence.detail,
+            "equivocation evidence stored; partnership frozen");
+        Ok(evidence)
+    }
+
+    /// Every piece of evidence, oldest first, at most `limit` after `after`.
+    pub fn evidence(&self, after: Option<u64>, limit: usize) -> anyhow::Result<Vec<Evidence>> {
+        let mut out = Vec::new();
+        for (k, v) in self.store.local_scan(EVIDENCE_PREFIX, usize::MAX)? {
+            let id = u64::from_be_bytes(
+                k[EVIDENCE_PREFIX.len()..]
+                    .try_into()
+                    .map_err(|_| anyhow::anyhow!("bad evidence key"))?,
+            );
+            if after.is_some_and(|a| id <= a) {
+                continue;
+            }
+            out.push(serde_json::from_slice(&v)?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets the per-partner gauges.
+    pub fn publish_metrics(&self, p: &Partner) {
+        let lag = {
+            let s = p.status.lock().expect("status lock");
+            s.partner_size.saturating_sub(p.verified_size())
+        };
+        self.metrics.set_partner(
+            p.brand.as_str(),
+            p.frozen.load(Ordering::Acquire),
+            p.verified_size(),
+            lag,
+        );
+    }
+
+    /// The node's own store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}

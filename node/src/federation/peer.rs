@@ -1,0 +1,228 @@
+//! Signed peer requests (spec/federation.md §2): every node-to-node call carries the sender's
+//! brand, its clock, a nonce and an Ed25519 signature over method, path, body digest, time,
+//! nonce and both brands. The receiver refuses unsigned, unknown, forged, stale and replayed
+//! requests before it acts on them.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, Method, StatusCode};
+use base64::Engine;
+use ed25519_dalek::{Signature, Signer, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use ledger::types::BrandId;
+
+use super::{Federation, Partner};
+use crate::problem::ApiError;
+
+pub const H_PEER: &str = "loyalty-peer";
+pub const H_TIME: &str = "loyalty-peer-time";
+pub const H_NONCE: &str = "loyalty-peer-nonce";
+pub const H_SIGNATURE: &str = "loyalty-peer-signature";
+/// Most nonces remembered at once; beyond it peer requests are refused until old ones expire.
+pub const NONCES_MAX: usize = 1_000_000;
+
+/// The signed message.
+#[allow(clippy::too_many_arguments)]
+pub fn message(
+    sender: &str,
+    receiver: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+    time_ms: u64,
+    nonce_hex: &str,
+) -> String {
+    format!(
+        "loyalty-peer-request/v1\n{sender}\n{receiver}\n{method}\n{path_and_query}\n{}\n{time_ms}\n{nonce_hex}\n",
+        hex::encode(Sha256::digest(body))
+    )
+}
+
+/// The four headers of a request from `fed` to `receiver`.
+pub fn sign(
+    fed: &Federation,
+    receiver: &BrandId,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    let mut nonce = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+    let nonce = hex::encode(nonce);
+    let time = crate::sequencer::now().get();
+    let msg = message(
+        fed.brand.as_str(),
+        receiver.as_str(),
+        method,
+        path_and_query,
+        body,
+        time,
+        &nonce,
+    );
+    let sig = fed.signing_key.sign(msg.as_bytes());
+    vec![
+        (H_PEER, fed.brand.to_string()),
+        (H_TIME, time.to_string()),
+        (H_NONCE, nonce),
+        (
+            H_SIGNATURE,
+            base64::engine::general_purpose::STANDARD.encode(sig.to_bytes()),
+        ),
+    ]
+}
+
+/// Nonces seen recently, per sender, with the time they stop mattering.
+#[derive(Default)]
+pub struct NonceCache {
+    seen: Mutex<HashMap<(BrandId, [u8; 16]), u64>>,
+}
+
+impl NonceCache {
+    /// Records a nonce; `false` when it was seen before (a replay). Forgets expired nonces.
+    fn insert(&self, brand: &BrandId, nonce: [u8; 16], expires: u64, now: u64) -> Result<bool, ApiError> {
+        let mut seen = self.seen.lock().expect("nonce lock");
+        if seen.len() >= NONCES_MAX / 2 {
+            seen.retain(|_, e| *e > now);
+        }
+        if seen.len() >= NONCES_MAX {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "peer_rate_limited",
+                "too many peer requests in the clock-skew window",
+            ));
+        }
+        Ok(seen.insert((brand.clone(), nonce), expires).is_none())
+    }
+}
+
+fn unauthorized(code: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, code, detail)
+}
+
+/// Verifies a peer request; returns the pinned, unfrozen partner that sent it.
+pub fn verify(
+    fed: &Federation,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Arc<Partner>, ApiError> {
+    let get = |name: &str| -> Result<&str, ApiError> {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                unauthorized(
+                    "peer_unsigned",
+                    format!("a peer request needs the {name} header (spec/federation.md §2)"),
+                )
+            })
+    };
+    let (sender, time, nonce, sig) = (get(H_PEER)?, get(H_TIME)?, get(H_NONCE)?, get(H_SIGNATURE)?);
+    let malformed = |what: &str| unauthorized("peer_unsigned", format!("malformed {what} header"));
+    let sender: BrandId = sender.parse().map_err(|_| malformed(H_PEER))?;
+    if time.is_empty() || time.len() > 16 || !time.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(malformed(H_TIME));
+    }
+    let time_ms: u64 = time.parse().map_err(|_| malformed(H_TIME))?;
+    if nonce.len() != 32 || nonce.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(malformed(H_NONCE));
+    }
+    let nonce_bytes: [u8; 16] = hex::decode(nonce)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| malformed(H_NONCE))?;
+    let sig_bytes: [u8; 64] = base64::engine::general_purpose::STANDARD
+        .decode(sig)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| malformed(H_SIGNATURE))?;
+    let partner = fed
+        .partner(&sender)
+        .filter(|p| p.verifier.is_some())
+        .ok_or_else(|| {
+            unauthorized(
+                "unknown_peer",
+                format!("{sender} is not a pinned partner of this node"),
+            )
+        })?;
+    let key = partner.verifier.as_ref().expect("filtered on pinned");
+    let vk = VerifyingKey::from_bytes(&key.public_key()).map_err(ApiError::internal)?;
+    let msg = message(
+        sender.as_str(),
+        fed.brand.as_str(),
+        method.as_str(),
+        path_and_query,
+        body,
+        time_ms,
+        nonce,
+    );
+    vk.verify_strict(msg.as_bytes(), &Signature::from_bytes(&sig_bytes))
+        .map_err(|_| {
+            unauthorized(
+                "peer_bad_signature",
+                format!("the signature does not verify with {sender}'s pinned key"),
+            )
+        })?;
+    let now = crate::sequencer::now().get();
+    let skew = fed.settings.peer_clock_skew_ms;
+    if time_ms.abs_diff(now) > skew || time_ms < fed.started_ms {
+        return Err(unauthorized(
+            "peer_stale",
+            format!(
+                "request time {time_ms} is more than {skew} ms from this node's clock {now}, or before it started"
+            ),
+        ));
+    }
+    if !fed
+        .nonces
+        .insert(&sender, nonce_bytes, time_ms.saturating_add(2 * skew), now)?
+    {
+        return Err(unauthorized(
+            "peer_replayed",
+            "this nonce was used before: a replayed request",
+        ));
+    }
+    if partner.frozen.load(Ordering::Acquire) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "partner_frozen",
+            format!("the partnership with {sender} is frozen by evidence; an operator must clear it"),
+        ));
+    }
+    Ok(partner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_binds_every_field() {
+        let base = message("a", "b", "POST", "/x?y=1", b"body", 5, "00");
+        for other in [
+            message("c", "b", "POST", "/x?y=1", b"body", 5, "00"),
+            message("a", "c", "POST", "/x?y=1", b"body", 5, "00"),
+            message("a", "b", "GET", "/x?y=1", b"body", 5, "00"),
+            message("a", "b", "POST", "/x?y=2", b"body", 5, "00"),
+            message("a", "b", "POST", "/x?y=1", b"bodz", 5, "00"),
+            message("a", "b", "POST", "/x?y=1", b"body", 6, "00"),
+            message("a", "b", "POST", "/x?y=1", b"body", 5, "01"),
+        ] {
+            assert_ne!(base, other);
+        }
+        assert!(base.starts_with("loyalty-peer-request/v1\na\nb\nPOST\n/x?y=1\n"));
+    }
+
+    #[test]
+    fn nonce_cache_refuses_replays() {
+        let c = NonceCache::default();
+        let b: BrandId = "b".parse().unwrap();
+        assert!(c.insert(&b, [1; 16], 100, 0).unwrap());
+        assert!(!c.insert(&b, [1; 16], 100, 0).unwrap());
+        assert!(c.insert(&"c".parse().unwrap(), [1; 16], 100, 0).unwrap());
+    }
+}

@@ -1,0 +1,282 @@
+//! Federation routes: partners, verified mirror reads, evidence, the cosigned checkpoint.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use ledger::log::receipt_from_store;
+use ledger::receipt::Receipt;
+use ledger::types::{BrandId, MemberId};
+
+use super::{Evidence, Partner, PartnerError};
+use crate::api::{authorize, parse_param, ApiJson, AppState};
+use crate::config::PartnerConfig;
+use crate::keys::Scope;
+use crate::problem::ApiError;
+use crate::reads::{member_view, MemberView, Page};
+
+/// A partner and its sync state.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PartnerStatus {
+    pub brand: String,
+    pub url: String,
+    /// The pinned C2SP verifier key; null while unpinned.
+    pub verifier_key: Option<String>,
+    pub pinned: bool,
+    /// Frozen by evidence until an operator clears it.
+    pub frozen: bool,
+    /// Entries of the partner's log verified and mirrored.
+    pub verified_size: u64,
+    /// Size of the partner's latest checkpoint seen.
+    pub partner_size: u64,
+    /// `partner_size - verified_size`.
+    pub lag: u64,
+    /// When the last sync round succeeded, ms since the epoch.
+    pub last_sync_ms: Option<u64>,
+    pub last_error: Option<String>,
+    /// The size of this node's log the partner last cosigned.
+    pub cosigned_size: u64,
+    /// Pieces of evidence stored against the partner.
+    pub evidence: u64,
+}
+
+/// `GET /v1/partners`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Partners {
+    pub partners: Vec<PartnerStatus>,
+}
+
+/// Adds or updates a partner.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddPartner {
+    pub brand: String,
+    pub url: String,
+    /// The partner's C2SP verifier key, obtained out of band; omit to list it unpinned.
+    pub verifier_key: Option<String>,
+}
+
+pub fn status(p: &Partner) -> PartnerStatus {
+    let s = p.status.lock().expect("status lock").clone();
+    let verified = p.verified_size();
+    PartnerStatus {
+        brand: p.brand.to_string(),
+        url: p.url.clone(),
+        verifier_key: p.verifier.as_ref().map(|v| v.to_string()),
+        pinned: p.verifier.is_some(),
+        frozen: p.frozen.load(Ordering::Acquire),
+        verified_size: verified,
+        partner_size: s.partner_size.max(verified),
+        lag: s.partner_size.saturating_sub(verified),
+        last_sync_ms: s.last_sync_ms,
+        last_error: s.last_error,
+        cosigned_size: p.cosigned_size.load(Ordering::Acquire),
+        evidence: p.evidence.load(Ordering::Relaxed),
+    }
+}
+
+fn partner_error(e: PartnerError) -> ApiError {
+    match e {
+        PartnerError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_partner", m),
+        PartnerError::KeyPinned(_) => {
+            ApiError::new(StatusCode::CONFLICT, "partner_key_pinned", e.to_string())
+        }
+        PartnerError::Unknown(_) => ApiError::not_found("unknown_partner", e.to_string()),
+        PartnerError::TooMany => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too_many_partners", e.to_string()),
+        PartnerError::Internal(m) => ApiError::internal(m),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/partners", responses((status = 200, body = Partners)), tag = "federation")]
+pub async fn list(State(app): AppState, headers: HeaderMap) -> Result<Json<Partners>, ApiError> {
+    authorize(&app, &headers, Scope::Read)?;
+    Ok(Json(Partners {
+        partners: app.federation.partners().iter().map(|p| status(p)).collect(),
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/admin/partners", request_body = AddPartner,
+    responses((status = 201, body = PartnerStatus)), tag = "federation")]
+pub async fn add(
+    State(app): AppState,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<AddPartner>,
+) -> Result<Response, ApiError> {
+    authorize(&app, &headers, Scope::Admin)?;
+    let brand: BrandId = req
+        .brand
+        .parse()
+        .map_err(|e| ApiError::bad_body(format!("brand: {e}")))?;
+    let p = app
+        .federation
+        .upsert_partner(PartnerConfig {
+            brand,
+            url: req.url,
+            verifier_key: req.verifier_key,
+        })
+        .await
+        .map_err(partner_error)?;
+    tracing::info!(partner = %p.brand, pinned = p.verifier.is_some(), "partner set");
+    Ok((StatusCode::CREATED, Json(status(&p))).into_response())
+}
+
+#[utoipa::path(post, path = "/v1/admin/partners/{brand}/unfreeze", params(("brand" = String, Path)),
+    responses((status = 200, body = PartnerStatus)), tag = "federation")]
+pub async fn unfreeze(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(brand): Path<String>,
+) -> Result<Json<PartnerStatus>, ApiError> {
+    authorize(&app, &headers, Scope::Admin)?;
+    let brand: BrandId = parse_param("brand", &brand)?;
+    let p = app.federation.unfreeze(&brand).await.map_err(partner_error)?;
+    Ok(Json(status(&p)))
+}
+
+/// A member as the partner's verified mirror shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MirroredMember {
+    pub brand: String,
+    pub member: MemberView,
+    /// Entries of the partner's log the mirror verified.
+    pub verified_size: u64,
+    /// The partner's signed checkpoint the mirror accepted.
+    pub checkpoint: String,
+    /// The member's latest entry with its inclusion proof under `checkpoint`.
+    #[schema(value_type = Object)]
+    pub last_entry: Option<Receipt>,
+}
+
+#[utoipa::path(get, path = "/v1/partners/{brand}/members/{member}",
+    params(("brand" = String, Path), ("member" = String, Path)),
+    responses((status = 200, body = MirroredMember)), tag = "federation")]
+pub async fn mirrored_member(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path((brand, member)): Path<(String, String)>,
+) -> Result<Json<MirroredMember>, ApiError> {
+    authorize(&app, &headers, Scope::Read)?;
+    let brand: BrandId = parse_param("brand", &brand)?;
+    let member: MemberId = parse_param("member", &member)?;
+    let p = app
+        .federation
+        .partner(&brand)
+        .ok_or_else(|| ApiError::not_found("unknown_partner", format!("no partner {brand}")))?;
+    let store = p.mirror_store.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "partner_unpinned",
+            format!("{brand} has no pinned key, so nothing of it is mirrored"),
+        )
+    })?;
+    tokio::task::spawn_blocking(move || {
+        // The checkpoint first: everything read below is at or below it (the mirror only grows).
+        let (size, note) = store
+            .latest_checkpoint()
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| {
+                ApiError::not_found("not_mirrored", format!("nothing of {brand} is verified yet"))
+            })?;
+        let view = member_view(&store, &member)?.ok_or_else(|| {
+            ApiError::not_found("unknown_member", format!("member {member} has no points at {brand}"))
+        })?;
+        // The member's latest entry under the checkpoint.
+        let mut last = None;
+        let mut after = None;
+        loop {
+            let page = store
+                .history(&member, after, ledger::store::HISTORY_PAGE_MAX)
+                .map_err(ApiError::internal)?;
+            let Some(&tail) = page.last() else { break };
+            last = page.iter().rev().find(|&&i| i < size).copied().or(last);
+            if page.len() < ledger::store::HISTORY_PAGE_MAX || tail >= size {
+                break;
+            }
+            after = Some(tail);
+        }
+        let last_entry = match last {
+            Some(i) => Some(receipt_from_store(&store, i, size, &note).map_err(ApiError::internal)?),
+            None => None,
+        };
+        Ok(Json(MirroredMember {
+            brand: brand.to_string(),
+            member: view,
+            verified_size: size,
+            checkpoint: note,
+            last_entry,
+        }))
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// `GET /v1/evidence`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EvidenceList {
+    pub evidence: Vec<Evidence>,
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/evidence", params(Page),
+    responses((status = 200, body = EvidenceList)), tag = "federation")]
+pub async fn evidence(
+    State(app): AppState,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Json<EvidenceList>, ApiError> {
+    authorize(&app, &headers, Scope::Read)?;
+    let (after, limit) = page.parse()?;
+    let list = app
+        .federation
+        .evidence(after, limit)
+        .map_err(ApiError::internal)?;
+    let next_cursor = (list.len() == limit)
+        .then(|| list.last().map(|e| e.id.to_string()))
+        .flatten();
+    Ok(Json(EvidenceList {
+        evidence: list,
+        next_cursor,
+    }))
+}
+
+/// The latest checkpoint with the cosignatures gathered for it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CosignedCheckpoint {
+    pub size: u64,
+    /// The signed note followed by the witnesses' cosignature lines.
+    pub note: String,
+    /// Witness key names that cosigned.
+    pub cosigners: Vec<String>,
+    /// Whether it meets the node's witness quorum (`federation.witness_quorum`).
+    #[serde(rename = "final")]
+    pub final_: bool,
+}
+
+#[utoipa::path(get, path = "/v1/checkpoint/cosigned",
+    responses((status = 200, body = CosignedCheckpoint)), tag = "log")]
+pub async fn cosigned(State(app): AppState) -> Json<CosignedCheckpoint> {
+    let quorum = app.federation.settings.witness_quorum;
+    let c = app.federation.cosigned.read().expect("cosigned lock").clone();
+    Json(match c {
+        Some(c) => CosignedCheckpoint {
+            final_: c.cosigners.len() >= quorum,
+            size: c.size,
+            note: c.note,
+            cosigners: c.cosigners,
+        },
+        None => {
+            let cp = app.shared.checkpoint();
+            CosignedCheckpoint {
+                size: cp.size,
+                note: cp.note.clone(),
+                cosigners: Vec::new(),
+                final_: quorum == 0,
+            }
+        }
+    })
+}

@@ -1,0 +1,343 @@
+//! Sync (spec/federation.md §3): one task per pinned partner pulls its checkpoint, proves it
+//! consistent with the accepted one, fetches the entries through C2SP entry bundles, and hands
+//! them to [`ledger::mirror::Mirror`], which verifies, replays and stores them.
+//!
+//! A failure that proves misbehaviour becomes evidence and freezes the partner; any other
+//! failure (the partner is down, slow, or answers garbage) is reported in `last_error` and
+//! retried with exponential backoff. The task never touches the sequencer.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ledger::checkpoint::Checkpoint;
+use ledger::merkle::Hash;
+use ledger::mirror::{MirrorError, CHUNK_ENTRIES_MAX};
+
+use super::{peer, Federation, Partner};
+
+/// Entries per C2SP entry bundle.
+const BUNDLE: u64 = 256;
+/// Bundles fetched at once.
+const BUNDLES_IN_FLIGHT: usize = 8;
+/// Largest answer read from a partner.
+const RESPONSE_BYTES_MAX: usize = 32 * 1024 * 1024;
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Why a round stopped.
+#[derive(Debug)]
+pub enum RoundError {
+    /// Evidence: stored, and the partner frozen.
+    Misbehaviour(ledger::mirror::Misbehaviour),
+    /// Anything else; retried.
+    Other(String),
+}
+
+impl From<String> for RoundError {
+    fn from(s: String) -> Self {
+        RoundError::Other(s)
+    }
+}
+
+/// Starts the sync task of `partner` (a no-op loop while it is unpinned or frozen).
+pub fn spawn(fed: Arc<Federation>, partner: Arc<Partner>) {
+    tokio::spawn(async move {
+        let interval = Duration::from_millis(fed.settings.sync_interval_ms);
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            if partner.retired.load(Ordering::Acquire) {
+                return;
+            }
+            if partner.mirror.is_none() || partner.frozen.load(Ordering::Acquire) {
+                tokio::time::sleep(interval).await;
+                continue;
+            }
+            match round(&fed, &partner).await {
+                Ok(progressed) => {
+                    backoff = BACKOFF_MIN;
+                    {
+                        let mut s = partner.status.lock().expect("status lock");
+                        s.last_error = None;
+                        s.last_sync_ms = Some(crate::sequencer::now().get());
+                    }
+                    fed.publish_metrics(&partner);
+                    if !progressed {
+                        tokio::time::sleep(interval).await;
+                    }
+                }
+                Err(RoundError::Misbehaviour(m)) => {
+                    if let Err(e) = fed.record_evidence(&partner, &m) {
+                        tracing::error!(partner = %partner.brand, error = %e, "cannot store evidence");
+                        tokio::time::sleep(backoff).await;
+                    }
+                }
+                Err(RoundError::Other(e)) => {
+                    fed.metrics.sync_failed(partner.brand.as_str());
+                    tracing::debug!(partner = %partner.brand, error = %e, "sync round failed");
+                    partner.status.lock().expect("status lock").last_error = Some(e);
+                    fed.publish_metrics(&partner);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    });
+}
+
+/// A signed GET to a partner; the body, or an error naming the URL and status.
+pub async fn get(fed: &Federation, partner: &Partner, path: &str) -> Result<Vec<u8>, String> {
+    let url = format!("{}{}", partner.url, path);
+    let mut req = fed.http.get(&url);
+    for (k, v) in peer::sign(fed, &partner.brand, "GET", path, b"") {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.map_err(|e| format!("GET {url}: {e}"))?;
+    let status = resp.status();
+    let body = read_limited(resp).await.map_err(|e| format!("GET {url}: {e}"))?;
+    if !status.is_success() {
+        return Err(format!(
+            "GET {url}: {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        ));
+    }
+    Ok(body)
+}
+
+/// Reads a response body, refusing more than [`RESPONSE_BYTES_MAX`].
+pub async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > RESPONSE_BYTES_MAX {
+            return Err(format!("answer larger than {RESPONSE_BYTES_MAX} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The C2SP tile index encoding: `x001/x234/067`.
+pub fn tile_index_path(n: u64) -> String {
+    let mut groups = vec![format!("{:03}", n % 1000)];
+    let mut rest = n / 1000;
+    while rest > 0 {
+        groups.push(format!("x{:03}", rest % 1000));
+        rest /= 1000;
+    }
+    groups.reverse();
+    groups.join("/")
+}
+
+/// Parses an entry bundle of exactly `count` entries.
+pub fn parse_bundle(body: &[u8], count: usize) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::with_capacity(count);
+    let mut rest = body;
+    while !rest.is_empty() {
+        if rest.len() < 2 {
+            return Err("truncated entry bundle".into());
+        }
+        let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+        if rest.len() < 2 + len {
+            return Err("truncated entry bundle".into());
+        }
+        out.push(rest[2..2 + len].to_vec());
+        rest = &rest[2 + len..];
+    }
+    if out.len() != count {
+        return Err(format!(
+            "entry bundle holds {} entries, not {count}",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+#[derive(serde::Deserialize)]
+struct ConsistencyAnswer {
+    old: u64,
+    new: u64,
+    proof: Vec<String>,
+}
+
+async fn consistency(
+    fed: &Federation,
+    partner: &Partner,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>, String> {
+    let body = get(
+        fed,
+        partner,
+        &format!("/v1/log/proof/consistency?old={old}&new={new}"),
+    )
+    .await?;
+    let a: ConsistencyAnswer =
+        serde_json::from_slice(&body).map_err(|e| format!("consistency proof: {e}"))?;
+    if a.old != old || a.new != new || a.proof.len() > 64 {
+        return Err("consistency proof for other sizes".into());
+    }
+    a.proof
+        .iter()
+        .map(|h| {
+            hex::decode(h)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| "consistency proof hash is not 32 bytes of hex".to_string())
+        })
+        .collect()
+}
+
+/// Fetches entries `start..end` (within one checkpoint of size `size`) through entry bundles.
+async fn fetch_entries(
+    fed: &Arc<Federation>,
+    partner: &Arc<Partner>,
+    start: u64,
+    end: u64,
+    size: u64,
+) -> Result<Vec<Vec<u8>>, String> {
+    let first = start / BUNDLE;
+    let last = (end - 1) / BUNDLE;
+    let mut set = tokio::task::JoinSet::new();
+    let mut bundles: Vec<Option<Vec<Vec<u8>>>> = vec![None; (last - first + 1) as usize];
+    let mut next = first;
+    let mut running = 0;
+    loop {
+        while running < BUNDLES_IN_FLIGHT && next <= last {
+            let b = next;
+            next += 1;
+            running += 1;
+            let (fed, partner) = (fed.clone(), partner.clone());
+            set.spawn(async move {
+                let width = (size - b * BUNDLE).min(BUNDLE);
+                let path = if width == BUNDLE {
+                    format!("/tile/entries/{}", tile_index_path(b))
+                } else {
+                    format!("/tile/entries/{}.p/{width}", tile_index_path(b))
+                };
+                let body = get(&fed, &partner, &path).await?;
+                Ok::<_, String>((b, parse_bundle(&body, width as usize)?))
+            });
+        }
+        match set.join_next().await {
+            None => break,
+            Some(r) => {
+                running -= 1;
+                let (b, entries) = r.map_err(|e| e.to_string())??;
+                bundles[(b - first) as usize] = Some(entries);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity((end - start) as usize);
+    for (i, b) in bundles.into_iter().enumerate() {
+        let base = (first + i as u64) * BUNDLE;
+        for (j, e) in b.ok_or("a bundle is missing")?.into_iter().enumerate() {
+            let idx = base + j as u64;
+            if idx >= start && idx < end {
+                out.push(e);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One sync round; `Ok(true)` when the mirror grew.
+pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool, RoundError> {
+    let mirror = partner.mirror.clone().ok_or("unpinned".to_string())?;
+    let note = String::from_utf8(get(fed, partner, "/checkpoint").await?)
+        .map_err(|_| "checkpoint is not UTF-8".to_string())?;
+    let (checked, accepted_size) = {
+        let m = mirror.lock().expect("mirror lock");
+        (
+            m.check_checkpoint(&note),
+            m.accepted().map_or(0, |a| a.checkpoint.size),
+        )
+    };
+    let cp: Checkpoint = match checked.map_err(RoundError::Misbehaviour)? {
+        None => {
+            partner.status.lock().expect("status lock").partner_size = accepted_size;
+            return Ok(false);
+        }
+        Some(cp) => cp,
+    };
+    partner.status.lock().expect("status lock").partner_size = cp.size;
+    if accepted_size > 0 {
+        let proof = consistency(fed, partner, accepted_size, cp.size).await?;
+        mirror
+            .lock()
+            .expect("mirror lock")
+            .check_consistency(&cp, &note, &proof)
+            .map_err(RoundError::Misbehaviour)?;
+    }
+    let cp = Arc::new(cp);
+    let note = Arc::new(note);
+    loop {
+        let start = mirror.lock().expect("mirror lock").size();
+        partner.verified.store(start, Ordering::Release);
+        if start >= cp.size {
+            if start == cp.size && accepted_size < cp.size {
+                // Entries stored before a restart already cover it.
+                let (m, cp2, note2) = (mirror.clone(), cp.clone(), note.clone());
+                let r = tokio::task::spawn_blocking(move || {
+                    m.lock().expect("mirror lock").accept_covered(&cp2, &note2)
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+                if let Err(e) = r {
+                    return Err(map_mirror_error(e));
+                }
+            }
+            return Ok(start > accepted_size);
+        }
+        let end = (start + CHUNK_ENTRIES_MAX).min(cp.size);
+        let entries = fetch_entries(fed, partner, start, end, cp.size).await?;
+        let proof = if end < cp.size {
+            consistency(fed, partner, end, cp.size).await?
+        } else {
+            Vec::new()
+        };
+        let (m, cp2, note2, p2) = (mirror.clone(), cp.clone(), note.clone(), partner.clone());
+        let n = entries.len() as u64;
+        let r = tokio::task::spawn_blocking(move || {
+            let mut m = m.lock().expect("mirror lock");
+            let r = m.append_verified(start, &entries, &cp2, &note2, &proof);
+            p2.verified.store(m.size(), Ordering::Release);
+            r
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        r.map_err(map_mirror_error)?;
+        fed.metrics.mirrored(partner.brand.as_str(), n);
+        fed.publish_metrics(partner);
+    }
+}
+
+fn map_mirror_error(e: MirrorError) -> RoundError {
+    match e {
+        MirrorError::Misbehaviour(m) => RoundError::Misbehaviour(m),
+        other => RoundError::Other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_paths_round_trip_through_the_server_parser() {
+        for n in [0u64, 5, 999, 1000, 1234067, 1_000_000_000] {
+            let p = format!("entries/{}", tile_index_path(n));
+            let t = crate::log_routes::parse_tile_path(&p).unwrap();
+            assert_eq!(t.index, n, "{p}");
+        }
+        assert_eq!(tile_index_path(1234067), "x001/x234/067");
+    }
+
+    #[test]
+    fn bundles_must_hold_the_expected_count() {
+        let mut b = vec![0, 2, b'h', b'i', 0, 1, b'x'];
+        assert_eq!(parse_bundle(&b, 2).unwrap(), vec![b"hi".to_vec(), b"x".to_vec()]);
+        assert!(parse_bundle(&b, 3).is_err());
+        b.push(0);
+        assert!(parse_bundle(&b, 2).is_err());
+    }
+}

@@ -1,0 +1,314 @@
+//! Bodies of the federation routes (spec/federation.md §3–§6) and the client-side checks of
+//! what they carry: partner status, mirrored members, evidence, cosigned checkpoints and
+//! tier attestations.
+//!
+//! Like [`crate::types`], responses are lenient about extra fields and strict about the
+//! fields they carry. Nothing here trusts the node: [`PartnerMember::verify`] checks a
+//! mirrored member's proof against the partner's own key, and [`crate::attestation::verify`]
+//! checks an attestation offline.
+
+use ledger::checkpoint::{
+    open_checkpoint, Checkpoint, NoteError, NoteVerifier, SignatureType, WitnessPolicy,
+};
+use ledger::receipt::Receipt;
+use ledger::types::{BrandId, LogTime, MemberId, TierName};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, VerificationError};
+use crate::types::MemberInfo;
+
+/// One partner as `GET /v1/partners` reports it (spec/federation.md §3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerStatus {
+    /// The partner's brand id.
+    pub brand: BrandId,
+    /// Base URL of its node.
+    pub url: String,
+    /// Its pinned C2SP verifier key; `None` while unpinned (nothing is fetched).
+    #[serde(default)]
+    pub verifier_key: Option<String>,
+    /// Whether a key is pinned.
+    pub pinned: bool,
+    /// Whether evidence froze the partnership (§5).
+    pub frozen: bool,
+    /// Entries of the partner's log verified and stored in the mirror.
+    pub verified_size: u64,
+    /// Size of the latest partner checkpoint seen.
+    pub partner_size: u64,
+    /// `partner_size - verified_size`.
+    pub lag: u64,
+    /// When the last successful sync round ended, ms since the Unix epoch.
+    #[serde(default)]
+    pub last_sync_ms: Option<u64>,
+    /// Why the last sync round failed, if it did.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// The largest size of the partner's log this node cosigned as its witness.
+    pub cosigned_size: u64,
+    /// Evidence records held against the partner.
+    pub evidence: u64,
+}
+
+/// `GET /v1/partners`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerList {
+    /// Every configured partner.
+    pub partners: Vec<PartnerStatus>,
+}
+
+/// `POST /v1/admin/partners`: adds a partner, or pins the key of an unpinned one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddPartnerRequest {
+    /// The partner's brand id.
+    pub brand: BrandId,
+    /// Base URL of its node (`http://` or `https://`).
+    pub url: String,
+    /// Its C2SP verifier key (type `0x01`), pinned out of band; omit to list it unpinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier_key: Option<String>,
+}
+
+impl AddPartnerRequest {
+    /// Checks what the node would refuse as malformed: an `http(s)` URL and, when given, a
+    /// verifier key of type `0x01`.
+    pub fn validate(&self) -> Result<(), Error> {
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| Error::Invalid(format!("url {:?}: {e}", self.url)))?;
+        if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+            return Err(Error::Invalid(format!(
+                "url {:?} is not an http(s) URL",
+                self.url
+            )));
+        }
+        if let Some(k) = &self.verifier_key {
+            let v =
+                NoteVerifier::parse(k).map_err(|e| Error::Invalid(format!("verifier key: {e}")))?;
+            if v.signature_type() != SignatureType::Ed25519 {
+                return Err(Error::Invalid(
+                    "the verifier key must be a log key (type 0x01)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `GET /v1/partners/{brand}/members/{member}`: a partner's member, from the mirror.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartnerMember {
+    /// The partner.
+    pub brand: BrandId,
+    /// The member as the partner's own node would show it.
+    pub member: MemberInfo,
+    /// The mirror's verified size.
+    pub verified_size: u64,
+    /// The partner's signed checkpoint of size `verified_size`.
+    pub checkpoint: String,
+    /// A receipt for the member's latest entry under `checkpoint`; `None` when the partner's
+    /// log has no entry about the member.
+    #[serde(default)]
+    pub last_entry: Option<Receipt>,
+}
+
+impl PartnerMember {
+    /// Checks the answer against the partner's pinned log key: the checkpoint is signed by it
+    /// and has size `verified_size`, and the receipt (if any) verifies under that very
+    /// checkpoint and is about this member. Returns the checkpoint.
+    pub fn verify(&self, partner_key: &NoteVerifier) -> Result<Checkpoint, VerificationError> {
+        let (cp, _) = open_checkpoint(&self.checkpoint, partner_key)?;
+        if cp.size != self.verified_size {
+            return Err(VerificationError::Mismatch {
+                field: "verified_size",
+                expected: self.verified_size.to_string(),
+                got: cp.size.to_string(),
+            });
+        }
+        if let Some(r) = &self.last_entry {
+            let v = r.verify(partner_key)?;
+            if v.checkpoint != cp {
+                return Err(VerificationError::Mismatch {
+                    field: "checkpoint",
+                    expected: format!("size {}", cp.size),
+                    got: format!("size {}", v.checkpoint.size),
+                });
+            }
+            let about = v.entry.kind.member().map(|m| m.to_string());
+            if about.as_deref() != Some(self.member.member.as_str()) {
+                return Err(VerificationError::Mismatch {
+                    field: "member",
+                    expected: self.member.member.to_string(),
+                    got: about.unwrap_or_else(|| "none".into()),
+                });
+            }
+        }
+        Ok(cp)
+    }
+}
+
+/// One evidence record (spec/federation.md §5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The record's id, in the order found.
+    pub id: u64,
+    /// The partner it is against.
+    pub brand: BrandId,
+    /// `fork`, `shrink`, `inconsistent`, `bad_entries`, `invalid_entry` or `bad_signature`.
+    pub kind: String,
+    /// When it was found, ms since the Unix epoch.
+    pub detected_ms: u64,
+    /// The signed notes it keeps, verbatim.
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// What else it keeps (proof, range, index, reason), for people.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// `GET /v1/evidence`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceList {
+    /// Every record, oldest first.
+    pub evidence: Vec<Evidence>,
+}
+
+/// `GET /v1/checkpoint/cosigned`: the node's latest checkpoint with every cosignature its
+/// witnesses gave for that size (spec/federation.md §4), unverified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CosignedCheckpoint {
+    /// The checkpoint's tree size.
+    pub size: u64,
+    /// The signed note, with the log's signature and the cosignature lines.
+    pub note: String,
+    /// The key names of the witnesses whose cosignatures the note carries.
+    pub cosigners: Vec<String>,
+    /// Whether the node's witness quorum cosigned it.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+}
+
+/// `POST /v1/attestations/verify`: the node's verdict on an attestation it verified with
+/// its pinned partner keys and witness policy. A refusal is an RFC 9457 problem instead
+/// (status 422, an `attestation_*` code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestationVerdict {
+    /// Always true in a success answer.
+    pub valid: bool,
+    /// The attesting brand.
+    pub brand: BrandId,
+    /// The member, by the attesting brand's id.
+    pub member: MemberId,
+    /// The attested tier.
+    pub tier: TierName,
+    /// Until when the tier is attested; `None` for the base tier (forever).
+    #[serde(default)]
+    pub valid_until: Option<LogTime>,
+    /// The witnesses that cosigned the attestation's checkpoint.
+    #[serde(default)]
+    pub cosigners: Vec<String>,
+}
+
+/// Builds the [`WitnessPolicy`] of a log: its key, the witness keys and the quorum. A witness
+/// may be given by its `0x04` key or by the partner's `0x01` log key, from which its witness
+/// key is derived (spec/federation.md §1); duplicates count once. Fails with
+/// [`Error::Invalid`] when the log key is not a `0x01` key or the quorum exceeds the number
+/// of distinct witnesses.
+pub fn witness_policy(
+    log: NoteVerifier,
+    witnesses: &[NoteVerifier],
+    quorum: usize,
+) -> Result<WitnessPolicy, Error> {
+    if log.signature_type() != SignatureType::Ed25519 {
+        return Err(Error::Invalid(
+            "the log key must be a type 0x01 (Ed25519) key".into(),
+        ));
+    }
+    let mut keys: Vec<NoteVerifier> = Vec::with_capacity(witnesses.len());
+    for w in witnesses {
+        let k = ledger::attestation::witness_key_from_log_key(w)
+            .map_err(|e: NoteError| Error::Invalid(format!("witness key {w}: {e}")))?;
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    if quorum > keys.len() {
+        return Err(Error::Invalid(format!(
+            "a quorum of {quorum} cannot be met by {} distinct witness keys",
+            keys.len()
+        )));
+    }
+    Ok(WitnessPolicy {
+        log,
+        witnesses: keys,
+        quorum,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger::checkpoint::{CosignatureSigner, NoteSigner};
+    use serde_json::json;
+
+    #[test]
+    fn partner_status_decodes_from_the_api_shape() {
+        let p: PartnerStatus = serde_json::from_value(json!({
+            "brand":"brand-b","url":"http://b:7700","verifier_key":null,"pinned":false,
+            "frozen":false,"verified_size":0,"partner_size":0,"lag":0,"last_sync_ms":null,
+            "last_error":null,"cosigned_size":0,"evidence":0
+        }))
+        .unwrap();
+        assert!(!p.pinned);
+        let c: CosignedCheckpoint =
+            serde_json::from_value(json!({"size":3,"note":"n","cosigners":["w"],"final":true}))
+                .unwrap();
+        assert!(c.is_final);
+        assert_eq!(serde_json::to_value(&c).unwrap()["final"], true);
+    }
+
+    #[test]
+    fn add_partner_requests_are_checked_before_sending() {
+        let key = NoteSigner::from_seed("loyalty.example/brand-b", &[4; 32])
+            .unwrap()
+            .verifier_key_string();
+        let mut r = AddPartnerRequest {
+            brand: "brand-b".parse().unwrap(),
+            url: "http://b.example:7700".into(),
+            verifier_key: Some(key),
+        };
+        r.validate().unwrap();
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["verifier_key"],
+            json!(r.verifier_key)
+        );
+        r.url = "ftp://b".into();
+        assert!(r.validate().is_err());
+        r.url = "https://b".into();
+        r.verifier_key = Some(
+            CosignatureSigner::from_seed("w", &[4; 32])
+                .unwrap()
+                .verifier_key_string(),
+        );
+        assert!(r.validate().is_err());
+        r.verifier_key = None;
+        r.validate().unwrap();
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            json!({"brand":"brand-b","url":"https://b"})
+        );
+    }
+
+    #[test]
+    fn witness_policies_derive_witness_keys_and_bound_the_quorum() {
+        let log = NoteSigner::from_seed("a", &[1; 32]).unwrap().verifier();
+        let b = NoteSigner::from_seed("b", &[2; 32]).unwrap();
+        let b_witness = CosignatureSigner::from_seed("b", &[2; 32])
+            .unwrap()
+            .verifier();
+        let p = witness_policy(log.clone(), &[b.verifier(), b_witness.clone()], 1).unwrap();
+        assert_eq!(p.witnesses, vec![b_witness.clone()]);
+        assert!(witness_policy(log.clone(), &[b.verifier()], 2).is_err());
+        assert!(witness_policy(b_witness, &[], 0).is_err());
+        assert_eq!(witness_policy(log, &[], 0).unwrap().quorum, 0);
+    }
+}
