@@ -3,6 +3,7 @@
 
 use utoipa::OpenApi;
 
+use crate::federation::routes as fed;
 use crate::{admin, api, log_routes, problem, reads};
 
 #[derive(OpenApi)]
@@ -38,6 +39,14 @@ use crate::{admin, api, log_routes, problem, reads};
         log_routes::consistency,
         log_routes::checkpoints,
         log_routes::tile,
+        fed::list,
+        fed::add,
+        fed::unfreeze,
+        fed::mirrored_member,
+        fed::evidence,
+        fed::cosigned,
+        fed::attestation,
+        fed::verify_attestation,
     ),
     components(schemas(problem::Problem))
 )]

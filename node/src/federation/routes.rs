@@ -280,3 +280,157 @@ pub async fn cosigned(State(app): AppState) -> Json<CosignedCheckpoint> {
         }
     })
 }
+
+/// `GET /v1/members/{member}/attestation`: a statement with its receipt under the latest
+/// cosigned checkpoint.
+#[utoipa::path(get, path = "/v1/members/{member}/attestation", params(("member" = String, Path)),
+    responses((status = 200, description = "ledger::attestation::Attestation", body = Object)),
+    tag = "federation")]
+pub async fn attestation(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(member): Path<String>,
+) -> Result<Json<ledger::attestation::Attestation>, ApiError> {
+    use ledger::entry::{EntryKind, TierAttestation};
+    use sha2::{Digest, Sha256};
+    authorize(&app, &headers, Scope::Read)?;
+    let member: MemberId = parse_param("member", &member)?;
+    let view = member_view(&app.store, &member)?
+        .ok_or_else(|| ApiError::not_found("unknown_member", format!("member {member} has no points")))?;
+    let tier = view.tier.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "no_tier_policy",
+            "this brand has no tier policy, so there is no tier to attest",
+        )
+    })?;
+    let tier: ledger::types::TierName = tier.parse().map_err(ApiError::internal)?;
+    let valid_until = view
+        .tier_valid_until
+        .map(|u| ledger::types::LogTime::new(u).map_err(ApiError::internal))
+        .transpose()?;
+    // One entry per (member, tier, valid_until): asking again returns the same statement.
+    let digest = Sha256::digest(
+        format!(
+            "{member}\n{tier}\n{}",
+            valid_until.map_or("none".to_string(), |u| u.get().to_string())
+        )
+        .as_bytes(),
+    );
+    let id: ledger::types::EntryId = format!("sys.attest.{}", hex::encode(&digest[..16]))
+        .parse()
+        .map_err(ApiError::internal)?;
+    let committed = app
+        .sequencer
+        .submit(ledger::log::Write {
+            id,
+            kind: EntryKind::TierAttestation(TierAttestation {
+                member: member.clone(),
+                tier: tier.clone(),
+                valid_until,
+            }),
+        })
+        .await?;
+    // Ask the witnesses at once; wait a bounded time for them.
+    let cosigned = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        super::witness::gather(&app.federation),
+    )
+    .await
+    .ok()
+    .flatten();
+    let (size, note) = match cosigned.filter(|c| c.size > committed.index) {
+        Some(c) => (c.size, c.note),
+        None => (committed.checkpoint.size, committed.checkpoint.note.clone()),
+    };
+    let store = app.store.clone();
+    let index = committed.index;
+    let receipt = tokio::task::spawn_blocking(move || receipt_from_store(&store, index, size, &note))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(Json(ledger::attestation::Attestation {
+        statement: ledger::attestation::Statement {
+            brand: app.config.brand.clone(),
+            member,
+            tier,
+            valid_until,
+        },
+        receipt,
+    }))
+}
+
+/// The verdict on an attestation.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AttestationVerdict {
+    pub valid: bool,
+    pub brand: String,
+    pub member: String,
+    pub tier: String,
+    pub valid_until: Option<u64>,
+    /// Witnesses (of this node's policy) that cosigned the checkpoint.
+    pub cosigners: Vec<String>,
+}
+
+/// `POST /v1/attestations/verify`: checks an attestation with this node's pinned keys and
+/// witness policy (spec/federation.md §6).
+#[utoipa::path(post, path = "/v1/attestations/verify",
+    request_body(content = Object, description = "ledger::attestation::Attestation"),
+    responses((status = 200, body = AttestationVerdict)), tag = "federation")]
+pub async fn verify_attestation(
+    State(app): AppState,
+    headers: HeaderMap,
+    ApiJson(att): ApiJson<ledger::attestation::Attestation>,
+) -> Result<Json<AttestationVerdict>, ApiError> {
+    authorize(&app, &headers, Scope::Read)?;
+    let fed = &app.federation;
+    let brand = att.statement.brand.clone();
+    let log_key = if brand == fed.brand {
+        ledger::checkpoint::NoteVerifier::parse(&app.verifier_key).map_err(ApiError::internal)?
+    } else {
+        let p = fed.partner(&brand).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_partner",
+                format!("{brand} is not a partner of this node"),
+            )
+        })?;
+        if p.frozen.load(Ordering::Acquire) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "partner_frozen",
+                format!("the partnership with {brand} is frozen by evidence"),
+            ));
+        }
+        p.verifier.clone().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "partner_unpinned",
+                format!("{brand} has no pinned key"),
+            )
+        })?
+    };
+    // Witnesses: this node and every pinned partner other than the attesting brand.
+    let mut witnesses = vec![fed.cosigner.verifier()];
+    witnesses.extend(
+        fed.partners()
+            .iter()
+            .filter(|p| p.brand != brand)
+            .filter_map(|p| p.witness.clone()),
+    );
+    let policy = ledger::checkpoint::WitnessPolicy {
+        log: log_key,
+        witnesses,
+        quorum: fed.settings.witness_quorum,
+    };
+    let v = ledger::attestation::verify(&att, &brand, &policy, Some(crate::sequencer::now()))
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))?;
+    Ok(Json(AttestationVerdict {
+        valid: true,
+        brand: v.statement.brand.to_string(),
+        member: v.statement.member.to_string(),
+        tier: v.statement.tier.to_string(),
+        valid_until: v.statement.valid_until.map(|u| u.get()),
+        cosigners: v.cosigners(),
+    }))
+}
