@@ -1,0 +1,15 @@
+//! Multi-node tests of the federation protocol (spec/federation.md).
+//!
+//! - [`harness`]: real `loyalty-node` processes on loopback (ports, data directories, admin
+//!   keys, kill -9 and restart with the same data, clean-up on drop), partner pinning, JSON
+//!   helpers for the federation routes, and waiting with deadlines.
+//! - [`fake_partner`]: an in-process partner node built from the pure `ledger` crate that
+//!   serves exactly what a node's sync client reads, can switch at run time between an honest
+//!   log and each misbehaviour a node must catch, and sends signed peer requests (§2).
+//!
+//! The tests themselves are in `tests/federation.rs`. Build and run them through the
+//! workspace only (`cargo test --workspace --test federation`): building this crate alone
+//! unifies features differently and rebuilds RocksDB's C++.
+
+pub mod fake_partner;
+pub mod harness;
