@@ -43,7 +43,7 @@ pub struct PartnerStatus {
     /// Why the last sync round failed, if it did.
     #[serde(default)]
     pub last_error: Option<String>,
-    /// The largest size of the partner's log this node cosigned as its witness.
+    /// The size of this node's own log that the partner last cosigned as its witness.
     pub cosigned_size: u64,
     /// Evidence records held against the partner.
     pub evidence: u64,

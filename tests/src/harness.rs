@@ -10,7 +10,7 @@
 use std::fs::OpenOptions;
 use std::future::Future;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -57,7 +57,39 @@ pub fn node_bin() -> PathBuf {
          or set {NODE_BIN_ENV}",
         bin.display()
     );
+    check_not_stale(&bin);
     bin
+}
+
+/// Fails the test when a source file the binary was built from (per cargo's dep-info file
+/// `<bin>.d`) is newer than the binary: `cargo test --workspace --test federation` does not
+/// rebuild `loyalty-node`, and a test of stale code proves nothing.
+fn check_not_stale(bin: &Path) {
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
+        return;
+    };
+    let mut dep_info = bin.as_os_str().to_owned();
+    dep_info.push(".d");
+    let Ok(text) = std::fs::read_to_string(&dep_info) else {
+        return;
+    };
+    let Some((_, sources)) = text.lines().next().and_then(|l| l.split_once(": ")) else {
+        return;
+    };
+    // Dep-info escapes spaces in paths as `\ `.
+    let sources = sources.replace("\\ ", "\u{0}");
+    for src in sources.split_whitespace() {
+        let src = src.replace('\u{0}', " ");
+        let modified = std::fs::metadata(&src).and_then(|m| m.modified());
+        if let Ok(m) = modified {
+            assert!(
+                m <= built,
+                "{} is older than {src}: it would test stale code. Build it first with \
+                 `cargo test --workspace --no-run`, or set {NODE_BIN_ENV}",
+                bin.display()
+            );
+        }
+    }
 }
 
 /// A free loopback port (the OS picks it; a tiny race with other binders is accepted).
@@ -699,6 +731,49 @@ mod tests {
             metric_value(text, "loyalty_partner_frozen", &[("brand", "nobody")]),
             None
         );
+    }
+
+    /// A fake binary built `age` ago, with a dep-info file naming one source (with a space
+    /// in its path) last changed an hour ago.
+    fn fake_build(dir: &Path, age: Duration) -> PathBuf {
+        let bin = dir.join("loyalty-node");
+        let src = dir.join("a source.rs");
+        std::fs::write(&src, "fn main() {}").unwrap();
+        std::fs::write(&bin, "binary").unwrap();
+        let dep_info = format!(
+            "{}: {}\n",
+            bin.display(),
+            src.display().to_string().replace(' ', "\\ ")
+        );
+        std::fs::write(dir.join("loyalty-node.d"), dep_info).unwrap();
+        let set = |f: &Path, t: SystemTime| {
+            std::fs::File::options()
+                .write(true)
+                .open(f)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        };
+        set(&bin, SystemTime::now() - age);
+        set(&src, SystemTime::now() - Duration::from_secs(3600));
+        bin
+    }
+
+    #[test]
+    #[should_panic(expected = "stale code")]
+    fn a_binary_older_than_its_sources_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // Built two hours ago, from a source changed one hour ago.
+        let bin = fake_build(dir.path(), Duration::from_secs(7200));
+        check_not_stale(&bin);
+    }
+
+    #[test]
+    fn a_binary_newer_than_its_sources_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        // Built now, from a source changed one hour ago.
+        let bin = fake_build(dir.path(), Duration::ZERO);
+        check_not_stale(&bin);
     }
 
     #[test]

@@ -23,7 +23,6 @@ use ledger::checkpoint::{
     NoteVerifier, SignedNote, WitnessPolicy,
 };
 use ledger::receipt::Receipt;
-use rand_core::OsRng;
 use sdk::{EarnRequest, EntryKind, SetTiersRequest, Tier};
 use serde_json::{json, Value};
 
@@ -144,6 +143,13 @@ async fn check_mirrored_member(x: &Node, y: &Node, m: &str) -> Result<(), String
             .map_err(|e| format!("the mirrored checkpoint does not verify: {e}"))?;
         if cp != verified.checkpoint {
             return Err("the receipt is not under the mirror's checkpoint".into());
+        }
+    }
+    if let Some(v) = mirrored.get("verified_size") {
+        if v != &json!(size) {
+            return Err(format!(
+                "the mirrored read says verified_size {v}, not {size}"
+            ));
         }
     }
     let history = y
@@ -779,6 +785,26 @@ async fn cosigned_checkpoint_quorum() {
         for w in &v.cosignatures {
             assert!(w.timestamp.abs_diff(now_s) < 600, "{w:?}");
         }
+        // With a quorum of 2 (LOYALTY_WITNESS_QUORUM), B's and C's cosignatures make it final
+        // (the JSON fields of spec/api.md, when the route serves JSON).
+        let answer = a.get("/v1/checkpoint/cosigned").await.unwrap();
+        if answer.content_type.starts_with("application/json") {
+            let j = answer.ok_json("GET /v1/checkpoint/cosigned");
+            if j["size"] == json!(size) {
+                assert_eq!(j["final"], json!(true), "{j}");
+                let names: BTreeSet<&str> = j["cosigners"]
+                    .as_array()
+                    .expect("cosigners")
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect();
+                assert_eq!(
+                    names,
+                    BTreeSet::from([b.origin.as_str(), c.origin.as_str()]),
+                    "{j}"
+                );
+            }
+        }
         // The note is A's own checkpoint of that size.
         let cps = client.checkpoints(None, Some(1000)).await.unwrap();
         let own = cps
@@ -792,7 +818,8 @@ async fn cosigned_checkpoint_quorum() {
             "the cosigned note is A's checkpoint"
         );
 
-        let third = CosignatureSigner::generate("loyalty.example/brand-z", &mut OsRng)
+        // A third witness no node knows (a fixed seed keeps the test deterministic).
+        let third = CosignatureSigner::from_seed("loyalty.example/brand-z", &[9; 32])
             .unwrap()
             .verifier();
         let three = WitnessPolicy {

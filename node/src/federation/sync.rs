@@ -270,7 +270,9 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
     }
     let cp = Arc::new(cp);
     let note = Arc::new(note);
-    loop {
+    // The next chunk is fetched while the current one is verified and stored.
+    let mut prefetch: Option<(u64, tokio::task::JoinHandle<Result<Chunk, String>>)> = None;
+    let result = loop {
         let start = mirror.lock().expect("mirror lock").size();
         partner.verified.store(start, Ordering::Release);
         if start >= cp.size {
@@ -283,32 +285,72 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
                 .await
                 .map_err(|e| e.to_string())?;
                 if let Err(e) = r {
-                    return Err(map_mirror_error(e));
+                    break Err(map_mirror_error(e));
                 }
             }
-            return Ok(start > accepted_size);
+            break Ok(start > accepted_size);
         }
-        let end = (start + CHUNK_ENTRIES_MAX).min(cp.size);
-        let entries = fetch_entries(fed, partner, start, end, cp.size).await?;
-        let proof = if end < cp.size {
-            consistency(fed, partner, end, cp.size).await?
-        } else {
-            Vec::new()
+        let chunk = match prefetch.take() {
+            Some((s, h)) if s == start => h.await.map_err(|e| e.to_string())?,
+            other => {
+                if let Some((_, h)) = other {
+                    h.abort();
+                }
+                fetch_chunk(fed.clone(), partner.clone(), start, cp.size).await
+            }
         };
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => break Err(RoundError::Other(e)),
+        };
+        let end = start + chunk.entries.len() as u64;
+        if end < cp.size {
+            let (f, p) = (fed.clone(), partner.clone());
+            let size = cp.size;
+            prefetch = Some((end, tokio::spawn(fetch_chunk(f, p, end, size))));
+        }
         let (m, cp2, note2, p2) = (mirror.clone(), cp.clone(), note.clone(), partner.clone());
-        let n = entries.len() as u64;
+        let n = chunk.entries.len() as u64;
         let r = tokio::task::spawn_blocking(move || {
             let mut m = m.lock().expect("mirror lock");
-            let r = m.append_verified(start, &entries, &cp2, &note2, &proof);
+            let r = m.append_verified(start, &chunk.entries, &cp2, &note2, &chunk.proof);
             p2.verified.store(m.size(), Ordering::Release);
             r
         })
         .await
         .map_err(|e| e.to_string())?;
-        r.map_err(map_mirror_error)?;
+        if let Err(e) = r {
+            break Err(map_mirror_error(e));
+        }
         fed.metrics.mirrored(partner.brand.as_str(), n);
         fed.publish_metrics(partner);
+    };
+    if let Some((_, h)) = prefetch {
+        h.abort();
     }
+    result
+}
+
+/// Entries of one chunk and the consistency proof from its end to the target size.
+struct Chunk {
+    entries: Vec<Vec<u8>>,
+    proof: Vec<Hash>,
+}
+
+async fn fetch_chunk(
+    fed: Arc<Federation>,
+    partner: Arc<Partner>,
+    start: u64,
+    size: u64,
+) -> Result<Chunk, String> {
+    let end = (start + CHUNK_ENTRIES_MAX).min(size);
+    let entries = fetch_entries(&fed, &partner, start, end, size).await?;
+    let proof = if end < size {
+        consistency(&fed, &partner, end, size).await?
+    } else {
+        Vec::new()
+    };
+    Ok(Chunk { entries, proof })
 }
 
 fn map_mirror_error(e: MirrorError) -> RoundError {
