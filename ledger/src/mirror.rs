@@ -27,6 +27,8 @@ use crate::types::LogIndex;
 
 /// Most entries verified and stored as one chunk.
 pub const CHUNK_ENTRIES_MAX: u64 = 16_384;
+/// Local record holding the signed note the latest chunk was verified against.
+const TARGET_KEY: &[u8] = b"mirror/target";
 
 /// The checkpoint a mirror accepted last.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +88,18 @@ pub enum Misbehaviour {
 }
 
 impl Misbehaviour {
+    /// The evidence kind (spec/federation.md §5).
+    /// Whether the evidence proves misbehaviour to a third party on its own: two notes signed
+    /// by the partner that contradict each other (with the mirror's verified entries), or a
+    /// signed root committing to an entry the rules refuse. The other kinds record what this
+    /// node was served, which an attacker on the network path could also have produced.
+    pub fn proven(&self) -> bool {
+        matches!(
+            self,
+            Misbehaviour::Fork { .. } | Misbehaviour::InvalidEntry { .. }
+        )
+    }
+
     /// The evidence kind (spec/federation.md §5).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -155,6 +169,8 @@ pub struct Mirror {
     state: State,
     verifier: NoteVerifier,
     accepted: Option<Accepted>,
+    /// The signed note the entries beyond `accepted` were verified against.
+    target_note: Option<String>,
 }
 
 impl Mirror {
@@ -199,11 +215,15 @@ impl Mirror {
                 })
             }
         };
+        let target_note = store
+            .local_get(TARGET_KEY)?
+            .and_then(|v| String::from_utf8(v).ok());
         Ok(Mirror {
             store,
             state,
             verifier,
             accepted,
+            target_note,
         })
     }
 
@@ -320,8 +340,14 @@ impl Mirror {
                 target.size
             )));
         }
-        if target.origin != self.verifier.name() || target.size < self.accepted_parts().0 {
-            return Err(MirrorError::Usage("target is not a checked checkpoint".into()));
+        if target.size < self.accepted_parts().0
+            || open_checkpoint(target_note, &self.verifier)
+                .map(|(cp, _)| &cp != target)
+                .unwrap_or(true)
+        {
+            return Err(MirrorError::Usage(
+                "target is not a checkpoint signed by the pinned key".into(),
+            ));
         }
         // 1. The Merkle check: nothing is decoded or applied before the bytes are committed to.
         let mut pending = PendingHashes::new(&self.store, start);
@@ -383,10 +409,14 @@ impl Mirror {
         if end == target.size {
             batch.checkpoint = Some((target.size, target_note.to_owned()));
         }
+        batch
+            .local
+            .push((TARGET_KEY.to_vec(), target_note.as_bytes().to_vec()));
         if let Err(e) = self.store.commit(&batch) {
             self.reload()?;
             return Err(e.into());
         }
+        self.target_note = Some(target_note.to_owned());
         if end == target.size {
             self.accepted = Some(Accepted {
                 checkpoint: target.clone(),
@@ -396,23 +426,27 @@ impl Mirror {
         Ok(())
     }
 
-    /// Accepts `target` when the mirror already holds exactly its entries (a chunk stored before
-    /// a restart completed it): its root must match the stored tree.
+    /// Accepts `target` (checked with [`Mirror::check_checkpoint`] and
+    /// [`Mirror::check_consistency`]) when the mirror already holds its entries, verified
+    /// against a larger signed checkpoint before a restart: its root must match the stored
+    /// tree, or the two signed notes contradict each other (`fork`).
     pub fn accept_covered(
         &mut self,
         target: &Checkpoint,
         target_note: &str,
     ) -> Result<(), MirrorError> {
-        if target.size != self.state.size() {
+        if target.size > self.state.size() || target.size < self.accepted_parts().0 {
             return Err(MirrorError::Usage("target does not cover the mirror".into()));
         }
         if merkle::root(target.size, &self.store)? != target.root {
-            return Err(Misbehaviour::BadEntries {
-                note: target_note.to_owned(),
+            let other = self
+                .target_note
+                .clone()
+                .unwrap_or_else(|| self.accepted_parts().2);
+            return Err(Misbehaviour::Fork {
+                accepted_note: other,
+                new_note: target_note.to_owned(),
                 size: target.size,
-                start: self.accepted_parts().0,
-                end: target.size,
-                served: String::new(),
             }
             .into());
         }
@@ -422,6 +456,21 @@ impl Mirror {
             note: target_note.to_owned(),
         });
         Ok(())
+    }
+
+    /// The root of the first `size` verified entries (`None` beyond them).
+    pub fn root_at(&self, size: u64) -> Result<Option<Hash>, MirrorError> {
+        if size > self.state.size() {
+            return Ok(None);
+        }
+        Ok(Some(merkle::root(size, &self.store)?))
+    }
+
+    /// The latest signed note the mirror verified entries against (accepted or in progress).
+    pub fn latest_note(&self) -> Option<String> {
+        self.target_note
+            .clone()
+            .or_else(|| self.accepted.as_ref().map(|a| a.note.clone()))
     }
 
     /// Pins another key on a mirror that holds nothing yet.

@@ -66,7 +66,12 @@ pub struct CommitBatch {
     /// A signed checkpoint `(size, note)` written in the same batch (mirrors store the
     /// partner's checkpoint atomically with the entries it covers).
     pub checkpoint: Option<(u64, String)>,
+    /// Node-local records written in the same batch.
+    pub local: Vec<(Vec<u8>, Vec<u8>)>,
 }
+
+/// A stored key and value.
+pub type Record = (Vec<u8>, Vec<u8>);
 
 /// A handle on the RocksDB store; cheap to clone and safe to share between threads.
 #[derive(Clone)]
@@ -148,6 +153,9 @@ impl Store {
         if let Some((size, note)) = &batch.checkpoint {
             wb.put_cf(self.cf(CF_CHECKPOINTS), be(*size), note.as_bytes());
         }
+        for (k, v) in &batch.local {
+            wb.put_cf(self.cf(CF_LOCAL), k, v);
+        }
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(wb, &wo)?;
@@ -222,7 +230,7 @@ impl Store {
     }
 
     /// Every state record, in key order.
-    pub fn state_records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn state_records(&self) -> Result<Vec<Record>, StoreError> {
         self.db
             .iterator_cf(self.cf(CF_STATE), IteratorMode::Start)
             .map(|kv| {
@@ -325,7 +333,7 @@ impl Store {
         &self,
         prefix: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<Record>, StoreError> {
         let it = self.db.iterator_cf(
             self.cf(CF_LOCAL),
             IteratorMode::From(prefix, Direction::Forward),

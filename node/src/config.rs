@@ -248,12 +248,29 @@ impl Config {
         if self.partners.len() > crate::federation::PARTNERS_MAX {
             return invalid("partners", "at most 64 partners");
         }
+        let mut origins = vec![self.origin.clone()];
         for (i, p) in self.partners.iter().enumerate() {
-            if let Err(e) = crate::federation::check_partner(&self.brand, p) {
-                return Err(ConfigError::Invalid {
-                    key: "partners",
-                    message: format!("partner {} ({}): {e}", i + 1, p.brand),
-                });
+            match crate::federation::check_partner(&self.brand, p) {
+                Err(e) => {
+                    return Err(ConfigError::Invalid {
+                        key: "partners",
+                        message: format!("partner {} ({}): {e}", i + 1, p.brand),
+                    })
+                }
+                Ok(Some(v)) => {
+                    if origins.iter().any(|o| o == v.name()) {
+                        return Err(ConfigError::Invalid {
+                            key: "partners",
+                            message: format!(
+                                "partner {}: origin {} is already this node's or another partner's",
+                                p.brand,
+                                v.name()
+                            ),
+                        });
+                    }
+                    origins.push(v.name().to_owned());
+                }
+                Ok(None) => {}
             }
             if self.partners[..i].iter().any(|q| q.brand == p.brand) {
                 return Err(ConfigError::Invalid {

@@ -983,3 +983,55 @@ async fn attestation_offline() {
     })
     .await
 }
+
+/// A partner that shows its mirror one history and its witness another (a split view) is
+/// caught by the witness: the checkpoint it asks to cosign contradicts the entries the mirror
+/// verified, so nothing is cosigned, `fork` evidence (proven) is stored and the partnership
+/// is frozen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_view_between_mirror_and_witness_is_caught() {
+    bounded(LIMIT_SMALL, "split_view", async {
+        let fake = FakePartner::start("fake").await;
+        seed_honest_log(&fake);
+        let node = Node::start_new("brand-a", FAST_FEDERATION).await;
+        let a = node
+            .pin(fake.brand(), fake.url(), &fake.verifier_key())
+            .await;
+        assert!(a.is_success(), "pinning the fake: {} {}", a.status, a.text);
+        let n = fake.size();
+        wait_mirrored(&node, fake.brand(), n).await;
+
+        // A checkpoint of the mirrored size with another root, correctly signed by the fake,
+        // offered only to the witness.
+        let signer =
+            ledger::checkpoint::NoteSigner::new(fake.origin(), fake.signing_key().clone()).unwrap();
+        let forked = ledger::checkpoint::Checkpoint {
+            origin: fake.origin().to_owned(),
+            size: n,
+            root: [7; 32],
+            extensions: Vec::new(),
+        };
+        let note = ledger::checkpoint::sign_checkpoint(&forked, &signer)
+            .unwrap()
+            .to_string();
+        let body = federation_tests::fake_partner::add_checkpoint_body(0, &[], &note);
+        let h = fake.peer_headers(&node.brand, "POST", ADD_CHECKPOINT_PATH, body.as_bytes());
+        let a = fake
+            .post_peer(&node.url, ADD_CHECKPOINT_PATH, &body, Some(&h))
+            .await;
+        a.assert_problem(422, "inconsistent_checkpoint", "a split view");
+        let e = node.evidence().await.unwrap();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0]["kind"], json!("fork"));
+        assert_eq!(e[0]["proven"], json!(true));
+        assert!(strings(&e[0]).iter().any(|s| *s == note));
+        let p = node.partner(fake.brand()).await.unwrap();
+        assert_eq!(p["frozen"], json!(true), "{p}");
+        assert_eq!(u64_field(&p, "verified_size"), Ok(n));
+
+        // Frozen: the honest checkpoint is not cosigned either.
+        let a = fake.add_checkpoint(&node.url, &node.brand, 0).await;
+        a.assert_problem(403, "partner_frozen", "a frozen partner");
+    })
+    .await;
+}

@@ -107,6 +107,9 @@ pub struct Partner {
     pub verifier: Option<NoteVerifier>,
     pub witness: Option<NoteVerifier>,
     pub mirror: Option<Arc<Mutex<Mirror>>>,
+    /// Held for a whole sync round: a retired partner value and its successor share the mirror
+    /// and must never run rounds at the same time (a stale round could misjudge a checkpoint).
+    pub round_lock: Arc<tokio::sync::Mutex<()>>,
     /// The mirror's store, for reads that do not wait for sync.
     pub mirror_store: Option<Store>,
     pub frozen: AtomicBool,
@@ -135,6 +138,9 @@ pub struct Evidence {
     pub kind: String,
     /// When it was detected, ms since the epoch.
     pub detected_ms: u64,
+    /// Whether it proves misbehaviour on its own (two contradicting signed notes, or a signed
+    /// root over an invalid entry); otherwise it records what this node was served.
+    pub proven: bool,
     /// The signed notes it consists of.
     pub notes: Vec<String>,
     pub detail: String,
@@ -155,6 +161,8 @@ pub struct Federation {
     pub(crate) http: reqwest::Client,
     pub metrics: Arc<Metrics>,
     pub shared: Arc<Shared>,
+    /// Held for every read-modify-write of a partner record and for evidence, so that a freeze
+    /// is never lost to a concurrent update.
     next_evidence: Mutex<u64>,
     /// Serialises partner changes (admin API) with each other.
     admin_lock: tokio::sync::Mutex<()>,
@@ -240,7 +248,24 @@ impl Federation {
         }
         for (_, v) in store.local_scan(PARTNER_PREFIX, PARTNERS_MAX * 2)? {
             let record: PartnerRecord = serde_json::from_slice(&v)?;
-            let partner = fed.load_partner(&record, None)?;
+            let partner = match fed.load_partner(&record, None) {
+                Ok(p) => p,
+                Err(e) => {
+                    // One bad mirror must not keep the node from serving: the partner is listed,
+                    // untrusted, with the reason.
+                    tracing::error!(partner = %record.brand, error = %e, "partner disabled");
+                    let p = fed.load_partner(
+                        &PartnerRecord {
+                            verifier_key: None,
+                            ..record.clone()
+                        },
+                        None,
+                    )?;
+                    p.status.lock().expect("status lock").last_error =
+                        Some(format!("disabled at start-up: {e}"));
+                    p
+                }
+            };
             partner.evidence.store(
                 evidence_by_brand
                     .get(record.brand.as_str())
@@ -301,6 +326,9 @@ impl Federation {
         };
         let verifier = check_partner(&self.brand, &cfg)
             .map_err(|e| anyhow::anyhow!("stored partner {}: {e}", record.brand))?;
+        let round_lock = reuse
+            .map(|r| r.round_lock.clone())
+            .unwrap_or_else(|| Arc::new(tokio::sync::Mutex::new(())));
         let (mirror, mirror_store, cosigned, verified) = match &verifier {
             Some(v) => {
                 let m = match reuse.and_then(|r| r.mirror.clone()) {
@@ -337,6 +365,7 @@ impl Federation {
             witness: verifier.as_ref().map(witness_verifier),
             verifier,
             mirror,
+            round_lock,
             mirror_store,
             frozen: AtomicBool::new(record.frozen),
             retired: AtomicBool::new(false),
@@ -394,23 +423,43 @@ impl Federation {
                 return Ok(old.clone());
             }
         }
-        let record = PartnerRecord {
-            brand: cfg.brand.clone(),
-            url: cfg.url.clone(),
-            verifier_key: cfg.verifier_key.clone(),
-            frozen: old
-                .as_ref()
-                .is_some_and(|o| o.frozen.load(Ordering::Acquire)),
+        if let Some(v) = check_partner(&self.brand, &cfg).map_err(PartnerError::Invalid)? {
+            if v.name() == self.origin
+                || self
+                    .partners()
+                    .iter()
+                    .any(|p| p.brand != cfg.brand && p.verifier.as_ref().is_some_and(|o| o.name() == v.name()))
+            {
+                return Err(PartnerError::Invalid(format!(
+                    "origin {} is already this node's or another partner's",
+                    v.name()
+                )));
+            }
+        }
+        // No round may run while the partner is replaced.
+        let _round = match &old {
+            Some(o) => Some(o.round_lock.clone().lock_owned().await),
+            None => None,
         };
         let fed = self.clone();
-        let rec = record.clone();
         let old_for_task = old.clone();
         let partner = tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<Partner>> {
+            let _records = fed.next_evidence.lock().expect("evidence lock");
+            let frozen = fed
+                .stored_record(&cfg.brand)?
+                .is_some_and(|r| r.frozen);
+            let rec = PartnerRecord {
+                brand: cfg.brand.clone(),
+                url: cfg.url.clone(),
+                verifier_key: cfg.verifier_key.clone(),
+                frozen,
+            };
+            let partner = fed.load_partner(&rec, old_for_task.as_deref())?;
+            fed.put_record(&rec)?;
             if let Some(o) = &old_for_task {
                 o.retired.store(true, Ordering::Release);
             }
-            fed.put_record(&rec)?;
-            fed.load_partner(&rec, old_for_task.as_deref())
+            Ok(partner)
         })
         .await
         .map_err(|e| PartnerError::Internal(e.to_string()))?
@@ -423,7 +472,7 @@ impl Federation {
         self.partners
             .write()
             .expect("partners lock")
-            .insert(record.brand.clone(), partner.clone());
+            .insert(partner.brand.clone(), partner.clone());
         self.publish_metrics(&partner);
         sync::spawn(self.clone(), partner.clone());
         Ok(partner)
@@ -435,14 +484,17 @@ impl Federation {
         let p = self
             .partner(brand)
             .ok_or_else(|| PartnerError::Unknown(brand.clone()))?;
-        let mut record = self
-            .stored_record(brand)
-            .map_err(|e| PartnerError::Internal(e.to_string()))?
-            .ok_or_else(|| PartnerError::Unknown(brand.clone()))?;
-        record.frozen = false;
-        self.put_record(&record)
-            .map_err(|e| PartnerError::Internal(e.to_string()))?;
-        p.frozen.store(false, Ordering::Release);
+        {
+            let _records = self.next_evidence.lock().expect("evidence lock");
+            let mut record = self
+                .stored_record(brand)
+                .map_err(|e| PartnerError::Internal(e.to_string()))?
+                .ok_or_else(|| PartnerError::Unknown(brand.clone()))?;
+            record.frozen = false;
+            self.put_record(&record)
+                .map_err(|e| PartnerError::Internal(e.to_string()))?;
+            p.frozen.store(false, Ordering::Release);
+        }
         p.status.lock().expect("status lock").last_error = None;
         self.publish_metrics(&p);
         tracing::warn!(partner = %brand, "partnership unfrozen by an operator");
@@ -460,6 +512,7 @@ impl Federation {
             detected_ms: crate::sequencer::now().get(),
             notes: m.notes(),
             detail: m.to_string(),
+            proven: m.proven(),
         };
         let mut record = self.stored_record(&partner.brand)?.unwrap_or(PartnerRecord {
             brand: partner.brand.clone(),
@@ -481,6 +534,13 @@ impl Federation {
         *next += 1;
         partner.frozen.store(true, Ordering::Release);
         partner.evidence.fetch_add(1, Ordering::Relaxed);
+        // A partner value replaced meanwhile (admin update) is frozen too.
+        if let Some(current) = self.partner(&partner.brand) {
+            if !std::ptr::eq(Arc::as_ptr(&current), partner) {
+                current.frozen.store(true, Ordering::Release);
+                current.evidence.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         partner.status.lock().expect("status lock").last_error =
             Some(format!("frozen: {}", evidence.detail));
         self.metrics.evidence_found(partner.brand.as_str(), m.kind());

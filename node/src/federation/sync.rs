@@ -20,8 +20,8 @@ use super::{peer, Federation, Partner};
 const BUNDLE: u64 = 256;
 /// Bundles fetched at once.
 const BUNDLES_IN_FLIGHT: usize = 8;
-/// Largest answer read from a partner.
-const RESPONSE_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// Largest answer read from a partner: a full bundle of the largest entries.
+const RESPONSE_BYTES_MAX: usize = 256 * (2 + ledger::entry::ENTRY_BYTES_MAX);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -87,6 +87,16 @@ pub fn spawn(fed: Arc<Federation>, partner: Arc<Partner>) {
 
 /// A signed GET to a partner; the body, or an error naming the URL and status.
 pub async fn get(fed: &Federation, partner: &Partner, path: &str) -> Result<Vec<u8>, String> {
+    get_limited(fed, partner, path, RESPONSE_BYTES_MAX).await
+}
+
+/// A signed GET whose answer may hold at most `max` bytes.
+pub async fn get_limited(
+    fed: &Federation,
+    partner: &Partner,
+    path: &str,
+    max: usize,
+) -> Result<Vec<u8>, String> {
     let url = format!("{}{}", partner.url, path);
     let mut req = fed.http.get(&url);
     for (k, v) in peer::sign(fed, &partner.brand, "GET", path, b"") {
@@ -94,7 +104,9 @@ pub async fn get(fed: &Federation, partner: &Partner, path: &str) -> Result<Vec<
     }
     let resp = req.send().await.map_err(|e| format!("GET {url}: {e}"))?;
     let status = resp.status();
-    let body = read_limited(resp).await.map_err(|e| format!("GET {url}: {e}"))?;
+    let body = read_limited(resp, max)
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
     if !status.is_success() {
         return Err(format!(
             "GET {url}: {status}: {}",
@@ -104,12 +116,12 @@ pub async fn get(fed: &Federation, partner: &Partner, path: &str) -> Result<Vec<
     Ok(body)
 }
 
-/// Reads a response body, refusing more than [`RESPONSE_BYTES_MAX`].
-pub async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+/// Reads a response body, refusing more than `max` bytes.
+pub async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > RESPONSE_BYTES_MAX {
-            return Err(format!("answer larger than {RESPONSE_BYTES_MAX} bytes"));
+        if body.len() + chunk.len() > max {
+            return Err(format!("answer larger than {max} bytes"));
         }
         body.extend_from_slice(&chunk);
     }
@@ -137,6 +149,12 @@ pub fn parse_bundle(body: &[u8], count: usize) -> Result<Vec<Vec<u8>>, String> {
             return Err("truncated entry bundle".into());
         }
         let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+        if len > ledger::entry::ENTRY_BYTES_MAX {
+            return Err(format!(
+                "an entry of {len} bytes exceeds the {} allowed",
+                ledger::entry::ENTRY_BYTES_MAX
+            ));
+        }
         if rest.len() < 2 + len {
             return Err("truncated entry bundle".into());
         }
@@ -242,8 +260,14 @@ async fn fetch_entries(
 
 /// One sync round; `Ok(true)` when the mirror grew.
 pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool, RoundError> {
+    let _round = partner.round_lock.lock().await;
+    if partner.retired.load(Ordering::Acquire) || partner.frozen.load(Ordering::Acquire) {
+        return Ok(false);
+    }
     let mirror = partner.mirror.clone().ok_or("unpinned".to_string())?;
-    let note = String::from_utf8(get(fed, partner, "/checkpoint").await?)
+    let note = String::from_utf8(
+        get_limited(fed, partner, "/checkpoint", ledger::checkpoint::MAX_NOTE_SIZE).await?,
+    )
         .map_err(|_| "checkpoint is not UTF-8".to_string())?;
     let (checked, accepted_size) = {
         let m = mirror.lock().expect("mirror lock");
@@ -272,12 +296,16 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
     let note = Arc::new(note);
     // The next chunk is fetched while the current one is verified and stored.
     let mut prefetch: Option<(u64, tokio::task::JoinHandle<Result<Chunk, String>>)> = None;
+    let mut appended = false;
     let result = loop {
+        if partner.retired.load(Ordering::Acquire) || partner.frozen.load(Ordering::Acquire) {
+            break Ok(false);
+        }
         let start = mirror.lock().expect("mirror lock").size();
         partner.verified.store(start, Ordering::Release);
         if start >= cp.size {
-            if start == cp.size && accepted_size < cp.size {
-                // Entries stored before a restart already cover it.
+            if accepted_size < cp.size && !appended {
+                // Entries verified before a restart (against a larger note) cover it.
                 let (m, cp2, note2) = (mirror.clone(), cp.clone(), note.clone());
                 let r = tokio::task::spawn_blocking(move || {
                     m.lock().expect("mirror lock").accept_covered(&cp2, &note2)
@@ -288,7 +316,7 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
                     break Err(map_mirror_error(e));
                 }
             }
-            break Ok(start > accepted_size);
+            break Ok(appended);
         }
         let chunk = match prefetch.take() {
             Some((s, h)) if s == start => h.await.map_err(|e| e.to_string())?,
@@ -322,11 +350,19 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
         if let Err(e) = r {
             break Err(map_mirror_error(e));
         }
+        appended = true;
         fed.metrics.mirrored(partner.brand.as_str(), n);
         fed.publish_metrics(partner);
     };
     if let Some((_, h)) = prefetch {
         h.abort();
+    }
+    if result.is_ok() {
+        // What this node cosigned as a witness must agree with what its mirror verified: a
+        // partner showing one history to the witness and another to sync is caught here.
+        if let Some(m) = super::witness::check_split_view(fed, partner).await {
+            return Err(RoundError::Misbehaviour(m));
+        }
     }
     result
 }

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use ledger::checkpoint::{open_checkpoint, CheckpointError, NoteSignature, SignedNote};
+use ledger::checkpoint::{open_checkpoint, Checkpoint, CheckpointError, NoteSignature, SignedNote};
 use ledger::merkle::{self, Hash};
 use ledger::mirror::Misbehaviour;
 use ledger::store::Store;
@@ -161,7 +161,15 @@ pub async fn add_checkpoint(
         return Err(bad_request("old size is larger than the checkpoint"));
     }
     let _guard = fed.witness_lock.lock().await;
-    let key = brand_key(WITNESS_PREFIX, &partner.brand);
+    if partner.frozen.load(Ordering::Acquire) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "partner_frozen",
+            format!("the partnership with {} is frozen by evidence", partner.brand),
+        ));
+    }
+    // Keyed by origin: a rotated key with a new origin starts a new history.
+    let key = [WITNESS_PREFIX, cp.origin.as_bytes()].concat();
     let state: Option<WitnessState> = match fed.store().local_get(&key).map_err(ApiError::internal)? {
         Some(v) => Some(serde_json::from_slice(&v).map_err(ApiError::internal)?),
         None => None,
@@ -184,7 +192,9 @@ pub async fn add_checkpoint(
             format!("{known_size}\n"),
         ));
     }
-    let misbehaviour = if cp.size == known_size && cp.root != known_root {
+    let misbehaviour = if let Some(m) = mirror_contradicts(&partner, &cp, note) {
+        Some(m)
+    } else if cp.size == known_size && cp.root != known_root {
         Some(Misbehaviour::Fork {
             accepted_note: known_note.clone(),
             new_note: note.to_owned(),
@@ -203,7 +213,7 @@ pub async fn add_checkpoint(
             })
     };
     if let Some(m) = misbehaviour {
-        if known_size > 0 {
+        if known_size > 0 || matches!(m, Misbehaviour::Fork { .. }) {
             // With a prior checkpoint, two signed notes that do not fit together: evidence.
             fed.record_evidence(&partner, &m).map_err(ApiError::internal)?;
         }
@@ -238,6 +248,35 @@ pub async fn add_checkpoint(
         "text/x.tlog.cosignature",
         sig.to_line(),
     ))
+}
+
+/// A fork between a checkpoint and the entries the partner's mirror verified (when the mirror
+/// holds at least that many).
+fn mirror_contradicts(partner: &Partner, cp: &Checkpoint, note: &str) -> Option<Misbehaviour> {
+    let mirror = partner.mirror.as_ref()?;
+    let m = mirror.lock().expect("mirror lock");
+    match m.root_at(cp.size) {
+        Ok(Some(root)) if root != cp.root => Some(Misbehaviour::Fork {
+            accepted_note: m.latest_note().unwrap_or_default(),
+            new_note: note.to_owned(),
+            size: cp.size,
+        }),
+        _ => None,
+    }
+}
+
+/// After a sync round: the checkpoint this node last cosigned for `partner` must agree with
+/// the mirror's verified entries.
+pub async fn check_split_view(fed: &Federation, partner: &Partner) -> Option<Misbehaviour> {
+    let origin = partner.verifier.as_ref()?.name().to_owned();
+    let v = fed
+        .store()
+        .local_get(&[WITNESS_PREFIX, origin.as_bytes()].concat())
+        .ok()??;
+    let state: WitnessState = serde_json::from_slice(&v).ok()?;
+    let verifier = partner.verifier.as_ref()?;
+    let (cp, _) = open_checkpoint(&state.note, verifier).ok()?;
+    mirror_contradicts(partner, &cp, &state.note)
 }
 
 /// Starts the task that gathers cosignatures for this node's checkpoints.
@@ -393,7 +432,7 @@ async fn submit(
         }
         let resp = req.send().await.map_err(|e| format!("POST {url}: {e}"))?;
         let status = resp.status();
-        let answer = super::sync::read_limited(resp).await?;
+        let answer = super::sync::read_limited(resp, 64 * 1024).await?;
         let answer = String::from_utf8_lossy(&answer).into_owned();
         match status {
             StatusCode::OK => {
@@ -413,7 +452,10 @@ async fn submit(
                     .parse()
                     .map_err(|_| format!("409 without a size: {answer}"))?;
             }
-            s => return Err(format!("POST {url}: {s}: {}", &answer[..answer.len().min(300)])),
+            s => {
+                let head: String = answer.chars().take(300).collect();
+                return Err(format!("POST {url}: {s}: {head}"));
+            }
         }
     }
     Err("the witness's size kept changing".into())
