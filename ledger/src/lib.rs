@@ -5,6 +5,7 @@
 //! - [`encoding`]: RFC 8785 canonical JSON, integers only.
 //! - [`entry`]: the entry envelope and every entry type.
 //! - [`money`]: ISO 4217 currencies and exact decimals.
+//! - [`value`]: exact valuation of points in fiat minor units, rounded once (spec/protocol.md §8).
 //! - [`merkle`]: the RFC 6962 Merkle tree, proofs and their verification.
 //! - [`checkpoint`]: C2SP signed notes, checkpoints and cosignatures.
 //! - [`state`] and [`tier`]: the accounting state machine.
@@ -27,6 +28,7 @@ pub mod receipt;
 pub mod state;
 pub mod tier;
 pub mod types;
+pub mod value;
 
 #[cfg(feature = "rocksdb")]
 pub mod log;

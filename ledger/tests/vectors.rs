@@ -1,4 +1,4 @@
-//! Cross-implementation checks of the spec's test vectors (spec/protocol.md §8).
+//! Cross-implementation checks of the spec's test vectors (spec/protocol.md §9).
 //!
 //! - `spec/vectors/merkle.json` and `spec/vectors/checkpoint.json` must be exactly what their
 //!   generators produce, must pass their checkers, and a few cases are re-checked here by hand
