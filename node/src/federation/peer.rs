@@ -21,8 +21,9 @@ pub const H_PEER: &str = "loyalty-peer";
 pub const H_TIME: &str = "loyalty-peer-time";
 pub const H_NONCE: &str = "loyalty-peer-nonce";
 pub const H_SIGNATURE: &str = "loyalty-peer-signature";
-/// Most nonces remembered at once; beyond it peer requests are refused until old ones expire.
-pub const NONCES_MAX: usize = 1_000_000;
+/// Most nonces remembered per sender; beyond it that sender's requests are refused until its
+/// old ones expire (one partner cannot crowd out the others).
+pub const NONCES_PER_PEER_MAX: usize = 200_000;
 
 /// The signed message.
 #[allow(clippy::too_many_arguments)]
@@ -77,24 +78,44 @@ pub fn sign(
 /// Nonces seen recently, per sender, with the time they stop mattering.
 #[derive(Default)]
 pub struct NonceCache {
-    seen: Mutex<HashMap<(BrandId, [u8; 16]), u64>>,
+    seen: Mutex<HashMap<BrandId, PeerNonces>>,
+}
+
+#[derive(Default)]
+struct PeerNonces {
+    nonces: HashMap<[u8; 16], u64>,
+    /// The earliest time a remembered nonce expires: pruning before it finds nothing.
+    next_expiry: u64,
 }
 
 impl NonceCache {
     /// Records a nonce; `false` when it was seen before (a replay). Forgets expired nonces.
-    fn insert(&self, brand: &BrandId, nonce: [u8; 16], expires: u64, now: u64) -> Result<bool, ApiError> {
+    fn insert(
+        &self,
+        brand: &BrandId,
+        nonce: [u8; 16],
+        expires: u64,
+        now: u64,
+    ) -> Result<bool, ApiError> {
         let mut seen = self.seen.lock().expect("nonce lock");
-        if seen.len() >= NONCES_MAX / 2 {
-            seen.retain(|_, e| *e > now);
+        let peer = seen.entry(brand.clone()).or_default();
+        if peer.nonces.len() >= NONCES_PER_PEER_MAX / 2 && peer.next_expiry <= now {
+            peer.nonces.retain(|_, e| *e > now);
+            peer.next_expiry = peer.nonces.values().copied().min().unwrap_or(u64::MAX);
         }
-        if seen.len() >= NONCES_MAX {
+        if peer.nonces.len() >= NONCES_PER_PEER_MAX {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "peer_rate_limited",
-                "too many peer requests in the clock-skew window",
+                "too many requests from this peer within the clock-skew window",
             ));
         }
-        Ok(seen.insert((brand.clone(), nonce), expires).is_none())
+        if peer.nonces.contains_key(&nonce) {
+            return Ok(false);
+        }
+        peer.next_expiry = peer.next_expiry.min(expires);
+        peer.nonces.insert(nonce, expires);
+        Ok(true)
     }
 }
 
@@ -224,5 +245,21 @@ mod tests {
         assert!(c.insert(&b, [1; 16], 100, 0).unwrap());
         assert!(!c.insert(&b, [1; 16], 100, 0).unwrap());
         assert!(c.insert(&"c".parse().unwrap(), [1; 16], 100, 0).unwrap());
+    }
+
+    #[test]
+    fn one_peer_cannot_crowd_out_another_and_expired_nonces_are_forgotten() {
+        let c = NonceCache::default();
+        let (b, d): (BrandId, BrandId) = ("b".parse().unwrap(), "d".parse().unwrap());
+        for i in 0..NONCES_PER_PEER_MAX as u64 {
+            let mut n = [0u8; 16];
+            n[..8].copy_from_slice(&i.to_be_bytes());
+            assert!(c.insert(&b, n, 100, 0).unwrap());
+        }
+        let err = c.insert(&b, [9; 16], 100, 0).unwrap_err();
+        assert_eq!(err.code, "peer_rate_limited");
+        assert!(c.insert(&d, [9; 16], 100, 0).unwrap());
+        // Once they expire, b's nonces are pruned and b is served again.
+        assert!(c.insert(&b, [9; 16], 300, 200).unwrap());
     }
 }
