@@ -192,7 +192,14 @@ pub async fn add_checkpoint(
             format!("{known_size}\n"),
         ));
     }
-    let misbehaviour = if let Some(m) = mirror_contradicts(&partner, &cp, note) {
+    // The mirror's lock may be held while a chunk is stored: read it off the async workers.
+    let contradiction = {
+        let (p, c, n) = (partner.clone(), cp.clone(), note.to_owned());
+        tokio::task::spawn_blocking(move || mirror_contradicts(&p, &c, &n))
+            .await
+            .map_err(ApiError::internal)?
+    };
+    let misbehaviour = if let Some(m) = contradiction {
         Some(m)
     } else if cp.size == known_size && cp.root != known_root {
         Some(Misbehaviour::Fork {
@@ -267,7 +274,7 @@ fn mirror_contradicts(partner: &Partner, cp: &Checkpoint, note: &str) -> Option<
 
 /// After a sync round: the checkpoint this node last cosigned for `partner` must agree with
 /// the mirror's verified entries.
-pub async fn check_split_view(fed: &Federation, partner: &Partner) -> Option<Misbehaviour> {
+pub async fn check_split_view(fed: &Federation, partner: &Arc<Partner>) -> Option<Misbehaviour> {
     let origin = partner.verifier.as_ref()?.name().to_owned();
     let v = fed
         .store()
@@ -276,7 +283,11 @@ pub async fn check_split_view(fed: &Federation, partner: &Partner) -> Option<Mis
     let state: WitnessState = serde_json::from_slice(&v).ok()?;
     let verifier = partner.verifier.as_ref()?;
     let (cp, _) = open_checkpoint(&state.note, verifier).ok()?;
-    mirror_contradicts(partner, &cp, &state.note)
+    let p = partner.clone();
+    tokio::task::spawn_blocking(move || mirror_contradicts(&p, &cp, &state.note))
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Starts the task that gathers cosignatures for this node's checkpoints.
