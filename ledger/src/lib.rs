@@ -10,6 +10,7 @@
 //! - [`checkpoint`]: C2SP signed notes, checkpoints and cosignatures.
 //! - [`state`] and [`tier`]: the accounting state machine.
 //! - [`receipt`]: receipts for writes and their verification.
+//! - [`agreement`]: co-signed terms between two brands (spec/redemption.md §2).
 //! - [`attestation`]: tier attestations of spec/federation.md §6 and their offline verification.
 //! - [`store`] and [`log`] (feature `rocksdb`): durable storage, and the [`log::Log`] that ties it all
 //!   together.
@@ -18,6 +19,7 @@
 //! Architecture invariant: nothing in this crate does network I/O or reads the clock; time
 //! enters as a value. The node and the auditor's replay run the same state machine.
 
+pub mod agreement;
 pub mod attestation;
 pub mod checkpoint;
 pub mod encoding;
