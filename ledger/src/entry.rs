@@ -118,6 +118,10 @@ pub struct Hold {
     /// Hex SHA-256 of a preimage that posting must reveal, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<HexHash>,
+    /// The id of the `spend_authorisation` entry this hold uses up, if any
+    /// (spec/protocol.md §4.10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorisation: Option<EntryId>,
 }
 
 /// Post a hold: its points move from `held` to `redeemed`.
@@ -200,6 +204,34 @@ pub struct RateCard {
     pub valid_from: LogTime,
 }
 
+/// An exchange rate between two fiat currencies, valid from a log time (spec/protocol.md §3.3,
+/// §4.7): `rate` units of `to` per one unit of `from`. An agreement names the pair it uses;
+/// no inverse rate is derived from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FxRate {
+    pub from: Currency,
+    pub to: Currency,
+    /// Units of `to` per one unit of `from`; exact, and always positive.
+    pub rate: Decimal,
+    pub valid_from: LogTime,
+}
+
+/// The member's brand lets `payee` hold up to `max_points` of the member's points, once,
+/// before `expires_at` (spec/protocol.md §3.3, §4.10). The entry's id is the authorisation's
+/// id, which a hold names in its `authorisation` field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpendAuthorisation {
+    pub member: MemberId,
+    /// The only brand a hold using this authorisation may be for.
+    pub payee: BrandId,
+    /// The most points a hold using this authorisation may take.
+    pub max_points: Points,
+    /// Log time from which the authorisation can no longer be used.
+    pub expires_at: LogTime,
+}
+
 /// How long a lot lives after the entry that creates it; omitted means points never expire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -273,6 +305,8 @@ pub enum EntryKind {
     RateCard(RateCard),
     ExpiryPolicy(ExpiryPolicy),
     TierAttestation(TierAttestation),
+    FxRate(FxRate),
+    SpendAuthorisation(SpendAuthorisation),
 }
 
 /// Every entry type tag, in the order of spec/protocol.md.
@@ -290,6 +324,8 @@ pub const ENTRY_TYPES: &[&str] = &[
     "rate_card",
     "expiry_policy",
     "tier_attestation",
+    "fx_rate",
+    "spend_authorisation",
 ];
 
 impl EntryKind {
@@ -309,6 +345,8 @@ impl EntryKind {
             EntryKind::RateCard(_) => "rate_card",
             EntryKind::ExpiryPolicy(_) => "expiry_policy",
             EntryKind::TierAttestation(_) => "tier_attestation",
+            EntryKind::FxRate(_) => "fx_rate",
+            EntryKind::SpendAuthorisation(_) => "spend_authorisation",
         }
     }
 
@@ -331,6 +369,8 @@ impl EntryKind {
             EntryKind::RateCard(b) => v(b),
             EntryKind::ExpiryPolicy(b) => v(b),
             EntryKind::TierAttestation(b) => v(b),
+            EntryKind::FxRate(b) => v(b),
+            EntryKind::SpendAuthorisation(b) => v(b),
         }
     }
 
@@ -353,6 +393,8 @@ impl EntryKind {
             "rate_card" => EntryKind::RateCard(p(body)?),
             "expiry_policy" => EntryKind::ExpiryPolicy(p(body)?),
             "tier_attestation" => EntryKind::TierAttestation(p(body)?),
+            "fx_rate" => EntryKind::FxRate(p(body)?),
+            "spend_authorisation" => EntryKind::SpendAuthorisation(p(body)?),
             other => return Err(EntryError::UnknownType(other.to_owned())),
         };
         kind.validate()?;
@@ -431,6 +473,7 @@ impl EntryKind {
             EntryKind::Hold(b) => Some(&b.member),
             EntryKind::TierChange(b) => Some(&b.member),
             EntryKind::TierAttestation(b) => Some(&b.member),
+            EntryKind::SpendAuthorisation(b) => Some(&b.member),
             _ => None,
         }
     }
@@ -644,6 +687,105 @@ mod tests {
             .starts_with(r#"{"body":{"member":"m1","tier":"gold"},"#));
         assert_eq!(Entry::from_bytes(&b).unwrap(), e);
         let null = br#"{"body":{"member":"m1","tier":"gold","valid_until":null},"id":"a-1","time":5,"type":"tier_attestation","v":1}"#;
+        assert!(Entry::from_bytes(null).is_err());
+    }
+
+    #[test]
+    fn fx_rate_encodes_canonically_and_refuses_zero_and_unknown_fields() {
+        let e = Entry {
+            time: LogTime::new(5).unwrap(),
+            id: "fx-1".parse().unwrap(),
+            kind: EntryKind::FxRate(FxRate {
+                from: "EUR".parse().unwrap(),
+                to: "JPY".parse().unwrap(),
+                rate: "162.35".parse().unwrap(),
+                valid_from: LogTime::new(900).unwrap(),
+            }),
+        };
+        let b = e.to_bytes();
+        assert_eq!(
+            std::str::from_utf8(&b).unwrap(),
+            r#"{"body":{"from":"EUR","rate":"162.35","to":"JPY","valid_from":900},"id":"fx-1","time":5,"type":"fx_rate","v":1}"#
+        );
+        assert_eq!(Entry::from_bytes(&b).unwrap(), e);
+        assert_eq!(e.kind.member(), None);
+        for body in [
+            serde_json::json!({"from":"EUR","rate":"0","to":"JPY","valid_from":900}),
+            serde_json::json!({"from":"EUR","rate":"0.0","to":"JPY","valid_from":900}),
+            serde_json::json!({"from":"EUR","rate":162.35,"to":"JPY","valid_from":900}),
+            serde_json::json!({"from":"EUR","rate":"1","to":"XAU","valid_from":900}),
+            serde_json::json!({"from":"EUR","rate":"1","to":"JPY","valid_from":900,"x":1}),
+            serde_json::json!({"from":"EUR","rate":"1","to":"JPY"}),
+        ] {
+            assert!(
+                matches!(
+                    EntryKind::from_type_and_body("fx_rate", body.clone()),
+                    Err(EntryError::Invalid(_))
+                ),
+                "{body} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn spend_authorisation_encodes_canonically_and_names_its_member() {
+        let e = Entry {
+            time: LogTime::new(5).unwrap(),
+            id: "auth-1".parse().unwrap(),
+            kind: EntryKind::SpendAuthorisation(SpendAuthorisation {
+                member: "m1".parse().unwrap(),
+                payee: "brand-b".parse().unwrap(),
+                max_points: Points::new(500).unwrap(),
+                expires_at: LogTime::new(900).unwrap(),
+            }),
+        };
+        let b = e.to_bytes();
+        assert_eq!(
+            std::str::from_utf8(&b).unwrap(),
+            r#"{"body":{"expires_at":900,"max_points":500,"member":"m1","payee":"brand-b"},"id":"auth-1","time":5,"type":"spend_authorisation","v":1}"#
+        );
+        assert_eq!(Entry::from_bytes(&b).unwrap(), e);
+        assert_eq!(e.kind.member(), Some(&"m1".parse().unwrap()));
+        let zero = br#"{"body":{"expires_at":900,"max_points":0,"member":"m1","payee":"brand-b"},"id":"auth-1","time":5,"type":"spend_authorisation","v":1}"#;
+        assert!(matches!(
+            Entry::from_bytes(zero),
+            Err(EntryError::Invalid(_))
+        ));
+        let extra = br#"{"body":{"expires_at":900,"max_points":5,"member":"m1","payee":"brand-b","scope":"x"},"id":"auth-1","time":5,"type":"spend_authorisation","v":1}"#;
+        assert!(matches!(
+            Entry::from_bytes(extra),
+            Err(EntryError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn hold_authorisation_is_optional_and_omitted_when_absent() {
+        let mut hold = Hold {
+            member: "m1".parse().unwrap(),
+            points: Points::new(10).unwrap(),
+            expires_at: LogTime::new(900).unwrap(),
+            payee: Some("brand-b".parse().unwrap()),
+            condition: None,
+            authorisation: None,
+        };
+        let mut e = Entry {
+            time: LogTime::new(5).unwrap(),
+            id: "h-1".parse().unwrap(),
+            kind: EntryKind::Hold(hold.clone()),
+        };
+        assert_eq!(
+            std::str::from_utf8(&e.to_bytes()).unwrap(),
+            r#"{"body":{"expires_at":900,"member":"m1","payee":"brand-b","points":10},"id":"h-1","time":5,"type":"hold","v":1}"#
+        );
+        hold.authorisation = Some("auth-1".parse().unwrap());
+        e.kind = EntryKind::Hold(hold);
+        let b = e.to_bytes();
+        assert_eq!(
+            std::str::from_utf8(&b).unwrap(),
+            r#"{"body":{"authorisation":"auth-1","expires_at":900,"member":"m1","payee":"brand-b","points":10},"id":"h-1","time":5,"type":"hold","v":1}"#
+        );
+        assert_eq!(Entry::from_bytes(&b).unwrap(), e);
+        let null = br#"{"body":{"authorisation":null,"expires_at":900,"member":"m1","points":10},"id":"h-1","time":5,"type":"hold","v":1}"#;
         assert!(Entry::from_bytes(null).is_err());
     }
 

@@ -11,6 +11,8 @@
 //! - [`state`] and [`tier`]: the accounting state machine.
 //! - [`receipt`]: receipts for writes and their verification.
 //! - [`agreement`]: co-signed terms between two brands (spec/redemption.md §2).
+//! - [`quote`]: locked quotes for cross-brand redemption (spec/redemption.md §3).
+//! - [`statement`]: settlement statements and their reconciliation (spec/redemption.md §4).
 //! - [`attestation`]: tier attestations of spec/federation.md §6 and their offline verification.
 //! - [`store`] and [`log`] (feature `rocksdb`): durable storage, and the [`log::Log`] that ties it all
 //!   together.
@@ -26,8 +28,10 @@ pub mod encoding;
 pub mod entry;
 pub mod merkle;
 pub mod money;
+pub mod quote;
 pub mod receipt;
 pub mod state;
+pub mod statement;
 pub mod tier;
 pub mod types;
 pub mod value;

@@ -1,5 +1,6 @@
 //! The accounting state machine (spec/protocol.md §4): double-entry accounts, lots, holds,
-//! redemptions, idempotency ids and tiers.
+//! redemptions, spend authorisations, idempotency ids, tiers, and the rate cards and FX rates
+//! that value points.
 //!
 //! [`State::apply`] takes one entry and its log index and either changes the state and returns
 //! the transfers it made, or returns a typed error and changes nothing. The node's sequencer
@@ -11,7 +12,10 @@
 //! - a member's balance is the sum of their lots' remaining points and is never negative;
 //! - the `held` account equals the points of open holds, and each member's pending points
 //!   equal the points of their open holds;
-//! - every id is used by at most one entry, and a hold is resolved at most once.
+//! - every id is used by at most one entry, and a hold is resolved at most once;
+//! - a spend authorisation is used by at most one hold, and a hold that names an
+//!   authorisation is the one recorded as its user;
+//! - at most [`RATES_MAX`] rate cards and FX rates are kept, together.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -19,14 +23,19 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::entry::{
-    Adjust, Direction, Earn, Entry, EntryKind, Expire, ExpiryPolicy, HexHash, Hold, Post, RateCard,
-    Redeem, Refund, TierAttestation, TierChange, TierPolicy, Void,
+    Adjust, Direction, Earn, Entry, EntryKind, Expire, ExpiryPolicy, FxRate, HexHash, Hold, Post,
+    RateCard, Redeem, Refund, SpendAuthorisation, TierAttestation, TierChange, TierPolicy, Void,
 };
 use crate::merkle::Hash;
+use crate::money::Currency;
 use crate::tier::{self, QualifyingEvent};
 use crate::types::{
     AccountId, BrandId, EntryId, LogIndex, LogTime, MemberId, Points, TierName, MAX_AMOUNT,
 };
+
+/// The most rate entries (`rate_card` and `fx_rate` together) a log may hold
+/// (spec/protocol.md §4.7).
+pub const RATES_MAX: usize = 4096;
 
 /// Why an entry cannot be applied. The state is unchanged after any of these.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,8 +90,13 @@ pub enum StateError {
     },
     #[error("the tier rules give {expected} at this time, not {to}")]
     TierNotDue { expected: TierName, to: TierName },
-    #[error("a rate card must not be valid from before the time it is logged")]
+    /// A `rate_card` or an `fx_rate` with `valid_from` before the entry's time.
+    #[error("a rate card or FX rate must not be valid from before the time it is logged")]
     RateCardInPast,
+    #[error("an FX rate must be between two different currencies, not {currency} to itself")]
+    FxSameCurrency { currency: Currency },
+    #[error("the log already holds {max} rate cards and FX rates, the most it may")]
+    TooManyRates { max: usize },
     #[error("member {member} is at tier {current}, not {tier}")]
     AttestationTierMismatch {
         member: MemberId,
@@ -105,6 +119,39 @@ pub enum StateError {
         /// undefined (the base tier, held forever, is never too long).
         held_until: Option<LogTime>,
     },
+    #[error(
+        "a spend authorisation must expire after the time it is logged ({expires_at} <= {now})"
+    )]
+    AuthorisationExpiryNotInFuture { expires_at: LogTime, now: LogTime },
+    #[error("no spend authorisation with id {0}")]
+    UnknownAuthorisation(EntryId),
+    #[error("spend authorisation {id} is for member {authorised}, not {member}")]
+    AuthorisationWrongMember {
+        id: EntryId,
+        authorised: MemberId,
+        member: MemberId,
+    },
+    #[error("spend authorisation {id} is for payee {authorised}, not {}", payee_text(.payee.as_ref()))]
+    AuthorisationWrongPayee {
+        id: EntryId,
+        authorised: BrandId,
+        /// The hold's payee (`None`: the hold names none).
+        payee: Option<BrandId>,
+    },
+    #[error("spend authorisation {id} allows at most {max_points} points, not {requested}")]
+    AuthorisationExceeded {
+        id: EntryId,
+        max_points: u64,
+        requested: u64,
+    },
+    #[error("spend authorisation {id} expired at {expires_at}")]
+    AuthorisationExpired { id: EntryId, expires_at: LogTime },
+    #[error("spend authorisation {id} is already used by hold {used_by}")]
+    AuthorisationUsed { id: EntryId, used_by: EntryId },
+}
+
+fn payee_text(p: Option<&BrandId>) -> String {
+    p.map_or_else(|| "a hold without payee".to_owned(), ToString::to_string)
 }
 
 fn claim_text(t: Option<LogTime>) -> String {
@@ -150,6 +197,17 @@ impl StateError {
                 "attestation_valid_until_not_in_future"
             }
             StateError::AttestationTooLong { .. } => "attestation_too_long",
+            StateError::FxSameCurrency { .. } => "fx_same_currency",
+            StateError::TooManyRates { .. } => "too_many_rates",
+            StateError::AuthorisationExpiryNotInFuture { .. } => {
+                "authorisation_expiry_not_in_future"
+            }
+            StateError::UnknownAuthorisation(_) => "unknown_authorisation",
+            StateError::AuthorisationWrongMember { .. } => "authorisation_wrong_member",
+            StateError::AuthorisationWrongPayee { .. } => "authorisation_wrong_payee",
+            StateError::AuthorisationExceeded { .. } => "authorisation_exceeded",
+            StateError::AuthorisationExpired { .. } => "authorisation_expired",
+            StateError::AuthorisationUsed { .. } => "authorisation_used",
         }
     }
 }
@@ -253,8 +311,26 @@ pub struct HoldState {
     pub payee: Option<BrandId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<HexHash>,
+    /// The spend authorisation the hold used, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorisation: Option<EntryId>,
     pub portions: Vec<Portion>,
     pub status: HoldStatus,
+}
+
+/// A spend authorisation (spec/protocol.md §4.10): who may hold how many of whose points until
+/// when, and the hold that used it up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorisationState {
+    /// The index of the `spend_authorisation` entry.
+    pub index: LogIndex,
+    pub member: MemberId,
+    pub payee: BrandId,
+    pub max_points: u64,
+    pub expires_at: LogTime,
+    /// The id of the hold that used the authorisation; `None` while unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_by: Option<EntryId>,
 }
 
 /// A redemption (a redeem entry or a posted hold) and how much of it is refunded.
@@ -292,7 +368,7 @@ mod hex_hash {
     }
 }
 
-/// Policies in force: tiers, expiry and rate cards.
+/// Policies in force: tiers, expiry, rate cards and FX rates.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policies {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -302,6 +378,66 @@ pub struct Policies {
     /// Rate cards by the index of their entry, oldest first.
     #[serde(default)]
     pub rate_cards: Vec<(LogIndex, RateCard)>,
+    /// FX rates by the index of their entry, oldest first. With `rate_cards`, at most
+    /// [`RATES_MAX`] in all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fx_rates: Vec<(LogIndex, FxRate)>,
+}
+
+/// Of `(index, item)` pairs in index order, the one with the greatest `valid_from ≤ t`
+/// that `keep` admits, the later index winning ties (spec/protocol.md §4.7).
+fn latest_valid<T>(
+    items: &[(LogIndex, T)],
+    t: LogTime,
+    valid_from: impl Fn(&T) -> LogTime,
+    keep: impl Fn(&T) -> bool,
+) -> Option<(LogIndex, &T)> {
+    items
+        .iter()
+        .filter(|(_, x)| valid_from(x) <= t && keep(x))
+        .max_by_key(|(i, x)| (valid_from(x), *i))
+        .map(|(i, x)| (*i, x))
+}
+
+impl Policies {
+    /// The rate card in force at log time `t` (spec/protocol.md §4.7): of the cards in
+    /// `currency` (any currency when `None`), the one with the greatest `valid_from ≤ t`, the
+    /// later entry winning ties; with the index of its entry, which a conversion records.
+    pub fn rate_card_at(
+        &self,
+        currency: Option<Currency>,
+        t: LogTime,
+    ) -> Option<(LogIndex, &RateCard)> {
+        latest_valid(
+            &self.rate_cards,
+            t,
+            |c| c.valid_from,
+            |c| currency.is_none_or(|cur| c.currency == cur),
+        )
+    }
+
+    /// The FX rate from `from` to `to` in force at log time `t` (spec/protocol.md §4.7): of
+    /// the rates for exactly that pair, the one with the greatest `valid_from ≤ t`, the later
+    /// entry winning ties; with the index of its entry. A rate for `to → from` is not
+    /// inverted.
+    pub fn fx_rate_at(
+        &self,
+        from: Currency,
+        to: Currency,
+        t: LogTime,
+    ) -> Option<(LogIndex, &FxRate)> {
+        latest_valid(
+            &self.fx_rates,
+            t,
+            |r| r.valid_from,
+            |r| r.from == from && r.to == to,
+        )
+    }
+
+    /// Rate cards and FX rates kept, together.
+    pub fn rate_count(&self) -> usize {
+        self.rate_cards.len() + self.fx_rates.len()
+    }
 }
 
 /// One movement of points between two accounts.
@@ -331,6 +467,7 @@ enum RecordKey {
     Hold(EntryId),
     Redemption(EntryId),
     Id(EntryId),
+    Authorisation(EntryId),
 }
 
 /// Key prefixes of state records in storage (spec/protocol.md §6).
@@ -342,6 +479,7 @@ pub mod record_prefix {
     pub const HOLD: &[u8] = b"h/";
     pub const REDEMPTION: &[u8] = b"r/";
     pub const ID: &[u8] = b"i/";
+    pub const AUTHORISATION: &[u8] = b"au/";
 }
 
 impl RecordKey {
@@ -355,6 +493,7 @@ impl RecordKey {
             RecordKey::Hold(h) => (HOLD, h.to_string()),
             RecordKey::Redemption(r) => (REDEMPTION, r.to_string()),
             RecordKey::Id(i) => (ID, i.to_string()),
+            RecordKey::Authorisation(a) => (AUTHORISATION, a.to_string()),
         };
         let mut k = p.to_vec();
         k.extend_from_slice(s.as_bytes());
@@ -393,6 +532,7 @@ pub struct State {
     holds: HashMap<EntryId, HoldState>,
     redemptions: HashMap<EntryId, RedemptionState>,
     ids: HashMap<EntryId, IdRecord>,
+    authorisations: HashMap<EntryId, AuthorisationState>,
     /// Derived index: (expiry, member, lot) of every lot that expires.
     lot_expiries: BTreeSet<(LogTime, MemberId, LogIndex)>,
     /// Derived index: (expiry, id) of every open hold.
@@ -410,6 +550,7 @@ impl PartialEq for State {
             && self.holds == o.holds
             && self.redemptions == o.redemptions
             && self.ids == o.ids
+            && self.authorisations == o.authorisations
             && self.lot_expiries == o.lot_expiries
             && self.hold_expiries == o.hold_expiries
     }
@@ -449,6 +590,31 @@ impl State {
     /// A redemption by its id.
     pub fn redemption(&self, id: &EntryId) -> Option<&RedemptionState> {
         self.redemptions.get(id)
+    }
+
+    /// A spend authorisation by its id (the id of its entry).
+    pub fn authorisation(&self, id: &EntryId) -> Option<&AuthorisationState> {
+        self.authorisations.get(id)
+    }
+
+    /// The rate card in force at `t`, with its entry's index; see [`Policies::rate_card_at`].
+    pub fn rate_card_at(
+        &self,
+        currency: Option<Currency>,
+        t: LogTime,
+    ) -> Option<(LogIndex, &RateCard)> {
+        self.policies.rate_card_at(currency, t)
+    }
+
+    /// The FX rate from `from` to `to` in force at `t`, with its entry's index; see
+    /// [`Policies::fx_rate_at`].
+    pub fn fx_rate_at(
+        &self,
+        from: Currency,
+        to: Currency,
+        t: LogTime,
+    ) -> Option<(LogIndex, &FxRate)> {
+        self.policies.fx_rate_at(from, to, t)
     }
 
     /// The entry that used `id`, if any.
@@ -581,13 +747,10 @@ impl State {
                 self.changed.insert(RecordKey::Policies);
                 Applied::default()
             }
-            EntryKind::RateCard(b) => {
-                if b.valid_from < now {
-                    return Err(StateError::RateCardInPast);
-                }
-                self.policies.rate_cards.push((index, b.clone()));
-                self.changed.insert(RecordKey::Policies);
-                Applied::default()
+            EntryKind::RateCard(b) => self.rate_card(index, now, b)?,
+            EntryKind::FxRate(b) => self.fx_rate(index, now, b)?,
+            EntryKind::SpendAuthorisation(b) => {
+                self.spend_authorisation(index, now, &entry.id, b)?
             }
             EntryKind::TierChange(b) => self.tier_change(now, b)?,
             EntryKind::TierAttestation(b) => self.tier_attestation(now, b)?,
@@ -863,6 +1026,132 @@ impl State {
         })
     }
 
+    /// spec/protocol.md §4.9, `rate_card`.
+    fn rate_card(
+        &mut self,
+        index: LogIndex,
+        now: LogTime,
+        b: &RateCard,
+    ) -> Result<Applied, StateError> {
+        self.check_new_rate(now, b.valid_from)?;
+        self.policies.rate_cards.push((index, b.clone()));
+        self.changed.insert(RecordKey::Policies);
+        debug_assert!(self.policies.rate_count() <= RATES_MAX);
+        Ok(Applied::default())
+    }
+
+    /// spec/protocol.md §4.9, `fx_rate`.
+    fn fx_rate(
+        &mut self,
+        index: LogIndex,
+        now: LogTime,
+        b: &FxRate,
+    ) -> Result<Applied, StateError> {
+        if b.from == b.to {
+            return Err(StateError::FxSameCurrency { currency: b.from });
+        }
+        self.check_new_rate(now, b.valid_from)?;
+        self.policies.fx_rates.push((index, b.clone()));
+        self.changed.insert(RecordKey::Policies);
+        debug_assert!(self.policies.rate_count() <= RATES_MAX);
+        Ok(Applied::default())
+    }
+
+    /// The preconditions every rate entry shares: not backdated, and room for one more.
+    fn check_new_rate(&self, now: LogTime, valid_from: LogTime) -> Result<(), StateError> {
+        if valid_from < now {
+            return Err(StateError::RateCardInPast);
+        }
+        if self.policies.rate_count() >= RATES_MAX {
+            return Err(StateError::TooManyRates { max: RATES_MAX });
+        }
+        Ok(())
+    }
+
+    /// spec/protocol.md §4.9, `spend_authorisation`: records an unused authorisation named by
+    /// the entry's id. Moves no points.
+    fn spend_authorisation(
+        &mut self,
+        index: LogIndex,
+        now: LogTime,
+        id: &EntryId,
+        b: &SpendAuthorisation,
+    ) -> Result<Applied, StateError> {
+        if !self.members.contains_key(&b.member) {
+            return Err(StateError::UnknownMember(b.member.clone()));
+        }
+        if b.expires_at <= now {
+            return Err(StateError::AuthorisationExpiryNotInFuture {
+                expires_at: b.expires_at,
+                now,
+            });
+        }
+        self.authorisations.insert(
+            id.clone(),
+            AuthorisationState {
+                index,
+                member: b.member.clone(),
+                payee: b.payee.clone(),
+                max_points: b.max_points.get(),
+                expires_at: b.expires_at,
+                used_by: None,
+            },
+        );
+        self.changed.insert(RecordKey::Authorisation(id.clone()));
+        Ok(Applied {
+            transfers: Vec::new(),
+            member: Some(b.member.clone()),
+        })
+    }
+
+    /// The checks a hold naming spend authorisation `auth` must pass (spec/protocol.md §4.10),
+    /// in the order of §4.9.
+    fn check_authorisation(
+        &self,
+        now: LogTime,
+        auth: &EntryId,
+        b: &Hold,
+    ) -> Result<(), StateError> {
+        let a = self
+            .authorisations
+            .get(auth)
+            .ok_or_else(|| StateError::UnknownAuthorisation(auth.clone()))?;
+        if a.member != b.member {
+            return Err(StateError::AuthorisationWrongMember {
+                id: auth.clone(),
+                authorised: a.member.clone(),
+                member: b.member.clone(),
+            });
+        }
+        if b.payee.as_ref() != Some(&a.payee) {
+            return Err(StateError::AuthorisationWrongPayee {
+                id: auth.clone(),
+                authorised: a.payee.clone(),
+                payee: b.payee.clone(),
+            });
+        }
+        if b.points.get() > a.max_points {
+            return Err(StateError::AuthorisationExceeded {
+                id: auth.clone(),
+                max_points: a.max_points,
+                requested: b.points.get(),
+            });
+        }
+        if now >= a.expires_at {
+            return Err(StateError::AuthorisationExpired {
+                id: auth.clone(),
+                expires_at: a.expires_at,
+            });
+        }
+        if let Some(used_by) = &a.used_by {
+            return Err(StateError::AuthorisationUsed {
+                id: auth.clone(),
+                used_by: used_by.clone(),
+            });
+        }
+        Ok(())
+    }
+
     fn hold_points(
         &mut self,
         index: LogIndex,
@@ -876,9 +1165,21 @@ impl State {
                 now,
             });
         }
+        if let Some(auth) = &b.authorisation {
+            self.check_authorisation(now, auth, b)?;
+        }
         let portions = self.plan_debit(now, &b.member, b.points)?;
         let t = self.debit(&b.member, &portions, AccountId::Held);
         self.member_mut(&b.member).pending += b.points.get();
+        if let Some(auth) = &b.authorisation {
+            let a = self
+                .authorisations
+                .get_mut(auth)
+                .expect("checked by check_authorisation");
+            debug_assert!(a.used_by.is_none());
+            a.used_by = Some(id.clone());
+            self.changed.insert(RecordKey::Authorisation(auth.clone()));
+        }
         self.holds.insert(
             id.clone(),
             HoldState {
@@ -888,6 +1189,7 @@ impl State {
                 expires_at: b.expires_at,
                 payee: b.payee.clone(),
                 condition: b.condition,
+                authorisation: b.authorisation.clone(),
                 portions,
                 status: HoldStatus::Open,
             },
@@ -1146,6 +1448,36 @@ impl State {
                 "held account {held_account} differs from open holds {held}"
             )));
         }
+        for (id, a) in &self.authorisations {
+            let Some(h) = &a.used_by else { continue };
+            let hold = self.holds.get(h);
+            if hold.is_none_or(|hs| hs.authorisation.as_ref() != Some(id) || hs.member != a.member)
+            {
+                return Err(InvariantViolation(format!(
+                    "authorisation {id}: used by {h}, which is not a hold of its member naming it"
+                )));
+            }
+        }
+        for (id, h) in &self.holds {
+            let Some(auth) = &h.authorisation else {
+                continue;
+            };
+            let used_by = self
+                .authorisations
+                .get(auth)
+                .and_then(|a| a.used_by.as_ref());
+            if used_by != Some(id) {
+                return Err(InvariantViolation(format!(
+                    "hold {id}: names authorisation {auth}, which records another user"
+                )));
+            }
+        }
+        if self.policies.rate_count() > RATES_MAX {
+            return Err(InvariantViolation(format!(
+                "{} rate entries kept, above {RATES_MAX}",
+                self.policies.rate_count()
+            )));
+        }
         if self.ids.len() as u64 != self.meta.size {
             return Err(InvariantViolation(format!(
                 "{} ids recorded for {} entries",
@@ -1210,6 +1542,7 @@ impl State {
                     RecordKey::Hold(h) => self.holds.get(h).map(to_vec),
                     RecordKey::Redemption(r) => self.redemptions.get(r).map(to_vec),
                     RecordKey::Id(i) => self.ids.get(i).map(to_vec),
+                    RecordKey::Authorisation(a) => self.authorisations.get(a).map(to_vec),
                 };
                 (k.to_bytes(), v)
             })
@@ -1277,6 +1610,11 @@ impl State {
                     .parse()
                     .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
                 s.redemptions.insert(id, from_slice(v).map_err(err)?);
+            } else if k.starts_with(AUTHORISATION) {
+                let id: EntryId = name(AUTHORISATION)
+                    .parse()
+                    .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
+                s.authorisations.insert(id, from_slice(v).map_err(err)?);
             } else if k.starts_with(ID) {
                 let id: EntryId = name(ID)
                     .parse()

@@ -262,6 +262,7 @@ fn crash_child_writer() {
                         expires_at: t(u64::from(u32::MAX)),
                         payee: None,
                         condition: None,
+                        authorisation: None,
                     }),
                 },
                 _ => earn(&id, &member, 10),

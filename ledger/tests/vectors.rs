@@ -15,9 +15,9 @@ use ledger::checkpoint::{
 };
 use ledger::encoding::EncodingError;
 use ledger::entry::{
-    Adjust, Direction, Earn, Entry, EntryError, EntryKind, Expire, ExpiryPolicy, HexBytes, HexHash,
-    Hold, Post, RateCard, Redeem, Refund, Tier, TierAttestation, TierChange, TierPolicy, Void,
-    ENTRY_TYPES,
+    Adjust, Direction, Earn, Entry, EntryError, EntryKind, Expire, ExpiryPolicy, FxRate, HexBytes,
+    HexHash, Hold, Post, RateCard, Redeem, Refund, SpendAuthorisation, Tier, TierAttestation,
+    TierChange, TierPolicy, Void, ENTRY_TYPES,
 };
 use ledger::merkle::{self, leaf_hash, MemoryTree};
 use ledger::receipt::Receipt;
@@ -234,6 +234,8 @@ fn tag(kind: &EntryKind) -> &'static str {
         EntryKind::RateCard(_) => "rate_card",
         EntryKind::ExpiryPolicy(_) => "expiry_policy",
         EntryKind::TierAttestation(_) => "tier_attestation",
+        EntryKind::FxRate(_) => "fx_rate",
+        EntryKind::SpendAuthorisation(_) => "spend_authorisation",
     }
 }
 
@@ -351,6 +353,7 @@ fn example_log() -> Vec<(&'static str, Entry)> {
                 expires_at: at(T0 + 8_000 + 3_600_000),
                 payee: None,
                 condition: None,
+                authorisation: None,
             }),
         ),
         e(
@@ -372,6 +375,7 @@ fn example_log() -> Vec<(&'static str, Entry)> {
                 expires_at: at(T0 + 10_000 + 3_600_000),
                 payee: None,
                 condition: None,
+                authorisation: None,
             }),
         ),
         e(
@@ -392,6 +396,7 @@ fn example_log() -> Vec<(&'static str, Entry)> {
                 expires_at: at(T0 + 12_000 + 600_000),
                 payee: Some("brand-b".parse().unwrap()),
                 condition: Some(condition),
+                authorisation: None,
             }),
         ),
         e(
@@ -463,9 +468,46 @@ fn example_log() -> Vec<(&'static str, Entry)> {
                 T0 + 3_000 + YEAR_MS + GRACE_MS
             ),
             EntryKind::TierAttestation(TierAttestation {
-                member: m,
+                member: m.clone(),
                 tier: "silver".parse().unwrap(),
                 valid_until: Some(at(T0 + 3_000 + YEAR_MS + GRACE_MS)),
+            }),
+        ),
+        // Entries added later are appended here, so that the indexes above never move.
+        e(
+            "fx_rate",
+            T0 + 3_000 + YEAR_MS + 2_000,
+            "fx-rate-1",
+            EntryKind::FxRate(FxRate {
+                from: "EUR".parse().unwrap(),
+                to: "JPY".parse().unwrap(),
+                rate: "162.35".parse().unwrap(),
+                valid_from: at(T0 + 3_000 + YEAR_MS + 2_000 + 86_400_000),
+            }),
+        ),
+        e(
+            "spend_authorisation",
+            T0 + 3_000 + YEAR_MS + 3_000,
+            "auth-0001",
+            EntryKind::SpendAuthorisation(SpendAuthorisation {
+                member: m.clone(),
+                payee: "brand-b".parse().unwrap(),
+                max_points: pts(50),
+                expires_at: at(T0 + 3_000 + YEAR_MS + 3_000 + 900_000),
+            }),
+        ),
+        // Lot 15 (adjust-0001, 50 points) is the member's only live lot by now.
+        e(
+            "hold_with_authorisation",
+            T0 + 3_000 + YEAR_MS + 4_000,
+            "hold-0004",
+            EntryKind::Hold(Hold {
+                member: m,
+                points: pts(40),
+                expires_at: at(T0 + 3_000 + YEAR_MS + 4_000 + 600_000),
+                payee: Some("brand-b".parse().unwrap()),
+                condition: Some(condition),
+                authorisation: Some(id("auth-0001")),
             }),
         ),
     ]
@@ -531,6 +573,18 @@ fn invalid_cases() -> Vec<(&'static str, String, &'static str)> {
         ("decimal with a trailing zero", body("rate_card", r#"{"currency":"EUR","point_value":"0.0120","valid_from":1700086400000}"#), "invalid"),
         ("currency without a minor unit", body("rate_card", r#"{"currency":"XAU","point_value":"0.01","valid_from":1700086400000}"#), "invalid"),
         ("zero lot lifetime", body("expiry_policy", r#"{"lot_lifetime_ms":0}"#), "invalid"),
+        ("zero FX rate", body("fx_rate", r#"{"from":"EUR","rate":"0","to":"JPY","valid_from":1700086400000}"#), "invalid"),
+        ("FX rate as a JSON number", body("fx_rate", r#"{"from":"EUR","rate":162,"to":"JPY","valid_from":1700086400000}"#), "invalid"),
+        (
+            "unknown field in a spend authorisation",
+            body("spend_authorisation", r#"{"expires_at":1700003603000,"max_points":50,"member":"m-8f3a9c","payee":"brand-b","scope":"all"}"#),
+            "invalid",
+        ),
+        (
+            "zero maximum in a spend authorisation",
+            body("spend_authorisation", r#"{"expires_at":1700003603000,"max_points":0,"member":"m-8f3a9c","payee":"brand-b"}"#),
+            "invalid",
+        ),
         ("an array, not an object", "[]".into(), "invalid"),
         ("truncated JSON", EARN[..EARN.len() - 1].to_string(), "malformed"),
     ]

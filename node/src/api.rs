@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use ledger::entry::{
-    Adjust, Direction, Earn, EntryKind, ExpiryPolicy, HexBytes, HexHash, Hold, Post, RateCard,
-    Redeem, Refund, Tier, TierPolicy, Void,
+    Adjust, Direction, Earn, EntryKind, ExpiryPolicy, FxRate, HexBytes, HexHash, Hold, Post,
+    RateCard, Redeem, Refund, SpendAuthorisation, Tier, TierPolicy, Void,
 };
 use ledger::log::{receipt_from_store, Write};
 use ledger::money::{Currency, Decimal};
@@ -60,6 +60,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/policy/tiers", put(set_tiers))
         .route("/v1/policy/expiry", put(set_expiry))
         .route("/v1/policy/rate-card", put(set_rate_card))
+        .route("/v1/policy/fx-rate", put(set_fx_rate))
+        .route("/v1/members/{member}/authorisations", post(authorise))
         .route("/v1/holds/{hold}", get(reads::hold))
         .route("/v1/members/{member}", get(reads::member))
         .route("/v1/members/{member}/history", get(reads::history))
@@ -347,6 +349,11 @@ pub struct HoldBody {
     #[schema(value_type = Option<String>)]
     #[serde(default)]
     pub condition: Option<HexHash>,
+    /// The spend authorisation (its id) the member's brand issued for `payee`; required when
+    /// there is a payee.
+    #[schema(value_type = Option<String>)]
+    #[serde(default)]
+    pub authorisation: Option<EntryId>,
 }
 
 #[utoipa::path(post, path = "/v1/members/{member}/holds", request_body = HoldBody,
@@ -359,12 +366,57 @@ pub async fn hold(
 ) -> Result<Json<WriteResponse>, ApiError> {
     authorize(&app, &headers, Scope::Redeem)?;
     let member: MemberId = parse_param("member", &member)?;
+    if b.payee.is_some() && b.authorisation.is_none() {
+        // DESIGN §6: without a spend authorisation no partner can touch a member's points.
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "authorisation_required",
+            "a hold for a partner (payee) must name the member's spend authorisation",
+        ));
+    }
     let kind = EntryKind::Hold(Hold {
         member,
         points: b.points,
         expires_at: b.expires_at,
         payee: b.payee,
         condition: b.condition,
+        authorisation: b.authorisation,
+    });
+    submit(&app, b.id, kind).await
+}
+
+/// `POST /v1/members/{member}/authorisations`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorisationBody {
+    /// The authorisation's id (a hold names it).
+    #[schema(value_type = String)]
+    pub id: EntryId,
+    /// The only partner brand that may hold the points.
+    #[schema(value_type = String)]
+    pub payee: BrandId,
+    #[schema(value_type = u64, minimum = 1)]
+    pub max_points: Points,
+    /// Log time from which it can no longer be used.
+    #[schema(value_type = u64)]
+    pub expires_at: LogTime,
+}
+
+#[utoipa::path(post, path = "/v1/members/{member}/authorisations", request_body = AuthorisationBody,
+    params(("member" = String, Path)), responses((status = 200, body = WriteResponse)), tag = "writes")]
+pub async fn authorise(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(member): Path<String>,
+    ApiJson(b): ApiJson<AuthorisationBody>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    authorize(&app, &headers, Scope::Redeem)?;
+    let member: MemberId = parse_param("member", &member)?;
+    let kind = EntryKind::SpendAuthorisation(SpendAuthorisation {
+        member,
+        payee: b.payee,
+        max_points: b.max_points,
+        expires_at: b.expires_at,
     });
     submit(&app, b.id, kind).await
 }
@@ -541,6 +593,40 @@ pub async fn set_rate_card(
     let kind = EntryKind::RateCard(RateCard {
         currency: b.currency,
         point_value: b.point_value,
+        valid_from: b.valid_from,
+    });
+    submit(&app, b.id, kind).await
+}
+
+/// `PUT /v1/policy/fx-rate`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FxRateBody {
+    #[schema(value_type = String)]
+    pub id: EntryId,
+    #[schema(value_type = String)]
+    pub from: Currency,
+    #[schema(value_type = String)]
+    pub to: Currency,
+    /// Units of `to` per one unit of `from`, an exact decimal string.
+    #[schema(value_type = String)]
+    pub rate: Decimal,
+    #[schema(value_type = u64)]
+    pub valid_from: LogTime,
+}
+
+#[utoipa::path(put, path = "/v1/policy/fx-rate", request_body = FxRateBody,
+    responses((status = 200, body = WriteResponse)), tag = "policy")]
+pub async fn set_fx_rate(
+    State(app): AppState,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<FxRateBody>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    authorize(&app, &headers, Scope::Admin)?;
+    let kind = EntryKind::FxRate(FxRate {
+        from: b.from,
+        to: b.to,
+        rate: b.rate,
         valid_from: b.valid_from,
     });
     submit(&app, b.id, kind).await

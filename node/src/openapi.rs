@@ -24,6 +24,8 @@ use crate::{admin, api, log_routes, problem, reads};
         api::set_tiers,
         api::set_expiry,
         api::set_rate_card,
+        api::set_fx_rate,
+        api::authorise,
         reads::member,
         reads::history,
         reads::hold,

@@ -118,11 +118,14 @@ impl From<StateError> for ApiError {
     fn from(e: StateError) -> ApiError {
         let status = match &e {
             StateError::UnknownMember(_)
+            | StateError::UnknownAuthorisation(_)
             | StateError::UnknownHold(_)
             | StateError::UnknownRedemption(_)
             | StateError::UnknownLot { .. } => StatusCode::NOT_FOUND,
             StateError::DuplicateId(..)
             | StateError::HoldNotOpen { .. }
+            | StateError::AuthorisationUsed { .. }
+            | StateError::AuthorisationExpired { .. }
             | StateError::HoldExpired { .. } => StatusCode::CONFLICT,
             StateError::TimeNotIncreasing { .. } | StateError::IndexNotNext { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR

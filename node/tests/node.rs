@@ -10,9 +10,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use harness::Node;
 use sdk::{
-    AdjustRequest, CreateKeyRequest, Direction, EarnRequest, EntryKind, ErrorCode, HexBytes,
+    AdjustRequest, AuthoriseRequest, CreateKeyRequest, Direction, EarnRequest, EntryKind, ErrorCode, HexBytes,
     HexHash, HoldRequest, PostRequest, RedeemRequest, RefundRequest, RetryPolicy, Scope,
-    SetExpiryRequest, SetRateCardRequest, SetTiersRequest, Tier, VerifyOptions, VoidRequest,
+    SetExpiryRequest, SetFxRateRequest, SetRateCardRequest, SetTiersRequest, Tier, VerifyOptions, VoidRequest,
     WriteStatus,
 };
 use serde_json::{json, Value};
@@ -135,7 +135,36 @@ async fn every_route_works_through_the_sdk() {
     let mut h = HoldRequest::new(id("h1"), pts(100), time(now_ms() + 600_000));
     h.condition = Some(condition);
     h.payee = Some("brand-b".parse().unwrap());
+    // A hold for a partner needs the member's spend authorisation, used once.
+    let err = c.hold(&alice, &h).await.unwrap_err();
+    assert!(format!("{err:?}").contains("authorisation_required"), "{err:?}");
+    c.authorise(
+        &alice,
+        &AuthoriseRequest {
+            id: id("auth1"),
+            payee: "brand-b".parse().unwrap(),
+            max_points: pts(100),
+            expires_at: time(now_ms() + 600_000),
+        },
+    )
+    .await
+    .unwrap();
+    h.authorisation = Some(id("auth1"));
     c.hold(&alice, &h).await.unwrap();
+    let mut again = h.clone();
+    again.id = id("h1-again");
+    let err = c.hold(&alice, &again).await.unwrap_err();
+    assert!(format!("{err:?}").contains("authorisation_used"), "{err:?}");
+    // FX rates are policy entries.
+    c.set_fx_rate(&SetFxRateRequest {
+        id: id("fx1"),
+        from: "EUR".parse().unwrap(),
+        to: "USD".parse().unwrap(),
+        rate: "1.08".parse().unwrap(),
+        valid_from: time(now_ms() + 60_000),
+    })
+    .await
+    .unwrap();
     let m = c.member(&alice).await.unwrap();
     assert_eq!(m.pending, 100);
     let mut p = PostRequest::new(id("p1"));

@@ -462,6 +462,35 @@ impl Client {
         .await
     }
 
+    /// Logs an FX rate (admin key).
+    pub async fn set_fx_rate(&self, req: &SetFxRateRequest) -> Result<WriteResult, Error> {
+        self.write(
+            Method::PUT,
+            "/v1/policy/fx-rate".into(),
+            req,
+            &req.id,
+            req.entry_kind(),
+        )
+        .await
+    }
+
+    /// Logs a spend authorisation: `req.payee` may hold up to `req.max_points` of the member's
+    /// points once, before `req.expires_at`.
+    pub async fn authorise(
+        &self,
+        member: &MemberId,
+        req: &AuthoriseRequest,
+    ) -> Result<WriteResult, Error> {
+        self.write(
+            Method::POST,
+            format!("/v1/members/{}/authorisations", segment(member.as_str())),
+            req,
+            &req.id,
+            req.entry_kind(member),
+        )
+        .await
+    }
+
     // ---- Reads --------------------------------------------------------------------------
 
     /// `GET /v1/holds/{hold}` (scope `read`).

@@ -105,6 +105,7 @@ pub(crate) fn sample_entries() -> Vec<Entry> {
                 expires_at: LogTime::new(10_000).unwrap(),
                 payee: None,
                 condition: None,
+                authorisation: None,
             }),
         ),
         entry(
@@ -134,6 +135,7 @@ pub(crate) fn sample_entries() -> Vec<Entry> {
                 expires_at: LogTime::new(20_000).unwrap(),
                 payee: None,
                 condition: None,
+                authorisation: None,
             }),
         ),
         entry(

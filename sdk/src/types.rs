@@ -10,8 +10,8 @@ use std::str::FromStr;
 
 use ledger::checkpoint::{NoteError, NoteVerifier};
 use ledger::entry::{
-    Adjust, Direction, Earn, Entry, EntryKind, ExpiryPolicy, HexBytes, HexHash, Hold, Post,
-    RateCard, Redeem, Refund, Tier, TierPolicy, Void,
+    Adjust, Direction, Earn, Entry, EntryKind, ExpiryPolicy, FxRate, HexBytes, HexHash, Hold,
+    Post, RateCard, Redeem, Refund, SpendAuthorisation, Tier, TierPolicy, Void,
 };
 use ledger::money::{Currency, Decimal};
 use ledger::receipt::Receipt;
@@ -129,6 +129,9 @@ pub struct HoldRequest {
     /// SHA-256 of a preimage that posting must reveal, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<HexHash>,
+    /// The member's spend authorisation for `payee` (required with a payee).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorisation: Option<EntryId>,
 }
 
 impl HoldRequest {
@@ -140,6 +143,7 @@ impl HoldRequest {
             expires_at,
             payee: None,
             condition: None,
+            authorisation: None,
         }
     }
 
@@ -151,6 +155,60 @@ impl HoldRequest {
             expires_at: self.expires_at,
             payee: self.payee.clone(),
             condition: self.condition,
+            authorisation: self.authorisation.clone(),
+        })
+    }
+}
+
+/// `POST /v1/members/{member}/authorisations`: the member lets one partner hold their points
+/// once (spec/protocol.md §4.10).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthoriseRequest {
+    /// The authorisation's id (idempotency id; a hold names it).
+    pub id: EntryId,
+    /// The only partner that may hold the points.
+    pub payee: BrandId,
+    /// The most points the hold may take.
+    pub max_points: Points,
+    /// Log time from which it can no longer be used.
+    pub expires_at: LogTime,
+}
+
+impl AuthoriseRequest {
+    /// The entry kind the node logs for this request.
+    pub fn entry_kind(&self, member: &MemberId) -> EntryKind {
+        EntryKind::SpendAuthorisation(SpendAuthorisation {
+            member: member.clone(),
+            payee: self.payee.clone(),
+            max_points: self.max_points,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+/// `PUT /v1/policy/fx-rate`: an FX rate, exact, valid from a log time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetFxRateRequest {
+    /// The write's idempotency id.
+    pub id: EntryId,
+    pub from: Currency,
+    pub to: Currency,
+    /// Units of `to` per one unit of `from` (sent as a string).
+    pub rate: Decimal,
+    /// Log time from which the rate applies; not before it is logged.
+    pub valid_from: LogTime,
+}
+
+impl SetFxRateRequest {
+    /// The entry kind the node logs for this request.
+    pub fn entry_kind(&self) -> EntryKind {
+        EntryKind::FxRate(FxRate {
+            from: self.from,
+            to: self.to,
+            rate: self.rate,
+            valid_from: self.valid_from,
         })
     }
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::entry::{ExpiryPolicy, HexBytes, Tier};
+use crate::money::Currency;
 use crate::types::DurationMs;
 use proptest::prelude::*;
 
@@ -109,6 +110,7 @@ impl Log {
                 expires_at: t(expires),
                 payee: None,
                 condition: None,
+                authorisation: None,
             }),
         )
     }
@@ -369,6 +371,7 @@ fn conditional_hold_needs_the_right_preimage() {
             expires_at: t(50_000),
             payee: Some("brand-b".parse().unwrap()),
             condition: Some(condition),
+            authorisation: None,
         }),
     )
     .unwrap();
@@ -643,6 +646,356 @@ fn rate_card_cannot_be_backdated() {
     assert_eq!(l.state.policies().rate_cards.len(), 1);
 }
 
+fn cur(c: &str) -> Currency {
+    c.parse().unwrap()
+}
+
+fn card(currency: &str, value: &str, from: u64) -> EntryKind {
+    EntryKind::RateCard(RateCard {
+        currency: cur(currency),
+        point_value: value.parse().unwrap(),
+        valid_from: t(from),
+    })
+}
+
+fn fx(from: &str, to: &str, rate: &str, valid_from: u64) -> EntryKind {
+    EntryKind::FxRate(FxRate {
+        from: cur(from),
+        to: cur(to),
+        rate: rate.parse().unwrap(),
+        valid_from: t(valid_from),
+    })
+}
+
+#[test]
+fn fx_rate_is_refused_between_one_currency_or_backdated() {
+    let mut l = Log::new();
+    let e = l.apply("fx1", fx("EUR", "EUR", "1", 5_000)).unwrap_err();
+    assert_eq!(
+        e,
+        StateError::FxSameCurrency {
+            currency: cur("EUR")
+        }
+    );
+    assert_eq!(e.code(), "fx_same_currency");
+    let e = l.apply("fx2", fx("EUR", "USD", "1.08", 10)).unwrap_err();
+    assert_eq!(e, StateError::RateCardInPast);
+    assert_eq!(e.code(), "rate_card_in_past");
+    // Valid from the entry's own time is not in the past.
+    let now = l.time + 1;
+    let a = l.apply("fx3", fx("EUR", "USD", "1.08", now)).unwrap();
+    assert_eq!(a, Applied::default());
+    assert_eq!(
+        l.state.policies().fx_rates,
+        vec![(LogIndex::new(0).unwrap(), {
+            let EntryKind::FxRate(r) = fx("EUR", "USD", "1.08", now) else {
+                unreachable!()
+            };
+            r
+        })]
+    );
+    l.replay_equals_live();
+}
+
+#[test]
+fn rate_lookups_take_the_latest_valid_from_and_the_later_entry_on_ties() {
+    let mut l = Log::new(); // entries at 1001, 1002, ...
+    l.apply("rc0", card("EUR", "0.01", 2_000)).unwrap(); // index 0
+    l.apply("rc1", card("EUR", "0.02", 5_000)).unwrap(); // index 1
+    l.apply("rc2", card("EUR", "0.03", 2_000)).unwrap(); // index 2: ties with rc0, later
+    l.apply("rc3", card("USD", "0.04", 3_000)).unwrap(); // index 3, another currency
+    l.apply("fx0", fx("EUR", "JPY", "160", 2_000)).unwrap(); // index 4
+    l.apply("fx1", fx("EUR", "JPY", "161", 4_000)).unwrap(); // index 5
+    l.apply("fx2", fx("JPY", "EUR", "0.006", 1_500)).unwrap(); // index 6, the other direction
+    l.apply("fx3", fx("EUR", "JPY", "162", 4_000)).unwrap(); // index 7: ties with fx1, later
+    let ix = |i: u64| LogIndex::new(i).unwrap();
+    let s = &l.state;
+    let card_at = |c: Option<&str>, at: u64| s.rate_card_at(c.map(cur), t(at)).map(|(i, _)| i);
+    assert_eq!(card_at(None, 1_999), None);
+    assert_eq!(card_at(None, 2_000), Some(ix(2)));
+    assert_eq!(card_at(Some("EUR"), 2_999), Some(ix(2)));
+    assert_eq!(card_at(None, 3_000), Some(ix(3)));
+    assert_eq!(card_at(Some("EUR"), 3_000), Some(ix(2)));
+    assert_eq!(card_at(Some("EUR"), 5_000), Some(ix(1)));
+    assert_eq!(card_at(Some("USD"), 2_999), None);
+    assert_eq!(card_at(Some("USD"), 9_999), Some(ix(3)));
+    assert_eq!(card_at(Some("GBP"), 9_999), None);
+    assert_eq!(
+        s.rate_card_at(Some(cur("EUR")), t(2_500))
+            .unwrap()
+            .1
+            .point_value
+            .to_string(),
+        "0.03"
+    );
+    let fx_at = |f: &str, to: &str, at: u64| s.fx_rate_at(cur(f), cur(to), t(at));
+    assert_eq!(fx_at("EUR", "JPY", 1_999), None);
+    assert_eq!(fx_at("EUR", "JPY", 3_999).map(|(i, _)| i), Some(ix(4)));
+    let (i, r) = fx_at("EUR", "JPY", 4_000).unwrap();
+    assert_eq!((i, r.rate.to_string()), (ix(7), "162".to_owned()));
+    // No inverse is derived, and a pair without a rate has none.
+    assert_eq!(fx_at("JPY", "EUR", 1_499), None);
+    assert_eq!(fx_at("JPY", "EUR", 9_999).map(|(i, _)| i), Some(ix(6)));
+    assert_eq!(fx_at("EUR", "USD", 9_999), None);
+    // The lookups on State and on Policies agree.
+    assert_eq!(
+        s.policies().fx_rate_at(cur("EUR"), cur("JPY"), t(4_000)),
+        fx_at("EUR", "JPY", 4_000)
+    );
+    l.replay_equals_live();
+}
+
+#[test]
+fn rate_cards_and_fx_rates_together_are_capped() {
+    let mut s = State::new();
+    let apply = |s: &mut State, n: u64, kind: EntryKind| {
+        s.apply(
+            LogIndex::new(n).unwrap(),
+            &Entry {
+                time: t(1 + n),
+                id: id(&format!("rate-{n}")),
+                kind,
+            },
+        )
+    };
+    for n in 0..RATES_MAX as u64 {
+        let kind = if n % 2 == 0 {
+            card("EUR", "0.01", 10_000)
+        } else {
+            fx("EUR", "USD", "1.08", 10_000)
+        };
+        apply(&mut s, n, kind).unwrap();
+    }
+    assert_eq!(s.policies().rate_count(), RATES_MAX);
+    let n = RATES_MAX as u64;
+    for kind in [
+        card("EUR", "0.01", 10_000),
+        fx("EUR", "USD", "1.08", 10_000),
+    ] {
+        let e = apply(&mut s, n, kind).unwrap_err();
+        assert_eq!(e, StateError::TooManyRates { max: RATES_MAX });
+        assert_eq!(e.code(), "too_many_rates");
+    }
+    // Other entries are still accepted.
+    apply(
+        &mut s,
+        n,
+        EntryKind::Earn(Earn {
+            member: m("alice"),
+            points: pts(1),
+            qualifying: true,
+        }),
+    )
+    .unwrap();
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn policies_records_without_fx_rates_still_load() {
+    let old = br#"{"expiry":null,"rate_cards":[[0,{"currency":"EUR","point_value":"0.01","valid_from":5}]]}"#;
+    let meta = br#"{"size":1,"last_time":2}"#;
+    let mut ids = BTreeMap::new();
+    ids.insert(b"s".to_vec(), meta.to_vec());
+    ids.insert(b"p".to_vec(), old.to_vec());
+    ids.insert(
+        b"i/rc".to_vec(),
+        format!(r#"{{"index":0,"intent":"{}"}}"#, "00".repeat(32)).into_bytes(),
+    );
+    let s = State::from_records(ids.iter()).unwrap();
+    assert!(s.policies().fx_rates.is_empty());
+    assert_eq!(s.rate_card_at(None, t(5)).map(|(i, _)| i.get()), Some(0));
+    // And a policies record with no FX rate is written as before.
+    assert!(!String::from_utf8(to_vec(s.policies()))
+        .unwrap()
+        .contains("fx_rates"));
+}
+
+fn authorise(member: &str, payee: &str, max: u64, expires: u64) -> EntryKind {
+    EntryKind::SpendAuthorisation(SpendAuthorisation {
+        member: m(member),
+        payee: payee.parse().unwrap(),
+        max_points: pts(max),
+        expires_at: t(expires),
+    })
+}
+
+fn authorised_hold(member: &str, p: u64, payee: Option<&str>, auth: &str) -> EntryKind {
+    EntryKind::Hold(Hold {
+        member: m(member),
+        points: pts(p),
+        expires_at: t(1_000_000),
+        payee: payee.map(|b| b.parse().unwrap()),
+        condition: None,
+        authorisation: Some(id(auth)),
+    })
+}
+
+#[test]
+fn spend_authorisation_needs_a_known_member_and_a_future_expiry() {
+    let mut l = Log::new();
+    let e = l
+        .apply("a0", authorise("alice", "brand-b", 10, 50_000))
+        .unwrap_err();
+    assert_eq!(e, StateError::UnknownMember(m("alice")));
+    l.earn("e1", "alice", 100).unwrap();
+    let now = l.time + 1;
+    let e = l
+        .apply("a1", authorise("alice", "brand-b", 10, now))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        StateError::AuthorisationExpiryNotInFuture {
+            expires_at: t(now),
+            now: t(now),
+        }
+    );
+    assert_eq!(e.code(), "authorisation_expiry_not_in_future");
+    let a = l
+        .apply("a2", authorise("alice", "brand-b", 10, 50_000))
+        .unwrap();
+    assert_eq!(a.transfers, vec![]);
+    assert_eq!(a.member, Some(m("alice")));
+    assert_eq!(
+        l.state.authorisation(&id("a2")),
+        Some(&AuthorisationState {
+            index: LogIndex::new(1).unwrap(),
+            member: m("alice"),
+            payee: "brand-b".parse().unwrap(),
+            max_points: 10,
+            expires_at: t(50_000),
+            used_by: None,
+        })
+    );
+    assert_eq!(l.balance("alice"), 100);
+    l.replay_equals_live();
+}
+
+#[test]
+fn a_hold_naming_an_authorisation_is_checked_against_it_and_uses_it_once() {
+    let mut l = Log::new();
+    l.earn("e1", "alice", 1_000).unwrap();
+    l.earn("e2", "bob", 1_000).unwrap();
+    l.apply("auth", authorise("alice", "brand-b", 300, 10_000))
+        .unwrap();
+    let code = |r: Result<Applied, StateError>| r.unwrap_err().code();
+    let b = Some("brand-b");
+    assert_eq!(
+        code(l.apply("h1", authorised_hold("alice", 10, b, "nope"))),
+        "unknown_authorisation"
+    );
+    assert_eq!(
+        code(l.apply("h2", authorised_hold("bob", 10, b, "auth"))),
+        "authorisation_wrong_member"
+    );
+    assert_eq!(
+        l.apply("h3", authorised_hold("alice", 10, None, "auth")),
+        Err(StateError::AuthorisationWrongPayee {
+            id: id("auth"),
+            authorised: "brand-b".parse().unwrap(),
+            payee: None,
+        })
+    );
+    assert_eq!(
+        code(l.apply("h4", authorised_hold("alice", 10, Some("brand-c"), "auth"))),
+        "authorisation_wrong_payee"
+    );
+    assert_eq!(
+        l.apply("h5", authorised_hold("alice", 301, b, "auth")),
+        Err(StateError::AuthorisationExceeded {
+            id: id("auth"),
+            max_points: 300,
+            requested: 301,
+        })
+    );
+    // The hold's own checks come first: its expiry, then the authorisation, then the points.
+    let mut past = authorised_hold("alice", 10, b, "nope");
+    if let EntryKind::Hold(h) = &mut past {
+        h.expires_at = t(10);
+    }
+    assert_eq!(code(l.apply("h6", past)), "hold_expiry_not_in_future");
+    // Exactly the maximum is allowed; the authorisation is then used by that hold.
+    let a = l
+        .apply("h7", authorised_hold("alice", 300, b, "auth"))
+        .unwrap();
+    assert_eq!(a.transfers[0].to, AccountId::Held);
+    let auth = l.state.authorisation(&id("auth")).unwrap();
+    assert_eq!(auth.used_by, Some(id("h7")));
+    assert_eq!(
+        l.state.hold(&id("h7")).unwrap().authorisation,
+        Some(id("auth"))
+    );
+    assert_eq!(
+        l.apply("h8", authorised_hold("alice", 1, b, "auth")),
+        Err(StateError::AuthorisationUsed {
+            id: id("auth"),
+            used_by: id("h7"),
+        })
+    );
+    // Voiding the hold does not give the authorisation back: it is single use.
+    l.apply("v7", EntryKind::Void(Void { hold: id("h7") }))
+        .unwrap();
+    assert_eq!(
+        code(l.apply("h9", authorised_hold("alice", 1, b, "auth"))),
+        "authorisation_used"
+    );
+    // Holds without an authorisation behave as before.
+    l.hold("h10", "alice", 5, 10_000).unwrap();
+    l.state.check_invariants().unwrap();
+    l.replay_equals_live();
+}
+
+#[test]
+fn an_authorisation_cannot_be_used_from_its_expiry_on() {
+    let mut l = Log::new();
+    l.earn("e1", "alice", 1_000).unwrap();
+    l.apply("auth", authorise("alice", "brand-b", 300, 5_000))
+        .unwrap();
+    l.apply("auth-2", authorise("alice", "brand-b", 300, 6_000))
+        .unwrap();
+    l.at(4_998); // the next entry is at 4_999
+    l.apply("h1", authorised_hold("alice", 5, Some("brand-b"), "auth"))
+        .unwrap();
+    l.at(5_999); // the next entry is at 6_000, the expiry of auth-2
+    assert_eq!(
+        l.apply("h2", authorised_hold("alice", 5, Some("brand-b"), "auth-2")),
+        Err(StateError::AuthorisationExpired {
+            id: id("auth-2"),
+            expires_at: t(6_000),
+        })
+    );
+    // Not enough points is reported after every authorisation check.
+    l.apply("auth-3", authorise("alice", "brand-b", 5_000, 90_000))
+        .unwrap();
+    assert_eq!(
+        code_of(l.apply(
+            "h3",
+            authorised_hold("alice", 2_000, Some("brand-b"), "auth-3")
+        )),
+        "insufficient_points"
+    );
+    assert!(l
+        .state
+        .authorisation(&id("auth-3"))
+        .unwrap()
+        .used_by
+        .is_none());
+    l.replay_equals_live();
+}
+
+fn code_of(r: Result<Applied, StateError>) -> &'static str {
+    r.unwrap_err().code()
+}
+
+#[test]
+fn hold_records_without_an_authorisation_still_load() {
+    let old = br#"{"index":3,"member":"alice","points":5,"expires_at":99,"portions":[],"status":{"status":"open"}}"#;
+    let h: HoldState = serde_json::from_slice(old).unwrap();
+    assert_eq!(h.authorisation, None);
+    assert!(!String::from_utf8(to_vec(&h))
+        .unwrap()
+        .contains("authorisation"));
+}
+
 #[test]
 fn balances_cannot_overflow_2_pow_53() {
     let mut l = Log::new();
@@ -698,7 +1051,32 @@ enum Op {
         shorten: u64,
         lie: u8,
     },
+    /// A rate card (`kind` 0: EUR, 1: USD) or FX rate (`kind` 2..5: one of [`FX_PAIRS`]),
+    /// valid `delay` ms after its entry, or backdated by 1 ms.
+    Rate {
+        kind: usize,
+        delay: u64,
+        backdated: bool,
+    },
+    /// A spend authorisation for [`PAYEES`]`[payee]`, expiring `ttl` ms after its entry
+    /// (`ttl` 0: refused).
+    Authorise {
+        member: usize,
+        payee: usize,
+        max: u64,
+        ttl: u64,
+    },
+    /// A hold naming the `recent`-th newest authorisation (none that old: an unknown id), for
+    /// its member and payee, or (`tweak` 1, 2, 3) for another member, another payee or none.
+    AuthHold {
+        recent: usize,
+        points: u64,
+        tweak: u8,
+    },
 }
+
+const PAYEES: [&str; 2] = ["brand-b", "brand-c"];
+const FX_PAIRS: [(&str, &str); 3] = [("EUR", "USD"), ("USD", "EUR"), ("EUR", "JPY")];
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
@@ -718,6 +1096,12 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..40usize).prop_map(|of| Op::ReuseId { of }),
         2 => (0..4usize, 0..3000u64, 0..3u8)
             .prop_map(|(member, shorten, lie)| Op::Attest { member, shorten, lie }),
+        2 => (0..5usize, 0..3000u64, prop::bool::weighted(0.1))
+            .prop_map(|(kind, delay, backdated)| Op::Rate { kind, delay, backdated }),
+        3 => (0..4usize, 0..2usize, 1..400u64, prop_oneof![1 => Just(0u64), 9 => 1..3000u64])
+            .prop_map(|(member, payee, max, ttl)| Op::Authorise { member, payee, max, ttl }),
+        3 => (prop_oneof![4 => 0..2usize, 1 => 2..6usize], 1..300u64, prop_oneof![3 => Just(0u8), 1 => 1..4u8])
+            .prop_map(|(recent, points, tweak)| Op::AuthHold { recent, points, tweak }),
     ]
 }
 
@@ -730,6 +1114,8 @@ fn run(ops: &[Op]) -> Log {
     let mut holds: Vec<String> = Vec::new();
     let mut redemptions: Vec<String> = Vec::new();
     let mut resolved: BTreeMap<String, u32> = BTreeMap::new();
+    let mut rates: Vec<(LogIndex, EntryKind)> = Vec::new();
+    let mut auths: Vec<ModelAuth> = Vec::new();
     for (n, op) in ops.iter().enumerate() {
         let eid = format!("op-{n}");
         match op {
@@ -835,6 +1221,69 @@ fn run(ops: &[Op]) -> Log {
                 shorten,
                 lie,
             } => attest_op(&mut l, &eid, m(MEMBERS[*member]), *shorten, *lie),
+            Op::Rate {
+                kind,
+                delay,
+                backdated,
+            } => {
+                let now = l.time + 1;
+                let from = if *backdated { now - 1 } else { now + delay };
+                let entry = match *kind {
+                    0 => card("EUR", "0.01", from),
+                    1 => card("USD", "0.02", from),
+                    k => {
+                        let (f, to) = FX_PAIRS[k - 2];
+                        fx(f, to, &format!("1.{n}1"), from)
+                    }
+                };
+                let index = LogIndex::new(l.state.size()).unwrap();
+                match l.apply(&eid, entry.clone()) {
+                    Ok(_) => rates.push((index, entry)),
+                    Err(e) => assert!(*backdated && e == StateError::RateCardInPast, "{e}"),
+                }
+            }
+            Op::Authorise {
+                member,
+                payee,
+                max,
+                ttl,
+            } => {
+                let now = l.time + 1;
+                let known = l.state.member(&m(MEMBERS[*member])).is_some();
+                let r = l.apply(
+                    &eid,
+                    authorise(MEMBERS[*member], PAYEES[*payee], *max, now + ttl),
+                );
+                assert_eq!(r.is_ok(), known && *ttl > 0, "{r:?}");
+                if r.is_ok() {
+                    auths.push(ModelAuth {
+                        id: eid,
+                        member: *member,
+                        payee: *payee,
+                        max: *max,
+                        expires_at: now + ttl,
+                        used: false,
+                    });
+                }
+            }
+            Op::AuthHold {
+                recent,
+                points,
+                tweak,
+            } => {
+                let n_auths = auths.len();
+                let auth = n_auths
+                    .checked_sub(recent + 1)
+                    .and_then(|k| auths.get_mut(k));
+                let (member, payee) = auth.as_ref().map_or((0, 0), |a| (a.member, a.payee));
+                let (member, payee) = match tweak {
+                    0 => (member, payee),
+                    1 => ((member + 1) % MEMBERS.len(), payee),
+                    2 => (member, (payee + 1) % PAYEES.len()),
+                    _ => (member, PAYEES.len()),
+                };
+                auth_hold_op(&mut l, &eid, auth, member, *points, payee, &mut holds);
+            }
             Op::ReuseId { of } => {
                 if let Some(e) = l.entries.get(*of).cloned() {
                     let size = l.state.size();
@@ -852,7 +1301,120 @@ fn run(ops: &[Op]) -> Log {
         resolved.values().all(|n| *n == 1),
         "a hold was resolved twice"
     );
+    check_rate_lookups(&l.state, &rates, l.time);
     l
+}
+
+/// What the test expects of one spend authorisation, kept apart from the state machine.
+struct ModelAuth {
+    id: String,
+    member: usize,
+    payee: usize,
+    max: u64,
+    expires_at: u64,
+    used: bool,
+}
+
+/// Applies a hold naming `auth` (or an unknown id when `None`) and checks the outcome against
+/// the model: the authorisation checks of spec/protocol.md §4.9 decide, in order; when they
+/// pass, only `unknown_member` or `insufficient_points` may still refuse; an accepted hold
+/// uses the authorisation up.
+fn auth_hold_op(
+    l: &mut Log,
+    eid: &str,
+    auth: Option<&mut ModelAuth>,
+    member: usize,
+    points: u64,
+    payee: usize,
+    holds: &mut Vec<String>,
+) {
+    let now = l.time + 1;
+    let auth_id = auth
+        .as_ref()
+        .map_or("no-such-auth".to_owned(), |a| a.id.clone());
+    let r = l.apply(
+        eid,
+        authorised_hold(
+            MEMBERS[member],
+            points,
+            PAYEES.get(payee).copied(),
+            &auth_id,
+        ),
+    );
+    let expected = match &auth {
+        None => Some("unknown_authorisation"),
+        Some(a) if a.member != member => Some("authorisation_wrong_member"),
+        Some(a) if a.payee != payee => Some("authorisation_wrong_payee"),
+        Some(a) if points > a.max => Some("authorisation_exceeded"),
+        Some(a) if now >= a.expires_at => Some("authorisation_expired"),
+        Some(a) if a.used => Some("authorisation_used"),
+        Some(_) => None,
+    };
+    match (&r, expected) {
+        (Err(e), Some(code)) => assert_eq!(e.code(), code),
+        (Err(e), None) => assert!(
+            matches!(
+                e,
+                StateError::UnknownMember(_) | StateError::InsufficientPoints { .. }
+            ),
+            "{e}"
+        ),
+        (Ok(_), None) => {
+            let a = auth.expect("an accepted hold names a known authorisation");
+            a.used = true;
+            assert_eq!(
+                l.state.authorisation(&id(&a.id)).unwrap().used_by,
+                Some(id(eid))
+            );
+            holds.push(eid.to_owned());
+        }
+        (Ok(_), Some(code)) => panic!("a hold was accepted, expected {code}"),
+    }
+}
+
+/// Checks [`State::rate_card_at`] and [`State::fx_rate_at`] against a direct reading of
+/// spec/protocol.md §4.7 over every accepted rate entry, around every `valid_from`.
+fn check_rate_lookups(s: &State, rates: &[(LogIndex, EntryKind)], last: u64) {
+    let valid_from = |k: &EntryKind| match k {
+        EntryKind::RateCard(c) => c.valid_from.get(),
+        EntryKind::FxRate(r) => r.valid_from.get(),
+        _ => unreachable!(),
+    };
+    let mut times = vec![0, last];
+    for (_, k) in rates {
+        let v = valid_from(k);
+        times.extend([v.saturating_sub(1), v, v + 1]);
+    }
+    // The expected entry: walk in log order, a later entry replacing an earlier one when its
+    // valid_from is not smaller.
+    let expect = |at: u64, keep: &dyn Fn(&EntryKind) -> bool| {
+        let mut best: Option<(u64, LogIndex)> = None;
+        for (i, k) in rates {
+            let v = valid_from(k);
+            if v <= at && keep(k) && best.is_none_or(|(bv, _)| v >= bv) {
+                best = Some((v, *i));
+            }
+        }
+        best.map(|(_, i)| i)
+    };
+    for at in times {
+        for c in [None, Some("EUR"), Some("USD"), Some("JPY")] {
+            let want = expect(at, &|k| match k {
+                EntryKind::RateCard(rc) => c.is_none_or(|c| rc.currency == cur(c)),
+                _ => false,
+            });
+            let got = s.rate_card_at(c.map(cur), t(at)).map(|(i, _)| i);
+            assert_eq!(got, want, "rate card {c:?} at {at}");
+        }
+        for (f, to) in FX_PAIRS.into_iter().chain([("JPY", "EUR")]) {
+            let want = expect(at, &|k| match k {
+                EntryKind::FxRate(r) => r.from == cur(f) && r.to == cur(to),
+                _ => false,
+            });
+            let got = s.fx_rate_at(cur(f), cur(to), t(at)).map(|(i, _)| i);
+            assert_eq!(got, want, "fx {f}->{to} at {at}");
+        }
+    }
 }
 
 /// Attests `member`'s tier at the next entry's time: truthfully (`lie` 0, the end brought

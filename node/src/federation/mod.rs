@@ -37,10 +37,11 @@ use crate::sequencer::Shared;
 /// Most partners one node has.
 pub const PARTNERS_MAX: usize = 64;
 /// Origins that would make one kind of signature readable as another (spec/federation.md §1).
-pub const RESERVED_ORIGINS: [&str; 3] = [
+pub const RESERVED_ORIGINS: [&str; 4] = [
     "cosignature/v1",
     "loyalty-peer-request/v1",
     ledger::agreement::AGREEMENT_DOMAIN,
+    ledger::statement::STATEMENT_DOMAIN,
 ];
 /// Directory of the mirrors inside the data directory.
 pub const MIRRORS_DIR: &str = "mirrors";
