@@ -9,13 +9,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::agreement::SignedAgreement;
 use crate::encoding::{self, EncodingError};
 use crate::merkle::Hash;
 use crate::money::{Currency, Decimal};
+use crate::quote::Quote;
 use crate::types::{
     BrandId, DurationMs, EntryId, LogIndex, LogTime, MemberId, ParseError, Points, TierName,
-    REASON_LEN_MAX,
+    MAX_AMOUNT, REASON_LEN_MAX,
 };
+use crate::value::FEE_BPS_MAX;
 
 /// The entry format version this implementation writes and reads.
 pub const ENTRY_VERSION: u64 = 1;
@@ -307,6 +310,12 @@ pub enum EntryKind {
     TierAttestation(TierAttestation),
     FxRate(FxRate),
     SpendAuthorisation(SpendAuthorisation),
+    /// Terms between two brands, co-signed by both (spec/protocol.md §3.3, §4.11); each brand
+    /// logs the same [`SignedAgreement`].
+    Agreement(SignedAgreement),
+    /// A quote the redeeming brand (the payee) locks for a cross-brand redemption
+    /// (spec/protocol.md §3.3, §4.11).
+    Quote(Quote),
 }
 
 /// Every entry type tag, in the order of spec/protocol.md.
@@ -326,6 +335,8 @@ pub const ENTRY_TYPES: &[&str] = &[
     "tier_attestation",
     "fx_rate",
     "spend_authorisation",
+    "agreement",
+    "quote",
 ];
 
 impl EntryKind {
@@ -347,6 +358,8 @@ impl EntryKind {
             EntryKind::TierAttestation(_) => "tier_attestation",
             EntryKind::FxRate(_) => "fx_rate",
             EntryKind::SpendAuthorisation(_) => "spend_authorisation",
+            EntryKind::Agreement(_) => "agreement",
+            EntryKind::Quote(_) => "quote",
         }
     }
 
@@ -371,6 +384,8 @@ impl EntryKind {
             EntryKind::TierAttestation(b) => v(b),
             EntryKind::FxRate(b) => v(b),
             EntryKind::SpendAuthorisation(b) => v(b),
+            EntryKind::Agreement(b) => v(b),
+            EntryKind::Quote(b) => v(b),
         }
     }
 
@@ -395,6 +410,8 @@ impl EntryKind {
             "tier_attestation" => EntryKind::TierAttestation(p(body)?),
             "fx_rate" => EntryKind::FxRate(p(body)?),
             "spend_authorisation" => EntryKind::SpendAuthorisation(p(body)?),
+            "agreement" => EntryKind::Agreement(p(body)?),
+            "quote" => EntryKind::Quote(p(body)?),
             other => return Err(EntryError::UnknownType(other.to_owned())),
         };
         kind.validate()?;
@@ -450,6 +467,32 @@ impl EntryKind {
                 return Err(EntryError::Invalid(
                     "a tier change must change the tier".into(),
                 ));
+            }
+            EntryKind::Agreement(a) => {
+                // Replay can check the terms and both signatures on their own; whether the keys
+                // are the pinned ones is the node's check before logging.
+                a.verify_self_consistent()
+                    .map_err(|e| EntryError::Invalid(format!("{}: {e}", e.code())))?;
+            }
+            EntryKind::Quote(q) => {
+                if q.amount_minor == 0 || q.amount_minor > MAX_AMOUNT {
+                    return Err(EntryError::Invalid(
+                        "amount_minor must be 1 to 2^53-1".into(),
+                    ));
+                }
+                if q.payer == q.payee {
+                    return Err(EntryError::Invalid(
+                        "a quote's payer and payee must differ".into(),
+                    ));
+                }
+                if q.fee_bps > FEE_BPS_MAX {
+                    return Err(EntryError::Invalid("fee_bps must be 0 to 10000".into()));
+                }
+                if q.expires_at <= q.quoted_at {
+                    return Err(EntryError::Invalid(
+                        "a quote must expire after its quoted_at".into(),
+                    ));
+                }
             }
             EntryKind::ExpiryPolicy(ExpiryPolicy {
                 lot_lifetime_ms: Some(d),

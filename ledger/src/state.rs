@@ -1,6 +1,6 @@
 //! The accounting state machine (spec/protocol.md §4): double-entry accounts, lots, holds,
-//! redemptions, spend authorisations, idempotency ids, tiers, and the rate cards and FX rates
-//! that value points.
+//! redemptions, spend authorisations, idempotency ids, tiers, the rate cards and FX rates
+//! that value points, and the agreements and quotes of cross-brand redemption.
 //!
 //! [`State::apply`] takes one entry and its log index and either changes the state and returns
 //! the transfers it made, or returns a typed error and changes nothing. The node's sequencer
@@ -15,19 +15,24 @@
 //! - every id is used by at most one entry, and a hold is resolved at most once;
 //! - a spend authorisation is used by at most one hold, and a hold that names an
 //!   authorisation is the one recorded as its user;
-//! - at most [`RATES_MAX`] rate cards and FX rates are kept, together.
+//! - at most [`RATES_MAX`] rate cards and FX rates are kept, together;
+//! - at most [`AGREEMENTS_MAX`] agreements are kept, each under its own agreement id, each
+//!   self-consistent (valid terms, one valid signature per brand);
+//! - every quote is kept under its redemption id and names a kept agreement.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::agreement::{AgreementError, SignedAgreement};
 use crate::entry::{
     Adjust, Direction, Earn, Entry, EntryKind, Expire, ExpiryPolicy, FxRate, HexHash, Hold, Post,
     RateCard, Redeem, Refund, SpendAuthorisation, TierAttestation, TierChange, TierPolicy, Void,
 };
 use crate::merkle::Hash;
 use crate::money::Currency;
+use crate::quote::Quote;
 use crate::tier::{self, QualifyingEvent};
 use crate::types::{
     AccountId, BrandId, EntryId, LogIndex, LogTime, MemberId, Points, TierName, MAX_AMOUNT,
@@ -36,6 +41,8 @@ use crate::types::{
 /// The most rate entries (`rate_card` and `fx_rate` together) a log may hold
 /// (spec/protocol.md §4.7).
 pub const RATES_MAX: usize = 4096;
+/// The most `agreement` entries a log may hold (spec/protocol.md §4.11).
+pub const AGREEMENTS_MAX: usize = 1024;
 
 /// Why an entry cannot be applied. The state is unchanged after any of these.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -148,6 +155,29 @@ pub enum StateError {
     AuthorisationExpired { id: EntryId, expires_at: LogTime },
     #[error("spend authorisation {id} is already used by hold {used_by}")]
     AuthorisationUsed { id: EntryId, used_by: EntryId },
+    /// An `agreement` whose terms or signatures do not verify on their own; the code is the
+    /// [`AgreementError`]'s.
+    #[error(transparent)]
+    Agreement(AgreementError),
+    #[error("agreement {agreement} is already logged at entry {index}")]
+    AgreementExists { agreement: EntryId, index: LogIndex },
+    #[error("the log already holds {max} agreements, the most it may")]
+    TooManyAgreements { max: usize },
+    #[error("a quote is logged under its redemption id {redemption}, not {id}")]
+    QuoteIdMismatch { id: EntryId, redemption: EntryId },
+    #[error("a quote from {quoted_at} until {expires_at} cannot be logged at {now}")]
+    QuoteExpired {
+        quoted_at: LogTime,
+        expires_at: LogTime,
+        now: LogTime,
+    },
+    #[error("no agreement with id {0}")]
+    UnknownAgreement(EntryId),
+    #[error("the quote does not match agreement {agreement}: {reason}")]
+    QuoteAgreementMismatch {
+        agreement: EntryId,
+        reason: &'static str,
+    },
 }
 
 fn payee_text(p: Option<&BrandId>) -> String {
@@ -208,6 +238,13 @@ impl StateError {
             StateError::AuthorisationExceeded { .. } => "authorisation_exceeded",
             StateError::AuthorisationExpired { .. } => "authorisation_expired",
             StateError::AuthorisationUsed { .. } => "authorisation_used",
+            StateError::Agreement(e) => e.code(),
+            StateError::AgreementExists { .. } => "agreement_exists",
+            StateError::TooManyAgreements { .. } => "too_many_agreements",
+            StateError::QuoteIdMismatch { .. } => "quote_id_mismatch",
+            StateError::QuoteExpired { .. } => "quote_expired",
+            StateError::UnknownAgreement(_) => "unknown_agreement",
+            StateError::QuoteAgreementMismatch { .. } => "quote_agreement_mismatch",
         }
     }
 }
@@ -331,6 +368,23 @@ pub struct AuthorisationState {
     /// The id of the hold that used the authorisation; `None` while unused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used_by: Option<EntryId>,
+}
+
+/// An agreement a brand logged (spec/protocol.md §4.11), by its agreement id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgreementState {
+    /// The index of the `agreement` entry.
+    pub index: LogIndex,
+    pub agreement: SignedAgreement,
+}
+
+/// A quote the brand logged (spec/protocol.md §4.11), by its redemption id; kept after it
+/// expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuoteState {
+    /// The index of the `quote` entry.
+    pub index: LogIndex,
+    pub quote: Quote,
 }
 
 /// A redemption (a redeem entry or a posted hold) and how much of it is refunded.
@@ -468,6 +522,8 @@ enum RecordKey {
     Redemption(EntryId),
     Id(EntryId),
     Authorisation(EntryId),
+    Agreement(EntryId),
+    Quote(EntryId),
 }
 
 /// Key prefixes of state records in storage (spec/protocol.md §6).
@@ -480,6 +536,8 @@ pub mod record_prefix {
     pub const REDEMPTION: &[u8] = b"r/";
     pub const ID: &[u8] = b"i/";
     pub const AUTHORISATION: &[u8] = b"au/";
+    pub const AGREEMENT: &[u8] = b"ag/";
+    pub const QUOTE: &[u8] = b"qu/";
 }
 
 impl RecordKey {
@@ -494,6 +552,8 @@ impl RecordKey {
             RecordKey::Redemption(r) => (REDEMPTION, r.to_string()),
             RecordKey::Id(i) => (ID, i.to_string()),
             RecordKey::Authorisation(a) => (AUTHORISATION, a.to_string()),
+            RecordKey::Agreement(a) => (AGREEMENT, a.to_string()),
+            RecordKey::Quote(q) => (QUOTE, q.to_string()),
         };
         let mut k = p.to_vec();
         k.extend_from_slice(s.as_bytes());
@@ -533,6 +593,10 @@ pub struct State {
     redemptions: HashMap<EntryId, RedemptionState>,
     ids: HashMap<EntryId, IdRecord>,
     authorisations: HashMap<EntryId, AuthorisationState>,
+    /// By agreement id (`terms.agreement`), not entry id.
+    agreements: BTreeMap<EntryId, AgreementState>,
+    /// By redemption id (the entry's id).
+    quotes: HashMap<EntryId, QuoteState>,
     /// Derived index: (expiry, member, lot) of every lot that expires.
     lot_expiries: BTreeSet<(LogTime, MemberId, LogIndex)>,
     /// Derived index: (expiry, id) of every open hold.
@@ -551,6 +615,8 @@ impl PartialEq for State {
             && self.redemptions == o.redemptions
             && self.ids == o.ids
             && self.authorisations == o.authorisations
+            && self.agreements == o.agreements
+            && self.quotes == o.quotes
             && self.lot_expiries == o.lot_expiries
             && self.hold_expiries == o.hold_expiries
     }
@@ -595,6 +661,21 @@ impl State {
     /// A spend authorisation by its id (the id of its entry).
     pub fn authorisation(&self, id: &EntryId) -> Option<&AuthorisationState> {
         self.authorisations.get(id)
+    }
+
+    /// An agreement by its agreement id (`terms.agreement`).
+    pub fn agreement(&self, id: &EntryId) -> Option<&AgreementState> {
+        self.agreements.get(id)
+    }
+
+    /// Every agreement, by agreement id.
+    pub fn agreements(&self) -> impl Iterator<Item = (&EntryId, &AgreementState)> {
+        self.agreements.iter()
+    }
+
+    /// A quote by its redemption id (the id of its entry), also after it expired.
+    pub fn quote(&self, id: &EntryId) -> Option<&QuoteState> {
+        self.quotes.get(id)
     }
 
     /// The rate card in force at `t`, with its entry's index; see [`Policies::rate_card_at`].
@@ -752,6 +833,8 @@ impl State {
             EntryKind::SpendAuthorisation(b) => {
                 self.spend_authorisation(index, now, &entry.id, b)?
             }
+            EntryKind::Agreement(b) => self.agreement_entry(index, b)?,
+            EntryKind::Quote(b) => self.quote_entry(index, now, &entry.id, b)?,
             EntryKind::TierChange(b) => self.tier_change(now, b)?,
             EntryKind::TierAttestation(b) => self.tier_attestation(now, b)?,
         };
@@ -1102,6 +1185,96 @@ impl State {
             transfers: Vec::new(),
             member: Some(b.member.clone()),
         })
+    }
+
+    /// spec/protocol.md §4.9, `agreement`: records a self-consistent agreement under its
+    /// agreement id, once. Moves no points.
+    fn agreement_entry(
+        &mut self,
+        index: LogIndex,
+        b: &SignedAgreement,
+    ) -> Result<Applied, StateError> {
+        b.verify_self_consistent().map_err(StateError::Agreement)?;
+        let id = &b.terms.agreement;
+        if let Some(a) = self.agreements.get(id) {
+            return Err(StateError::AgreementExists {
+                agreement: id.clone(),
+                index: a.index,
+            });
+        }
+        if self.agreements.len() >= AGREEMENTS_MAX {
+            return Err(StateError::TooManyAgreements {
+                max: AGREEMENTS_MAX,
+            });
+        }
+        self.agreements.insert(
+            id.clone(),
+            AgreementState {
+                index,
+                agreement: b.clone(),
+            },
+        );
+        self.changed.insert(RecordKey::Agreement(id.clone()));
+        debug_assert!(self.agreements.len() <= AGREEMENTS_MAX);
+        Ok(Applied::default())
+    }
+
+    /// spec/protocol.md §4.9, `quote`: records a quote, live at `now`, that the agreement it
+    /// names allows and whose terms it repeats, under its redemption id. Moves no points.
+    fn quote_entry(
+        &mut self,
+        index: LogIndex,
+        now: LogTime,
+        id: &EntryId,
+        q: &Quote,
+    ) -> Result<Applied, StateError> {
+        if id != &q.redemption {
+            return Err(StateError::QuoteIdMismatch {
+                id: id.clone(),
+                redemption: q.redemption.clone(),
+            });
+        }
+        if q.quoted_at > now || q.expires_at <= now {
+            return Err(StateError::QuoteExpired {
+                quoted_at: q.quoted_at,
+                expires_at: q.expires_at,
+                now,
+            });
+        }
+        let terms = &self
+            .agreements
+            .get(&q.agreement)
+            .ok_or_else(|| StateError::UnknownAgreement(q.agreement.clone()))?
+            .agreement
+            .terms;
+        let mismatch = if !terms.allows(&q.payer, &q.payee) {
+            Some("the agreement does not allow the direction")
+        } else if terms.settlement_currency != q.currency {
+            Some("the currency is not the settlement currency")
+        } else if terms.fee_bps != q.fee_bps {
+            Some("the fee differs")
+        } else if terms.rounding != q.rounding {
+            Some("the rounding differs")
+        } else if q.quoted_at < terms.valid_from {
+            Some("the quote is from before the agreement applies")
+        } else {
+            None
+        };
+        if let Some(reason) = mismatch {
+            return Err(StateError::QuoteAgreementMismatch {
+                agreement: q.agreement.clone(),
+                reason,
+            });
+        }
+        self.quotes.insert(
+            id.clone(),
+            QuoteState {
+                index,
+                quote: q.clone(),
+            },
+        );
+        self.changed.insert(RecordKey::Quote(id.clone()));
+        Ok(Applied::default())
     }
 
     /// The checks a hold naming spend authorisation `auth` must pass (spec/protocol.md §4.10),
@@ -1478,6 +1651,29 @@ impl State {
                 self.policies.rate_count()
             )));
         }
+        if self.agreements.len() > AGREEMENTS_MAX {
+            return Err(InvariantViolation(format!(
+                "{} agreements kept, above {AGREEMENTS_MAX}",
+                self.agreements.len()
+            )));
+        }
+        for (id, a) in &self.agreements {
+            if &a.agreement.terms.agreement != id {
+                return Err(InvariantViolation(format!(
+                    "agreement {id}: kept under another agreement's id"
+                )));
+            }
+            if let Err(e) = a.agreement.verify_self_consistent() {
+                return Err(InvariantViolation(format!("agreement {id}: {e}")));
+            }
+        }
+        for (id, q) in &self.quotes {
+            if &q.quote.redemption != id || !self.agreements.contains_key(&q.quote.agreement) {
+                return Err(InvariantViolation(format!(
+                    "quote {id}: not kept under its redemption id, or names no kept agreement"
+                )));
+            }
+        }
         if self.ids.len() as u64 != self.meta.size {
             return Err(InvariantViolation(format!(
                 "{} ids recorded for {} entries",
@@ -1543,6 +1739,8 @@ impl State {
                     RecordKey::Redemption(r) => self.redemptions.get(r).map(to_vec),
                     RecordKey::Id(i) => self.ids.get(i).map(to_vec),
                     RecordKey::Authorisation(a) => self.authorisations.get(a).map(to_vec),
+                    RecordKey::Agreement(a) => self.agreements.get(a).map(to_vec),
+                    RecordKey::Quote(q) => self.quotes.get(q).map(to_vec),
                 };
                 (k.to_bytes(), v)
             })
@@ -1615,6 +1813,16 @@ impl State {
                     .parse()
                     .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
                 s.authorisations.insert(id, from_slice(v).map_err(err)?);
+            } else if k.starts_with(AGREEMENT) {
+                let id: EntryId = name(AGREEMENT)
+                    .parse()
+                    .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
+                s.agreements.insert(id, from_slice(v).map_err(err)?);
+            } else if k.starts_with(QUOTE) {
+                let id: EntryId = name(QUOTE)
+                    .parse()
+                    .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
+                s.quotes.insert(id, from_slice(v).map_err(err)?);
             } else if k.starts_with(ID) {
                 let id: EntryId = name(ID)
                     .parse()

@@ -10,6 +10,8 @@
 use std::collections::BTreeSet;
 
 use base64::Engine as _;
+use ed25519_dalek::SigningKey;
+use ledger::agreement::{self, AgreementTerms, SignedAgreement};
 use ledger::checkpoint::{
     self, open_checkpoint, sign_checkpoint, Checkpoint, NoteSigner, NoteVerifier,
 };
@@ -20,9 +22,11 @@ use ledger::entry::{
     TierChange, TierPolicy, Void, ENTRY_TYPES,
 };
 use ledger::merkle::{self, leaf_hash, MemoryTree};
+use ledger::quote::{make_quote, Ask, Pricing, Quote};
 use ledger::receipt::Receipt;
 use ledger::state::State;
-use ledger::types::{AccountId, DurationMs, EntryId, LogIndex, LogTime, MemberId, Points};
+use ledger::types::{AccountId, BrandId, DurationMs, EntryId, LogIndex, LogTime, MemberId, Points};
+use ledger::value::Rounding;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -217,6 +221,79 @@ fn id(s: &str) -> EntryId {
     s.parse().unwrap()
 }
 
+fn brand(s: &str) -> BrandId {
+    s.parse().unwrap()
+}
+
+/// The log time of the example agreement.
+const T_AGREEMENT: u64 = T0 + 3_000 + YEAR_MS + 5_000;
+
+/// The example agreement between `brand-a` and `brand-b`, both directions, co-signed by each
+/// brand's node key: the key of origin `loyalty.example/<brand>`, whose secret seed is that of
+/// spec/checkpoint.md §5 (`checkpoint::vectors::seed`).
+fn example_agreement() -> SignedAgreement {
+    let direction = |payer: &str, payee: &str| agreement::Direction {
+        payer: brand(payer),
+        payee: brand(payee),
+    };
+    let terms = AgreementTerms {
+        agreement: id("agr-0001"),
+        brands: [brand("brand-a"), brand("brand-b")],
+        directions: vec![
+            direction("brand-a", "brand-b"),
+            direction("brand-b", "brand-a"),
+        ],
+        settlement_currency: "EUR".parse().unwrap(),
+        fx_source: brand("brand-a"),
+        fee_bps: 150,
+        credit_limit_minor: 500_000,
+        period_ms: DurationMs::new(86_400_000).unwrap(),
+        period_origin: at(T0),
+        rounding: Rounding::HalfEven,
+        valid_from: at(T_AGREEMENT),
+    };
+    let signatures = terms
+        .brands
+        .iter()
+        .map(|b| {
+            let origin = format!("loyalty.example/{b}");
+            let seed = checkpoint::vectors::seed(&origin);
+            let signer = NoteSigner::from_seed(&origin, &seed).unwrap();
+            agreement::sign(
+                &terms,
+                b,
+                &SigningKey::from_bytes(&seed),
+                &signer.verifier_key_string(),
+            )
+        })
+        .collect();
+    SignedAgreement { terms, signatures }
+}
+
+/// The example quote, logged by `brand-a` as the redeeming brand (payee) under the example
+/// agreement: a price of EUR 4.99 in points of `brand-b` worth EUR 0.0125 each (rate card at
+/// index 0 of `brand-b`'s log), quoted 500 ms before it is logged, live for 10 minutes.
+fn example_quote() -> Quote {
+    let pricing = Pricing {
+        rate_card_index: 0,
+        point_value: "0.0125".parse().unwrap(),
+        base: "EUR".parse().unwrap(),
+        fx: None,
+    };
+    make_quote(
+        &example_agreement().terms,
+        id("red-0001"),
+        "m-77c1".parse().unwrap(),
+        &brand("brand-b"),
+        &brand("brand-a"),
+        Ask::PriceMinor(499),
+        &pricing,
+        at(T_AGREEMENT + 500),
+        DurationMs::new(600_000).unwrap(),
+    )
+    .unwrap()
+}
+
 /// The type tag of every `EntryKind` variant. The match has no wildcard, so a new entry type
 /// does not compile here until it is given a tag (and then a vector, see below).
 fn tag(kind: &EntryKind) -> &'static str {
@@ -236,6 +313,8 @@ fn tag(kind: &EntryKind) -> &'static str {
         EntryKind::TierAttestation(_) => "tier_attestation",
         EntryKind::FxRate(_) => "fx_rate",
         EntryKind::SpendAuthorisation(_) => "spend_authorisation",
+        EntryKind::Agreement(_) => "agreement",
+        EntryKind::Quote(_) => "quote",
     }
 }
 
@@ -510,6 +589,18 @@ fn example_log() -> Vec<(&'static str, Entry)> {
                 authorisation: Some(id("auth-0001")),
             }),
         ),
+        e(
+            "agreement",
+            T_AGREEMENT,
+            "agr-0001",
+            EntryKind::Agreement(example_agreement()),
+        ),
+        e(
+            "quote",
+            T_AGREEMENT + 1_000,
+            "red-0001",
+            EntryKind::Quote(example_quote()),
+        ),
     ]
 }
 
@@ -583,6 +674,24 @@ fn invalid_cases() -> Vec<(&'static str, String, &'static str)> {
         (
             "zero maximum in a spend authorisation",
             body("spend_authorisation", r#"{"expires_at":1700003603000,"max_points":0,"member":"m-8f3a9c","payee":"brand-b"}"#),
+            "invalid",
+        ),
+        (
+            "agreement terms changed after signing",
+            {
+                let mut a = example_agreement();
+                a.terms.credit_limit_minor += 1;
+                body("agreement", &String::from_utf8(ledger::encoding::to_canonical(&a)).unwrap())
+            },
+            "invalid",
+        ),
+        (
+            "zero amount in a quote",
+            {
+                let mut q = example_quote();
+                q.amount_minor = 0;
+                body("quote", &String::from_utf8(ledger::encoding::to_canonical(&q)).unwrap())
+            },
             "invalid",
         ),
         ("an array, not an object", "[]".into(), "invalid"),

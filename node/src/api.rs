@@ -84,6 +84,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/admin/partners", post(fed::add))
         .route("/v1/admin/partners/{brand}/unfreeze", post(fed::unfreeze))
         .route("/v1/evidence", get(fed::evidence))
+        .route(
+            "/v1/admin/agreements",
+            post(crate::federation::agreements::approve),
+        )
+        .route(
+            crate::federation::agreements::PEER_PATH,
+            post(crate::federation::agreements::peer_approval),
+        )
         .route("/v1/members/{member}/attestation", get(fed::attestation))
         .route("/v1/attestations/verify", post(fed::verify_attestation))
         .route(

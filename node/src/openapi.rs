@@ -49,6 +49,7 @@ use crate::{admin, api, log_routes, problem, reads};
         fed::cosigned,
         fed::attestation,
         fed::verify_attestation,
+        crate::federation::agreements::approve,
     ),
     components(schemas(problem::Problem))
 )]

@@ -119,12 +119,14 @@ impl From<StateError> for ApiError {
         let status = match &e {
             StateError::UnknownMember(_)
             | StateError::UnknownAuthorisation(_)
+            | StateError::UnknownAgreement(_)
             | StateError::UnknownHold(_)
             | StateError::UnknownRedemption(_)
             | StateError::UnknownLot { .. } => StatusCode::NOT_FOUND,
             StateError::DuplicateId(..)
             | StateError::HoldNotOpen { .. }
             | StateError::AuthorisationUsed { .. }
+            | StateError::AgreementExists { .. }
             | StateError::AuthorisationExpired { .. }
             | StateError::HoldExpired { .. } => StatusCode::CONFLICT,
             StateError::TimeNotIncreasing { .. } | StateError::IndexNotNext { .. } => {

@@ -312,3 +312,16 @@ mod tests {
         assert_eq!(witness_policy(log, &[], 0).unwrap().quorum, 0);
     }
 }
+
+/// The answer to [`crate::Client::approve_agreement`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgreementOutcome {
+    /// `logged` (co-signed and logged on this node) or `pending` (the other party has not
+    /// approved the same terms yet).
+    pub status: String,
+    /// The terms with the signatures gathered so far.
+    pub agreement: ledger::agreement::SignedAgreement,
+    /// The receipt of the agreement entry, once logged.
+    pub receipt: Option<ledger::receipt::Receipt>,
+}

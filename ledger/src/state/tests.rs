@@ -1,9 +1,12 @@
 //! Unit and property tests of the accounting state machine.
 
 use super::*;
-use crate::entry::{ExpiryPolicy, HexBytes, Tier};
+use crate::agreement::{self, AgreementTerms, Direction as AgreementDirection};
+use crate::entry::{EntryError, ExpiryPolicy, HexBytes, Tier};
 use crate::money::Currency;
+use crate::quote::Quote;
 use crate::types::DurationMs;
+use crate::value::Rounding;
 use proptest::prelude::*;
 
 fn m(s: &str) -> MemberId {
@@ -1073,6 +1076,18 @@ enum Op {
         points: u64,
         tweak: u8,
     },
+    /// The agreement `agr-<agreement>`, its terms changed after signing when `tampered`.
+    Agree {
+        agreement: usize,
+        tampered: bool,
+    },
+    /// A quote under `agr-<agreement>`, quoted `age` ms before its entry and expiring `ttl` ms
+    /// after it (`ttl` 0: refused).
+    Quote {
+        agreement: usize,
+        age: u64,
+        ttl: u64,
+    },
 }
 
 const PAYEES: [&str; 2] = ["brand-b", "brand-c"];
@@ -1102,6 +1117,10 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(member, payee, max, ttl)| Op::Authorise { member, payee, max, ttl }),
         3 => (prop_oneof![4 => 0..2usize, 1 => 2..6usize], 1..300u64, prop_oneof![3 => Just(0u8), 1 => 1..4u8])
             .prop_map(|(recent, points, tweak)| Op::AuthHold { recent, points, tweak }),
+        1 => (0..3usize, prop::bool::weighted(0.2))
+            .prop_map(|(agreement, tampered)| Op::Agree { agreement, tampered }),
+        2 => (0..4usize, 0..500u64, prop_oneof![1 => Just(0u64), 9 => 1..3000u64])
+            .prop_map(|(agreement, age, ttl)| Op::Quote { agreement, age, ttl }),
     ]
 }
 
@@ -1283,6 +1302,44 @@ fn run(ops: &[Op]) -> Log {
                     _ => (member, PAYEES.len()),
                 };
                 auth_hold_op(&mut l, &eid, auth, member, *points, payee, &mut holds);
+            }
+            Op::Agree {
+                agreement,
+                tampered,
+            } => {
+                let agr = format!("agr-{agreement}");
+                let mut a = cosign(terms(&agr));
+                if *tampered {
+                    a.terms.credit_limit_minor += 1;
+                }
+                let known = l.state.agreement(&id(&agr)).is_some();
+                let r = l.apply(&eid, EntryKind::Agreement(a));
+                match r {
+                    Ok(_) => assert!(!tampered && !known),
+                    Err(e) => assert_eq!(
+                        e.code(),
+                        if *tampered {
+                            "agreement_bad_signature"
+                        } else {
+                            "agreement_exists"
+                        }
+                    ),
+                }
+            }
+            Op::Quote {
+                agreement,
+                age,
+                ttl,
+            } => {
+                let now = l.time + 1;
+                let agr = format!("agr-{agreement}");
+                let known = l.state.agreement(&id(&agr)).is_some();
+                let q = quote(&eid, &agr, now.saturating_sub(*age), now + ttl);
+                let r = l.apply(&eid, EntryKind::Quote(q.clone()));
+                assert_eq!(r.is_ok(), known && *ttl > 0, "{r:?}");
+                if r.is_ok() {
+                    assert_eq!(l.state.quote(&id(&eid)).map(|s| &s.quote), Some(&q));
+                }
             }
             Op::ReuseId { of } => {
                 if let Some(e) = l.entries.get(*of).cloned() {
@@ -1509,4 +1566,334 @@ fn never_expiring_credits_join_one_lot() {
     assert_eq!(lots.len(), 1, "a refund joins the never-expiring lot");
     assert_eq!(lots[0].remaining, 101);
     l.replay_equals_live();
+}
+
+fn brand(s: &str) -> BrandId {
+    s.parse().unwrap()
+}
+
+/// The node key of `name`, from a fixed seed.
+fn party_key(name: &str) -> (ed25519_dalek::SigningKey, String) {
+    let seed: [u8; 32] = Sha256::digest(format!("state tests {name}")).into();
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let signer =
+        crate::checkpoint::NoteSigner::new(&format!("loyalty.example/{name}"), key.clone())
+            .unwrap();
+    (key, signer.verifier_key_string())
+}
+
+/// Terms between `brand-a` and `brand-b` in EUR, `brand-a` → `brand-b`, from log time 0.
+fn terms(agreement: &str) -> AgreementTerms {
+    AgreementTerms {
+        agreement: id(agreement),
+        brands: [brand("brand-a"), brand("brand-b")],
+        directions: vec![AgreementDirection {
+            payer: brand("brand-a"),
+            payee: brand("brand-b"),
+        }],
+        settlement_currency: cur("EUR"),
+        fx_source: brand("brand-a"),
+        fee_bps: 150,
+        credit_limit_minor: 1_000_000,
+        period_ms: DurationMs::new(86_400_000).unwrap(),
+        period_origin: t(0),
+        rounding: Rounding::HalfEven,
+        valid_from: t(0),
+    }
+}
+
+/// `terms` signed by both brands.
+fn cosign(terms: AgreementTerms) -> SignedAgreement {
+    let signatures = terms
+        .brands
+        .iter()
+        .map(|b| {
+            let (key, vk) = party_key(b.as_str());
+            agreement::sign(&terms, b, &key, &vk)
+        })
+        .collect();
+    SignedAgreement { terms, signatures }
+}
+
+fn agreement_entry(agreement: &str) -> EntryKind {
+    EntryKind::Agreement(cosign(terms(agreement)))
+}
+
+#[test]
+fn an_agreement_is_kept_once_under_its_agreement_id() {
+    let mut l = Log::new();
+    let a = l.apply("e-agr-1", agreement_entry("agr-1")).unwrap();
+    assert_eq!(a, Applied::default());
+    let kept = l.state.agreement(&id("agr-1")).unwrap();
+    assert_eq!(kept.index, LogIndex::new(0).unwrap());
+    assert_eq!(kept.agreement, cosign(terms("agr-1")));
+    assert!(l.state.agreement(&id("e-agr-1")).is_none());
+    // The same agreement under another entry id, or other terms with the same agreement id,
+    // are refused: changing terms means a new agreement id.
+    assert_eq!(
+        l.apply("e-agr-1-again", agreement_entry("agr-1")),
+        Err(StateError::AgreementExists {
+            agreement: id("agr-1"),
+            index: LogIndex::new(0).unwrap(),
+        })
+    );
+    let mut other = terms("agr-1");
+    other.fee_bps = 0;
+    assert_eq!(
+        code_of(l.apply("e-agr-1-other", EntryKind::Agreement(cosign(other)))),
+        "agreement_exists"
+    );
+    l.apply("e-agr-0", agreement_entry("agr-0")).unwrap();
+    let ids: Vec<&str> = l.state.agreements().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(ids, ["agr-0", "agr-1"]);
+    assert_eq!(EntryKind::Agreement(cosign(terms("x"))).member(), None);
+    l.state.check_invariants().unwrap();
+    l.replay_equals_live();
+}
+
+#[test]
+fn an_agreement_that_does_not_verify_on_its_own_is_refused_with_its_code() {
+    let mut l = Log::new();
+    let good = cosign(terms("agr-1"));
+    let mut tampered = good.clone();
+    tampered.terms.credit_limit_minor += 1;
+    let mut half = good.clone();
+    half.signatures.pop();
+    let mut twice = good.clone();
+    twice.signatures.push(twice.signatures[0].clone());
+    let mut invalid = terms("agr-1");
+    invalid.fee_bps = 10_001;
+    let mut foreign = good.clone();
+    let (key, vk) = party_key("brand-c");
+    foreign.signatures.push(agreement::sign(
+        &foreign.terms,
+        &brand("brand-c"),
+        &key,
+        &vk,
+    ));
+    for (a, code) in [
+        (tampered, "agreement_bad_signature"),
+        (half, "agreement_missing_signature"),
+        (twice, "agreement_duplicate_signature"),
+        (cosign(invalid), "agreement_invalid_terms"),
+        (foreign, "agreement_not_a_party"),
+    ] {
+        let e = l
+            .apply("e-agr", EntryKind::Agreement(a.clone()))
+            .unwrap_err();
+        assert_eq!(e.code(), code);
+        assert!(matches!(e, StateError::Agreement(_)));
+        // Decoding refuses the same body.
+        let body = serde_json::to_value(&a).unwrap();
+        let refused = EntryKind::from_type_and_body("agreement", body).unwrap_err();
+        assert!(
+            matches!(&refused, EntryError::Invalid(m) if m.starts_with(code)),
+            "{refused}"
+        );
+    }
+    assert_eq!(l.state.size(), 0);
+    l.apply("e-agr", EntryKind::Agreement(good)).unwrap();
+    l.replay_equals_live();
+}
+
+#[test]
+fn agreements_are_capped() {
+    let mut s = State::new();
+    // Filled directly: signing 1024 agreements is slow and tests nothing more.
+    let kept = AgreementState {
+        index: LogIndex::new(0).unwrap(),
+        agreement: cosign(terms("agr-kept")),
+    };
+    for n in 0..AGREEMENTS_MAX {
+        s.agreements.insert(id(&format!("agr-{n}")), kept.clone());
+    }
+    let e = s
+        .apply(
+            LogIndex::new(0).unwrap(),
+            &Entry {
+                time: t(1),
+                id: id("e-agr"),
+                kind: agreement_entry("agr-new"),
+            },
+        )
+        .unwrap_err();
+    assert_eq!(
+        e,
+        StateError::TooManyAgreements {
+            max: AGREEMENTS_MAX
+        }
+    );
+    assert_eq!(e.code(), "too_many_agreements");
+    s.agreements.pop_first();
+    s.apply(
+        LogIndex::new(0).unwrap(),
+        &Entry {
+            time: t(1),
+            id: id("e-agr"),
+            kind: agreement_entry("agr-new"),
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn agreement_records_round_trip_and_are_checked_by_the_invariants() {
+    let mut l = Log::new();
+    l.apply("e-agr-1", agreement_entry("agr-1")).unwrap();
+    assert!(l.records.contains_key(&b"ag/agr-1"[..]));
+    l.replay_equals_live();
+    // A kept agreement whose signatures no longer verify breaks an invariant.
+    let mut s = l.state.clone();
+    s.agreements
+        .get_mut(&id("agr-1"))
+        .unwrap()
+        .agreement
+        .terms
+        .fee_bps = 0;
+    assert!(s.check_invariants().is_err());
+}
+
+/// A quote under `terms(agreement)` for redemption `redemption`, `brand-a` → `brand-b`, quoted
+/// at `quoted_at` and live until `expires_at`.
+fn quote(redemption: &str, agreement: &str, quoted_at: u64, expires_at: u64) -> Quote {
+    Quote {
+        redemption: id(redemption),
+        agreement: id(agreement),
+        payer: brand("brand-a"),
+        payee: brand("brand-b"),
+        member: m("alice"),
+        points: pts(400),
+        amount_minor: 493,
+        currency: cur("EUR"),
+        rate_card_index: 3,
+        fx_rate_index: None,
+        fee_bps: 150,
+        rounding: Rounding::HalfEven,
+        quoted_at: t(quoted_at),
+        expires_at: t(expires_at),
+    }
+}
+
+#[test]
+fn a_quote_is_kept_under_its_redemption_id_after_it_expires() {
+    let mut l = Log::new();
+    l.apply("e-agr-1", agreement_entry("agr-1")).unwrap();
+    let q = quote("red-1", "agr-1", 1_000, 5_000);
+    let a = l.apply("red-1", EntryKind::Quote(q.clone())).unwrap();
+    assert_eq!(a, Applied::default());
+    assert_eq!(EntryKind::Quote(q.clone()).member(), None);
+    let kept = l.state.quote(&id("red-1")).unwrap();
+    assert_eq!((kept.index, &kept.quote), (LogIndex::new(1).unwrap(), &q));
+    assert!(l.records.contains_key(&b"qu/red-1"[..]));
+    // Long after it expired, it is still there; a second quote for the redemption is a
+    // duplicate id.
+    l.at(90_000);
+    l.earn("e1", "alice", 10).unwrap();
+    assert_eq!(l.state.quote(&id("red-1")).unwrap().quote, q);
+    assert_eq!(
+        code_of(l.apply("red-1", EntryKind::Quote(q))),
+        "duplicate_id"
+    );
+    l.state.check_invariants().unwrap();
+    l.replay_equals_live();
+}
+
+#[test]
+fn a_quote_is_refused_unless_it_matches_its_id_time_and_agreement() {
+    let mut l = Log::new();
+    let q = |f: &dyn Fn(&mut Quote)| {
+        let mut q = quote("red-1", "agr-1", 1_000, 5_000);
+        f(&mut q);
+        EntryKind::Quote(q)
+    };
+    assert_eq!(
+        l.apply("red-1", q(&|_| {})),
+        Err(StateError::UnknownAgreement(id("agr-1")))
+    );
+    l.apply("e-agr-1", agreement_entry("agr-1")).unwrap();
+    assert_eq!(
+        l.apply("red-2", q(&|_| {})),
+        Err(StateError::QuoteIdMismatch {
+            id: id("red-2"),
+            redemption: id("red-1"),
+        })
+    );
+    // A quote from after the entry's time, or expiring at it, is not live.
+    l.at(1_999); // the next entry is at 2_000
+    assert_eq!(
+        l.apply("red-1", q(&|q| q.quoted_at = t(2_001))),
+        Err(StateError::QuoteExpired {
+            quoted_at: t(2_001),
+            expires_at: t(5_000),
+            now: t(2_000),
+        })
+    );
+    l.at(2_999); // the next entry is at 3_000
+    assert_eq!(
+        code_of(l.apply("red-1", q(&|q| q.expires_at = t(3_000)))),
+        "quote_expired"
+    );
+    let mut late = terms("agr-late");
+    late.valid_from = t(1_001);
+    l.apply("e-agr-late", EntryKind::Agreement(cosign(late)))
+        .unwrap();
+    type Change = Box<dyn Fn(&mut Quote)>;
+    let mismatches: Vec<Change> = vec![
+        Box::new(|q| std::mem::swap(&mut q.payer, &mut q.payee)),
+        Box::new(|q| q.payee = brand("brand-c")),
+        Box::new(|q| q.currency = cur("USD")),
+        Box::new(|q| q.fee_bps = 0),
+        Box::new(|q| q.rounding = Rounding::Up),
+        Box::new(|q| q.agreement = id("agr-late")),
+    ];
+    for (i, f) in mismatches.iter().enumerate() {
+        let r = l.apply("red-1", q(f.as_ref()));
+        assert!(
+            matches!(r, Err(StateError::QuoteAgreementMismatch { .. })),
+            "case {i}: {r:?}"
+        );
+        assert_eq!(code_of(r), "quote_agreement_mismatch");
+    }
+    assert!(l.state.quote(&id("red-1")).is_none());
+    // Quoted exactly at the entry's time, expiring just after it: accepted.
+    let now = l.time + 1;
+    l.apply(
+        "red-1",
+        q(&|q| {
+            q.quoted_at = t(now);
+            q.expires_at = t(now + 1);
+        }),
+    )
+    .unwrap();
+    l.replay_equals_live();
+}
+
+#[test]
+fn a_quote_body_is_refused_at_decoding_when_out_of_range() {
+    let base = quote("red-1", "agr-1", 1_000, 5_000);
+    type Change = Box<dyn Fn(&mut Quote)>;
+    let cases: Vec<Change> = vec![
+        Box::new(|q| q.amount_minor = 0),
+        Box::new(|q| q.amount_minor = MAX_AMOUNT + 1),
+        Box::new(|q| q.payee = q.payer.clone()),
+        Box::new(|q| q.fee_bps = 10_001),
+        Box::new(|q| q.expires_at = q.quoted_at),
+    ];
+    for (i, f) in cases.iter().enumerate() {
+        let mut q = base.clone();
+        f(&mut q);
+        let body = serde_json::to_value(&q).unwrap();
+        assert!(
+            matches!(
+                EntryKind::from_type_and_body("quote", body),
+                Err(EntryError::Invalid(_))
+            ),
+            "case {i}"
+        );
+    }
+    let body = serde_json::to_value(&base).unwrap();
+    assert_eq!(
+        EntryKind::from_type_and_body("quote", body).unwrap(),
+        EntryKind::Quote(base)
+    );
 }

@@ -34,6 +34,21 @@ impl Client {
         self.json(call).await
     }
 
+    /// `POST /v1/admin/agreements` (scope `admin`): this brand's operator approves agreement
+    /// terms. The node signs them and sends its approval to the other party; once both sides
+    /// approved the same terms, both log the co-signed agreement (`status` is then `logged`,
+    /// else `pending`). Safe to repeat.
+    pub async fn approve_agreement(
+        &self,
+        terms: &ledger::agreement::AgreementTerms,
+    ) -> Result<crate::federation::AgreementOutcome, Error> {
+        terms
+            .validate()
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let call = Call::new(Method::POST, "/v1/admin/agreements").json(terms)?;
+        self.json(call).await
+    }
+
     /// `POST /v1/admin/partners/{brand}/unfreeze` (scope `admin`): lifts the freeze evidence
     /// put on a partnership; the evidence stays.
     pub async fn unfreeze_partner(&self, brand: &BrandId) -> Result<PartnerStatus, Error> {

@@ -1,0 +1,303 @@
+//! Agreements between brands (spec/redemption.md §2): each brand's operator approves the same
+//! terms on its own node; the node that approves second completes the exchange of signatures,
+//! and both nodes log the co-signed agreement (entry id = the agreement id, so logging is
+//! idempotent).
+//!
+//! Invariants: a node signs only terms its own operator approved and in which it is a party;
+//! it logs an agreement only when both signatures verify with the keys it pins (its own and
+//! the partner's); peer messages are signed peer requests from a pinned, unfrozen partner.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use ledger::agreement::{sign, AgreementTerms, SignedAgreement};
+use ledger::checkpoint::NoteVerifier;
+use ledger::entry::EntryKind;
+use ledger::log::Write;
+use ledger::receipt::Receipt;
+
+use super::{peer, Federation, Partner};
+use crate::api::{authorize, ApiJson, App, AppState};
+use crate::keys::Scope;
+use crate::problem::ApiError;
+
+const APPROVED_PREFIX: &[u8] = b"agreement-approved/";
+/// The peer route a node sends its signed approval to.
+pub const PEER_PATH: &str = "/v1/peer/agreements";
+
+/// What became of an approval.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AgreementOutcome {
+    /// `logged` (both signed; logged here) or `pending` (the partner has not approved yet).
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub agreement: SignedAgreement,
+    /// The receipt of the agreement entry in this node's log, once logged.
+    #[schema(value_type = Object)]
+    pub receipt: Option<Receipt>,
+}
+
+fn approved_key(id: &str) -> Vec<u8> {
+    [APPROVED_PREFIX, id.as_bytes()].concat()
+}
+
+fn our_key(app: &App) -> Result<NoteVerifier, ApiError> {
+    NoteVerifier::parse(&app.verifier_key).map_err(ApiError::internal)
+}
+
+/// The other party of `terms`, which must be a pinned, unfrozen partner.
+fn counterparty(fed: &Federation, terms: &AgreementTerms) -> Result<Arc<Partner>, ApiError> {
+    if !terms.is_party(&fed.brand) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "agreement_not_a_party",
+            format!("{} is not a party to these terms", fed.brand),
+        ));
+    }
+    let other = terms
+        .brands
+        .iter()
+        .find(|b| **b != fed.brand)
+        .expect("validated terms name two brands");
+    let p = fed
+        .partner(other)
+        .filter(|p| p.verifier.is_some())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_partner",
+                format!("{other} is not a pinned partner of this node"),
+            )
+        })?;
+    if p.frozen.load(Ordering::Acquire) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "partner_frozen",
+            format!("the partnership with {other} is frozen by evidence"),
+        ));
+    }
+    Ok(p)
+}
+
+fn invalid(e: ledger::agreement::AgreementError) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string())
+}
+
+/// Orders signatures as the terms order the brands (both nodes log identical bytes).
+fn ordered(terms: &AgreementTerms, mut sigs: Vec<ledger::agreement::AgreementSignature>) -> SignedAgreement {
+    sigs.sort_by_key(|s| terms.brands.iter().position(|b| *b == s.brand));
+    sigs.dedup_by(|a, b| a.brand == b.brand);
+    SignedAgreement {
+        terms: terms.clone(),
+        signatures: sigs,
+    }
+}
+
+/// Verifies both signatures with the pinned keys and logs the agreement (idempotent).
+async fn log_agreement(
+    app: &App,
+    partner: &Partner,
+    agreement: &SignedAgreement,
+) -> Result<Receipt, ApiError> {
+    let ours = our_key(app)?;
+    let theirs = partner.verifier.clone().expect("counterparty is pinned");
+    agreement
+        .verify(|b| {
+            if *b == app.federation.brand {
+                Some(ours.clone())
+            } else if *b == partner.brand {
+                Some(theirs.clone())
+            } else {
+                None
+            }
+        })
+        .map_err(invalid)?;
+    let committed = app
+        .sequencer
+        .submit(Write {
+            id: agreement.terms.agreement.clone(),
+            kind: EntryKind::Agreement(agreement.clone()),
+        })
+        .await?;
+    ledger::log::receipt_from_store(
+        &app.store,
+        committed.index,
+        committed.checkpoint.size,
+        &committed.checkpoint.note,
+    )
+    .map_err(ApiError::internal)
+}
+
+/// `POST /v1/admin/agreements`: this node's operator approves the terms. The node signs them,
+/// keeps the approval, and sends it to the partner; if the partner approved the same terms,
+/// both nodes log the co-signed agreement.
+#[utoipa::path(post, path = "/v1/admin/agreements",
+    request_body(content = Object, description = "ledger::agreement::AgreementTerms"),
+    responses((status = 200, body = AgreementOutcome)), tag = "federation")]
+pub async fn approve(
+    State(app): AppState,
+    headers: HeaderMap,
+    ApiJson(terms): ApiJson<AgreementTerms>,
+) -> Result<Json<AgreementOutcome>, ApiError> {
+    authorize(&app, &headers, Scope::Admin)?;
+    terms.validate().map_err(invalid)?;
+    let fed = &app.federation;
+    let partner = counterparty(fed, &terms)?;
+    let own = sign(&terms, &fed.brand, &fed.signing_key, &app.verifier_key);
+    let mine = SignedAgreement {
+        terms: terms.clone(),
+        signatures: vec![own.clone()],
+    };
+    // The approval is durable before it leaves the node; approving other terms under the
+    // same id is refused.
+    let key = approved_key(terms.agreement.as_str());
+    if let Some(v) = app.store.local_get(&key).map_err(ApiError::internal)? {
+        let prior: SignedAgreement = serde_json::from_slice(&v).map_err(ApiError::internal)?;
+        if prior.terms != terms {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "agreement_terms_differ",
+                "another approval with this agreement id has other terms",
+            ));
+        }
+    } else {
+        app.store
+            .local_put(&key, &serde_json::to_vec(&mine).map_err(ApiError::internal)?)
+            .map_err(ApiError::internal)?;
+    }
+    let body = serde_json::to_vec(&mine).map_err(ApiError::internal)?;
+    let (status, answer) = post_peer(fed, &partner, PEER_PATH, body).await;
+    match status {
+        Some(StatusCode::OK) => {
+            let theirs: SignedAgreement = serde_json::from_slice(&answer).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "partner_bad_answer",
+                    "the partner's answer is not a signed agreement",
+                )
+            })?;
+            if theirs.terms != terms {
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "partner_bad_answer",
+                    "the partner answered other terms",
+                ));
+            }
+            let full = ordered(&terms, theirs.signatures.clone());
+            let receipt = log_agreement(&app, &partner, &full).await?;
+            tracing::info!(agreement = %terms.agreement, partner = %partner.brand, "agreement logged");
+            Ok(Json(AgreementOutcome {
+                status: "logged".into(),
+                agreement: full,
+                receipt: Some(receipt),
+            }))
+        }
+        _ => {
+            tracing::info!(agreement = %terms.agreement, partner = %partner.brand,
+                answer = %String::from_utf8_lossy(&answer[..answer.len().min(300)]),
+                "agreement approved here; pending the partner's approval");
+            Ok(Json(AgreementOutcome {
+                status: "pending".into(),
+                agreement: mine,
+                receipt: None,
+            }))
+        }
+    }
+}
+
+/// `POST /v1/peer/agreements` (signed peer request): the partner's signed approval. Answered
+/// with the co-signed agreement, logged here, when this node's operator approved the same terms.
+pub async fn peer_approval(
+    State(app): AppState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let fed = &app.federation;
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let sender = peer::verify(fed, &method, path, &headers, &body)?;
+    let theirs: SignedAgreement = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_body(format!("not a signed agreement: {e}")))?;
+    theirs.terms.validate().map_err(invalid)?;
+    let partner = counterparty(fed, &theirs.terms)?;
+    if partner.brand != sender.brand {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "agreement_not_a_party",
+            "the sender is not the other party of these terms",
+        ));
+    }
+    theirs
+        .verify_signature_of(&sender.brand)
+        .map_err(invalid)?;
+    let approved = match app
+        .store
+        .local_get(&approved_key(theirs.terms.agreement.as_str()))
+        .map_err(ApiError::internal)?
+    {
+        Some(v) => serde_json::from_slice::<SignedAgreement>(&v).map_err(ApiError::internal)?,
+        None => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "agreement_not_approved",
+                "this brand's operator has not approved these terms (yet)",
+            ))
+        }
+    };
+    if approved.terms != theirs.terms {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "agreement_terms_differ",
+            "this brand approved other terms under this agreement id",
+        ));
+    }
+    let mut sigs = approved.signatures.clone();
+    sigs.extend(
+        theirs
+            .signatures
+            .iter()
+            .filter(|s| s.brand == sender.brand)
+            .cloned(),
+    );
+    let full = ordered(&theirs.terms, sigs);
+    log_agreement(&app, &partner, &full).await?;
+    tracing::info!(agreement = %full.terms.agreement, partner = %partner.brand, "agreement logged");
+    Ok((StatusCode::OK, Json(full)).into_response())
+}
+
+/// A signed peer POST; the status (`None` when the partner could not be reached) and body.
+async fn post_peer(
+    fed: &Federation,
+    partner: &Partner,
+    path: &str,
+    body: Vec<u8>,
+) -> (Option<StatusCode>, Vec<u8>) {
+    let url = format!("{}{path}", partner.url);
+    let mut req = fed
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body.clone());
+    for (k, v) in peer::sign(fed, &partner.brand, "POST", path, &body) {
+        req = req.header(k, v);
+    }
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            let body = super::sync::read_limited(resp, 1 << 20)
+                .await
+                .unwrap_or_default();
+            (Some(status), body)
+        }
+        Err(e) => (None, e.to_string().into_bytes()),
+    }
+}
