@@ -85,6 +85,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/admin/partners/{brand}/unfreeze", post(fed::unfreeze))
         .route("/v1/evidence", get(fed::evidence))
         .route(
+            "/v1/redemptions/quote",
+            post(crate::federation::quotes::quote),
+        )
+        .route(
+            "/v1/redemptions/{redemption}/quote",
+            get(crate::federation::quotes::get_quote),
+        )
+        .route(
             "/v1/admin/agreements",
             post(crate::federation::agreements::approve),
         )

@@ -50,6 +50,8 @@ use crate::{admin, api, log_routes, problem, reads};
         fed::attestation,
         fed::verify_attestation,
         crate::federation::agreements::approve,
+        crate::federation::quotes::quote,
+        crate::federation::quotes::get_quote,
     ),
     components(schemas(problem::Problem))
 )]

@@ -127,6 +127,7 @@ impl From<StateError> for ApiError {
             | StateError::HoldNotOpen { .. }
             | StateError::AuthorisationUsed { .. }
             | StateError::AgreementExists { .. }
+            | StateError::QuoteExpired { .. }
             | StateError::AuthorisationExpired { .. }
             | StateError::HoldExpired { .. } => StatusCode::CONFLICT,
             StateError::TimeNotIncreasing { .. } | StateError::IndexNotNext { .. } => {

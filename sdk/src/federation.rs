@@ -325,3 +325,38 @@ pub struct AgreementOutcome {
     /// The receipt of the agreement entry, once logged.
     pub receipt: Option<ledger::receipt::Receipt>,
 }
+
+/// `POST /v1/redemptions/quote`: price a member's redemption of a partner's points here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteRequest {
+    /// The redemption's id (also the quote's); reuse it to retry.
+    pub redemption: ledger::types::EntryId,
+    /// The agreement under which the payer's points are redeemed here.
+    pub agreement: ledger::types::EntryId,
+    /// The member's brand.
+    pub payer: BrandId,
+    /// The member, by the payer's pseudonymous id.
+    pub member: ledger::types::MemberId,
+    /// The value of this many points (give this or `price_minor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<ledger::types::Points>,
+    /// The points for this price, in minor units of the settlement currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_minor: Option<u64>,
+    /// How long the quote holds, in ms (node default 5 minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+}
+
+/// A logged quote, as `POST /v1/redemptions/quote` and `GET /v1/redemptions/{id}/quote`
+/// return it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteAnswer {
+    pub quote: ledger::quote::Quote,
+    /// Whether it can still be used.
+    pub live: bool,
+    /// The receipt of the `quote` entry in the redeeming brand's log.
+    pub receipt: ledger::receipt::Receipt,
+}

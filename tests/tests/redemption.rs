@@ -1,9 +1,12 @@
 //! Multi-node tests of cross-brand redemption (spec/redemption.md), with real `loyalty-node`
-//! processes on loopback. So far: agreements approved on both sides and co-signed.
+//! processes on loopback. So far: agreements approved on both sides and co-signed, and quotes
+//! priced from a verified mirror and locked.
 
 use std::time::Duration;
 
-use federation_tests::harness::{bounded, pin_all, start_nodes, Node, FAST_FEDERATION};
+use federation_tests::harness::{
+    bounded, now_ms, pin_all, send, start_nodes, u64_field, wait_until, Node, FAST_FEDERATION,
+};
 use serde_json::{json, Value};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -121,6 +124,174 @@ async fn agreements_are_cosigned_and_logged_on_both_sides() {
         t["directions"] = json!([{"payer": "air", "payee": "gym"}]);
         let a = air.post_json("/v1/admin/agreements", &t).await.unwrap();
         a.assert_problem(422, "unknown_partner", "no such partner");
+    })
+    .await;
+}
+
+/// Approves `terms` on both nodes (the second approval logs it on both).
+async fn agree(a: &Node, b: &Node, terms: &Value) {
+    a.post_json("/v1/admin/agreements", terms)
+        .await
+        .unwrap()
+        .ok_json("approve at a");
+    let v = b
+        .post_json("/v1/admin/agreements", terms)
+        .await
+        .unwrap()
+        .ok_json("approve at b");
+    assert_eq!(v["status"], json!("logged"), "{v}");
+}
+
+/// Logs a rate card at `node` valid from shortly after now; returns its entry index and time.
+async fn rate_card(node: &Node, id: &str, point_value: &str) -> (u64, u64) {
+    let valid_from = now_ms() + 300;
+    let a = send(
+        federation_tests::harness::http_client()
+            .put(format!("{}/v1/policy/rate-card", node.url))
+            .bearer_auth(&node.admin_key)
+            .json(&json!({"id": id, "currency": "EUR", "point_value": point_value, "valid_from": valid_from})),
+    )
+    .await
+    .unwrap();
+    let v = a.ok_json("rate card");
+    (v["receipt"]["index"].as_u64().unwrap(), valid_from)
+}
+
+/// Waits until `node` mirrors all of `origin`'s log and the clock passed `t`.
+async fn mirrored_and_after(node: &Node, origin: &Node, t: u64) {
+    let size = origin.log_size().await.unwrap();
+    wait_until("mirror caught up and rate in force", Duration::from_secs(30), || async {
+        let p = node.partner(&origin.brand).await?;
+        let v = u64_field(&p, "verified_size")?;
+        if v >= size && now_ms() > t + 20 {
+            Ok(())
+        } else {
+            Err(format!("verified {v} of {size}"))
+        }
+    })
+    .await;
+}
+
+/// Coffee prices air points from its verified mirror of air's log; the quote is logged and
+/// locked: a later rate card changes new quotes only; it stays retrievable after it expires;
+/// asking for a price gives the fewest points that cover it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotes_are_priced_from_the_mirror_and_locked() {
+    bounded(LIMIT, "quotes", async {
+        let nodes = start_nodes(&["air", "coffee"], FAST_FEDERATION).await;
+        pin_all(&nodes).await;
+        let (air, coffee) = (&nodes[0], &nodes[1]);
+        agree(air, coffee, &terms("agr-1", 150)).await;
+        let (card1, t1) = rate_card(air, "rc-1", "0.0125").await;
+        mirrored_and_after(coffee, air, t1).await;
+
+        let q = |redemption: &str, extra: Value| {
+            let mut body = json!({"redemption": redemption, "agreement": "agr-1", "payer": "air", "member": "alice"});
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            body
+        };
+        // 1000 points × EUR 0.0125 = 1250 cents, less 1.5 % = 1231.25, half-even: 1231.
+        let v = coffee
+            .post_json("/v1/redemptions/quote", &q("red-1", json!({"points": 1000})))
+            .await
+            .unwrap()
+            .ok_json("quote red-1");
+        assert_eq!(v["quote"]["amount_minor"], json!(1231), "{v}");
+        assert_eq!(v["quote"]["rate_card_index"], json!(card1));
+        assert_eq!(v["quote"]["currency"], json!("EUR"));
+        assert_eq!(v["live"], json!(true));
+        let receipt: ledger::receipt::Receipt =
+            serde_json::from_value(v["receipt"].clone()).unwrap();
+        receipt.verify(&coffee.log_verifier()).expect("the quote is logged");
+
+        // A new rate card: new quotes use it, the logged one keeps its amount.
+        let (card2, t2) = rate_card(air, "rc-2", "0.02").await;
+        mirrored_and_after(coffee, air, t2).await;
+        let v = coffee
+            .get("/v1/redemptions/red-1/quote")
+            .await
+            .unwrap()
+            .ok_json("red-1 again");
+        assert_eq!(v["quote"]["amount_minor"], json!(1231));
+        // Through the SDK, which verifies the quote's receipt against coffee's pinned key.
+        let a = coffee
+            .client()
+            .quote(&sdk::federation::QuoteRequest {
+                redemption: "red-2".parse().unwrap(),
+                agreement: "agr-1".parse().unwrap(),
+                payer: "air".parse().unwrap(),
+                member: "alice".parse().unwrap(),
+                points: Some(sdk::Points::new(1000).unwrap()),
+                price_minor: None,
+                ttl_ms: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(a.quote.amount_minor, 1970);
+        assert_eq!(a.quote.rate_card_index, card2);
+        let again = coffee
+            .client()
+            .get_quote(&"red-2".parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(again.quote, a.quote);
+
+        // A price of 499 cents at 1.97 cents a point needs 254 points (253 are worth 498.41).
+        let v = coffee
+            .post_json("/v1/redemptions/quote", &q("red-3", json!({"price_minor": 499})))
+            .await
+            .unwrap()
+            .ok_json("quote red-3");
+        assert_eq!(v["quote"]["points"], json!(254));
+        assert_eq!(v["quote"]["amount_minor"], json!(500));
+
+        // Expired quotes stay retrievable.
+        coffee
+            .post_json(
+                "/v1/redemptions/quote",
+                &q("red-4", json!({"points": 10, "ttl_ms": 200})),
+            )
+            .await
+            .unwrap()
+            .ok_json("quote red-4");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let v = coffee
+            .get("/v1/redemptions/red-4/quote")
+            .await
+            .unwrap()
+            .ok_json("red-4 later");
+        assert_eq!(v["live"], json!(false));
+        assert_eq!(v["quote"]["amount_minor"], json!(20));
+
+        // Refusals.
+        coffee
+            .post_json(
+                "/v1/redemptions/quote",
+                &q("red-5", json!({"points": 10, "price_minor": 10})),
+            )
+            .await
+            .unwrap()
+            .assert_problem(400, "invalid_body", "points and price");
+        let mut bad = q("red-6", json!({"points": 10}));
+        bad["agreement"] = json!("agr-none");
+        coffee
+            .post_json("/v1/redemptions/quote", &bad)
+            .await
+            .unwrap()
+            .assert_problem(404, "unknown_agreement", "no agreement");
+        let mut reverse = q("red-7", json!({"points": 10}));
+        reverse["payer"] = json!("coffee");
+        air.post_json("/v1/redemptions/quote", &reverse)
+            .await
+            .unwrap()
+            .assert_problem(422, "quote_direction_not_agreed", "the other direction");
+        coffee
+            .get("/v1/redemptions/red-none/quote")
+            .await
+            .unwrap()
+            .assert_problem(404, "unknown_quote", "no quote");
     })
     .await;
 }

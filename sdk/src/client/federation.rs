@@ -49,6 +49,56 @@ impl Client {
         self.json(call).await
     }
 
+    /// `POST /v1/redemptions/quote` (scope `redeem`): prices a partner's points at this brand
+    /// from its verified mirror and logs the quote (locked until it expires). Exactly one of
+    /// `points` and `price_minor` must be given. The receipt is verified when a log key is
+    /// pinned.
+    pub async fn quote(
+        &self,
+        req: &crate::federation::QuoteRequest,
+    ) -> Result<crate::federation::QuoteAnswer, Error> {
+        if req.points.is_some() == req.price_minor.is_some() {
+            return Err(Error::Invalid(
+                "give exactly one of `points` and `price_minor`".into(),
+            ));
+        }
+        let call = Call::new(Method::POST, "/v1/redemptions/quote").json(req)?;
+        let answer: crate::federation::QuoteAnswer = self.json(call).await?;
+        self.check_quote(&answer)?;
+        Ok(answer)
+    }
+
+    /// `GET /v1/redemptions/{redemption}/quote` (scope `read`): a logged quote, also after it
+    /// expired.
+    pub async fn get_quote(
+        &self,
+        redemption: &ledger::types::EntryId,
+    ) -> Result<crate::federation::QuoteAnswer, Error> {
+        let answer: crate::federation::QuoteAnswer = self
+            .json(Call::get(format!(
+                "/v1/redemptions/{}/quote",
+                segment(redemption.as_str())
+            )))
+            .await?;
+        self.check_quote(&answer)?;
+        Ok(answer)
+    }
+
+    fn check_quote(&self, answer: &crate::federation::QuoteAnswer) -> Result<(), Error> {
+        if let Some(key) = self.verifier() {
+            let v = answer
+                .receipt
+                .verify(key)
+                .map_err(|e| Error::Verification(VerificationError::from(e)))?;
+            if v.entry.kind != ledger::entry::EntryKind::Quote(answer.quote.clone()) {
+                return Err(Error::Decode(
+                    "the quote's receipt is for another entry".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// `POST /v1/admin/partners/{brand}/unfreeze` (scope `admin`): lifts the freeze evidence
     /// put on a partnership; the evidence stays.
     pub async fn unfreeze_partner(&self, brand: &BrandId) -> Result<PartnerStatus, Error> {

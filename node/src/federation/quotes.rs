@@ -1,0 +1,209 @@
+//! Quotes (spec/redemption.md §3, step 2): the redeeming brand (payee) prices a member's
+//! redemption of a partner's (payer's) points from its **verified mirror** of the payer's log
+//! (the rate card in force) and the agreement both logged, then logs the quote so that its
+//! amounts stay locked, and retrievable, whatever rates come later.
+//!
+//! Invariants: only logged agreements in which this brand is the payee are used; rates come only
+//! from this node's own log or a verified mirror, never from an unverified answer; the quote is
+//! durable (logged) before it is returned.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use ledger::entry::EntryKind;
+use ledger::log::{receipt_from_store, Write};
+use ledger::quote::{make_quote, Ask, Pricing, Quote};
+use ledger::receipt::Receipt;
+use ledger::state::{record_prefix, AgreementState, Policies, QuoteState};
+use ledger::types::{BrandId, DurationMs, EntryId, MemberId, Points};
+
+use crate::api::{authorize, parse_param, ApiJson, App, AppState};
+use crate::keys::Scope;
+use crate::problem::ApiError;
+use crate::reads::store_record;
+
+/// Default and largest lifetime of a quote.
+pub const QUOTE_TTL_DEFAULT_MS: u64 = 5 * 60 * 1000;
+pub const QUOTE_TTL_MAX_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// `POST /v1/redemptions/quote`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuoteBody {
+    /// The redemption's id (also the quote's).
+    #[schema(value_type = String)]
+    pub redemption: EntryId,
+    /// The agreement under which the payer's points are redeemed here.
+    #[schema(value_type = String)]
+    pub agreement: EntryId,
+    /// The member's brand.
+    #[schema(value_type = String)]
+    pub payer: BrandId,
+    /// The member, by the payer's pseudonymous id.
+    #[schema(value_type = String)]
+    pub member: MemberId,
+    /// The value of this many points …
+    #[schema(value_type = Option<u64>)]
+    #[serde(default)]
+    pub points: Option<Points>,
+    /// … or the points for this price, in minor units of the settlement currency.
+    #[serde(default)]
+    pub price_minor: Option<u64>,
+    /// How long the quote holds (default 5 minutes, at most 24 hours).
+    #[serde(default)]
+    pub ttl_ms: Option<u64>,
+}
+
+/// A logged quote.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QuoteAnswer {
+    #[schema(value_type = Object)]
+    pub quote: Quote,
+    /// Whether it can still be used now.
+    pub live: bool,
+    /// The receipt of the `quote` entry.
+    #[schema(value_type = Object)]
+    pub receipt: Receipt,
+}
+
+fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+}
+
+#[utoipa::path(post, path = "/v1/redemptions/quote", request_body = QuoteBody,
+    responses((status = 200, body = QuoteAnswer)), tag = "redemption")]
+pub async fn quote(
+    State(app): AppState,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<QuoteBody>,
+) -> Result<Json<QuoteAnswer>, ApiError> {
+    authorize(&app, &headers, Scope::Redeem)?;
+    let ask = match (b.points, b.price_minor) {
+        (Some(p), None) => Ask::Points(p),
+        (None, Some(m)) => Ask::PriceMinor(m),
+        _ => {
+            return Err(ApiError::bad_body(
+                "give exactly one of `points` and `price_minor`",
+            ))
+        }
+    };
+    let ttl = b.ttl_ms.unwrap_or(QUOTE_TTL_DEFAULT_MS);
+    if !(1..=QUOTE_TTL_MAX_MS).contains(&ttl) {
+        return Err(ApiError::bad_body("ttl_ms must be 1 to 86400000"));
+    }
+    let fed = &app.federation;
+    let me = fed.brand.clone();
+    let agreement: AgreementState =
+        store_record(&app.store, record_prefix::AGREEMENT, b.agreement.as_str())?.ok_or_else(
+            || ApiError::not_found("unknown_agreement", format!("no agreement {}", b.agreement)),
+        )?;
+    let terms = &agreement.agreement.terms;
+    if !terms.allows(&b.payer, &me) {
+        return Err(unprocessable(
+            "quote_direction_not_agreed",
+            format!("agreement {} does not redeem {} points at {me}", b.agreement, b.payer),
+        ));
+    }
+    // The payer's rate card, from the verified mirror.
+    let payer = fed.partner(&b.payer).ok_or_else(|| {
+        unprocessable("unknown_partner", format!("{} is not a partner", b.payer))
+    })?;
+    let mirror = payer.mirror_store.clone().ok_or_else(|| {
+        unprocessable("partner_unpinned", format!("{} is not pinned", b.payer))
+    })?;
+    let now = crate::sequencer::now();
+    let payer_policies: Policies =
+        store_record(&mirror, record_prefix::POLICIES, "")?.unwrap_or_default();
+    let (card_index, card) = payer_policies.rate_card_at(None, now).ok_or_else(|| {
+        unprocessable(
+            "no_rate_card",
+            format!("the verified mirror of {} holds no rate card in force", b.payer),
+        )
+    })?;
+    let fx = if card.currency == terms.settlement_currency {
+        None
+    } else {
+        let source: Policies = if terms.fx_source == me {
+            store_record(&app.store, record_prefix::POLICIES, "")?.unwrap_or_default()
+        } else {
+            store_record(&mirror, record_prefix::POLICIES, "")?.unwrap_or_default()
+        };
+        let (i, r) = source
+            .fx_rate_at(card.currency, terms.settlement_currency, now)
+            .ok_or_else(|| {
+                unprocessable(
+                    "no_fx_rate",
+                    format!(
+                        "no {}→{} rate of {} in force",
+                        card.currency, terms.settlement_currency, terms.fx_source
+                    ),
+                )
+            })?;
+        Some((i.get(), r.rate))
+    };
+    let pricing = Pricing {
+        rate_card_index: card_index.get(),
+        point_value: card.point_value,
+        base: card.currency,
+        fx,
+    };
+    let q = make_quote(
+        terms,
+        b.redemption.clone(),
+        b.member.clone(),
+        &b.payer,
+        &me,
+        ask,
+        &pricing,
+        now,
+        DurationMs::new(ttl).map_err(|e| ApiError::bad_body(e.to_string()))?,
+    )
+    .map_err(|e| unprocessable(e.code(), e.to_string()))?;
+    let committed = app
+        .sequencer
+        .submit(Write {
+            id: b.redemption.clone(),
+            kind: EntryKind::Quote(q),
+        })
+        .await?;
+    answer(&app, &b.redemption, Some(committed))
+}
+
+#[utoipa::path(get, path = "/v1/redemptions/{redemption}/quote",
+    params(("redemption" = String, Path)),
+    responses((status = 200, body = QuoteAnswer)), tag = "redemption")]
+pub async fn get_quote(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(redemption): Path<String>,
+) -> Result<Json<QuoteAnswer>, ApiError> {
+    authorize(&app, &headers, Scope::Read)?;
+    let id: EntryId = parse_param("redemption", &redemption)?;
+    answer(&app, &id, None)
+}
+
+fn answer(
+    app: &App,
+    id: &EntryId,
+    committed: Option<crate::sequencer::Committed>,
+) -> Result<Json<QuoteAnswer>, ApiError> {
+    let q: QuoteState = store_record(&app.store, record_prefix::QUOTE, id.as_str())?
+        .ok_or_else(|| ApiError::not_found("unknown_quote", format!("no quote {id}")))?;
+    let (size, note) = match committed {
+        Some(c) => (c.checkpoint.size, c.checkpoint.note.clone()),
+        None => {
+            let cp = app.shared.checkpoint();
+            (cp.size, cp.note.clone())
+        }
+    };
+    let receipt =
+        receipt_from_store(&app.store, q.index.get(), size, &note).map_err(ApiError::internal)?;
+    Ok(Json(QuoteAnswer {
+        live: q.quote.is_live(crate::sequencer::now()),
+        quote: q.quote,
+        receipt,
+    }))
+}
