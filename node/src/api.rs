@@ -93,6 +93,14 @@ pub fn router(app: Arc<App>) -> Router {
             get(crate::federation::quotes::get_quote),
         )
         .route(
+            "/v1/redemptions/{redemption}/prepare",
+            post(crate::federation::redeem::prepare),
+        )
+        .route(
+            crate::federation::redeem::PEER_PREPARE_PATH,
+            post(crate::federation::redeem::peer_prepare),
+        )
+        .route(
             "/v1/admin/agreements",
             post(crate::federation::agreements::approve),
         )

@@ -52,6 +52,7 @@ use crate::{admin, api, log_routes, problem, reads};
         crate::federation::agreements::approve,
         crate::federation::quotes::quote,
         crate::federation::quotes::get_quote,
+        crate::federation::redeem::prepare,
     ),
     components(schemas(problem::Problem))
 )]

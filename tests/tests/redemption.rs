@@ -295,3 +295,92 @@ async fn quotes_are_priced_from_the_mirror_and_locked() {
     })
     .await;
 }
+
+/// The prepare step: coffee asks air, by a signed peer request, to hold the quoted air points
+/// under the member's authorisation and a hash lock. Air re-prices the quote from its own log
+/// and holds; coffee verifies air's receipt. Retrying gives the same hold; a used or too small
+/// authorisation is refused by air, and the refusal is passed on with its code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepare_holds_points_at_the_members_brand() {
+    bounded(LIMIT, "prepare", async {
+        let nodes = start_nodes(&["air", "coffee"], FAST_FEDERATION).await;
+        pin_all(&nodes).await;
+        let (air, coffee) = (&nodes[0], &nodes[1]);
+        agree(air, coffee, &terms("agr-1", 0)).await;
+        air.client()
+            .earn(
+                &"alice".parse().unwrap(),
+                &sdk::EarnRequest::new("e1".parse().unwrap(), sdk::Points::new(5000).unwrap()),
+            )
+            .await
+            .unwrap();
+        let far = now_ms() + 600_000;
+        for (id, max) in [("auth-1", 2000), ("auth-2", 100)] {
+            air.post_json(
+                "/v1/members/alice/authorisations",
+                &json!({"id": id, "payee": "coffee", "max_points": max, "expires_at": far}),
+            )
+            .await
+            .unwrap()
+            .ok_json("authorise");
+        }
+        let (_, t) = rate_card(air, "rc-1", "0.01").await;
+        mirrored_and_after(coffee, air, t).await;
+        for (red, points) in [("red-1", 1000), ("red-2", 500), ("red-3", 500)] {
+            coffee
+                .post_json(
+                    "/v1/redemptions/quote",
+                    &json!({"redemption": red, "agreement": "agr-1", "payer": "air", "member": "alice", "points": points}),
+                )
+                .await
+                .unwrap()
+                .ok_json("quote");
+        }
+
+        let v = coffee
+            .post_json("/v1/redemptions/red-1/prepare", &json!({"authorisation": "auth-1"}))
+            .await
+            .unwrap()
+            .ok_json("prepare red-1");
+        let index = v["hold"]["index"].as_u64().unwrap();
+        let receipt: ledger::receipt::Receipt = serde_json::from_value(v["hold"].clone()).unwrap();
+        let entry = receipt.verify(&air.log_verifier()).unwrap().entry;
+        assert_eq!(entry.id.as_str(), "red-1");
+        let hold = air.get("/v1/holds/red-1").await.unwrap().ok_json("hold at air");
+        assert_eq!(hold["points"], json!(1000));
+        assert_eq!(hold["payee"], json!("coffee"));
+        assert_eq!(hold["status"], json!("open"));
+        let m = air.member_json("alice").await.unwrap();
+        assert_eq!(m["pending"], json!(1000), "{m}");
+
+        // A retry is the same hold.
+        let v = coffee
+            .post_json("/v1/redemptions/red-1/prepare", &json!({"authorisation": "auth-1"}))
+            .await
+            .unwrap()
+            .ok_json("prepare red-1 again");
+        assert_eq!(v["hold"]["index"], json!(index));
+
+        // An authorisation is single use, and bounds the points.
+        let a = coffee
+            .post_json("/v1/redemptions/red-2/prepare", &json!({"authorisation": "auth-1"}))
+            .await
+            .unwrap();
+        a.assert_problem(422, "partner_refused", "a used authorisation");
+        assert!(a.text.contains("authorisation_used"), "{}", a.text);
+        let a = coffee
+            .post_json("/v1/redemptions/red-3/prepare", &json!({"authorisation": "auth-2"}))
+            .await
+            .unwrap();
+        a.assert_problem(422, "partner_refused", "too few points authorised");
+        assert!(a.text.contains("authorisation_exceeded"), "{}", a.text);
+        let m = air.member_json("alice").await.unwrap();
+        assert_eq!(m["pending"], json!(1000), "nothing more held: {m}");
+        coffee
+            .post_json("/v1/redemptions/red-9/prepare", &json!({"authorisation": "auth-1"}))
+            .await
+            .unwrap()
+            .assert_problem(404, "unknown_quote", "no quote");
+    })
+    .await;
+}

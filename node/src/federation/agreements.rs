@@ -275,7 +275,7 @@ pub async fn peer_approval(
 }
 
 /// A signed peer POST; the status (`None` when the partner could not be reached) and body.
-async fn post_peer(
+pub(crate) async fn post_peer(
     fed: &Federation,
     partner: &Partner,
     path: &str,

@@ -5,6 +5,7 @@
 //! - this module: the partner registry, evidence and freezing, persisted in the node's own store;
 //! - [`agreements`]: approving and co-signing agreements with partners (spec/redemption.md §2);
 //! - [`peer`]: signing and verifying node-to-node requests;
+//! - [`redeem`]: the prepare step between payee and payer (spec/redemption.md §3);
 //! - [`quotes`]: quotes priced from a verified mirror and logged (spec/redemption.md §3);
 //! - [`sync`]: the per-partner tasks that pull, verify and store mirrors;
 //! - [`witness`]: cosigning partners' checkpoints, and gathering cosignatures for our own;
@@ -17,6 +18,7 @@
 pub mod agreements;
 pub mod peer;
 pub mod quotes;
+pub mod redeem;
 pub mod routes;
 pub mod sync;
 pub mod witness;

@@ -1,0 +1,354 @@
+//! The prepare step of a cross-brand redemption (spec/redemption.md §3, step 3).
+//!
+//! The redeeming brand (payee, B) keeps a random preimage for the redemption (durably, before it
+//! sends anything), and asks the member's brand (payer, A), by a signed peer request, to hold the
+//! quoted points under the hash of that preimage and the member's spend authorisation. A checks
+//! the quote against its own log (the agreement, the rate card and FX rate in force at the
+//! quote's time, the amount recomputed) and logs the hold; B verifies A's receipt.
+//!
+//! Invariants: A holds points only for a pinned, unfrozen partner that is the quote's payee,
+//! under an agreement A logged, with the member's unused authorisation for that partner (the
+//! state machine enforces the authorisation), and at A's own valuation; every step is
+//! idempotent by redemption id.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use ledger::entry::{EntryKind, HexHash, Hold};
+use ledger::log::{receipt_from_store, Write};
+use ledger::quote::{make_quote, Ask, Pricing, Quote};
+use ledger::receipt::Receipt;
+use ledger::state::{record_prefix, AgreementState, Policies, QuoteState};
+use ledger::types::{EntryId, LogTime};
+
+use super::peer;
+use crate::api::{authorize, parse_param, ApiJson, App, AppState};
+use crate::keys::Scope;
+use crate::problem::ApiError;
+use crate::reads::store_record;
+
+/// The peer route of the payer.
+pub const PEER_PREPARE_PATH: &str = "/v1/peer/redemptions/prepare";
+/// How long a hold lives, at most.
+pub const HOLD_TTL_MAX_MS: u64 = 60 * 60 * 1000;
+const SECRET_PREFIX: &[u8] = b"redemption-secret/";
+
+/// What the payee asks the payer to hold.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrepareRequest {
+    #[schema(value_type = Object)]
+    pub quote: Quote,
+    /// The member's spend authorisation for the payee.
+    #[schema(value_type = String)]
+    pub authorisation: EntryId,
+    /// SHA-256 of the payee's secret preimage.
+    #[schema(value_type = String)]
+    pub condition: HexHash,
+    /// Log time (of the payer) from which the hold can no longer be posted.
+    #[schema(value_type = u64)]
+    pub expires_at: LogTime,
+}
+
+/// What the payee keeps about a redemption it prepared (node-local, synced).
+#[derive(Debug, Serialize, Deserialize)]
+struct PreparedLocally {
+    /// The preimage, hex; revealed only to commit.
+    secret: String,
+    expires_at: LogTime,
+    authorisation: EntryId,
+}
+
+/// `POST /v1/redemptions/{redemption}/prepare` at the payee.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrepareBody {
+    /// The member's spend authorisation at the payer for this brand.
+    #[schema(value_type = String)]
+    pub authorisation: EntryId,
+    /// How long the payer holds the points (default and most: until the quote expires, at
+    /// most an hour).
+    #[serde(default)]
+    pub hold_ms: Option<u64>,
+}
+
+/// The payer's hold, as the payee verified it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Prepared {
+    pub redemption: String,
+    pub payer: String,
+    /// The receipt of the hold in the payer's log, verified against its pinned key.
+    #[schema(value_type = Object)]
+    pub hold: Receipt,
+}
+
+fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+}
+
+/// The payee's side: keeps the secret, asks the payer to hold, verifies the receipt.
+#[utoipa::path(post, path = "/v1/redemptions/{redemption}/prepare", request_body = PrepareBody,
+    params(("redemption" = String, Path)), responses((status = 200, body = Prepared)),
+    tag = "redemption")]
+pub async fn prepare(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(redemption): Path<String>,
+    ApiJson(b): ApiJson<PrepareBody>,
+) -> Result<Json<Prepared>, ApiError> {
+    authorize(&app, &headers, Scope::Redeem)?;
+    let id: EntryId = parse_param("redemption", &redemption)?;
+    let q: QuoteState = store_record(&app.store, record_prefix::QUOTE, id.as_str())?
+        .ok_or_else(|| ApiError::not_found("unknown_quote", format!("no quote {id}")))?;
+    let quote = q.quote;
+    let now = crate::sequencer::now();
+    if !quote.is_live(now) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "quote_expired",
+            "the quote expired; ask for a new one",
+        ));
+    }
+    let fed = &app.federation;
+    let payer = fed
+        .partner(&quote.payer)
+        .filter(|p| p.verifier.is_some())
+        .ok_or_else(|| unprocessable("unknown_partner", format!("{} is not pinned", quote.payer)))?;
+    // The secret and the hold's terms first, durably: a retry (after a crash or a timeout)
+    // sends the identical request, and this node can still commit what it prepared.
+    let key = [SECRET_PREFIX, id.as_str().as_bytes()].concat();
+    let prepared: PreparedLocally = match app.store.local_get(&key).map_err(ApiError::internal)? {
+        Some(v) => serde_json::from_slice(&v).map_err(ApiError::internal)?,
+        None => {
+            let mut secret = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
+            let hold_ms = b
+                .hold_ms
+                .unwrap_or(HOLD_TTL_MAX_MS)
+                .min(HOLD_TTL_MAX_MS)
+                .min(quote.expires_at.get().saturating_sub(now.get()))
+                .max(1);
+            let p = PreparedLocally {
+                secret: hex::encode(secret),
+                expires_at: LogTime::new(now.get() + hold_ms).map_err(ApiError::internal)?,
+                authorisation: b.authorisation.clone(),
+            };
+            app.store
+                .local_put(&key, &serde_json::to_vec(&p).map_err(ApiError::internal)?)
+                .map_err(ApiError::internal)?;
+            p
+        }
+    };
+    if prepared.authorisation != b.authorisation {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "id_conflict",
+            "this redemption was prepared with another authorisation",
+        ));
+    }
+    let secret = hex::decode(&prepared.secret).map_err(ApiError::internal)?;
+    let condition = HexHash(Sha256::digest(&secret).into());
+    let expires_at = prepared.expires_at;
+    let req = PrepareRequest {
+        quote: quote.clone(),
+        authorisation: b.authorisation,
+        condition,
+        expires_at,
+    };
+    let body = serde_json::to_vec(&req).map_err(ApiError::internal)?;
+    let (status, answer) =
+        super::agreements::post_peer(fed, &payer, PEER_PREPARE_PATH, body).await;
+    match status {
+        Some(StatusCode::OK) => {}
+        Some(s) => {
+            // The payer's refusal, passed on with its code.
+            let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+            let code = v["code"].as_str().unwrap_or("partner_refused").to_owned();
+            let detail = v["detail"].as_str().unwrap_or("").to_owned();
+            return Err(ApiError::new(
+                if s.is_client_error() {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                } else {
+                    StatusCode::BAD_GATEWAY
+                },
+                "partner_refused",
+                format!("{} refused the hold: {code}: {detail}", quote.payer),
+            ));
+        }
+        None => {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "partner_unavailable",
+                format!("{} could not be reached; retry with the same id", quote.payer),
+            ))
+        }
+    }
+    let receipt: Receipt = serde_json::from_slice(&answer)
+        .map_err(|_| ApiError::new(StatusCode::BAD_GATEWAY, "partner_bad_answer", "not a receipt"))?;
+    let verified = receipt
+        .verify(payer.verifier.as_ref().expect("pinned"))
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "partner_bad_answer", e.to_string()))?;
+    let expected = hold_of(&req);
+    if verified.entry.id != id || verified.entry.kind != expected {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "partner_bad_answer",
+            "the partner's receipt is for another entry",
+        ));
+    }
+    Ok(Json(Prepared {
+        redemption: id.to_string(),
+        payer: quote.payer.to_string(),
+        hold: receipt,
+    }))
+}
+
+fn hold_of(req: &PrepareRequest) -> EntryKind {
+    EntryKind::Hold(Hold {
+        member: req.quote.member.clone(),
+        points: req.quote.points,
+        expires_at: req.expires_at,
+        payee: Some(req.quote.payee.clone()),
+        condition: Some(req.condition),
+        authorisation: Some(req.authorisation.clone()),
+    })
+}
+
+/// The payer's side (signed peer request): checks the quote against its own log and holds.
+pub async fn peer_prepare(
+    State(app): AppState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Receipt>, ApiError> {
+    let fed = &app.federation;
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let sender = peer::verify(fed, &method, path, &headers, &body)?;
+    let req: PrepareRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_body(format!("not a prepare request: {e}")))?;
+    let q = &req.quote;
+    if q.payee != sender.brand || q.payer != fed.brand {
+        return Err(unprocessable(
+            "quote_wrong_parties",
+            "the quote must be the sender's, for points of this brand",
+        ));
+    }
+    // A retry of a logged hold is answered from the log (idempotent), whatever time it is now.
+    let logged: Option<serde_json::Value> =
+        store_record(&app.store, record_prefix::ID, q.redemption.as_str())?;
+    if logged.is_none() {
+        check_valuation(&app, q)?;
+    }
+    let committed = app
+        .sequencer
+        .submit(Write {
+            id: q.redemption.clone(),
+            kind: hold_of(&req),
+        })
+        .await?;
+    let receipt = receipt_from_store(
+        &app.store,
+        committed.index,
+        committed.checkpoint.size,
+        &committed.checkpoint.note,
+    )
+    .map_err(ApiError::internal)?;
+    tracing::info!(redemption = %q.redemption, partner = %sender.brand, points = q.points.get(),
+        "points held for a partner");
+    Ok(Json(receipt))
+}
+
+/// The payer recomputes the quote from its own log: same agreement, the rate card and FX rate
+/// in force at the quote's time, the same amount.
+fn check_valuation(app: &App, q: &Quote) -> Result<(), ApiError> {
+    let agreement: AgreementState =
+        store_record(&app.store, record_prefix::AGREEMENT, q.agreement.as_str())?.ok_or_else(
+            || unprocessable("unknown_agreement", format!("no agreement {} here", q.agreement)),
+        )?;
+    let terms = &agreement.agreement.terms;
+    let policies: Policies =
+        store_record(&app.store, record_prefix::POLICIES, "")?.unwrap_or_default();
+    let (card_index, card) = policies
+        .rate_card_at(None, q.quoted_at)
+        .ok_or_else(|| unprocessable("quote_mismatch", "no rate card in force at the quote's time"))?;
+    if card_index.get() != q.rate_card_index {
+        return Err(unprocessable(
+            "quote_mismatch",
+            format!(
+                "the quote used rate card {} but {} was in force",
+                q.rate_card_index,
+                card_index.get()
+            ),
+        ));
+    }
+    let fx = match (card.currency == terms.settlement_currency, q.fx_rate_index) {
+        (true, None) => None,
+        (false, Some(i)) => {
+            if terms.fx_source == app.federation.brand {
+                let (fi, r) = policies
+                    .fx_rate_at(card.currency, terms.settlement_currency, q.quoted_at)
+                    .ok_or_else(|| unprocessable("quote_mismatch", "no FX rate in force"))?;
+                if fi.get() != i {
+                    return Err(unprocessable("quote_mismatch", "another FX rate was in force"));
+                }
+                Some((i, r.rate))
+            } else {
+                // The payee's FX rate: read from this node's verified mirror of the payee.
+                let p = app
+                    .federation
+                    .partner(&terms.fx_source)
+                    .and_then(|p| p.mirror_store.clone())
+                    .ok_or_else(|| unprocessable("quote_mismatch", "FX source not mirrored"))?;
+                let theirs: Policies =
+                    store_record(&p, record_prefix::POLICIES, "")?.unwrap_or_default();
+                let (fi, r) = theirs
+                    .fx_rate_at(card.currency, terms.settlement_currency, q.quoted_at)
+                    .ok_or_else(|| unprocessable("quote_mismatch", "no FX rate in force"))?;
+                if fi.get() != i {
+                    return Err(unprocessable("quote_mismatch", "another FX rate was in force"));
+                }
+                Some((i, r.rate))
+            }
+        }
+        _ => return Err(unprocessable("quote_mismatch", "FX use does not fit the currencies")),
+    };
+    let pricing = Pricing {
+        rate_card_index: card_index.get(),
+        point_value: card.point_value,
+        base: card.currency,
+        fx,
+    };
+    let mine = make_quote(
+        terms,
+        q.redemption.clone(),
+        q.member.clone(),
+        &q.payer,
+        &q.payee,
+        Ask::Points(q.points),
+        &pricing,
+        q.quoted_at,
+        ledger::types::DurationMs::new(q.expires_at.get() - q.quoted_at.get())
+            .map_err(|_| unprocessable("quote_mismatch", "bad quote lifetime"))?,
+    )
+    .map_err(|e| unprocessable(e.code(), e.to_string()))?;
+    if &mine != q {
+        return Err(unprocessable(
+            "quote_mismatch",
+            "the quote does not match this brand's valuation",
+        ));
+    }
+    if !q.is_live(crate::sequencer::now()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "quote_expired",
+            "the quote expired",
+        ));
+    }
+    Ok(())
+}
