@@ -360,3 +360,15 @@ pub struct QuoteAnswer {
     /// The receipt of the `quote` entry in the redeeming brand's log.
     pub receipt: ledger::receipt::Receipt,
 }
+
+/// The answer to [`crate::Client::prepare`]: the member's brand holds the points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prepared {
+    pub redemption: String,
+    /// The member's brand.
+    pub payer: String,
+    /// The receipt of the hold in the payer's log (the node verified it against the payer's
+    /// pinned key; verify it again with that key if you pin it too).
+    pub hold: ledger::receipt::Receipt,
+}

@@ -353,13 +353,13 @@ async fn prepare_holds_points_at_the_members_brand() {
         let m = air.member_json("alice").await.unwrap();
         assert_eq!(m["pending"], json!(1000), "{m}");
 
-        // A retry is the same hold.
-        let v = coffee
-            .post_json("/v1/redemptions/red-1/prepare", &json!({"authorisation": "auth-1"}))
+        // A retry (through the SDK) is the same hold.
+        let p = coffee
+            .client()
+            .prepare(&"red-1".parse().unwrap(), &"auth-1".parse().unwrap())
             .await
-            .unwrap()
-            .ok_json("prepare red-1 again");
-        assert_eq!(v["hold"]["index"], json!(index));
+            .unwrap();
+        assert_eq!(p.hold.index, index);
 
         // An authorisation is single use, and bounds the points.
         let a = coffee

@@ -99,6 +99,26 @@ impl Client {
         Ok(())
     }
 
+    /// `POST /v1/redemptions/{redemption}/prepare` (scope `redeem`): asks the member's brand
+    /// to hold the quoted points under the member's spend `authorisation` for this brand.
+    /// Idempotent: retry with the same redemption after a timeout.
+    pub async fn prepare(
+        &self,
+        redemption: &ledger::types::EntryId,
+        authorisation: &ledger::types::EntryId,
+    ) -> Result<crate::federation::Prepared, Error> {
+        let call = Call::new(
+            Method::POST,
+            format!("/v1/redemptions/{}/prepare", segment(redemption.as_str())),
+        )
+        .json(&serde_json::json!({ "authorisation": authorisation }))?;
+        let p: crate::federation::Prepared = self.json(call).await?;
+        if p.redemption != redemption.as_str() {
+            return Err(Error::Decode("a hold for another redemption".into()));
+        }
+        Ok(p)
+    }
+
     /// `POST /v1/admin/partners/{brand}/unfreeze` (scope `admin`): lifts the freeze evidence
     /// put on a partnership; the evidence stays.
     pub async fn unfreeze_partner(&self, brand: &BrandId) -> Result<PartnerStatus, Error> {
