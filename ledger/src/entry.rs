@@ -235,6 +235,57 @@ pub struct SpendAuthorisation {
     pub expires_at: LogTime,
 }
 
+/// Which side of a cross-brand redemption an `obligation` entry records (spec/protocol.md §4.12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObligationSide {
+    /// Logged by the payer, the brand whose points were spent: it owes the amount.
+    Payable,
+    /// Logged by the payee, the redeeming brand: it is owed the amount.
+    Receivable,
+}
+
+impl ObligationSide {
+    /// The side as it is written in a body and in a state record key.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ObligationSide::Payable => "payable",
+            ObligationSide::Receivable => "receivable",
+        }
+    }
+}
+
+impl std::fmt::Display for ObligationSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The payer's `obligation` entry, as a payee's receivable names it: its index in the payer's
+/// log and its RFC 6962 leaf hash, so the receivable can be checked against the payer's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counterpart {
+    pub index: LogIndex,
+    pub leaf_hash: HexHash,
+    /// The payer's entry's log time (statements place a line in a period by it).
+    pub time: LogTime,
+}
+
+/// What one brand owes another for one committed cross-brand redemption
+/// (spec/protocol.md §3.3, §4.12; spec/redemption.md §3 step 4). Both brands log one: the payer
+/// a `payable` when it posts the hold, the payee a `receivable` naming the payer's entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Obligation {
+    pub side: ObligationSide,
+    /// The locked quote of the redemption: payer, payee, member, points and amount.
+    pub quote: Quote,
+    /// The payer's `obligation` entry; present exactly on the `receivable` side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterpart: Option<Counterpart>,
+}
+
 /// How long a lot lives after the entry that creates it; omitted means points never expire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -316,6 +367,9 @@ pub enum EntryKind {
     /// A quote the redeeming brand (the payee) locks for a cross-brand redemption
     /// (spec/protocol.md §3.3, §4.11).
     Quote(Quote),
+    /// One brand's side of what the payer owes the payee for one committed cross-brand
+    /// redemption (spec/protocol.md §3.3, §4.12).
+    Obligation(Obligation),
 }
 
 /// Every entry type tag, in the order of spec/protocol.md.
@@ -337,6 +391,7 @@ pub const ENTRY_TYPES: &[&str] = &[
     "spend_authorisation",
     "agreement",
     "quote",
+    "obligation",
 ];
 
 impl EntryKind {
@@ -360,6 +415,7 @@ impl EntryKind {
             EntryKind::SpendAuthorisation(_) => "spend_authorisation",
             EntryKind::Agreement(_) => "agreement",
             EntryKind::Quote(_) => "quote",
+            EntryKind::Obligation(_) => "obligation",
         }
     }
 
@@ -386,6 +442,7 @@ impl EntryKind {
             EntryKind::SpendAuthorisation(b) => v(b),
             EntryKind::Agreement(b) => v(b),
             EntryKind::Quote(b) => v(b),
+            EntryKind::Obligation(b) => v(b),
         }
     }
 
@@ -412,6 +469,7 @@ impl EntryKind {
             "spend_authorisation" => EntryKind::SpendAuthorisation(p(body)?),
             "agreement" => EntryKind::Agreement(p(body)?),
             "quote" => EntryKind::Quote(p(body)?),
+            "obligation" => EntryKind::Obligation(p(body)?),
             other => return Err(EntryError::UnknownType(other.to_owned())),
         };
         kind.validate()?;
@@ -474,24 +532,21 @@ impl EntryKind {
                 a.verify_self_consistent()
                     .map_err(|e| EntryError::Invalid(format!("{}: {e}", e.code())))?;
             }
-            EntryKind::Quote(q) => {
-                if q.amount_minor == 0 || q.amount_minor > MAX_AMOUNT {
-                    return Err(EntryError::Invalid(
-                        "amount_minor must be 1 to 2^53-1".into(),
-                    ));
-                }
-                if q.payer == q.payee {
-                    return Err(EntryError::Invalid(
-                        "a quote's payer and payee must differ".into(),
-                    ));
-                }
-                if q.fee_bps > FEE_BPS_MAX {
-                    return Err(EntryError::Invalid("fee_bps must be 0 to 10000".into()));
-                }
-                if q.expires_at <= q.quoted_at {
-                    return Err(EntryError::Invalid(
-                        "a quote must expire after its quoted_at".into(),
-                    ));
+            EntryKind::Quote(q) => validate_quote(q)?,
+            EntryKind::Obligation(o) => {
+                validate_quote(&o.quote)?;
+                match (o.side, &o.counterpart) {
+                    (ObligationSide::Receivable, None) => {
+                        return Err(EntryError::Invalid(
+                            "a receivable obligation must name its counterpart".into(),
+                        ));
+                    }
+                    (ObligationSide::Payable, Some(_)) => {
+                        return Err(EntryError::Invalid(
+                            "a payable obligation has no counterpart".into(),
+                        ));
+                    }
+                    _ => {}
                 }
             }
             EntryKind::ExpiryPolicy(ExpiryPolicy {
@@ -529,6 +584,30 @@ impl EntryKind {
         m.insert("type".into(), Value::String(self.type_name().into()));
         Sha256::digest(encoding::to_canonical(&Value::Object(m))).into()
     }
+}
+
+/// The rules of a quote body (in a `quote` or an `obligation`) that its field types alone do
+/// not express.
+fn validate_quote(q: &Quote) -> Result<(), EntryError> {
+    if q.amount_minor == 0 || q.amount_minor > MAX_AMOUNT {
+        return Err(EntryError::Invalid(
+            "amount_minor must be 1 to 2^53-1".into(),
+        ));
+    }
+    if q.payer == q.payee {
+        return Err(EntryError::Invalid(
+            "a quote's payer and payee must differ".into(),
+        ));
+    }
+    if q.fee_bps > FEE_BPS_MAX {
+        return Err(EntryError::Invalid("fee_bps must be 0 to 10000".into()));
+    }
+    if q.expires_at <= q.quoted_at {
+        return Err(EntryError::Invalid(
+            "a quote must expire after its quoted_at".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// One ledger entry: version 1 envelope around a typed body.
@@ -830,6 +909,68 @@ mod tests {
         assert_eq!(Entry::from_bytes(&b).unwrap(), e);
         let null = br#"{"body":{"authorisation":null,"expires_at":900,"member":"m1","points":10},"id":"h-1","time":5,"type":"hold","v":1}"#;
         assert!(Entry::from_bytes(null).is_err());
+    }
+
+    #[test]
+    fn obligation_encodes_canonically_with_its_counterpart_only_when_receivable() {
+        let quote: Quote = serde_json::from_str(
+            r#"{"agreement":"agr-1","amount_minor":500,"currency":"EUR","expires_at":900,"fee_bps":150,"member":"m1","payee":"brand-b","payer":"brand-a","points":406,"quoted_at":5,"rate_card_index":0,"redemption":"red-1","rounding":"half_even"}"#,
+        )
+        .unwrap();
+        let mut e = Entry {
+            time: LogTime::new(10).unwrap(),
+            id: "obl.red-1".parse().unwrap(),
+            kind: EntryKind::Obligation(Obligation {
+                side: ObligationSide::Payable,
+                quote: quote.clone(),
+                counterpart: None,
+            }),
+        };
+        let b = e.to_bytes();
+        assert!(std::str::from_utf8(&b)
+            .unwrap()
+            .starts_with(r#"{"body":{"quote":{"agreement":"agr-1","#));
+        assert!(std::str::from_utf8(&b).unwrap().ends_with(
+            r#""side":"payable"},"id":"obl.red-1","time":10,"type":"obligation","v":1}"#
+        ));
+        assert_eq!(Entry::from_bytes(&b).unwrap(), e);
+        assert_eq!(e.kind.member(), None);
+        e.kind = EntryKind::Obligation(Obligation {
+            side: ObligationSide::Receivable,
+            quote: quote.clone(),
+            counterpart: Some(Counterpart {
+                index: LogIndex::new(41).unwrap(),
+                leaf_hash: HexHash([0xab; 32]),
+                time: LogTime::new(1_000).unwrap(),
+            }),
+        });
+        let b = e.to_bytes();
+        let text = std::str::from_utf8(&b).unwrap();
+        assert!(text.starts_with(&format!(
+            r#"{{"body":{{"counterpart":{{"index":41,"leaf_hash":"{}"}},"quote":"#,
+            "ab".repeat(32)
+        )));
+        assert_eq!(Entry::from_bytes(&b).unwrap(), e);
+        let body = e.kind.body_value();
+        for (path, value) in [
+            ("/side", serde_json::json!("owed")),
+            ("/counterpart", Value::Null),
+            ("/counterpart/leaf_hash", serde_json::json!("AB".repeat(32))),
+            ("/quote/amount_minor", serde_json::json!(0)),
+        ] {
+            let mut bad = body.clone();
+            *bad.pointer_mut(path).unwrap() = value;
+            assert!(
+                matches!(
+                    EntryKind::from_type_and_body("obligation", bad),
+                    Err(EntryError::Invalid(_))
+                ),
+                "{path}"
+            );
+        }
+        let mut extra = body.clone();
+        extra["counterpart"]["time"] = serde_json::json!(5);
+        assert!(EntryKind::from_type_and_body("obligation", extra).is_err());
     }
 
     #[test]

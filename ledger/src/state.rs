@@ -1,6 +1,6 @@
 //! The accounting state machine (spec/protocol.md §4): double-entry accounts, lots, holds,
 //! redemptions, spend authorisations, idempotency ids, tiers, the rate cards and FX rates
-//! that value points, and the agreements and quotes of cross-brand redemption.
+//! that value points, and the agreements, quotes and obligations of cross-brand redemption.
 //!
 //! [`State::apply`] takes one entry and its log index and either changes the state and returns
 //! the transfers it made, or returns a typed error and changes nothing. The node's sequencer
@@ -18,17 +18,23 @@
 //! - at most [`RATES_MAX`] rate cards and FX rates are kept, together;
 //! - at most [`AGREEMENTS_MAX`] agreements are kept, each under its own agreement id, each
 //!   self-consistent (valid terms, one valid signature per brand);
-//! - every quote is kept under its redemption id and names a kept agreement.
+//! - every quote is kept under its redemption id and names a kept agreement;
+//! - every obligation is kept under its (side, payer, redemption), names a kept agreement that
+//!   allows its direction, and a receivable names its counterpart; a payable's hold (the hold
+//!   with the redemption id) is posted, for the quote's payee, member and points;
+//! - for every agreement, the open payable total is the sum of its payables' amounts and at
+//!   most the agreement's credit limit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::agreement::{AgreementError, SignedAgreement};
+use crate::agreement::{AgreementError, AgreementTerms, SignedAgreement};
 use crate::entry::{
-    Adjust, Direction, Earn, Entry, EntryKind, Expire, ExpiryPolicy, FxRate, HexHash, Hold, Post,
-    RateCard, Redeem, Refund, SpendAuthorisation, TierAttestation, TierChange, TierPolicy, Void,
+    Adjust, Counterpart, Direction, Earn, Entry, EntryKind, Expire, ExpiryPolicy, FxRate, HexHash,
+    Hold, Obligation, ObligationSide, Post, RateCard, Redeem, Refund, SpendAuthorisation,
+    TierAttestation, TierChange, TierPolicy, Void,
 };
 use crate::merkle::Hash;
 use crate::money::Currency;
@@ -178,6 +184,31 @@ pub enum StateError {
         agreement: EntryId,
         reason: &'static str,
     },
+    #[error("a {side} obligation for redemption {redemption} of {payer} is already logged at entry {index}")]
+    ObligationExists {
+        side: ObligationSide,
+        payer: BrandId,
+        redemption: EntryId,
+        index: LogIndex,
+    },
+    #[error("a receivable obligation must name the payer's obligation entry")]
+    ObligationCounterpartMissing,
+    #[error("a payable obligation names no counterpart")]
+    ObligationCounterpartUnexpected,
+    #[error("the obligation does not match agreement {agreement}: {reason}")]
+    ObligationAgreementMismatch {
+        agreement: EntryId,
+        reason: &'static str,
+    },
+    #[error("the obligation does not match hold {hold}: {reason}")]
+    ObligationHoldMismatch { hold: EntryId, reason: &'static str },
+    #[error("agreement {agreement}: {open_minor} open plus {amount_minor} exceeds the credit limit {limit_minor}")]
+    CreditLimitExceeded {
+        agreement: EntryId,
+        open_minor: u64,
+        amount_minor: u64,
+        limit_minor: u64,
+    },
 }
 
 fn payee_text(p: Option<&BrandId>) -> String {
@@ -245,6 +276,12 @@ impl StateError {
             StateError::QuoteExpired { .. } => "quote_expired",
             StateError::UnknownAgreement(_) => "unknown_agreement",
             StateError::QuoteAgreementMismatch { .. } => "quote_agreement_mismatch",
+            StateError::ObligationExists { .. } => "obligation_exists",
+            StateError::ObligationCounterpartMissing => "obligation_counterpart_missing",
+            StateError::ObligationCounterpartUnexpected => "obligation_counterpart_unexpected",
+            StateError::ObligationAgreementMismatch { .. } => "obligation_agreement_mismatch",
+            StateError::ObligationHoldMismatch { .. } => "obligation_hold_mismatch",
+            StateError::CreditLimitExceeded { .. } => "credit_limit_exceeded",
         }
     }
 }
@@ -387,6 +424,38 @@ pub struct QuoteState {
     pub quote: Quote,
 }
 
+/// What names an obligation in a log: at most one per side, payer and redemption id
+/// (redemption ids are unique only within the payer's log).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObligationKey {
+    pub side: ObligationSide,
+    pub payer: BrandId,
+    pub redemption: EntryId,
+}
+
+/// An obligation the brand logged (spec/protocol.md §4.12), by [`ObligationKey`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObligationState {
+    /// The index of the `obligation` entry.
+    pub index: LogIndex,
+    pub side: ObligationSide,
+    pub quote: Quote,
+    /// The payer's `obligation` entry; present exactly for a receivable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterpart: Option<Counterpart>,
+}
+
+impl ObligationState {
+    /// Its key.
+    pub fn key(&self) -> ObligationKey {
+        ObligationKey {
+            side: self.side,
+            payer: self.quote.payer.clone(),
+            redemption: self.quote.redemption.clone(),
+        }
+    }
+}
+
 /// A redemption (a redeem entry or a posted hold) and how much of it is refunded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedemptionState {
@@ -524,6 +593,7 @@ enum RecordKey {
     Authorisation(EntryId),
     Agreement(EntryId),
     Quote(EntryId),
+    Obligation(ObligationKey),
 }
 
 /// Key prefixes of state records in storage (spec/protocol.md §6).
@@ -538,6 +608,8 @@ pub mod record_prefix {
     pub const AUTHORISATION: &[u8] = b"au/";
     pub const AGREEMENT: &[u8] = b"ag/";
     pub const QUOTE: &[u8] = b"qu/";
+    /// `ob/<side>/<payer>/<redemption>`; brand ids and entry ids hold no `/`.
+    pub const OBLIGATION: &[u8] = b"ob/";
 }
 
 impl RecordKey {
@@ -554,6 +626,10 @@ impl RecordKey {
             RecordKey::Authorisation(a) => (AUTHORISATION, a.to_string()),
             RecordKey::Agreement(a) => (AGREEMENT, a.to_string()),
             RecordKey::Quote(q) => (QUOTE, q.to_string()),
+            RecordKey::Obligation(o) => (
+                OBLIGATION,
+                format!("{}/{}/{}", o.side, o.payer, o.redemption),
+            ),
         };
         let mut k = p.to_vec();
         k.extend_from_slice(s.as_bytes());
@@ -597,6 +673,11 @@ pub struct State {
     agreements: BTreeMap<EntryId, AgreementState>,
     /// By redemption id (the entry's id).
     quotes: HashMap<EntryId, QuoteState>,
+    obligations: BTreeMap<ObligationKey, ObligationState>,
+    /// Derived index: the open payable total (minor units) of every agreement with a payable.
+    open_payables: BTreeMap<EntryId, u64>,
+    /// Derived index: the keys of every obligation, by agreement.
+    obligations_by_agreement: BTreeMap<EntryId, BTreeSet<ObligationKey>>,
     /// Derived index: (expiry, member, lot) of every lot that expires.
     lot_expiries: BTreeSet<(LogTime, MemberId, LogIndex)>,
     /// Derived index: (expiry, id) of every open hold.
@@ -617,6 +698,9 @@ impl PartialEq for State {
             && self.authorisations == o.authorisations
             && self.agreements == o.agreements
             && self.quotes == o.quotes
+            && self.obligations == o.obligations
+            && self.open_payables == o.open_payables
+            && self.obligations_by_agreement == o.obligations_by_agreement
             && self.lot_expiries == o.lot_expiries
             && self.hold_expiries == o.hold_expiries
     }
@@ -676,6 +760,40 @@ impl State {
     /// A quote by its redemption id (the id of its entry), also after it expired.
     pub fn quote(&self, id: &EntryId) -> Option<&QuoteState> {
         self.quotes.get(id)
+    }
+
+    /// The obligation of `side` for `payer`'s redemption `redemption`, if logged.
+    pub fn obligation(
+        &self,
+        side: ObligationSide,
+        payer: &BrandId,
+        redemption: &EntryId,
+    ) -> Option<&ObligationState> {
+        self.obligations.get(&ObligationKey {
+            side,
+            payer: payer.clone(),
+            redemption: redemption.clone(),
+        })
+    }
+
+    /// The open payable total of agreement `agreement` in this log, in minor units of its
+    /// settlement currency: what the credit limit is checked against (spec/protocol.md §4.12).
+    /// Until statements settle obligations, every payable logged is open.
+    pub fn open_payable(&self, agreement: &EntryId) -> u64 {
+        self.open_payables.get(agreement).copied().unwrap_or(0)
+    }
+
+    /// Every obligation under agreement `agreement`, payables first, then by payer and
+    /// redemption id.
+    pub fn obligations_of<'a>(
+        &'a self,
+        agreement: &'a EntryId,
+    ) -> impl Iterator<Item = &'a ObligationState> + 'a {
+        self.obligations_by_agreement
+            .get(agreement)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.obligations.get(k))
     }
 
     /// The rate card in force at `t`, with its entry's index; see [`Policies::rate_card_at`].
@@ -835,6 +953,7 @@ impl State {
             }
             EntryKind::Agreement(b) => self.agreement_entry(index, b)?,
             EntryKind::Quote(b) => self.quote_entry(index, now, &entry.id, b)?,
+            EntryKind::Obligation(b) => self.obligation_entry(index, b)?,
             EntryKind::TierChange(b) => self.tier_change(now, b)?,
             EntryKind::TierAttestation(b) => self.tier_attestation(now, b)?,
         };
@@ -1247,20 +1366,7 @@ impl State {
             .ok_or_else(|| StateError::UnknownAgreement(q.agreement.clone()))?
             .agreement
             .terms;
-        let mismatch = if !terms.allows(&q.payer, &q.payee) {
-            Some("the agreement does not allow the direction")
-        } else if terms.settlement_currency != q.currency {
-            Some("the currency is not the settlement currency")
-        } else if terms.fee_bps != q.fee_bps {
-            Some("the fee differs")
-        } else if terms.rounding != q.rounding {
-            Some("the rounding differs")
-        } else if q.quoted_at < terms.valid_from {
-            Some("the quote is from before the agreement applies")
-        } else {
-            None
-        };
-        if let Some(reason) = mismatch {
+        if let Some(reason) = quote_mismatch(terms, q) {
             return Err(StateError::QuoteAgreementMismatch {
                 agreement: q.agreement.clone(),
                 reason,
@@ -1274,6 +1380,102 @@ impl State {
             },
         );
         self.changed.insert(RecordKey::Quote(id.clone()));
+        Ok(Applied::default())
+    }
+
+    /// spec/protocol.md §4.9, `obligation` (§4.12): records one side of what the payer owes the
+    /// payee for a committed redemption, consistent with the agreement, and for a payable with
+    /// the posted hold and the credit limit. Moves no points (they moved with the post).
+    fn obligation_entry(&mut self, index: LogIndex, b: &Obligation) -> Result<Applied, StateError> {
+        let q = &b.quote;
+        match (b.side, &b.counterpart) {
+            (ObligationSide::Receivable, None) => {
+                return Err(StateError::ObligationCounterpartMissing)
+            }
+            (ObligationSide::Payable, Some(_)) => {
+                return Err(StateError::ObligationCounterpartUnexpected)
+            }
+            _ => {}
+        }
+        let key = ObligationKey {
+            side: b.side,
+            payer: q.payer.clone(),
+            redemption: q.redemption.clone(),
+        };
+        if let Some(o) = self.obligations.get(&key) {
+            return Err(StateError::ObligationExists {
+                side: key.side,
+                payer: key.payer,
+                redemption: key.redemption,
+                index: o.index,
+            });
+        }
+        let terms = &self
+            .agreements
+            .get(&q.agreement)
+            .ok_or_else(|| StateError::UnknownAgreement(q.agreement.clone()))?
+            .agreement
+            .terms;
+        if let Some(reason) = quote_mismatch(terms, q) {
+            return Err(StateError::ObligationAgreementMismatch {
+                agreement: q.agreement.clone(),
+                reason,
+            });
+        }
+        let mut open = None;
+        if b.side == ObligationSide::Payable {
+            let hold = self
+                .holds
+                .get(&q.redemption)
+                .ok_or_else(|| StateError::UnknownHold(q.redemption.clone()))?;
+            let mismatch = if !matches!(hold.status, HoldStatus::Posted(_)) {
+                Some("the hold is not posted")
+            } else if hold.payee.as_ref() != Some(&q.payee) {
+                Some("the hold is not for the quote's payee")
+            } else if hold.member != q.member {
+                Some("the hold is not of the quote's member")
+            } else if hold.points != q.points.get() {
+                Some("the hold is not of the quote's points")
+            } else {
+                None
+            };
+            if let Some(reason) = mismatch {
+                return Err(StateError::ObligationHoldMismatch {
+                    hold: q.redemption.clone(),
+                    reason,
+                });
+            }
+            let open_minor = self.open_payable(&q.agreement);
+            let total = open_minor
+                .checked_add(q.amount_minor)
+                .filter(|t| *t <= terms.credit_limit_minor);
+            let Some(total) = total else {
+                return Err(StateError::CreditLimitExceeded {
+                    agreement: q.agreement.clone(),
+                    open_minor,
+                    amount_minor: q.amount_minor,
+                    limit_minor: terms.credit_limit_minor,
+                });
+            };
+            open = Some(total);
+        }
+        if let Some(total) = open {
+            self.open_payables.insert(q.agreement.clone(), total);
+        }
+        self.obligations_by_agreement
+            .entry(q.agreement.clone())
+            .or_default()
+            .insert(key.clone());
+        self.obligations.insert(
+            key.clone(),
+            ObligationState {
+                index,
+                side: b.side,
+                quote: q.clone(),
+                counterpart: b.counterpart.clone(),
+            },
+        );
+        self.changed.insert(RecordKey::Obligation(key));
         Ok(Applied::default())
     }
 
@@ -1674,12 +1876,94 @@ impl State {
                 )));
             }
         }
+        self.check_obligations()?;
         if self.ids.len() as u64 != self.meta.size {
             return Err(InvariantViolation(format!(
                 "{} ids recorded for {} entries",
                 self.ids.len(),
                 self.meta.size
             )));
+        }
+        Ok(())
+    }
+
+    /// The obligation invariants: each is kept under its key, names a kept agreement that
+    /// allows its direction and matches its terms; a receivable names its counterpart and a
+    /// payable does not; a payable's hold is posted and matches it; the derived indexes agree;
+    /// each agreement's open payable total is the sum of its payables, within its credit limit.
+    fn check_obligations(&self) -> Result<(), InvariantViolation> {
+        let mut open: BTreeMap<&EntryId, u64> = BTreeMap::new();
+        let mut indexed = 0usize;
+        for (key, o) in &self.obligations {
+            let q = &o.quote;
+            let bad = |what: &str| {
+                InvariantViolation(format!(
+                    "{} obligation {}/{}: {what}",
+                    key.side, key.payer, key.redemption
+                ))
+            };
+            if &o.key() != key {
+                return Err(bad("kept under another key"));
+            }
+            let Some(a) = self.agreements.get(&q.agreement) else {
+                return Err(bad("names no kept agreement"));
+            };
+            if let Some(reason) = quote_mismatch(&a.agreement.terms, q) {
+                return Err(bad(reason));
+            }
+            if (o.side == ObligationSide::Receivable) != o.counterpart.is_some() {
+                return Err(bad("a counterpart exactly for a receivable"));
+            }
+            if !self
+                .obligations_by_agreement
+                .get(&q.agreement)
+                .is_some_and(|ks| ks.contains(key))
+            {
+                return Err(bad("missing from the agreement's index"));
+            }
+            indexed += 1;
+            if o.side == ObligationSide::Payable {
+                let hold_ok = self.holds.get(&q.redemption).is_some_and(|h| {
+                    matches!(h.status, HoldStatus::Posted(_))
+                        && h.payee.as_ref() == Some(&q.payee)
+                        && h.member == q.member
+                        && h.points == q.points.get()
+                });
+                if !hold_ok {
+                    return Err(bad(
+                        "its hold is not posted for its payee, member and points",
+                    ));
+                }
+                let sum = open.entry(&q.agreement).or_default();
+                *sum = sum
+                    .checked_add(q.amount_minor)
+                    .ok_or_else(|| bad("open payables overflow"))?;
+            }
+        }
+        let in_index: usize = self
+            .obligations_by_agreement
+            .values()
+            .map(BTreeSet::len)
+            .sum();
+        if in_index != indexed {
+            return Err(InvariantViolation(format!(
+                "{in_index} obligations indexed by agreement, {indexed} kept"
+            )));
+        }
+        let kept: BTreeMap<&EntryId, u64> =
+            self.open_payables.iter().map(|(a, v)| (a, *v)).collect();
+        if kept != open {
+            return Err(InvariantViolation(format!(
+                "open payables {kept:?} differ from the sums of payables {open:?}"
+            )));
+        }
+        for (a, total) in open {
+            let limit = self.agreements[a].agreement.terms.credit_limit_minor;
+            if total > limit {
+                return Err(InvariantViolation(format!(
+                    "agreement {a}: open payables {total} above the credit limit {limit}"
+                )));
+            }
         }
         Ok(())
     }
@@ -1741,6 +2025,7 @@ impl State {
                     RecordKey::Authorisation(a) => self.authorisations.get(a).map(to_vec),
                     RecordKey::Agreement(a) => self.agreements.get(a).map(to_vec),
                     RecordKey::Quote(q) => self.quotes.get(q).map(to_vec),
+                    RecordKey::Obligation(o) => self.obligations.get(o).map(to_vec),
                 };
                 (k.to_bytes(), v)
             })
@@ -1823,6 +2108,26 @@ impl State {
                     .parse()
                     .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
                 s.quotes.insert(id, from_slice(v).map_err(err)?);
+            } else if k.starts_with(OBLIGATION) {
+                let o: ObligationState = from_slice(v).map_err(err)?;
+                let key = o.key();
+                if RecordKey::Obligation(key.clone()).to_bytes() != k {
+                    return Err(err("the obligation is not the one its key names".into()));
+                }
+                if o.side == ObligationSide::Payable {
+                    let open = s
+                        .open_payables
+                        .entry(o.quote.agreement.clone())
+                        .or_default();
+                    *open = open
+                        .checked_add(o.quote.amount_minor)
+                        .ok_or_else(|| err("open payables overflow".into()))?;
+                }
+                s.obligations_by_agreement
+                    .entry(o.quote.agreement.clone())
+                    .or_default()
+                    .insert(key.clone());
+                s.obligations.insert(key, o);
             } else if k.starts_with(ID) {
                 let id: EntryId = name(ID)
                     .parse()
@@ -1833,6 +2138,25 @@ impl State {
             }
         }
         Ok(s)
+    }
+}
+
+/// How a quote departs from the agreement it names, if it does: the direction, settlement
+/// currency, fee and rounding must be the agreement's, and the quote no older than the
+/// agreement's `valid_from`.
+fn quote_mismatch(terms: &AgreementTerms, q: &Quote) -> Option<&'static str> {
+    if !terms.allows(&q.payer, &q.payee) {
+        Some("the agreement does not allow the direction")
+    } else if terms.settlement_currency != q.currency {
+        Some("the currency is not the settlement currency")
+    } else if terms.fee_bps != q.fee_bps {
+        Some("the fee differs")
+    } else if terms.rounding != q.rounding {
+        Some("the rounding differs")
+    } else if q.quoted_at < terms.valid_from {
+        Some("the quote is from before the agreement applies")
+    } else {
+        None
     }
 }
 

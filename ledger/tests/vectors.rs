@@ -18,8 +18,8 @@ use ledger::checkpoint::{
 use ledger::encoding::EncodingError;
 use ledger::entry::{
     Adjust, Direction, Earn, Entry, EntryError, EntryKind, Expire, ExpiryPolicy, FxRate, HexBytes,
-    HexHash, Hold, Post, RateCard, Redeem, Refund, SpendAuthorisation, Tier, TierAttestation,
-    TierChange, TierPolicy, Void, ENTRY_TYPES,
+    HexHash, Hold, Obligation, ObligationSide, Post, RateCard, Redeem, Refund, SpendAuthorisation,
+    Tier, TierAttestation, TierChange, TierPolicy, Void, ENTRY_TYPES,
 };
 use ledger::merkle::{self, leaf_hash, MemoryTree};
 use ledger::quote::{make_quote, Ask, Pricing, Quote};
@@ -294,6 +294,30 @@ fn example_quote() -> Quote {
     .unwrap()
 }
 
+/// The quote of the example redemption `red-0002`, made by `brand-b` (the payee) for 40 points
+/// of the example member of `brand-a` (the payer, whose rate card is at index 2 of the example
+/// log: EUR 0.0125), quoted 2.5 s after the agreement, live for 10 minutes.
+fn example_payable_quote() -> Quote {
+    let pricing = Pricing {
+        rate_card_index: 2,
+        point_value: "0.0125".parse().unwrap(),
+        base: "EUR".parse().unwrap(),
+        fx: None,
+    };
+    make_quote(
+        &example_agreement().terms,
+        id("red-0002"),
+        member(),
+        &brand("brand-a"),
+        &brand("brand-b"),
+        Ask::Points(pts(40)),
+        &pricing,
+        at(T_AGREEMENT + 2_500),
+        DurationMs::new(600_000).unwrap(),
+    )
+    .unwrap()
+}
+
 /// The type tag of every `EntryKind` variant. The match has no wildcard, so a new entry type
 /// does not compile here until it is given a tag (and then a vector, see below).
 fn tag(kind: &EntryKind) -> &'static str {
@@ -315,6 +339,7 @@ fn tag(kind: &EntryKind) -> &'static str {
         EntryKind::SpendAuthorisation(_) => "spend_authorisation",
         EntryKind::Agreement(_) => "agreement",
         EntryKind::Quote(_) => "quote",
+        EntryKind::Obligation(_) => "obligation",
     }
 }
 
@@ -601,6 +626,64 @@ fn example_log() -> Vec<(&'static str, Entry)> {
             "red-0001",
             EntryKind::Quote(example_quote()),
         ),
+        // A cross-brand redemption at the payer (spec/redemption.md §3): brand-a's member
+        // authorises brand-b, brand-b prepares a hold (id = redemption id) under the
+        // authorisation and a hash lock, commits by revealing the preimage, and brand-a logs
+        // the payable obligation with the post. Hold-0004 (40 points) still pends, so lot 15
+        // has 10 points left: the member earns first.
+        e(
+            "earn_before_redemption",
+            T_AGREEMENT + 2_000,
+            "earn-0003",
+            EntryKind::Earn(Earn {
+                member: member(),
+                points: pts(100),
+                qualifying: true,
+            }),
+        ),
+        e(
+            "spend_authorisation_for_redemption",
+            T_AGREEMENT + 3_000,
+            "auth-0002",
+            EntryKind::SpendAuthorisation(SpendAuthorisation {
+                member: member(),
+                payee: brand("brand-b"),
+                max_points: pts(40),
+                expires_at: at(T_AGREEMENT + 3_000 + 900_000),
+            }),
+        ),
+        e(
+            "hold_for_redemption",
+            T_AGREEMENT + 4_000,
+            "red-0002",
+            EntryKind::Hold(Hold {
+                member: member(),
+                points: pts(40),
+                expires_at: at(T_AGREEMENT + 4_000 + 600_000),
+                payee: Some(brand("brand-b")),
+                condition: Some(condition),
+                authorisation: Some(id("auth-0002")),
+            }),
+        ),
+        e(
+            "post_of_redemption",
+            T_AGREEMENT + 5_000,
+            "post-red-0002",
+            EntryKind::Post(Post {
+                hold: id("red-0002"),
+                preimage: Some(HexBytes(PREIMAGE.to_vec())),
+            }),
+        ),
+        e(
+            "obligation_payable",
+            T_AGREEMENT + 5_001,
+            "obl.red-0002",
+            EntryKind::Obligation(Obligation {
+                side: ObligationSide::Payable,
+                quote: example_payable_quote(),
+                counterpart: None,
+            }),
+        ),
     ]
 }
 
@@ -691,6 +774,18 @@ fn invalid_cases() -> Vec<(&'static str, String, &'static str)> {
                 let mut q = example_quote();
                 q.amount_minor = 0;
                 body("quote", &String::from_utf8(ledger::encoding::to_canonical(&q)).unwrap())
+            },
+            "invalid",
+        ),
+        (
+            "receivable obligation without a counterpart",
+            {
+                let o = Obligation {
+                    side: ObligationSide::Receivable,
+                    quote: example_payable_quote(),
+                    counterpart: None,
+                };
+                body("obligation", &String::from_utf8(ledger::encoding::to_canonical(&o)).unwrap())
             },
             "invalid",
         ),

@@ -101,6 +101,22 @@ pub fn router(app: Arc<App>) -> Router {
             post(crate::federation::redeem::peer_prepare),
         )
         .route(
+            "/v1/peer/redemptions/{redemption}",
+            get(crate::federation::redeem::peer_status),
+        )
+        .route(
+            "/v1/peer/redemptions/{redemption}/void",
+            post(crate::federation::redeem::peer_void),
+        )
+        .route(
+            "/v1/redemptions/{redemption}/status",
+            get(crate::federation::redeem::status),
+        )
+        .route(
+            "/v1/redemptions/{redemption}/void",
+            post(crate::federation::redeem::void),
+        )
+        .route(
             "/v1/admin/agreements",
             post(crate::federation::agreements::approve),
         )

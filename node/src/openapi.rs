@@ -53,6 +53,8 @@ use crate::{admin, api, log_routes, problem, reads};
         crate::federation::quotes::quote,
         crate::federation::quotes::get_quote,
         crate::federation::redeem::prepare,
+        crate::federation::redeem::status,
+        crate::federation::redeem::void,
     ),
     components(schemas(problem::Problem))
 )]

@@ -128,6 +128,8 @@ impl From<StateError> for ApiError {
             | StateError::AuthorisationUsed { .. }
             | StateError::AgreementExists { .. }
             | StateError::QuoteExpired { .. }
+            | StateError::ObligationExists { .. }
+            | StateError::CreditLimitExceeded { .. }
             | StateError::AuthorisationExpired { .. }
             | StateError::HoldExpired { .. } => StatusCode::CONFLICT,
             StateError::TimeNotIncreasing { .. } | StateError::IndexNotNext { .. } => {

@@ -381,6 +381,38 @@ async fn prepare_holds_points_at_the_members_brand() {
             .await
             .unwrap()
             .assert_problem(404, "unknown_quote", "no quote");
+
+        // Status and void, decided by air's log and verified by coffee against air's key.
+        let s = coffee
+            .get("/v1/redemptions/red-1/status")
+            .await
+            .unwrap()
+            .ok_json("status");
+        assert_eq!(s["status"], json!("open"), "{s}");
+        assert_eq!(s["hold"]["index"], json!(index));
+        let s = coffee
+            .post_json("/v1/redemptions/red-1/void", &json!({}))
+            .await
+            .unwrap()
+            .ok_json("void");
+        assert_eq!(s["status"], json!("voided"), "{s}");
+        let resolution: ledger::receipt::Receipt =
+            serde_json::from_value(s["resolution"].clone()).unwrap();
+        let v = resolution.verify(&air.log_verifier()).unwrap();
+        assert_eq!(v.entry.kind.type_name(), "void");
+        let m = air.member_json("alice").await.unwrap();
+        assert_eq!(m["pending"], json!(0), "released: {m}");
+        let s = coffee
+            .post_json("/v1/redemptions/red-1/void", &json!({}))
+            .await
+            .unwrap()
+            .ok_json("void again");
+        assert_eq!(s["status"], json!("voided"));
+        coffee
+            .get("/v1/redemptions/red-2/status")
+            .await
+            .unwrap()
+            .assert_problem(404, "unknown_redemption", "never held");
     })
     .await;
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::agreement::{self, AgreementTerms, Direction as AgreementDirection};
-use crate::entry::{EntryError, ExpiryPolicy, HexBytes, Tier};
+use crate::entry::{Counterpart, EntryError, ExpiryPolicy, HexBytes, Tier};
 use crate::money::Currency;
 use crate::quote::Quote;
 use crate::types::DurationMs;
@@ -1088,6 +1088,20 @@ enum Op {
         age: u64,
         ttl: u64,
     },
+    /// A hold for `brand-b` without an authorisation, as the brand's own writer may log.
+    PartnerHold {
+        member: usize,
+        points: u64,
+    },
+    /// An obligation under `agr-<agreement>` for the `hold`-th newest redemption (a posted hold
+    /// or a redeem), `brand-a` → `brand-b`, of `amount_minor`: a payable when `payable`, else a
+    /// receivable.
+    Obligate {
+        hold: usize,
+        agreement: usize,
+        amount_minor: u64,
+        payable: bool,
+    },
 }
 
 const PAYEES: [&str; 2] = ["brand-b", "brand-c"];
@@ -1117,10 +1131,13 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(member, payee, max, ttl)| Op::Authorise { member, payee, max, ttl }),
         3 => (prop_oneof![4 => 0..2usize, 1 => 2..6usize], 1..300u64, prop_oneof![3 => Just(0u8), 1 => 1..4u8])
             .prop_map(|(recent, points, tweak)| Op::AuthHold { recent, points, tweak }),
-        1 => (0..3usize, prop::bool::weighted(0.2))
+        3 => (0..3usize, prop::bool::weighted(0.2))
             .prop_map(|(agreement, tampered)| Op::Agree { agreement, tampered }),
         2 => (0..4usize, 0..500u64, prop_oneof![1 => Just(0u64), 9 => 1..3000u64])
             .prop_map(|(agreement, age, ttl)| Op::Quote { agreement, age, ttl }),
+        3 => (0..4usize, 1..300u64).prop_map(|(member, points)| Op::PartnerHold { member, points }),
+        4 => (0..4usize, prop_oneof![4 => Just(0usize), 1 => 1..3usize], 1..600_000u64, prop::bool::weighted(0.7))
+            .prop_map(|(hold, agreement, amount_minor, payable)| Op::Obligate { hold, agreement, amount_minor, payable }),
     ]
 }
 
@@ -1341,6 +1358,29 @@ fn run(ops: &[Op]) -> Log {
                     assert_eq!(l.state.quote(&id(&eid)).map(|s| &s.quote), Some(&q));
                 }
             }
+            Op::PartnerHold { member, points } => {
+                let h = EntryKind::Hold(Hold {
+                    member: m(MEMBERS[*member]),
+                    points: pts(*points),
+                    expires_at: t(l.time + 10_000),
+                    payee: Some(brand("brand-b")),
+                    condition: None,
+                    authorisation: None,
+                });
+                if l.apply(&eid, h).is_ok() {
+                    holds.push(eid);
+                }
+            }
+            Op::Obligate {
+                hold,
+                agreement,
+                amount_minor,
+                payable,
+            } => {
+                if let Some(h) = redemptions.iter().rev().nth(*hold).cloned() {
+                    obligate_op(&mut l, &eid, &h, *agreement, *amount_minor, *payable);
+                }
+            }
             Op::ReuseId { of } => {
                 if let Some(e) = l.entries.get(*of).cloned() {
                     let size = l.state.size();
@@ -1360,6 +1400,68 @@ fn run(ops: &[Op]) -> Log {
     );
     check_rate_lookups(&l.state, &rates, l.time);
     l
+}
+
+/// Applies an obligation for redemption `h` (the member and points of its hold, if it is one;
+/// `brand-a` → `brand-b`) and checks
+/// the outcome against spec/protocol.md §4.9 read directly: the payable side needs the hold
+/// posted for `brand-b` and room under the credit limit; both sides need a known agreement and
+/// no obligation of the side for the redemption yet.
+fn obligate_op(l: &mut Log, eid: &str, h: &str, agreement: usize, amount: u64, payable: bool) {
+    let agr = id(&format!("agr-{agreement}"));
+    let hold = l.state.hold(&id(h)).cloned();
+    let mut q = quote(h, agr.as_str(), 0, 1);
+    q.amount_minor = amount;
+    if let Some(hs) = &hold {
+        q.member = hs.member.clone();
+        q.points = pts(hs.points);
+    }
+    let side = if payable {
+        ObligationSide::Payable
+    } else {
+        ObligationSide::Receivable
+    };
+    let open = l.state.open_payable(&agr);
+    let expected = if l
+        .state
+        .obligation(side, &brand("brand-a"), &id(h))
+        .is_some()
+    {
+        Some("obligation_exists")
+    } else if l.state.agreement(&agr).is_none() {
+        Some("unknown_agreement")
+    } else if !payable {
+        None
+    } else if hold.is_none() {
+        Some("unknown_hold")
+    } else if !hold.as_ref().is_some_and(|hs| {
+        matches!(hs.status, HoldStatus::Posted(_)) && hs.payee == Some(brand("brand-b"))
+    }) {
+        Some("obligation_hold_mismatch")
+    } else if open + amount > 1_000_000 {
+        Some("credit_limit_exceeded")
+    } else {
+        None
+    };
+    let r = l.apply(eid, obligation(side, q.clone()));
+    match (&r, expected) {
+        (Err(e), Some(code)) => assert_eq!(e.code(), code),
+        (Ok(_), None) => {
+            let kept = l.state.obligation(side, &brand("brand-a"), &id(h)).unwrap();
+            assert_eq!(kept.quote, q);
+            let added = if payable { amount } else { 0 };
+            assert_eq!(l.state.open_payable(&agr), open + added);
+        }
+        _ => panic!("obligation: {r:?}, expected {expected:?}"),
+    }
+    let sum: u64 = l
+        .state
+        .obligations_of(&agr)
+        .filter(|o| o.side == ObligationSide::Payable)
+        .map(|o| o.quote.amount_minor)
+        .sum();
+    assert_eq!(sum, l.state.open_payable(&agr));
+    assert!(sum <= 1_000_000);
 }
 
 /// What the test expects of one spend authorisation, kept apart from the state machine.
@@ -1896,4 +1998,348 @@ fn a_quote_body_is_refused_at_decoding_when_out_of_range() {
         EntryKind::from_type_and_body("quote", body).unwrap(),
         EntryKind::Quote(base)
     );
+}
+
+/// An `obligation` of `side` for quote `q`; a receivable names a fixed counterpart.
+fn obligation(side: ObligationSide, q: Quote) -> EntryKind {
+    EntryKind::Obligation(Obligation {
+        side,
+        quote: q,
+        counterpart: (side == ObligationSide::Receivable).then_some(Counterpart {
+            index: LogIndex::new(7).unwrap(),
+            leaf_hash: HexHash([7; 32]),
+            time: LogTime::new(7).unwrap(),
+        }),
+    })
+}
+
+/// A log with agreement `agr-1` and a hold `red-1` of 400 of alice's points for `brand-b`,
+/// posted when `post`.
+fn log_with_hold(post: bool) -> Log {
+    let mut l = Log::new();
+    l.apply("e-agr-1", agreement_entry("agr-1")).unwrap();
+    l.earn("e1", "alice", 1_000).unwrap();
+    l.apply(
+        "red-1",
+        EntryKind::Hold(Hold {
+            member: m("alice"),
+            points: pts(400),
+            expires_at: t(1_000_000),
+            payee: Some(brand("brand-b")),
+            condition: None,
+            authorisation: None,
+        }),
+    )
+    .unwrap();
+    if post {
+        l.apply(
+            "post-1",
+            EntryKind::Post(Post {
+                hold: id("red-1"),
+                preimage: None,
+            }),
+        )
+        .unwrap();
+    }
+    l
+}
+
+#[test]
+fn a_payable_is_kept_for_a_posted_hold_and_counts_towards_the_open_total() {
+    let mut l = log_with_hold(true);
+    let q = quote("red-1", "agr-1", 1_000, 5_000);
+    let before = l.state.clone();
+    let a = l
+        .apply("obl.red-1", obligation(ObligationSide::Payable, q.clone()))
+        .unwrap();
+    // No points move: they moved with the post.
+    assert_eq!(a, Applied::default());
+    assert_eq!(l.state.system_accounts(), before.system_accounts());
+    assert_eq!(l.balance("alice"), 600);
+    let kept = l
+        .state
+        .obligation(ObligationSide::Payable, &brand("brand-a"), &id("red-1"))
+        .unwrap();
+    assert_eq!(
+        (kept.index, kept.side, &kept.quote, &kept.counterpart),
+        (
+            LogIndex::new(4).unwrap(),
+            ObligationSide::Payable,
+            &q,
+            &None
+        )
+    );
+    assert!(l
+        .state
+        .obligation(ObligationSide::Receivable, &brand("brand-a"), &id("red-1"))
+        .is_none());
+    assert_eq!(l.state.open_payable(&id("agr-1")), 493);
+    assert_eq!(l.state.open_payable(&id("agr-2")), 0);
+    assert_eq!(l.state.obligations_of(&id("agr-1")).count(), 1);
+    assert_eq!(l.state.obligations_of(&id("agr-2")).count(), 0);
+    assert!(l.records.contains_key(&b"ob/payable/brand-a/red-1"[..]));
+    assert_eq!(
+        EntryKind::Obligation(Obligation {
+            side: ObligationSide::Payable,
+            quote: q.clone(),
+            counterpart: None,
+        })
+        .member(),
+        None
+    );
+    // A second payable for the redemption is refused, under any entry id.
+    assert_eq!(
+        l.apply("obl.red-1.again", obligation(ObligationSide::Payable, q)),
+        Err(StateError::ObligationExists {
+            side: ObligationSide::Payable,
+            payer: brand("brand-a"),
+            redemption: id("red-1"),
+            index: LogIndex::new(4).unwrap(),
+        })
+    );
+    l.state.check_invariants().unwrap();
+    l.replay_equals_live();
+}
+
+#[test]
+fn a_payable_is_refused_unless_its_hold_is_posted_and_matches_the_quote() {
+    let mut l = log_with_hold(false);
+    let q = |f: &dyn Fn(&mut Quote)| {
+        let mut q = quote("red-1", "agr-1", 1_000, 5_000);
+        f(&mut q);
+        obligation(ObligationSide::Payable, q)
+    };
+    assert_eq!(
+        l.apply("obl", q(&|q| q.redemption = id("red-9"))),
+        Err(StateError::UnknownHold(id("red-9")))
+    );
+    assert_eq!(
+        l.apply("obl", q(&|_| {})),
+        Err(StateError::ObligationHoldMismatch {
+            hold: id("red-1"),
+            reason: "the hold is not posted",
+        })
+    );
+    l.apply(
+        "post-1",
+        EntryKind::Post(Post {
+            hold: id("red-1"),
+            preimage: None,
+        }),
+    )
+    .unwrap();
+    type Change = Box<dyn Fn(&mut Quote)>;
+    let mismatches: Vec<Change> = vec![
+        Box::new(|q| q.points = pts(399)),
+        Box::new(|q| q.member = m("bob")),
+    ];
+    for (i, f) in mismatches.iter().enumerate() {
+        let r = l.apply("obl", q(f.as_ref()));
+        assert_eq!(code_of(r), "obligation_hold_mismatch", "case {i}");
+    }
+    // A hold for another payee (or none) does not match a quote for brand-b.
+    l.hold("red-2", "alice", 10, 1_000_000).unwrap();
+    l.apply(
+        "post-2",
+        EntryKind::Post(Post {
+            hold: id("red-2"),
+            preimage: None,
+        }),
+    )
+    .unwrap();
+    let r = l.apply(
+        "obl",
+        q(&|q| {
+            q.redemption = id("red-2");
+            q.points = pts(10);
+        }),
+    );
+    assert_eq!(
+        r,
+        Err(StateError::ObligationHoldMismatch {
+            hold: id("red-2"),
+            reason: "the hold is not for the quote's payee",
+        })
+    );
+    l.apply("obl", q(&|_| {})).unwrap();
+    l.replay_equals_live();
+}
+
+#[test]
+fn an_obligation_is_refused_unless_it_matches_its_agreement() {
+    let mut l = log_with_hold(true);
+    let q = |f: &dyn Fn(&mut Quote)| {
+        let mut q = quote("red-1", "agr-1", 1_000, 5_000);
+        f(&mut q);
+        q
+    };
+    for side in [ObligationSide::Payable, ObligationSide::Receivable] {
+        assert_eq!(
+            l.apply("obl", obligation(side, q(&|q| q.agreement = id("agr-9")))),
+            Err(StateError::UnknownAgreement(id("agr-9")))
+        );
+        type Change = Box<dyn Fn(&mut Quote)>;
+        let mismatches: Vec<Change> = vec![
+            Box::new(|q| std::mem::swap(&mut q.payer, &mut q.payee)),
+            Box::new(|q| q.payee = brand("brand-c")),
+            Box::new(|q| q.currency = cur("USD")),
+            Box::new(|q| q.fee_bps = 0),
+            Box::new(|q| q.rounding = Rounding::Up),
+        ];
+        for (i, f) in mismatches.iter().enumerate() {
+            let r = l.apply("obl", obligation(side, q(f.as_ref())));
+            assert!(
+                matches!(r, Err(StateError::ObligationAgreementMismatch { .. })),
+                "{side} case {i}: {r:?}"
+            );
+            assert_eq!(code_of(r), "obligation_agreement_mismatch");
+        }
+    }
+    assert_eq!(l.state.obligations_of(&id("agr-1")).count(), 0);
+    l.replay_equals_live();
+}
+
+#[test]
+fn payables_are_refused_beyond_the_credit_limit() {
+    let mut l = log_with_hold(true);
+    let mut q = quote("red-1", "agr-1", 1_000, 5_000);
+    q.amount_minor = 999_000;
+    l.apply("obl.red-1", obligation(ObligationSide::Payable, q))
+        .unwrap();
+    let hold_and_post = |l: &mut Log, h: &str| {
+        l.apply(
+            h,
+            EntryKind::Hold(Hold {
+                member: m("alice"),
+                points: pts(400),
+                expires_at: t(1_000_000),
+                payee: Some(brand("brand-b")),
+                condition: None,
+                authorisation: None,
+            }),
+        )
+        .unwrap();
+        l.apply(
+            &format!("post.{h}"),
+            EntryKind::Post(Post {
+                hold: id(h),
+                preimage: None,
+            }),
+        )
+        .unwrap();
+    };
+    hold_and_post(&mut l, "red-2");
+    let mut q = quote("red-2", "agr-1", 1_000, 5_000);
+    q.amount_minor = 1_001;
+    assert_eq!(
+        l.apply("obl.red-2", obligation(ObligationSide::Payable, q.clone())),
+        Err(StateError::CreditLimitExceeded {
+            agreement: id("agr-1"),
+            open_minor: 999_000,
+            amount_minor: 1_001,
+            limit_minor: 1_000_000,
+        })
+    );
+    // Receivables do not count towards this log's open payables.
+    l.apply(
+        "obl.in.red-2",
+        obligation(ObligationSide::Receivable, q.clone()),
+    )
+    .unwrap();
+    assert_eq!(l.state.open_payable(&id("agr-1")), 999_000);
+    // Exactly up to the limit is allowed.
+    q.amount_minor = 1_000;
+    l.apply("obl.red-2", obligation(ObligationSide::Payable, q))
+        .unwrap();
+    assert_eq!(l.state.open_payable(&id("agr-1")), 1_000_000);
+    assert_eq!(l.state.obligations_of(&id("agr-1")).count(), 3);
+    l.state.check_invariants().unwrap();
+    l.replay_equals_live();
+}
+
+#[test]
+fn a_receivable_names_its_counterpart_and_is_kept_once_per_payer_and_redemption() {
+    // The payee's log holds the agreement but not the payer's hold.
+    let mut l = Log::new();
+    l.apply("e-agr-1", agreement_entry("agr-1")).unwrap();
+    let q = quote("red-1", "agr-1", 1_000, 5_000);
+    let missing = EntryKind::Obligation(Obligation {
+        side: ObligationSide::Receivable,
+        quote: q.clone(),
+        counterpart: None,
+    });
+    assert_eq!(
+        l.apply("obl.red-1", missing.clone()),
+        Err(StateError::ObligationCounterpartMissing)
+    );
+    let unexpected = EntryKind::Obligation(Obligation {
+        side: ObligationSide::Payable,
+        quote: q.clone(),
+        counterpart: Some(Counterpart {
+            index: LogIndex::new(7).unwrap(),
+            leaf_hash: HexHash([7; 32]),
+            time: LogTime::new(7).unwrap(),
+        }),
+    });
+    assert_eq!(
+        code_of(l.apply("obl.red-1", unexpected.clone())),
+        "obligation_counterpart_unexpected"
+    );
+    // Decoding refuses both bodies too.
+    for (kind, what) in [(missing, "receivable"), (unexpected, "payable")] {
+        assert!(
+            matches!(
+                EntryKind::from_type_and_body("obligation", kind.body_value()),
+                Err(EntryError::Invalid(_))
+            ),
+            "{what}"
+        );
+    }
+    l.apply(
+        "obl.red-1",
+        obligation(ObligationSide::Receivable, q.clone()),
+    )
+    .unwrap();
+    let kept = l
+        .state
+        .obligation(ObligationSide::Receivable, &brand("brand-a"), &id("red-1"))
+        .unwrap();
+    assert_eq!(kept.counterpart.as_ref().unwrap().index.get(), 7);
+    assert_eq!(l.state.open_payable(&id("agr-1")), 0);
+    assert!(l.records.contains_key(&b"ob/receivable/brand-a/red-1"[..]));
+    assert_eq!(
+        code_of(l.apply("obl.red-1.again", obligation(ObligationSide::Receivable, q))),
+        "obligation_exists"
+    );
+    l.state.check_invariants().unwrap();
+    l.replay_equals_live();
+}
+
+#[test]
+fn obligation_records_are_checked_on_load_and_by_the_invariants() {
+    let mut l = log_with_hold(true);
+    let q = quote("red-1", "agr-1", 1_000, 5_000);
+    l.apply("obl.red-1", obligation(ObligationSide::Payable, q))
+        .unwrap();
+    l.replay_equals_live();
+    // A record under a key that does not name it is refused.
+    let mut records = l.records.clone();
+    let v = records.remove(&b"ob/payable/brand-a/red-1"[..]).unwrap();
+    records.insert(b"ob/payable/brand-a/red-2".to_vec(), v);
+    assert!(State::from_records(records.iter()).is_err());
+    // A derived open total that is not the sum of payables breaks an invariant.
+    let mut s = l.state.clone();
+    s.open_payables.insert(id("agr-1"), 1);
+    assert!(s.check_invariants().is_err());
+    // So does a payable whose hold is not posted.
+    let mut s = l.state.clone();
+    s.holds.get_mut(&id("red-1")).unwrap().status = HoldStatus::Voided(LogIndex::new(3).unwrap());
+    assert!(s.check_invariants().is_err());
+    // And one above the credit limit.
+    let mut s = l.state.clone();
+    for o in s.obligations.values_mut() {
+        o.quote.amount_minor = 1_000_001;
+    }
+    s.open_payables.insert(id("agr-1"), 1_000_001);
+    assert!(s.check_invariants().is_err());
 }

@@ -352,3 +352,205 @@ fn check_valuation(app: &App, q: &Quote) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// Status and void (spec/redemption.md §3, steps 5 and recovery): decided by the payer's log.
+// ---------------------------------------------------------------------------------------
+
+/// A redemption as the payer's log shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedemptionStatus {
+    pub redemption: String,
+    /// `open`, `posted` or `voided`, by the payer's log (an open hold past `expires_at` is
+    /// released by the payer with a `void` at its own log time).
+    pub status: String,
+    pub points: u64,
+    /// The payer's log time from which the hold can no longer be posted.
+    pub expires_at: u64,
+    /// Receipt of the hold.
+    #[schema(value_type = Object)]
+    pub hold: Receipt,
+    /// Receipt of the entry that posted or voided it.
+    #[schema(value_type = Object)]
+    pub resolution: Option<Receipt>,
+}
+
+/// The peer routes' prefix at the payer: `GET {prefix}{id}` and `POST {prefix}{id}/void`.
+pub const PEER_REDEMPTIONS: &str = "/v1/peer/redemptions/";
+
+fn status_at_payer(
+    app: &App,
+    id: &EntryId,
+    payee: &ledger::types::BrandId,
+) -> Result<RedemptionStatus, ApiError> {
+    use ledger::state::{HoldState, HoldStatus};
+    let h: HoldState = store_record(&app.store, record_prefix::HOLD, id.as_str())?
+        .filter(|h: &HoldState| h.payee.as_ref() == Some(payee))
+        .ok_or_else(|| ApiError::not_found("unknown_redemption", format!("no hold {id} for {payee}")))?;
+    let cp = app.shared.checkpoint();
+    let receipt = |i: u64| {
+        receipt_from_store(&app.store, i, cp.size, &cp.note).map_err(ApiError::internal)
+    };
+    let (status, resolved) = match h.status {
+        HoldStatus::Open => ("open", None),
+        HoldStatus::Posted(i) => ("posted", Some(i.get())),
+        HoldStatus::Voided(i) => ("voided", Some(i.get())),
+    };
+    Ok(RedemptionStatus {
+        redemption: id.to_string(),
+        status: status.into(),
+        points: h.points,
+        expires_at: h.expires_at.get(),
+        hold: receipt(h.index.get())?,
+        resolution: resolved.map(receipt).transpose()?,
+    })
+}
+
+/// `GET /v1/peer/redemptions/{id}` at the payer (signed peer request from the payee).
+pub async fn peer_status(
+    State(app): AppState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<RedemptionStatus>, ApiError> {
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let sender = peer::verify(&app.federation, &method, path, &headers, b"")?;
+    let id: EntryId = parse_param("redemption", &id)?;
+    Ok(Json(status_at_payer(&app, &id, &sender.brand)?))
+}
+
+/// `POST /v1/peer/redemptions/{id}/void` at the payer: the payee cancels; the hold is voided
+/// (idempotent) unless it was posted.
+pub async fn peer_void(
+    State(app): AppState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<RedemptionStatus>, ApiError> {
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let sender = peer::verify(&app.federation, &method, path, &headers, &body)?;
+    let id: EntryId = parse_param("redemption", &id)?;
+    let before = status_at_payer(&app, &id, &sender.brand)?;
+    if before.status == "open" {
+        let void_id: EntryId = format!("void.{id}").parse().map_err(ApiError::internal)?;
+        match app
+            .sequencer
+            .submit(Write {
+                id: void_id,
+                kind: EntryKind::Void(ledger::entry::Void { hold: id.clone() }),
+            })
+            .await
+        {
+            Ok(_) => {}
+            // Released meanwhile by the payer's housekeeping: the status says so.
+            Err(e) if e.code == "hold_not_open" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let after = status_at_payer(&app, &id, &sender.brand)?;
+    if after.status == "posted" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "hold_not_open",
+            "the redemption was committed; refund it instead",
+        ));
+    }
+    Ok(Json(after))
+}
+
+/// Asks the payer and verifies every receipt against its pinned key.
+async fn ask_payer(
+    app: &App,
+    id: &EntryId,
+    void: bool,
+) -> Result<RedemptionStatus, ApiError> {
+    let q: QuoteState = store_record(&app.store, record_prefix::QUOTE, id.as_str())?
+        .ok_or_else(|| ApiError::not_found("unknown_quote", format!("no quote {id}")))?;
+    let fed = &app.federation;
+    let payer = fed
+        .partner(&q.quote.payer)
+        .filter(|p| p.verifier.is_some())
+        .ok_or_else(|| unprocessable("unknown_partner", format!("{} is not pinned", q.quote.payer)))?;
+    let path = if void {
+        format!("{PEER_REDEMPTIONS}{id}/void")
+    } else {
+        format!("{PEER_REDEMPTIONS}{id}")
+    };
+    let (status, answer) = if void {
+        super::agreements::post_peer(fed, &payer, &path, Vec::new()).await
+    } else {
+        match super::sync::get(fed, &payer, &path).await {
+            Ok(b) => (Some(StatusCode::OK), b),
+            Err(e) if e.contains("404") => (Some(StatusCode::NOT_FOUND), e.into_bytes()),
+            Err(e) => (None, e.into_bytes()),
+        }
+    };
+    match status {
+        Some(StatusCode::OK) => {}
+        Some(StatusCode::NOT_FOUND) => {
+            return Err(ApiError::not_found(
+                "unknown_redemption",
+                format!("{} holds nothing for {id}", q.quote.payer),
+            ))
+        }
+        Some(s) => {
+            let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+            return Err(ApiError::new(
+                if s == StatusCode::CONFLICT { StatusCode::CONFLICT } else { StatusCode::BAD_GATEWAY },
+                if s == StatusCode::CONFLICT { "hold_not_open" } else { "partner_refused" },
+                format!("{}: {}", q.quote.payer, v["detail"].as_str().unwrap_or("")),
+            ));
+        }
+        None => {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "partner_unavailable",
+                format!("{} could not be reached; retry", q.quote.payer),
+            ))
+        }
+    }
+    let s: RedemptionStatus = serde_json::from_slice(&answer)
+        .map_err(|_| ApiError::new(StatusCode::BAD_GATEWAY, "partner_bad_answer", "not a status"))?;
+    let key = payer.verifier.as_ref().expect("pinned");
+    let bad = |m: String| ApiError::new(StatusCode::BAD_GATEWAY, "partner_bad_answer", m);
+    let hold = s.hold.verify(key).map_err(|e| bad(e.to_string()))?;
+    if hold.entry.id != *id {
+        return Err(bad("the hold receipt is for another entry".into()));
+    }
+    if let Some(r) = &s.resolution {
+        r.verify(key).map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(s)
+}
+
+/// `GET /v1/redemptions/{redemption}/status` at the payee: the payer's answer, verified.
+#[utoipa::path(get, path = "/v1/redemptions/{redemption}/status",
+    params(("redemption" = String, Path)), responses((status = 200, body = RedemptionStatus)),
+    tag = "redemption")]
+pub async fn status(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(redemption): Path<String>,
+) -> Result<Json<RedemptionStatus>, ApiError> {
+    authorize(&app, &headers, Scope::Read)?;
+    let id: EntryId = parse_param("redemption", &redemption)?;
+    Ok(Json(ask_payer(&app, &id, false).await?))
+}
+
+/// `POST /v1/redemptions/{redemption}/void` at the payee: cancels the hold at the payer.
+#[utoipa::path(post, path = "/v1/redemptions/{redemption}/void",
+    params(("redemption" = String, Path)), responses((status = 200, body = RedemptionStatus)),
+    tag = "redemption")]
+pub async fn void(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(redemption): Path<String>,
+) -> Result<Json<RedemptionStatus>, ApiError> {
+    authorize(&app, &headers, Scope::Redeem)?;
+    let id: EntryId = parse_param("redemption", &redemption)?;
+    Ok(Json(ask_payer(&app, &id, true).await?))
+}
