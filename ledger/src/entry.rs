@@ -947,7 +947,7 @@ mod tests {
         let b = e.to_bytes();
         let text = std::str::from_utf8(&b).unwrap();
         assert!(text.starts_with(&format!(
-            r#"{{"body":{{"counterpart":{{"index":41,"leaf_hash":"{}"}},"quote":"#,
+            r#"{{"body":{{"counterpart":{{"index":41,"leaf_hash":"{}","time":1000}},"quote":"#,
             "ab".repeat(32)
         )));
         assert_eq!(Entry::from_bytes(&b).unwrap(), e);
@@ -969,7 +969,7 @@ mod tests {
             );
         }
         let mut extra = body.clone();
-        extra["counterpart"]["time"] = serde_json::json!(5);
+        extra["counterpart"]["size"] = serde_json::json!(5);
         assert!(EntryKind::from_type_and_body("obligation", extra).is_err());
     }
 
