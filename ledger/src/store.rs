@@ -240,6 +240,23 @@ impl Store {
             .collect()
     }
 
+    /// State records whose key starts with `prefix`, in key order, at most `limit`.
+    pub fn state_scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<Record>, StoreError> {
+        let it = self.db.iterator_cf(
+            self.cf(CF_STATE),
+            IteratorMode::From(prefix, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for kv in it {
+            let (k, v) = kv?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     /// Indexes of a member's entries, ascending, from `after` (exclusive; `None` for the
     /// start), at most `limit` (capped at [`HISTORY_PAGE_MAX`]).
     pub fn history(

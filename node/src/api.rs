@@ -117,6 +117,14 @@ pub fn router(app: Arc<App>) -> Router {
             post(crate::federation::redeem::void),
         )
         .route(
+            "/v1/redemptions/{redemption}/commit",
+            post(crate::federation::redeem::commit),
+        )
+        .route(
+            "/v1/peer/redemptions/{redemption}/commit",
+            post(crate::federation::redeem::peer_commit),
+        )
+        .route(
             "/v1/admin/agreements",
             post(crate::federation::agreements::approve),
         )

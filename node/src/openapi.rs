@@ -55,6 +55,7 @@ use crate::{admin, api, log_routes, problem, reads};
         crate::federation::redeem::prepare,
         crate::federation::redeem::status,
         crate::federation::redeem::void,
+        crate::federation::redeem::commit,
     ),
     components(schemas(problem::Problem))
 )]

@@ -49,9 +49,10 @@ pub struct CheckpointInfo {
     pub note: String,
 }
 
+/// Writes queued together: they land in the same batch (one synced commit).
 struct Request {
-    write: Write,
-    reply: oneshot::Sender<Result<Committed, ApiError>>,
+    writes: Vec<Write>,
+    reply: oneshot::Sender<Vec<Result<Committed, ApiError>>>,
 }
 
 /// What readers share with the sequencer.
@@ -129,12 +130,25 @@ impl Sequencer {
 
     /// Queues a write and waits until it is committed (or refused).
     pub async fn submit(&self, write: Write) -> Result<Committed, ApiError> {
+        self.submit_together(vec![write])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(ApiError::not_ready()))
+    }
+
+    /// Queues writes that must be committed in the same batch (one synced `WriteBatch`), in
+    /// order, and waits for all of them. Each may still be refused on its own: callers check
+    /// beforehand what would make a later write refuse after an earlier one was appended.
+    pub async fn submit_together(
+        &self,
+        writes: Vec<Write>,
+    ) -> Result<Vec<Result<Committed, ApiError>>, ApiError> {
         if !self.shared.is_ready() {
             return Err(ApiError::not_ready());
         }
         let (reply, rx) = oneshot::channel();
         self.shared.depth.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(Request { write, reply }) {
+        match self.tx.try_send(Request { writes, reply }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.shared.depth.fetch_sub(1, Ordering::Relaxed);
@@ -145,7 +159,7 @@ impl Sequencer {
                 return Err(ApiError::not_ready());
             }
         }
-        rx.await.unwrap_or_else(|_| Err(ApiError::not_ready()))
+        rx.await.map_err(|_| ApiError::not_ready())
     }
 }
 
@@ -159,58 +173,88 @@ fn run(
     let mut batch: Vec<Request> = Vec::with_capacity(batch_writes_max);
     let mut last_housekeeping = Instant::now();
     loop {
-        match rx.recv_timeout(HOUSEKEEPING_INTERVAL) {
-            Ok(r) => batch.push(r),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        while batch.len() < batch_writes_max {
-            match rx.try_recv() {
+        // A request carried over from the last round is served without waiting.
+        if batch.is_empty() {
+            match rx.recv_timeout(HOUSEKEEPING_INTERVAL) {
                 Ok(r) => batch.push(r),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let mut count: usize = batch.iter().map(|r| r.writes.len()).sum();
+        while count < batch_writes_max {
+            match rx.try_recv() {
+                Ok(r) => {
+                    count += r.writes.len();
+                    batch.push(r);
+                }
                 Err(_) => break,
             }
         }
-        shared.depth.fetch_sub(batch.len(), Ordering::Relaxed);
+        // A batch never exceeds what one append accepts; the last request may wait for the next.
+        let mut carry = None;
+        if count > ledger::log::BATCH_WRITES_MAX && batch.len() > 1 {
+            carry = batch.pop();
+        }
+        shared
+            .depth
+            .fetch_sub(batch.len() + usize::from(carry.is_some()), Ordering::Relaxed);
         metrics.queue_depth.set(shared.queue_depth() as i64);
         let mut touched: Vec<MemberId> = Vec::new();
         if !batch.is_empty() {
-            let writes: Vec<Write> = batch.iter().map(|r| r.write.clone()).collect();
+            let writes: Vec<Write> = batch
+                .iter()
+                .flat_map(|r| r.writes.iter().cloned())
+                .collect();
             let _span = tracing::debug_span!("batch", size = writes.len()).entered();
             let t0 = Instant::now();
             match log.append(&writes, now()) {
                 Ok(outcomes) => {
                     metrics.observe_batch(writes.len(), t0.elapsed());
                     let cp = publish(&log, &shared, &metrics);
-                    for (req, outcome) in batch.drain(..).zip(outcomes) {
-                        let answer = match outcome {
-                            Outcome::Appended(index) => {
-                                if let EntryKind::Earn(e) = &req.write.kind {
-                                    touched.push(e.member.clone());
+                    let mut outcomes = outcomes.into_iter();
+                    for req in batch.drain(..) {
+                        let mut answers = Vec::with_capacity(req.writes.len());
+                        for w in &req.writes {
+                            answers.push(match outcomes.next() {
+                                Some(Outcome::Appended(index)) => {
+                                    if let EntryKind::Earn(e) = &w.kind {
+                                        touched.push(e.member.clone());
+                                    }
+                                    Ok(Committed {
+                                        status: WriteStatus::Appended,
+                                        index,
+                                        checkpoint: cp.clone(),
+                                    })
                                 }
-                                Ok(Committed {
-                                    status: WriteStatus::Appended,
+                                Some(Outcome::Existing(index)) => Ok(Committed {
+                                    status: WriteStatus::Existing,
                                     index,
                                     checkpoint: cp.clone(),
-                                })
-                            }
-                            Outcome::Existing(index) => Ok(Committed {
-                                status: WriteStatus::Existing,
-                                index,
-                                checkpoint: cp.clone(),
-                            }),
-                            Outcome::Refused(e) => Err(ApiError::from(e)),
-                        };
-                        let _ = req.reply.send(answer);
+                                }),
+                                Some(Outcome::Refused(e)) => Err(ApiError::from(e)),
+                                None => Err(ApiError::internal("an outcome is missing")),
+                            });
+                        }
+                        let _ = req.reply.send(answers);
                     }
                 }
                 Err(e) => {
                     fail(&shared, &e);
-                    for req in batch.drain(..) {
-                        let _ = req.reply.send(Err(ApiError::internal(&e)));
+                    for req in batch.drain(..).chain(carry.take()) {
+                        let n = req.writes.len();
+                        let _ = req
+                            .reply
+                            .send((0..n).map(|_| Err(ApiError::internal(&e))).collect());
                     }
                     break;
                 }
             }
+        }
+        if let Some(r) = carry.take() {
+            shared.depth.fetch_add(1, Ordering::Relaxed);
+            batch.push(r);
+            // Served first in the next round (with whatever arrives meanwhile).
         }
         let due = !touched.is_empty() || last_housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL;
         if due {
@@ -224,7 +268,10 @@ fn run(
     // Drain what is left so no caller waits forever.
     shared.ready.store(false, Ordering::Release);
     for req in rx.try_iter() {
-        let _ = req.reply.send(Err(ApiError::not_ready()));
+        let n = req.writes.len();
+        let _ = req
+            .reply
+            .send((0..n).map(|_| Err(ApiError::not_ready())).collect());
     }
     if let Err(e) = log.store().flush() {
         tracing::error!(error = %e, "flush at shutdown failed");

@@ -416,3 +416,119 @@ async fn prepare_holds_points_at_the_members_brand() {
     })
     .await;
 }
+
+/// The commit: coffee reveals its preimage; air posts the hold and logs the payable in one
+/// batch; coffee verifies air's receipts and logs the receivable naming air's entry. Retrying
+/// is idempotent; a commit beyond the agreement's credit limit is refused and leaves the hold
+/// open (nothing half-done), so it can be voided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_logs_obligations_on_both_sides_within_the_credit_limit() {
+    bounded(LIMIT, "commit", async {
+        let nodes = start_nodes(&["air", "coffee"], FAST_FEDERATION).await;
+        pin_all(&nodes).await;
+        let (air, coffee) = (&nodes[0], &nodes[1]);
+        let mut t = terms("agr-1", 0);
+        t["credit_limit_minor"] = json!(1500);
+        agree(air, coffee, &t).await;
+        air.client()
+            .earn(
+                &"alice".parse().unwrap(),
+                &sdk::EarnRequest::new("e1".parse().unwrap(), sdk::Points::new(5000).unwrap()),
+            )
+            .await
+            .unwrap();
+        let far = now_ms() + 600_000;
+        for id in ["auth-1", "auth-2"] {
+            air.post_json(
+                "/v1/members/alice/authorisations",
+                &json!({"id": id, "payee": "coffee", "max_points": 2000, "expires_at": far}),
+            )
+            .await
+            .unwrap()
+            .ok_json("authorise");
+        }
+        let (_, t0) = rate_card(air, "rc-1", "0.01").await;
+        mirrored_and_after(coffee, air, t0).await;
+        for (red, auth) in [("red-1", "auth-1"), ("red-2", "auth-2")] {
+            coffee
+                .post_json(
+                    "/v1/redemptions/quote",
+                    &json!({"redemption": red, "agreement": "agr-1", "payer": "air", "member": "alice", "points": 1000}),
+                )
+                .await
+                .unwrap()
+                .ok_json("quote");
+            coffee
+                .post_json(&format!("/v1/redemptions/{red}/prepare"), &json!({"authorisation": auth}))
+                .await
+                .unwrap()
+                .ok_json("prepare");
+        }
+        let m = air.member_json("alice").await.unwrap();
+        assert_eq!(m["pending"], json!(2000), "{m}");
+
+        let c = coffee
+            .post_json("/v1/redemptions/red-1/commit", &json!({}))
+            .await
+            .unwrap()
+            .ok_json("commit red-1");
+        assert_eq!(c["amount_minor"], json!(1000), "{c}");
+        let payable: ledger::receipt::Receipt =
+            serde_json::from_value(c["payer"]["payable"].clone()).unwrap();
+        let p = payable.verify(&air.log_verifier()).unwrap().entry;
+        assert_eq!(p.kind.type_name(), "obligation");
+        let receivable: ledger::receipt::Receipt =
+            serde_json::from_value(c["receivable"].clone()).unwrap();
+        let r = receivable.verify(&coffee.log_verifier()).unwrap().entry;
+        match &r.kind {
+            sdk::EntryKind::Obligation(o) => {
+                let cp = o.counterpart.as_ref().expect("a receivable names the payable");
+                assert_eq!(cp.index.get(), payable.index);
+                assert_eq!(
+                    cp.leaf_hash.0,
+                    ledger::merkle::leaf_hash(payable.entry.as_bytes())
+                );
+            }
+            other => panic!("not an obligation: {other:?}"),
+        }
+        // Held points leave the lots at once; the commit settles them (balance + pending fall).
+        let m = air.member_json("alice").await.unwrap();
+        assert_eq!((m["balance"].clone(), m["pending"].clone()), (json!(3000), json!(1000)), "{m}");
+        let s = coffee.get("/v1/redemptions/red-1/status").await.unwrap().ok_json("status");
+        assert_eq!(s["status"], json!("posted"));
+
+        // Retrying gives the same receipts and logs nothing new.
+        let again = coffee
+            .post_json("/v1/redemptions/red-1/commit", &json!({}))
+            .await
+            .unwrap()
+            .ok_json("commit again");
+        assert_eq!(again["payer"]["payable"]["index"], c["payer"]["payable"]["index"]);
+        assert_eq!(again["receivable"]["index"], c["receivable"]["index"]);
+
+        // 1000 + 1000 > 1500: refused, and the hold stays open.
+        let a = coffee
+            .post_json("/v1/redemptions/red-2/commit", &json!({}))
+            .await
+            .unwrap();
+        a.assert_problem(409, "partner_refused", "over the credit limit");
+        assert!(a.text.contains("credit_limit_exceeded"), "{}", a.text);
+        let s = coffee.get("/v1/redemptions/red-2/status").await.unwrap().ok_json("status");
+        assert_eq!(s["status"], json!("open"));
+        let s = coffee
+            .post_json("/v1/redemptions/red-2/void", &json!({}))
+            .await
+            .unwrap()
+            .ok_json("void red-2");
+        assert_eq!(s["status"], json!("voided"));
+        let m = air.member_json("alice").await.unwrap();
+        assert_eq!((m["balance"].clone(), m["pending"].clone()), (json!(4000), json!(0)), "{m}");
+        // A voided redemption cannot be committed.
+        coffee
+            .post_json("/v1/redemptions/red-2/commit", &json!({}))
+            .await
+            .unwrap()
+            .assert_problem(409, "partner_refused", "voided");
+    })
+    .await;
+}

@@ -179,6 +179,8 @@ pub struct Federation {
     admin_lock: tokio::sync::Mutex<()>,
     pub(crate) witness_lock: tokio::sync::Mutex<()>,
     pub(crate) gather_lock: tokio::sync::Mutex<()>,
+    /// Serialises cross-brand commits, so a credit-limit check holds until its payable is logged.
+    pub(crate) commit_lock: tokio::sync::Mutex<()>,
     pub(crate) cosigned: RwLock<Option<witness::Cosigned>>,
 }
 
@@ -240,6 +242,7 @@ impl Federation {
             admin_lock: tokio::sync::Mutex::new(()),
             witness_lock: tokio::sync::Mutex::new(()),
             gather_lock: tokio::sync::Mutex::new(()),
+            commit_lock: tokio::sync::Mutex::new(()),
             cosigned: RwLock::new(None),
         };
         // Configured partners are written to the store (the config wins for them), then every

@@ -243,7 +243,7 @@ pub async fn peer_prepare(
     let logged: Option<serde_json::Value> =
         store_record(&app.store, record_prefix::ID, q.redemption.as_str())?;
     if logged.is_none() {
-        check_valuation(&app, q)?;
+        check_valuation(&app, q, true)?;
     }
     let committed = app
         .sequencer
@@ -266,7 +266,7 @@ pub async fn peer_prepare(
 
 /// The payer recomputes the quote from its own log: same agreement, the rate card and FX rate
 /// in force at the quote's time, the same amount.
-fn check_valuation(app: &App, q: &Quote) -> Result<(), ApiError> {
+fn check_valuation(app: &App, q: &Quote, require_live: bool) -> Result<(), ApiError> {
     let agreement: AgreementState =
         store_record(&app.store, record_prefix::AGREEMENT, q.agreement.as_str())?.ok_or_else(
             || unprocessable("unknown_agreement", format!("no agreement {} here", q.agreement)),
@@ -343,7 +343,7 @@ fn check_valuation(app: &App, q: &Quote) -> Result<(), ApiError> {
             "the quote does not match this brand's valuation",
         ));
     }
-    if !q.is_live(crate::sequencer::now()) {
+    if require_live && !q.is_live(crate::sequencer::now()) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "quote_expired",
@@ -553,4 +553,279 @@ pub async fn void(
     authorize(&app, &headers, Scope::Redeem)?;
     let id: EntryId = parse_param("redemption", &redemption)?;
     Ok(Json(ask_payer(&app, &id, true).await?))
+}
+
+// ---------------------------------------------------------------------------------------
+// Commit (spec/redemption.md §3, step 4).
+// ---------------------------------------------------------------------------------------
+
+/// What the payee sends the payer to commit: the preimage and the quote it prepared with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitRequest {
+    pub preimage: ledger::entry::HexBytes,
+    pub quote: Quote,
+}
+
+/// The payer's receipts for a commit: the post of the hold and the payable obligation.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayerCommit {
+    #[schema(value_type = Object)]
+    pub post: Receipt,
+    #[schema(value_type = Object)]
+    pub payable: Receipt,
+}
+
+/// A committed redemption as the payee reports it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Committed {
+    pub redemption: String,
+    /// What the payer owes this brand, in minor units of `currency`.
+    pub amount_minor: u64,
+    pub currency: String,
+    /// The payer's receipts (verified against its pinned key).
+    pub payer: PayerCommit,
+    /// The receipt of this brand's `receivable` obligation.
+    #[schema(value_type = Object)]
+    pub receivable: Receipt,
+}
+
+fn obligation_id(redemption: &EntryId) -> Result<EntryId, ApiError> {
+    format!("obl.{redemption}").parse().map_err(ApiError::internal)
+}
+
+/// The payer's open payable total under `agreement`, from its stored obligation records.
+fn open_payable(app: &App, agreement: &EntryId) -> Result<u64, ApiError> {
+    use ledger::state::ObligationState;
+    let prefix = [
+        record_prefix::OBLIGATION,
+        b"payable/",
+        app.federation.brand.as_str().as_bytes(),
+        b"/",
+    ]
+    .concat();
+    let mut total: u64 = 0;
+    for (_, v) in app
+        .store
+        .state_scan(&prefix, usize::MAX)
+        .map_err(ApiError::internal)?
+    {
+        let o: ObligationState = serde_json::from_slice(&v).map_err(ApiError::internal)?;
+        if &o.quote.agreement == agreement {
+            total = total
+                .checked_add(o.quote.amount_minor)
+                .ok_or_else(|| ApiError::internal("open payable overflows"))?;
+        }
+    }
+    Ok(total)
+}
+
+/// `POST /v1/peer/redemptions/{id}/commit` at the payer (signed, from the payee): posts the hold
+/// with the preimage and logs the payable obligation in the same batch.
+pub async fn peer_commit(
+    State(app): AppState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<PayerCommit>, ApiError> {
+    use ledger::state::{HoldState, HoldStatus, ObligationState};
+    let fed = &app.federation;
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let sender = peer::verify(fed, &method, path, &headers, &body)?;
+    let id: EntryId = parse_param("redemption", &id)?;
+    let req: CommitRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_body(format!("not a commit request: {e}")))?;
+    let q = &req.quote;
+    let h: HoldState = store_record(&app.store, record_prefix::HOLD, id.as_str())?
+        .filter(|h: &HoldState| h.payee.as_ref() == Some(&sender.brand))
+        .ok_or_else(|| ApiError::not_found("unknown_redemption", format!("no hold {id} for {}", sender.brand)))?;
+    if q.redemption != id
+        || q.payee != sender.brand
+        || q.payer != fed.brand
+        || q.points.get() != h.points
+        || q.member != h.member
+    {
+        return Err(unprocessable("quote_mismatch", "the quote is not the one this hold was made for"));
+    }
+    let obl_id = obligation_id(&id)?;
+    let receipts = |post_index: u64| -> Result<PayerCommit, ApiError> {
+        let o: ObligationState = store_record(
+            &app.store,
+            record_prefix::OBLIGATION,
+            &format!("payable/{}/{id}", fed.brand),
+        )?
+        .ok_or_else(|| ApiError::internal("a posted partner hold without its payable"))?;
+        let cp = app.shared.checkpoint();
+        let r = |i: u64| receipt_from_store(&app.store, i, cp.size, &cp.note).map_err(ApiError::internal);
+        Ok(PayerCommit {
+            post: r(post_index)?,
+            payable: r(o.index.get())?,
+        })
+    };
+    match h.status {
+        HoldStatus::Posted(i) => return Ok(Json(receipts(i.get())?)),
+        HoldStatus::Voided(_) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "hold_not_open",
+                "the hold was voided or released; nothing was committed",
+            ))
+        }
+        HoldStatus::Open => {}
+    }
+    if h.condition != Some(HexHash(Sha256::digest(&req.preimage.0).into())) {
+        return Err(unprocessable("condition_not_met", "the preimage does not match the hold's condition"));
+    }
+    // Re-priced from this log (not the quote's liveness: the hold's expiry, judged by this
+    // log's time when the post is applied, governs now).
+    check_valuation(&app, q, false)?;
+    // The credit limit is checked under a lock so that the payable cannot be refused after the
+    // post in the same batch was appended.
+    let _guard = fed.commit_lock.lock().await;
+    let agreement: AgreementState =
+        store_record(&app.store, record_prefix::AGREEMENT, q.agreement.as_str())?
+            .ok_or_else(|| unprocessable("unknown_agreement", "no such agreement here"))?;
+    let open = open_payable(&app, &q.agreement)?;
+    if open.saturating_add(q.amount_minor) > agreement.agreement.terms.credit_limit_minor {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "credit_limit_exceeded",
+            format!(
+                "{open} + {} exceeds the agreement's credit limit of {}",
+                q.amount_minor, agreement.agreement.terms.credit_limit_minor
+            ),
+        ));
+    }
+    let answers = app
+        .sequencer
+        .submit_together(vec![
+            Write {
+                id: format!("post.{id}").parse().map_err(ApiError::internal)?,
+                kind: EntryKind::Post(ledger::entry::Post {
+                    hold: id.clone(),
+                    preimage: Some(req.preimage.clone()),
+                }),
+            },
+            Write {
+                id: obl_id,
+                kind: EntryKind::Obligation(ledger::entry::Obligation {
+                    side: ledger::entry::ObligationSide::Payable,
+                    quote: q.clone(),
+                    counterpart: None,
+                }),
+            },
+        ])
+        .await?;
+    let mut answers = answers.into_iter();
+    let post = answers.next().unwrap_or_else(|| Err(ApiError::internal("no answer")))?;
+    if let Some(Err(e)) = answers.next() {
+        // Cannot happen after the checks above; if it does, the operator must know at once.
+        tracing::error!(redemption = %id, error = %e.detail, "posted without its payable");
+        return Err(ApiError::internal("the payable obligation was refused"));
+    }
+    tracing::info!(redemption = %id, partner = %sender.brand, amount = q.amount_minor, "committed");
+    Ok(Json(receipts(post.index)?))
+}
+
+/// `POST /v1/redemptions/{redemption}/commit` at the payee: reveals the preimage to the payer,
+/// verifies its receipts, and logs the receivable. Safe to retry after a crash or a timeout.
+#[utoipa::path(post, path = "/v1/redemptions/{redemption}/commit",
+    params(("redemption" = String, Path)), responses((status = 200, body = Committed)),
+    tag = "redemption")]
+pub async fn commit(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(redemption): Path<String>,
+) -> Result<Json<Committed>, ApiError> {
+    authorize(&app, &headers, Scope::Redeem)?;
+    let id: EntryId = parse_param("redemption", &redemption)?;
+    let q: QuoteState = store_record(&app.store, record_prefix::QUOTE, id.as_str())?
+        .ok_or_else(|| ApiError::not_found("unknown_quote", format!("no quote {id}")))?;
+    let key = [SECRET_PREFIX, id.as_str().as_bytes()].concat();
+    let prepared: PreparedLocally = serde_json::from_slice(
+        &app.store
+            .local_get(&key)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "not_prepared", "prepare first"))?,
+    )
+    .map_err(ApiError::internal)?;
+    let fed = &app.federation;
+    let payer = fed
+        .partner(&q.quote.payer)
+        .filter(|p| p.verifier.is_some())
+        .ok_or_else(|| unprocessable("unknown_partner", format!("{} is not pinned", q.quote.payer)))?;
+    let req = CommitRequest {
+        preimage: ledger::entry::HexBytes(hex::decode(&prepared.secret).map_err(ApiError::internal)?),
+        quote: q.quote.clone(),
+    };
+    let body = serde_json::to_vec(&req).map_err(ApiError::internal)?;
+    let path = format!("{PEER_REDEMPTIONS}{id}/commit");
+    let (status, answer) = super::agreements::post_peer(fed, &payer, &path, body).await;
+    match status {
+        Some(StatusCode::OK) => {}
+        Some(s) => {
+            let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+            let code = v["code"].as_str().unwrap_or("partner_refused").to_owned();
+            return Err(ApiError::new(
+                if s == StatusCode::CONFLICT { StatusCode::CONFLICT } else { StatusCode::UNPROCESSABLE_ENTITY },
+                "partner_refused",
+                format!("{} refused the commit: {code}: {}", q.quote.payer, v["detail"].as_str().unwrap_or("")),
+            ));
+        }
+        None => {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "partner_unavailable",
+                format!("{} could not be reached; retry the commit (it is idempotent)", q.quote.payer),
+            ))
+        }
+    }
+    let bad = |m: String| ApiError::new(StatusCode::BAD_GATEWAY, "partner_bad_answer", m);
+    let receipts: PayerCommit = serde_json::from_slice(&answer).map_err(|_| bad("not commit receipts".into()))?;
+    let key = payer.verifier.as_ref().expect("pinned");
+    let post = receipts.post.verify(key).map_err(|e| bad(e.to_string()))?;
+    let payable = receipts.payable.verify(key).map_err(|e| bad(e.to_string()))?;
+    let expected = EntryKind::Obligation(ledger::entry::Obligation {
+        side: ledger::entry::ObligationSide::Payable,
+        quote: q.quote.clone(),
+        counterpart: None,
+    });
+    if payable.entry.kind != expected
+        || !matches!(&post.entry.kind, EntryKind::Post(p) if p.hold == id)
+    {
+        return Err(bad("the payer's receipts are for other entries".into()));
+    }
+    let counterpart = ledger::entry::Counterpart {
+        index: ledger::types::LogIndex::new(receipts.payable.index).map_err(ApiError::internal)?,
+        leaf_hash: HexHash(ledger::merkle::leaf_hash(receipts.payable.entry.as_bytes())),
+        time: payable.entry.time,
+    };
+    let committed = app
+        .sequencer
+        .submit(Write {
+            id: obligation_id(&id)?,
+            kind: EntryKind::Obligation(ledger::entry::Obligation {
+                side: ledger::entry::ObligationSide::Receivable,
+                quote: q.quote.clone(),
+                counterpart: Some(counterpart),
+            }),
+        })
+        .await?;
+    let receivable = receipt_from_store(
+        &app.store,
+        committed.index,
+        committed.checkpoint.size,
+        &committed.checkpoint.note,
+    )
+    .map_err(ApiError::internal)?;
+    Ok(Json(Committed {
+        redemption: id.to_string(),
+        amount_minor: q.quote.amount_minor,
+        currency: q.quote.currency.to_string(),
+        payer: receipts,
+        receivable,
+    }))
 }
