@@ -117,6 +117,10 @@ pub fn router(app: Arc<App>) -> Router {
             post(crate::federation::redeem::void),
         )
         .route(
+            "/v1/reconciliation/{partner}",
+            get(crate::federation::reconcile::reconciliation),
+        )
+        .route(
             "/v1/redemptions/{redemption}/commit",
             post(crate::federation::redeem::commit),
         )

@@ -56,6 +56,7 @@ use crate::{admin, api, log_routes, problem, reads};
         crate::federation::redeem::status,
         crate::federation::redeem::void,
         crate::federation::redeem::commit,
+        crate::federation::reconcile::reconciliation,
     ),
     components(schemas(problem::Problem))
 )]

@@ -529,6 +529,40 @@ async fn commit_logs_obligations_on_both_sides_within_the_credit_limit() {
             .await
             .unwrap()
             .assert_problem(409, "partner_refused", "voided");
+
+        // Reconciliation from each side's own log and verified mirror of the other: one line,
+        // matched, and statements in which air owes coffee 1000 cents.
+        mirrored_and_after(coffee, air, 0).await;
+        mirrored_and_after(air, coffee, 0).await;
+        let to = now_ms() + 86_400_000;
+        for (node, partner) in [(air, "coffee"), (coffee, "air")] {
+            let r = node
+                .get(&format!("/v1/reconciliation/{partner}?from=0&to={to}"))
+                .await
+                .unwrap()
+                .ok_json("reconciliation");
+            assert_eq!(r["agreed"], json!(true), "{r}");
+            let lines = r["lines"].as_array().unwrap();
+            assert_eq!(lines.len(), 1, "{r}");
+            assert_eq!(lines[0]["status"], json!("matched"));
+            assert_eq!(r["ours"]["net"]["payer"], json!("air"));
+            assert_eq!(r["ours"]["net"]["payee"], json!("coffee"));
+            assert_eq!(r["ours"]["net"]["amount_minor"], json!(1000));
+            assert_eq!(r["ours"], r["theirs"]);
+        }
+        let a = air
+            .get(&format!("/v1/reconciliation/coffee?from=0&to={to}&format=csv"))
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200);
+        assert!(a.text.lines().count() == 2 && a.text.contains("matched"), "{}", a.text);
+        // A period before the commit holds nothing.
+        let r = air
+            .get("/v1/reconciliation/coffee?from=0&to=1000")
+            .await
+            .unwrap()
+            .ok_json("empty period");
+        assert_eq!(r["lines"], json!([]));
     })
     .await;
 }

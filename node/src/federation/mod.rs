@@ -6,6 +6,7 @@
 //! - [`agreements`]: approving and co-signing agreements with partners (spec/redemption.md §2);
 //! - [`peer`]: signing and verifying node-to-node requests;
 //! - [`redeem`]: the prepare step between payee and payer (spec/redemption.md §3);
+//! - [`reconcile`]: reconciliation reports from the own log and the verified mirror;
 //! - [`quotes`]: quotes priced from a verified mirror and logged (spec/redemption.md §3);
 //! - [`sync`]: the per-partner tasks that pull, verify and store mirrors;
 //! - [`witness`]: cosigning partners' checkpoints, and gathering cosignatures for our own;
@@ -18,6 +19,7 @@
 pub mod agreements;
 pub mod peer;
 pub mod quotes;
+pub mod reconcile;
 pub mod redeem;
 pub mod routes;
 pub mod sync;

@@ -1,0 +1,164 @@
+//! Reconciliation (spec/redemption.md §4): for a partner, an agreement and a period, the lines
+//! this node reads from its own log and from its **verified mirror** of the partner's log, each
+//! side's statement, and every line that is matched, missing on one side, different in amount,
+//! or cut off by the period boundary, with the entry indexes on both sides; JSON or CSV.
+//!
+//! Invariants: both lists come from verified data only (this node's log and the mirror); the
+//! arithmetic is `ledger::statement`'s (checked integers, the same bytes on both brands).
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use ledger::entry::{Entry, ObligationSide};
+use ledger::state::{record_prefix, AgreementState, ObligationState};
+use ledger::statement::{reconcile as reconcile_lines, to_csv, ObligationLine, Period};
+use ledger::store::Store;
+use ledger::types::{BrandId, EntryId, LogTime};
+
+use crate::api::{authorize, parse_param, AppState};
+use crate::keys::Scope;
+use crate::problem::ApiError;
+use crate::reads::store_record;
+
+/// Most obligation records read from one log for one report.
+pub const LINES_READ_MAX: usize = 1_000_000;
+
+/// `?agreement=&from=&to=&format=`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileQuery {
+    /// The agreement (optional when there is exactly one with the partner).
+    pub agreement: Option<String>,
+    /// Start of the period, log time in ms (inclusive).
+    pub from: u64,
+    /// End of the period, log time in ms (exclusive).
+    pub to: u64,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+/// The obligation lines of `agreement` in one log (the node's own or a mirror).
+fn lines(store: &Store, agreement: &EntryId) -> Result<Vec<ObligationLine>, ApiError> {
+    let mut out = Vec::new();
+    for (_, v) in store
+        .state_scan(record_prefix::OBLIGATION, LINES_READ_MAX)
+        .map_err(ApiError::internal)?
+    {
+        let o: ObligationState = serde_json::from_slice(&v).map_err(ApiError::internal)?;
+        if &o.quote.agreement != agreement {
+            continue;
+        }
+        let time = match (&o.side, &o.counterpart) {
+            (ObligationSide::Receivable, Some(c)) => c.time,
+            _ => {
+                let bytes = store
+                    .entry(o.index.get())
+                    .map_err(ApiError::internal)?
+                    .ok_or_else(|| ApiError::internal("an obligation's entry is missing"))?;
+                Entry::from_bytes(&bytes).map_err(ApiError::internal)?.time
+            }
+        };
+        out.push(ObligationLine {
+            redemption: o.quote.redemption.clone(),
+            refund: None,
+            payer: o.quote.payer.clone(),
+            payee: o.quote.payee.clone(),
+            amount_minor: i64::try_from(o.quote.amount_minor).map_err(ApiError::internal)?,
+            time,
+            index: o.index,
+        });
+    }
+    Ok(out)
+}
+
+#[utoipa::path(get, path = "/v1/reconciliation/{partner}",
+    params(("partner" = String, Path), ReconcileQuery),
+    responses((status = 200, description = "ledger::statement::Reconciliation as JSON, or CSV")),
+    tag = "redemption")]
+pub async fn reconciliation(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(partner): Path<String>,
+    Query(q): Query<ReconcileQuery>,
+) -> Result<Response, ApiError> {
+    authorize(&app, &headers, Scope::Read)?;
+    let brand: BrandId = parse_param("partner", &partner)?;
+    let p = app
+        .federation
+        .partner(&brand)
+        .ok_or_else(|| ApiError::not_found("unknown_partner", format!("no partner {brand}")))?;
+    let mirror = p.mirror_store.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "partner_unpinned",
+            format!("{brand} is not pinned, so nothing of it is verified"),
+        )
+    })?;
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(ApiError::bad_parameter("format must be json or csv")),
+    };
+    let period = Period::new(
+        LogTime::new(q.from).map_err(|e| ApiError::bad_parameter(format!("from: {e}")))?,
+        LogTime::new(q.to).map_err(|e| ApiError::bad_parameter(format!("to: {e}")))?,
+    )
+    .map_err(|e| ApiError::bad_parameter(e.to_string()))?;
+    let store = app.store.clone();
+    let me = app.federation.brand.clone();
+    let wanted = q.agreement.clone();
+    let report = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        // The agreement, from this node's own log.
+        let mut found: Vec<AgreementState> = Vec::new();
+        for (_, v) in store
+            .state_scan(record_prefix::AGREEMENT, 4096)
+            .map_err(ApiError::internal)?
+        {
+            let a: AgreementState = serde_json::from_slice(&v).map_err(ApiError::internal)?;
+            let t = &a.agreement.terms;
+            if t.is_party(&me) && t.is_party(&brand) {
+                found.push(a);
+            }
+        }
+        let agreement = match &wanted {
+            Some(id) => {
+                let id: EntryId = parse_param("agreement", id)?;
+                let a: Option<AgreementState> =
+                    store_record(&store, record_prefix::AGREEMENT, id.as_str())?;
+                a.filter(|a| a.agreement.terms.is_party(&brand))
+                    .ok_or_else(|| ApiError::not_found("unknown_agreement", format!("no agreement {id} with {brand}")))?
+            }
+            None if found.len() == 1 => found.remove(0),
+            None if found.is_empty() => {
+                return Err(ApiError::not_found(
+                    "unknown_agreement",
+                    format!("no agreement with {brand}"),
+                ))
+            }
+            None => {
+                return Err(ApiError::bad_parameter(
+                    "several agreements with this partner: give ?agreement=",
+                ))
+            }
+        };
+        let terms = agreement.agreement.terms;
+        let ours = lines(&store, &terms.agreement)?;
+        let theirs = lines(&mirror, &terms.agreement)?;
+        reconcile_lines(&terms, period, &ours, &theirs)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(if csv {
+        (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            to_csv(&report),
+        )
+            .into_response()
+    } else {
+        axum::Json(report).into_response()
+    })
+}
