@@ -372,3 +372,51 @@ pub struct Prepared {
     /// pinned key; verify it again with that key if you pin it too).
     pub hold: ledger::receipt::Receipt,
 }
+
+/// A redemption as the member's brand's log shows it (`status`, `void`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedemptionStatus {
+    pub redemption: String,
+    /// `open`, `posted` or `voided`.
+    pub status: String,
+    pub points: u64,
+    pub expires_at: u64,
+    pub hold: ledger::receipt::Receipt,
+    pub resolution: Option<ledger::receipt::Receipt>,
+}
+
+/// The payer's receipts for a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayerCommit {
+    pub post: ledger::receipt::Receipt,
+    pub payable: ledger::receipt::Receipt,
+}
+
+/// A committed redemption: what the member's brand owes, with both sides' receipts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Committed {
+    pub redemption: String,
+    pub amount_minor: u64,
+    pub currency: String,
+    pub payer: PayerCommit,
+    pub receivable: ledger::receipt::Receipt,
+}
+
+/// What [`crate::Client::redeem_at_partner`] needs: a member of `payer` redeems its points here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedeemAtPartner {
+    /// The redemption's id; reuse it to resume after a crash or a timeout.
+    pub redemption: ledger::types::EntryId,
+    pub agreement: ledger::types::EntryId,
+    pub payer: BrandId,
+    pub member: ledger::types::MemberId,
+    /// The value of these points, or …
+    pub points: Option<ledger::types::Points>,
+    /// … the points for this price (minor units of the settlement currency).
+    pub price_minor: Option<u64>,
+    /// The member's spend authorisation at `payer` for this brand.
+    pub authorisation: ledger::types::EntryId,
+}

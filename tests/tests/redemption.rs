@@ -566,3 +566,80 @@ async fn commit_logs_obligations_on_both_sides_within_the_credit_limit() {
     })
     .await;
 }
+
+/// The SDK's `redeem_at_partner` runs quote, prepare and commit; an app that stopped after
+/// prepare (a crash) resumes with the same request and completes exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redeem_at_partner_through_the_sdk_resumes_after_a_stop() {
+    bounded(LIMIT, "redeem_at_partner", async {
+        let nodes = start_nodes(&["air", "coffee"], FAST_FEDERATION).await;
+        pin_all(&nodes).await;
+        let (air, coffee) = (&nodes[0], &nodes[1]);
+        agree(air, coffee, &terms("agr-1", 0)).await;
+        air.client()
+            .earn(
+                &"alice".parse().unwrap(),
+                &sdk::EarnRequest::new("e1".parse().unwrap(), sdk::Points::new(5000).unwrap()),
+            )
+            .await
+            .unwrap();
+        let far = now_ms() + 600_000;
+        for id in ["auth-1", "auth-2"] {
+            air.post_json(
+                "/v1/members/alice/authorisations",
+                &json!({"id": id, "payee": "coffee", "max_points": 2000, "expires_at": far}),
+            )
+            .await
+            .unwrap()
+            .ok_json("authorise");
+        }
+        let (_, t0) = rate_card(air, "rc-1", "0.01").await;
+        mirrored_and_after(coffee, air, t0).await;
+        let app = coffee.client();
+        let req = |red: &str, auth: &str| sdk::federation::RedeemAtPartner {
+            redemption: red.parse().unwrap(),
+            agreement: "agr-1".parse().unwrap(),
+            payer: "air".parse().unwrap(),
+            member: "alice".parse().unwrap(),
+            points: Some(sdk::Points::new(700).unwrap()),
+            price_minor: None,
+            authorisation: auth.parse().unwrap(),
+        };
+        let done = app.redeem_at_partner(&req("red-1", "auth-1")).await.unwrap();
+        assert_eq!(done.amount_minor, 700);
+        let again = app.redeem_at_partner(&req("red-1", "auth-1")).await.unwrap();
+        assert_eq!(again, done, "idempotent");
+
+        // The app stops after prepare; running the whole flow again completes it once.
+        app.quote(&sdk::federation::QuoteRequest {
+            redemption: "red-2".parse().unwrap(),
+            agreement: "agr-1".parse().unwrap(),
+            payer: "air".parse().unwrap(),
+            member: "alice".parse().unwrap(),
+            points: Some(sdk::Points::new(700).unwrap()),
+            price_minor: None,
+            ttl_ms: None,
+        })
+        .await
+        .unwrap();
+        app.prepare(&"red-2".parse().unwrap(), &"auth-2".parse().unwrap())
+            .await
+            .unwrap();
+        let s = app.redemption_status(&"red-2".parse().unwrap()).await.unwrap();
+        assert_eq!(s.status, "open");
+        let done2 = app.redeem_at_partner(&req("red-2", "auth-2")).await.unwrap();
+        assert_eq!(done2.amount_minor, 700);
+        let m = air.member_json("alice").await.unwrap();
+        assert_eq!((m["balance"].clone(), m["pending"].clone()), (json!(3600), json!(0)), "{m}");
+
+        mirrored_and_after(air, coffee, 0).await;
+        mirrored_and_after(coffee, air, 0).await;
+        let r = app
+            .reconciliation(&"air".parse().unwrap(), None, 0, now_ms() + 86_400_000)
+            .await
+            .unwrap();
+        assert!(r.agreed);
+        assert_eq!(r.lines.len(), 2);
+    })
+    .await;
+}

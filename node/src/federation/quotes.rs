@@ -94,6 +94,27 @@ pub async fn quote(
     if !(1..=QUOTE_TTL_MAX_MS).contains(&ttl) {
         return Err(ApiError::bad_body("ttl_ms must be 1 to 86400000"));
     }
+    // Idempotent by redemption id: the quote logged before is the answer.
+    let existing: Option<QuoteState> =
+        store_record(&app.store, record_prefix::QUOTE, b.redemption.as_str())?;
+    if let Some(e) = existing {
+        let q = &e.quote;
+        let same = q.agreement == b.agreement
+            && q.payer == b.payer
+            && q.member == b.member
+            && match ask {
+                Ask::Points(p) => q.points == p,
+                Ask::PriceMinor(_) => true,
+            };
+        if !same {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "id_conflict",
+                format!("redemption {} was quoted with other terms", b.redemption),
+            ));
+        }
+        return answer(&app, &b.redemption, None);
+    }
     let fed = &app.federation;
     let me = fed.brand.clone();
     let agreement: AgreementState =

@@ -119,6 +119,90 @@ impl Client {
         Ok(p)
     }
 
+    /// `POST /v1/redemptions/{redemption}/commit` (scope `redeem`): reveals the preimage to the
+    /// member's brand, which posts the hold and logs what it owes; this brand logs the
+    /// receivable. Idempotent.
+    pub async fn commit(
+        &self,
+        redemption: &ledger::types::EntryId,
+    ) -> Result<crate::federation::Committed, Error> {
+        let call = Call::new(
+            Method::POST,
+            format!("/v1/redemptions/{}/commit", segment(redemption.as_str())),
+        )
+        .json(&serde_json::json!({}))?;
+        self.json(call).await
+    }
+
+    /// `GET /v1/redemptions/{redemption}/status` (scope `read`): the redemption as the member's
+    /// brand's log shows it (the node verified its receipts).
+    pub async fn redemption_status(
+        &self,
+        redemption: &ledger::types::EntryId,
+    ) -> Result<crate::federation::RedemptionStatus, Error> {
+        self.json(Call::get(format!(
+            "/v1/redemptions/{}/status",
+            segment(redemption.as_str())
+        )))
+        .await
+    }
+
+    /// `POST /v1/redemptions/{redemption}/void` (scope `redeem`): releases the hold at the
+    /// member's brand (refused once committed).
+    pub async fn void_redemption(
+        &self,
+        redemption: &ledger::types::EntryId,
+    ) -> Result<crate::federation::RedemptionStatus, Error> {
+        let call = Call::new(
+            Method::POST,
+            format!("/v1/redemptions/{}/void", segment(redemption.as_str())),
+        )
+        .json(&serde_json::json!({}))?;
+        self.json(call).await
+    }
+
+    /// `GET /v1/reconciliation/{partner}` (scope `read`): the reconciliation report for a
+    /// period (log times in ms, `to` exclusive), from this node's log and verified mirror.
+    pub async fn reconciliation(
+        &self,
+        partner: &BrandId,
+        agreement: Option<&ledger::types::EntryId>,
+        from: u64,
+        to: u64,
+    ) -> Result<ledger::statement::Reconciliation, Error> {
+        let mut path = format!(
+            "/v1/reconciliation/{}?from={from}&to={to}",
+            segment(partner.as_str())
+        );
+        if let Some(a) = agreement {
+            path.push_str(&format!("&agreement={}", segment(a.as_str())));
+        }
+        self.json(Call::get(path)).await
+    }
+
+    /// Redeems a partner brand's points here, end to end: quote, prepare (the member's brand
+    /// holds the points), commit. Every step is idempotent by the redemption id, so calling
+    /// it again with the same request after a crash or a timeout resumes where it stopped; a
+    /// redemption whose hold was voided or released fails with `hold_not_open`. Deliver the
+    /// reward only after this returns.
+    pub async fn redeem_at_partner(
+        &self,
+        req: &crate::federation::RedeemAtPartner,
+    ) -> Result<crate::federation::Committed, Error> {
+        self.quote(&crate::federation::QuoteRequest {
+            redemption: req.redemption.clone(),
+            agreement: req.agreement.clone(),
+            payer: req.payer.clone(),
+            member: req.member.clone(),
+            points: req.points,
+            price_minor: req.price_minor,
+            ttl_ms: None,
+        })
+        .await?;
+        self.prepare(&req.redemption, &req.authorisation).await?;
+        self.commit(&req.redemption).await
+    }
+
     /// `POST /v1/admin/partners/{brand}/unfreeze` (scope `admin`): lifts the freeze evidence
     /// put on a partnership; the evidence stays.
     pub async fn unfreeze_partner(&self, brand: &BrandId) -> Result<PartnerStatus, Error> {
