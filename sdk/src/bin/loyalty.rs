@@ -94,6 +94,24 @@ enum Command {
     },
     /// List the equivocation evidence the node holds against its partners (needs `read`).
     Evidence,
+    /// Reconcile the obligations with a partner for a period: this node's log against its
+    /// verified mirror of the partner's (needs `read`). Exits 1 when the sides disagree.
+    Reconcile {
+        /// The partner brand.
+        partner: BrandId,
+        /// Start of the period, log time in ms (inclusive).
+        #[arg(long)]
+        from: u64,
+        /// End of the period, log time in ms (exclusive).
+        #[arg(long)]
+        to: u64,
+        /// The agreement, when there are several with the partner.
+        #[arg(long)]
+        agreement: Option<sdk::EntryId>,
+        /// Print the report as CSV.
+        #[arg(long)]
+        csv: bool,
+    },
     /// Get a member's tier attestation, or verify one offline.
     Attestation {
         #[command(subcommand)]
@@ -419,6 +437,47 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 }
             }
         }
+        Command::Reconcile {
+            partner,
+            from,
+            to,
+            agreement,
+            csv,
+        } => {
+            let r = client(&cli, true)?
+                .reconciliation(partner, agreement.as_ref(), *from, *to)
+                .await?;
+            if *csv {
+                print!("{}", ledger::statement::to_csv(&r));
+            } else if json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "agreement {}  period {}  {}",
+                    r.agreement,
+                    r.period,
+                    if r.agreed { "AGREED" } else { "DISAGREE" }
+                );
+                println!(
+                    "net: {} owes {} {} minor units",
+                    r.ours.net.payer, r.ours.net.payee, r.ours.net.amount_minor
+                );
+                for l in &r.lines {
+                    println!(
+                        "{:<16} {} ours={:?} theirs={:?}",
+                        l.status.as_str(),
+                        l.redemption,
+                        l.amount_ours_minor,
+                        l.amount_theirs_minor
+                    );
+                }
+            }
+            return Ok(if r.agreed {
+                Outcome::Done
+            } else {
+                Outcome::Invalid
+            });
+        }
         Command::Evidence => {
             let evidence = client(&cli, true)?.evidence().await?;
             if json {
@@ -740,6 +799,22 @@ mod tests {
             assert_eq!(args.log_key.to_string(), key);
             assert_eq!(args.from_checkpoint, Some(PathBuf::from("cp")));
         }
+    }
+
+    #[test]
+    fn reconcile_takes_a_partner_and_a_period() {
+        let cli = Cli::try_parse_from([
+            "loyalty", "--key", "k", "reconcile", "air", "--from", "0", "--to", "86400000", "--csv",
+        ])
+        .unwrap();
+        let Command::Reconcile {
+            partner, from, to, csv, agreement,
+        } = cli.command
+        else {
+            panic!("not reconcile")
+        };
+        assert_eq!((partner.as_str(), from, to, csv, agreement), ("air", 0, 86_400_000, true, None));
+        assert!(Cli::try_parse_from(["loyalty", "reconcile", "air", "--from", "0"]).is_err());
     }
 
     #[test]
