@@ -643,3 +643,62 @@ async fn redeem_at_partner_through_the_sdk_resumes_after_a_stop() {
     })
     .await;
 }
+
+/// `sdk/examples/redeem_at_partner.rs` runs against two real nodes and redeems end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_app_redeems_end_to_end() {
+    bounded(LIMIT, "example", async {
+        let exe = std::env::current_exe().unwrap();
+        let example = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .unwrap()
+            .join("examples")
+            .join(format!("redeem_at_partner{}", std::env::consts::EXE_SUFFIX));
+        if !example.is_file() {
+            panic!(
+                "no example binary at {}: `cargo test --workspace` builds it",
+                example.display()
+            );
+        }
+        let nodes = start_nodes(&["air", "coffee"], FAST_FEDERATION).await;
+        pin_all(&nodes).await;
+        let (air, coffee) = (&nodes[0], &nodes[1]);
+        agree(air, coffee, &terms("agr-1", 0)).await;
+        air.client()
+            .earn(
+                &"alice".parse().unwrap(),
+                &sdk::EarnRequest::new("e1".parse().unwrap(), sdk::Points::new(5000).unwrap()),
+            )
+            .await
+            .unwrap();
+        let (_, t0) = rate_card(air, "rc-1", "0.01").await;
+        mirrored_and_after(coffee, air, t0).await;
+        let out = tokio::process::Command::new(&example)
+            .args([
+                "air",
+                &air.url,
+                &air.admin_key,
+                "coffee",
+                &coffee.url,
+                &coffee.admin_key,
+                &coffee.verifier_key,
+                "agr-1",
+                "alice",
+                "1200",
+            ])
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("air owes coffee 1200 minor units of EUR"), "{text}");
+        let m = air.member_json("alice").await.unwrap();
+        assert_eq!(m["balance"], json!(3800), "{m}");
+    })
+    .await;
+}
