@@ -14,6 +14,7 @@ pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod fault;
 pub mod federation;
 pub mod keys;
 pub mod log_routes;

@@ -403,6 +403,14 @@ impl Node {
         }
     }
 
+    /// Sets (or, with `None`, removes) an environment variable for the next start.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.to_owned(), v.to_owned()));
+        }
+    }
+
     /// SIGKILL and reap: no clean-up at all. Does nothing when the node is not running.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -702,3 +702,105 @@ async fn the_example_app_redeems_end_to_end() {
     })
     .await;
 }
+
+/// Kill -9 of either node at every step of the flow (LOYALTY_FAULT aborts the process at a
+/// named point, right after what it wrote is durable and before it answers), then restart and
+/// resume with the same request: the redemption completes exactly once, no point is lost or
+/// created, and the two brands' obligations match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_of_either_node_at_every_step_is_recovered_exactly_once() {
+    // (crashing node: 0 = air (payer), 1 = coffee (payee), fault point)
+    const POINTS: [(usize, &str); 4] = [
+        (1, "payee_secret_stored"),
+        (0, "payer_hold_logged"),
+        (0, "payer_commit_logged"),
+        (1, "payee_commit_answered"),
+    ];
+    bounded(Duration::from_secs(240), "crashes", async {
+        for (victim, point) in POINTS {
+            let mut nodes = Vec::new();
+            for (i, brand) in ["air", "coffee"].iter().enumerate() {
+                let mut env: Vec<(&str, &str)> = FAST_FEDERATION.to_vec();
+                if i == victim {
+                    env.push(("LOYALTY_FAULT", point));
+                }
+                nodes.push(Node::start_new(brand, &env).await);
+            }
+            pin_all(&nodes).await;
+            agree(&nodes[0], &nodes[1], &terms("agr-1", 0)).await;
+            nodes[0]
+                .client()
+                .earn(
+                    &"alice".parse().unwrap(),
+                    &sdk::EarnRequest::new("e1".parse().unwrap(), sdk::Points::new(5000).unwrap()),
+                )
+                .await
+                .unwrap();
+            nodes[0]
+                .post_json(
+                    "/v1/members/alice/authorisations",
+                    &json!({"id": "auth-1", "payee": "coffee", "max_points": 2000, "expires_at": now_ms() + 600_000}),
+                )
+                .await
+                .unwrap()
+                .ok_json("authorise");
+            let (_, t0) = rate_card(&nodes[0], "rc-1", "0.01").await;
+            mirrored_and_after(&nodes[1], &nodes[0], t0).await;
+            let req = sdk::federation::RedeemAtPartner {
+                redemption: "red-1".parse().unwrap(),
+                agreement: "agr-1".parse().unwrap(),
+                payer: "air".parse().unwrap(),
+                member: "alice".parse().unwrap(),
+                points: Some(sdk::Points::new(1000).unwrap()),
+                price_minor: None,
+                authorisation: "auth-1".parse().unwrap(),
+            };
+            let first = nodes[1].writer_client().redeem_at_partner(&req).await;
+            assert!(first.is_err(), "{point}: the crash interrupts the flow");
+            // The victim is dead; restart it without the fault and resume.
+            let v = &mut nodes[victim];
+            v.kill9();
+            v.set_env("LOYALTY_FAULT", None);
+            v.start().await;
+            let done = nodes[1]
+                .client()
+                .redeem_at_partner(&req)
+                .await
+                .unwrap_or_else(|e| panic!("{point}: resuming failed: {e}"));
+            assert_eq!(done.amount_minor, 1000, "{point}");
+            let again = nodes[1].client().redeem_at_partner(&req).await.unwrap();
+            assert_eq!(again, done, "{point}: exactly once");
+            let (air, coffee) = (&nodes[0], &nodes[1]);
+            // Points: 1000 left alice once; nothing is held any more.
+            let m = air.member_json("alice").await.unwrap();
+            assert_eq!(
+                (m["balance"].clone(), m["pending"].clone()),
+                (json!(4000), json!(0)),
+                "{point}: {m}"
+            );
+            let hold = air.get("/v1/holds/red-1").await.unwrap().ok_json("hold");
+            assert_eq!(hold["status"], json!("posted"), "{point}");
+            // Obligations: one payable at air, one receivable at coffee, matching.
+            mirrored_and_after(air, coffee, 0).await;
+            mirrored_and_after(coffee, air, 0).await;
+            for (node, partner) in [(air, "coffee"), (coffee, "air")] {
+                let r = node
+                    .get(&format!("/v1/reconciliation/{partner}?from=0&to={}", now_ms() + 86_400_000))
+                    .await
+                    .unwrap()
+                    .ok_json("reconciliation");
+                assert_eq!(r["agreed"], json!(true), "{point}: {r}");
+                assert_eq!(r["lines"].as_array().unwrap().len(), 1, "{point}: {r}");
+                assert_eq!(r["ours"]["net"]["amount_minor"], json!(1000), "{point}");
+            }
+            // Every log still replays.
+            for n in [air, coffee] {
+                let summary =
+                    sdk::verify_log(&n.client(), &n.log_verifier(), sdk::VerifyOptions::default())
+                        .await;
+                assert!(summary.is_ok(), "{point}: {} does not verify: {summary:?}", n.brand);
+            }
+        }
+    })
+    .await;
+}

@@ -160,6 +160,7 @@ pub async fn prepare(
         condition,
         expires_at,
     };
+    crate::fault::point("payee_secret_stored");
     let body = serde_json::to_vec(&req).map_err(ApiError::internal)?;
     let (status, answer) =
         super::agreements::post_peer(fed, &payer, PEER_PREPARE_PATH, body).await;
@@ -252,6 +253,7 @@ pub async fn peer_prepare(
             kind: hold_of(&req),
         })
         .await?;
+    crate::fault::point("payer_hold_logged");
     let receipt = receipt_from_store(
         &app.store,
         committed.index,
@@ -719,6 +721,7 @@ pub async fn peer_commit(
             },
         ])
         .await?;
+    crate::fault::point("payer_commit_logged");
     let mut answers = answers.into_iter();
     let post = answers.next().unwrap_or_else(|| Err(ApiError::internal("no answer")))?;
     if let Some(Err(e)) = answers.next() {
@@ -798,6 +801,7 @@ pub async fn commit(
     {
         return Err(bad("the payer's receipts are for other entries".into()));
     }
+    crate::fault::point("payee_commit_answered");
     let counterpart = ledger::entry::Counterpart {
         index: ledger::types::LogIndex::new(receipts.payable.index).map_err(ApiError::internal)?,
         leaf_hash: HexHash(ledger::merkle::leaf_hash(receipts.payable.entry.as_bytes())),
