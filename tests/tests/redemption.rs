@@ -804,3 +804,126 @@ async fn a_crash_of_either_node_at_every_step_is_recovered_exactly_once() {
     })
     .await;
 }
+
+/// Races and retries: concurrent requests with one redemption id commit once; a rate change
+/// after the quote leaves the locked amount; a commit racing a void ends exactly one way; an
+/// expired quote cannot be prepared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_rate_changes_and_races_resolve_once() {
+    bounded(LIMIT, "races", async {
+        let nodes = start_nodes(&["air", "coffee"], FAST_FEDERATION).await;
+        pin_all(&nodes).await;
+        let (air, coffee) = (&nodes[0], &nodes[1]);
+        agree(air, coffee, &terms("agr-1", 0)).await;
+        air.client()
+            .earn(
+                &"alice".parse().unwrap(),
+                &sdk::EarnRequest::new("e1".parse().unwrap(), sdk::Points::new(9000).unwrap()),
+            )
+            .await
+            .unwrap();
+        let far = now_ms() + 600_000;
+        for id in ["auth-1", "auth-2", "auth-3", "auth-4"] {
+            air.post_json(
+                "/v1/members/alice/authorisations",
+                &json!({"id": id, "payee": "coffee", "max_points": 2000, "expires_at": far}),
+            )
+            .await
+            .unwrap()
+            .ok_json("authorise");
+        }
+        let (_, t0) = rate_card(air, "rc-1", "0.01").await;
+        mirrored_and_after(coffee, air, t0).await;
+        let req = |red: &str, auth: &str| sdk::federation::RedeemAtPartner {
+            redemption: red.parse().unwrap(),
+            agreement: "agr-1".parse().unwrap(),
+            payer: "air".parse().unwrap(),
+            member: "alice".parse().unwrap(),
+            points: Some(sdk::Points::new(1000).unwrap()),
+            price_minor: None,
+            authorisation: auth.parse().unwrap(),
+        };
+
+        // Four concurrent runs of one redemption: one commit, four identical answers.
+        let mut runs = Vec::new();
+        for _ in 0..4 {
+            let c = coffee.client();
+            let r = req("red-1", "auth-1");
+            runs.push(tokio::spawn(async move { c.redeem_at_partner(&r).await }));
+        }
+        let mut answers = Vec::new();
+        for r in runs {
+            answers.push(r.await.unwrap().expect("every duplicate succeeds"));
+        }
+        assert!(answers.windows(2).all(|w| w[0] == w[1]));
+        let m = air.member_json("alice").await.unwrap();
+        assert_eq!(m["balance"], json!(8000), "one redemption of 1000: {m}");
+
+        // Quoted at 0.01; the rate doubles before the commit; the locked amount applies.
+        let app = coffee.client();
+        app.quote(&sdk::federation::QuoteRequest {
+            redemption: "red-2".parse().unwrap(),
+            agreement: "agr-1".parse().unwrap(),
+            payer: "air".parse().unwrap(),
+            member: "alice".parse().unwrap(),
+            points: Some(sdk::Points::new(1000).unwrap()),
+            price_minor: None,
+            ttl_ms: Some(120_000),
+        })
+        .await
+        .unwrap();
+        let (_, t1) = rate_card(air, "rc-2", "0.02").await;
+        mirrored_and_after(coffee, air, t1).await;
+        let done = app.redeem_at_partner(&req("red-2", "auth-2")).await.unwrap();
+        assert_eq!(done.amount_minor, 1000, "the quote's locked rate");
+
+        // A commit racing a void: exactly one wins, and the state says which.
+        app.quote(&sdk::federation::QuoteRequest {
+            redemption: "red-3".parse().unwrap(),
+            agreement: "agr-1".parse().unwrap(),
+            payer: "air".parse().unwrap(),
+            member: "alice".parse().unwrap(),
+            points: Some(sdk::Points::new(1000).unwrap()),
+            price_minor: None,
+            ttl_ms: None,
+        })
+        .await
+        .unwrap();
+        app.prepare(&"red-3".parse().unwrap(), &"auth-3".parse().unwrap())
+            .await
+            .unwrap();
+        let red3: sdk::EntryId = "red-3".parse().unwrap();
+        let (c1, c2) = (coffee.writer_client(), coffee.writer_client());
+        let (r3, v3) = (red3.clone(), red3.clone());
+        let (commit, void) = tokio::join!(
+            async move { c1.commit(&r3).await },
+            async move { c2.void_redemption(&v3).await }
+        );
+        let status = app.redemption_status(&red3).await.unwrap();
+        match (commit.is_ok(), void.is_ok()) {
+            (true, false) => assert_eq!(status.status, "posted"),
+            (false, true) => assert_eq!(status.status, "voided"),
+            other => panic!("commit {:?} / void {:?}: {other:?}", commit, void),
+        }
+        let expected = if status.status == "posted" { 6000 } else { 7000 };
+        let m = air.member_json("alice").await.unwrap();
+        assert_eq!((m["balance"].clone(), m["pending"].clone()), (json!(expected), json!(0)), "{m}");
+
+        // An expired quote cannot be prepared.
+        coffee
+            .post_json(
+                "/v1/redemptions/quote",
+                &json!({"redemption": "red-4", "agreement": "agr-1", "payer": "air", "member": "alice", "points": 10, "ttl_ms": 100}),
+            )
+            .await
+            .unwrap()
+            .ok_json("short quote");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        coffee
+            .post_json("/v1/redemptions/red-4/prepare", &json!({"authorisation": "auth-4"}))
+            .await
+            .unwrap()
+            .assert_problem(409, "quote_expired", "expired quote");
+    })
+    .await;
+}

@@ -183,6 +183,8 @@ pub struct Federation {
     pub(crate) gather_lock: tokio::sync::Mutex<()>,
     /// Serialises cross-brand commits, so a credit-limit check holds until its payable is logged.
     pub(crate) commit_lock: tokio::sync::Mutex<()>,
+    /// Serialises the creation of a redemption's secret at the payee.
+    pub(crate) prepare_lock: tokio::sync::Mutex<()>,
     pub(crate) cosigned: RwLock<Option<witness::Cosigned>>,
 }
 
@@ -245,6 +247,7 @@ impl Federation {
             witness_lock: tokio::sync::Mutex::new(()),
             gather_lock: tokio::sync::Mutex::new(()),
             commit_lock: tokio::sync::Mutex::new(()),
+            prepare_lock: tokio::sync::Mutex::new(()),
             cosigned: RwLock::new(None),
         };
         // Configured partners are written to the store (the config wins for them), then every

@@ -94,7 +94,9 @@ pub async fn quote(
     if !(1..=QUOTE_TTL_MAX_MS).contains(&ttl) {
         return Err(ApiError::bad_body("ttl_ms must be 1 to 86400000"));
     }
-    // Idempotent by redemption id: the quote logged before is the answer.
+    // Idempotent by redemption id: the quote logged before is the answer (concurrent first
+    // requests are serialised so that they agree on one quote).
+    let _guard = app.federation.prepare_lock.lock().await;
     let existing: Option<QuoteState> =
         store_record(&app.store, record_prefix::QUOTE, b.redemption.as_str())?;
     if let Some(e) = existing {

@@ -122,6 +122,8 @@ pub async fn prepare(
     // The secret and the hold's terms first, durably: a retry (after a crash or a timeout)
     // sends the identical request, and this node can still commit what it prepared.
     let key = [SECRET_PREFIX, id.as_str().as_bytes()].concat();
+    // Concurrent first prepares of one redemption must agree on one secret.
+    let secret_guard = fed.prepare_lock.lock().await;
     let prepared: PreparedLocally = match app.store.local_get(&key).map_err(ApiError::internal)? {
         Some(v) => serde_json::from_slice(&v).map_err(ApiError::internal)?,
         None => {
@@ -151,6 +153,7 @@ pub async fn prepare(
             "this redemption was prepared with another authorisation",
         ));
     }
+    drop(secret_guard);
     let secret = hex::decode(&prepared.secret).map_err(ApiError::internal)?;
     let condition = HexHash(Sha256::digest(&secret).into());
     let expires_at = prepared.expires_at;
@@ -641,6 +644,9 @@ pub async fn peer_commit(
     let req: CommitRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_body(format!("not a commit request: {e}")))?;
     let q = &req.quote;
+    // One commit at a time: a duplicate waits and then finds the hold posted, and a credit-limit
+    // check holds until its payable is logged.
+    let _guard = fed.commit_lock.lock().await;
     let h: HoldState = store_record(&app.store, record_prefix::HOLD, id.as_str())?
         .filter(|h: &HoldState| h.payee.as_ref() == Some(&sender.brand))
         .ok_or_else(|| ApiError::not_found("unknown_redemption", format!("no hold {id} for {}", sender.brand)))?;
@@ -684,9 +690,8 @@ pub async fn peer_commit(
     // Re-priced from this log (not the quote's liveness: the hold's expiry, judged by this
     // log's time when the post is applied, governs now).
     check_valuation(&app, q, false)?;
-    // The credit limit is checked under a lock so that the payable cannot be refused after the
-    // post in the same batch was appended.
-    let _guard = fed.commit_lock.lock().await;
+    // The credit limit is checked under the lock taken above, so the payable cannot be refused
+    // after the post in the same batch was appended.
     let agreement: AgreementState =
         store_record(&app.store, record_prefix::AGREEMENT, q.agreement.as_str())?
             .ok_or_else(|| unprocessable("unknown_agreement", "no such agreement here"))?;
