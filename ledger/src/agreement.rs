@@ -190,13 +190,17 @@ fn verify_one(terms: &AgreementTerms, s: &AgreementSignature) -> Result<(), Agre
     let key = NoteVerifier::parse(&s.verifier_key)
         .map_err(|_| AgreementError::Malformed("verifier_key is not a C2SP verifier key"))?;
     if key.signature_type() != SignatureType::Ed25519 {
-        return Err(AgreementError::Malformed("verifier_key is not an Ed25519 note key"));
+        return Err(AgreementError::Malformed(
+            "verifier_key is not an Ed25519 note key",
+        ));
     }
     let bytes: [u8; 64] = base64::engine::general_purpose::STANDARD
         .decode(&s.signature)
         .ok()
         .and_then(|b| b.try_into().ok())
-        .ok_or(AgreementError::Malformed("signature is not 64 bytes of base64"))?;
+        .ok_or(AgreementError::Malformed(
+            "signature is not 64 bytes of base64",
+        ))?;
     let vk = VerifyingKey::from_bytes(&key.public_key())
         .map_err(|_| AgreementError::Malformed("not an Ed25519 public key"))?;
     vk.verify_strict(&signing_message(terms), &Signature::from_bytes(&bytes))
@@ -214,8 +218,11 @@ impl SignedAgreement {
             }
         }
         for brand in &self.terms.brands {
-            let mine: Vec<&AgreementSignature> =
-                self.signatures.iter().filter(|s| &s.brand == brand).collect();
+            let mine: Vec<&AgreementSignature> = self
+                .signatures
+                .iter()
+                .filter(|s| &s.brand == brand)
+                .collect();
             match mine.as_slice() {
                 [] => return Err(AgreementError::MissingSignature(brand.clone())),
                 [s] => verify_one(&self.terms, s)?,
@@ -233,8 +240,9 @@ impl SignedAgreement {
     ) -> Result<(), AgreementError> {
         self.verify_self_consistent()?;
         for s in &self.signatures {
-            let named = NoteVerifier::parse(&s.verifier_key)
-                .map_err(|_| AgreementError::Malformed("verifier_key is not a C2SP verifier key"))?;
+            let named = NoteVerifier::parse(&s.verifier_key).map_err(|_| {
+                AgreementError::Malformed("verifier_key is not a C2SP verifier key")
+            })?;
             match pinned(&s.brand) {
                 Some(p) if p == named => {}
                 _ => return Err(AgreementError::UnpinnedKey(s.brand.clone())),
@@ -310,7 +318,10 @@ mod tests {
             .unwrap();
         assert!(s.terms.allows(&brand("air"), &brand("coffee")));
         assert!(!s.terms.allows(&brand("coffee"), &brand("air")));
-        assert_eq!(s.terms.period_of(LogTime::new(86_400_001).unwrap()), Some(1));
+        assert_eq!(
+            s.terms.period_of(LogTime::new(86_400_001).unwrap()),
+            Some(1)
+        );
         // The JSON round-trips exactly (it is logged on both sides).
         let bytes = to_canonical(&s);
         let back: SignedAgreement = serde_json::from_slice(&bytes).unwrap();
@@ -342,13 +353,19 @@ mod tests {
         let (g, kg, vg) = party("gym", 3);
         let mut t = s.clone();
         t.signatures.push(sign(&t.terms, &g, &kg, &vg.to_string()));
-        assert_eq!(t.verify(pinned).unwrap_err().code(), "agreement_not_a_party");
+        assert_eq!(
+            t.verify(pinned).unwrap_err().code(),
+            "agreement_not_a_party"
+        );
         // A valid signature by a key that is not the pinned one.
         let (_, k_other, v_other) = party("air", 9);
         let mut t = s.clone();
         t.signatures[0] = sign(&t.terms, &brand("air"), &k_other, &v_other.to_string());
         t.verify_self_consistent().unwrap();
-        assert_eq!(t.verify(pinned).unwrap_err().code(), "agreement_unpinned_key");
+        assert_eq!(
+            t.verify(pinned).unwrap_err().code(),
+            "agreement_unpinned_key"
+        );
         let mut t = s.clone();
         t.signatures[1].signature = "AAAA".into();
         assert_eq!(

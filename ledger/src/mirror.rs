@@ -436,7 +436,9 @@ impl Mirror {
         target_note: &str,
     ) -> Result<(), MirrorError> {
         if target.size > self.state.size() || target.size < self.accepted_parts().0 {
-            return Err(MirrorError::Usage("target does not cover the mirror".into()));
+            return Err(MirrorError::Usage(
+                "target does not cover the mirror".into(),
+            ));
         }
         if merkle::root(target.size, &self.store)? != target.root {
             let other = self
@@ -486,8 +488,8 @@ impl Mirror {
 
     /// Discards in-memory changes by reloading the state from the store.
     fn reload(&mut self) -> Result<(), MirrorError> {
-        self.state = State::from_records(self.store.state_records()?)
-            .map_err(crate::log::LogError::from)?;
+        self.state =
+            State::from_records(self.store.state_records()?).map_err(crate::log::LogError::from)?;
         Ok(())
     }
 }

@@ -216,7 +216,10 @@ mod tests {
             5_000,
         )
         .unwrap();
-        assert_eq!((q.amount_minor, q.rate_card_index, q.fx_rate_index), (1250, 7, None));
+        assert_eq!(
+            (q.amount_minor, q.rate_card_index, q.fx_rate_index),
+            (1250, 7, None)
+        );
         assert_eq!(q.expires_at.get(), 65_000);
         assert!(q.is_live(LogTime::new(64_999).unwrap()));
         assert!(!q.is_live(LogTime::new(65_000).unwrap()));
@@ -259,7 +262,12 @@ mod tests {
         tiny.point_value = "0.001".parse().unwrap();
         let zero = quote(&t, Ask::Points(Points::new(1).unwrap()), &tiny, 5_000);
         assert_eq!(zero.unwrap_err().code(), "zero_amount");
-        let missing_fx = quote(&terms("USD"), Ask::Points(Points::new(1).unwrap()), &p, 5_000);
+        let missing_fx = quote(
+            &terms("USD"),
+            Ask::Points(Points::new(1).unwrap()),
+            &p,
+            5_000,
+        );
         assert_eq!(missing_fx.unwrap_err().code(), "fx_mismatch");
     }
 }

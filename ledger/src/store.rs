@@ -242,10 +242,21 @@ impl Store {
 
     /// State records whose key starts with `prefix`, in key order, at most `limit`.
     pub fn state_scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<Record>, StoreError> {
-        let it = self.db.iterator_cf(
-            self.cf(CF_STATE),
-            IteratorMode::From(prefix, Direction::Forward),
-        );
+        self.scan(CF_STATE, prefix, prefix, limit)
+    }
+
+    /// Records of column family `cf` whose key starts with `prefix`, from key `from`, in key
+    /// order, at most `limit`.
+    fn scan(
+        &self,
+        cf: &str,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let it = self
+            .db
+            .iterator_cf(self.cf(cf), IteratorMode::From(from, Direction::Forward));
         let mut out = Vec::new();
         for kv in it {
             let (k, v) = kv?;
@@ -346,24 +357,18 @@ impl Store {
     }
 
     /// Node-local records whose key starts with `prefix`, in key order, at most `limit`.
-    pub fn local_scan(
+    pub fn local_scan(&self, prefix: &[u8], limit: usize) -> Result<Vec<Record>, StoreError> {
+        self.local_scan_from(prefix, prefix, limit)
+    }
+
+    /// As [`Store::local_scan`], starting at key `from` (at or after `prefix`).
+    pub fn local_scan_from(
         &self,
         prefix: &[u8],
+        from: &[u8],
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        let it = self.db.iterator_cf(
-            self.cf(CF_LOCAL),
-            IteratorMode::From(prefix, Direction::Forward),
-        );
-        let mut out = Vec::new();
-        for kv in it {
-            let (k, v) = kv?;
-            if !k.starts_with(prefix) || out.len() >= limit {
-                break;
-            }
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        self.scan(CF_LOCAL, prefix, from, limit)
     }
 
     /// Flushes memtables and syncs the WAL, for a clean shutdown.

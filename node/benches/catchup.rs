@@ -47,7 +47,11 @@ fn init(data: &Path, brand: &str) -> Init {
         .args(["--brand", brand, "--listen", &format!("127.0.0.1:{port}")])
         .output()
         .expect("run loyalty-node init");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let find = |p: &str| {
         text.lines()
@@ -129,7 +133,8 @@ fn main() {
                     }),
                 })
                 .collect();
-            log.append(&writes, LogTime::new(start + i).unwrap()).unwrap();
+            log.append(&writes, LogTime::new(start + i).unwrap())
+                .unwrap();
             i += n;
         }
     }
@@ -182,7 +187,10 @@ fn main() {
                 break;
             }
             if last_print.elapsed() > Duration::from_secs(5) {
-                eprintln!("  {size} entries verified after {:.1} s", t.elapsed().as_secs_f64());
+                eprintln!(
+                    "  {size} entries verified after {:.1} s",
+                    t.elapsed().as_secs_f64()
+                );
                 last_print = Instant::now();
             }
             assert!(t.elapsed() < Duration::from_secs(1800), "catch-up too slow");

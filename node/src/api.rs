@@ -25,11 +25,11 @@ use ledger::store::Store;
 use ledger::types::{BrandId, DurationMs, EntryId, LogTime, MemberId, Points};
 
 use crate::config::Config;
+use crate::federation::routes as fed;
 use crate::keys::{KeyRecord, Keys, Scope};
 use crate::metrics::Metrics;
 use crate::problem::{from_json_rejection, ApiError};
 use crate::sequencer::{Sequencer, Shared, WriteStatus};
-use crate::federation::routes as fed;
 use crate::{admin, log_routes, reads};
 
 /// Everything a handler may use.
@@ -80,7 +80,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/checkpoint", get(log_routes::checkpoint))
         .route("/v1/checkpoint/cosigned", get(fed::cosigned))
         .route("/v1/partners", get(fed::list))
-        .route("/v1/partners/{brand}/members/{member}", get(fed::mirrored_member))
+        .route(
+            "/v1/partners/{brand}/members/{member}",
+            get(fed::mirrored_member),
+        )
         .route("/v1/admin/partners", post(fed::add))
         .route("/v1/admin/partners/{brand}/unfreeze", post(fed::unfreeze))
         .route("/v1/evidence", get(fed::evidence))

@@ -189,8 +189,14 @@ impl Config {
         env!("LOYALTY_CONCURRENCY_MAX", self.limits.concurrency_max);
         env!("LOYALTY_WITNESS_QUORUM", self.federation.witness_quorum);
         env!("LOYALTY_SYNC_INTERVAL_MS", self.federation.sync_interval_ms);
-        env!("LOYALTY_WITNESS_INTERVAL_MS", self.federation.witness_interval_ms);
-        env!("LOYALTY_PEER_CLOCK_SKEW_MS", self.federation.peer_clock_skew_ms);
+        env!(
+            "LOYALTY_WITNESS_INTERVAL_MS",
+            self.federation.witness_interval_ms
+        );
+        env!(
+            "LOYALTY_PEER_CLOCK_SKEW_MS",
+            self.federation.peer_clock_skew_ms
+        );
         Ok(())
     }
 
@@ -349,7 +355,8 @@ peer_clock_skew_ms = {skew}
                 .partners
                 .iter()
                 .map(|p| {
-                    let mut t = format!("[[partners]]\nbrand = \"{}\"\nurl = {:?}\n", p.brand, p.url);
+                    let mut t =
+                        format!("[[partners]]\nbrand = \"{}\"\nurl = {:?}\n", p.brand, p.url);
                     if let Some(k) = &p.verifier_key {
                         t.push_str(&format!("verifier_key = {k:?}\n"));
                     }

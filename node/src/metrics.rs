@@ -203,7 +203,9 @@ impl Metrics {
 
     /// Counts entries mirrored from a partner.
     pub fn mirrored(&self, brand: &str, n: u64) {
-        self.mirrored_entries.get_or_create(&Self::brand(brand)).inc_by(n);
+        self.mirrored_entries
+            .get_or_create(&Self::brand(brand))
+            .inc_by(n);
     }
 
     /// Counts a failed sync round.

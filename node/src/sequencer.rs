@@ -196,9 +196,10 @@ fn run(
         if count > ledger::log::BATCH_WRITES_MAX && batch.len() > 1 {
             carry = batch.pop();
         }
-        shared
-            .depth
-            .fetch_sub(batch.len() + usize::from(carry.is_some()), Ordering::Relaxed);
+        shared.depth.fetch_sub(
+            batch.len() + usize::from(carry.is_some()),
+            Ordering::Relaxed,
+        );
         metrics.queue_depth.set(shared.queue_depth() as i64);
         let mut touched: Vec<MemberId> = Vec::new();
         if !batch.is_empty() {

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use harness::Node;
 use sdk::{
-    AdjustRequest, AuthoriseRequest, CreateKeyRequest, Direction, EarnRequest, EntryKind, ErrorCode, HexBytes,
-    HexHash, HoldRequest, PostRequest, RedeemRequest, RefundRequest, RetryPolicy, Scope,
-    SetExpiryRequest, SetFxRateRequest, SetRateCardRequest, SetTiersRequest, Tier, VerifyOptions, VoidRequest,
-    WriteStatus,
+    AdjustRequest, AuthoriseRequest, CreateKeyRequest, Direction, EarnRequest, EntryKind,
+    ErrorCode, HexBytes, HexHash, HoldRequest, PostRequest, RedeemRequest, RefundRequest,
+    RetryPolicy, Scope, SetExpiryRequest, SetFxRateRequest, SetRateCardRequest, SetTiersRequest,
+    Tier, VerifyOptions, VoidRequest, WriteStatus,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -137,7 +137,10 @@ async fn every_route_works_through_the_sdk() {
     h.payee = Some("brand-b".parse().unwrap());
     // A hold for a partner needs the member's spend authorisation, used once.
     let err = c.hold(&alice, &h).await.unwrap_err();
-    assert!(format!("{err:?}").contains("authorisation_required"), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("authorisation_required"),
+        "{err:?}"
+    );
     c.authorise(
         &alice,
         &AuthoriseRequest {

@@ -54,7 +54,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     )
     .await?;
-    println!("{payer} authorised {payee} to hold up to {} points of {member}", points.get());
+    println!(
+        "{payer} authorised {payee} to hold up to {} points of {member}",
+        points.get()
+    );
 
     // 2–4. At B: quote, prepare (A holds), commit (A posts and owes; B logs its side).
     let done = b

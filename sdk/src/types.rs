@@ -10,8 +10,8 @@ use std::str::FromStr;
 
 use ledger::checkpoint::{NoteError, NoteVerifier};
 use ledger::entry::{
-    Adjust, Direction, Earn, Entry, EntryKind, ExpiryPolicy, FxRate, HexBytes, HexHash, Hold,
-    Post, RateCard, Redeem, Refund, SpendAuthorisation, Tier, TierPolicy, Void,
+    Adjust, Direction, Earn, Entry, EntryKind, ExpiryPolicy, FxRate, HexBytes, HexHash, Hold, Post,
+    RateCard, Redeem, Refund, SpendAuthorisation, Tier, TierPolicy, Void,
 };
 use ledger::money::{Currency, Decimal};
 use ledger::receipt::Receipt;

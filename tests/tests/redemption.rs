@@ -157,18 +157,47 @@ async fn rate_card(node: &Node, id: &str, point_value: &str) -> (u64, u64) {
     (v["receipt"]["index"].as_u64().unwrap(), valid_from)
 }
 
+/// Gets a pair ready to redeem air points at coffee: alice earns `earned` at air, air logs her
+/// spend authorisations for coffee (`(id, max_points)`, ten minutes), air's rate card is 0.01
+/// EUR a point, and coffee's verified mirror of air holds it, in force.
+async fn ready_to_redeem(air: &Node, coffee: &Node, earned: u64, auths: &[(&str, u64)]) {
+    air.client()
+        .earn(
+            &"alice".parse().unwrap(),
+            &sdk::EarnRequest::new("e1".parse().unwrap(), sdk::Points::new(earned).unwrap()),
+        )
+        .await
+        .unwrap();
+    let far = now_ms() + 600_000;
+    for (id, max) in auths {
+        air.post_json(
+            "/v1/members/alice/authorisations",
+            &json!({"id": id, "payee": "coffee", "max_points": max, "expires_at": far}),
+        )
+        .await
+        .unwrap()
+        .ok_json("authorise");
+    }
+    let (_, t) = rate_card(air, "rc-1", "0.01").await;
+    mirrored_and_after(coffee, air, t).await;
+}
+
 /// Waits until `node` mirrors all of `origin`'s log and the clock passed `t`.
 async fn mirrored_and_after(node: &Node, origin: &Node, t: u64) {
     let size = origin.log_size().await.unwrap();
-    wait_until("mirror caught up and rate in force", Duration::from_secs(30), || async {
-        let p = node.partner(&origin.brand).await?;
-        let v = u64_field(&p, "verified_size")?;
-        if v >= size && now_ms() > t + 20 {
-            Ok(())
-        } else {
-            Err(format!("verified {v} of {size}"))
-        }
-    })
+    wait_until(
+        "mirror caught up and rate in force",
+        Duration::from_secs(30),
+        || async {
+            let p = node.partner(&origin.brand).await?;
+            let v = u64_field(&p, "verified_size")?;
+            if v >= size && now_ms() > t + 20 {
+                Ok(())
+            } else {
+                Err(format!("verified {v} of {size}"))
+            }
+        },
+    )
     .await;
 }
 
@@ -307,25 +336,7 @@ async fn prepare_holds_points_at_the_members_brand() {
         pin_all(&nodes).await;
         let (air, coffee) = (&nodes[0], &nodes[1]);
         agree(air, coffee, &terms("agr-1", 0)).await;
-        air.client()
-            .earn(
-                &"alice".parse().unwrap(),
-                &sdk::EarnRequest::new("e1".parse().unwrap(), sdk::Points::new(5000).unwrap()),
-            )
-            .await
-            .unwrap();
-        let far = now_ms() + 600_000;
-        for (id, max) in [("auth-1", 2000), ("auth-2", 100)] {
-            air.post_json(
-                "/v1/members/alice/authorisations",
-                &json!({"id": id, "payee": "coffee", "max_points": max, "expires_at": far}),
-            )
-            .await
-            .unwrap()
-            .ok_json("authorise");
-        }
-        let (_, t) = rate_card(air, "rc-1", "0.01").await;
-        mirrored_and_after(coffee, air, t).await;
+        ready_to_redeem(air, coffee, 5000, &[("auth-1", 2000), ("auth-2", 100)]).await;
         for (red, points) in [("red-1", 1000), ("red-2", 500), ("red-3", 500)] {
             coffee
                 .post_json(
@@ -430,25 +441,7 @@ async fn commit_logs_obligations_on_both_sides_within_the_credit_limit() {
         let mut t = terms("agr-1", 0);
         t["credit_limit_minor"] = json!(1500);
         agree(air, coffee, &t).await;
-        air.client()
-            .earn(
-                &"alice".parse().unwrap(),
-                &sdk::EarnRequest::new("e1".parse().unwrap(), sdk::Points::new(5000).unwrap()),
-            )
-            .await
-            .unwrap();
-        let far = now_ms() + 600_000;
-        for id in ["auth-1", "auth-2"] {
-            air.post_json(
-                "/v1/members/alice/authorisations",
-                &json!({"id": id, "payee": "coffee", "max_points": 2000, "expires_at": far}),
-            )
-            .await
-            .unwrap()
-            .ok_json("authorise");
-        }
-        let (_, t0) = rate_card(air, "rc-1", "0.01").await;
-        mirrored_and_after(coffee, air, t0).await;
+        ready_to_redeem(air, coffee, 5000, &[("auth-1", 2000), ("auth-2", 2000)]).await;
         for (red, auth) in [("red-1", "auth-1"), ("red-2", "auth-2")] {
             coffee
                 .post_json(
@@ -576,25 +569,7 @@ async fn redeem_at_partner_through_the_sdk_resumes_after_a_stop() {
         pin_all(&nodes).await;
         let (air, coffee) = (&nodes[0], &nodes[1]);
         agree(air, coffee, &terms("agr-1", 0)).await;
-        air.client()
-            .earn(
-                &"alice".parse().unwrap(),
-                &sdk::EarnRequest::new("e1".parse().unwrap(), sdk::Points::new(5000).unwrap()),
-            )
-            .await
-            .unwrap();
-        let far = now_ms() + 600_000;
-        for id in ["auth-1", "auth-2"] {
-            air.post_json(
-                "/v1/members/alice/authorisations",
-                &json!({"id": id, "payee": "coffee", "max_points": 2000, "expires_at": far}),
-            )
-            .await
-            .unwrap()
-            .ok_json("authorise");
-        }
-        let (_, t0) = rate_card(air, "rc-1", "0.01").await;
-        mirrored_and_after(coffee, air, t0).await;
+        ready_to_redeem(air, coffee, 5000, &[("auth-1", 2000), ("auth-2", 2000)]).await;
         let app = coffee.client();
         let req = |red: &str, auth: &str| sdk::federation::RedeemAtPartner {
             redemption: red.parse().unwrap(),
@@ -605,9 +580,15 @@ async fn redeem_at_partner_through_the_sdk_resumes_after_a_stop() {
             price_minor: None,
             authorisation: auth.parse().unwrap(),
         };
-        let done = app.redeem_at_partner(&req("red-1", "auth-1")).await.unwrap();
+        let done = app
+            .redeem_at_partner(&req("red-1", "auth-1"))
+            .await
+            .unwrap();
         assert_eq!(done.amount_minor, 700);
-        let again = app.redeem_at_partner(&req("red-1", "auth-1")).await.unwrap();
+        let again = app
+            .redeem_at_partner(&req("red-1", "auth-1"))
+            .await
+            .unwrap();
         assert_eq!(again, done, "idempotent");
 
         // The app stops after prepare; running the whole flow again completes it once.
@@ -625,12 +606,22 @@ async fn redeem_at_partner_through_the_sdk_resumes_after_a_stop() {
         app.prepare(&"red-2".parse().unwrap(), &"auth-2".parse().unwrap())
             .await
             .unwrap();
-        let s = app.redemption_status(&"red-2".parse().unwrap()).await.unwrap();
+        let s = app
+            .redemption_status(&"red-2".parse().unwrap())
+            .await
+            .unwrap();
         assert_eq!(s.status, "open");
-        let done2 = app.redeem_at_partner(&req("red-2", "auth-2")).await.unwrap();
+        let done2 = app
+            .redeem_at_partner(&req("red-2", "auth-2"))
+            .await
+            .unwrap();
         assert_eq!(done2.amount_minor, 700);
         let m = air.member_json("alice").await.unwrap();
-        assert_eq!((m["balance"].clone(), m["pending"].clone()), (json!(3600), json!(0)), "{m}");
+        assert_eq!(
+            (m["balance"].clone(), m["pending"].clone()),
+            (json!(3600), json!(0)),
+            "{m}"
+        );
 
         mirrored_and_after(air, coffee, 0).await;
         mirrored_and_after(coffee, air, 0).await;
@@ -665,15 +656,7 @@ async fn the_example_app_redeems_end_to_end() {
         pin_all(&nodes).await;
         let (air, coffee) = (&nodes[0], &nodes[1]);
         agree(air, coffee, &terms("agr-1", 0)).await;
-        air.client()
-            .earn(
-                &"alice".parse().unwrap(),
-                &sdk::EarnRequest::new("e1".parse().unwrap(), sdk::Points::new(5000).unwrap()),
-            )
-            .await
-            .unwrap();
-        let (_, t0) = rate_card(air, "rc-1", "0.01").await;
-        mirrored_and_after(coffee, air, t0).await;
+        ready_to_redeem(air, coffee, 5000, &[]).await;
         let out = tokio::process::Command::new(&example)
             .args([
                 "air",
@@ -696,7 +679,10 @@ async fn the_example_app_redeems_end_to_end() {
             "{text}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(text.contains("air owes coffee 1200 minor units of EUR"), "{text}");
+        assert!(
+            text.contains("air owes coffee 1200 minor units of EUR"),
+            "{text}"
+        );
         let m = air.member_json("alice").await.unwrap();
         assert_eq!(m["balance"], json!(3800), "{m}");
     })
@@ -728,24 +714,7 @@ async fn a_crash_of_either_node_at_every_step_is_recovered_exactly_once() {
             }
             pin_all(&nodes).await;
             agree(&nodes[0], &nodes[1], &terms("agr-1", 0)).await;
-            nodes[0]
-                .client()
-                .earn(
-                    &"alice".parse().unwrap(),
-                    &sdk::EarnRequest::new("e1".parse().unwrap(), sdk::Points::new(5000).unwrap()),
-                )
-                .await
-                .unwrap();
-            nodes[0]
-                .post_json(
-                    "/v1/members/alice/authorisations",
-                    &json!({"id": "auth-1", "payee": "coffee", "max_points": 2000, "expires_at": now_ms() + 600_000}),
-                )
-                .await
-                .unwrap()
-                .ok_json("authorise");
-            let (_, t0) = rate_card(&nodes[0], "rc-1", "0.01").await;
-            mirrored_and_after(&nodes[1], &nodes[0], t0).await;
+            ready_to_redeem(&nodes[0], &nodes[1], 5000, &[("auth-1", 2000)]).await;
             let req = sdk::federation::RedeemAtPartner {
                 redemption: "red-1".parse().unwrap(),
                 agreement: "agr-1".parse().unwrap(),
@@ -785,7 +754,10 @@ async fn a_crash_of_either_node_at_every_step_is_recovered_exactly_once() {
             mirrored_and_after(coffee, air, 0).await;
             for (node, partner) in [(air, "coffee"), (coffee, "air")] {
                 let r = node
-                    .get(&format!("/v1/reconciliation/{partner}?from=0&to={}", now_ms() + 86_400_000))
+                    .get(&format!(
+                        "/v1/reconciliation/{partner}?from=0&to={}",
+                        now_ms() + 86_400_000
+                    ))
                     .await
                     .unwrap()
                     .ok_json("reconciliation");
@@ -795,10 +767,17 @@ async fn a_crash_of_either_node_at_every_step_is_recovered_exactly_once() {
             }
             // Every log still replays.
             for n in [air, coffee] {
-                let summary =
-                    sdk::verify_log(&n.client(), &n.log_verifier(), sdk::VerifyOptions::default())
-                        .await;
-                assert!(summary.is_ok(), "{point}: {} does not verify: {summary:?}", n.brand);
+                let summary = sdk::verify_log(
+                    &n.client(),
+                    &n.log_verifier(),
+                    sdk::VerifyOptions::default(),
+                )
+                .await;
+                assert!(
+                    summary.is_ok(),
+                    "{point}: {} does not verify: {summary:?}",
+                    n.brand
+                );
             }
         }
     })
@@ -815,25 +794,7 @@ async fn concurrent_duplicates_rate_changes_and_races_resolve_once() {
         pin_all(&nodes).await;
         let (air, coffee) = (&nodes[0], &nodes[1]);
         agree(air, coffee, &terms("agr-1", 0)).await;
-        air.client()
-            .earn(
-                &"alice".parse().unwrap(),
-                &sdk::EarnRequest::new("e1".parse().unwrap(), sdk::Points::new(9000).unwrap()),
-            )
-            .await
-            .unwrap();
-        let far = now_ms() + 600_000;
-        for id in ["auth-1", "auth-2", "auth-3", "auth-4"] {
-            air.post_json(
-                "/v1/members/alice/authorisations",
-                &json!({"id": id, "payee": "coffee", "max_points": 2000, "expires_at": far}),
-            )
-            .await
-            .unwrap()
-            .ok_json("authorise");
-        }
-        let (_, t0) = rate_card(air, "rc-1", "0.01").await;
-        mirrored_and_after(coffee, air, t0).await;
+        ready_to_redeem(air, coffee, 9000, &[("auth-1", 2000), ("auth-2", 2000), ("auth-3", 2000), ("auth-4", 2000)]).await;
         let req = |red: &str, auth: &str| sdk::federation::RedeemAtPartner {
             redemption: red.parse().unwrap(),
             agreement: "agr-1".parse().unwrap(),

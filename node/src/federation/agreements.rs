@@ -92,7 +92,10 @@ fn invalid(e: ledger::agreement::AgreementError) -> ApiError {
 }
 
 /// Orders signatures as the terms order the brands (both nodes log identical bytes).
-fn ordered(terms: &AgreementTerms, mut sigs: Vec<ledger::agreement::AgreementSignature>) -> SignedAgreement {
+fn ordered(
+    terms: &AgreementTerms,
+    mut sigs: Vec<ledger::agreement::AgreementSignature>,
+) -> SignedAgreement {
     sigs.sort_by_key(|s| terms.brands.iter().position(|b| *b == s.brand));
     sigs.dedup_by(|a, b| a.brand == b.brand);
     SignedAgreement {
@@ -170,7 +173,10 @@ pub async fn approve(
         }
     } else {
         app.store
-            .local_put(&key, &serde_json::to_vec(&mine).map_err(ApiError::internal)?)
+            .local_put(
+                &key,
+                &serde_json::to_vec(&mine).map_err(ApiError::internal)?,
+            )
             .map_err(ApiError::internal)?;
     }
     let body = serde_json::to_vec(&mine).map_err(ApiError::internal)?;
@@ -236,9 +242,7 @@ pub async fn peer_approval(
             "the sender is not the other party of these terms",
         ));
     }
-    theirs
-        .verify_signature_of(&sender.brand)
-        .map_err(invalid)?;
+    theirs.verify_signature_of(&sender.brand).map_err(invalid)?;
     let approved = match app
         .store
         .local_get(&approved_key(theirs.terms.agreement.as_str()))

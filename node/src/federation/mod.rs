@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use ledger::checkpoint::{NoteSigner, NoteVerifier, SignatureType};
-use ledger::mirror::{Misbehaviour, Mirror};
+use ledger::checkpoint::{NoteVerifier, SignatureType};
+use ledger::mirror::{Mirror, Misbehaviour};
 use ledger::store::Store;
 use ledger::types::BrandId;
 
@@ -214,8 +214,6 @@ impl Federation {
         metrics: Arc<Metrics>,
         shared: Arc<Shared>,
     ) -> anyhow::Result<Arc<Federation>> {
-        let signer = NoteSigner::from_seed(&config.origin, seed)?;
-        let _ = signer;
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(30))
@@ -407,7 +405,11 @@ impl Federation {
 
     /// One partner.
     pub fn partner(&self, brand: &BrandId) -> Option<Arc<Partner>> {
-        self.partners.read().expect("partners lock").get(brand).cloned()
+        self.partners
+            .read()
+            .expect("partners lock")
+            .get(brand)
+            .cloned()
     }
 
     /// The partner whose pinned key has this origin.
@@ -431,10 +433,11 @@ impl Federation {
         }
         if let Some(old) = &old {
             let old_key = old.verifier.as_ref().map(|v| v.to_string());
-            let new_key = cfg
-                .verifier_key
-                .as_ref()
-                .map(|k| NoteVerifier::parse(k).map(|v| v.to_string()).unwrap_or_default());
+            let new_key = cfg.verifier_key.as_ref().map(|k| {
+                NoteVerifier::parse(k)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+            });
             if old_key.is_some() && old_key != new_key && old.verified_size() > 0 {
                 return Err(PartnerError::KeyPinned(cfg.brand));
             }
@@ -444,10 +447,10 @@ impl Federation {
         }
         if let Some(v) = check_partner(&self.brand, &cfg).map_err(PartnerError::Invalid)? {
             if v.name() == self.origin
-                || self
-                    .partners()
-                    .iter()
-                    .any(|p| p.brand != cfg.brand && p.verifier.as_ref().is_some_and(|o| o.name() == v.name()))
+                || self.partners().iter().any(|p| {
+                    p.brand != cfg.brand
+                        && p.verifier.as_ref().is_some_and(|o| o.name() == v.name())
+                })
             {
                 return Err(PartnerError::Invalid(format!(
                     "origin {} is already this node's or another partner's",
@@ -464,9 +467,7 @@ impl Federation {
         let old_for_task = old.clone();
         let partner = tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<Partner>> {
             let _records = fed.next_evidence.lock().expect("evidence lock");
-            let frozen = fed
-                .stored_record(&cfg.brand)?
-                .is_some_and(|r| r.frozen);
+            let frozen = fed.stored_record(&cfg.brand)?.is_some_and(|r| r.frozen);
             let rec = PartnerRecord {
                 brand: cfg.brand.clone(),
                 url: cfg.url.clone(),
@@ -533,12 +534,14 @@ impl Federation {
             detail: m.to_string(),
             proven: m.proven(),
         };
-        let mut record = self.stored_record(&partner.brand)?.unwrap_or(PartnerRecord {
-            brand: partner.brand.clone(),
-            url: partner.url.clone(),
-            verifier_key: partner.verifier.as_ref().map(|v| v.to_string()),
-            frozen: true,
-        });
+        let mut record = self
+            .stored_record(&partner.brand)?
+            .unwrap_or(PartnerRecord {
+                brand: partner.brand.clone(),
+                url: partner.url.clone(),
+                verifier_key: partner.verifier.as_ref().map(|v| v.to_string()),
+                frozen: true,
+            });
         record.frozen = true;
         self.store.local_write(&[
             (
@@ -562,31 +565,26 @@ impl Federation {
         }
         partner.status.lock().expect("status lock").last_error =
             Some(format!("frozen: {}", evidence.detail));
-        self.metrics.evidence_found(partner.brand.as_str(), m.kind());
+        self.metrics
+            .evidence_found(partner.brand.as_str(), m.kind());
         self.publish_metrics(partner);
         tracing::error!(partner = %partner.brand, kind = m.kind(), detail = %evidence.detail,
             "equivocation evidence stored; partnership frozen");
         Ok(evidence)
     }
 
-    /// Every piece of evidence, oldest first, at most `limit` after `after`.
+    /// Evidence, oldest first, at most `limit` after the id `after` (read from there, not from
+    /// the start).
     pub fn evidence(&self, after: Option<u64>, limit: usize) -> anyhow::Result<Vec<Evidence>> {
-        let mut out = Vec::new();
-        for (k, v) in self.store.local_scan(EVIDENCE_PREFIX, usize::MAX)? {
-            let id = u64::from_be_bytes(
-                k[EVIDENCE_PREFIX.len()..]
-                    .try_into()
-                    .map_err(|_| anyhow::anyhow!("bad evidence key"))?,
-            );
-            if after.is_some_and(|a| id <= a) {
-                continue;
-            }
-            out.push(serde_json::from_slice(&v)?);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        let from = match after {
+            Some(a) => [EVIDENCE_PREFIX, &a.saturating_add(1).to_be_bytes()].concat(),
+            None => EVIDENCE_PREFIX.to_vec(),
+        };
+        self.store
+            .local_scan_from(EVIDENCE_PREFIX, &from, limit)?
+            .into_iter()
+            .map(|(_, v)| Ok(serde_json::from_slice(&v)?))
+            .collect()
     }
 
     /// Sets the per-partner gauges.

@@ -211,7 +211,9 @@ pub fn verify(
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "partner_frozen",
-            format!("the partnership with {sender} is frozen by evidence; an operator must clear it"),
+            format!(
+                "the partnership with {sender} is frozen by evidence; an operator must clear it"
+            ),
         ));
     }
     Ok(partner)

@@ -69,6 +69,25 @@ pub struct QuoteAnswer {
     pub receipt: Receipt,
 }
 
+/// The policies (rate cards, FX rates) of `brand`'s log: this node's own, or its verified
+/// mirror of a pinned partner's. Never an unverified answer.
+pub(crate) fn policies_of(app: &App, brand: &BrandId) -> Result<Policies, ApiError> {
+    let store = if *brand == app.federation.brand {
+        app.store.clone()
+    } else {
+        app.federation
+            .partner(brand)
+            .and_then(|p| p.mirror_store.clone())
+            .ok_or_else(|| {
+                unprocessable(
+                    "partner_unpinned",
+                    format!("{brand} is not a pinned partner, so nothing of it is verified"),
+                )
+            })?
+    };
+    Ok(store_record(&store, record_prefix::POLICIES, "")?.unwrap_or_default())
+}
+
 fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
 }
@@ -127,33 +146,28 @@ pub async fn quote(
     if !terms.allows(&b.payer, &me) {
         return Err(unprocessable(
             "quote_direction_not_agreed",
-            format!("agreement {} does not redeem {} points at {me}", b.agreement, b.payer),
+            format!(
+                "agreement {} does not redeem {} points at {me}",
+                b.agreement, b.payer
+            ),
         ));
     }
     // The payer's rate card, from the verified mirror.
-    let payer = fed.partner(&b.payer).ok_or_else(|| {
-        unprocessable("unknown_partner", format!("{} is not a partner", b.payer))
-    })?;
-    let mirror = payer.mirror_store.clone().ok_or_else(|| {
-        unprocessable("partner_unpinned", format!("{} is not pinned", b.payer))
-    })?;
     let now = crate::sequencer::now();
-    let payer_policies: Policies =
-        store_record(&mirror, record_prefix::POLICIES, "")?.unwrap_or_default();
+    let payer_policies = policies_of(&app, &b.payer)?;
     let (card_index, card) = payer_policies.rate_card_at(None, now).ok_or_else(|| {
         unprocessable(
             "no_rate_card",
-            format!("the verified mirror of {} holds no rate card in force", b.payer),
+            format!(
+                "the verified mirror of {} holds no rate card in force",
+                b.payer
+            ),
         )
     })?;
     let fx = if card.currency == terms.settlement_currency {
         None
     } else {
-        let source: Policies = if terms.fx_source == me {
-            store_record(&app.store, record_prefix::POLICIES, "")?.unwrap_or_default()
-        } else {
-            store_record(&mirror, record_prefix::POLICIES, "")?.unwrap_or_default()
-        };
+        let source = policies_of(&app, &terms.fx_source)?;
         let (i, r) = source
             .fx_rate_at(card.currency, terms.settlement_currency, now)
             .ok_or_else(|| {

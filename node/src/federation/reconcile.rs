@@ -129,7 +129,12 @@ pub async fn reconciliation(
                 let a: Option<AgreementState> =
                     store_record(&store, record_prefix::AGREEMENT, id.as_str())?;
                 a.filter(|a| a.agreement.terms.is_party(&brand))
-                    .ok_or_else(|| ApiError::not_found("unknown_agreement", format!("no agreement {id} with {brand}")))?
+                    .ok_or_else(|| {
+                        ApiError::not_found(
+                            "unknown_agreement",
+                            format!("no agreement {id} with {brand}"),
+                        )
+                    })?
             }
             None if found.len() == 1 => found.remove(0),
             None if found.is_empty() => {

@@ -11,6 +11,8 @@
 //! state machine enforces the authorisation), and at A's own valuation; every step is
 //! idempotent by redemption id.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -23,10 +25,11 @@ use ledger::entry::{EntryKind, HexHash, Hold};
 use ledger::log::{receipt_from_store, Write};
 use ledger::quote::{make_quote, Ask, Pricing, Quote};
 use ledger::receipt::Receipt;
-use ledger::state::{record_prefix, AgreementState, Policies, QuoteState};
+use ledger::state::{record_prefix, AgreementState, QuoteState};
 use ledger::types::{EntryId, LogTime};
 
-use super::peer;
+use super::quotes::policies_of;
+use super::{peer, Partner};
 use crate::api::{authorize, parse_param, ApiJson, App, AppState};
 use crate::keys::Scope;
 use crate::problem::ApiError;
@@ -87,6 +90,55 @@ pub struct Prepared {
     pub hold: Receipt,
 }
 
+/// The logged quote of a redemption, and its payer, which must be a pinned partner.
+fn quote_and_payer(app: &App, id: &EntryId) -> Result<(Quote, Arc<Partner>), ApiError> {
+    let q: QuoteState = store_record(&app.store, record_prefix::QUOTE, id.as_str())?
+        .ok_or_else(|| ApiError::not_found("unknown_quote", format!("no quote {id}")))?;
+    let payer = app
+        .federation
+        .partner(&q.quote.payer)
+        .filter(|p| p.verifier.is_some())
+        .ok_or_else(|| {
+            unprocessable(
+                "unknown_partner",
+                format!("{} is not pinned", q.quote.payer),
+            )
+        })?;
+    Ok((q.quote, payer))
+}
+
+/// The payer answered something that does not verify or is not what was asked.
+fn bad_answer(detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_GATEWAY, "partner_bad_answer", detail)
+}
+
+/// The payer's refusal of `what`, passed on with its code, as `status`.
+fn refused(payer: &Partner, what: &str, status: StatusCode, answer: &[u8]) -> ApiError {
+    let v: serde_json::Value = serde_json::from_slice(answer).unwrap_or_default();
+    ApiError::new(
+        status,
+        "partner_refused",
+        format!(
+            "{} refused {what}: {}: {}",
+            payer.brand,
+            v["code"].as_str().unwrap_or("partner_refused"),
+            v["detail"].as_str().unwrap_or("")
+        ),
+    )
+}
+
+/// The payer could not be reached.
+fn unreachable(payer: &Partner) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "partner_unavailable",
+        format!(
+            "{} could not be reached; retry with the same redemption id (every step is idempotent)",
+            payer.brand
+        ),
+    )
+}
+
 fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
 }
@@ -103,9 +155,7 @@ pub async fn prepare(
 ) -> Result<Json<Prepared>, ApiError> {
     authorize(&app, &headers, Scope::Redeem)?;
     let id: EntryId = parse_param("redemption", &redemption)?;
-    let q: QuoteState = store_record(&app.store, record_prefix::QUOTE, id.as_str())?
-        .ok_or_else(|| ApiError::not_found("unknown_quote", format!("no quote {id}")))?;
-    let quote = q.quote;
+    let (quote, payer) = quote_and_payer(&app, &id)?;
     let now = crate::sequencer::now();
     if !quote.is_live(now) {
         return Err(ApiError::new(
@@ -115,10 +165,6 @@ pub async fn prepare(
         ));
     }
     let fed = &app.federation;
-    let payer = fed
-        .partner(&quote.payer)
-        .filter(|p| p.verifier.is_some())
-        .ok_or_else(|| unprocessable("unknown_partner", format!("{} is not pinned", quote.payer)))?;
     // The secret and the hold's terms first, durably: a retry (after a crash or a timeout)
     // sends the identical request, and this node can still commit what it prepared.
     let key = [SECRET_PREFIX, id.as_str().as_bytes()].concat();
@@ -165,45 +211,35 @@ pub async fn prepare(
     };
     crate::fault::point("payee_secret_stored");
     let body = serde_json::to_vec(&req).map_err(ApiError::internal)?;
-    let (status, answer) =
-        super::agreements::post_peer(fed, &payer, PEER_PREPARE_PATH, body).await;
+    let (status, answer) = super::agreements::post_peer(fed, &payer, PEER_PREPARE_PATH, body).await;
     match status {
         Some(StatusCode::OK) => {}
-        Some(s) => {
-            // The payer's refusal, passed on with its code.
-            let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
-            let code = v["code"].as_str().unwrap_or("partner_refused").to_owned();
-            let detail = v["detail"].as_str().unwrap_or("").to_owned();
-            return Err(ApiError::new(
-                if s.is_client_error() {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                } else {
-                    StatusCode::BAD_GATEWAY
-                },
-                "partner_refused",
-                format!("{} refused the hold: {code}: {detail}", quote.payer),
-            ));
-        }
-        None => {
-            return Err(ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "partner_unavailable",
-                format!("{} could not be reached; retry with the same id", quote.payer),
+        Some(s) if s.is_client_error() => {
+            return Err(refused(
+                &payer,
+                "the hold",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &answer,
             ))
         }
+        Some(_) => {
+            return Err(refused(
+                &payer,
+                "the hold",
+                StatusCode::BAD_GATEWAY,
+                &answer,
+            ))
+        }
+        None => return Err(unreachable(&payer)),
     }
-    let receipt: Receipt = serde_json::from_slice(&answer)
-        .map_err(|_| ApiError::new(StatusCode::BAD_GATEWAY, "partner_bad_answer", "not a receipt"))?;
+    let receipt: Receipt =
+        serde_json::from_slice(&answer).map_err(|_| bad_answer("not a receipt"))?;
     let verified = receipt
         .verify(payer.verifier.as_ref().expect("pinned"))
-        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "partner_bad_answer", e.to_string()))?;
+        .map_err(|e| bad_answer(e.to_string()))?;
     let expected = hold_of(&req);
     if verified.entry.id != id || verified.entry.kind != expected {
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "partner_bad_answer",
-            "the partner's receipt is for another entry",
-        ));
+        return Err(bad_answer("the partner's receipt is for another entry"));
     }
     Ok(Json(Prepared {
         redemption: id.to_string(),
@@ -274,14 +310,21 @@ pub async fn peer_prepare(
 fn check_valuation(app: &App, q: &Quote, require_live: bool) -> Result<(), ApiError> {
     let agreement: AgreementState =
         store_record(&app.store, record_prefix::AGREEMENT, q.agreement.as_str())?.ok_or_else(
-            || unprocessable("unknown_agreement", format!("no agreement {} here", q.agreement)),
+            || {
+                unprocessable(
+                    "unknown_agreement",
+                    format!("no agreement {} here", q.agreement),
+                )
+            },
         )?;
     let terms = &agreement.agreement.terms;
-    let policies: Policies =
-        store_record(&app.store, record_prefix::POLICIES, "")?.unwrap_or_default();
-    let (card_index, card) = policies
-        .rate_card_at(None, q.quoted_at)
-        .ok_or_else(|| unprocessable("quote_mismatch", "no rate card in force at the quote's time"))?;
+    let policies = policies_of(app, &app.federation.brand)?;
+    let (card_index, card) = policies.rate_card_at(None, q.quoted_at).ok_or_else(|| {
+        unprocessable(
+            "quote_mismatch",
+            "no rate card in force at the quote's time",
+        )
+    })?;
     if card_index.get() != q.rate_card_index {
         return Err(unprocessable(
             "quote_mismatch",
@@ -295,33 +338,26 @@ fn check_valuation(app: &App, q: &Quote, require_live: bool) -> Result<(), ApiEr
     let fx = match (card.currency == terms.settlement_currency, q.fx_rate_index) {
         (true, None) => None,
         (false, Some(i)) => {
-            if terms.fx_source == app.federation.brand {
-                let (fi, r) = policies
-                    .fx_rate_at(card.currency, terms.settlement_currency, q.quoted_at)
-                    .ok_or_else(|| unprocessable("quote_mismatch", "no FX rate in force"))?;
-                if fi.get() != i {
-                    return Err(unprocessable("quote_mismatch", "another FX rate was in force"));
-                }
-                Some((i, r.rate))
-            } else {
-                // The payee's FX rate: read from this node's verified mirror of the payee.
-                let p = app
-                    .federation
-                    .partner(&terms.fx_source)
-                    .and_then(|p| p.mirror_store.clone())
-                    .ok_or_else(|| unprocessable("quote_mismatch", "FX source not mirrored"))?;
-                let theirs: Policies =
-                    store_record(&p, record_prefix::POLICIES, "")?.unwrap_or_default();
-                let (fi, r) = theirs
-                    .fx_rate_at(card.currency, terms.settlement_currency, q.quoted_at)
-                    .ok_or_else(|| unprocessable("quote_mismatch", "no FX rate in force"))?;
-                if fi.get() != i {
-                    return Err(unprocessable("quote_mismatch", "another FX rate was in force"));
-                }
-                Some((i, r.rate))
+            // The FX source's rate: this log's, or the verified mirror of the payee's.
+            let source = policies_of(app, &terms.fx_source)
+                .map_err(|_| unprocessable("quote_mismatch", "FX source not mirrored"))?;
+            let (fi, r) = source
+                .fx_rate_at(card.currency, terms.settlement_currency, q.quoted_at)
+                .ok_or_else(|| unprocessable("quote_mismatch", "no FX rate in force"))?;
+            if fi.get() != i {
+                return Err(unprocessable(
+                    "quote_mismatch",
+                    "another FX rate was in force",
+                ));
             }
+            Some((i, r.rate))
         }
-        _ => return Err(unprocessable("quote_mismatch", "FX use does not fit the currencies")),
+        _ => {
+            return Err(unprocessable(
+                "quote_mismatch",
+                "FX use does not fit the currencies",
+            ))
+        }
     };
     let pricing = Pricing {
         rate_card_index: card_index.get(),
@@ -392,11 +428,12 @@ fn status_at_payer(
     use ledger::state::{HoldState, HoldStatus};
     let h: HoldState = store_record(&app.store, record_prefix::HOLD, id.as_str())?
         .filter(|h: &HoldState| h.payee.as_ref() == Some(payee))
-        .ok_or_else(|| ApiError::not_found("unknown_redemption", format!("no hold {id} for {payee}")))?;
+        .ok_or_else(|| {
+            ApiError::not_found("unknown_redemption", format!("no hold {id} for {payee}"))
+        })?;
     let cp = app.shared.checkpoint();
-    let receipt = |i: u64| {
-        receipt_from_store(&app.store, i, cp.size, &cp.note).map_err(ApiError::internal)
-    };
+    let receipt =
+        |i: u64| receipt_from_store(&app.store, i, cp.size, &cp.note).map_err(ApiError::internal);
     let (status, resolved) = match h.status {
         HoldStatus::Open => ("open", None),
         HoldStatus::Posted(i) => ("posted", Some(i.get())),
@@ -468,18 +505,9 @@ pub async fn peer_void(
 }
 
 /// Asks the payer and verifies every receipt against its pinned key.
-async fn ask_payer(
-    app: &App,
-    id: &EntryId,
-    void: bool,
-) -> Result<RedemptionStatus, ApiError> {
-    let q: QuoteState = store_record(&app.store, record_prefix::QUOTE, id.as_str())?
-        .ok_or_else(|| ApiError::not_found("unknown_quote", format!("no quote {id}")))?;
+async fn ask_payer(app: &App, id: &EntryId, void: bool) -> Result<RedemptionStatus, ApiError> {
+    let (_, payer) = quote_and_payer(app, id)?;
     let fed = &app.federation;
-    let payer = fed
-        .partner(&q.quote.payer)
-        .filter(|p| p.verifier.is_some())
-        .ok_or_else(|| unprocessable("unknown_partner", format!("{} is not pinned", q.quote.payer)))?;
     let path = if void {
         format!("{PEER_REDEMPTIONS}{id}/void")
     } else {
@@ -499,29 +527,21 @@ async fn ask_payer(
         Some(StatusCode::NOT_FOUND) => {
             return Err(ApiError::not_found(
                 "unknown_redemption",
-                format!("{} holds nothing for {id}", q.quote.payer),
+                format!("{} holds nothing for {id}", payer.brand),
             ))
         }
-        Some(s) => {
-            let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
-            return Err(ApiError::new(
-                if s == StatusCode::CONFLICT { StatusCode::CONFLICT } else { StatusCode::BAD_GATEWAY },
-                if s == StatusCode::CONFLICT { "hold_not_open" } else { "partner_refused" },
-                format!("{}: {}", q.quote.payer, v["detail"].as_str().unwrap_or("")),
-            ));
+        Some(StatusCode::CONFLICT) => {
+            let mut e = refused(&payer, "it", StatusCode::CONFLICT, &answer);
+            e.code = "hold_not_open";
+            return Err(e);
         }
-        None => {
-            return Err(ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "partner_unavailable",
-                format!("{} could not be reached; retry", q.quote.payer),
-            ))
-        }
+        Some(_) => return Err(refused(&payer, "it", StatusCode::BAD_GATEWAY, &answer)),
+        None => return Err(unreachable(&payer)),
     }
-    let s: RedemptionStatus = serde_json::from_slice(&answer)
-        .map_err(|_| ApiError::new(StatusCode::BAD_GATEWAY, "partner_bad_answer", "not a status"))?;
+    let s: RedemptionStatus =
+        serde_json::from_slice(&answer).map_err(|_| bad_answer("not a status"))?;
     let key = payer.verifier.as_ref().expect("pinned");
-    let bad = |m: String| ApiError::new(StatusCode::BAD_GATEWAY, "partner_bad_answer", m);
+    let bad = |m: String| bad_answer(m);
     let hold = s.hold.verify(key).map_err(|e| bad(e.to_string()))?;
     if hold.entry.id != *id {
         return Err(bad("the hold receipt is for another entry".into()));
@@ -597,7 +617,9 @@ pub struct Committed {
 }
 
 fn obligation_id(redemption: &EntryId) -> Result<EntryId, ApiError> {
-    format!("obl.{redemption}").parse().map_err(ApiError::internal)
+    format!("obl.{redemption}")
+        .parse()
+        .map_err(ApiError::internal)
 }
 
 /// The payer's open payable total under `agreement`, from its stored obligation records.
@@ -649,14 +671,22 @@ pub async fn peer_commit(
     let _guard = fed.commit_lock.lock().await;
     let h: HoldState = store_record(&app.store, record_prefix::HOLD, id.as_str())?
         .filter(|h: &HoldState| h.payee.as_ref() == Some(&sender.brand))
-        .ok_or_else(|| ApiError::not_found("unknown_redemption", format!("no hold {id} for {}", sender.brand)))?;
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_redemption",
+                format!("no hold {id} for {}", sender.brand),
+            )
+        })?;
     if q.redemption != id
         || q.payee != sender.brand
         || q.payer != fed.brand
         || q.points.get() != h.points
         || q.member != h.member
     {
-        return Err(unprocessable("quote_mismatch", "the quote is not the one this hold was made for"));
+        return Err(unprocessable(
+            "quote_mismatch",
+            "the quote is not the one this hold was made for",
+        ));
     }
     let obl_id = obligation_id(&id)?;
     let receipts = |post_index: u64| -> Result<PayerCommit, ApiError> {
@@ -667,7 +697,9 @@ pub async fn peer_commit(
         )?
         .ok_or_else(|| ApiError::internal("a posted partner hold without its payable"))?;
         let cp = app.shared.checkpoint();
-        let r = |i: u64| receipt_from_store(&app.store, i, cp.size, &cp.note).map_err(ApiError::internal);
+        let r = |i: u64| {
+            receipt_from_store(&app.store, i, cp.size, &cp.note).map_err(ApiError::internal)
+        };
         Ok(PayerCommit {
             post: r(post_index)?,
             payable: r(o.index.get())?,
@@ -685,7 +717,10 @@ pub async fn peer_commit(
         HoldStatus::Open => {}
     }
     if h.condition != Some(HexHash(Sha256::digest(&req.preimage.0).into())) {
-        return Err(unprocessable("condition_not_met", "the preimage does not match the hold's condition"));
+        return Err(unprocessable(
+            "condition_not_met",
+            "the preimage does not match the hold's condition",
+        ));
     }
     // Re-priced from this log (not the quote's liveness: the hold's expiry, judged by this
     // log's time when the post is applied, governs now).
@@ -728,7 +763,9 @@ pub async fn peer_commit(
         .await?;
     crate::fault::point("payer_commit_logged");
     let mut answers = answers.into_iter();
-    let post = answers.next().unwrap_or_else(|| Err(ApiError::internal("no answer")))?;
+    let post = answers
+        .next()
+        .unwrap_or_else(|| Err(ApiError::internal("no answer")))?;
     if let Some(Err(e)) = answers.next() {
         // Cannot happen after the checks above; if it does, the operator must know at once.
         tracing::error!(redemption = %id, error = %e.detail, "posted without its payable");
@@ -750,8 +787,7 @@ pub async fn commit(
 ) -> Result<Json<Committed>, ApiError> {
     authorize(&app, &headers, Scope::Redeem)?;
     let id: EntryId = parse_param("redemption", &redemption)?;
-    let q: QuoteState = store_record(&app.store, record_prefix::QUOTE, id.as_str())?
-        .ok_or_else(|| ApiError::not_found("unknown_quote", format!("no quote {id}")))?;
+    let (quote, payer) = quote_and_payer(&app, &id)?;
     let key = [SECRET_PREFIX, id.as_str().as_bytes()].concat();
     let prepared: PreparedLocally = serde_json::from_slice(
         &app.store
@@ -761,44 +797,42 @@ pub async fn commit(
     )
     .map_err(ApiError::internal)?;
     let fed = &app.federation;
-    let payer = fed
-        .partner(&q.quote.payer)
-        .filter(|p| p.verifier.is_some())
-        .ok_or_else(|| unprocessable("unknown_partner", format!("{} is not pinned", q.quote.payer)))?;
     let req = CommitRequest {
-        preimage: ledger::entry::HexBytes(hex::decode(&prepared.secret).map_err(ApiError::internal)?),
-        quote: q.quote.clone(),
+        preimage: ledger::entry::HexBytes(
+            hex::decode(&prepared.secret).map_err(ApiError::internal)?,
+        ),
+        quote: quote.clone(),
     };
     let body = serde_json::to_vec(&req).map_err(ApiError::internal)?;
     let path = format!("{PEER_REDEMPTIONS}{id}/commit");
     let (status, answer) = super::agreements::post_peer(fed, &payer, &path, body).await;
     match status {
         Some(StatusCode::OK) => {}
-        Some(s) => {
-            let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
-            let code = v["code"].as_str().unwrap_or("partner_refused").to_owned();
-            return Err(ApiError::new(
-                if s == StatusCode::CONFLICT { StatusCode::CONFLICT } else { StatusCode::UNPROCESSABLE_ENTITY },
-                "partner_refused",
-                format!("{} refused the commit: {code}: {}", q.quote.payer, v["detail"].as_str().unwrap_or("")),
-            ));
+        Some(StatusCode::CONFLICT) => {
+            return Err(refused(&payer, "the commit", StatusCode::CONFLICT, &answer))
         }
-        None => {
-            return Err(ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "partner_unavailable",
-                format!("{} could not be reached; retry the commit (it is idempotent)", q.quote.payer),
+        Some(_) => {
+            return Err(refused(
+                &payer,
+                "the commit",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &answer,
             ))
         }
+        None => return Err(unreachable(&payer)),
     }
-    let bad = |m: String| ApiError::new(StatusCode::BAD_GATEWAY, "partner_bad_answer", m);
-    let receipts: PayerCommit = serde_json::from_slice(&answer).map_err(|_| bad("not commit receipts".into()))?;
+    let bad = |m: String| bad_answer(m);
+    let receipts: PayerCommit =
+        serde_json::from_slice(&answer).map_err(|_| bad("not commit receipts".into()))?;
     let key = payer.verifier.as_ref().expect("pinned");
     let post = receipts.post.verify(key).map_err(|e| bad(e.to_string()))?;
-    let payable = receipts.payable.verify(key).map_err(|e| bad(e.to_string()))?;
+    let payable = receipts
+        .payable
+        .verify(key)
+        .map_err(|e| bad(e.to_string()))?;
     let expected = EntryKind::Obligation(ledger::entry::Obligation {
         side: ledger::entry::ObligationSide::Payable,
-        quote: q.quote.clone(),
+        quote: quote.clone(),
         counterpart: None,
     });
     if payable.entry.kind != expected
@@ -818,7 +852,7 @@ pub async fn commit(
             id: obligation_id(&id)?,
             kind: EntryKind::Obligation(ledger::entry::Obligation {
                 side: ledger::entry::ObligationSide::Receivable,
-                quote: q.quote.clone(),
+                quote: quote.clone(),
                 counterpart: Some(counterpart),
             }),
         })
@@ -832,8 +866,8 @@ pub async fn commit(
     .map_err(ApiError::internal)?;
     Ok(Json(Committed {
         redemption: id.to_string(),
-        amount_minor: q.quote.amount_minor,
-        currency: q.quote.currency.to_string(),
+        amount_minor: quote.amount_minor,
+        currency: quote.currency.to_string(),
         payer: receipts,
         receivable,
     }))

@@ -82,12 +82,18 @@ pub fn status(p: &Partner) -> PartnerStatus {
 
 fn partner_error(e: PartnerError) -> ApiError {
     match e {
-        PartnerError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_partner", m),
+        PartnerError::Invalid(m) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_partner", m)
+        }
         PartnerError::KeyPinned(_) => {
             ApiError::new(StatusCode::CONFLICT, "partner_key_pinned", e.to_string())
         }
         PartnerError::Unknown(_) => ApiError::not_found("unknown_partner", e.to_string()),
-        PartnerError::TooMany => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too_many_partners", e.to_string()),
+        PartnerError::TooMany => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_partners",
+            e.to_string(),
+        ),
         PartnerError::Internal(m) => ApiError::internal(m),
     }
 }
@@ -96,7 +102,12 @@ fn partner_error(e: PartnerError) -> ApiError {
 pub async fn list(State(app): AppState, headers: HeaderMap) -> Result<Json<Partners>, ApiError> {
     authorize(&app, &headers, Scope::Read)?;
     Ok(Json(Partners {
-        partners: app.federation.partners().iter().map(|p| status(p)).collect(),
+        partners: app
+            .federation
+            .partners()
+            .iter()
+            .map(|p| status(p))
+            .collect(),
     }))
 }
 
@@ -134,7 +145,11 @@ pub async fn unfreeze(
 ) -> Result<Json<PartnerStatus>, ApiError> {
     authorize(&app, &headers, Scope::Admin)?;
     let brand: BrandId = parse_param("brand", &brand)?;
-    let p = app.federation.unfreeze(&brand).await.map_err(partner_error)?;
+    let p = app
+        .federation
+        .unfreeze(&brand)
+        .await
+        .map_err(partner_error)?;
     Ok(Json(status(&p)))
 }
 
@@ -180,10 +195,16 @@ pub async fn mirrored_member(
             .latest_checkpoint()
             .map_err(ApiError::internal)?
             .ok_or_else(|| {
-                ApiError::not_found("not_mirrored", format!("nothing of {brand} is verified yet"))
+                ApiError::not_found(
+                    "not_mirrored",
+                    format!("nothing of {brand} is verified yet"),
+                )
             })?;
         let view = member_view(&store, &member)?.ok_or_else(|| {
-            ApiError::not_found("unknown_member", format!("member {member} has no points at {brand}"))
+            ApiError::not_found(
+                "unknown_member",
+                format!("member {member} has no points at {brand}"),
+            )
         })?;
         // The member's latest entry under the checkpoint.
         let mut last = None;
@@ -200,7 +221,9 @@ pub async fn mirrored_member(
             after = Some(tail);
         }
         let last_entry = match last {
-            Some(i) => Some(receipt_from_store(&store, i, size, &note).map_err(ApiError::internal)?),
+            Some(i) => {
+                Some(receipt_from_store(&store, i, size, &note).map_err(ApiError::internal)?)
+            }
             None => None,
         };
         Ok(Json(MirroredMember {
@@ -261,7 +284,12 @@ pub struct CosignedCheckpoint {
     responses((status = 200, body = CosignedCheckpoint)), tag = "log")]
 pub async fn cosigned(State(app): AppState) -> Json<CosignedCheckpoint> {
     let quorum = app.federation.settings.witness_quorum;
-    let c = app.federation.cosigned.read().expect("cosigned lock").clone();
+    let c = app
+        .federation
+        .cosigned
+        .read()
+        .expect("cosigned lock")
+        .clone();
     Json(match c {
         Some(c) => CosignedCheckpoint {
             final_: c.cosigners.len() >= quorum,
@@ -295,8 +323,9 @@ pub async fn attestation(
     use sha2::{Digest, Sha256};
     authorize(&app, &headers, Scope::Read)?;
     let member: MemberId = parse_param("member", &member)?;
-    let view = member_view(&app.store, &member)?
-        .ok_or_else(|| ApiError::not_found("unknown_member", format!("member {member} has no points")))?;
+    let view = member_view(&app.store, &member)?.ok_or_else(|| {
+        ApiError::not_found("unknown_member", format!("member {member} has no points"))
+    })?;
     let tier = view.tier.ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -345,10 +374,11 @@ pub async fn attestation(
     };
     let store = app.store.clone();
     let index = committed.index;
-    let receipt = tokio::task::spawn_blocking(move || receipt_from_store(&store, index, size, &note))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let receipt =
+        tokio::task::spawn_blocking(move || receipt_from_store(&store, index, size, &note))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
     Ok(Json(ledger::attestation::Attestation {
         statement: ledger::attestation::Statement {
             brand: app.config.brand.clone(),

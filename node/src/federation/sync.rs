@@ -266,9 +266,15 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
     }
     let mirror = partner.mirror.clone().ok_or("unpinned".to_string())?;
     let note = String::from_utf8(
-        get_limited(fed, partner, "/checkpoint", ledger::checkpoint::MAX_NOTE_SIZE).await?,
+        get_limited(
+            fed,
+            partner,
+            "/checkpoint",
+            ledger::checkpoint::MAX_NOTE_SIZE,
+        )
+        .await?,
     )
-        .map_err(|_| "checkpoint is not UTF-8".to_string())?;
+    .map_err(|_| "checkpoint is not UTF-8".to_string())?;
     let (checked, accepted_size) = {
         let m = mirror.lock().expect("mirror lock");
         (
@@ -413,7 +419,10 @@ mod tests {
     #[test]
     fn bundles_must_hold_the_expected_count() {
         let mut b = vec![0, 2, b'h', b'i', 0, 1, b'x'];
-        assert_eq!(parse_bundle(&b, 2).unwrap(), vec![b"hi".to_vec(), b"x".to_vec()]);
+        assert_eq!(
+            parse_bundle(&b, 2).unwrap(),
+            vec![b"hi".to_vec(), b"x".to_vec()]
+        );
         assert!(parse_bundle(&b, 3).is_err());
         b.push(0);
         assert!(parse_bundle(&b, 2).is_err());

@@ -58,14 +58,16 @@ fn brand_key(prefix: &[u8], brand: &BrandId) -> Vec<u8> {
 
 /// The size of our log that `brand` cosigned last (0: none).
 pub fn load_cosigned_by(store: &Store, brand: &BrandId) -> anyhow::Result<u64> {
-    Ok(match store.local_get(&brand_key(COSIGNED_BY_PREFIX, brand))? {
-        Some(v) => u64::from_be_bytes(
-            v.as_slice()
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("bad cosigned-by record"))?,
-        ),
-        None => 0,
-    })
+    Ok(
+        match store.local_get(&brand_key(COSIGNED_BY_PREFIX, brand))? {
+            Some(v) => u64::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| anyhow::anyhow!("bad cosigned-by record"))?,
+            ),
+            None => 0,
+        },
+    )
 }
 
 /// The latest cosigned checkpoint stored.
@@ -165,15 +167,19 @@ pub async fn add_checkpoint(
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "partner_frozen",
-            format!("the partnership with {} is frozen by evidence", partner.brand),
+            format!(
+                "the partnership with {} is frozen by evidence",
+                partner.brand
+            ),
         ));
     }
     // Keyed by origin: a rotated key with a new origin starts a new history.
     let key = [WITNESS_PREFIX, cp.origin.as_bytes()].concat();
-    let state: Option<WitnessState> = match fed.store().local_get(&key).map_err(ApiError::internal)? {
-        Some(v) => Some(serde_json::from_slice(&v).map_err(ApiError::internal)?),
-        None => None,
-    };
+    let state: Option<WitnessState> =
+        match fed.store().local_get(&key).map_err(ApiError::internal)? {
+            Some(v) => Some(serde_json::from_slice(&v).map_err(ApiError::internal)?),
+            None => None,
+        };
     let (known_size, known_root, known_note) = match &state {
         Some(s) => (
             s.size,
@@ -222,7 +228,8 @@ pub async fn add_checkpoint(
     if let Some(m) = misbehaviour {
         if known_size > 0 || matches!(m, Misbehaviour::Fork { .. }) {
             // With a prior checkpoint, two signed notes that do not fit together: evidence.
-            fed.record_evidence(&partner, &m).map_err(ApiError::internal)?;
+            fed.record_evidence(&partner, &m)
+                .map_err(ApiError::internal)?;
         }
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -238,7 +245,10 @@ pub async fn add_checkpoint(
         };
         // Durable before the cosignature leaves this node.
         fed.store()
-            .local_put(&key, &serde_json::to_vec(&record).map_err(ApiError::internal)?)
+            .local_put(
+                &key,
+                &serde_json::to_vec(&record).map_err(ApiError::internal)?,
+            )
             .map_err(ApiError::internal)?;
     }
     let text = &SignedNote::parse(note)
@@ -319,9 +329,10 @@ pub async fn gather(fed: &Arc<Federation>) -> Option<Cosigned> {
                 && (p.cosigned_size.load(Ordering::Acquire) < own.size
                     || current.as_ref().is_some_and(|c| {
                         c.size == own.size
-                            && !c.cosigners.iter().any(|n| {
-                                p.witness.as_ref().is_some_and(|w| w.name() == n)
-                            })
+                            && !c
+                                .cosigners
+                                .iter()
+                                .any(|n| p.witness.as_ref().is_some_and(|w| w.name() == n))
                     }))
         })
         .collect();

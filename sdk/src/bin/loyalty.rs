@@ -804,16 +804,32 @@ mod tests {
     #[test]
     fn reconcile_takes_a_partner_and_a_period() {
         let cli = Cli::try_parse_from([
-            "loyalty", "--key", "k", "reconcile", "air", "--from", "0", "--to", "86400000", "--csv",
+            "loyalty",
+            "--key",
+            "k",
+            "reconcile",
+            "air",
+            "--from",
+            "0",
+            "--to",
+            "86400000",
+            "--csv",
         ])
         .unwrap();
         let Command::Reconcile {
-            partner, from, to, csv, agreement,
+            partner,
+            from,
+            to,
+            csv,
+            agreement,
         } = cli.command
         else {
             panic!("not reconcile")
         };
-        assert_eq!((partner.as_str(), from, to, csv, agreement), ("air", 0, 86_400_000, true, None));
+        assert_eq!(
+            (partner.as_str(), from, to, csv, agreement),
+            ("air", 0, 86_400_000, true, None)
+        );
         assert!(Cli::try_parse_from(["loyalty", "reconcile", "air", "--from", "0"]).is_err());
     }
 
