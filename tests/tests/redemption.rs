@@ -11,6 +11,13 @@ use serde_json::{json, Value};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
+/// Edge cases of the flow between real nodes (authorisations, expiry in flight, both ways).
+#[path = "redemption/edge.rs"]
+mod edge;
+/// Refunds across nodes and co-signed settlement statements.
+#[path = "redemption/settlement.rs"]
+mod settlement;
+
 fn terms(id: &str, fee_bps: u64) -> Value {
     json!({
         "agreement": id,

@@ -741,6 +741,7 @@ pub async fn peer_commit(
             ),
         ));
     }
+    crate::fault::delay("payer_commit_checked").await;
     let answers = app
         .sequencer
         .submit_together(vec![

@@ -1,0 +1,4 @@
+//! Edge cases of cross-brand redemption between real nodes.
+
+#[allow(unused_imports)]
+use super::*;

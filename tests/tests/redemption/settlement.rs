@@ -1,0 +1,4 @@
+//! Refunds across nodes and co-signed settlement statements between real nodes.
+
+#[allow(unused_imports)]
+use super::*;
