@@ -178,15 +178,30 @@ pub fn sign(
     key: &SigningKey,
     verifier_key: &str,
 ) -> AgreementSignature {
+    sign_message(&signing_message(terms), brand, key, verifier_key)
+}
+
+/// `brand`'s signature over `message` (a domain-separated message: an agreement's or a
+/// statement's).
+pub(crate) fn sign_message(
+    message: &[u8],
+    brand: &BrandId,
+    key: &SigningKey,
+    verifier_key: &str,
+) -> AgreementSignature {
     AgreementSignature {
         brand: brand.clone(),
         verifier_key: verifier_key.to_owned(),
-        signature: base64::engine::general_purpose::STANDARD
-            .encode(key.sign(&signing_message(terms)).to_bytes()),
+        signature: base64::engine::general_purpose::STANDARD.encode(key.sign(message).to_bytes()),
     }
 }
 
 fn verify_one(terms: &AgreementTerms, s: &AgreementSignature) -> Result<(), AgreementError> {
+    verify_message(&signing_message(terms), s)
+}
+
+/// Checks `s` over `message` with the key it names.
+pub(crate) fn verify_message(message: &[u8], s: &AgreementSignature) -> Result<(), AgreementError> {
     let key = NoteVerifier::parse(&s.verifier_key)
         .map_err(|_| AgreementError::Malformed("verifier_key is not a C2SP verifier key"))?;
     if key.signature_type() != SignatureType::Ed25519 {
@@ -203,7 +218,7 @@ fn verify_one(terms: &AgreementTerms, s: &AgreementSignature) -> Result<(), Agre
         ))?;
     let vk = VerifyingKey::from_bytes(&key.public_key())
         .map_err(|_| AgreementError::Malformed("not an Ed25519 public key"))?;
-    vk.verify_strict(&signing_message(terms), &Signature::from_bytes(&bytes))
+    vk.verify_strict(message, &Signature::from_bytes(&bytes))
         .map_err(|_| AgreementError::BadSignature(s.brand.clone()))
 }
 

@@ -14,6 +14,7 @@ use crate::encoding::{self, EncodingError};
 use crate::merkle::Hash;
 use crate::money::{Currency, Decimal};
 use crate::quote::Quote;
+use crate::statement::SignedStatement;
 use crate::types::{
     BrandId, DurationMs, EntryId, LogIndex, LogTime, MemberId, ParseError, Points, TierName,
     MAX_AMOUNT, REASON_LEN_MAX,
@@ -286,6 +287,32 @@ pub struct Obligation {
     pub counterpart: Option<Counterpart>,
 }
 
+/// One brand's side of a refund of (part of) a committed cross-brand redemption
+/// (spec/protocol.md §3.3, §4.13; spec/redemption.md §3 step 7). The payee decides the refund
+/// and names it; the payer logs the `payable` side, which also returns the points to the
+/// member, and the payee then logs the `receivable` side naming the payer's entry. Both take
+/// `amount_minor` off the redemption's obligation, by the cumulative rule of
+/// [`crate::value::refund_minor`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObligationRefund {
+    pub side: ObligationSide,
+    /// The brand whose points were redeemed (the obligation's payer).
+    pub payer: BrandId,
+    /// The redemption id (the hold's id in the payer's log).
+    pub redemption: EntryId,
+    /// The refund's id, chosen by the payee; unique among the redemption's refunds.
+    pub refund: EntryId,
+    /// Points this refund returns to the member.
+    pub points: Points,
+    /// Minor units of the settlement currency this refund takes off the obligation (0 when the
+    /// cumulative rule rounds it away).
+    pub amount_minor: u64,
+    /// The payer's `obligation_refund` entry; present exactly on the `receivable` side.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterpart: Option<Counterpart>,
+}
+
 /// How long a lot lives after the entry that creates it; omitted means points never expire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -370,6 +397,12 @@ pub enum EntryKind {
     /// One brand's side of what the payer owes the payee for one committed cross-brand
     /// redemption (spec/protocol.md §3.3, §4.12).
     Obligation(Obligation),
+    /// One brand's side of a refund of a committed cross-brand redemption (spec/protocol.md
+    /// §3.3, §4.13).
+    ObligationRefund(ObligationRefund),
+    /// A settlement statement for one period of an agreement, signed by both brands
+    /// (spec/protocol.md §3.3, §4.14); each brand logs the same one.
+    Statement(SignedStatement),
 }
 
 /// Every entry type tag, in the order of spec/protocol.md.
@@ -392,6 +425,8 @@ pub const ENTRY_TYPES: &[&str] = &[
     "agreement",
     "quote",
     "obligation",
+    "obligation_refund",
+    "statement",
 ];
 
 impl EntryKind {
@@ -416,6 +451,8 @@ impl EntryKind {
             EntryKind::Agreement(_) => "agreement",
             EntryKind::Quote(_) => "quote",
             EntryKind::Obligation(_) => "obligation",
+            EntryKind::ObligationRefund(_) => "obligation_refund",
+            EntryKind::Statement(_) => "statement",
         }
     }
 
@@ -443,6 +480,8 @@ impl EntryKind {
             EntryKind::Agreement(b) => v(b),
             EntryKind::Quote(b) => v(b),
             EntryKind::Obligation(b) => v(b),
+            EntryKind::ObligationRefund(b) => v(b),
+            EntryKind::Statement(b) => v(b),
         }
     }
 
@@ -470,6 +509,8 @@ impl EntryKind {
             "agreement" => EntryKind::Agreement(p(body)?),
             "quote" => EntryKind::Quote(p(body)?),
             "obligation" => EntryKind::Obligation(p(body)?),
+            "obligation_refund" => EntryKind::ObligationRefund(p(body)?),
+            "statement" => EntryKind::Statement(p(body)?),
             other => return Err(EntryError::UnknownType(other.to_owned())),
         };
         kind.validate()?;
@@ -547,6 +588,26 @@ impl EntryKind {
                         ));
                     }
                     _ => {}
+                }
+            }
+            EntryKind::ObligationRefund(r) => {
+                if r.amount_minor > MAX_AMOUNT {
+                    return Err(EntryError::Invalid(
+                        "amount_minor must be at most 2^53-1".into(),
+                    ));
+                }
+                if (r.side == ObligationSide::Receivable) != r.counterpart.is_some() {
+                    return Err(EntryError::Invalid(
+                        "a receivable refund names its counterpart, and a payable one does not"
+                            .into(),
+                    ));
+                }
+            }
+            EntryKind::Statement(st) => {
+                if st.signatures.len() != 2 {
+                    return Err(EntryError::Invalid(
+                        "a statement carries exactly two signatures".into(),
+                    ));
                 }
             }
             EntryKind::ExpiryPolicy(ExpiryPolicy {

@@ -22,8 +22,14 @@
 //! - every obligation is kept under its (side, payer, redemption), names a kept agreement that
 //!   allows its direction, and a receivable names its counterpart; a payable's hold (the hold
 //!   with the redemption id) is posted, for the quote's payee, member and points;
-//! - for every agreement, the open payable total is the sum of its payables' amounts and at
-//!   most the agreement's credit limit.
+//! - a redemption's refunds take at most its points, each refund id once per obligation, at
+//!   most [`REFUNDS_MAX`] per obligation, each amount by the cumulative rule;
+//! - for every agreement, the open payable total is the sum of its payables' amounts minus their
+//!   refunds, counting only lines outside the periods a logged statement settled, and an
+//!   obligation is only logged while that total plus its amount is within the credit limit;
+//! - a statement is logged once per agreement and settlement period, after the period ended,
+//!   signed by both brands with their agreement keys, and equal to what the log's own lines
+//!   sum to.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -33,12 +39,13 @@ use sha2::{Digest, Sha256};
 use crate::agreement::{AgreementError, AgreementTerms, SignedAgreement};
 use crate::entry::{
     Adjust, Counterpart, Direction, Earn, Entry, EntryKind, Expire, ExpiryPolicy, FxRate, HexHash,
-    Hold, Obligation, ObligationSide, Post, RateCard, Redeem, Refund, SpendAuthorisation,
-    TierAttestation, TierChange, TierPolicy, Void,
+    Hold, Obligation, ObligationRefund, ObligationSide, Post, RateCard, Redeem, Refund,
+    SpendAuthorisation, TierAttestation, TierChange, TierPolicy, Void,
 };
 use crate::merkle::Hash;
 use crate::money::Currency;
 use crate::quote::Quote;
+use crate::statement::{self, ObligationLine, SignedStatement, StatementError};
 use crate::tier::{self, QualifyingEvent};
 use crate::types::{
     AccountId, BrandId, EntryId, LogIndex, LogTime, MemberId, Points, TierName, MAX_AMOUNT,
@@ -49,6 +56,8 @@ use crate::types::{
 pub const RATES_MAX: usize = 4096;
 /// The most `agreement` entries a log may hold (spec/protocol.md §4.11).
 pub const AGREEMENTS_MAX: usize = 1024;
+/// The most refunds one committed cross-brand redemption may have (spec/protocol.md §4.13).
+pub const REFUNDS_MAX: usize = 64;
 
 /// Why an entry cannot be applied. The state is unchanged after any of these.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -205,10 +214,50 @@ pub enum StateError {
     #[error("agreement {agreement}: {open_minor} open plus {amount_minor} exceeds the credit limit {limit_minor}")]
     CreditLimitExceeded {
         agreement: EntryId,
-        open_minor: u64,
+        open_minor: i64,
         amount_minor: u64,
         limit_minor: u64,
     },
+    #[error("no {side} obligation for redemption {redemption} of {payer}")]
+    UnknownObligation {
+        side: ObligationSide,
+        payer: BrandId,
+        redemption: EntryId,
+    },
+    #[error("refund {refund} of redemption {redemption} is already logged at entry {index}")]
+    RefundExists {
+        redemption: EntryId,
+        refund: EntryId,
+        index: LogIndex,
+    },
+    #[error("redemption {redemption} already has {max} refunds, the most it may")]
+    TooManyRefunds { redemption: EntryId, max: usize },
+    #[error(
+        "only {remaining} points of redemption {redemption} are left to refund, not {requested}"
+    )]
+    RefundExceedsObligation {
+        redemption: EntryId,
+        remaining: u64,
+        requested: u64,
+    },
+    #[error("the refund takes {given} minor units off the obligation; the agreement's rule gives {expected}")]
+    RefundAmountMismatch { expected: u64, given: u64 },
+    #[error("redemption {0} was committed with a partner: refund it through the partner (obligation_refund)")]
+    RefundNeedsPartner(EntryId),
+    #[error("the statement's period is not one to log: {0}")]
+    StatementPeriod(&'static str),
+    #[error("the statement of agreement {agreement} for period {period} is already logged at entry {index}")]
+    StatementExists {
+        agreement: EntryId,
+        period: u64,
+        index: LogIndex,
+    },
+    #[error("the statement's signatures do not verify: {0}")]
+    StatementSignature(AgreementError),
+    #[error("the statement cannot be computed from this log: {0}")]
+    StatementUncomputable(StatementError),
+    #[error("the statement differs from this log's own lines, which sum to {expected}")]
+    StatementMismatch { expected: Box<String> },
 }
 
 fn payee_text(p: Option<&BrandId>) -> String {
@@ -282,6 +331,17 @@ impl StateError {
             StateError::ObligationAgreementMismatch { .. } => "obligation_agreement_mismatch",
             StateError::ObligationHoldMismatch { .. } => "obligation_hold_mismatch",
             StateError::CreditLimitExceeded { .. } => "credit_limit_exceeded",
+            StateError::UnknownObligation { .. } => "unknown_obligation",
+            StateError::RefundExists { .. } => "refund_exists",
+            StateError::TooManyRefunds { .. } => "too_many_refunds",
+            StateError::RefundExceedsObligation { .. } => "refund_exceeds_obligation",
+            StateError::RefundAmountMismatch { .. } => "refund_amount_mismatch",
+            StateError::RefundNeedsPartner(_) => "refund_needs_partner",
+            StateError::StatementPeriod(_) => "statement_period_invalid",
+            StateError::StatementExists { .. } => "statement_exists",
+            StateError::StatementSignature(_) => "statement_bad_signature",
+            StateError::StatementUncomputable(e) => e.code(),
+            StateError::StatementMismatch { .. } => "statement_mismatch",
         }
     }
 }
@@ -413,6 +473,19 @@ pub struct AgreementState {
     /// The index of the `agreement` entry.
     pub index: LogIndex,
     pub agreement: SignedAgreement,
+    /// The settlement periods a logged `statement` settled, with the statement entry's index.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub statements: BTreeMap<u64, LogIndex>,
+}
+
+impl AgreementState {
+    /// Whether a logged statement settled the period that log time `t` falls in.
+    pub fn settled(&self, t: LogTime) -> bool {
+        self.agreement
+            .terms
+            .period_of(t)
+            .is_some_and(|k| self.statements.contains_key(&k))
+    }
 }
 
 /// A quote the brand logged (spec/protocol.md §4.11), by its redemption id; kept after it
@@ -438,14 +511,87 @@ pub struct ObligationKey {
 pub struct ObligationState {
     /// The index of the `obligation` entry.
     pub index: LogIndex,
+    /// The line's time: the entry's own log time for a payable, the payer's (the
+    /// counterpart's) for a receivable.
+    pub time: LogTime,
     pub side: ObligationSide,
     pub quote: Quote,
     /// The payer's `obligation` entry; present exactly for a receivable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counterpart: Option<Counterpart>,
+    /// The refunds of this side, in log order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refunds: Vec<RefundState>,
+}
+
+/// One refund of an obligation, as this log recorded it (entry `obligation_refund`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundState {
+    /// The refund id (chosen by the payee).
+    pub refund: EntryId,
+    /// The index of the `obligation_refund` entry.
+    pub index: LogIndex,
+    /// As [`ObligationState::time`]: this entry's for a payable, the payer's for a receivable.
+    pub time: LogTime,
+    pub points: u64,
+    pub amount_minor: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterpart: Option<Counterpart>,
 }
 
 impl ObligationState {
+    /// Points refunded so far.
+    pub fn refunded_points(&self) -> u64 {
+        self.refunds.iter().map(|r| r.points).sum()
+    }
+
+    /// Minor units refunded so far.
+    pub fn refunded_minor(&self) -> u64 {
+        self.refunds.iter().map(|r| r.amount_minor).sum()
+    }
+
+    /// The statement lines this obligation gives (spec/redemption.md §4.1): the commit's, then
+    /// one per refund that is worth at least one minor unit (a refund rounded to 0 changes no
+    /// total, and a line's amount is never 0).
+    pub fn lines(&self) -> impl Iterator<Item = ObligationLine> + '_ {
+        let q = &self.quote;
+        let line = move |refund: Option<EntryId>, amount: i64, time, index| ObligationLine {
+            redemption: q.redemption.clone(),
+            refund,
+            payer: q.payer.clone(),
+            payee: q.payee.clone(),
+            amount_minor: amount,
+            time,
+            index,
+        };
+        // Amounts are at most 2^53 − 1 (entry validation), so the casts are exact.
+        std::iter::once(line(None, q.amount_minor as i64, self.time, self.index)).chain(
+            self.refunds
+                .iter()
+                .filter(|r| r.amount_minor > 0)
+                .map(move |r| {
+                    line(
+                        Some(r.refund.clone()),
+                        -(r.amount_minor as i64),
+                        r.time,
+                        r.index,
+                    )
+                }),
+        )
+    }
+
+    /// What this obligation adds to its agreement's open total: its lines' amounts outside
+    /// the periods `agreement` has settled (a payable's only; 0 for a receivable).
+    pub fn open_minor(&self, agreement: &AgreementState) -> i64 {
+        if self.side != ObligationSide::Payable {
+            return 0;
+        }
+        self.lines()
+            .filter(|l| !agreement.settled(l.time))
+            .map(|l| l.amount_minor)
+            .sum()
+    }
+
     /// Its key.
     pub fn key(&self) -> ObligationKey {
         ObligationKey {
@@ -465,6 +611,10 @@ pub struct RedemptionState {
     pub refunded: u64,
     /// The account the points went to (`redeemed`, or a partner's clearing account).
     pub account: AccountId,
+    /// Whether a payable obligation was logged for it; then it is refunded only through the
+    /// partner (`obligation_refund`), never by a plain `refund`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub obligation: bool,
     /// Portions still refundable, in consumption order; refunds take from the end.
     pub portions: Vec<Portion>,
 }
@@ -674,8 +824,9 @@ pub struct State {
     /// By redemption id (the entry's id).
     quotes: HashMap<EntryId, QuoteState>,
     obligations: BTreeMap<ObligationKey, ObligationState>,
-    /// Derived index: the open payable total (minor units) of every agreement with a payable.
-    open_payables: BTreeMap<EntryId, u64>,
+    /// Derived index: the open payable total (minor units) of every agreement with a payable;
+    /// negative when refunds outweigh.
+    open_payables: BTreeMap<EntryId, i64>,
     /// Derived index: the keys of every obligation, by agreement.
     obligations_by_agreement: BTreeMap<EntryId, BTreeSet<ObligationKey>>,
     /// Derived index: (expiry, member, lot) of every lot that expires.
@@ -778,8 +929,8 @@ impl State {
 
     /// The open payable total of agreement `agreement` in this log, in minor units of its
     /// settlement currency: what the credit limit is checked against (spec/protocol.md §4.12).
-    /// Until statements settle obligations, every payable logged is open.
-    pub fn open_payable(&self, agreement: &EntryId) -> u64 {
+    /// Payables and their refunds in periods a logged statement settled are not open.
+    pub fn open_payable(&self, agreement: &EntryId) -> i64 {
         self.open_payables.get(agreement).copied().unwrap_or(0)
     }
 
@@ -794,6 +945,14 @@ impl State {
             .into_iter()
             .flatten()
             .filter_map(|k| self.obligations.get(k))
+    }
+
+    /// This log's own statement lines of agreement `agreement` with a time in `period`.
+    pub fn lines_in(&self, agreement: &EntryId, period: statement::Period) -> Vec<ObligationLine> {
+        self.obligations_of(agreement)
+            .flat_map(ObligationState::lines)
+            .filter(|l| period.contains(l.time))
+            .collect()
     }
 
     /// The rate card in force at `t`, with its entry's index; see [`Policies::rate_card_at`].
@@ -953,7 +1112,9 @@ impl State {
             }
             EntryKind::Agreement(b) => self.agreement_entry(index, b)?,
             EntryKind::Quote(b) => self.quote_entry(index, now, &entry.id, b)?,
-            EntryKind::Obligation(b) => self.obligation_entry(index, b)?,
+            EntryKind::Obligation(b) => self.obligation_entry(index, now, b)?,
+            EntryKind::ObligationRefund(b) => self.obligation_refund(index, now, b)?,
+            EntryKind::Statement(b) => self.statement_entry(index, now, b)?,
             EntryKind::TierChange(b) => self.tier_change(now, b)?,
             EntryKind::TierAttestation(b) => self.tier_attestation(now, b)?,
         };
@@ -1174,6 +1335,7 @@ impl State {
                 refunded: 0,
                 account: AccountId::Redeemed,
                 portions,
+                obligation: false,
             },
         );
         self.changed.insert(RecordKey::Redemption(id.clone()));
@@ -1331,6 +1493,7 @@ impl State {
             AgreementState {
                 index,
                 agreement: b.clone(),
+                statements: BTreeMap::new(),
             },
         );
         self.changed.insert(RecordKey::Agreement(id.clone()));
@@ -1386,7 +1549,12 @@ impl State {
     /// spec/protocol.md §4.9, `obligation` (§4.12): records one side of what the payer owes the
     /// payee for a committed redemption, consistent with the agreement, and for a payable with
     /// the posted hold and the credit limit. Moves no points (they moved with the post).
-    fn obligation_entry(&mut self, index: LogIndex, b: &Obligation) -> Result<Applied, StateError> {
+    fn obligation_entry(
+        &mut self,
+        index: LogIndex,
+        now: LogTime,
+        b: &Obligation,
+    ) -> Result<Applied, StateError> {
         let q = &b.quote;
         match (b.side, &b.counterpart) {
             (ObligationSide::Receivable, None) => {
@@ -1436,6 +1604,12 @@ impl State {
                 Some("the hold is not of the quote's member")
             } else if hold.points != q.points.get() {
                 Some("the hold is not of the quote's points")
+            } else if self
+                .redemptions
+                .get(&q.redemption)
+                .is_some_and(|r| r.refunded > 0)
+            {
+                Some("the posted hold was refunded in part")
             } else {
                 None
             };
@@ -1446,22 +1620,30 @@ impl State {
                 });
             }
             let open_minor = self.open_payable(&q.agreement);
-            let total = open_minor
-                .checked_add(q.amount_minor)
-                .filter(|t| *t <= terms.credit_limit_minor);
-            let Some(total) = total else {
+            // Amounts are at most 2^53 − 1, so the sum fits an i64.
+            let total = open_minor + q.amount_minor as i64;
+            if total > 0 && total as u64 > terms.credit_limit_minor {
                 return Err(StateError::CreditLimitExceeded {
                     agreement: q.agreement.clone(),
                     open_minor,
                     amount_minor: q.amount_minor,
                     limit_minor: terms.credit_limit_minor,
                 });
-            };
+            }
             open = Some(total);
         }
         if let Some(total) = open {
             self.open_payables.insert(q.agreement.clone(), total);
+            if let Some(r) = self.redemptions.get_mut(&q.redemption) {
+                r.obligation = true;
+                self.changed
+                    .insert(RecordKey::Redemption(q.redemption.clone()));
+            }
         }
+        let time = match &b.counterpart {
+            Some(c) => c.time,
+            None => now,
+        };
         self.obligations_by_agreement
             .entry(q.agreement.clone())
             .or_default()
@@ -1470,12 +1652,177 @@ impl State {
             key.clone(),
             ObligationState {
                 index,
+                time,
                 side: b.side,
                 quote: q.clone(),
                 counterpart: b.counterpart.clone(),
+                refunds: Vec::new(),
             },
         );
         self.changed.insert(RecordKey::Obligation(key));
+        Ok(Applied::default())
+    }
+
+    /// spec/protocol.md §4.13, `obligation_refund`: takes a refund off one side of a committed
+    /// redemption's obligation, by the agreement's cumulative rule; on the payable side the
+    /// refunded points also go back from the partner's clearing account to the member, as a
+    /// `refund` of the posted hold would.
+    fn obligation_refund(
+        &mut self,
+        index: LogIndex,
+        now: LogTime,
+        b: &ObligationRefund,
+    ) -> Result<Applied, StateError> {
+        let key = ObligationKey {
+            side: b.side,
+            payer: b.payer.clone(),
+            redemption: b.redemption.clone(),
+        };
+        let o = self
+            .obligations
+            .get(&key)
+            .ok_or_else(|| StateError::UnknownObligation {
+                side: b.side,
+                payer: b.payer.clone(),
+                redemption: b.redemption.clone(),
+            })?;
+        match (b.side, &b.counterpart) {
+            (ObligationSide::Receivable, None) => {
+                return Err(StateError::ObligationCounterpartMissing)
+            }
+            (ObligationSide::Payable, Some(_)) => {
+                return Err(StateError::ObligationCounterpartUnexpected)
+            }
+            _ => {}
+        }
+        if let Some(r) = o.refunds.iter().find(|r| r.refund == b.refund) {
+            return Err(StateError::RefundExists {
+                redemption: b.redemption.clone(),
+                refund: b.refund.clone(),
+                index: r.index,
+            });
+        }
+        if o.refunds.len() >= REFUNDS_MAX {
+            return Err(StateError::TooManyRefunds {
+                redemption: b.redemption.clone(),
+                max: REFUNDS_MAX,
+            });
+        }
+        let total = o.quote.points.get();
+        let refunded = o.refunded_points();
+        if b.points.get() > total - refunded {
+            return Err(StateError::RefundExceedsObligation {
+                redemption: b.redemption.clone(),
+                remaining: total - refunded,
+                requested: b.points.get(),
+            });
+        }
+        let rule = self
+            .agreements
+            .get(&o.quote.agreement)
+            .ok_or_else(|| StateError::UnknownAgreement(o.quote.agreement.clone()))?
+            .agreement
+            .terms
+            .rounding;
+        let expected =
+            crate::value::refund_minor(o.quote.amount_minor, total, refunded, b.points.get(), rule)
+                .map_err(|_| StateError::RefundExceedsObligation {
+                    redemption: b.redemption.clone(),
+                    remaining: total - refunded,
+                    requested: b.points.get(),
+                })?;
+        if expected != b.amount_minor {
+            return Err(StateError::RefundAmountMismatch {
+                expected,
+                given: b.amount_minor,
+            });
+        }
+        let agreement = o.quote.agreement.clone();
+        let applied = if b.side == ObligationSide::Payable {
+            // The points themselves: checked and moved as by a `refund` of the posted hold.
+            let applied = self.return_points(now, &b.redemption, b.points)?;
+            *self.open_payables.entry(agreement).or_default() -= b.amount_minor as i64;
+            applied
+        } else {
+            Applied::default()
+        };
+        let time = match &b.counterpart {
+            Some(c) => c.time,
+            None => now,
+        };
+        let o = self.obligations.get_mut(&key).expect("checked above");
+        o.refunds.push(RefundState {
+            refund: b.refund.clone(),
+            index,
+            time,
+            points: b.points.get(),
+            amount_minor: b.amount_minor,
+            counterpart: b.counterpart.clone(),
+        });
+        self.changed.insert(RecordKey::Obligation(key));
+        Ok(applied)
+    }
+
+    /// spec/protocol.md §4.14, `statement`: records a settlement statement both brands signed
+    /// with their agreement keys, for a settlement period of the agreement that has ended, once,
+    /// and only when it is exactly what this log's own lines of the period sum to. The period's
+    /// payables are then settled: no longer open against the credit limit.
+    fn statement_entry(
+        &mut self,
+        index: LogIndex,
+        now: LogTime,
+        b: &SignedStatement,
+    ) -> Result<Applied, StateError> {
+        let st = &b.statement;
+        let a = self
+            .agreements
+            .get(&st.agreement)
+            .ok_or_else(|| StateError::UnknownAgreement(st.agreement.clone()))?;
+        let terms = &a.agreement.terms;
+        let k = st
+            .period
+            .settlement_index(terms)
+            .ok_or(StateError::StatementPeriod(
+                "not a settlement period of the agreement",
+            ))?;
+        if st.period.to() > now {
+            return Err(StateError::StatementPeriod("the period has not ended"));
+        }
+        if let Some(i) = a.statements.get(&k) {
+            return Err(StateError::StatementExists {
+                agreement: st.agreement.clone(),
+                period: k,
+                index: *i,
+            });
+        }
+        b.verify(&a.agreement)
+            .map_err(StateError::StatementSignature)?;
+        let lines = self.lines_in(&st.agreement, st.period);
+        let ours = statement::compute(terms, st.period, &lines)
+            .map_err(StateError::StatementUncomputable)?;
+        if &ours != st {
+            return Err(StateError::StatementMismatch {
+                expected: Box::new(serde_json::to_string(&ours).expect("a statement serializes")),
+            });
+        }
+        // The period's payable lines stop counting against the credit limit.
+        let settled: i64 = self
+            .obligations_of(&st.agreement)
+            .filter(|o| o.side == ObligationSide::Payable)
+            .flat_map(ObligationState::lines)
+            .filter(|l| st.period.contains(l.time))
+            .map(|l| l.amount_minor)
+            .sum();
+        let id = st.agreement.clone();
+        if settled != 0 {
+            *self.open_payables.entry(id.clone()).or_default() -= settled;
+        }
+        self.agreements
+            .get_mut(&id)
+            .expect("checked above")
+            .statements
+            .insert(k, index);
+        self.changed.insert(RecordKey::Agreement(id));
         Ok(Applied::default())
     }
 
@@ -1635,6 +1982,7 @@ impl State {
                 refunded: 0,
                 account: to,
                 portions: h.portions.clone(),
+                obligation: false,
             },
         );
         self.changed.insert(RecordKey::Redemption(b.hold.clone()));
@@ -1655,24 +2003,42 @@ impl State {
     }
 
     fn refund(&mut self, now: LogTime, b: &Refund) -> Result<Applied, StateError> {
-        let r = self
+        if self
             .redemptions
             .get(&b.redemption)
-            .ok_or_else(|| StateError::UnknownRedemption(b.redemption.clone()))?;
+            .is_some_and(|r| r.obligation)
+        {
+            return Err(StateError::RefundNeedsPartner(b.redemption.clone()));
+        }
+        self.return_points(now, &b.redemption, b.points)
+    }
+
+    /// Returns `points` of redemption `redemption` to its member (a `refund`, or the payable
+    /// side of an `obligation_refund`).
+    fn return_points(
+        &mut self,
+        now: LogTime,
+        redemption: &EntryId,
+        points: Points,
+    ) -> Result<Applied, StateError> {
+        let r = self
+            .redemptions
+            .get(redemption)
+            .ok_or_else(|| StateError::UnknownRedemption(redemption.clone()))?;
         let remaining = r.points - r.refunded;
         let member = self.members.get(&r.member);
-        if member.map_or(0, |m| m.balance + m.pending) + b.points.get() > MAX_AMOUNT {
+        if member.map_or(0, |m| m.balance + m.pending) + points.get() > MAX_AMOUNT {
             return Err(StateError::BalanceOverflow);
         }
-        if b.points.get() > remaining {
+        if points.get() > remaining {
             return Err(StateError::RefundExceedsRedemption {
                 remaining,
-                requested: b.points.get(),
+                requested: points.get(),
             });
         }
         // Take the refund from the last-consumed portions first.
         let mut r = r.clone();
-        let mut need = b.points.get();
+        let mut need = points.get();
         let mut back = Vec::new();
         for p in r.portions.iter_mut().rev() {
             if need == 0 {
@@ -1688,12 +2054,12 @@ impl State {
             });
         }
         r.portions.retain(|p| p.points > 0);
-        r.refunded += b.points.get();
+        r.refunded += points.get();
         let member = r.member.clone();
         let account = r.account.clone();
-        self.redemptions.insert(b.redemption.clone(), r);
+        self.redemptions.insert(redemption.clone(), r);
         self.changed
-            .insert(RecordKey::Redemption(b.redemption.clone()));
+            .insert(RecordKey::Redemption(redemption.clone()));
         let transfers = self.give_back(now, &member, &back, &account);
         Ok(Applied {
             transfers,
@@ -1892,7 +2258,7 @@ impl State {
     /// payable does not; a payable's hold is posted and matches it; the derived indexes agree;
     /// each agreement's open payable total is the sum of its payables, within its credit limit.
     fn check_obligations(&self) -> Result<(), InvariantViolation> {
-        let mut open: BTreeMap<&EntryId, u64> = BTreeMap::new();
+        let mut open: BTreeMap<&EntryId, i64> = BTreeMap::new();
         let mut indexed = 0usize;
         for (key, o) in &self.obligations {
             let q = &o.quote;
@@ -1914,6 +2280,29 @@ impl State {
             if (o.side == ObligationSide::Receivable) != o.counterpart.is_some() {
                 return Err(bad("a counterpart exactly for a receivable"));
             }
+            if o.refunds.len() > REFUNDS_MAX || o.refunded_points() > q.points.get() {
+                return Err(bad("refunds beyond its points or their number"));
+            }
+            let mut refunded = 0;
+            for (i, r) in o.refunds.iter().enumerate() {
+                if o.refunds[..i].iter().any(|x| x.refund == r.refund)
+                    || (o.side == ObligationSide::Receivable) != r.counterpart.is_some()
+                {
+                    return Err(bad("a refund twice, or its counterpart amiss"));
+                }
+                let rule = a.agreement.terms.rounding;
+                let expected = crate::value::refund_minor(
+                    q.amount_minor,
+                    q.points.get(),
+                    refunded,
+                    r.points,
+                    rule,
+                );
+                if expected != Ok(r.amount_minor) {
+                    return Err(bad("a refund's amount is not the cumulative rule's"));
+                }
+                refunded += r.points;
+            }
             if !self
                 .obligations_by_agreement
                 .get(&q.agreement)
@@ -1934,10 +2323,14 @@ impl State {
                         "its hold is not posted for its payee, member and points",
                     ));
                 }
-                let sum = open.entry(&q.agreement).or_default();
-                *sum = sum
-                    .checked_add(q.amount_minor)
-                    .ok_or_else(|| bad("open payables overflow"))?;
+                let refunded = self
+                    .redemptions
+                    .get(&q.redemption)
+                    .map(|r| (r.refunded, r.obligation));
+                if refunded != Some((o.refunded_points(), true)) {
+                    return Err(bad("its redemption's refunds differ from the obligation's"));
+                }
+                *open.entry(&q.agreement).or_default() += o.open_minor(a);
             }
         }
         let in_index: usize = self
@@ -1950,7 +2343,7 @@ impl State {
                 "{in_index} obligations indexed by agreement, {indexed} kept"
             )));
         }
-        let kept: BTreeMap<&EntryId, u64> =
+        let kept: BTreeMap<&EntryId, i64> =
             self.open_payables.iter().map(|(a, v)| (a, *v)).collect();
         if kept != open {
             return Err(InvariantViolation(format!(
@@ -1959,9 +2352,19 @@ impl State {
         }
         for (a, total) in open {
             let limit = self.agreements[a].agreement.terms.credit_limit_minor;
-            if total > limit {
+            if total > 0 && total as u64 > limit {
                 return Err(InvariantViolation(format!(
                     "agreement {a}: open payables {total} above the credit limit {limit}"
+                )));
+            }
+        }
+        for (id, a) in &self.agreements {
+            if a.statements.keys().any(|k| {
+                statement::period_bounds(&a.agreement.terms, *k)
+                    .map_or(true, |p| Some(p.to()) > self.meta.last_time)
+            }) {
+                return Err(InvariantViolation(format!(
+                    "agreement {id}: a statement of a period that has not ended"
                 )));
             }
         }
@@ -2114,15 +2517,6 @@ impl State {
                 if RecordKey::Obligation(key.clone()).to_bytes() != k {
                     return Err(err("the obligation is not the one its key names".into()));
                 }
-                if o.side == ObligationSide::Payable {
-                    let open = s
-                        .open_payables
-                        .entry(o.quote.agreement.clone())
-                        .or_default();
-                    *open = open
-                        .checked_add(o.quote.amount_minor)
-                        .ok_or_else(|| err("open payables overflow".into()))?;
-                }
                 s.obligations_by_agreement
                     .entry(o.quote.agreement.clone())
                     .or_default()
@@ -2135,6 +2529,24 @@ impl State {
                 s.ids.insert(id, from_slice(v).map_err(err)?);
             } else {
                 return Err(err("unknown record kind".into()));
+            }
+        }
+        // The open payable totals, derived once every obligation and agreement is read.
+        for (key, o) in &s.obligations {
+            if o.side == ObligationSide::Payable {
+                let a = s
+                    .agreements
+                    .get(&o.quote.agreement)
+                    .ok_or_else(|| RecordError {
+                        key: String::from_utf8_lossy(
+                            &RecordKey::Obligation(key.clone()).to_bytes(),
+                        )
+                        .into_owned(),
+                        reason: "names an agreement that is not kept".into(),
+                    })?;
+                *s.open_payables
+                    .entry(o.quote.agreement.clone())
+                    .or_default() += o.open_minor(a);
             }
         }
         Ok(s)

@@ -24,7 +24,7 @@ use std::fmt::{self, Write as _};
 
 use serde::{Deserialize, Serialize};
 
-use crate::agreement::{AgreementError, AgreementTerms};
+use crate::agreement::{AgreementError, AgreementSignature, AgreementTerms, SignedAgreement};
 use crate::encoding::to_canonical;
 use crate::money::Currency;
 use crate::types::{BrandId, EntryId, LogIndex, LogTime, MAX_AMOUNT, MAX_TIME_MS};
@@ -367,6 +367,89 @@ pub fn signing_message(statement: &Statement) -> Vec<u8> {
     let mut m = format!("{STATEMENT_DOMAIN}\n").into_bytes();
     m.extend_from_slice(&to_canonical(statement));
     m
+}
+
+/// A statement with both brands' signatures over [`signing_message`]: what both brands log as
+/// a `statement` entry when their reconciliation agrees (spec/redemption.md §4.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedStatement {
+    pub statement: Statement,
+    /// One per brand of the agreement, each with the verifier key the agreement names for it.
+    pub signatures: Vec<AgreementSignature>,
+}
+
+/// `brand`'s signature over `statement` with its node key (whose verifier key string is
+/// `verifier_key`).
+pub fn sign(
+    statement: &Statement,
+    brand: &BrandId,
+    key: &ed25519_dalek::SigningKey,
+    verifier_key: &str,
+) -> AgreementSignature {
+    crate::agreement::sign_message(&signing_message(statement), brand, key, verifier_key)
+}
+
+impl SignedStatement {
+    /// Checks that the statement is for `agreement` and that each of its two brands signed it
+    /// exactly once, validly, with the key it signed `agreement` with (so a replay of either
+    /// log, which holds the agreement, can check a statement on its own).
+    pub fn verify(&self, agreement: &SignedAgreement) -> Result<(), AgreementError> {
+        let terms = &agreement.terms;
+        if self.statement.agreement != terms.agreement {
+            return Err(AgreementError::Malformed(
+                "the statement is for another agreement",
+            ));
+        }
+        for s in &self.signatures {
+            if !terms.is_party(&s.brand) {
+                return Err(AgreementError::NotAParty(s.brand.clone()));
+            }
+        }
+        for brand in &terms.brands {
+            let mut mine = self.signatures.iter().filter(|s| &s.brand == brand);
+            let (Some(s), None) = (mine.next(), mine.next()) else {
+                return Err(if self.signatures.iter().any(|s| &s.brand == brand) {
+                    AgreementError::DuplicateSignature(brand.clone())
+                } else {
+                    AgreementError::MissingSignature(brand.clone())
+                });
+            };
+            let agreed_key = agreement
+                .signatures
+                .iter()
+                .find(|a| &a.brand == brand)
+                .map(|a| a.verifier_key.as_str());
+            if agreed_key != Some(s.verifier_key.as_str()) {
+                return Err(AgreementError::UnpinnedKey(brand.clone()));
+            }
+            crate::agreement::verify_message(&signing_message(&self.statement), s)?;
+        }
+        Ok(())
+    }
+
+    /// The signature of `brand` verifies with the key it signed `agreement` with (for the
+    /// half-signed statement a partner proposes).
+    pub fn verify_signature_of(
+        &self,
+        agreement: &SignedAgreement,
+        brand: &BrandId,
+    ) -> Result<(), AgreementError> {
+        let s = self
+            .signatures
+            .iter()
+            .find(|s| &s.brand == brand)
+            .ok_or_else(|| AgreementError::MissingSignature(brand.clone()))?;
+        let agreed_key = agreement
+            .signatures
+            .iter()
+            .find(|a| &a.brand == brand)
+            .map(|a| a.verifier_key.as_str());
+        if agreed_key != Some(s.verifier_key.as_str()) {
+            return Err(AgreementError::UnpinnedKey(brand.clone()));
+        }
+        crate::agreement::verify_message(&signing_message(&self.statement), s)
+    }
 }
 
 /// The lines of one list, each checked against the terms, sorted by key, keys unique.

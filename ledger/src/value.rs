@@ -420,5 +420,42 @@ pub fn points_for_price(price_minor: u64, v: &Valuation) -> Result<Points, Value
     Ok(points)
 }
 
+/// The part of a committed obligation that a refund of `points` takes off it, when `refunded`
+/// of its `total_points` were refunded before (spec/protocol.md §8.5).
+///
+/// The rule is cumulative: after refunds of `k` points in all, `round(amount × k / total, rule)`
+/// minor units are refunded in all, and each refund is the growth of that figure. So a full
+/// refund in any number of parts gives back exactly `amount_minor`, no partial refund ever gives
+/// back more than the points' share rounded by the agreement's rule, and the result does not
+/// depend on how the refund is split except for where the rounding lands. A small refund may be
+/// worth 0 minor units; the next one catches up.
+///
+/// Errors: `overflow` when `refunded + points > total_points` (more than was committed),
+/// `zero_amount` for `total_points == 0` or `points == 0`.
+pub fn refund_minor(
+    amount_minor: u64,
+    total_points: u64,
+    refunded: u64,
+    points: u64,
+    rule: Rounding,
+) -> Result<u64, ValueError> {
+    if total_points == 0 || points == 0 {
+        return Err(ValueError::ZeroAmount);
+    }
+    let after = refunded
+        .checked_add(points)
+        .filter(|a| *a <= total_points)
+        .ok_or(ValueError::Overflow)?;
+    let cumulative = |k: u64| {
+        let share = Ratio::new(
+            u128::from(amount_minor) * u128::from(k),
+            u128::from(total_points),
+        )?;
+        round(&share, rule)
+    };
+    // Every rule rounds monotonically, so the difference is never negative.
+    Ok(cumulative(after)? - cumulative(refunded)?)
+}
+
 #[cfg(test)]
 mod tests;

@@ -18,13 +18,14 @@ use ledger::checkpoint::{
 use ledger::encoding::EncodingError;
 use ledger::entry::{
     Adjust, Direction, Earn, Entry, EntryError, EntryKind, Expire, ExpiryPolicy, FxRate, HexBytes,
-    HexHash, Hold, Obligation, ObligationSide, Post, RateCard, Redeem, Refund, SpendAuthorisation,
-    Tier, TierAttestation, TierChange, TierPolicy, Void, ENTRY_TYPES,
+    HexHash, Hold, Obligation, ObligationRefund, ObligationSide, Post, RateCard, Redeem, Refund,
+    SpendAuthorisation, Tier, TierAttestation, TierChange, TierPolicy, Void, ENTRY_TYPES,
 };
 use ledger::merkle::{self, leaf_hash, MemoryTree};
 use ledger::quote::{make_quote, Ask, Pricing, Quote};
 use ledger::receipt::Receipt;
 use ledger::state::State;
+use ledger::statement::{self, SignedStatement};
 use ledger::types::{AccountId, BrandId, DurationMs, EntryId, LogIndex, LogTime, MemberId, Points};
 use ledger::value::Rounding;
 use serde_json::{json, Map, Value};
@@ -340,6 +341,8 @@ fn tag(kind: &EntryKind) -> &'static str {
         EntryKind::Agreement(_) => "agreement",
         EntryKind::Quote(_) => "quote",
         EntryKind::Obligation(_) => "obligation",
+        EntryKind::ObligationRefund(_) => "obligation_refund",
+        EntryKind::Statement(_) => "statement",
     }
 }
 
@@ -357,7 +360,7 @@ fn example_log() -> Vec<(&'static str, Entry)> {
         )
     };
     let condition = HexHash(Sha256::digest(PREIMAGE).into());
-    vec![
+    let mut log = vec![
         e(
             "expiry_policy",
             T0,
@@ -684,7 +687,70 @@ fn example_log() -> Vec<(&'static str, Entry)> {
                 counterpart: None,
             }),
         ),
-    ]
+    ];
+    // 10 of the 40 points come back: a quarter of the obligation, rounded half-even.
+    let q = example_payable_quote();
+    let amount =
+        ledger::value::refund_minor(q.amount_minor, 40, 0, 10, Rounding::HalfEven).unwrap();
+    log.push(e(
+        "obligation_refund_payable",
+        T_AGREEMENT + 6_000,
+        "rfd.brand-b.rf-0001",
+        EntryKind::ObligationRefund(ObligationRefund {
+            side: ObligationSide::Payable,
+            payer: brand("brand-a"),
+            redemption: id("red-0002"),
+            refund: id("rf-0001"),
+            points: pts(10),
+            amount_minor: amount,
+            counterpart: None,
+        }),
+    ));
+    // The day's statement, co-signed, logged once the day is over.
+    let (statement, day_end) = example_statement(&log);
+    log.push(e(
+        "statement",
+        day_end + 1_000,
+        "stmt.agr-0001.0",
+        EntryKind::Statement(statement),
+    ));
+    log
+}
+
+/// The co-signed statement of the settlement day of the example redemption, from the lines of
+/// `prior` (replayed), and the log time at which that day ends.
+fn example_statement(prior: &[(&'static str, Entry)]) -> (SignedStatement, u64) {
+    let mut state = State::new();
+    for (i, (_, e)) in prior.iter().enumerate() {
+        state.apply(LogIndex::new(i as u64).unwrap(), e).unwrap();
+    }
+    let a = example_agreement();
+    let k = a.terms.period_of(at(T_AGREEMENT + 5_001)).unwrap();
+    let day = statement::period_bounds(&a.terms, k).unwrap();
+    let st = statement::compute(&a.terms, day, &state.lines_in(&a.terms.agreement, day)).unwrap();
+    let signatures = a
+        .terms
+        .brands
+        .iter()
+        .map(|b| {
+            let origin = format!("loyalty.example/{b}");
+            let seed = checkpoint::vectors::seed(&origin);
+            let signer = NoteSigner::from_seed(&origin, &seed).unwrap();
+            statement::sign(
+                &st,
+                b,
+                &SigningKey::from_bytes(&seed),
+                &signer.verifier_key_string(),
+            )
+        })
+        .collect();
+    (
+        SignedStatement {
+            statement: st,
+            signatures,
+        },
+        day.to().get(),
+    )
 }
 
 /// One byte string every decoder must refuse: `(why, bytes, error class)`.
@@ -786,6 +852,23 @@ fn invalid_cases() -> Vec<(&'static str, String, &'static str)> {
                     counterpart: None,
                 };
                 body("obligation", &String::from_utf8(ledger::encoding::to_canonical(&o)).unwrap())
+            },
+            "invalid",
+        ),
+        (
+            "receivable refund without a counterpart",
+            body(
+                "obligation_refund",
+                r#"{"amount_minor":1,"payer":"brand-a","points":1,"redemption":"red-0002","refund":"rf-1","side":"receivable"}"#,
+            ),
+            "invalid",
+        ),
+        (
+            "statement with one signature",
+            {
+                let (mut st, _) = example_statement(&example_log()[..0]);
+                st.signatures.truncate(1);
+                body("statement", &String::from_utf8(ledger::encoding::to_canonical(&st)).unwrap())
             },
             "invalid",
         ),

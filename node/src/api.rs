@@ -253,7 +253,7 @@ pub struct WriteResponse {
     pub receipt: Receipt,
 }
 
-fn check_id(id: &EntryId) -> Result<(), ApiError> {
+pub(crate) fn check_id(id: &EntryId) -> Result<(), ApiError> {
     if id.as_str().starts_with("sys.") {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -1038,6 +1038,15 @@ enum Op {
         redemption: usize,
         points: u64,
     },
+    /// A refund of one side of the obligation of the `hold`-th last redemption; `off` is added
+    /// to the right amount, and `reuse` takes an id used before.
+    RefundObligation {
+        hold: usize,
+        points: u64,
+        off: i8,
+        payable: bool,
+        reuse: bool,
+    },
     ExpireDue,
     ReleaseDue,
     TierDue {
@@ -1138,6 +1147,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..4usize, 1..300u64).prop_map(|(member, points)| Op::PartnerHold { member, points }),
         4 => (0..4usize, prop_oneof![4 => Just(0usize), 1 => 1..3usize], 1..600_000u64, prop::bool::weighted(0.7))
             .prop_map(|(hold, agreement, amount_minor, payable)| Op::Obligate { hold, agreement, amount_minor, payable }),
+        4 => (0..8usize, prop_oneof![3 => 1..150u64, 1 => 1..500u64], prop_oneof![4 => Just(0i8), 1 => -2..3i8], prop::bool::weighted(0.85), prop::bool::weighted(0.1))
+            .prop_map(|(hold, points, off, payable, reuse)| Op::RefundObligation { hold, points, off, payable, reuse }),
     ]
 }
 
@@ -1381,6 +1392,27 @@ fn run(ops: &[Op]) -> Log {
                     obligate_op(&mut l, &eid, &h, *agreement, *amount_minor, *payable);
                 }
             }
+            Op::RefundObligation {
+                hold,
+                points,
+                off,
+                payable,
+                reuse,
+            } => {
+                // Mostly a logged obligation's side (`payable` false: the other side).
+                let keys: Vec<ObligationKey> = l.state.obligations.keys().cloned().collect();
+                if !keys.is_empty() {
+                    let k = &keys[*hold % keys.len()];
+                    let side = (k.side == ObligationSide::Payable) == *payable;
+                    let refund = if *reuse {
+                        "rf-first".to_owned()
+                    } else {
+                        eid.clone()
+                    };
+                    let h = k.redemption.to_string();
+                    refund_op(&mut l, &eid, &h, &refund, *points, *off, side);
+                }
+            }
             Op::ReuseId { of } => {
                 if let Some(e) = l.entries.get(*of).cloned() {
                     let size = l.state.size();
@@ -1435,10 +1467,12 @@ fn obligate_op(l: &mut Log, eid: &str, h: &str, agreement: usize, amount: u64, p
     } else if hold.is_none() {
         Some("unknown_hold")
     } else if !hold.as_ref().is_some_and(|hs| {
-        matches!(hs.status, HoldStatus::Posted(_)) && hs.payee == Some(brand("brand-b"))
+        matches!(hs.status, HoldStatus::Posted(_))
+            && hs.payee == Some(brand("brand-b"))
+            && l.state.redemption(&id(h)).is_some_and(|r| r.refunded == 0)
     }) {
         Some("obligation_hold_mismatch")
-    } else if open + amount > 1_000_000 {
+    } else if open + amount as i64 > 1_000_000 {
         Some("credit_limit_exceeded")
     } else {
         None
@@ -1449,19 +1483,121 @@ fn obligate_op(l: &mut Log, eid: &str, h: &str, agreement: usize, amount: u64, p
         (Ok(_), None) => {
             let kept = l.state.obligation(side, &brand("brand-a"), &id(h)).unwrap();
             assert_eq!(kept.quote, q);
-            let added = if payable { amount } else { 0 };
+            let added = if payable { amount as i64 } else { 0 };
             assert_eq!(l.state.open_payable(&agr), open + added);
         }
         _ => panic!("obligation: {r:?}, expected {expected:?}"),
     }
-    let sum: u64 = l
+    let sum: i64 = l
         .state
         .obligations_of(&agr)
         .filter(|o| o.side == ObligationSide::Payable)
-        .map(|o| o.quote.amount_minor)
+        .map(|o| o.quote.amount_minor as i64 - o.refunded_minor() as i64)
         .sum();
     assert_eq!(sum, l.state.open_payable(&agr));
     assert!(sum <= 1_000_000);
+}
+
+/// The cumulative refund rule, half-even (the test agreements' rule), computed apart from
+/// `value::refund_minor`.
+fn model_refund(amount: u64, total: u64, before: u64, points: u64) -> u64 {
+    let cumulative = |k: u64| {
+        let (n, d) = (u128::from(amount) * u128::from(k), u128::from(total));
+        let (q, r) = (n / d, n % d);
+        let up = 2 * r > d || (2 * r == d && q % 2 == 1);
+        (q + u128::from(up)) as u64
+    };
+    cumulative(before + points) - cumulative(before)
+}
+
+/// Applies an `obligation_refund` of `points` of redemption `h` (refund id `refund`, the right
+/// amount plus `off`) and checks the outcome against spec/protocol.md §4.13 read directly: an
+/// obligation of the side, a new refund id, no more points than are left, the cumulative
+/// amount; on the payable side the points go back to the member.
+fn refund_op(l: &mut Log, eid: &str, h: &str, refund: &str, points: u64, off: i8, payable: bool) {
+    let side = if payable {
+        ObligationSide::Payable
+    } else {
+        ObligationSide::Receivable
+    };
+    let o = l.state.obligation(side, &brand("brand-a"), &id(h)).cloned();
+    // The member's balance plus what lapsed to `expired` (points of lots past their expiry).
+    let balance = |l: &Log, o: &Option<ObligationState>| {
+        let member = o
+            .as_ref()
+            .and_then(|o| l.state.member(&o.quote.member))
+            .map_or(0, |m| m.balance);
+        member as i128 + l.state.account_balance(&AccountId::Expired)
+    };
+    let before = balance(l, &o);
+    let (amount, expected) = match &o {
+        None => (1, Some("unknown_obligation")),
+        Some(o) => {
+            let total = o.quote.points.get();
+            let done: u64 = o.refunds.iter().map(|r| r.points).sum();
+            let right = if done + points <= total {
+                model_refund(o.quote.amount_minor, total, done, points)
+            } else {
+                0
+            };
+            let amount = right.saturating_add_signed(i64::from(off));
+            let code = if o.refunds.iter().any(|r| r.refund.as_str() == refund) {
+                Some("refund_exists")
+            } else if done + points > total {
+                Some("refund_exceeds_obligation")
+            } else if amount != right {
+                Some("refund_amount_mismatch")
+            } else {
+                None
+            };
+            (amount, code)
+        }
+    };
+    let counterpart = (!payable).then_some(Counterpart {
+        index: LogIndex::new(9).unwrap(),
+        leaf_hash: HexHash([9; 32]),
+        time: t(l.time),
+    });
+    let r = l.apply(
+        eid,
+        EntryKind::ObligationRefund(ObligationRefund {
+            side,
+            payer: brand("brand-a"),
+            redemption: id(h),
+            refund: id(refund),
+            points: pts(points),
+            amount_minor: amount,
+            counterpart,
+        }),
+    );
+    match (&r, expected) {
+        (Err(e), Some(code)) => assert_eq!(e.code(), code, "{e}"),
+        (Ok(_), None) => {
+            let kept = l.state.obligation(side, &brand("brand-a"), &id(h)).unwrap();
+            let last = kept.refunds.last().unwrap();
+            assert_eq!(
+                (last.refund.as_str(), last.points, last.amount_minor),
+                (refund, points, amount)
+            );
+            let gained = balance(l, &o) - before;
+            assert_eq!(gained, if payable { points as i128 } else { 0 });
+            if payable {
+                let r = l.state.redemption(&id(h)).unwrap();
+                assert_eq!(r.refunded, kept.refunded_points());
+            }
+        }
+        _ => panic!("obligation_refund: {r:?}, expected {expected:?}"),
+    }
+    for a in 0..3 {
+        let agr = id(&format!("agr-{a}"));
+        let sum: i64 = l
+            .state
+            .obligations_of(&agr)
+            .filter(|o| o.side == ObligationSide::Payable)
+            .map(|o| o.quote.amount_minor as i64 - o.refunded_minor() as i64)
+            .sum();
+        assert_eq!(sum, l.state.open_payable(&agr));
+    }
 }
 
 /// What the test expects of one spend authorisation, kept apart from the state machine.
@@ -1805,6 +1941,7 @@ fn agreements_are_capped() {
     let kept = AgreementState {
         index: LogIndex::new(0).unwrap(),
         agreement: cosign(terms("agr-kept")),
+        statements: BTreeMap::new(),
     };
     for n in 0..AGREEMENTS_MAX {
         s.agreements.insert(id(&format!("agr-{n}")), kept.clone());
@@ -2342,4 +2479,175 @@ fn obligation_records_are_checked_on_load_and_by_the_invariants() {
     }
     s.open_payables.insert(id("agr-1"), 1_000_001);
     assert!(s.check_invariants().is_err());
+}
+
+fn refund_entry(side: ObligationSide, refund: &str, points: u64, amount: u64) -> EntryKind {
+    EntryKind::ObligationRefund(ObligationRefund {
+        side,
+        payer: brand("brand-a"),
+        redemption: id("red-1"),
+        refund: id(refund),
+        points: pts(points),
+        amount_minor: amount,
+        counterpart: (side == ObligationSide::Receivable).then_some(Counterpart {
+            index: LogIndex::new(8).unwrap(),
+            leaf_hash: HexHash([8; 32]),
+            time: LogTime::new(2_000).unwrap(),
+        }),
+    })
+}
+
+fn signed_statement(st: &statement::Statement, signers: [&str; 2]) -> EntryKind {
+    let signatures = signers
+        .iter()
+        .zip(["brand-a", "brand-b"])
+        .map(|(signer, b)| {
+            let (key, vk) = party_key(signer);
+            let (_, named) = party_key(b);
+            let mut s = statement::sign(st, &brand(b), &key, &vk);
+            s.verifier_key = named;
+            s
+        })
+        .collect();
+    EntryKind::Statement(SignedStatement {
+        statement: st.clone(),
+        signatures,
+    })
+}
+
+#[test]
+fn refunds_of_a_partner_redemption_go_through_the_obligation() {
+    let mut l = log_with_hold(true);
+    let q = quote("red-1", "agr-1", 1_000, 5_000);
+    l.apply("obl.red-1", obligation(ObligationSide::Payable, q))
+        .unwrap();
+    let alice = |l: &Log| l.state.member(&m("alice")).unwrap().balance;
+    assert_eq!(alice(&l), 600);
+    // A plain refund would return the points and leave the partner owed: refused.
+    let plain = EntryKind::Refund(Refund {
+        redemption: id("red-1"),
+        points: pts(10),
+    });
+    assert_eq!(code_of(l.apply("plain", plain)), "refund_needs_partner");
+    // 100 of 400 points of 493 minor units: 123.25, half-even 123.
+    let wrong = refund_entry(ObligationSide::Payable, "rf-1", 100, 124);
+    assert_eq!(code_of(l.apply("rf.1", wrong)), "refund_amount_mismatch");
+    l.apply(
+        "rf.1",
+        refund_entry(ObligationSide::Payable, "rf-1", 100, 123),
+    )
+    .unwrap();
+    assert_eq!(alice(&l), 700);
+    assert_eq!(l.state.open_payable(&id("agr-1")), 370);
+    assert_eq!(
+        code_of(l.apply("rf.1b", refund_entry(ObligationSide::Payable, "rf-1", 1, 1))),
+        "refund_exists"
+    );
+    assert_eq!(
+        code_of(l.apply(
+            "rf.2",
+            refund_entry(ObligationSide::Payable, "rf-2", 301, 371)
+        )),
+        "refund_exceeds_obligation"
+    );
+    // The rest: cumulative 493 − 123.
+    l.apply(
+        "rf.2",
+        refund_entry(ObligationSide::Payable, "rf-2", 300, 370),
+    )
+    .unwrap();
+    assert_eq!(alice(&l), 1_000);
+    assert_eq!(l.state.open_payable(&id("agr-1")), 0);
+    assert_eq!(
+        code_of(l.apply("rf.3", refund_entry(ObligationSide::Payable, "rf-3", 1, 0))),
+        "refund_exceeds_obligation"
+    );
+    assert_eq!(
+        code_of(l.apply(
+            "rf.r",
+            refund_entry(ObligationSide::Receivable, "rf-1", 1, 1)
+        )),
+        "unknown_obligation"
+    );
+    l.state.check_invariants().unwrap();
+    l.replay_equals_live();
+}
+
+#[test]
+fn statements_are_cosigned_checked_against_the_own_lines_and_settle() {
+    let mut l = log_with_hold(true);
+    let q = quote("red-1", "agr-1", 1_000, 5_000);
+    l.apply("obl.red-1", obligation(ObligationSide::Payable, q))
+        .unwrap();
+    l.apply(
+        "rf.1",
+        refund_entry(ObligationSide::Payable, "rf-1", 100, 123),
+    )
+    .unwrap();
+    let agr = id("agr-1");
+    assert_eq!(l.state.open_payable(&agr), 370);
+    let terms = l.state.agreement(&agr).unwrap().agreement.terms.clone();
+    let day = statement::period_bounds(&terms, 0).unwrap();
+    let st = statement::compute(&terms, day, &l.state.lines_in(&agr, day)).unwrap();
+    assert_eq!(
+        (
+            st.gross[0].obligations_minor,
+            st.gross[0].refunds_minor,
+            st.net.amount_minor,
+            st.lines
+        ),
+        (493, 123, 370, 2)
+    );
+    let good = signed_statement(&st, ["brand-a", "brand-b"]);
+    // Not before the period ended.
+    assert_eq!(
+        code_of(l.apply("st.early", good.clone())),
+        "statement_period_invalid"
+    );
+    l.at(day.to().get());
+    // Only the agreement's keys, one signature each.
+    let forged = signed_statement(&st, ["brand-a", "brand-x"]);
+    assert_eq!(
+        code_of(l.apply("st.forged", forged)),
+        "statement_bad_signature"
+    );
+    // Not another span than a settlement period.
+    let mut shifted = st.clone();
+    shifted.period = statement::Period::new(t(1), t(day.to().get() - 1)).unwrap();
+    let shifted = signed_statement(&shifted, ["brand-a", "brand-b"]);
+    assert_eq!(
+        code_of(l.apply("st.shifted", shifted)),
+        "statement_period_invalid"
+    );
+    // Not other totals than this log's own lines give.
+    let mut more = st.clone();
+    more.net.amount_minor += 1;
+    more.gross[0].total_minor += 1;
+    more.gross[0].obligations_minor += 1;
+    let more = signed_statement(&more, ["brand-a", "brand-b"]);
+    assert_eq!(code_of(l.apply("st.more", more)), "statement_mismatch");
+    let size = l.state.size();
+    l.apply("st.0", good.clone()).unwrap();
+    assert_eq!(l.state.size(), size + 1);
+    assert_eq!(l.state.open_payable(&agr), 0);
+    assert_eq!(
+        l.state
+            .agreement(&agr)
+            .unwrap()
+            .statements
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![0]
+    );
+    assert_eq!(code_of(l.apply("st.again", good)), "statement_exists");
+    // A refund after the settled day is open again, and negative: the payee owes it back.
+    l.apply(
+        "rf.2",
+        refund_entry(ObligationSide::Payable, "rf-2", 300, 370),
+    )
+    .unwrap();
+    assert_eq!(l.state.open_payable(&agr), -370);
+    l.state.check_invariants().unwrap();
+    l.replay_equals_live();
 }

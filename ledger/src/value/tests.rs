@@ -767,3 +767,69 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn refunds_follow_the_cumulative_rule() {
+    // 1000 minor units for 3 points: shares of 333.33.. and 666.66..
+    let r = |before, points, rule| refund_minor(1000, 3, before, points, rule);
+    assert_eq!(r(0, 1, Rounding::HalfEven), Ok(333));
+    assert_eq!(r(1, 1, Rounding::HalfEven), Ok(334)); // 667 in all
+    assert_eq!(r(2, 1, Rounding::HalfEven), Ok(333)); // exactly 1000 in all
+    assert_eq!(r(0, 1, Rounding::Up), Ok(334));
+    assert_eq!(r(0, 2, Rounding::Down), Ok(666));
+    assert_eq!(r(0, 3, Rounding::Down), Ok(1000));
+    // A refund worth less than one minor unit is 0; the next catches up.
+    assert_eq!(refund_minor(1, 10, 0, 1, Rounding::HalfEven), Ok(0));
+    assert_eq!(refund_minor(1, 10, 1, 9, Rounding::HalfEven), Ok(1));
+    // Never more than was committed, never nothing.
+    assert_eq!(r(2, 2, Rounding::HalfEven), Err(ValueError::Overflow));
+    assert_eq!(
+        r(u64::MAX, 1, Rounding::HalfEven),
+        Err(ValueError::Overflow)
+    );
+    assert_eq!(r(0, 0, Rounding::HalfEven), Err(ValueError::ZeroAmount));
+    assert_eq!(
+        refund_minor(5, 0, 0, 1, Rounding::HalfEven),
+        Err(ValueError::ZeroAmount)
+    );
+}
+
+proptest! {
+    /// (f) Refunds never give back more than was committed: the parts of any split are each at
+    /// most the points' share rounded up, sum to at most the amount, and a full refund in any
+    /// number of parts gives back exactly the amount.
+    #[test]
+    fn refunds_never_exceed_and_a_full_refund_is_exact(
+        amount in 1..=MAX_AMOUNT,
+        total in 1u64..=1_000_000,
+        cuts in proptest::collection::vec(1u64..=1_000_000, 1..12),
+        rule in rounding(),
+    ) {
+        let mut refunded = 0u64;
+        let mut given = 0u64;
+        for c in cuts {
+            let points = (c % total).max(1).min(total - refunded);
+            if points == 0 {
+                break;
+            }
+            let part = refund_minor(amount, total, refunded, points, rule).unwrap();
+            let share = u128::from(amount) * u128::from(points);
+            prop_assert!(u128::from(part) <= share.div_ceil(u128::from(total)) + 1);
+            refunded += points;
+            given += part;
+            prop_assert!(given <= amount);
+            prop_assert_eq!(
+                u128::from(given),
+                u128::from(round(&Ratio::new(u128::from(amount) * u128::from(refunded), u128::from(total)).unwrap(), rule).unwrap())
+            );
+        }
+        if refunded < total {
+            given += refund_minor(amount, total, refunded, total - refunded, rule).unwrap();
+        }
+        prop_assert_eq!(given, amount);
+        prop_assert_eq!(
+            refund_minor(amount, total, total, 1, rule),
+            Err(ValueError::Overflow)
+        );
+    }
+}

@@ -88,6 +88,43 @@ pub(crate) fn policies_of(app: &App, brand: &BrandId) -> Result<Policies, ApiErr
     Ok(store_record(&store, record_prefix::POLICIES, "")?.unwrap_or_default())
 }
 
+/// Whether `q` is the quote asking for `price` gives: the fewest points that pay the price, by
+/// the quote's own recorded inputs (its rate card and FX entry by index, not by time, so a mirror
+/// that caught up since cannot make a retry look different).
+fn answers_price(app: &App, q: &Quote, price: u64) -> Result<bool, ApiError> {
+    use ledger::value::{points_for_price, Valuation};
+    let payer = policies_of(app, &q.payer)?;
+    let Some((_, card)) = payer
+        .rate_cards
+        .iter()
+        .find(|(i, _)| i.get() == q.rate_card_index)
+    else {
+        return Ok(false);
+    };
+    let fx = match q.fx_rate_index {
+        None => None,
+        Some(fi) => {
+            let a: AgreementState =
+                store_record(&app.store, record_prefix::AGREEMENT, q.agreement.as_str())?
+                    .ok_or_else(|| ApiError::internal("a quote without its agreement"))?;
+            let source = policies_of(app, &a.agreement.terms.fx_source)?;
+            match source.fx_rates.iter().find(|(i, _)| i.get() == fi) {
+                Some((_, r)) => Some(r.rate),
+                None => return Ok(false),
+            }
+        }
+    };
+    let v = Valuation {
+        point_value: card.point_value,
+        base: card.currency,
+        fx,
+        settlement: q.currency,
+        fee_bps: q.fee_bps,
+        rounding: q.rounding,
+    };
+    Ok(points_for_price(price, &v).is_ok_and(|p| p == q.points))
+}
+
 fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
 }
@@ -109,6 +146,7 @@ pub async fn quote(
             ))
         }
     };
+    super::redeem::check_redemption_id(&b.redemption)?;
     let ttl = b.ttl_ms.unwrap_or(QUOTE_TTL_DEFAULT_MS);
     if !(1..=QUOTE_TTL_MAX_MS).contains(&ttl) {
         return Err(ApiError::bad_body("ttl_ms must be 1 to 86400000"));
@@ -125,7 +163,7 @@ pub async fn quote(
             && q.member == b.member
             && match ask {
                 Ask::Points(p) => q.points == p,
-                Ask::PriceMinor(_) => true,
+                Ask::PriceMinor(price) => answers_price(&app, q, price)?,
             };
         if !same {
             return Err(ApiError::new(

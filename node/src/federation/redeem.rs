@@ -273,6 +273,7 @@ pub async fn peer_prepare(
     let req: PrepareRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_body(format!("not a prepare request: {e}")))?;
     let q = &req.quote;
+    check_redemption_id(&q.redemption)?;
     if q.payee != sender.brand || q.payer != fed.brand {
         return Err(unprocessable(
             "quote_wrong_parties",
@@ -478,7 +479,7 @@ pub async fn peer_void(
     let id: EntryId = parse_param("redemption", &id)?;
     let before = status_at_payer(&app, &id, &sender.brand)?;
     if before.status == "open" {
-        let void_id: EntryId = format!("void.{id}").parse().map_err(ApiError::internal)?;
+        let void_id = derived_id("void", &id)?;
         match app
             .sequencer
             .submit(Write {
@@ -617,9 +618,32 @@ pub struct Committed {
 }
 
 fn obligation_id(redemption: &EntryId) -> Result<EntryId, ApiError> {
-    format!("obl.{redemption}")
+    derived_id("obl", redemption)
+}
+
+/// The longest redemption id: the flow's own entries take ids derived from it
+/// ([`derived_id`]), which must stay within the entry id limit.
+pub const REDEMPTION_ID_LEN_MAX: usize = 96;
+
+/// The id of one of the flow's own entries for redemption `id`: `sys.<what>.<id>`, under the
+/// prefix client writes may not use, so no client id can take it.
+pub(crate) fn derived_id(what: &str, id: &EntryId) -> Result<EntryId, ApiError> {
+    format!("sys.{what}.{id}")
         .parse()
         .map_err(ApiError::internal)
+}
+
+/// A redemption id a client or partner may choose: not reserved (`sys.`), and short enough
+/// for the ids derived from it.
+pub(crate) fn check_redemption_id(id: &EntryId) -> Result<(), ApiError> {
+    crate::api::check_id(id)?;
+    if id.as_str().len() > REDEMPTION_ID_LEN_MAX {
+        return Err(unprocessable(
+            "redemption_id_too_long",
+            format!("a redemption id has at most {REDEMPTION_ID_LEN_MAX} characters"),
+        ));
+    }
+    Ok(())
 }
 
 /// The payer's open payable total under `agreement`, from its stored obligation records.
@@ -746,7 +770,7 @@ pub async fn peer_commit(
         .sequencer
         .submit_together(vec![
             Write {
-                id: format!("post.{id}").parse().map_err(ApiError::internal)?,
+                id: derived_id("post", &id)?,
                 kind: EntryKind::Post(ledger::entry::Post {
                     hold: id.clone(),
                     preimage: Some(req.preimage.clone()),
