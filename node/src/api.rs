@@ -132,6 +132,22 @@ pub fn router(app: Arc<App>) -> Router {
             post(crate::federation::redeem::peer_commit),
         )
         .route(
+            "/v1/redemptions/{redemption}/refunds",
+            post(crate::federation::settle::refund),
+        )
+        .route(
+            "/v1/peer/redemptions/{redemption}/refunds",
+            post(crate::federation::settle::peer_refund),
+        )
+        .route(
+            "/v1/statements/{partner}",
+            post(crate::federation::settle::cosign).get(crate::federation::settle::list),
+        )
+        .route(
+            crate::federation::settle::PEER_STATEMENTS_PATH,
+            post(crate::federation::settle::peer_cosign),
+        )
+        .route(
             "/v1/admin/agreements",
             post(crate::federation::agreements::approve),
         )

@@ -57,6 +57,9 @@ use crate::{admin, api, log_routes, problem, reads};
         crate::federation::redeem::void,
         crate::federation::redeem::commit,
         crate::federation::reconcile::reconciliation,
+        crate::federation::settle::refund,
+        crate::federation::settle::cosign,
+        crate::federation::settle::list,
     ),
     components(schemas(problem::Problem))
 )]

@@ -17,6 +17,9 @@ mod edge;
 /// Refunds across nodes and co-signed settlement statements.
 #[path = "redemption/settlement.rs"]
 mod settlement;
+/// A settlement day of many redemptions in both directions, co-signed and reconciled.
+#[path = "redemption/day.rs"]
+mod day;
 
 fn terms(id: &str, fee_bps: u64) -> Value {
     json!({

@@ -22,6 +22,7 @@ pub mod quotes;
 pub mod reconcile;
 pub mod redeem;
 pub mod routes;
+pub mod settle;
 pub mod sync;
 pub mod witness;
 
@@ -185,6 +186,10 @@ pub struct Federation {
     pub(crate) commit_lock: tokio::sync::Mutex<()>,
     /// Serialises the creation of a redemption's secret at the payee.
     pub(crate) prepare_lock: tokio::sync::Mutex<()>,
+    /// Serialises refunds at the payee, so it logs them in the order the payer did.
+    pub(crate) refund_lock: tokio::sync::Mutex<()>,
+    /// Serialises statement co-signing.
+    pub(crate) statement_lock: tokio::sync::Mutex<()>,
     pub(crate) cosigned: RwLock<Option<witness::Cosigned>>,
 }
 
@@ -246,6 +251,8 @@ impl Federation {
             gather_lock: tokio::sync::Mutex::new(()),
             commit_lock: tokio::sync::Mutex::new(()),
             prepare_lock: tokio::sync::Mutex::new(()),
+            refund_lock: tokio::sync::Mutex::new(()),
+            statement_lock: tokio::sync::Mutex::new(()),
             cosigned: RwLock::new(None),
         };
         // Configured partners are written to the store (the config wins for them), then every

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use ledger::entry::{Entry, ObligationSide};
 use ledger::state::{record_prefix, AgreementState, ObligationState};
 use ledger::statement::{reconcile as reconcile_lines, to_csv, ObligationLine, Period};
 use ledger::store::Store;
@@ -40,38 +39,91 @@ pub struct ReconcileQuery {
     pub format: Option<String>,
 }
 
-/// The obligation lines of `agreement` in one log (the node's own or a mirror).
-fn lines(store: &Store, agreement: &EntryId) -> Result<Vec<ObligationLine>, ApiError> {
+/// The obligation lines of `agreement` in one log (the node's own or a mirror): each
+/// obligation's and each of its refunds' (`ObligationState::lines`).
+pub(crate) fn lines(store: &Store, agreement: &EntryId) -> Result<Vec<ObligationLine>, ApiError> {
     let mut out = Vec::new();
     for (_, v) in store
         .state_scan(record_prefix::OBLIGATION, LINES_READ_MAX)
         .map_err(ApiError::internal)?
     {
         let o: ObligationState = serde_json::from_slice(&v).map_err(ApiError::internal)?;
-        if &o.quote.agreement != agreement {
-            continue;
+        if &o.quote.agreement == agreement {
+            out.extend(o.lines());
         }
-        let time = match (&o.side, &o.counterpart) {
-            (ObligationSide::Receivable, Some(c)) => c.time,
-            _ => {
-                let bytes = store
-                    .entry(o.index.get())
-                    .map_err(ApiError::internal)?
-                    .ok_or_else(|| ApiError::internal("an obligation's entry is missing"))?;
-                Entry::from_bytes(&bytes).map_err(ApiError::internal)?.time
-            }
-        };
-        out.push(ObligationLine {
-            redemption: o.quote.redemption.clone(),
-            refund: None,
-            payer: o.quote.payer.clone(),
-            payee: o.quote.payee.clone(),
-            amount_minor: i64::try_from(o.quote.amount_minor).map_err(ApiError::internal)?,
-            time,
-            index: o.index,
-        });
     }
     Ok(out)
+}
+
+/// The agreement between this node (`me`) and `partner` from this node's own log: the one
+/// named `wanted`, or the only one there is.
+pub(crate) fn agreement_with(
+    store: &Store,
+    me: &BrandId,
+    partner: &BrandId,
+    wanted: Option<&str>,
+) -> Result<AgreementState, ApiError> {
+    if let Some(id) = wanted {
+        let id: EntryId = parse_param("agreement", id)?;
+        let a: Option<AgreementState> = store_record(store, record_prefix::AGREEMENT, id.as_str())?;
+        return a
+            .filter(|a| a.agreement.terms.is_party(partner) && a.agreement.terms.is_party(me))
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    "unknown_agreement",
+                    format!("no agreement {id} with {partner}"),
+                )
+            });
+    }
+    let mut found: Vec<AgreementState> = Vec::new();
+    for (_, v) in store
+        .state_scan(record_prefix::AGREEMENT, 4096)
+        .map_err(ApiError::internal)?
+    {
+        let a: AgreementState = serde_json::from_slice(&v).map_err(ApiError::internal)?;
+        let t = &a.agreement.terms;
+        if t.is_party(me) && t.is_party(partner) {
+            found.push(a);
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(ApiError::not_found(
+            "unknown_agreement",
+            format!("no agreement with {partner}"),
+        )),
+        _ => Err(ApiError::bad_parameter(
+            "several agreements with this partner: give ?agreement=",
+        )),
+    }
+}
+
+/// The verified mirror of `brand`, which must be a pinned partner.
+pub(crate) fn mirror_of(app: &crate::api::App, brand: &BrandId) -> Result<Store, ApiError> {
+    let p = app
+        .federation
+        .partner(brand)
+        .ok_or_else(|| ApiError::not_found("unknown_partner", format!("no partner {brand}")))?;
+    p.mirror_store.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "partner_unpinned",
+            format!("{brand} is not pinned, so nothing of it is verified"),
+        )
+    })
+}
+
+/// The reconciliation of `terms` for `period` from the own log and the mirror.
+pub(crate) fn report(
+    store: &Store,
+    mirror: &Store,
+    terms: &ledger::agreement::AgreementTerms,
+    period: Period,
+) -> Result<ledger::statement::Reconciliation, ApiError> {
+    let ours = lines(store, &terms.agreement)?;
+    let theirs = lines(mirror, &terms.agreement)?;
+    reconcile_lines(terms, period, &ours, &theirs)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))
 }
 
 #[utoipa::path(get, path = "/v1/reconciliation/{partner}",
@@ -86,17 +138,7 @@ pub async fn reconciliation(
 ) -> Result<Response, ApiError> {
     authorize(&app, &headers, Scope::Read)?;
     let brand: BrandId = parse_param("partner", &partner)?;
-    let p = app
-        .federation
-        .partner(&brand)
-        .ok_or_else(|| ApiError::not_found("unknown_partner", format!("no partner {brand}")))?;
-    let mirror = p.mirror_store.clone().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "partner_unpinned",
-            format!("{brand} is not pinned, so nothing of it is verified"),
-        )
-    })?;
+    let mirror = mirror_of(&app, &brand)?;
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
@@ -111,49 +153,8 @@ pub async fn reconciliation(
     let me = app.federation.brand.clone();
     let wanted = q.agreement.clone();
     let report = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
-        // The agreement, from this node's own log.
-        let mut found: Vec<AgreementState> = Vec::new();
-        for (_, v) in store
-            .state_scan(record_prefix::AGREEMENT, 4096)
-            .map_err(ApiError::internal)?
-        {
-            let a: AgreementState = serde_json::from_slice(&v).map_err(ApiError::internal)?;
-            let t = &a.agreement.terms;
-            if t.is_party(&me) && t.is_party(&brand) {
-                found.push(a);
-            }
-        }
-        let agreement = match &wanted {
-            Some(id) => {
-                let id: EntryId = parse_param("agreement", id)?;
-                let a: Option<AgreementState> =
-                    store_record(&store, record_prefix::AGREEMENT, id.as_str())?;
-                a.filter(|a| a.agreement.terms.is_party(&brand))
-                    .ok_or_else(|| {
-                        ApiError::not_found(
-                            "unknown_agreement",
-                            format!("no agreement {id} with {brand}"),
-                        )
-                    })?
-            }
-            None if found.len() == 1 => found.remove(0),
-            None if found.is_empty() => {
-                return Err(ApiError::not_found(
-                    "unknown_agreement",
-                    format!("no agreement with {brand}"),
-                ))
-            }
-            None => {
-                return Err(ApiError::bad_parameter(
-                    "several agreements with this partner: give ?agreement=",
-                ))
-            }
-        };
-        let terms = agreement.agreement.terms;
-        let ours = lines(&store, &terms.agreement)?;
-        let theirs = lines(&mirror, &terms.agreement)?;
-        reconcile_lines(&terms, period, &ours, &theirs)
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))
+        let agreement = agreement_with(&store, &me, &brand, wanted.as_deref())?;
+        report(&store, &mirror, &agreement.agreement.terms, period)
     })
     .await
     .map_err(ApiError::internal)??;

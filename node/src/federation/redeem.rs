@@ -646,8 +646,9 @@ pub(crate) fn check_redemption_id(id: &EntryId) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The payer's open payable total under `agreement`, from its stored obligation records.
-fn open_payable(app: &App, agreement: &EntryId) -> Result<u64, ApiError> {
+/// The payer's open payable total under `agreement` (the state machine's rule: payables minus
+/// their refunds, outside the periods a co-signed statement settled), from its stored records.
+fn open_payable(app: &App, agreement: &AgreementState) -> Result<i64, ApiError> {
     use ledger::state::ObligationState;
     let prefix = [
         record_prefix::OBLIGATION,
@@ -656,16 +657,16 @@ fn open_payable(app: &App, agreement: &EntryId) -> Result<u64, ApiError> {
         b"/",
     ]
     .concat();
-    let mut total: u64 = 0;
+    let mut total: i64 = 0;
     for (_, v) in app
         .store
         .state_scan(&prefix, usize::MAX)
         .map_err(ApiError::internal)?
     {
         let o: ObligationState = serde_json::from_slice(&v).map_err(ApiError::internal)?;
-        if &o.quote.agreement == agreement {
+        if o.quote.agreement == agreement.agreement.terms.agreement {
             total = total
-                .checked_add(o.quote.amount_minor)
+                .checked_add(o.open_minor(agreement))
                 .ok_or_else(|| ApiError::internal("open payable overflows"))?;
         }
     }
@@ -754,8 +755,9 @@ pub async fn peer_commit(
     let agreement: AgreementState =
         store_record(&app.store, record_prefix::AGREEMENT, q.agreement.as_str())?
             .ok_or_else(|| unprocessable("unknown_agreement", "no such agreement here"))?;
-    let open = open_payable(&app, &q.agreement)?;
-    if open.saturating_add(q.amount_minor) > agreement.agreement.terms.credit_limit_minor {
+    let open = open_payable(&app, &agreement)?;
+    let after = open.saturating_add(i64::try_from(q.amount_minor).unwrap_or(i64::MAX));
+    if after > 0 && after as u64 > agreement.agreement.terms.credit_limit_minor {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "credit_limit_exceeded",
