@@ -86,12 +86,26 @@ pub struct Sequencer {
     shared: Arc<Shared>,
 }
 
-/// The wall clock in ms since the Unix epoch, as a log time.
+/// The variable that shifts this node's clock by a signed number of milliseconds, for tests
+/// that need time to pass (a settlement period to end) or one node's clock to be skewed. Never
+/// set it in production.
+pub const CLOCK_SKEW_ENV: &str = "LOYALTY_CLOCK_SKEW_MS";
+
+/// The wall clock in ms since the Unix epoch (shifted by [`CLOCK_SKEW_ENV`] if set), as a log
+/// time. Every clock reading of the node goes through here.
 pub fn now() -> LogTime {
+    static SKEW: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let skew = *SKEW.get_or_init(|| {
+        std::env::var(CLOCK_SKEW_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    });
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .saturating_add_signed(skew);
     LogTime::new(ms.min(LogTime::MAX.get())).unwrap_or(LogTime::MAX)
 }
 
