@@ -420,3 +420,45 @@ pub struct RedeemAtPartner {
     /// The member's spend authorisation at `payer` for this brand.
     pub authorisation: ledger::types::EntryId,
 }
+
+/// `POST /v1/redemptions/{redemption}/refunds`: a refund of a committed redemption, decided at
+/// the redeeming brand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    /// The refund's id; reuse it to retry.
+    pub refund: ledger::types::EntryId,
+    /// Points returned to the member: at most what is left of the redemption.
+    pub points: ledger::types::Points,
+}
+
+/// A refund, logged on both sides: what it takes off the member's brand's obligation, with
+/// both receipts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refunded {
+    pub redemption: String,
+    pub refund: String,
+    pub points: u64,
+    /// Minor units of `currency` taken off the obligation (the cumulative rule; may be 0).
+    pub amount_minor: u64,
+    pub currency: String,
+    /// Points of the redemption refunded so far, this refund included.
+    pub refunded_points: u64,
+    /// The member's brand's `obligation_refund` receipt.
+    pub payer: ledger::receipt::Receipt,
+    /// This brand's `obligation_refund` receipt.
+    pub receivable: ledger::receipt::Receipt,
+}
+
+/// A co-signed settlement statement as a node logged it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggedStatement {
+    /// The settlement period's number.
+    pub period: u64,
+    /// The statement with both brands' signatures.
+    pub statement: ledger::statement::SignedStatement,
+    /// The receipt of the `statement` entry in the node's log.
+    pub receipt: ledger::receipt::Receipt,
+}

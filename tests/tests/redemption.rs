@@ -11,15 +11,15 @@ use serde_json::{json, Value};
 
 const LIMIT: Duration = Duration::from_secs(90);
 
+/// A settlement day of many redemptions in both directions, co-signed and reconciled.
+#[path = "redemption/day.rs"]
+mod day;
 /// Edge cases of the flow between real nodes (authorisations, expiry in flight, both ways).
 #[path = "redemption/edge.rs"]
 mod edge;
 /// Refunds across nodes and co-signed settlement statements.
 #[path = "redemption/settlement.rs"]
 mod settlement;
-/// A settlement day of many redemptions in both directions, co-signed and reconciled.
-#[path = "redemption/day.rs"]
-mod day;
 
 fn terms(id: &str, fee_bps: u64) -> Value {
     json!({

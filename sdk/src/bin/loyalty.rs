@@ -112,6 +112,18 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// Co-sign the statement of a settlement period with a partner and log it on both sides
+    /// (needs `admin`); without `--period`, list the co-signed statements (needs `read`).
+    Statement {
+        /// The partner brand.
+        partner: BrandId,
+        /// The settlement period's number.
+        #[arg(long)]
+        period: Option<u64>,
+        /// The agreement, when there are several with the partner.
+        #[arg(long)]
+        agreement: Option<sdk::EntryId>,
+    },
     /// Get a member's tier attestation, or verify one offline.
     Attestation {
         #[command(subcommand)]
@@ -477,6 +489,41 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             } else {
                 Outcome::Invalid
             });
+        }
+        Command::Statement {
+            partner,
+            period,
+            agreement,
+        } => {
+            let c = client(&cli, true)?;
+            let logged = match period {
+                Some(k) => vec![c.statement(partner, agreement.as_ref(), *k).await?],
+                None => c.statements(partner, agreement.as_ref()).await?,
+            };
+            if json {
+                return print_json(&logged).map(|_| Outcome::Done);
+            }
+            for l in &logged {
+                let st = &l.statement.statement;
+                println!(
+                    "period {} {}  {} owes {} {} {} minor units  ({} lines, entry {}, signed by {})",
+                    l.period,
+                    st.period,
+                    st.net.payer,
+                    st.net.payee,
+                    st.net.amount_minor,
+                    st.currency,
+                    st.lines,
+                    l.receipt.index,
+                    l.statement
+                        .signatures
+                        .iter()
+                        .map(|s| s.brand.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                );
+            }
+            return Ok(Outcome::Done);
         }
         Command::Evidence => {
             let evidence = client(&cli, true)?.evidence().await?;

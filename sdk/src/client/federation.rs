@@ -180,6 +180,67 @@ impl Client {
         self.json(Call::get(path)).await
     }
 
+    /// `POST /v1/redemptions/{redemption}/refunds` (scope `redeem`), at the redeeming brand:
+    /// refunds `points` of a committed cross-brand redemption on both sides (the counterpart of
+    /// [`Client::redeem_at_partner`]; [`Client::refund`] refunds a redemption made at the
+    /// member's own brand): the member's brand returns the points to the member
+    /// and takes the refund's share off what it owes (the agreement's rounding, cumulative), and
+    /// this brand logs its side. Idempotent by refund id: retry with the same request after a
+    /// crash or a timeout. More than is left is refused (`partner_refused`/`refund_exceeds_
+    /// obligation`).
+    pub async fn refund_at_partner(
+        &self,
+        redemption: &ledger::types::EntryId,
+        req: &crate::federation::RefundRequest,
+    ) -> Result<crate::federation::Refunded, Error> {
+        let call = Call::new(
+            Method::POST,
+            format!("/v1/redemptions/{}/refunds", segment(redemption.as_str())),
+        )
+        .json(req)?;
+        let r: crate::federation::Refunded = self.json(call).await?;
+        if r.redemption != redemption.as_str() || r.refund != req.refund.as_str() {
+            return Err(Error::Decode("a refund of another redemption".into()));
+        }
+        Ok(r)
+    }
+
+    /// `POST /v1/statements/{partner}` (scope `admin`): co-signs the statement of settlement
+    /// period `period` of the agreement with `partner` (which must have ended) and logs it on
+    /// both sides, when both brands' lines all match; else `statement_disagreed` (see
+    /// [`Client::reconciliation`]). Idempotent.
+    pub async fn statement(
+        &self,
+        partner: &BrandId,
+        agreement: Option<&ledger::types::EntryId>,
+        period: u64,
+    ) -> Result<crate::federation::LoggedStatement, Error> {
+        let mut body = serde_json::json!({ "period": period });
+        if let Some(a) = agreement {
+            body["agreement"] = serde_json::json!(a);
+        }
+        let call = Call::new(
+            Method::POST,
+            format!("/v1/statements/{}", segment(partner.as_str())),
+        )
+        .json(&body)?;
+        self.json(call).await
+    }
+
+    /// `GET /v1/statements/{partner}` (scope `read`): every co-signed statement logged with
+    /// `partner`, by period.
+    pub async fn statements(
+        &self,
+        partner: &BrandId,
+        agreement: Option<&ledger::types::EntryId>,
+    ) -> Result<Vec<crate::federation::LoggedStatement>, Error> {
+        let mut path = format!("/v1/statements/{}", segment(partner.as_str()));
+        if let Some(a) = agreement {
+            path.push_str(&format!("?agreement={}", segment(a.as_str())));
+        }
+        self.json(Call::get(path)).await
+    }
+
     /// Redeems a partner brand's points here, end to end: quote, prepare (the member's brand
     /// holds the points), commit. Every step is idempotent by the redemption id, so calling
     /// it again with the same request after a crash or a timeout resumes where it stopped; a
