@@ -25,8 +25,9 @@
 //! - a redemption's refunds take at most its points, each refund id once per obligation, at
 //!   most [`REFUNDS_MAX`] per obligation, each amount by the cumulative rule;
 //! - for every agreement, the open payable total is the sum of its payables' amounts minus their
-//!   refunds, counting only lines outside the periods a logged statement settled, and an
-//!   obligation is only logged while that total plus its amount is within the credit limit;
+//!   refunds, counting only lines outside the periods a logged statement settled (a payable
+//!   is only logged while that total plus its amount is within the credit limit, a rule of
+//!   `obligation`, not an invariant: settling a period whose lines net negative raises it);
 //! - a statement is logged once per agreement and settlement period, after the period ended,
 //!   signed by both brands with their agreement keys, and equal to what the log's own lines
 //!   sum to.
@@ -2350,14 +2351,9 @@ impl State {
                 "open payables {kept:?} differ from the sums of payables {open:?}"
             )));
         }
-        for (a, total) in open {
-            let limit = self.agreements[a].agreement.terms.credit_limit_minor;
-            if total > 0 && total as u64 > limit {
-                return Err(InvariantViolation(format!(
-                    "agreement {a}: open payables {total} above the credit limit {limit}"
-                )));
-            }
-        }
+        // The credit limit is a rule of `obligation` (a payable is refused when it would take
+        // the open total above the limit), not an invariant: a statement that settles a period
+        // whose payable lines net negative raises the open total of what is left.
         for (id, a) in &self.agreements {
             if a.statements.keys().any(|k| {
                 statement::period_bounds(&a.agreement.terms, *k)

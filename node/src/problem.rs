@@ -122,7 +122,8 @@ impl From<StateError> for ApiError {
             | StateError::UnknownAgreement(_)
             | StateError::UnknownHold(_)
             | StateError::UnknownRedemption(_)
-            | StateError::UnknownLot { .. } => StatusCode::NOT_FOUND,
+            | StateError::UnknownLot { .. }
+            | StateError::UnknownObligation { .. } => StatusCode::NOT_FOUND,
             StateError::DuplicateId(..)
             | StateError::HoldNotOpen { .. }
             | StateError::AuthorisationUsed { .. }
@@ -131,7 +132,14 @@ impl From<StateError> for ApiError {
             | StateError::ObligationExists { .. }
             | StateError::CreditLimitExceeded { .. }
             | StateError::AuthorisationExpired { .. }
-            | StateError::HoldExpired { .. } => StatusCode::CONFLICT,
+            | StateError::HoldExpired { .. }
+            | StateError::RefundExists { .. }
+            | StateError::RefundExceedsObligation { .. }
+            | StateError::RefundNeedsPartner(_)
+            | StateError::TooManyRefunds { .. }
+            | StateError::StatementExists { .. }
+            | StateError::StatementPeriod(_)
+            | StateError::StatementMismatch { .. } => StatusCode::CONFLICT,
             StateError::TimeNotIncreasing { .. } | StateError::IndexNotNext { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -188,8 +188,6 @@ pub struct Federation {
     pub(crate) prepare_lock: tokio::sync::Mutex<()>,
     /// Serialises refunds at the payee, so it logs them in the order the payer did.
     pub(crate) refund_lock: tokio::sync::Mutex<()>,
-    /// Serialises statement co-signing.
-    pub(crate) statement_lock: tokio::sync::Mutex<()>,
     pub(crate) cosigned: RwLock<Option<witness::Cosigned>>,
 }
 
@@ -252,7 +250,6 @@ impl Federation {
             commit_lock: tokio::sync::Mutex::new(()),
             prepare_lock: tokio::sync::Mutex::new(()),
             refund_lock: tokio::sync::Mutex::new(()),
-            statement_lock: tokio::sync::Mutex::new(()),
             cosigned: RwLock::new(None),
         };
         // Configured partners are written to the store (the config wins for them), then every

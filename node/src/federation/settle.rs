@@ -284,7 +284,14 @@ pub async fn refund(
     {
         let pending: RefundRequest = serde_json::from_slice(&v).map_err(ApiError::internal)?;
         if pending.refund != req.refund {
-            refund_once(&app, &payer, &id, &pending).await?;
+            match refund_once(&app, &payer, &id, &pending).await {
+                Ok(_) => {}
+                // The payer refused it for good, and its record is gone: go on with this one.
+                Err(e) if e.code == "partner_refused" => {
+                    tracing::warn!(redemption = %id, refund = %pending.refund, detail = %e.detail, "pending refund refused by the payer; dropped");
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     let rec: ObligationState = store_record(
@@ -340,6 +347,13 @@ async fn refund_once(
     let body = serde_json::to_vec(req).map_err(ApiError::internal)?;
     let path = format!("{PEER_REDEMPTIONS}{id}/refunds");
     let (status, answer) = super::agreements::post_peer(fed, payer, &path, body).await;
+    let pending_key = [PENDING_PREFIX, format!("{}/{id}", payer.brand).as_bytes()].concat();
+    if status.is_some_and(|s| s.is_client_error()) {
+        // A definite refusal: the payer logged nothing, so nothing is pending any more.
+        app.store
+            .local_write(&[(pending_key.clone(), None)])
+            .map_err(ApiError::internal)?;
+    }
     match status {
         Some(StatusCode::OK) => {}
         Some(s) if s == StatusCode::CONFLICT || s == StatusCode::NOT_FOUND => {
@@ -393,7 +407,6 @@ async fn refund_once(
             }),
         })
         .await?;
-    let pending_key = [PENDING_PREFIX, format!("{}/{id}", payer.brand).as_bytes()].concat();
     app.store
         .local_write(&[(pending_key, None)])
         .map_err(ApiError::internal)?;
@@ -556,7 +569,8 @@ pub async fn cosign(
         _ => return Err(ApiError::bad_body("give exactly one of `period` and `at`")),
     };
     let period = period_bounds(terms, k).map_err(|e| ApiError::bad_body(e.to_string()))?;
-    let _guard = fed.statement_lock.lock().await;
+    // No lock across the partner's answer: two nodes that start at once both send, both sign
+    // the same deterministic bytes, and the same entry under the same id is logged once.
     if let Some(done) = logged(&app, &refresh(&app, &a)?, k)? {
         return Ok(Json(done));
     }
@@ -629,9 +643,17 @@ pub async fn peer_cosign(
         .period
         .settlement_index(terms)
         .ok_or_else(|| unprocessable("statement_period_invalid", "not a settlement period"))?;
-    let _guard = fed.statement_lock.lock().await;
     if let Some(done) = logged(&app, &refresh(&app, &a)?, k)? {
         return Ok(Json(done.statement));
+    }
+    if crate::sequencer::now() < half.statement.period.to() {
+        return Err(conflict(
+            "period_open",
+            format!(
+                "settlement period {k} {} has not ended by this brand's clock",
+                half.statement.period
+            ),
+        ));
     }
     let ours = agreed_statement(&app, &sender.brand, &a, half.statement.period).await?;
     if ours != half.statement {
