@@ -603,12 +603,10 @@ impl EntryKind {
                     ));
                 }
             }
-            EntryKind::Statement(st) => {
-                if st.signatures.len() != 2 {
-                    return Err(EntryError::Invalid(
-                        "a statement carries exactly two signatures".into(),
-                    ));
-                }
+            EntryKind::Statement(st) if st.signatures.len() != 2 => {
+                return Err(EntryError::Invalid(
+                    "a statement carries exactly two signatures".into(),
+                ));
             }
             EntryKind::ExpiryPolicy(ExpiryPolicy {
                 lot_lifetime_ms: Some(d),

@@ -113,7 +113,13 @@ async fn refunds_reverse_both_sides_partially_fully_and_never_beyond() {
         assert_eq!(alice(air).await, (4767, 0));
         // The payer's receipt verifies against air's key, and names the refund.
         let payer_side = r1.payer.verify(&air.log_verifier()).unwrap();
-        assert_eq!(payer_side.entry.time.get() > 0, true);
+        let ledger::entry::EntryKind::ObligationRefund(body) = &payer_side.entry.kind else {
+            panic!("air's receipt is for {:?}", payer_side.entry.kind);
+        };
+        assert_eq!(
+            (body.refund.as_str(), body.points.get(), body.amount_minor),
+            ("rf-1", 100, 98)
+        );
         r1.receivable.verify(&coffee.log_verifier()).unwrap();
         // Retried: the same answer, nothing logged twice.
         let (sa, sc) = (
