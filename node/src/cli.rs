@@ -1,4 +1,4 @@
-//! The `loyalty-node` command line: `init`, `run`, `backup`, `keys`.
+//! The `loyalty-node` command line: `init`, `run`, `backup`, `keys`, `demo`.
 
 use std::io::{Read, Write as _};
 use std::net::SocketAddr;
@@ -65,6 +65,22 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Start three partner brands on this machine and run a narrated day of the federation
+    /// (earn, tiers, cross-brand redemption, refund, crash and recovery, status match,
+    /// settlement); the nodes keep running until Ctrl-C.
+    Demo {
+        /// A new (or empty) directory for the three nodes' data and logs (default
+        /// `./loyalty-demo-<UTC time>`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Stop the nodes once the scenario is done instead of waiting for Ctrl-C.
+        #[arg(long)]
+        exit_after_scenario: bool,
+        /// Write a JSON report of what the scenario did (URLs, keys, expected balances,
+        /// redemptions, refund, statements) to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -113,6 +129,15 @@ pub fn main() -> Result<()> {
         }
         Command::Backup { data, to } => backup(&data, &to),
         Command::Keys { action } => keys(action),
+        Command::Demo {
+            dir,
+            exit_after_scenario,
+            report,
+        } => crate::demo::main(crate::demo::DemoOptions {
+            dir,
+            exit_after_scenario,
+            report,
+        }),
     }
 }
 

@@ -8,12 +8,14 @@
 //! - [`federation`]: partners, verified mirrors, witnessing, peer requests, evidence;
 //! - [`keys`]: API keys, stored hashed;
 //! - [`metrics`], [`openapi`]: operations;
-//! - [`cli`], [`server`]: the `loyalty-node` binary.
+//! - [`cli`], [`server`]: the `loyalty-node` binary;
+//! - [`demo`]: `loyalty-node demo`, three brands and a narrated scenario on loopback.
 
 pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod fault;
 pub mod federation;
 pub mod keys;

@@ -262,7 +262,8 @@ pub fn mirrored_member_part(v: &Value) -> Value {
     m
 }
 
-/// A running (or stopped) `loyalty-node` with its own temporary data directory.
+/// A running (or stopped) `loyalty-node` with its own temporary data directory (or, from
+/// [`Node::start_existing`], a data directory someone else made).
 pub struct Node {
     pub brand: String,
     /// The log origin (the name of the node's key).
@@ -330,6 +331,48 @@ impl Node {
             data,
             admin_key: parse_init(&text, "admin API key (shown once, stored hashed): "),
             verifier_key,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            child: None,
+            http: http_client(),
+            _dir: dir,
+        };
+        node.start().await;
+        node
+    }
+
+    /// Starts a node on a data directory made elsewhere (e.g. by `loyalty-node demo`), which
+    /// listens at `url` by its own config, with the extra environment `env`; waits until it is
+    /// ready. The data directory is left in place when the node is dropped; the node's log goes
+    /// to a temporary directory.
+    pub async fn start_existing(
+        brand: &str,
+        data: &Path,
+        url: &str,
+        admin_key: &str,
+        verifier_key: &str,
+        env: &[(&str, &str)],
+    ) -> Node {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let port = url
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.trim_end_matches('/').parse().ok())
+            .unwrap_or_else(|| panic!("no port in {url}"));
+        let origin = NoteVerifier::parse(verifier_key)
+            .unwrap_or_else(|e| panic!("{brand}: bad verifier key {verifier_key}: {e}"))
+            .name()
+            .to_owned();
+        let mut node = Node {
+            brand: brand.to_owned(),
+            origin,
+            url: url.trim_end_matches('/').to_owned(),
+            port,
+            log_path: dir.path().join("node.log"),
+            data: data.to_owned(),
+            admin_key: admin_key.to_owned(),
+            verifier_key: verifier_key.to_owned(),
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
