@@ -8,6 +8,7 @@
 //! the queue never holds more than `queue_depth_max` writes (more are refused at once with
 //! `overloaded`); reads never wait for the sequencer (they read committed data from RocksDB).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
@@ -58,6 +59,8 @@ struct Request {
 /// What readers share with the sequencer.
 pub struct Shared {
     checkpoint: RwLock<Arc<CheckpointInfo>>,
+    /// The state machine's open payable total per agreement, as of the latest checkpoint.
+    open_payables: RwLock<Arc<BTreeMap<EntryId, i64>>>,
     ready: AtomicBool,
     depth: AtomicUsize,
 }
@@ -66,6 +69,18 @@ impl Shared {
     /// The latest signed checkpoint.
     pub fn checkpoint(&self) -> Arc<CheckpointInfo> {
         self.checkpoint.read().expect("checkpoint lock").clone()
+    }
+
+    /// The open payable total of `agreement` (payables and their refunds outside settled
+    /// periods) as the state machine holds it after the latest commit: what it checks a new
+    /// payable's credit limit against, without reading every payable back.
+    pub fn open_payable(&self, agreement: &EntryId) -> i64 {
+        self.open_payables
+            .read()
+            .expect("open payables lock")
+            .get(agreement)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Whether the sequencer is running and accepting writes.
@@ -123,6 +138,7 @@ impl Sequencer {
                 size: log.size(),
                 note: log.checkpoint_note().to_owned(),
             })),
+            open_payables: RwLock::new(open_payables(&log)),
             ready: AtomicBool::new(true),
             depth: AtomicUsize::new(0),
         });
@@ -305,8 +321,20 @@ fn publish(log: &Log, shared: &Shared, metrics: &Metrics) -> Arc<CheckpointInfo>
         note: log.checkpoint_note().to_owned(),
     });
     *shared.checkpoint.write().expect("checkpoint lock") = cp.clone();
+    *shared.open_payables.write().expect("open payables lock") = open_payables(log);
     metrics.log_size.set(log.size() as i64);
     cp
+}
+
+/// The state's open payable total of every agreement.
+fn open_payables(log: &Log) -> Arc<BTreeMap<EntryId, i64>> {
+    let state = log.state();
+    Arc::new(
+        state
+            .agreements()
+            .map(|(id, _)| (id.clone(), state.open_payable(id)))
+            .collect(),
+    )
 }
 
 /// Writes what the rules require of the node: tier changes for members who just earned (upgrade

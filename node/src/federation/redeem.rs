@@ -646,33 +646,6 @@ pub(crate) fn check_redemption_id(id: &EntryId) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The payer's open payable total under `agreement` (the state machine's rule: payables minus
-/// their refunds, outside the periods a co-signed statement settled), from its stored records.
-fn open_payable(app: &App, agreement: &AgreementState) -> Result<i64, ApiError> {
-    use ledger::state::ObligationState;
-    let prefix = [
-        record_prefix::OBLIGATION,
-        b"payable/",
-        app.federation.brand.as_str().as_bytes(),
-        b"/",
-    ]
-    .concat();
-    let mut total: i64 = 0;
-    for (_, v) in app
-        .store
-        .state_scan(&prefix, usize::MAX)
-        .map_err(ApiError::internal)?
-    {
-        let o: ObligationState = serde_json::from_slice(&v).map_err(ApiError::internal)?;
-        if o.quote.agreement == agreement.agreement.terms.agreement {
-            total = total
-                .checked_add(o.open_minor(agreement))
-                .ok_or_else(|| ApiError::internal("open payable overflows"))?;
-        }
-    }
-    Ok(total)
-}
-
 /// `POST /v1/peer/redemptions/{id}/commit` at the payer (signed, from the payee): posts the hold
 /// with the preimage and logs the payable obligation in the same batch.
 pub async fn peer_commit(
@@ -755,7 +728,11 @@ pub async fn peer_commit(
     let agreement: AgreementState =
         store_record(&app.store, record_prefix::AGREEMENT, q.agreement.as_str())?
             .ok_or_else(|| unprocessable("unknown_agreement", "no such agreement here"))?;
-    let open = open_payable(&app, &agreement)?;
+    // The state machine's own total, published with the last commit; payables and refunds
+    // are logged only under this lock, so no other one is in flight.
+    let open = app
+        .shared
+        .open_payable(&agreement.agreement.terms.agreement);
     let after = open.saturating_add(i64::try_from(q.amount_minor).unwrap_or(i64::MAX));
     if after > 0 && after as u64 > agreement.agreement.terms.credit_limit_minor {
         return Err(ApiError::new(
