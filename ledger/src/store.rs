@@ -245,6 +245,17 @@ impl Store {
         self.scan(CF_STATE, prefix, prefix, limit)
     }
 
+    /// As [`Store::state_scan`], starting at key `from` (at or after `prefix`): the next page
+    /// of a scan whose last key was `k` starts at `k` followed by a zero byte.
+    pub fn state_scan_from(
+        &self,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.scan(CF_STATE, prefix, from, limit)
+    }
+
     /// Records of column family `cf` whose key starts with `prefix`, from key `from`, in key
     /// order, at most `limit`.
     fn scan(

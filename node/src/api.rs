@@ -169,6 +169,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/openapi.json",
             get(|| async { Json(crate::openapi::document()) }),
         )
+        .merge(crate::explorer::routes())
         .fallback(|| async { ApiError::not_found("not_found", "no such route") })
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::max(body_max))

@@ -4,6 +4,7 @@
 //! - [`config`]: the typed `config.toml` with environment overrides;
 //! - [`sequencer`]: the single writer thread and its bounded queue;
 //! - [`api`], [`reads`], [`admin`], [`log_routes`]: the HTTP routes;
+//! - [`explorer`]: the public, read-only HTML pages under `/explorer`;
 //! - [`problem`]: every error's status and stable code, in one place;
 //! - [`federation`]: partners, verified mirrors, witnessing, peer requests, evidence;
 //! - [`keys`]: API keys, stored hashed;
@@ -16,6 +17,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod explorer;
 pub mod fault;
 pub mod federation;
 pub mod keys;

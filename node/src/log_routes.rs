@@ -221,6 +221,16 @@ pub async fn checkpoints(
     Query(page): Query<Page>,
 ) -> Result<Json<Checkpoints>, ApiError> {
     let (cursor, limit) = page.parse()?;
+    checkpoints_page(&app, cursor, limit).map(Json)
+}
+
+/// The signed checkpoints of sizes above `cursor` (or all), ascending, at most `limit`, up to
+/// the latest one.
+pub(crate) fn checkpoints_page(
+    app: &crate::api::App,
+    cursor: Option<u64>,
+    limit: usize,
+) -> Result<Checkpoints, ApiError> {
     let committed = app.shared.checkpoint().size;
     let list: Vec<CheckpointItem> = app
         .store
@@ -231,10 +241,10 @@ pub async fn checkpoints(
         .map(|(size, note)| CheckpointItem { size, note })
         .collect();
     let next_cursor = (list.len() == limit).then(|| list[limit - 1].size.to_string());
-    Ok(Json(Checkpoints {
+    Ok(Checkpoints {
         checkpoints: list,
         next_cursor,
-    }))
+    })
 }
 
 /// A parsed tile path: `tile/<L>/<N>[.p/<W>]` or `tile/entries/<N>[.p/<W>]`.

@@ -10,7 +10,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use ledger::state::{record_prefix, HoldState, HoldStatus, MemberState, Policies};
-use ledger::types::{EntryId, MemberId};
+use ledger::types::{EntryId, LogTime, MemberId};
 
 use crate::api::{authorize, parse_param, AppState};
 use crate::keys::Scope;
@@ -101,7 +101,16 @@ pub fn member_view(
         return Ok(None);
     };
     let p: Policies = store_record(store, record_prefix::POLICIES, "")?.unwrap_or_default();
-    let t = now();
+    Ok(Some(member_view_of(id, &m, &p, now())))
+}
+
+/// The view of member `id` with state `m` under policies `p` at log time `t`.
+pub(crate) fn member_view_of(
+    id: &MemberId,
+    m: &MemberState,
+    p: &Policies,
+    t: LogTime,
+) -> MemberView {
     let (tier, valid_until) = match &p.tier {
         Some(policy) => {
             let name = m
@@ -118,7 +127,7 @@ pub fn member_view(
         }
         None => (None, None),
     };
-    Ok(Some(MemberView {
+    MemberView {
         member: id.to_string(),
         balance: m.balance,
         available: m.available(t),
@@ -134,7 +143,7 @@ pub fn member_view(
                 expires_at: l.expires_at.map(|e| e.get()),
             })
             .collect(),
-    }))
+    }
 }
 
 /// Cursor pagination parameters.
@@ -195,12 +204,9 @@ pub async fn history(
     let id: MemberId = parse_param("member", &member)?;
     let (cursor, limit) = page.parse()?;
     let size = app.shared.checkpoint().size;
-    let indexes = app
-        .store
-        .history(&id, cursor, limit)
-        .map_err(ApiError::internal)?;
+    let indexes = history_indexes(&app.store, &id, cursor, limit, size)?;
     let mut entries = Vec::with_capacity(indexes.len());
-    for i in indexes.iter().copied().filter(|i| *i < size) {
+    for i in indexes {
         let bytes = app
             .store
             .entry(i)
@@ -214,6 +220,22 @@ pub async fn history(
         entries,
         next_cursor,
     }))
+}
+
+/// Indexes of a member's entries after `cursor` (exclusive), ascending, at most `limit`, of
+/// those covered by the checkpoint of `size`.
+pub(crate) fn history_indexes(
+    store: &ledger::store::Store,
+    id: &MemberId,
+    cursor: Option<u64>,
+    limit: usize,
+    size: u64,
+) -> Result<Vec<u64>, ApiError> {
+    let mut indexes = store
+        .history(id, cursor, limit)
+        .map_err(ApiError::internal)?;
+    indexes.retain(|i| *i < size);
+    Ok(indexes)
 }
 
 /// A hold and where it stands.
@@ -242,21 +264,26 @@ pub async fn hold(
     let id: EntryId = parse_param("hold", &hold)?;
     let h: HoldState = record(&app, record_prefix::HOLD, id.as_str())?
         .ok_or_else(|| ApiError::not_found("unknown_hold", format!("no hold with id {id}")))?;
+    Ok(Json(hold_view(id.as_str(), &h)))
+}
+
+/// The view of hold `id` with state `h`.
+pub(crate) fn hold_view(id: &str, h: &HoldState) -> HoldView {
     let (status, resolved) = match h.status {
         HoldStatus::Open => ("open", None),
         HoldStatus::Posted(i) => ("posted", Some(i.get())),
         HoldStatus::Voided(i) => ("voided", Some(i.get())),
     };
-    Ok(Json(HoldView {
-        id: id.to_string(),
+    HoldView {
+        id: id.to_owned(),
         index: h.index.get(),
         member: h.member.to_string(),
         points: h.points,
         expires_at: h.expires_at.get(),
-        payee: h.payee.map(|p| p.to_string()),
+        payee: h.payee.as_ref().map(|p| p.to_string()),
         status: status.into(),
         resolved_index: resolved,
-    }))
+    }
 }
 
 /// A rate card in force.

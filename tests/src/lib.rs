@@ -6,10 +6,13 @@
 //! - [`fake_partner`]: an in-process partner node built from the pure `ledger` crate that
 //!   serves exactly what a node's sync client reads, can switch at run time between an honest
 //!   log and each misbehaviour a node must catch, and sends signed peer requests (§2).
+//! - [`browser`]: a headless Chromium driven through chromedriver (W3C WebDriver), for the
+//!   explorer's browser test (`tests/explorer.rs`), with screenshots as test artifacts.
 //!
-//! The tests themselves are in `tests/federation.rs`. Build and run them through the
-//! workspace only (`cargo test --workspace --test federation`): building this crate alone
-//! unifies features differently and rebuilds RocksDB's C++.
+//! The tests themselves are in `tests/` (`federation.rs`, `redemption.rs`, `explorer.rs`).
+//! Build and run them through the workspace only (`cargo test --workspace --test federation`):
+//! building this crate alone unifies features differently and rebuilds RocksDB's C++.
 
+pub mod browser;
 pub mod fake_partner;
 pub mod harness;

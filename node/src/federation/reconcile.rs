@@ -75,17 +75,7 @@ pub(crate) fn agreement_with(
                 )
             });
     }
-    let mut found: Vec<AgreementState> = Vec::new();
-    for (_, v) in store
-        .state_scan(record_prefix::AGREEMENT, 4096)
-        .map_err(ApiError::internal)?
-    {
-        let a: AgreementState = serde_json::from_slice(&v).map_err(ApiError::internal)?;
-        let t = &a.agreement.terms;
-        if t.is_party(me) && t.is_party(partner) {
-            found.push(a);
-        }
-    }
+    let mut found = agreements_with(store, me, partner)?;
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(ApiError::not_found(
@@ -96,6 +86,26 @@ pub(crate) fn agreement_with(
             "several agreements with this partner: give ?agreement=",
         )),
     }
+}
+
+/// Every agreement between this node (`me`) and `partner` in this node's own log, by id.
+pub(crate) fn agreements_with(
+    store: &Store,
+    me: &BrandId,
+    partner: &BrandId,
+) -> Result<Vec<AgreementState>, ApiError> {
+    let mut found: Vec<AgreementState> = Vec::new();
+    for (_, v) in store
+        .state_scan(record_prefix::AGREEMENT, ledger::state::AGREEMENTS_MAX)
+        .map_err(ApiError::internal)?
+    {
+        let a: AgreementState = serde_json::from_slice(&v).map_err(ApiError::internal)?;
+        let t = &a.agreement.terms;
+        if t.is_party(me) && t.is_party(partner) {
+            found.push(a);
+        }
+    }
+    Ok(found)
 }
 
 /// The verified mirror of `brand`, which must be a pinned partner.

@@ -283,6 +283,11 @@ pub struct CosignedCheckpoint {
 #[utoipa::path(get, path = "/v1/checkpoint/cosigned",
     responses((status = 200, body = CosignedCheckpoint)), tag = "log")]
 pub async fn cosigned(State(app): AppState) -> Json<CosignedCheckpoint> {
+    Json(cosigned_checkpoint(&app))
+}
+
+/// The latest cosigned checkpoint, or the latest signed one while none is cosigned.
+pub(crate) fn cosigned_checkpoint(app: &crate::api::App) -> CosignedCheckpoint {
     let quorum = app.federation.settings.witness_quorum;
     let c = app
         .federation
@@ -290,7 +295,7 @@ pub async fn cosigned(State(app): AppState) -> Json<CosignedCheckpoint> {
         .read()
         .expect("cosigned lock")
         .clone();
-    Json(match c {
+    match c {
         Some(c) => CosignedCheckpoint {
             final_: c.cosigners.len() >= quorum,
             size: c.size,
@@ -306,7 +311,7 @@ pub async fn cosigned(State(app): AppState) -> Json<CosignedCheckpoint> {
                 final_: quorum == 0,
             }
         }
-    })
+    }
 }
 
 /// `GET /v1/members/{member}/attestation`: a statement with its receipt under the latest

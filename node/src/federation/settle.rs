@@ -478,7 +478,11 @@ fn statement_entry_id(agreement: &EntryId, k: u64) -> Result<EntryId, ApiError> 
 }
 
 /// The statement entry this node logged for `agreement` and period `k`, with its receipt.
-fn logged(app: &App, a: &AgreementState, k: u64) -> Result<Option<LoggedStatement>, ApiError> {
+pub(crate) fn logged(
+    app: &App,
+    a: &AgreementState,
+    k: u64,
+) -> Result<Option<LoggedStatement>, ApiError> {
     let Some(index) = a.statements.get(&k) else {
         return Ok(None);
     };

@@ -1,0 +1,304 @@
+//! The settlement chart: `me`'s net position towards a partner under one agreement, per
+//! settlement period, as inline SVG (a bar for what each period added, a line for the
+//! position at each period's end, settled periods shaded). No script: each period's figures
+//! are in a `<title>` tooltip and in `data-*` attributes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use ledger::money::Currency;
+use ledger::state::AgreementState;
+use ledger::statement::ObligationLine;
+use ledger::types::{BrandId, LogTime};
+
+use super::html::{self, escape};
+
+/// Most settlement periods the chart shows (the latest ones).
+pub const CHART_PERIODS_MAX: usize = 48;
+
+fn money(minor: i64, c: &Currency) -> String {
+    html::money(minor, c.minor_unit(), c.code())
+}
+
+/// One settlement period of the chart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Bar {
+    pub period: u64,
+    /// What the period's lines add to `me`'s position (positive: owed to `me`).
+    pub flow: i64,
+    /// `me`'s net position at the end of the period, all earlier periods included.
+    pub cumulative: i64,
+    pub settled: bool,
+}
+
+/// The chart's bars: every period from the first line's to `now`'s, the latest
+/// [`CHART_PERIODS_MAX`] of them (the cumulative position still counts the earlier ones).
+pub(crate) fn bars(
+    lines: &[ObligationLine],
+    agreement: &AgreementState,
+    me: &BrandId,
+    now: LogTime,
+) -> Vec<Bar> {
+    let terms = &agreement.agreement.terms;
+    let mut flows: BTreeMap<u64, i64> = BTreeMap::new();
+    for l in lines {
+        let Some(k) = terms.period_of(l.time) else {
+            continue;
+        };
+        let signed = if &l.payee == me {
+            l.amount_minor
+        } else {
+            -l.amount_minor
+        };
+        *flows.entry(k).or_default() += signed;
+    }
+    let Some((&first, _)) = flows.first_key_value() else {
+        return Vec::new();
+    };
+    let last_line = *flows.keys().next_back().expect("not empty");
+    let last = terms.period_of(now).unwrap_or(last_line).max(last_line);
+    let start = last.saturating_sub(CHART_PERIODS_MAX as u64 - 1).max(first);
+    let mut cumulative: i64 = flows.range(..start).map(|(_, f)| *f).sum();
+    (start..=last)
+        .map(|k| {
+            let flow = flows.get(&k).copied().unwrap_or(0);
+            cumulative += flow;
+            Bar {
+                period: k,
+                flow,
+                cumulative,
+                settled: agreement.statements.contains_key(&k),
+            }
+        })
+        .collect()
+}
+
+/// The inline SVG chart of [`bars`]: a bar per period (what it added to the position) and
+/// the cumulative net position as a line.
+pub(crate) fn chart(
+    lines: &[ObligationLine],
+    agreement: &AgreementState,
+    me: &BrandId,
+    now: LogTime,
+) -> String {
+    let terms = &agreement.agreement.terms;
+    let c = terms.settlement_currency;
+    let bars = bars(lines, agreement, me, now);
+    if bars.is_empty() {
+        return "<h3>Net position over time</h3><p class=\"muted\">No obligations yet.</p>".into();
+    }
+    let (w, h) = (960.0_f64, 280.0_f64);
+    let (left, right, top, bottom) = (96.0, 16.0, 16.0, 52.0);
+    let lo = bars
+        .iter()
+        .flat_map(|b| [b.flow, b.cumulative])
+        .min()
+        .unwrap_or(0)
+        .min(0);
+    let hi = bars
+        .iter()
+        .flat_map(|b| [b.flow, b.cumulative])
+        .max()
+        .unwrap_or(0)
+        .max(0);
+    let span = ((hi - lo) as f64).max(1.0) * 1.1;
+    let base = lo as f64 - ((hi - lo) as f64).max(1.0) * 0.05;
+    let y = |v: i64| top + (h - top - bottom) * (1.0 - (v as f64 - base) / span);
+    let slot = (w - left - right) / bars.len() as f64;
+    let mut s = format!(
+        "<h3>Net position over time</h3><div class=\"chart\"><svg id=\"chart\" \
+         viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"net position per settlement period\" \
+         xmlns=\"http://www.w3.org/2000/svg\" font-family=\"system-ui, sans-serif\" font-size=\"11\">"
+    );
+    // Grid and axis labels: five values from `lo` to `hi`.
+    for i in 0..=4 {
+        let v = lo + (hi - lo) * i / 4;
+        let yy = y(v);
+        let _ = write!(
+            s,
+            "<line x1=\"{left}\" x2=\"{x2}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#e4e7ee\"/>\
+             <text x=\"{tx}\" y=\"{ty:.1}\" text-anchor=\"end\" fill=\"#5b6474\">{label}</text>",
+            x2 = w - right,
+            tx = left - 6.0,
+            ty = yy + 4.0,
+            label = escape(&money(v, &c)),
+        );
+    }
+    let zero = y(0);
+    let _ = write!(
+        s,
+        "<line x1=\"{left}\" x2=\"{x2}\" y1=\"{zero:.1}\" y2=\"{zero:.1}\" stroke=\"#8a93a6\"/>",
+        x2 = w - right
+    );
+    let label_every = bars.len().div_ceil(8).max(1);
+    let mut points = Vec::with_capacity(bars.len());
+    for (i, bar) in bars.iter().enumerate() {
+        let x = left + slot * i as f64;
+        if bar.settled {
+            let _ = write!(
+                s,
+                "<rect x=\"{x:.1}\" y=\"{top}\" width=\"{slot:.1}\" height=\"{hh:.1}\" fill=\"#dcefe3\"/>",
+                hh = h - top - bottom
+            );
+        }
+        let (y0, y1) = (zero.min(y(bar.flow)), zero.max(y(bar.flow)));
+        let fill = if bar.flow >= 0 { "#2f9e5b" } else { "#d0453a" };
+        let from = ledger::statement::period_bounds(terms, bar.period)
+            .map(|p| html::time(p.from().get()))
+            .unwrap_or_default();
+        let _ = write!(
+            s,
+            "<g class=\"period\" data-period=\"{k}\" data-flow=\"{f}\" data-cumulative=\"{cu}\" \
+             data-settled=\"{st}\"><title>period {k} from {from}: {ft} added, position {ct}{sl}</title>\
+             <rect x=\"{bx:.1}\" y=\"{y0:.1}\" width=\"{bw:.1}\" height=\"{bh:.1}\" fill=\"{fill}\" \
+             opacity=\"0.85\"/></g>",
+            k = bar.period,
+            f = bar.flow,
+            cu = bar.cumulative,
+            st = bar.settled,
+            from = escape(&from),
+            ft = escape(&money(bar.flow, &c)),
+            ct = escape(&money(bar.cumulative, &c)),
+            sl = if bar.settled { " (settled)" } else { "" },
+            bx = x + slot * 0.2,
+            bw = slot * 0.6,
+            bh = (y1 - y0).max(if bar.flow == 0 { 0.0 } else { 1.0 }),
+        );
+        points.push((x + slot / 2.0, y(bar.cumulative)));
+        if i % label_every == 0 {
+            // The period's number, and when it starts (its time of day for periods shorter
+            // than a day, else its date).
+            let when = if terms.period_ms.get() < 86_400_000 {
+                from.get(11..19)
+            } else {
+                from.get(..10)
+            };
+            let _ = write!(
+                s,
+                "<text x=\"{tx:.1}\" y=\"{ty}\" text-anchor=\"middle\" fill=\"#5b6474\">{k}\
+                 <tspan x=\"{tx:.1}\" dy=\"13\" fill=\"#8a93a6\">{when}</tspan></text>",
+                tx = x + slot / 2.0,
+                ty = h - bottom + 14.0,
+                k = bar.period,
+                when = escape(when.unwrap_or("")),
+            );
+        }
+    }
+    let path: Vec<String> = points
+        .iter()
+        .map(|(x, y)| format!("{x:.1},{y:.1}"))
+        .collect();
+    let _ = write!(
+        s,
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"#2556c4\" stroke-width=\"2\"/>",
+        path.join(" ")
+    );
+    for (x, y) in &points {
+        let _ = write!(
+            s,
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"#2556c4\"/>"
+        );
+    }
+    let _ = write!(
+        s,
+        "<text x=\"{cx}\" y=\"{ty}\" text-anchor=\"middle\" fill=\"#5b6474\">settlement period \
+         (each {len}) and its start, UTC</text></svg><p class=\"muted\" style=\"margin:6px 4px 0\">\
+         <span style=\"color:#2f9e5b\">■</span> owed to {me} in the period · \
+         <span style=\"color:#d0453a\">■</span> owed by {me} · \
+         <span style=\"color:#2556c4\">●</span> net position at the period's end · \
+         <span style=\"color:#dcefe3\">■</span> settled by a co-signed statement</p></div>",
+        cx = left + (w - left - right) / 2.0,
+        ty = h - 4.0,
+        len = escape(&html::duration(terms.period_ms.get())),
+        me = escape(me.as_str()),
+    );
+    s
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use ledger::types::{EntryId, LogIndex};
+
+    pub(crate) fn line(payer: &str, payee: &str, amount: i64, time: u64, i: u64) -> ObligationLine {
+        ObligationLine {
+            redemption: format!("r{i}").parse::<EntryId>().unwrap(),
+            refund: None,
+            payer: payer.parse().unwrap(),
+            payee: payee.parse().unwrap(),
+            amount_minor: amount,
+            time: LogTime::new(time).unwrap(),
+            index: LogIndex::new(i).unwrap(),
+        }
+    }
+
+    pub(crate) fn agreement(period_ms: u64, settled: &[u64]) -> AgreementState {
+        let terms: ledger::agreement::AgreementTerms = serde_json::from_value(serde_json::json!({
+            "agreement": "agr-1",
+            "brands": ["air", "coffee"],
+            "directions": [{"payer": "air", "payee": "coffee"}, {"payer": "coffee", "payee": "air"}],
+            "settlement_currency": "EUR",
+            "fx_source": "air",
+            "fee_bps": 0,
+            "credit_limit_minor": 1_000_000,
+            "period_ms": period_ms,
+            "period_origin": 0,
+            "rounding": "half_even",
+            "valid_from": 0
+        }))
+        .unwrap();
+        AgreementState {
+            index: LogIndex::new(0).unwrap(),
+            agreement: ledger::agreement::SignedAgreement {
+                terms,
+                signatures: Vec::new(),
+            },
+            statements: settled
+                .iter()
+                .map(|k| (*k, LogIndex::new(100 + k).unwrap()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn bars_accumulate_the_position_per_period_from_our_side() {
+        let me: BrandId = "coffee".parse().unwrap();
+        let a = agreement(1000, &[0]);
+        let lines = [
+            line("air", "coffee", 500, 100, 1),
+            line("air", "coffee", 250, 900, 2),
+            line("coffee", "air", 100, 2500, 3),
+        ];
+        let b = bars(&lines, &a, &me, LogTime::new(3500).unwrap());
+        let got: Vec<(u64, i64, i64, bool)> = b
+            .iter()
+            .map(|b| (b.period, b.flow, b.cumulative, b.settled))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 750, 750, true),
+                (1, 0, 750, false),
+                (2, -100, 650, false),
+                (3, 0, 650, false)
+            ]
+        );
+        assert!(bars(&[], &a, &me, LogTime::new(3500).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn bars_keep_the_latest_periods_and_carry_the_earlier_position() {
+        let me: BrandId = "coffee".parse().unwrap();
+        let a = agreement(10, &[]);
+        let lines = [
+            line("air", "coffee", 7, 5, 1),
+            line("air", "coffee", 3, 995, 2),
+        ];
+        let b = bars(&lines, &a, &me, LogTime::new(999).unwrap());
+        assert_eq!(b.len(), CHART_PERIODS_MAX);
+        assert_eq!(b[0].period, 99 - (CHART_PERIODS_MAX as u64 - 1));
+        // Period 0 is off the chart, but its 7 still counts.
+        assert_eq!(b[0].cumulative, 7);
+        assert_eq!(b.last().unwrap().cumulative, 10);
+    }
+}
