@@ -10,6 +10,7 @@
 use ledger::checkpoint::{
     open_checkpoint, Checkpoint, NoteError, NoteVerifier, SignatureType, WitnessPolicy,
 };
+use ledger::entry::EntryKind;
 use ledger::receipt::Receipt;
 use ledger::types::{BrandId, LogTime, MemberId, TierName};
 use serde::{Deserialize, Serialize};
@@ -115,6 +116,13 @@ impl PartnerMember {
     /// Checks the answer against the partner's pinned log key: the checkpoint is signed by it
     /// and has size `verified_size`, and the receipt (if any) verifies under that very
     /// checkpoint and is about this member. Returns the checkpoint.
+    ///
+    /// A member's history also lists the entries that act on one of their earlier entries
+    /// without naming them (`post` and `void` of their hold, `refund` and `obligation_refund`
+    /// of their redemption), so the latest entry may be one of those. Such an entry cannot be
+    /// tied to the member from its own bytes: it is accepted on the strength of its inclusion
+    /// proof. An entry that names another member, or that concerns no member at all, is
+    /// refused.
     pub fn verify(&self, partner_key: &NoteVerifier) -> Result<Checkpoint, VerificationError> {
         let (cp, _) = open_checkpoint(&self.checkpoint, partner_key)?;
         if cp.size != self.verified_size {
@@ -133,13 +141,23 @@ impl PartnerMember {
                     got: format!("size {}", v.checkpoint.size),
                 });
             }
-            let about = v.entry.kind.member().map(|m| m.to_string());
-            if about.as_deref() != Some(self.member.member.as_str()) {
-                return Err(VerificationError::Mismatch {
-                    field: "member",
-                    expected: self.member.member.to_string(),
-                    got: about.unwrap_or_else(|| "none".into()),
-                });
+            let names_no_member_but_acts_on_one = matches!(
+                v.entry.kind,
+                EntryKind::Post(_)
+                    | EntryKind::Void(_)
+                    | EntryKind::Refund(_)
+                    | EntryKind::ObligationRefund(_)
+            );
+            match v.entry.kind.member() {
+                Some(m) if m == &self.member.member => {}
+                None if names_no_member_but_acts_on_one => {}
+                about => {
+                    return Err(VerificationError::Mismatch {
+                        field: "member",
+                        expected: self.member.member.to_string(),
+                        got: about.map_or_else(|| "none".into(), |m| m.to_string()),
+                    })
+                }
             }
         }
         Ok(cp)
@@ -249,6 +267,104 @@ mod tests {
     use super::*;
     use ledger::checkpoint::{CosignatureSigner, NoteSigner};
     use serde_json::json;
+
+    /// A mirrored member whose latest entry at the partner is a `post` of their hold (which
+    /// names the hold, not the member) verifies; found by the fault campaign, where members'
+    /// latest entries are often posts, voids and refunds. An entry of another member, or of
+    /// no member at all, is still refused.
+    #[test]
+    fn a_mirrored_member_whose_latest_entry_acts_on_their_hold_verifies() {
+        use ledger::checkpoint::sign_checkpoint;
+        use ledger::entry::{Entry, Hold, Post, RateCard};
+        use ledger::merkle::MemoryTree;
+
+        let signer = NoteSigner::from_seed("example.com/brand-b", &[8; 32]).unwrap();
+        let entry = |time: u64, id: &str, kind: EntryKind| Entry {
+            time: LogTime::new(time).unwrap(),
+            id: id.parse().unwrap(),
+            kind,
+        };
+        let entries = [
+            entry(
+                1_000,
+                "h-1",
+                EntryKind::Hold(Hold {
+                    member: "m1".parse().unwrap(),
+                    points: ledger::types::Points::new(5).unwrap(),
+                    expires_at: LogTime::new(9_000).unwrap(),
+                    payee: None,
+                    condition: None,
+                    authorisation: None,
+                }),
+            ),
+            entry(
+                1_001,
+                "p-1",
+                EntryKind::Post(Post {
+                    hold: "h-1".parse().unwrap(),
+                    preimage: None,
+                }),
+            ),
+            entry(
+                1_002,
+                "rc-1",
+                EntryKind::RateCard(RateCard {
+                    currency: "EUR".parse().unwrap(),
+                    point_value: "0.01".parse().unwrap(),
+                    valid_from: LogTime::new(2_000).unwrap(),
+                }),
+            ),
+        ];
+        let mut tree = MemoryTree::new();
+        for e in &entries {
+            tree.push(&e.to_bytes()).unwrap();
+        }
+        let cp = Checkpoint {
+            origin: signer.name().to_owned(),
+            size: 3,
+            root: tree.root_at(3).unwrap(),
+            extensions: vec![],
+        };
+        let note = sign_checkpoint(&cp, &signer).unwrap().to_string();
+        let answer = |member: &str, index: u64| PartnerMember {
+            brand: "brand-b".parse().unwrap(),
+            member: serde_json::from_value(json!({
+                "member": member, "balance": 0, "available": 0, "pending": 0, "tier": null,
+                "tier_valid_until": null, "lots": []
+            }))
+            .unwrap(),
+            verified_size: 3,
+            checkpoint: note.clone(),
+            last_entry: Some(Receipt {
+                index,
+                entry: String::from_utf8(entries[index as usize].to_bytes()).unwrap(),
+                inclusion_proof: tree
+                    .inclusion_proof(index, 3)
+                    .unwrap()
+                    .iter()
+                    .map(hex::encode)
+                    .collect(),
+                checkpoint: note.clone(),
+            }),
+        };
+        let key = signer.verifier();
+        assert_eq!(answer("m1", 1).verify(&key).unwrap().size, 3);
+        assert_eq!(answer("m1", 0).verify(&key).unwrap().size, 3);
+        assert!(matches!(
+            answer("m2", 0).verify(&key),
+            Err(VerificationError::Mismatch {
+                field: "member",
+                ..
+            })
+        ));
+        assert!(matches!(
+            answer("m1", 2).verify(&key),
+            Err(VerificationError::Mismatch {
+                field: "member",
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn partner_status_decodes_from_the_api_shape() {

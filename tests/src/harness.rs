@@ -505,6 +505,17 @@ impl Node {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// The lines of the node's log (every run of it) that contain `needle`, at most `max`
+    /// (the last ones).
+    pub fn log_lines_with(&self, needle: &str, max: usize) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let hits: Vec<&str> = text.lines().filter(|l| l.contains(needle)).collect();
+        hits[hits.len().saturating_sub(max)..]
+            .iter()
+            .map(|l| l.to_string())
+            .collect()
+    }
+
     /// The node's pinned log key (Ed25519, `0x01`).
     pub fn log_verifier(&self) -> NoteVerifier {
         NoteVerifier::parse(&self.verifier_key).expect("a valid verifier key")
