@@ -242,7 +242,7 @@ fn run(
             match log.append(&writes, now()) {
                 Ok(outcomes) => {
                     metrics.observe_batch(writes.len(), t0.elapsed());
-                    let cp = publish(&log, &shared, &metrics);
+                    let cp = publish(&log, &shared, &metrics, &writes);
                     let mut outcomes = outcomes.into_iter();
                     for req in batch.drain(..) {
                         let mut answers = Vec::with_capacity(req.writes.len());
@@ -315,13 +315,22 @@ fn fail(shared: &Shared, e: &dyn std::fmt::Display) {
     shared.ready.store(false, Ordering::Release);
 }
 
-fn publish(log: &Log, shared: &Shared, metrics: &Metrics) -> Arc<CheckpointInfo> {
+fn publish(log: &Log, shared: &Shared, metrics: &Metrics, writes: &[Write]) -> Arc<CheckpointInfo> {
     let cp = Arc::new(CheckpointInfo {
         size: log.size(),
         note: log.checkpoint_note().to_owned(),
     });
     *shared.checkpoint.write().expect("checkpoint lock") = cp.clone();
-    *shared.open_payables.write().expect("open payables lock") = open_payables(log);
+    // Only these entries change an open payable total; earns and the like leave it alone.
+    let moves_payables = writes.iter().any(|w| {
+        matches!(
+            w.kind,
+            EntryKind::Obligation(_) | EntryKind::ObligationRefund(_) | EntryKind::Statement(_)
+        )
+    });
+    if moves_payables {
+        *shared.open_payables.write().expect("open payables lock") = open_payables(log);
+    }
     metrics.log_size.set(log.size() as i64);
     cp
 }
@@ -383,7 +392,7 @@ fn housekeeping(
             tracing::warn!(id = %w.id, error = %e, "system entry refused");
         }
     }
-    publish(log, shared, metrics);
+    publish(log, shared, metrics, &writes);
     Ok(())
 }
 

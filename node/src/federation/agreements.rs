@@ -229,10 +229,8 @@ pub async fn peer_approval(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let fed = &app.federation;
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let sender = peer::verify(fed, &method, path, &headers, &body)?;
-    let theirs: SignedAgreement = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_body(format!("not a signed agreement: {e}")))?;
+    let (sender, theirs): (_, SignedAgreement) =
+        peer::verify_json(fed, &method, &uri, &headers, &body, "signed agreement")?;
     theirs.terms.validate().map_err(invalid)?;
     let partner = counterparty(fed, &theirs.terms)?;
     if partner.brand != sender.brand {

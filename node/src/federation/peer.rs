@@ -123,6 +123,23 @@ fn unauthorized(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, code, detail)
 }
 
+/// Verifies a peer request (as [`verify`]) and decodes its JSON body as `T`; `what` names the
+/// body in the error (`invalid_body`, "not a {what}: ...").
+pub fn verify_json<T: serde::de::DeserializeOwned>(
+    fed: &Federation,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &str,
+) -> Result<(Arc<Partner>, T), ApiError> {
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let sender = verify(fed, method, path, headers, body)?;
+    let value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_body(format!("not a {what}: {e}")))?;
+    Ok((sender, value))
+}
+
 /// Verifies a peer request; returns the pinned, unfrozen partner that sent it.
 pub fn verify(
     fed: &Federation,

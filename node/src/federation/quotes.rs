@@ -25,6 +25,8 @@ use crate::keys::Scope;
 use crate::problem::ApiError;
 use crate::reads::store_record;
 
+use super::redeem::unprocessable;
+
 /// Default and largest lifetime of a quote.
 pub const QUOTE_TTL_DEFAULT_MS: u64 = 5 * 60 * 1000;
 pub const QUOTE_TTL_MAX_MS: u64 = 24 * 60 * 60 * 1000;
@@ -123,10 +125,6 @@ fn answers_price(app: &App, q: &Quote, price: u64) -> Result<bool, ApiError> {
         rounding: q.rounding,
     };
     Ok(points_for_price(price, &v).is_ok_and(|p| p == q.points))
-}
-
-fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
 }
 
 #[utoipa::path(post, path = "/v1/redemptions/quote", request_body = QuoteBody,

@@ -91,7 +91,7 @@ pub struct Prepared {
 }
 
 /// The logged quote of a redemption, and its payer, which must be a pinned partner.
-fn quote_and_payer(app: &App, id: &EntryId) -> Result<(Quote, Arc<Partner>), ApiError> {
+pub(super) fn quote_and_payer(app: &App, id: &EntryId) -> Result<(Quote, Arc<Partner>), ApiError> {
     let q: QuoteState = store_record(&app.store, record_prefix::QUOTE, id.as_str())?
         .ok_or_else(|| ApiError::not_found("unknown_quote", format!("no quote {id}")))?;
     let payer = app
@@ -108,12 +108,12 @@ fn quote_and_payer(app: &App, id: &EntryId) -> Result<(Quote, Arc<Partner>), Api
 }
 
 /// The payer answered something that does not verify or is not what was asked.
-fn bad_answer(detail: impl Into<String>) -> ApiError {
+pub(super) fn bad_answer(detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_GATEWAY, "partner_bad_answer", detail)
 }
 
-/// The payer's refusal of `what`, passed on with its code, as `status`.
-fn refused(payer: &Partner, what: &str, status: StatusCode, answer: &[u8]) -> ApiError {
+/// A partner's refusal of `what`, passed on with its code, as `status`.
+pub(super) fn refused(payer: &Partner, what: &str, status: StatusCode, answer: &[u8]) -> ApiError {
     let v: serde_json::Value = serde_json::from_slice(answer).unwrap_or_default();
     ApiError::new(
         status,
@@ -127,19 +127,19 @@ fn refused(payer: &Partner, what: &str, status: StatusCode, answer: &[u8]) -> Ap
     )
 }
 
-/// The payer could not be reached.
-fn unreachable(payer: &Partner) -> ApiError {
+/// A partner could not be reached about `what`.
+pub(super) fn unreachable(partner: &Partner, what: &str) -> ApiError {
     ApiError::new(
         StatusCode::BAD_GATEWAY,
         "partner_unavailable",
         format!(
-            "{} could not be reached; retry with the same redemption id (every step is idempotent)",
-            payer.brand
+            "{} could not be reached; retry {what} with the same request (every step is idempotent)",
+            partner.brand
         ),
     )
 }
 
-fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
+pub(super) fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
 }
 
@@ -230,7 +230,7 @@ pub async fn prepare(
                 &answer,
             ))
         }
-        None => return Err(unreachable(&payer)),
+        None => return Err(unreachable(&payer, "the redemption")),
     }
     let receipt: Receipt =
         serde_json::from_slice(&answer).map_err(|_| bad_answer("not a receipt"))?;
@@ -268,10 +268,8 @@ pub async fn peer_prepare(
     body: Bytes,
 ) -> Result<Json<Receipt>, ApiError> {
     let fed = &app.federation;
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let sender = peer::verify(fed, &method, path, &headers, &body)?;
-    let req: PrepareRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_body(format!("not a prepare request: {e}")))?;
+    let (sender, req): (_, PrepareRequest) =
+        peer::verify_json(fed, &method, &uri, &headers, &body, "prepare request")?;
     let q = &req.quote;
     check_redemption_id(&q.redemption)?;
     if q.payee != sender.brand || q.payer != fed.brand {
@@ -537,7 +535,7 @@ async fn ask_payer(app: &App, id: &EntryId, void: bool) -> Result<RedemptionStat
             return Err(e);
         }
         Some(_) => return Err(refused(&payer, "it", StatusCode::BAD_GATEWAY, &answer)),
-        None => return Err(unreachable(&payer)),
+        None => return Err(unreachable(&payer, "the redemption")),
     }
     let s: RedemptionStatus =
         serde_json::from_slice(&answer).map_err(|_| bad_answer("not a status"))?;
@@ -658,11 +656,9 @@ pub async fn peer_commit(
 ) -> Result<Json<PayerCommit>, ApiError> {
     use ledger::state::{HoldState, HoldStatus, ObligationState};
     let fed = &app.federation;
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let sender = peer::verify(fed, &method, path, &headers, &body)?;
+    let (sender, req): (_, CommitRequest) =
+        peer::verify_json(fed, &method, &uri, &headers, &body, "commit request")?;
     let id: EntryId = parse_param("redemption", &id)?;
-    let req: CommitRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_body(format!("not a commit request: {e}")))?;
     let q = &req.quote;
     // One commit at a time: a duplicate waits and then finds the hold posted, and a credit-limit
     // check holds until its payable is logged.
@@ -823,7 +819,7 @@ pub async fn commit(
                 &answer,
             ))
         }
-        None => return Err(unreachable(&payer)),
+        None => return Err(unreachable(&payer, "the redemption")),
     }
     let bad = |m: String| bad_answer(m);
     let receipts: PayerCommit =

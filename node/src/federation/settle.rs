@@ -36,6 +36,7 @@ use ledger::statement::{self, period_bounds, SignedStatement};
 use ledger::types::{BrandId, EntryId, LogIndex, Points};
 
 use super::reconcile::{agreement_with, mirror_of, report};
+use super::redeem::{bad_answer, quote_and_payer, refused, unprocessable, unreachable};
 use super::{peer, Partner};
 use crate::api::{authorize, check_id, parse_param, ApiJson, App, AppState};
 use crate::keys::Scope;
@@ -55,40 +56,6 @@ fn conflict(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, code, detail)
 }
 
-fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
-}
-
-fn bad_answer(detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_GATEWAY, "partner_bad_answer", detail)
-}
-
-fn unreachable(partner: &Partner, what: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "partner_unavailable",
-        format!(
-            "{} could not be reached; retry {what} with the same request (it is idempotent)",
-            partner.brand
-        ),
-    )
-}
-
-/// The partner's refusal, passed on with its code in `partner_code`-style detail.
-fn refused(partner: &Partner, what: &str, status: StatusCode, answer: &[u8]) -> ApiError {
-    let v: serde_json::Value = serde_json::from_slice(answer).unwrap_or_default();
-    ApiError::new(
-        status,
-        "partner_refused",
-        format!(
-            "{} refused {what}: {}: {}",
-            partner.brand,
-            v["code"].as_str().unwrap_or("partner_refused"),
-            v["detail"].as_str().unwrap_or("")
-        ),
-    )
-}
-
 /// The id of a refund's entry in one log: `sys.rfd.` and 32 hex digits of
 /// SHA-256(other brand, redemption, refund), so it fits whatever the ids' lengths.
 fn refund_entry_id(
@@ -100,6 +67,11 @@ fn refund_entry_id(
     format!("sys.rfd.{}", &hex::encode(h)[..32])
         .parse()
         .map_err(ApiError::internal)
+}
+
+/// The node-local key of the refund the payee is working on for `payer`'s redemption `id`.
+fn pending_key(payer: &BrandId, id: &EntryId) -> Vec<u8> {
+    [PENDING_PREFIX, format!("{payer}/{id}").as_bytes()].concat()
 }
 
 fn check_refund_id(id: &EntryId) -> Result<(), ApiError> {
@@ -161,11 +133,9 @@ pub async fn peer_refund(
     body: Bytes,
 ) -> Result<Json<Receipt>, ApiError> {
     let fed = &app.federation;
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let sender = peer::verify(fed, &method, path, &headers, &body)?;
+    let (sender, req): (_, RefundRequest) =
+        peer::verify_json(fed, &method, &uri, &headers, &body, "refund request")?;
     let id: EntryId = parse_param("redemption", &id)?;
-    let req: RefundRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_body(format!("not a refund request: {e}")))?;
     check_refund_id(&req.refund)?;
     // Refunds and commits of this node are serialised: the cumulative rule reads the refunds
     // logged before.
@@ -261,20 +231,10 @@ pub async fn refund(
     let id: EntryId = parse_param("redemption", &redemption)?;
     check_refund_id(&req.refund)?;
     let fed = &app.federation;
-    let q: ledger::state::QuoteState = store_record(&app.store, record_prefix::QUOTE, id.as_str())?
-        .filter(|q: &ledger::state::QuoteState| q.quote.payee == fed.brand)
-        .ok_or_else(|| ApiError::not_found("unknown_quote", format!("no quote {id}")))?;
-    let payer = fed
-        .partner(&q.quote.payer)
-        .filter(|p| p.verifier.is_some())
-        .ok_or_else(|| {
-            unprocessable(
-                "unknown_partner",
-                format!("{} is not pinned", q.quote.payer),
-            )
-        })?;
+    // Quotes are logged only by the redeeming brand, so a quote here is this node's.
+    let (_, payer) = quote_and_payer(&app, &id)?;
     let _guard = fed.refund_lock.lock().await;
-    let pending_key = [PENDING_PREFIX, format!("{}/{id}", payer.brand).as_bytes()].concat();
+    let pending_key = pending_key(&payer.brand, &id);
     // A refund of this redemption that was started and not finished goes first, so both logs
     // hold the refunds in one order.
     if let Some(v) = app
@@ -347,7 +307,7 @@ async fn refund_once(
     let body = serde_json::to_vec(req).map_err(ApiError::internal)?;
     let path = format!("{PEER_REDEMPTIONS}{id}/refunds");
     let (status, answer) = super::agreements::post_peer(fed, payer, &path, body).await;
-    let pending_key = [PENDING_PREFIX, format!("{}/{id}", payer.brand).as_bytes()].concat();
+    let pending_key = pending_key(&payer.brand, id);
     if status.is_some_and(|s| s.is_client_error()) {
         // A definite refusal: the payer logged nothing, so nothing is pending any more.
         app.store
@@ -634,10 +594,8 @@ pub async fn peer_cosign(
     body: Bytes,
 ) -> Result<Json<SignedStatement>, ApiError> {
     let fed = &app.federation;
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let sender = peer::verify(fed, &method, path, &headers, &body)?;
-    let half: SignedStatement = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_body(format!("not a statement: {e}")))?;
+    let (sender, half): (_, SignedStatement) =
+        peer::verify_json(fed, &method, &uri, &headers, &body, "statement")?;
     let a = agreement_with(
         &app.store,
         &fed.brand,
