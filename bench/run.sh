@@ -1,33 +1,120 @@
 #!/usr/bin/env bash
-# Durable earn throughput: the node over HTTP next to PostgreSQL (pgbench) on this machine.
-#   bench/run.sh [SECONDS] [CLIENTS]      e.g. bench/run.sh 20 1,16,64
-# Prints one line per run and a table of ratios. Builds in release mode first.
+# The performance report (README "Performance report"): one command that measures, on the
+# machine at hand, and prints side by side:
+#   - durable earns through HTTP, one earn per request, at 1/16/64 clients (throughput, p50/p99);
+#   - the batch path (POST /v1/earns, 500 earns a request);
+#   - the same earn workload on PostgreSQL (pgbench, bench/postgres/), with the ratios;
+#   - cross-brand redemptions per second between two nodes;
+#   - mirror catch-up entries/s and `loyalty verify` entries/s (a 1M-entry log);
+#   - start-up time with 10M entries and memory with 1M members;
+#   - the ledger alone (append/commit/checkpoint by batch size, reopen, replay).
+#
+#   bench/run.sh            full report (~30 min on 2 cores, after the release build)
+#   bench/run.sh --quick    short runs and small logs, to check that everything works (~5 min)
+#
+# Environment: SECONDS_PER_RUN (15), CLIENTS (1,16,64), BATCH_CLIENTS (1,4,16),
+# STARTUP_ENTRIES (10000000), MEMORY_MEMBERS (1000000), CATCHUP_ENTRIES (1000000),
+# BENCH_DIR (where the logs are written; default: a temp dir under target/), SKIP_PG=1.
+# Builds in release mode first (CARGO_TARGET_DIR is honoured). PostgreSQL 15 is installed with
+# apt-get when missing (see bench/postgres/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds="${1:-20}"
-clients="${2:-1,16,64}"
-out="$(mktemp -d)"
-trap 'rm -rf "$out"' EXIT
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB"
-cargo bench --workspace --bench http_load -- --seconds "$seconds" --clients "$clients" | tee "$out/node.txt"
-DURATION="$seconds" CLIENTS="${clients//,/ }" bench/postgres/run.sh | tee "$out/pg.txt"
+quick=0
+[[ "${1:-}" == "--quick" ]] && quick=1
+if ((quick)); then
+  : "${SECONDS_PER_RUN:=4}" "${STARTUP_ENTRIES:=200000}" "${MEMORY_MEMBERS:=100000}" "${CATCHUP_ENTRIES:=100000}"
+fi
+secs="${SECONDS_PER_RUN:-15}"
+clients="${CLIENTS:-1,16,64}"
+batch_clients="${BATCH_CLIENTS:-1,4,16}"
+startup_entries="${STARTUP_ENTRIES:-10000000}"
+memory_members="${MEMORY_MEMBERS:-1000000}"
+catchup_entries="${CATCHUP_ENTRIES:-1000000}"
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+mkdir -p "$target"
+export BENCH_DIR="${BENCH_DIR:-$(mktemp -d "$target/bench.XXXXXX")}"
+out="$(mktemp -d)"
+trap 'rm -rf "$out"; [[ "$BENCH_DIR" == "$target"/bench.* ]] && rm -rf "$BENCH_DIR"' EXIT
+
+say() { printf '\n== %s\n' "$*" >&2; }
+
+machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(df -h "$BENCH_DIR" | awk 'NR==2{print $1}')"
+say "building (release)"
+cargo build --release --locked --workspace --bins >&2
+cargo bench --locked --workspace --no-run >&2
+
+say "ledger alone"
+cargo bench --locked -p ledger --bench ledger -- $( ((quick)) && echo --quick) | tee "$out/ledger.txt" >&2
+say "HTTP earns, one per request, and the batch path"
+cargo bench --locked -p node --bench http_load -- --seconds "$secs" --clients "$clients" \
+  --batch-clients "$batch_clients" --batch 500 | tee "$out/node.txt" >&2
+say "cross-brand redemptions"
+cargo bench --locked -p federation-tests --bench redemptions -- --seconds "$secs" --clients 1,16 \
+  | tee "$out/red.txt" >&2
+say "mirror catch-up and loyalty verify ($catchup_entries entries)"
+cargo bench --locked -p node --bench catchup -- --entries "$catchup_entries" | tee "$out/catchup.txt" >&2
+say "start-up with $startup_entries entries, memory with $memory_members members"
+cargo bench --locked -p node --bench scale -- --entries "$startup_entries" --members "$memory_members" \
+  | tee "$out/scale.txt" >&2
+if [[ "${SKIP_PG:-0}" != 1 ]]; then
+  say "PostgreSQL, the same earn workload"
+  DURATION="$secs" CLIENTS="${clients//,/ }" bench/postgres/run.sh | tee "$out/pg.txt" >&2
+else
+  : > "$out/pg.txt"
+fi
+
+# `field FILE PREFIX KEY [CLIENTS]`: KEY's value on the first line starting with PREFIX (and
+# having clients=CLIENTS when given).
+field() {
+  awk -v p="$2" -v k="$3" -v c="${4:+clients=$4}" '
+    index($0, p " ") == 1 { hit = (c == ""); for (i = 1; i <= NF; i++) if ($i == c) hit = 1
+      if (hit) { for (i = 1; i <= NF; i++) { split($i, a, "="); if (a[1] == k) { print a[2]; exit } } } }' "$1"
+}
+ratio() { awk -v n="${1:-0}" -v d="${2:-0}" 'BEGIN{ if (d > 0) printf "%.1fx", n / d; else print "-" }'; }
+num() { awk -v x="${1:-}" 'BEGIN{ if (x == "") print "-"; else { s = sprintf("%.0f", x); r = ""; while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) } print s r } }'; }
 
 echo
-printf '%-8s %12s %22s %26s %10s %10s\n' clients node_tps pg_earn_simple_tps pg_earn_double_entry_tps ratio_se ratio_de
-# Field by name: `field FILE PREFIX CLIENTS KEY` prints KEY's value on the line that starts
-# with PREFIX and has clients=CLIENTS.
-field() {
-  awk -v p="$2" -v c="clients=$3" -v k="$4" '
-    index($0, p " ") == 1 { hit = 0; for (i = 1; i <= NF; i++) if ($i == c) hit = 1
-      if (hit) for (i = 1; i <= NF; i++) { split($i, a, "="); if (a[1] == k) print a[2] } }' "$1"
-}
+echo "Performance report, $(date -u +%Y-%m-%d), $machine"
+echo
+echo "Durable earns through HTTP, one earn per request (PostgreSQL: one earn per transaction)"
+printf '%-8s %-26s %-22s %-26s %-10s %-10s\n' clients "node earns/s (p50/p99 ms)" "PG earn_simple/s" "PG earn_double_entry/s" "÷ simple" "÷ double"
 IFS=',' read -ra cs <<< "$clients"
 for c in "${cs[@]}"; do
-  n=$(field "$out/node.txt" "node earn" "$c" tps)
-  s=$(field "$out/pg.txt" "postgres earn_simple" "$c" tps)
-  d=$(field "$out/pg.txt" "postgres earn_double_entry" "$c" tps)
-  rs=$(awk -v n="${n:-0}" -v s="${s:-0}" 'BEGIN{ if (s>0) printf "%.1fx", n/s; else print "-" }')
-  rd=$(awk -v n="${n:-0}" -v d="${d:-0}" 'BEGIN{ if (d>0) printf "%.1fx", n/d; else print "-" }')
-  printf '%-8s %12s %22s %26s %10s %10s\n' "$c" "${n:--}" "${s:--}" "${d:--}" "$rs" "$rd"
+  n=$(field "$out/node.txt" "node earn" tps "$c")
+  s=$(field "$out/pg.txt" "postgres earn_simple" tps "$c")
+  d=$(field "$out/pg.txt" "postgres earn_double_entry" tps "$c")
+  lat="$(field "$out/node.txt" "node earn" p50_ms "$c")/$(field "$out/node.txt" "node earn" p99_ms "$c")"
+  printf '%-8s %-26s %-22s %-26s %-10s %-10s\n' "$c" "$(num "$n") ($lat)" "$(num "$s")" "$(num "$d")" "$(ratio "$n" "$s")" "$(ratio "$n" "$d")"
 done
+best_s=$(awk '/^postgres earn_simple /{for(i=1;i<=NF;i++){split($i,a,"=");if(a[1]=="tps"&&a[2]>m)m=a[2]}}END{print m+0}' "$out/pg.txt")
+best_d=$(awk '/^postgres earn_double_entry /{for(i=1;i<=NF;i++){split($i,a,"=");if(a[1]=="tps"&&a[2]>m)m=a[2]}}END{print m+0}' "$out/pg.txt")
+echo
+echo "The batch path: POST /v1/earns, 500 earns a request, one synced commit per sequencer batch"
+printf '%-8s %-16s %-22s %-26s %-28s\n' clients "node earns/s" "request p50/p99 ms" "÷ best PG earn_simple" "÷ best PG earn_double_entry"
+IFS=',' read -ra bcs <<< "$batch_clients"
+for c in "${bcs[@]}"; do
+  n=$(field "$out/node.txt" "node earn_batch" tps "$c")
+  lat="$(field "$out/node.txt" "node earn_batch" p50_ms "$c")/$(field "$out/node.txt" "node earn_batch" p99_ms "$c")"
+  printf '%-8s %-16s %-22s %-26s %-28s\n' "$c" "$(num "$n")" "$lat" "$(ratio "$n" "$best_s")" "$(ratio "$n" "$best_d")"
+done
+echo
+echo "Cross-brand redemptions (authorise, quote, prepare, commit; two nodes)"
+for c in 1 16; do
+  printf '  %2s clients: %s redemptions/s, p50 %s ms, p99 %s ms\n' "$c" \
+    "$(num "$(field "$out/red.txt" "node redemptions" per_s "$c")")" \
+    "$(field "$out/red.txt" "node redemptions" p50_ms "$c")" "$(field "$out/red.txt" "node redemptions" p99_ms "$c")"
+done
+echo
+echo "Logs"
+printf '  mirror catch-up of %s entries: %s entries/s\n' "$(num "$catchup_entries")" "$(num "$(field "$out/catchup.txt" catchup entries_per_s)")"
+printf '  loyalty verify of %s entries: %s entries/s\n' "$(num "$catchup_entries")" "$(num "$(field "$out/catchup.txt" verify entries_per_s)")"
+printf '  start-up with %s entries, %s members: %s s (log written at %s entries/s)\n' "$(num "$startup_entries")" "$(num "$memory_members")" \
+  "$(field "$out/scale.txt" scale startup_s)" \
+  "$(num "$(awk -v e="$startup_entries" -v s="$(field "$out/scale.txt" scale write_s)" 'BEGIN{ if (s > 0) print e / s }')")"
+printf '  memory with %s members: %s MiB resident once ready (peak %s MiB), %s MiB after 20,000 more earns; %s MiB on disk\n' \
+  "$(num "$memory_members")" "$(field "$out/scale.txt" scale rss_mib)" "$(field "$out/scale.txt" scale hwm_mib)" \
+  "$(field "$out/scale.txt" scale rss_after_load_mib)" "$(field "$out/scale.txt" scale disk_mib)"
+echo
+echo "Ledger alone"
+grep -E '^(append|open|replay)' "$out/ledger.txt" | sed 's/^/  /'

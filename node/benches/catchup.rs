@@ -3,7 +3,11 @@
 //! verifies (signature, consistency proofs, recomputed roots), replays and stores all of it.
 //!
 //! `cargo bench --workspace --bench catchup -- [--entries N]`
-//! Prints `catchup entries=N seconds=S entries_per_s=R`. Both nodes are real `loyalty-node`
+//! Prints `catchup entries=N seconds=S entries_per_s=R`; then, when the `loyalty` binary is
+//! built beside this bench (`cargo build --release --workspace --bins`) or named by
+//! `LOYALTY_CLI`, times `loyalty verify` of the partner's whole log (fetch every entry bundle,
+//! check every signature and proof, replay every balance and tier) and prints
+//! `verify entries=N seconds=S entries_per_s=R`. Both nodes are real `loyalty-node`
 //! processes on loopback sharing the machine; the partner's log is written directly through
 //! `ledger::log::Log` (batches of 4096) before it starts, so only the catch-up is timed.
 
@@ -201,5 +205,35 @@ fn main() {
             "catchup entries={entries} seconds={s:.2} entries_per_s={:.0}",
             entries as f64 / s
         );
+        let cli = std::env::var_os("LOYALTY_CLI")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                let exe = std::env::current_exe().ok()?;
+                let profile = exe.parent()?.parent()?;
+                Some(profile.join("loyalty"))
+            })
+            .filter(|p| p.is_file());
+        match cli {
+            None => eprintln!("no loyalty binary beside the bench: verify not measured"),
+            Some(cli) => {
+                let t = Instant::now();
+                let out = Command::new(&cli)
+                    .args(["verify", "--node", &a.url, "--log-key", &a.verifier_key])
+                    .args(["--progress-every", "1000000000"])
+                    .output()
+                    .expect("run loyalty verify");
+                let s = t.elapsed().as_secs_f64();
+                assert!(
+                    out.status.success(),
+                    "loyalty verify failed: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                println!(
+                    "verify entries={entries} seconds={s:.2} entries_per_s={:.0}",
+                    entries as f64 / s
+                );
+            }
+        }
     });
 }

@@ -2,9 +2,13 @@
 //! directory, drives it with N concurrent clients (each one request at a time, keep-alive),
 //! and prints throughput and latency percentiles per client count.
 //!
-//! `cargo bench --workspace --bench http_load -- [--seconds S] [--clients 1,16,64]`
+//! `cargo bench --workspace --bench http_load -- [--seconds S] [--clients 1,16,64]
+//!  [--batch-clients 1,4,16] [--batch 500]`
 //! Prints lines like `node earn clients=16 tps=... p50_ms=... p99_ms=...`, the same shape as
-//! `bench/postgres/run.sh`, so `bench/run.sh` can put them side by side.
+//! `bench/postgres/run.sh`, so `bench/run.sh` can put them side by side. Then the batch path:
+//! `--batch-clients` clients each send `POST /v1/earns` with `--batch` earns at a time,
+//! printed as `node earn_batch clients=C batch=B tps=<earns/s> p50_ms=... p99_ms=...`
+//! (latency per request). `--batch-clients 0` skips it.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -40,6 +44,13 @@ fn main() {
         .split(',')
         .map(|c| c.parse().expect("--clients takes numbers"))
         .collect();
+    let batch_clients: Vec<usize> = arg("--batch-clients")
+        .unwrap_or_else(|| "1,4,16".into())
+        .split(',')
+        .map(|c| c.parse().expect("--batch-clients takes numbers"))
+        .filter(|&c| c > 0)
+        .collect();
+    let batch: usize = arg("--batch").and_then(|s| s.parse().ok()).unwrap_or(500);
     let bin = env!("CARGO_BIN_EXE_loyalty-node");
     let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
         .expect("temp dir");
@@ -125,6 +136,68 @@ fn main() {
             println!(
                 "node earn clients={n} tps={:.0} p50_ms={:.2} p99_ms={:.2} requests={} errors={errors}",
                 all.len() as f64 / secs,
+                percentile(&all, 0.50),
+                percentile(&all, 0.99),
+                all.len()
+            );
+        }
+        for (round, n) in batch_clients.iter().copied().enumerate() {
+            let stop = Instant::now() + Duration::from_secs(seconds);
+            let key = Arc::new(key.clone());
+            let mut tasks = Vec::new();
+            for c in 0..n {
+                let (http, url, key) = (http.clone(), url.clone(), key.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    let mut errors = 0u64;
+                    let mut i = 0u64;
+                    while Instant::now() < stop {
+                        let earns: Vec<serde_json::Value> = (0..batch as u64)
+                            .map(|_| {
+                                i += 1;
+                                let member = (c as u64 * 7919 + i * 104_729) % 1_000_000;
+                                serde_json::json!({"member": format!("m{member}"),
+                                    "id": format!("bb{round}-{c}-{i}"), "points": 1 + i % 1000})
+                            })
+                            .collect();
+                        let t0 = Instant::now();
+                        let r = http
+                            .post(format!("{url}/v1/earns"))
+                            .bearer_auth(key.as_str())
+                            .json(&serde_json::json!({ "earns": earns }))
+                            .send()
+                            .await;
+                        match r {
+                            Ok(r) if r.status().is_success() => {
+                                let v: serde_json::Value = r.json().await.unwrap_or_default();
+                                let ok = v["results"].as_array().map_or(0, |a| {
+                                    a.iter().filter(|o| o["status"] == "appended").count()
+                                });
+                                if ok == batch {
+                                    lat.push(t0.elapsed());
+                                } else {
+                                    errors += 1;
+                                }
+                            }
+                            _ => errors += 1,
+                        }
+                    }
+                    (lat, errors)
+                }));
+            }
+            let t0 = Instant::now();
+            let mut all = Vec::new();
+            let mut errors = 0;
+            for t in tasks {
+                let (l, e) = t.await.unwrap();
+                all.extend(l);
+                errors += e;
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            all.sort();
+            println!(
+                "node earn_batch clients={n} batch={batch} tps={:.0} p50_ms={:.2} p99_ms={:.2} requests={} errors={errors}",
+                (all.len() * batch) as f64 / secs,
                 percentile(&all, 0.50),
                 percentile(&all, 0.99),
                 all.len()

@@ -51,6 +51,7 @@ pub fn router(app: Arc<App>) -> Router {
     let body_max = app.config.limits.body_bytes_max;
     Router::new()
         .route("/v1/members/{member}/earn", post(earn))
+        .route("/v1/earns", post(earn_many))
         .route("/v1/members/{member}/redeem", post(redeem))
         .route("/v1/members/{member}/adjust", post(adjust))
         .route("/v1/members/{member}/holds", post(hold))
@@ -335,6 +336,138 @@ pub async fn earn(
         qualifying: b.qualifying.unwrap_or(true),
     });
     submit(&app, b.id, kind).await
+}
+
+/// Most earns in one `POST /v1/earns` request.
+pub const EARNS_PER_REQUEST_MAX: usize = 500;
+
+/// One earn of a `POST /v1/earns` request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EarnItem {
+    #[schema(value_type = String)]
+    pub member: MemberId,
+    #[schema(value_type = String)]
+    pub id: EntryId,
+    #[schema(value_type = u64, minimum = 1)]
+    pub points: Points,
+    /// Whether the points count towards tiers (default true).
+    #[serde(default)]
+    pub qualifying: Option<bool>,
+}
+
+/// `POST /v1/earns`: up to [`EARNS_PER_REQUEST_MAX`] earns, committed in one synced batch.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EarnsBody {
+    pub earns: Vec<EarnItem>,
+}
+
+/// The outcome of one earn of a `POST /v1/earns` request, in request order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EarnOutcome {
+    /// `appended`, `existing` (the same earn was logged before under this id) or `refused`.
+    pub status: String,
+    /// The entry's log index (not for `refused`); its receipt is
+    /// `GET /v1/log/entries/{index}/receipt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
+    /// Why this earn was refused (the others are unaffected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub problem: Option<serde_json::Value>,
+}
+
+/// Answer to `POST /v1/earns`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EarnsResponse {
+    /// The signed checkpoint that covers every appended or existing earn of the request.
+    pub checkpoint: String,
+    /// Its tree size.
+    pub size: u64,
+    pub results: Vec<EarnOutcome>,
+}
+
+/// The batch path: many earns in one request and one synced commit. The request is checked
+/// as a whole first (size, ids, duplicates: any error refuses all of it and writes nothing);
+/// then each earn is committed or refused on its own, like a single earn.
+#[utoipa::path(post, path = "/v1/earns", request_body = EarnsBody,
+    responses((status = 200, body = EarnsResponse)), tag = "writes")]
+pub async fn earn_many(
+    State(app): AppState,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<EarnsBody>,
+) -> Result<Json<EarnsResponse>, ApiError> {
+    authorize(&app, &headers, Scope::Earn)?;
+    if b.earns.is_empty() || b.earns.len() > EARNS_PER_REQUEST_MAX {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_items",
+            format!(
+                "a request holds 1 to {EARNS_PER_REQUEST_MAX} earns, not {}",
+                b.earns.len()
+            ),
+        ));
+    }
+    let mut ids = std::collections::HashSet::with_capacity(b.earns.len());
+    for e in &b.earns {
+        check_id(&e.id)?;
+        if !ids.insert(e.id.as_str()) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "duplicate_id",
+                format!("the id {} appears twice in this request", e.id),
+            ));
+        }
+    }
+    let writes: Vec<Write> = b
+        .earns
+        .into_iter()
+        .map(|e| Write {
+            id: e.id,
+            kind: EntryKind::Earn(Earn {
+                member: e.member,
+                points: e.points,
+                qualifying: e.qualifying.unwrap_or(true),
+            }),
+        })
+        .collect();
+    let answers = app.sequencer.submit_together(writes).await?;
+    // Every committed answer of one request carries the same batch's checkpoint; a refused
+    // one carries none.
+    let checkpoint = answers
+        .iter()
+        .find_map(|a| a.as_ref().ok().map(|c| c.checkpoint.clone()))
+        .unwrap_or_else(|| app.shared.checkpoint());
+    let results = answers
+        .into_iter()
+        .map(|a| match a {
+            Ok(c) => EarnOutcome {
+                status: match c.status {
+                    WriteStatus::Appended => "appended",
+                    WriteStatus::Existing => "existing",
+                }
+                .into(),
+                index: Some(c.index),
+                problem: None,
+            },
+            Err(e) if e.status.is_server_error() => EarnOutcome {
+                status: "failed".into(),
+                index: None,
+                problem: serde_json::to_value(e.problem()).ok(),
+            },
+            Err(e) => EarnOutcome {
+                status: "refused".into(),
+                index: None,
+                problem: serde_json::to_value(e.problem()).ok(),
+            },
+        })
+        .collect();
+    Ok(Json(EarnsResponse {
+        checkpoint: checkpoint.note.clone(),
+        size: checkpoint.size,
+        results,
+    }))
 }
 
 /// `POST /v1/members/{member}/redeem`.

@@ -15,6 +15,7 @@ use crate::{admin, api, log_routes, problem, reads};
     ),
     paths(
         api::earn,
+        api::earn_many,
         api::redeem,
         api::adjust,
         api::hold,

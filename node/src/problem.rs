@@ -92,15 +92,22 @@ fn title(status: StatusCode) -> &'static str {
     status.canonical_reason().unwrap_or("Error")
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = Problem {
+impl ApiError {
+    /// The problem-details body of this error (also used inside multi-write answers).
+    pub fn problem(&self) -> Problem {
+        Problem {
             type_: format!("urn:loyalty:problem:{}", self.code),
             title: title(self.status).into(),
             status: self.status.as_u16(),
-            detail: self.detail,
+            detail: self.detail.clone(),
             code: self.code.into(),
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.problem();
         let mut r = (self.status, axum::Json(body)).into_response();
         r.headers_mut().insert(
             header::CONTENT_TYPE,

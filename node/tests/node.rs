@@ -10,10 +10,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use harness::Node;
 use sdk::{
-    AdjustRequest, AuthoriseRequest, CreateKeyRequest, Direction, EarnRequest, EntryKind,
-    ErrorCode, HexBytes, HexHash, HoldRequest, PostRequest, RedeemRequest, RefundRequest,
-    RetryPolicy, Scope, SetExpiryRequest, SetFxRateRequest, SetRateCardRequest, SetTiersRequest,
-    Tier, VerifyOptions, VoidRequest, WriteStatus,
+    AdjustRequest, AuthoriseRequest, CreateKeyRequest, Direction, EarnItem, EarnOutcome,
+    EarnRequest, EntryKind, ErrorCode, HexBytes, HexHash, HoldRequest, PostRequest, RedeemRequest,
+    RefundRequest, RetryPolicy, Scope, SetExpiryRequest, SetFxRateRequest, SetRateCardRequest,
+    SetTiersRequest, Tier, VerifyOptions, VoidRequest, WriteStatus,
 };
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -102,6 +102,64 @@ async fn every_route_works_through_the_sdk() {
         .unwrap();
     assert_eq!(again.status, WriteStatus::Existing);
     assert_eq!(again.index, w.index);
+
+    // The batch path: one request, one commit; each earn logged or refused on its own.
+    let mut items: Vec<EarnItem> = (0..3)
+        .map(|k| {
+            EarnItem::new(
+                member(&format!("bulk-{k}")),
+                id(&format!("be-{k}")),
+                pts(10 + k),
+            )
+        })
+        .collect();
+    items.push(EarnItem::new(alice.clone(), id("e1"), pts(1200)));
+    items.push(EarnItem::new(alice.clone(), id("e1b"), pts(5)));
+    items.push(EarnItem::new(member("bulk-0"), id("pol-exp"), pts(7)));
+    let many = c.earn_many(&items).await.unwrap();
+    assert_eq!(many.results.len(), 6);
+    let logged: Vec<u64> = many
+        .results
+        .iter()
+        .filter_map(|o| match o {
+            EarnOutcome::Logged {
+                status: WriteStatus::Appended,
+                index,
+            } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(logged.len(), 4, "{:?}", many.results);
+    assert!(logged.windows(2).all(|w| w[0] < w[1]), "in request order");
+    assert_eq!(
+        many.results[3],
+        EarnOutcome::Logged {
+            status: WriteStatus::Existing,
+            index: w.index
+        }
+    );
+    match &many.results[5] {
+        EarnOutcome::Refused { status, code, .. } => {
+            assert_eq!(
+                (*status, code.as_str()),
+                (409, "id_conflict"),
+                "{:?}",
+                many.results[5]
+            );
+        }
+        other => panic!("an id reused with another body is refused, not {other:?}"),
+    }
+    for (k, index) in logged.iter().enumerate().take(3) {
+        let r = c.entry_receipt(*index).await.unwrap();
+        assert!(r.entry.contains(&format!("be-{k}")), "{}", r.entry);
+    }
+    let again = c.earn_many(&items[..3]).await.unwrap();
+    assert!(again.results.iter().zip(&logged).all(|(o, i)| *o
+        == EarnOutcome::Logged {
+            status: WriteStatus::Existing,
+            index: *i
+        }));
+    assert_eq!(c.member(&member("bulk-2")).await.unwrap().balance, 12);
 
     // The node upgrades alice at once: the tier change follows the earn.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -201,7 +259,7 @@ async fn every_route_works_through_the_sdk() {
     .unwrap();
 
     let m = c.member(&alice).await.unwrap();
-    assert_eq!(m.balance, 1200 - 200 + 50 - 100 + 5);
+    assert_eq!(m.balance, 1200 + 5 - 200 + 50 - 100 + 5, "e1, e1b (batch), r1, refund, h1, a1");
     assert_eq!(m.pending, 0);
     assert_eq!(m.available, m.balance);
     assert!(!m.lots.is_empty());
@@ -521,6 +579,65 @@ async fn bad_inputs_get_typed_errors_and_change_nothing() {
             json!({"id":"sys.tier.1","points":1}),
             422,
             "reserved_id",
+        ),
+        bad(
+            "no earns",
+            "POST",
+            "/v1/earns",
+            json!({"earns": []}),
+            422,
+            "too_many_items",
+        ),
+        bad(
+            "501 earns",
+            "POST",
+            "/v1/earns",
+            json!({"earns": (0..501).map(|k| json!({"member": "bob", "id": format!("m{k}"), "points": 1})).collect::<Vec<_>>()}),
+            422,
+            "too_many_items",
+        ),
+        bad(
+            "an id twice in one batch",
+            "POST",
+            "/v1/earns",
+            json!({"earns": [{"member":"bob","id":"d1","points":1},{"member":"carol","id":"d1","points":1}]}),
+            422,
+            "duplicate_id",
+        ),
+        bad(
+            "a reserved id in a batch",
+            "POST",
+            "/v1/earns",
+            json!({"earns": [{"member":"bob","id":"ok1","points":1},{"member":"bob","id":"sys.x","points":1}]}),
+            422,
+            "reserved_id",
+        ),
+        bad(
+            "zero points in a batch",
+            "POST",
+            "/v1/earns",
+            json!({"earns": [{"member":"bob","id":"ok2","points":1},{"member":"bob","id":"z1","points":0}]}),
+            400,
+            "invalid_body",
+        ),
+        bad(
+            "unknown field in a batch item",
+            "POST",
+            "/v1/earns",
+            json!({"earns": [{"member":"bob","id":"ok3","points":1,"bonus":true}]}),
+            400,
+            "invalid_body",
+        ),
+        with_key(
+            bad(
+                "batch with a read key",
+                "POST",
+                "/v1/earns",
+                json!({"earns": [{"member":"bob","id":"ok4","points":1}]}),
+                403,
+                "forbidden",
+            ),
+            &read,
         ),
         bad(
             "member with @",

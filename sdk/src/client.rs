@@ -21,9 +21,9 @@ use rand_core::{OsRng, RngCore};
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, VerificationError};
+use crate::error::{Error, ErrorCode, VerificationError};
 use crate::id::check_not_reserved;
 use crate::receipt::{check_receipt, WriteResult};
 use crate::retry::{parse_retry_after, AttemptFailure, RetryPolicy};
@@ -368,6 +368,89 @@ impl Client {
         let path = format!("/v1/members/{}/earn", segment(member.as_str()));
         self.write(Method::POST, path, req, &req.id, req.entry_kind(member))
             .await
+    }
+
+    /// `POST /v1/earns` (scope `earn`): the batch path, up to 500 earns in one request and
+    /// one synced commit at the node. Each earn is logged or refused on its own; with a
+    /// pinned log key the covering checkpoint is verified and every logged index checked to
+    /// lie inside it. Receipts are not part of the answer: fetch one with
+    /// [`Client::entry_receipt`].
+    pub async fn earn_many(&self, earns: &[EarnItem]) -> Result<EarnsResult, Error> {
+        for e in earns {
+            check_not_reserved(&e.id).map_err(|x| Error::Invalid(x.to_string()))?;
+            e.entry_kind()
+                .validate()
+                .map_err(|x| Error::Invalid(x.to_string()))?;
+        }
+        #[derive(Serialize)]
+        struct Body<'a> {
+            earns: &'a [EarnItem],
+        }
+        #[derive(Deserialize)]
+        struct Outcome {
+            status: String,
+            #[serde(default)]
+            index: Option<u64>,
+            #[serde(default)]
+            problem: Option<serde_json::Value>,
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            checkpoint: String,
+            size: u64,
+            results: Vec<Outcome>,
+        }
+        let a: Answer = self
+            .json(Call::new(Method::POST, "/v1/earns").json(&Body { earns })?)
+            .await?;
+        let mismatch = |field: &'static str, expected: String, got: String| {
+            Error::from(VerificationError::Mismatch {
+                field,
+                expected,
+                got,
+            })
+        };
+        if a.results.len() != earns.len() {
+            return Err(mismatch(
+                "results",
+                earns.len().to_string(),
+                a.results.len().to_string(),
+            ));
+        }
+        if let Some(v) = &self.inner.verifier {
+            let (cp, _) = open_checkpoint(&a.checkpoint, v).map_err(VerificationError::from)?;
+            if cp.size != a.size {
+                return Err(mismatch("size", cp.size.to_string(), a.size.to_string()));
+            }
+        }
+        let mut results = Vec::with_capacity(a.results.len());
+        for o in a.results {
+            let logged = |status| match o.index {
+                Some(index) if index < a.size => Ok(EarnOutcome::Logged { status, index }),
+                other => Err(mismatch(
+                    "index",
+                    format!("an index below {}", a.size),
+                    format!("{other:?}"),
+                )),
+            };
+            results.push(match o.status.as_str() {
+                "appended" => logged(WriteStatus::Appended)?,
+                "existing" => logged(WriteStatus::Existing)?,
+                _ => {
+                    let p = o.problem.unwrap_or_default();
+                    EarnOutcome::Refused {
+                        status: p["status"].as_u64().unwrap_or(0) as u16,
+                        code: ErrorCode::parse(p["code"].as_str().unwrap_or("")),
+                        detail: p["detail"].as_str().unwrap_or("").to_owned(),
+                    }
+                }
+            });
+        }
+        Ok(EarnsResult {
+            checkpoint: a.checkpoint,
+            size: a.size,
+            results,
+        })
     }
 
     /// `POST /v1/members/{member}/redeem` (scope `redeem`): spends points.

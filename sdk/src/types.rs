@@ -62,6 +62,76 @@ impl EarnRequest {
     }
 }
 
+/// One earn of a [`Client::earn_many`](crate::Client::earn_many) request (`POST /v1/earns`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarnItem {
+    /// The member credited.
+    pub member: MemberId,
+    /// The write's idempotency id.
+    pub id: EntryId,
+    /// Points credited.
+    pub points: Points,
+    /// Whether the points count towards tiers; `None` means the node's default, true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualifying: Option<bool>,
+}
+
+impl EarnItem {
+    /// `points` qualifying points for `member` under idempotency id `id`.
+    pub fn new(member: MemberId, id: EntryId, points: Points) -> Self {
+        EarnItem {
+            member,
+            id,
+            points,
+            qualifying: None,
+        }
+    }
+
+    /// The entry kind the node logs for this earn.
+    pub fn entry_kind(&self) -> EntryKind {
+        EarnRequest {
+            id: self.id.clone(),
+            points: self.points,
+            qualifying: self.qualifying,
+        }
+        .entry_kind(&self.member)
+    }
+}
+
+/// What became of one earn of a `POST /v1/earns` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EarnOutcome {
+    /// Logged, at this index, by this request (`appended`) or under the same id before
+    /// (`existing`); its receipt is [`Client::entry_receipt`](crate::Client::entry_receipt).
+    Logged {
+        /// Whether this request logged it.
+        status: WriteStatus,
+        /// The entry's log index.
+        index: u64,
+    },
+    /// Refused on its own (the request's other earns are unaffected).
+    Refused {
+        /// The HTTP status the earn would have had alone.
+        status: u16,
+        /// The stable error code.
+        code: crate::ErrorCode,
+        /// A human-readable explanation.
+        detail: String,
+    },
+}
+
+/// Answer to [`Client::earn_many`](crate::Client::earn_many).
+#[derive(Debug, Clone)]
+pub struct EarnsResult {
+    /// The signed checkpoint note covering every logged earn of the request.
+    pub checkpoint: String,
+    /// Its tree size.
+    pub size: u64,
+    /// One outcome per earn, in request order.
+    pub results: Vec<EarnOutcome>,
+}
+
 /// `POST /v1/members/{member}/redeem`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

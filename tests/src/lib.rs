@@ -22,3 +22,4 @@ pub mod campaign;
 pub mod fake_partner;
 pub mod harness;
 pub mod proxy;
+pub mod redemption;

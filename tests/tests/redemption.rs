@@ -7,6 +7,7 @@ use std::time::Duration;
 use federation_tests::harness::{
     bounded, now_ms, pin_all, send, start_nodes, u64_field, wait_until, Node, FAST_FEDERATION,
 };
+use federation_tests::redemption::{agree, mirrored_and_after, rate_card, terms};
 use serde_json::{json, Value};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -20,22 +21,6 @@ mod edge;
 /// Refunds across nodes and co-signed settlement statements.
 #[path = "redemption/settlement.rs"]
 mod settlement;
-
-fn terms(id: &str, fee_bps: u64) -> Value {
-    json!({
-        "agreement": id,
-        "brands": ["air", "coffee"],
-        "directions": [{"payer": "air", "payee": "coffee"}],
-        "settlement_currency": "EUR",
-        "fx_source": "air",
-        "fee_bps": fee_bps,
-        "credit_limit_minor": 1_000_000,
-        "period_ms": 86_400_000,
-        "period_origin": 0,
-        "rounding": "half_even",
-        "valid_from": 0
-    })
-}
 
 /// The `agreement` entries in a node's log, as decoded entries with their raw text.
 async fn agreement_entries(node: &Node) -> Vec<(Value, String)> {
@@ -138,35 +123,6 @@ async fn agreements_are_cosigned_and_logged_on_both_sides() {
     .await;
 }
 
-/// Approves `terms` on both nodes (the second approval logs it on both).
-async fn agree(a: &Node, b: &Node, terms: &Value) {
-    a.post_json("/v1/admin/agreements", terms)
-        .await
-        .unwrap()
-        .ok_json("approve at a");
-    let v = b
-        .post_json("/v1/admin/agreements", terms)
-        .await
-        .unwrap()
-        .ok_json("approve at b");
-    assert_eq!(v["status"], json!("logged"), "{v}");
-}
-
-/// Logs a rate card at `node` valid from shortly after now; returns its entry index and time.
-async fn rate_card(node: &Node, id: &str, point_value: &str) -> (u64, u64) {
-    let valid_from = now_ms() + 300;
-    let a = send(
-        federation_tests::harness::http_client()
-            .put(format!("{}/v1/policy/rate-card", node.url))
-            .bearer_auth(&node.admin_key)
-            .json(&json!({"id": id, "currency": "EUR", "point_value": point_value, "valid_from": valid_from})),
-    )
-    .await
-    .unwrap();
-    let v = a.ok_json("rate card");
-    (v["receipt"]["index"].as_u64().unwrap(), valid_from)
-}
-
 /// Gets a pair ready to redeem air points at coffee: alice earns `earned` at air, air logs her
 /// spend authorisations for coffee (`(id, max_points)`, ten minutes), air's rate card is 0.01
 /// EUR a point, and coffee's verified mirror of air holds it, in force.
@@ -190,25 +146,6 @@ async fn ready_to_redeem(air: &Node, coffee: &Node, earned: u64, auths: &[(&str,
     }
     let (_, t) = rate_card(air, "rc-1", "0.01").await;
     mirrored_and_after(coffee, air, t).await;
-}
-
-/// Waits until `node` mirrors all of `origin`'s log and the clock passed `t`.
-async fn mirrored_and_after(node: &Node, origin: &Node, t: u64) {
-    let size = origin.log_size().await.unwrap();
-    wait_until(
-        "mirror caught up and rate in force",
-        Duration::from_secs(30),
-        || async {
-            let p = node.partner(&origin.brand).await?;
-            let v = u64_field(&p, "verified_size")?;
-            if v >= size && now_ms() > t + 20 {
-                Ok(())
-            } else {
-                Err(format!("verified {v} of {size}"))
-            }
-        },
-    )
-    .await;
 }
 
 /// Coffee prices air points from its verified mirror of air's log; the quote is logged and
