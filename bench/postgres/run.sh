@@ -11,7 +11,8 @@
 # Environment (all optional):
 #   CLIENTS="1 16 64"       client counts (command-line arguments take precedence)
 #   DURATION=20             seconds per pgbench run
-#   VARIANTS="earn_simple earn_double_entry"   (also available: earn_double_entry_sharded)
+#   VARIANTS="earn_simple earn_double_entry"   (also available: earn_double_entry_sharded,
+#                           earn_double_entry_batch: 500 earns a transaction, the batch path)
 #   MEMBERS=1000000         pre-existing members; each earn picks one uniformly at random
 #   PORT=55432              loopback TCP port of the throwaway server
 #   THREADS=$(nproc)        pgbench worker threads (capped at the client count)
@@ -284,9 +285,11 @@ for variant in $VARIANTS; do
         read -r wal_syncs wal_sync_ms < <(q "SELECT wal_sync, round((wal_sync_time / greatest(wal_sync, 1))::numeric, 3)
                                              FROM pg_stat_wal" | tr '|' ' ')
 
-        # The work really happened: one entry per transaction, balances agree with entries.
+        # The work really happened: one entry per earn, balances agree with entries.
+        per=1
+        [[ "$variant" == *_batch ]] && per=500
         entries=$(q "SELECT count(*) FROM entries")
-        (( entries == processed )) || die "$variant clients=$c: $entries entries but $processed transactions"
+        (( entries == processed * per )) || die "$variant clients=$c: $entries entries but $processed transactions of $per earns"
         check=$(q "SELECT (SELECT coalesce(sum(points), 0) FROM entries)
                         = (SELECT sum(balance) FROM balances WHERE account LIKE 'member:%')")
         [[ "$check" == t ]] || die "$variant clients=$c: member balances do not match entries"
@@ -297,7 +300,9 @@ for variant in $VARIANTS; do
             [[ "$check" == t ]] || die "$variant clients=$c: postings/balances do not sum to zero"
         fi
 
-        printf 'postgres %s clients=%d threads=%d duration_s=%d tps=%.1f p50_ms=%s p99_ms=%s avg_ms=%s max_ms=%s txns=%d failed=%d wal_syncs=%d wal_sync_ms=%s disk_sync_ms=%s cpu_other_pct=%s\n' \
+        # tps counts earns (transactions times earns per transaction).
+        tps=$(awk -v t="$tps" -v p="$per" 'BEGIN { printf "%.1f", t * p }')
+        printf 'postgres %s clients=%d threads=%d duration_s=%d tps=%.1f earns_per_txn='"$per"' p50_ms=%s p99_ms=%s avg_ms=%s max_ms=%s txns=%d failed=%d wal_syncs=%d wal_sync_ms=%s disk_sync_ms=%s cpu_other_pct=%s\n' \
             "$variant" "$c" "$j" "$DURATION" "$tps" "$p50" "$p99" "$avg_ms" "$max_ms" "$processed" "$failed" \
             "$wal_syncs" "$wal_sync_ms" "$sync_ms" "$other_pct"
     done
