@@ -45,17 +45,17 @@ cargo build --release --locked --workspace --bins >&2
 cargo bench --locked --workspace --no-run >&2
 
 say "ledger alone"
-cargo bench --locked -p ledger --bench ledger -- $( ((quick)) && echo --quick) | tee "$out/ledger.txt" >&2
+cargo bench --locked --workspace --bench ledger -- $( ((quick)) && echo --quick) | tee "$out/ledger.txt" >&2
 say "HTTP earns, one per request, and the batch path"
-cargo bench --locked -p node --bench http_load -- --seconds "$secs" --clients "$clients" \
+cargo bench --locked --workspace --bench http_load -- --seconds "$secs" --clients "$clients" \
   --batch-clients "$batch_clients" --batch 500 | tee "$out/node.txt" >&2
 say "cross-brand redemptions"
-cargo bench --locked -p federation-tests --bench redemptions -- --seconds "$secs" --clients 1,16 \
+cargo bench --locked --workspace --bench redemptions -- --seconds "$secs" --clients 1,16 \
   | tee "$out/red.txt" >&2
 say "mirror catch-up and loyalty verify ($catchup_entries entries)"
-cargo bench --locked -p node --bench catchup -- --entries "$catchup_entries" | tee "$out/catchup.txt" >&2
+cargo bench --locked --workspace --bench catchup -- --entries "$catchup_entries" | tee "$out/catchup.txt" >&2
 say "start-up with $startup_entries entries, memory with $memory_members members"
-cargo bench --locked -p node --bench scale -- --entries "$startup_entries" --members "$memory_members" \
+cargo bench --locked --workspace --bench scale -- --entries "$startup_entries" --members "$memory_members" \
   | tee "$out/scale.txt" >&2
 if [[ "${SKIP_PG:-0}" != 1 ]]; then
   say "PostgreSQL, the same earn workload"
