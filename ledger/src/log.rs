@@ -14,7 +14,7 @@ use std::path::Path;
 use crate::checkpoint::{
     open_checkpoint, sign_checkpoint, Checkpoint, CheckpointError, NoteSigner,
 };
-use crate::entry::{Entry, EntryKind};
+use crate::entry::{Entry, EntryKind, ENTRY_BYTES_MAX};
 use crate::merkle::{self, Hash, MemoryTree, MerkleError, PendingHashes};
 use crate::receipt::Receipt;
 use crate::state::{RecordError, State, StateError};
@@ -51,6 +51,9 @@ pub enum WriteError {
     /// The accounting rules refuse it.
     #[error(transparent)]
     State(#[from] StateError),
+    /// Its entry would be longer than [`ENTRY_BYTES_MAX`], so no reader could decode it.
+    #[error("the entry would be {size} bytes, more than the limit of {max}")]
+    TooLarge { size: usize, max: usize },
 }
 
 /// A failure of the log itself (storage, corruption); not the caller's input.
@@ -252,10 +255,19 @@ impl Log {
                 id: w.id.clone(),
                 kind: w.kind.clone(),
             };
+            // Every reader refuses an entry above the limit (spec/protocol.md §2), so the log
+            // must never hold one: check before the state machine sees it.
+            let bytes = entry.to_bytes();
+            if bytes.len() > ENTRY_BYTES_MAX {
+                outcomes.push(Outcome::Refused(WriteError::TooLarge {
+                    size: bytes.len(),
+                    max: ENTRY_BYTES_MAX,
+                }));
+                continue;
+            }
             let idx = LogIndex::new(index).expect("u64 index");
             match self.state.apply(idx, &entry) {
                 Ok(applied) => {
-                    let bytes = entry.to_bytes();
                     if let Err(e) = pending.push(merkle::leaf_hash(&bytes)) {
                         self.poisoned = true;
                         return Err(e.into());

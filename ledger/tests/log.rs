@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ledger::checkpoint::NoteSigner;
-use ledger::entry::{Earn, EntryKind, Hold, Redeem};
+use ledger::entry::{Earn, Entry, EntryKind, Hold, Redeem, ENTRY_BYTES_MAX};
 use ledger::log::{Log, LogError, Outcome, Write, WriteError};
 use ledger::state::StateError;
 use ledger::store::{CommitBatch, Store};
@@ -103,6 +103,78 @@ fn same_id_same_body_returns_the_original_and_other_body_is_a_conflict() {
     assert_eq!(out[3], Outcome::Appended(1));
     assert_eq!(out[4], Outcome::Existing(1));
     assert_eq!(log.size(), 2);
+    log.verify_replay().unwrap();
+}
+
+/// Noticed while writing the `request_bodies` fuzz target: an agreement (or a statement) names
+/// each party's verifier key, whose name is the partner's origin, which the partner chooses and
+/// nothing bounds. With two long names the agreement entry was above `ENTRY_BYTES_MAX`: the log
+/// stored it, and every reader (`Entry::from_bytes`, a partner's bundle parser) then refused the
+/// log from that entry on.
+#[test]
+fn a_write_whose_entry_exceeds_the_entry_limit_is_refused_and_nothing_is_logged() {
+    use ledger::agreement::{self, AgreementTerms, Direction, SignedAgreement};
+    use ledger::types::{BrandId, DurationMs};
+    use ledger::value::Rounding;
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), signer()).unwrap();
+    log.append(&[earn("e1", "alice", 10)], t(1_000)).unwrap();
+    let note = log.checkpoint_note().to_owned();
+    let brand = |b: &str| -> BrandId { b.parse().unwrap() };
+    let terms = AgreementTerms {
+        agreement: "agr-1".parse().unwrap(),
+        brands: [brand("brand-a"), brand("brand-b")],
+        directions: vec![Direction {
+            payer: brand("brand-a"),
+            payee: brand("brand-b"),
+        }],
+        settlement_currency: "EUR".parse().unwrap(),
+        fx_source: brand("brand-a"),
+        fee_bps: 150,
+        credit_limit_minor: 1_000_000,
+        period_ms: DurationMs::new(86_400_000).unwrap(),
+        period_origin: t(0),
+        rounding: Rounding::HalfEven,
+        valid_from: t(0),
+    };
+    let signed = |origin_len: usize| {
+        let signatures = terms
+            .brands
+            .iter()
+            .map(|b| {
+                let origin = format!("{b}.example/{}", "o".repeat(origin_len));
+                let key = ed25519_dalek::SigningKey::from_bytes(&[b.as_str().len() as u8; 32]);
+                let vk = NoteSigner::new(&origin, key.clone())
+                    .unwrap()
+                    .verifier_key_string();
+                agreement::sign(&terms, b, &key, &vk)
+            })
+            .collect();
+        SignedAgreement {
+            terms: terms.clone(),
+            signatures,
+        }
+    };
+    let write = |id: &str, a: SignedAgreement| Write {
+        id: id.parse().unwrap(),
+        kind: EntryKind::Agreement(a),
+    };
+    let out = log
+        .append(&[write("a1", signed(ENTRY_BYTES_MAX / 2))], t(2_000))
+        .unwrap();
+    let Outcome::Refused(WriteError::TooLarge { size, max }) = &out[0] else {
+        panic!("{out:?}");
+    };
+    assert!(*size > ENTRY_BYTES_MAX && *max == ENTRY_BYTES_MAX);
+    assert_eq!((log.size(), log.checkpoint_note()), (1, note.as_str()));
+    // The same agreement with short origins is logged, and every entry decodes.
+    let out = log.append(&[write("a2", signed(8))], t(3_000)).unwrap();
+    assert_eq!(out, vec![Outcome::Appended(1)]);
+    for i in 0..log.size() {
+        let r = log.receipt(i).unwrap();
+        assert!(r.entry.len() <= ENTRY_BYTES_MAX);
+        Entry::from_bytes(r.entry.as_bytes()).unwrap();
+    }
     log.verify_replay().unwrap();
 }
 

@@ -271,7 +271,8 @@ pub struct WriteResponse {
     pub receipt: Receipt,
 }
 
-pub(crate) fn check_id(id: &EntryId) -> Result<(), ApiError> {
+/// Refuses ids a client may not choose: those under the node's reserved `sys.` prefix.
+pub fn check_id(id: &EntryId) -> Result<(), ApiError> {
     if id.as_str().starts_with("sys.") {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -87,6 +87,20 @@ pub enum KeyError {
     Unknown(String),
 }
 
+/// Checks a new key's request: a name of 1 to [`KEY_NAME_LEN_MAX`] bytes without control
+/// characters, and at least one scope.
+pub fn check_new_key(name: &str, scopes: &[Scope]) -> Result<(), KeyError> {
+    if name.is_empty() || name.len() > KEY_NAME_LEN_MAX || name.chars().any(|c| c.is_control()) {
+        return Err(KeyError::Invalid(format!(
+            "name must be 1 to {KEY_NAME_LEN_MAX} printable characters"
+        )));
+    }
+    if scopes.is_empty() {
+        return Err(KeyError::Invalid("at least one scope is required".into()));
+    }
+    Ok(())
+}
+
 /// The key registry: a cache over the store's local records.
 pub struct Keys {
     store: Store,
@@ -131,15 +145,7 @@ impl Keys {
         scopes: &[Scope],
         now_ms: u64,
     ) -> Result<(String, KeyRecord), KeyError> {
-        if name.is_empty() || name.len() > KEY_NAME_LEN_MAX || name.chars().any(|c| c.is_control())
-        {
-            return Err(KeyError::Invalid(format!(
-                "name must be 1 to {KEY_NAME_LEN_MAX} printable characters"
-            )));
-        }
-        if scopes.is_empty() {
-            return Err(KeyError::Invalid("at least one scope is required".into()));
-        }
+        check_new_key(name, scopes)?;
         if self.by_id.read().expect("key cache lock").len() >= KEYS_MAX {
             return Err(KeyError::Invalid(format!(
                 "a node holds at most {KEYS_MAX} keys"
@@ -236,5 +242,14 @@ mod tests {
         assert!(keys.create("", &[Scope::Read], 1).is_err());
         assert!(keys.create("x", &[], 1).is_err());
         assert!(keys.create("a\nb", &[Scope::Read], 1).is_err());
+    }
+
+    #[test]
+    fn new_key_check_takes_printable_names_up_to_the_limit() {
+        assert!(check_new_key("pos-1 (shop)", &[Scope::Read]).is_ok());
+        assert!(check_new_key(&"n".repeat(KEY_NAME_LEN_MAX), &[Scope::Admin]).is_ok());
+        assert!(check_new_key(&"n".repeat(KEY_NAME_LEN_MAX + 1), &[Scope::Admin]).is_err());
+        assert!(check_new_key("tab\there", &[Scope::Read]).is_err());
+        assert!(check_new_key("x", &[]).is_err());
     }
 }

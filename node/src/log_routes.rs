@@ -289,6 +289,10 @@ pub fn parse_tile_path(path: &str) -> Option<TilePath> {
         None => (rest, TILE_WIDTH),
     };
     let parts: Vec<&str> = n_part.split('/').collect();
+    // One encoding per index: a leading `x000` group would name the same tile twice.
+    if parts.len() > 1 && parts[0] == "x000" {
+        return None;
+    }
     let mut index: u64 = 0;
     for (i, p) in parts.iter().enumerate() {
         let last = i == parts.len() - 1;
@@ -307,42 +311,51 @@ pub fn parse_tile_path(path: &str) -> Option<TilePath> {
     })
 }
 
+/// What tile `t` holds in a tree of `size` leaves: the indexes of its entries (an entry
+/// bundle) or of its hashes at tree level `8 * L` (a level-`L` tile). `not_found` when the
+/// tree does not have all of them yet, or the tile lies beyond any tree.
+pub fn tile_range(t: &TilePath, size: u64) -> Result<std::ops::Range<u64>, ApiError> {
+    let missing = || ApiError::not_found("not_found", "the tree does not have this tile yet");
+    let first = t
+        .index
+        .checked_mul(TILE_WIDTH)
+        .ok_or_else(|| ApiError::not_found("not_found", "no such tile"))?;
+    let end = first.checked_add(t.width).ok_or_else(missing)?;
+    // Hashes at tree level h cover 2^h leaves each; the tile needs `end` of them.
+    let h = t.level.map_or(0, |l| u32::from(l) * 8);
+    let leaves_needed = end.checked_shl(h).filter(|v| v >> h == end);
+    match leaves_needed {
+        Some(n) if n <= size => Ok(first..end),
+        _ => Err(missing()),
+    }
+}
+
 #[utoipa::path(get, path = "/tile/{path}", params(("path" = String, Path)),
     responses((status = 200, description = "tile bytes", content_type = "application/octet-stream")), tag = "log")]
 pub async fn tile(State(app): AppState, Path(path): Path<String>) -> Result<Response, ApiError> {
     let t = parse_tile_path(&path)
         .ok_or_else(|| ApiError::not_found("not_found", "not a tile path"))?;
     let size = app.shared.checkpoint().size;
-    let first = t
-        .index
-        .checked_mul(TILE_WIDTH)
-        .ok_or_else(|| ApiError::not_found("not_found", "no such tile"))?;
-    let missing = || ApiError::not_found("not_found", "the tree does not have this tile yet");
+    let range = tile_range(&t, size)?;
     let mut body = Vec::new();
     match t.level {
         None => {
-            let end = first.checked_add(t.width).ok_or_else(missing)?;
-            if end > size {
-                return Err(missing());
-            }
-            for bytes in app.store.entries(first, end).map_err(ApiError::internal)? {
+            for bytes in app
+                .store
+                .entries(range.start, range.end)
+                .map_err(ApiError::internal)?
+            {
                 let len = u16::try_from(bytes.len()).map_err(ApiError::internal)?;
                 body.extend_from_slice(&len.to_be_bytes());
                 body.extend_from_slice(&bytes);
             }
         }
         Some(l) => {
-            let h = u32::from(l) * 8;
-            // Hashes at tree level h cover 2^h leaves each; the tile needs `width` of them.
-            let leaves_needed = (first + t.width)
-                .checked_shl(h)
-                .filter(|v| v >> h == first + t.width);
-            match leaves_needed {
-                Some(n) if n <= size => {}
-                _ => return Err(missing()),
-            }
-            let level = u8::try_from(h).map_err(|_| missing())?;
-            for i in first..first + t.width {
+            // `tile_range` found the level's hashes, so the tree level 8L is below 64.
+            let level = l
+                .checked_mul(8)
+                .ok_or_else(|| ApiError::internal("tile level"))?;
+            for i in range {
                 let hash = app
                     .store
                     .subtree_hash(level, i)
@@ -408,8 +421,32 @@ mod tests {
             "0/000.p/01",
             "x/000",
             "0/",
+            "0/x000/005",
+            "entries/x000/x001/000",
         ] {
             assert_eq!(parse_tile_path(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn tile_range_needs_every_leaf_and_never_overflows() {
+        let tile = |level, index, width| TilePath {
+            level,
+            index,
+            width,
+        };
+        assert_eq!(tile_range(&tile(None, 0, 256), 256).unwrap(), 0..256);
+        assert_eq!(tile_range(&tile(None, 1, 17), 273).unwrap(), 256..273);
+        assert!(tile_range(&tile(None, 1, 17), 272).is_err());
+        assert_eq!(tile_range(&tile(Some(1), 0, 1), 256).unwrap(), 0..1);
+        assert!(tile_range(&tile(Some(1), 0, 2), 511).is_err());
+        assert!(tile_range(&tile(Some(8), 0, 1), u64::MAX).is_err());
+        // The last tile index whose first hash fits in u64: its end does not, and the answer
+        // is "missing", not an empty tile (it wrapped to an empty range before).
+        let last = u64::MAX / TILE_WIDTH;
+        for level in [None, Some(0), Some(1)] {
+            assert!(tile_range(&tile(level, last, TILE_WIDTH), u64::MAX).is_err());
+        }
+        assert!(tile_range(&tile(Some(0), last + 1, 1), u64::MAX).is_err());
     }
 }

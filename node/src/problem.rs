@@ -163,6 +163,11 @@ impl From<WriteError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "id_conflict", e.to_string())
             }
             WriteError::State(s) => s.into(),
+            WriteError::TooLarge { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "entry_too_large",
+                e.to_string(),
+            ),
         }
     }
 }

@@ -140,14 +140,22 @@ pub fn verify_json<T: serde::de::DeserializeOwned>(
     Ok((sender, value))
 }
 
-/// Verifies a peer request; returns the pinned, unfrozen partner that sent it.
-pub fn verify(
-    fed: &Federation,
-    method: &Method,
-    path_and_query: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Arc<Partner>, ApiError> {
+/// The four headers of a peer request, parsed and checked for form only: the signature, the
+/// time and the nonce are not judged yet ([`check_signed`], [`verify`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerHeaders {
+    pub sender: BrandId,
+    pub time_ms: u64,
+    /// The nonce as sent: 32 lowercase hex digits (it is part of the signed message).
+    pub nonce_hex: String,
+    pub nonce: [u8; 16],
+    pub signature: [u8; 64],
+}
+
+/// Reads and parses the headers of a peer request (spec/federation.md §2). Refuses a missing
+/// header with `peer_unsigned`, and a malformed one (brand id, decimal time of at most 16
+/// digits, 32 lowercase hex digits of nonce, base64 of a 64-byte signature) likewise.
+pub fn parse_headers(headers: &HeaderMap) -> Result<PeerHeaders, ApiError> {
     let get = |name: &str| -> Result<&str, ApiError> {
         headers
             .get(name)
@@ -173,13 +181,63 @@ pub fn verify(
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| malformed(H_NONCE))?;
-    let sig_bytes: [u8; 64] = base64::engine::general_purpose::STANDARD
+    let signature: [u8; 64] = base64::engine::general_purpose::STANDARD
         .decode(sig)
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| malformed(H_SIGNATURE))?;
+    Ok(PeerHeaders {
+        sender,
+        time_ms,
+        nonce_hex: nonce.to_owned(),
+        nonce: nonce_bytes,
+        signature,
+    })
+}
+
+/// Checks that `h.signature` is `key`'s strict Ed25519 signature over the [`message`] of a
+/// request from `h.sender` to `receiver`; `peer_bad_signature` otherwise.
+pub fn check_signed(
+    key: &VerifyingKey,
+    receiver: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+    h: &PeerHeaders,
+) -> Result<(), ApiError> {
+    let msg = message(
+        h.sender.as_str(),
+        receiver,
+        method,
+        path_and_query,
+        body,
+        h.time_ms,
+        &h.nonce_hex,
+    );
+    key.verify_strict(msg.as_bytes(), &Signature::from_bytes(&h.signature))
+        .map_err(|_| {
+            unauthorized(
+                "peer_bad_signature",
+                format!(
+                    "the signature does not verify with {}'s pinned key",
+                    h.sender
+                ),
+            )
+        })
+}
+
+/// Verifies a peer request; returns the pinned, unfrozen partner that sent it.
+pub fn verify(
+    fed: &Federation,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Arc<Partner>, ApiError> {
+    let h = parse_headers(headers)?;
+    let sender = &h.sender;
     let partner = fed
-        .partner(&sender)
+        .partner(sender)
         .filter(|p| p.verifier.is_some())
         .ok_or_else(|| {
             unauthorized(
@@ -189,22 +247,15 @@ pub fn verify(
         })?;
     let key = partner.verifier.as_ref().expect("filtered on pinned");
     let vk = VerifyingKey::from_bytes(&key.public_key()).map_err(ApiError::internal)?;
-    let msg = message(
-        sender.as_str(),
+    check_signed(
+        &vk,
         fed.brand.as_str(),
         method.as_str(),
         path_and_query,
         body,
-        time_ms,
-        nonce,
-    );
-    vk.verify_strict(msg.as_bytes(), &Signature::from_bytes(&sig_bytes))
-        .map_err(|_| {
-            unauthorized(
-                "peer_bad_signature",
-                format!("the signature does not verify with {sender}'s pinned key"),
-            )
-        })?;
+        &h,
+    )?;
+    let (time_ms, nonce_bytes) = (h.time_ms, h.nonce);
     let now = crate::sequencer::now().get();
     let skew = fed.settings.peer_clock_skew_ms;
     if time_ms.abs_diff(now) > skew || time_ms < fed.started_ms {
@@ -217,7 +268,7 @@ pub fn verify(
     }
     if !fed
         .nonces
-        .insert(&sender, nonce_bytes, time_ms.saturating_add(2 * skew), now)?
+        .insert(sender, nonce_bytes, time_ms.saturating_add(2 * skew), now)?
     {
         return Err(unauthorized(
             "peer_replayed",
@@ -255,6 +306,85 @@ mod tests {
             assert_ne!(base, other);
         }
         assert!(base.starts_with("loyalty-peer-request/v1\na\nb\nPOST\n/x?y=1\n"));
+    }
+
+    fn signed_headers(key: &ed25519_dalek::SigningKey, time_ms: u64, body: &[u8]) -> HeaderMap {
+        let nonce = "00112233445566778899aabbccddeeff";
+        let msg = message("a", "b", "POST", "/v1/peer/x", body, time_ms, nonce);
+        let sig =
+            base64::engine::general_purpose::STANDARD.encode(key.sign(msg.as_bytes()).to_bytes());
+        let mut h = HeaderMap::new();
+        for (name, value) in [
+            (H_PEER, "a".to_string()),
+            (H_TIME, time_ms.to_string()),
+            (H_NONCE, nonce.to_string()),
+            (H_SIGNATURE, sig),
+        ] {
+            h.insert(name, value.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn parsed_headers_of_a_signed_request_check_and_a_changed_part_does_not() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let vk = key.verifying_key();
+        let headers = signed_headers(&key, 1_700_000_000_000, b"{}");
+        let h = parse_headers(&headers).unwrap();
+        assert_eq!((h.sender.as_str(), h.time_ms), ("a", 1_700_000_000_000));
+        assert_eq!(h.nonce[0], 0x00);
+        assert_eq!(h.nonce[15], 0xff);
+        check_signed(&vk, "b", "POST", "/v1/peer/x", b"{}", &h).unwrap();
+        for (receiver, method, path, body) in [
+            ("c", "POST", "/v1/peer/x", &b"{}"[..]),
+            ("b", "PUT", "/v1/peer/x", b"{}"),
+            ("b", "POST", "/v1/peer/y", b"{}"),
+            ("b", "POST", "/v1/peer/x", b"{ }"),
+        ] {
+            let err = check_signed(&vk, receiver, method, path, body, &h).unwrap_err();
+            assert_eq!(err.code, "peer_bad_signature");
+        }
+        let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]).verifying_key();
+        let err = check_signed(&other, "b", "POST", "/v1/peer/x", b"{}", &h).unwrap_err();
+        assert_eq!(err.code, "peer_bad_signature");
+        let mut later = h.clone();
+        later.time_ms += 1;
+        let err = check_signed(&vk, "b", "POST", "/v1/peer/x", b"{}", &later).unwrap_err();
+        assert_eq!(err.code, "peer_bad_signature");
+    }
+
+    #[test]
+    fn missing_and_malformed_peer_headers_are_unsigned() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let good = signed_headers(&key, 5, b"");
+        for name in [H_PEER, H_TIME, H_NONCE, H_SIGNATURE] {
+            let mut h = good.clone();
+            h.remove(name);
+            assert_eq!(
+                parse_headers(&h).unwrap_err().code,
+                "peer_unsigned",
+                "{name}"
+            );
+        }
+        for (name, value) in [
+            (H_PEER, "A"),
+            (H_TIME, ""),
+            (H_TIME, "-1"),
+            (H_TIME, "12345678901234567"),
+            (H_NONCE, "00112233445566778899AABBCCDDEEFF"),
+            (H_NONCE, "0011223344556677"),
+            (H_NONCE, "zz112233445566778899aabbccddeeff"),
+            (H_SIGNATURE, "AAAA"),
+            (H_SIGNATURE, "not base64"),
+        ] {
+            let mut h = good.clone();
+            h.insert(name, value.parse().unwrap());
+            assert_eq!(
+                parse_headers(&h).unwrap_err().code,
+                "peer_unsigned",
+                "{name}: {value}"
+            );
+        }
     }
 
     #[test]

@@ -625,7 +625,7 @@ pub const REDEMPTION_ID_LEN_MAX: usize = 96;
 
 /// The id of one of the flow's own entries for redemption `id`: `sys.<what>.<id>`, under the
 /// prefix client writes may not use, so no client id can take it.
-pub(crate) fn derived_id(what: &str, id: &EntryId) -> Result<EntryId, ApiError> {
+pub fn derived_id(what: &str, id: &EntryId) -> Result<EntryId, ApiError> {
     format!("sys.{what}.{id}")
         .parse()
         .map_err(ApiError::internal)
@@ -633,7 +633,7 @@ pub(crate) fn derived_id(what: &str, id: &EntryId) -> Result<EntryId, ApiError> 
 
 /// A redemption id a client or partner may choose: not reserved (`sys.`), and short enough
 /// for the ids derived from it.
-pub(crate) fn check_redemption_id(id: &EntryId) -> Result<(), ApiError> {
+pub fn check_redemption_id(id: &EntryId) -> Result<(), ApiError> {
     crate::api::check_id(id)?;
     if id.as_str().len() > REDEMPTION_ID_LEN_MAX {
         return Err(unprocessable(

@@ -74,7 +74,9 @@ fn pending_key(payer: &BrandId, id: &EntryId) -> Vec<u8> {
     [PENDING_PREFIX, format!("{payer}/{id}").as_bytes()].concat()
 }
 
-fn check_refund_id(id: &EntryId) -> Result<(), ApiError> {
+/// A refund id a payee's app may choose: not reserved (`sys.`), and at most
+/// [`REFUND_ID_LEN_MAX`] characters.
+pub fn check_refund_id(id: &EntryId) -> Result<(), ApiError> {
     check_id(id)?;
     if id.as_str().len() > REFUND_ID_LEN_MAX {
         return Err(unprocessable(

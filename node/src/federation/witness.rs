@@ -96,8 +96,9 @@ fn bad_request(detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", detail)
 }
 
-/// Parses `old <n>\n<proof lines>\n\n<note>`.
-fn parse_request(body: &[u8]) -> Result<(u64, Vec<Hash>, &str), ApiError> {
+/// Parses `old <n>\n<proof lines>\n\n<note>`: the size the sender last saw cosigned, at most
+/// `PROOF_LINES_MAX` base64 proof hashes, and the checkpoint note (not yet parsed).
+pub fn parse_request(body: &[u8]) -> Result<(u64, Vec<Hash>, &str), ApiError> {
     let text = std::str::from_utf8(body).map_err(|_| bad_request("body is not UTF-8"))?;
     let (first, mut rest) = text
         .split_once('\n')
