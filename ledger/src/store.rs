@@ -138,7 +138,7 @@ impl Store {
             .iter()
             .map(|(level, index, hash)| (tree_key(*level, *index), hash))
             .collect();
-        hashes.sort_by(|a, b| a.0.cmp(&b.0));
+        hashes.sort_by_key(|h| h.0);
         let mut records: Vec<&(Vec<u8>, Option<Vec<u8>>)> = batch.state.iter().collect();
         records.sort_by(|a, b| a.0.cmp(&b.0));
         let mut history: Vec<Vec<u8>> = batch

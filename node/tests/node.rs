@@ -259,7 +259,11 @@ async fn every_route_works_through_the_sdk() {
     .unwrap();
 
     let m = c.member(&alice).await.unwrap();
-    assert_eq!(m.balance, 1200 + 5 - 200 + 50 - 100 + 5, "e1, e1b (batch), r1, refund, h1, a1");
+    assert_eq!(
+        m.balance,
+        1200 + 5 - 200 + 50 - 100 + 5,
+        "e1, e1b (batch), r1, refund, h1, a1"
+    );
     assert_eq!(m.pending, 0);
     assert_eq!(m.available, m.balance);
     assert!(!m.lots.is_empty());
