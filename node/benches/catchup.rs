@@ -20,20 +20,9 @@ use ledger::entry::{Earn, EntryKind};
 use ledger::log::{Log, Write};
 use ledger::types::{LogTime, Points};
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_loyalty-node");
 
@@ -82,14 +71,6 @@ fn run(data: &Path, env: &[(&str, &str)]) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("run loyalty-node")
-}
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 async fn wait_ready(http: &reqwest::Client, url: &str) {

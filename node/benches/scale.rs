@@ -15,7 +15,7 @@
 //! and removed at the end.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ledger::checkpoint::NoteSigner;
@@ -23,30 +23,11 @@ use ledger::entry::{Earn, EntryKind};
 use ledger::log::{Log, Write};
 use ledger::types::{LogTime, Points};
 
+#[path = "common/mod.rs"]
+mod common;
+use common::*;
+
 const BIN: &str = env!("CARGO_BIN_EXE_loyalty-node");
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A `/proc/<pid>/status` field in KiB, as MiB.
 fn status_mib(pid: u32, field: &str) -> f64 {

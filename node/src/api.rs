@@ -29,7 +29,7 @@ use crate::federation::routes as fed;
 use crate::keys::{KeyRecord, Keys, Scope};
 use crate::metrics::Metrics;
 use crate::problem::{from_json_rejection, ApiError};
-use crate::sequencer::{Sequencer, Shared, WriteStatus};
+use crate::sequencer::{Sequencer, Shared};
 use crate::{admin, log_routes, reads};
 
 /// Everything a handler may use.
@@ -299,11 +299,7 @@ pub async fn submit(
     )
     .map_err(ApiError::internal)?;
     Ok(Json(WriteResponse {
-        status: match committed.status {
-            WriteStatus::Appended => "appended",
-            WriteStatus::Existing => "existing",
-        }
-        .into(),
+        status: committed.status.as_str().into(),
         receipt,
     }))
 }
@@ -444,21 +440,17 @@ pub async fn earn_many(
         .into_iter()
         .map(|a| match a {
             Ok(c) => EarnOutcome {
-                status: match c.status {
-                    WriteStatus::Appended => "appended",
-                    WriteStatus::Existing => "existing",
-                }
-                .into(),
+                status: c.status.as_str().into(),
                 index: Some(c.index),
                 problem: None,
             },
-            Err(e) if e.status.is_server_error() => EarnOutcome {
-                status: "failed".into(),
-                index: None,
-                problem: serde_json::to_value(e.problem()).ok(),
-            },
             Err(e) => EarnOutcome {
-                status: "refused".into(),
+                status: if e.status.is_server_error() {
+                    "failed"
+                } else {
+                    "refused"
+                }
+                .into(),
                 index: None,
                 problem: serde_json::to_value(e.problem()).ok(),
             },

@@ -35,6 +35,16 @@ pub enum WriteStatus {
     Existing,
 }
 
+impl WriteStatus {
+    /// The status as the API writes it: `appended` or `existing`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteStatus::Appended => "appended",
+            WriteStatus::Existing => "existing",
+        }
+    }
+}
+
 /// The answer to a committed write.
 #[derive(Debug, Clone)]
 pub struct Committed {
