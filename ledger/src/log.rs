@@ -17,8 +17,8 @@ use crate::checkpoint::{
 use crate::entry::{Entry, EntryKind, ENTRY_BYTES_MAX};
 use crate::merkle::{self, Hash, MemoryTree, MerkleError, PendingHashes};
 use crate::receipt::Receipt;
-use crate::state::{RecordError, State, StateError};
-use crate::store::{CommitBatch, Store, StoreError};
+use crate::state::{legacy, record_prefix, records, RecordError, State, StateError};
+use crate::store::{CommitBatch, Store, StoreConfig, StoreError};
 use crate::types::{EntryId, LogIndex, LogTime, MAX_TIME_MS};
 
 /// The most writes one [`Log::append`] call accepts.
@@ -75,6 +75,86 @@ pub enum LogError {
     BatchTooLarge,
     #[error("no entry at index {0}")]
     NoSuchEntry(u64),
+    #[error("state storage: {0}")]
+    State(StateError),
+}
+
+/// State records converted per synced batch while migrating a store.
+pub const MIGRATE_CHUNK: usize = 10_000;
+
+/// Converts the state records of a store written by a release before 0.2 (JSON records) to
+/// the current layout (spec/protocol.md §6), in synced chunks of [`MIGRATE_CHUNK`] records,
+/// calling `progress` with the records done after each. The meta record is converted last,
+/// so a migration cut off by a crash is taken up again (from the start, skipping what is
+/// done) at the next open. Returns whether anything was migrated.
+pub fn migrate(store: &Store, progress: &mut dyn FnMut(u64)) -> Result<bool, LogError> {
+    let Some(meta) = store.state_record(record_prefix::META)? else {
+        return Ok(false);
+    };
+    if !legacy::is_legacy(&meta) {
+        return Ok(false);
+    }
+    let policies = store.state_record(record_prefix::POLICIES)?;
+    let agreements = store.state_range(
+        record_prefix::AGREEMENT,
+        &records::prefix_end(record_prefix::AGREEMENT),
+        crate::state::AGREEMENTS_MAX + 1,
+    )?;
+    let mut cx = legacy::context(
+        policies.as_deref(),
+        agreements.iter().map(|(k, v)| (&k[..], &v[..])),
+    )?;
+    let end = vec![0xff; 8];
+    let mut from = Vec::new();
+    let mut done = 0u64;
+    loop {
+        let page = store.state_range(&from, &end, MIGRATE_CHUNK)?;
+        let mut writes = Vec::new();
+        for (k, v) in &page {
+            writes.extend(legacy::convert(&mut cx, k, v)?);
+        }
+        store.state_write(&writes)?;
+        done += page.len() as u64;
+        progress(done);
+        match page.last() {
+            Some((k, _)) if page.len() == MIGRATE_CHUNK => from = records::after(k),
+            _ => break,
+        }
+    }
+    store.state_write(&legacy::finish(&cx, &meta)?)?;
+    Ok(true)
+}
+
+/// Why [`apply_one`] did not apply an entry.
+enum ApplyError {
+    Refused(StateError),
+    Log(LogError),
+}
+
+/// Applies one entry to the state and adds it to the batch being built.
+fn apply_one(
+    state: &mut State,
+    entry: &Entry,
+    bytes: Vec<u8>,
+    pending: &mut PendingHashes<'_, Store>,
+    batch: &mut CommitBatch,
+) -> Result<(), ApplyError> {
+    let index = state.size();
+    let idx = LogIndex::new(index).expect("u64 index");
+    match state.apply(idx, entry) {
+        Ok(applied) => {
+            pending
+                .push(merkle::leaf_hash(&bytes))
+                .map_err(|e| ApplyError::Log(e.into()))?;
+            if let Some(m) = applied.member {
+                batch.history.push((m, index));
+            }
+            batch.entries.push((index, bytes));
+            Ok(())
+        }
+        Err(e @ StateError::Storage(_)) => Err(ApplyError::Log(LogError::State(e))),
+        Err(e) => Err(ApplyError::Refused(e)),
+    }
 }
 
 /// The brand's log, open for writing.
@@ -89,11 +169,24 @@ pub struct Log {
 
 impl Log {
     /// Opens (or creates) the log in `dir`, signing checkpoints with `signer` (whose name is
-    /// the log's origin). Loads the state from its records without replaying the log, then
-    /// checks that the stored entries, tree, state and last checkpoint agree.
+    /// the log's origin), with the default memory budget. See [`Log::open_with`].
     pub fn open(dir: &Path, signer: NoteSigner) -> Result<Log, LogError> {
-        let store = Store::open(dir)?;
-        let state = State::from_records(store.state_records()?)?;
+        Log::open_with(dir, signer, StoreConfig::default(), &mut |_| {})
+    }
+
+    /// Opens (or creates) the log in `dir` within the memory budget `config`. Migrates a
+    /// store of an older release first ([`migrate`], reporting to `progress`). Loads only the
+    /// small global part of the state, so opening takes the same time at any size; then
+    /// checks that the stored entries, tree, state and last checkpoint agree.
+    pub fn open_with(
+        dir: &Path,
+        signer: NoteSigner,
+        config: StoreConfig,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Log, LogError> {
+        let store = Store::open_with(dir, config)?;
+        migrate(&store, progress)?;
+        let state = State::open(std::sync::Arc::new(store.clone()))?;
         let size = state.size();
         let end = store.entries_end()?;
         if end != size {
@@ -238,7 +331,14 @@ impl Log {
         let mut pending = PendingHashes::new(&self.store, start);
         let mut outcomes = Vec::with_capacity(writes.len());
         for w in writes {
-            if let Some(r) = self.state.id_record(&w.id) {
+            let existing = match self.state.id_record(&w.id) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.poisoned = true;
+                    return Err(LogError::State(e));
+                }
+            };
+            if let Some(r) = existing {
                 outcomes.push(if r.intent == w.kind.intent_digest() {
                     Outcome::Existing(r.index.get())
                 } else {
@@ -265,20 +365,46 @@ impl Log {
                 }));
                 continue;
             }
-            let idx = LogIndex::new(index).expect("u64 index");
-            match self.state.apply(idx, &entry) {
-                Ok(applied) => {
-                    if let Err(e) = pending.push(merkle::leaf_hash(&bytes)) {
-                        self.poisoned = true;
-                        return Err(e.into());
-                    }
-                    if let Some(m) = applied.member {
-                        batch.history.push((m, index));
-                    }
-                    batch.entries.push((index, bytes));
-                    outcomes.push(Outcome::Appended(index));
+            match apply_one(&mut self.state, &entry, bytes, &mut pending, &mut batch) {
+                Ok(()) => outcomes.push(Outcome::Appended(index)),
+                Err(ApplyError::Refused(e)) => {
+                    outcomes.push(Outcome::Refused(e.into()));
+                    continue;
                 }
-                Err(e) => outcomes.push(Outcome::Refused(e.into())),
+                Err(ApplyError::Log(e)) => {
+                    self.poisoned = true;
+                    return Err(e);
+                }
+            }
+            // An earning that lifts the member's tier is followed by the tier change in the
+            // same commit (spec/protocol.md §4.6: upgrade at once), so that no read or
+            // attestation after the earn's answer sees the old tier.
+            if let EntryKind::Earn(e) = &w.kind {
+                let at = self.next_time(now);
+                let due = match self.state.tier_change_due(&e.member, at) {
+                    Ok(due) => due,
+                    Err(e) => {
+                        self.poisoned = true;
+                        return Err(LogError::State(e));
+                    }
+                };
+                if let Some(change) = due {
+                    let entry = Entry {
+                        time: at,
+                        id: format!("sys.tier.{index}")
+                            .parse()
+                            .expect("system ids are valid entry ids"),
+                        kind: EntryKind::TierChange(change),
+                    };
+                    let bytes = entry.to_bytes();
+                    match apply_one(&mut self.state, &entry, bytes, &mut pending, &mut batch) {
+                        Ok(()) | Err(ApplyError::Refused(_)) => {}
+                        Err(ApplyError::Log(e)) => {
+                            self.poisoned = true;
+                            return Err(e);
+                        }
+                    }
+                }
             }
         }
         if batch.entries.is_empty() {

@@ -178,9 +178,20 @@ impl Mirror {
     /// Refuses a mirror whose stored entries, state, tree and checkpoint disagree, or whose
     /// checkpoint does not verify with `verifier` (a mirror of another key).
     pub fn open(dir: &Path, verifier: NoteVerifier) -> Result<Mirror, MirrorError> {
+        Mirror::open_with(dir, verifier, crate::store::StoreConfig::default())
+    }
+
+    /// As [`Mirror::open`], within the memory budget `config`. The mirror's state is read on
+    /// demand from its store, so a partner's members are never all held in memory.
+    pub fn open_with(
+        dir: &Path,
+        verifier: NoteVerifier,
+        config: crate::store::StoreConfig,
+    ) -> Result<Mirror, MirrorError> {
         use crate::log::LogError;
-        let store = Store::open(dir)?;
-        let state = State::from_records(store.state_records()?).map_err(LogError::from)?;
+        let store = Store::open_with(dir, config)?;
+        crate::log::migrate(&store, &mut |_| {})?;
+        let state = State::open(std::sync::Arc::new(store.clone())).map_err(LogError::from)?;
         let end = store.entries_end()?;
         if end != state.size() {
             return Err(LogError::Inconsistent(format!(
@@ -488,8 +499,8 @@ impl Mirror {
 
     /// Discards in-memory changes by reloading the state from the store.
     fn reload(&mut self) -> Result<(), MirrorError> {
-        self.state =
-            State::from_records(self.store.state_records()?).map_err(crate::log::LogError::from)?;
+        self.state = State::open(std::sync::Arc::new(self.store.clone()))
+            .map_err(crate::log::LogError::from)?;
         Ok(())
     }
 }
@@ -584,12 +595,21 @@ mod tests {
         p.earn(20);
         sync(&mut m, &p, 70, 16).unwrap();
         assert_eq!(m.accepted().unwrap().checkpoint.size, 70);
-        let balance = m.state().member(&"m1".parse().unwrap()).unwrap().balance;
+        let balance = m
+            .state()
+            .member(&"m1".parse().unwrap())
+            .unwrap()
+            .unwrap()
+            .balance;
         drop(m);
         let m = Mirror::open(dir.path(), p.signer.verifier()).unwrap();
         assert_eq!(m.size(), 70);
         assert_eq!(
-            m.state().member(&"m1".parse().unwrap()).unwrap().balance,
+            m.state()
+                .member(&"m1".parse().unwrap())
+                .unwrap()
+                .unwrap()
+                .balance,
             balance
         );
         assert_eq!(balance, 700);

@@ -33,6 +33,7 @@
 //!   sum to.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -51,6 +52,12 @@ use crate::tier::{self, QualifyingEvent};
 use crate::types::{
     AccountId, BrandId, EntryId, LogIndex, LogTime, MemberId, Points, TierName, MAX_AMOUNT,
 };
+
+pub mod legacy;
+pub mod read;
+pub mod records;
+use records::Records;
+pub use records::{RecordSource, StorageError};
 
 /// The most rate entries (`rate_card` and `fx_rate` together) a log may hold
 /// (spec/protocol.md §4.7).
@@ -259,6 +266,13 @@ pub enum StateError {
     StatementUncomputable(StatementError),
     #[error("the statement differs from this log's own lines, which sum to {expected}")]
     StatementMismatch { expected: Box<String> },
+    /// A read of statement lines met more than its bound (never while applying an entry).
+    #[error("the period holds more than {max} statement lines; ask for a shorter one")]
+    TooManyLines { max: usize },
+    /// Reading a state record failed (I/O or corruption): not the entry's fault. The state
+    /// refuses further entries until it is reopened.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 fn payee_text(p: Option<&BrandId>) -> String {
@@ -343,11 +357,14 @@ impl StateError {
             StateError::StatementSignature(_) => "statement_bad_signature",
             StateError::StatementUncomputable(e) => e.code(),
             StateError::StatementMismatch { .. } => "statement_mismatch",
+            StateError::TooManyLines { .. } => "too_many_lines",
+            StateError::Storage(_) => "storage_failure",
         }
     }
 }
 
-/// A batch of points credited to a member at once, with one expiry time.
+/// Points a member holds in one lot, with one expiry time. Stored under
+/// [`records::lot_key`], the value being the remaining points.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lot {
     /// The index of the entry that created the lot; the lot's name.
@@ -360,10 +377,6 @@ pub struct Lot {
 }
 
 impl Lot {
-    fn order_key(&self) -> (u64, LogIndex) {
-        (self.expires_at.map_or(u64::MAX, LogTime::get), self.id)
-    }
-
     /// Whether the lot's points can still be spent at `now`.
     pub fn is_live(&self, now: LogTime) -> bool {
         self.expires_at.is_none_or(|e| e > now)
@@ -374,51 +387,36 @@ impl Lot {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Portion {
     pub lot: LogIndex,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<LogTime>,
     pub points: u64,
 }
 
-/// A member's points, lots and tier.
+/// A member's summary: points, tier and counters. Its lots and qualifying earnings are
+/// records of their own ([`State::lots`], [`State::qualifying`]), so that a write touches
+/// O(1) records whatever the member's history.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberState {
-    /// Sum of `lots[*].remaining`.
+    /// Sum of the member's lots' remaining points.
     pub balance: u64,
     /// Points in this member's open holds.
     pub pending: u64,
-    /// Lots with points left, soonest-expiring first (never-expiring last, then by id).
-    pub lots: Vec<Lot>,
     /// The member's tier; `None` means the policy's base tier.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<TierName>,
     /// When the member entered `tier`.
-    #[serde(default)]
     pub tier_since: LogTime,
-    /// Qualifying earnings still relevant to tier evaluation, oldest first.
-    #[serde(default)]
-    pub qualifying: Vec<QualifyingEvent>,
-}
-
-impl MemberState {
-    /// Points spendable at `now`: the remaining points of lots that have not expired.
-    pub fn available(&self, now: LogTime) -> u64 {
-        self.lots
-            .iter()
-            .filter(|l| l.is_live(now))
-            .map(|l| l.remaining)
-            .sum()
-    }
-
-    fn insert_lot(&mut self, lot: Lot) {
-        let key = lot.order_key();
-        let pos = self.lots.partition_point(|l| l.order_key() < key);
-        self.lots.insert(pos, lot);
-    }
+    /// How many lots the member has.
+    pub lots: u64,
+    /// The member's never-expiring lot, if any (points that never expire join it).
+    pub open_lot: Option<LogIndex>,
+    /// How many qualifying earnings are kept for tier evaluation.
+    pub qualifying: u64,
+    /// When the member's tier lapses without more earnings, as indexed in
+    /// [`records::prefix::DUE_TIER`] (`None`: not indexed).
+    pub tier_due: Option<LogTime>,
 }
 
 /// Where a hold stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "status", content = "index")]
 pub enum HoldStatus {
     Open,
     Posted(LogIndex),
@@ -442,12 +440,9 @@ pub struct HoldState {
     pub member: MemberId,
     pub points: u64,
     pub expires_at: LogTime,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payee: Option<BrandId>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<HexHash>,
     /// The spend authorisation the hold used, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorisation: Option<EntryId>,
     pub portions: Vec<Portion>,
     pub status: HoldStatus,
@@ -464,7 +459,6 @@ pub struct AuthorisationState {
     pub max_points: u64,
     pub expires_at: LogTime,
     /// The id of the hold that used the authorisation; `None` while unused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used_by: Option<EntryId>,
 }
 
@@ -507,6 +501,16 @@ pub struct ObligationKey {
     pub redemption: EntryId,
 }
 
+impl ObligationKey {
+    /// The obligation's record key.
+    pub fn record_key(&self) -> Vec<u8> {
+        records::named(
+            record_prefix::OBLIGATION,
+            &format!("{}/{}/{}", self.side, self.payer, self.redemption),
+        )
+    }
+}
+
 /// An obligation the brand logged (spec/protocol.md §4.12), by [`ObligationKey`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObligationState {
@@ -520,7 +524,7 @@ pub struct ObligationState {
     /// The payer's `obligation` entry; present exactly for a receivable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counterpart: Option<Counterpart>,
-    /// The refunds of this side, in log order.
+    /// The refunds of this side, in log order (at most [`REFUNDS_MAX`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refunds: Vec<RefundState>,
 }
@@ -603,6 +607,18 @@ impl ObligationState {
     }
 }
 
+/// One statement line in an agreement's line index (`ol/`): all a statement needs of it, so
+/// that computing a period reads the period's lines and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LineRecord {
+    pub(crate) side: ObligationSide,
+    pub(crate) payer: BrandId,
+    pub(crate) payee: BrandId,
+    pub(crate) redemption: EntryId,
+    pub(crate) refund: Option<EntryId>,
+    pub(crate) amount_minor: i64,
+}
+
 /// A redemption (a redeem entry or a posted hold) and how much of it is refunded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedemptionState {
@@ -614,7 +630,6 @@ pub struct RedemptionState {
     pub account: AccountId,
     /// Whether a payable obligation was logged for it; then it is refunded only through the
     /// partner (`obligation_refund`), never by a plain `refund`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub obligation: bool,
     /// Portions still refundable, in consumption order; refunds take from the end.
     pub portions: Vec<Portion>,
@@ -624,22 +639,8 @@ pub struct RedemptionState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdRecord {
     pub index: LogIndex,
-    /// [`EntryKind::intent_digest`] of the entry, hex in storage.
-    #[serde(with = "hex_hash")]
+    /// [`EntryKind::intent_digest`] of the entry.
     pub intent: Hash,
-}
-
-mod hex_hash {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(h))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        let s = String::deserialize(d)?;
-        let v = hex::decode(s).map_err(serde::de::Error::custom)?;
-        v.try_into()
-            .map_err(|_| serde::de::Error::custom("hash must be 32 bytes"))
-    }
 }
 
 /// Policies in force: tiers, expiry, rate cards and FX rates.
@@ -731,68 +732,16 @@ pub struct Applied {
     pub member: Option<MemberId>,
 }
 
-/// Which stored record changed; see [`State::take_changes`].
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum RecordKey {
-    Meta,
-    Policies,
-    Account(AccountId),
-    Member(MemberId),
-    Hold(EntryId),
-    Redemption(EntryId),
-    Id(EntryId),
-    Authorisation(EntryId),
-    Agreement(EntryId),
-    Quote(EntryId),
-    Obligation(ObligationKey),
-}
-
 /// Key prefixes of state records in storage (spec/protocol.md §6).
-pub mod record_prefix {
-    pub const META: &[u8] = b"s";
-    pub const POLICIES: &[u8] = b"p";
-    pub const ACCOUNT: &[u8] = b"a/";
-    pub const MEMBER: &[u8] = b"m/";
-    pub const HOLD: &[u8] = b"h/";
-    pub const REDEMPTION: &[u8] = b"r/";
-    pub const ID: &[u8] = b"i/";
-    pub const AUTHORISATION: &[u8] = b"au/";
-    pub const AGREEMENT: &[u8] = b"ag/";
-    pub const QUOTE: &[u8] = b"qu/";
-    /// `ob/<side>/<payer>/<redemption>`; brand ids and entry ids hold no `/`.
-    pub const OBLIGATION: &[u8] = b"ob/";
-}
+pub use records::prefix as record_prefix;
 
-impl RecordKey {
-    fn to_bytes(&self) -> Vec<u8> {
-        use record_prefix::*;
-        let (p, s): (&[u8], String) = match self {
-            RecordKey::Meta => (META, String::new()),
-            RecordKey::Policies => (POLICIES, String::new()),
-            RecordKey::Account(a) => (ACCOUNT, a.to_string()),
-            RecordKey::Member(m) => (MEMBER, m.to_string()),
-            RecordKey::Hold(h) => (HOLD, h.to_string()),
-            RecordKey::Redemption(r) => (REDEMPTION, r.to_string()),
-            RecordKey::Id(i) => (ID, i.to_string()),
-            RecordKey::Authorisation(a) => (AUTHORISATION, a.to_string()),
-            RecordKey::Agreement(a) => (AGREEMENT, a.to_string()),
-            RecordKey::Quote(q) => (QUOTE, q.to_string()),
-            RecordKey::Obligation(o) => (
-                OBLIGATION,
-                format!("{}/{}/{}", o.side, o.payer, o.redemption),
-            ),
-        };
-        let mut k = p.to_vec();
-        k.extend_from_slice(s.as_bytes());
-        k
-    }
-}
-
+/// The small, global part of the state: kept in memory, loaded at start.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Meta {
     size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     last_time: Option<LogTime>,
+    /// Members with a summary record.
+    members: u64,
 }
 
 /// A stored record could not be read back.
@@ -803,66 +752,215 @@ pub struct RecordError {
     pub reason: String,
 }
 
+impl RecordError {
+    fn at(key: &[u8], reason: impl Into<String>) -> RecordError {
+        RecordError {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<RecordError> for StateError {
+    fn from(e: RecordError) -> Self {
+        StateError::Storage(StorageError(e.to_string()))
+    }
+}
+
 /// A broken invariant, found by [`State::check_invariants`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invariant violated: {0}")]
 pub struct InvariantViolation(pub String);
 
-/// The whole accounting state of one brand's log after its first `size` entries.
-#[derive(Debug, Clone, Default)]
+pub use read::LOTS_PAGE_MAX;
+/// Lots read from storage at once while a debit looks for points.
+const DEBIT_PAGE: usize = 64;
+
+/// The accounting state of one brand's log after its first `size` entries.
+///
+/// Only the small, global part lives in memory (size, policies, system accounts,
+/// agreements, open payable totals); members, lots, holds, ids and the rest are records read
+/// on demand from a [`RecordSource`] (spec/protocol.md §6), with the writes of the batch
+/// being built kept on top until [`State::take_changes`] hands them to the store.
+#[derive(Clone, Default)]
 pub struct State {
     meta: Meta,
     policies: Policies,
-    /// System accounts; member balances live in `members`.
+    /// System accounts; member balances live in member records.
     accounts: BTreeMap<AccountId, i128>,
-    members: HashMap<MemberId, MemberState>,
-    holds: HashMap<EntryId, HoldState>,
-    redemptions: HashMap<EntryId, RedemptionState>,
-    ids: HashMap<EntryId, IdRecord>,
-    authorisations: HashMap<EntryId, AuthorisationState>,
-    /// By agreement id (`terms.agreement`), not entry id.
+    /// By agreement id (`terms.agreement`), not entry id; at most [`AGREEMENTS_MAX`].
     agreements: BTreeMap<EntryId, AgreementState>,
-    /// By redemption id (the entry's id).
-    quotes: HashMap<EntryId, QuoteState>,
-    obligations: BTreeMap<ObligationKey, ObligationState>,
-    /// Derived index: the open payable total (minor units) of every agreement with a payable;
-    /// negative when refunds outweigh.
+    /// The open payable total (minor units) of every agreement with a payable; negative when
+    /// refunds outweigh.
     open_payables: BTreeMap<EntryId, i64>,
-    /// Derived index: the keys of every obligation, by agreement.
-    obligations_by_agreement: BTreeMap<EntryId, BTreeSet<ObligationKey>>,
-    /// Derived index: (expiry, member, lot) of every lot that expires.
-    lot_expiries: BTreeSet<(LogTime, MemberId, LogIndex)>,
-    /// Derived index: (expiry, id) of every open hold.
-    hold_expiries: BTreeSet<(LogTime, EntryId)>,
-    /// Records changed since the last [`State::take_changes`].
-    changed: BTreeSet<RecordKey>,
+    records: Records,
+    /// Set when a storage read failed mid-entry: the pending writes may be half an entry.
+    poisoned: bool,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("size", &self.meta.size)
+            .field("last_time", &self.meta.last_time)
+            .field("members", &self.meta.members)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PartialEq for State {
+    /// Equal when the global parts and every record are equal (reads every record: tests).
     fn eq(&self, o: &Self) -> bool {
         self.meta == o.meta
             && self.policies == o.policies
             && self.accounts == o.accounts
-            && self.members == o.members
-            && self.holds == o.holds
-            && self.redemptions == o.redemptions
-            && self.ids == o.ids
-            && self.authorisations == o.authorisations
             && self.agreements == o.agreements
-            && self.quotes == o.quotes
-            && self.obligations == o.obligations
             && self.open_payables == o.open_payables
-            && self.obligations_by_agreement == o.obligations_by_agreement
-            && self.lot_expiries == o.lot_expiries
-            && self.hold_expiries == o.hold_expiries
+            && self.records.all_with_prefix(b"").ok() == o.records.all_with_prefix(b"").ok()
     }
 }
 
+fn parse_name<T: std::str::FromStr>(key: &[u8], prefix: &[u8]) -> Result<T, RecordError>
+where
+    T::Err: std::fmt::Display,
+{
+    std::str::from_utf8(&key[prefix.len()..])
+        .map_err(|_| RecordError::at(key, "the key is not UTF-8"))?
+        .parse()
+        .map_err(|e: T::Err| RecordError::at(key, e.to_string()))
+}
+
 impl State {
-    /// The state of an empty log.
+    /// The state of an empty log, with its records in memory.
     pub fn new() -> State {
         State::default()
     }
+
+    /// The state whose committed records are in `source`: loads the global part only, so
+    /// the time it takes does not grow with members or entries.
+    pub fn open(source: Arc<dyn RecordSource>) -> Result<State, RecordError> {
+        let mut s = State {
+            records: Records::over(source),
+            ..State::default()
+        };
+        s.load_global()?;
+        Ok(s)
+    }
+
+    /// Rebuilds a state, in memory, from the records [`State::take_changes`] wrote.
+    pub fn from_records<I, K, V>(records: I) -> Result<State, RecordError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let map: records::MemorySource = records
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_vec(), v.as_ref().to_vec()))
+            .collect();
+        let mut s = State {
+            records: Records::Memory {
+                map,
+                changed: Default::default(),
+            },
+            ..State::default()
+        };
+        s.load_global()?;
+        Ok(s)
+    }
+
+    fn load_global(&mut self) -> Result<(), RecordError> {
+        use record_prefix::*;
+        let storage = |e: StorageError| RecordError::at(b"", e.0);
+        if let Some(v) = self.records.get(META).map_err(storage)? {
+            self.meta = records::decode(&v).map_err(|e| RecordError::at(META, e))?;
+        }
+        if let Some(v) = self.records.get(POLICIES).map_err(storage)? {
+            self.policies = records::decode_json(&v).map_err(|e| RecordError::at(POLICIES, e))?;
+        }
+        for (k, v) in self.records.all_with_prefix(ACCOUNT).map_err(storage)? {
+            let a: AccountId = parse_name(&k, ACCOUNT)?;
+            let b: i128 = records::decode(&v).map_err(|e| RecordError::at(&k, e))?;
+            self.accounts.insert(a, b);
+        }
+        for (k, v) in self.records.all_with_prefix(AGREEMENT).map_err(storage)? {
+            let id: EntryId = parse_name(&k, AGREEMENT)?;
+            let a: AgreementState = records::decode_json(&v).map_err(|e| RecordError::at(&k, e))?;
+            if a.agreement.terms.agreement != id {
+                return Err(RecordError::at(
+                    &k,
+                    "the agreement is not the one its key names",
+                ));
+            }
+            self.agreements.insert(id, a);
+        }
+        for (k, v) in self
+            .records
+            .all_with_prefix(OPEN_PAYABLE)
+            .map_err(storage)?
+        {
+            let id: EntryId = parse_name(&k, OPEN_PAYABLE)?;
+            if !self.agreements.contains_key(&id) {
+                return Err(RecordError::at(&k, "names an agreement that is not kept"));
+            }
+            let v: i64 = records::decode(&v).map_err(|e| RecordError::at(&k, e))?;
+            self.open_payables.insert(id, v);
+        }
+        if self.agreements.len() > AGREEMENTS_MAX || self.policies.rate_count() > RATES_MAX {
+            return Err(RecordError::at(
+                b"",
+                "more agreements or rates than the limits",
+            ));
+        }
+        Ok(())
+    }
+
+    // ---- Typed record access -------------------------------------------------------------
+
+    fn read<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StateError> {
+        read::value(&self.records, key)
+    }
+
+    fn write<T: Serialize>(&mut self, key: Vec<u8>, v: &T) {
+        self.records.put(key, records::encode(v));
+    }
+
+    fn put_member(&mut self, id: &MemberId, m: &MemberState) {
+        self.write(records::named(record_prefix::MEMBER, id.as_str()), m);
+    }
+
+    fn put_hold(&mut self, id: &EntryId, h: &HoldState) {
+        self.write(records::named(record_prefix::HOLD, id.as_str()), h);
+    }
+
+    fn put_redemption(&mut self, id: &EntryId, r: &RedemptionState) {
+        self.write(records::named(record_prefix::REDEMPTION, id.as_str()), r);
+    }
+
+    fn put_policies(&mut self) {
+        let v = records::encode_json(&self.policies);
+        self.records.put(record_prefix::POLICIES.to_vec(), v);
+    }
+
+    fn put_agreement(&mut self, id: &EntryId) {
+        if let Some(a) = self.agreements.get(id) {
+            let v = records::encode_json(a);
+            self.records
+                .put(records::named(record_prefix::AGREEMENT, id.as_str()), v);
+        }
+    }
+
+    fn add_open_payable(&mut self, agreement: &EntryId, delta: i64) {
+        let v = self.open_payables.entry(agreement.clone()).or_default();
+        *v += delta;
+        let v = *v;
+        self.write(
+            records::named(record_prefix::OPEN_PAYABLE, agreement.as_str()),
+            &v,
+        );
+    }
+
+    // ---- Reads ---------------------------------------------------------------------------
 
     /// Number of entries applied.
     pub fn size(&self) -> u64 {
@@ -874,29 +972,76 @@ impl State {
         self.meta.last_time
     }
 
-    /// A member's state, if they ever held points.
-    pub fn member(&self, id: &MemberId) -> Option<&MemberState> {
-        self.members.get(id)
+    /// A member's summary, if they ever held points.
+    pub fn member(&self, id: &MemberId) -> Result<Option<MemberState>, StateError> {
+        read::member(&self.records, id)
     }
 
     /// Number of members.
-    pub fn member_count(&self) -> usize {
-        self.members.len()
+    pub fn member_count(&self) -> u64 {
+        self.meta.members
+    }
+
+    /// Up to `limit` (at most [`LOTS_PAGE_MAX`]) of a member's lots, soonest-expiring first
+    /// (never-expiring last), starting after the lot `after` names (`(expiry, id)`).
+    pub fn lots(
+        &self,
+        member: &MemberId,
+        after: Option<read::LotCursor>,
+        limit: usize,
+    ) -> Result<Vec<Lot>, StateError> {
+        read::lots(&self.records, member, after, limit)
+    }
+
+    fn lots_in(&self, from: &[u8], end: &[u8], limit: usize) -> Result<Vec<Lot>, StateError> {
+        read::lots_in(&self.records, from, end, limit)
+    }
+
+    /// Every lot of a member, in order (reads them all: for invariant checks and tests).
+    fn all_lots(&self, member: &MemberId) -> Result<Vec<Lot>, StateError> {
+        let mut out: Vec<Lot> = Vec::new();
+        loop {
+            let after = out.last().map(|l| (l.expires_at, l.id));
+            let page = self.lots(member, after, LOTS_PAGE_MAX)?;
+            let n = page.len();
+            out.extend(page);
+            if n < LOTS_PAGE_MAX {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn lapsed(&self, member: &MemberId, now: LogTime) -> Result<u64, StateError> {
+        read::lapsed(&self.records, member, now)
+    }
+
+    /// Points a member can spend at `now`: the remaining points of lots that have not expired.
+    pub fn available(&self, member: &MemberId, now: LogTime) -> Result<u64, StateError> {
+        let Some(m) = self.member(member)? else {
+            return Ok(0);
+        };
+        Ok(m.balance - self.lapsed(member, now)?)
+    }
+
+    /// A member's qualifying earnings kept for tier evaluation, oldest first. Bounded by the
+    /// tier policy's window and grace period (or [`tier::QUALIFYING_EVENTS_MAX`] without one).
+    pub fn qualifying(&self, member: &MemberId) -> Result<Vec<QualifyingEvent>, StateError> {
+        read::qualifying(&self.records, member)
     }
 
     /// A hold by its id.
-    pub fn hold(&self, id: &EntryId) -> Option<&HoldState> {
-        self.holds.get(id)
+    pub fn hold(&self, id: &EntryId) -> Result<Option<HoldState>, StateError> {
+        read::named(&self.records, record_prefix::HOLD, id.as_str())
     }
 
     /// A redemption by its id.
-    pub fn redemption(&self, id: &EntryId) -> Option<&RedemptionState> {
-        self.redemptions.get(id)
+    pub fn redemption(&self, id: &EntryId) -> Result<Option<RedemptionState>, StateError> {
+        read::named(&self.records, record_prefix::REDEMPTION, id.as_str())
     }
 
     /// A spend authorisation by its id (the id of its entry).
-    pub fn authorisation(&self, id: &EntryId) -> Option<&AuthorisationState> {
-        self.authorisations.get(id)
+    pub fn authorisation(&self, id: &EntryId) -> Result<Option<AuthorisationState>, StateError> {
+        read::named(&self.records, record_prefix::AUTHORISATION, id.as_str())
     }
 
     /// An agreement by its agreement id (`terms.agreement`).
@@ -910,8 +1055,8 @@ impl State {
     }
 
     /// A quote by its redemption id (the id of its entry), also after it expired.
-    pub fn quote(&self, id: &EntryId) -> Option<&QuoteState> {
-        self.quotes.get(id)
+    pub fn quote(&self, id: &EntryId) -> Result<Option<QuoteState>, StateError> {
+        read::named(&self.records, record_prefix::QUOTE, id.as_str())
     }
 
     /// The obligation of `side` for `payer`'s redemption `redemption`, if logged.
@@ -920,12 +1065,13 @@ impl State {
         side: ObligationSide,
         payer: &BrandId,
         redemption: &EntryId,
-    ) -> Option<&ObligationState> {
-        self.obligations.get(&ObligationKey {
+    ) -> Result<Option<ObligationState>, StateError> {
+        let key = ObligationKey {
             side,
             payer: payer.clone(),
             redemption: redemption.clone(),
-        })
+        };
+        read::record(&self.records, &key.record_key())
     }
 
     /// The open payable total of agreement `agreement` in this log, in minor units of its
@@ -935,25 +1081,74 @@ impl State {
         self.open_payables.get(agreement).copied().unwrap_or(0)
     }
 
-    /// Every obligation under agreement `agreement`, payables first, then by payer and
-    /// redemption id.
-    pub fn obligations_of<'a>(
-        &'a self,
-        agreement: &'a EntryId,
-    ) -> impl Iterator<Item = &'a ObligationState> + 'a {
-        self.obligations_by_agreement
-            .get(agreement)
-            .into_iter()
-            .flatten()
-            .filter_map(|k| self.obligations.get(k))
+    /// The open payable total of every agreement that has one.
+    pub fn open_payables(&self) -> &BTreeMap<EntryId, i64> {
+        &self.open_payables
     }
 
-    /// This log's own statement lines of agreement `agreement` with a time in `period`.
-    pub fn lines_in(&self, agreement: &EntryId, period: statement::Period) -> Vec<ObligationLine> {
-        self.obligations_of(agreement)
-            .flat_map(ObligationState::lines)
-            .filter(|l| period.contains(l.time))
-            .collect()
+    /// This log's own statement lines of agreement `agreement` with a time in `period`, in
+    /// time order. Reads the period's lines only (the `ol/` index).
+    pub fn lines_in(
+        &self,
+        agreement: &EntryId,
+        period: statement::Period,
+    ) -> Result<Vec<ObligationLine>, StateError> {
+        read::lines_in(&self.records, agreement, period, usize::MAX)
+    }
+
+    /// Payable lines' sum in `period` of agreement `agreement`.
+    fn payable_sum_in(
+        &self,
+        agreement: &EntryId,
+        period: statement::Period,
+    ) -> Result<i64, StateError> {
+        let end = records::lines_from(agreement, period.to().get());
+        let mut from = records::lines_from(agreement, period.from().get());
+        let mut sum = 0i64;
+        loop {
+            let page = self.records.range(&from, &end, records::RANGE_PAGE_MAX)?;
+            let n = page.len();
+            for (k, v) in &page {
+                let r: LineRecord = records::decode(v).map_err(|e| RecordError::at(k, e))?;
+                let tail = k.len().saturating_sub(16);
+                let time = k
+                    .get(tail..tail + 8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .and_then(|t| LogTime::new(t).ok())
+                    .ok_or_else(|| RecordError::at(k, "bad line key"))?;
+                if r.side == ObligationSide::Payable && period.contains(time) {
+                    sum += r.amount_minor;
+                }
+            }
+            match page.last() {
+                Some((k, _)) if n == records::RANGE_PAGE_MAX => from = records::after(k),
+                _ => return Ok(sum),
+            }
+        }
+    }
+
+    /// Every obligation under agreement `agreement`, by the line index (reads every line of
+    /// the agreement: tests).
+    #[cfg(test)]
+    pub(crate) fn obligations_of(
+        &self,
+        agreement: &EntryId,
+    ) -> Result<Vec<ObligationState>, StateError> {
+        let prefix = records::lines_from(agreement, 0);
+        let prefix = &prefix[..prefix.len() - 8];
+        let mut out = Vec::new();
+        for (k, v) in self.records.all_with_prefix(prefix)? {
+            let r: LineRecord = records::decode(&v).map_err(|e| RecordError::at(&k, e))?;
+            if r.refund.is_some() {
+                continue;
+            }
+            let o = self
+                .obligation(r.side, &r.payer, &r.redemption)?
+                .ok_or_else(|| RecordError::at(&k, "a line names no obligation"))?;
+            out.push(o);
+        }
+        Ok(out)
     }
 
     /// The rate card in force at `t`, with its entry's index; see [`Policies::rate_card_at`].
@@ -976,17 +1171,18 @@ impl State {
         self.policies.fx_rate_at(from, to, t)
     }
 
-    /// The entry that used `id`, if any.
-    pub fn id_record(&self, id: &EntryId) -> Option<&IdRecord> {
-        self.ids.get(id)
+    /// The entry that used `id`, if any: one point read (a bloom filter probe on RocksDB for
+    /// an id never used).
+    pub fn id_record(&self, id: &EntryId) -> Result<Option<IdRecord>, StateError> {
+        read::named(&self.records, record_prefix::ID, id.as_str())
     }
 
-    /// The balance of a system account (members' are in [`MemberState::balance`]).
-    pub fn account_balance(&self, account: &AccountId) -> i128 {
-        match account {
-            AccountId::Member(m) => self.members.get(m).map_or(0, |s| s.balance as i128),
+    /// The balance of an account.
+    pub fn account_balance(&self, account: &AccountId) -> Result<i128, StateError> {
+        Ok(match account {
+            AccountId::Member(m) => self.member(m)?.map_or(0, |s| s.balance as i128),
             a => self.accounts.get(a).copied().unwrap_or(0),
-        }
+        })
     }
 
     /// All system accounts and their balances.
@@ -1000,75 +1196,134 @@ impl State {
     }
 
     /// The tier a member holds now by the stored record (the policy's base tier if none).
-    pub fn current_tier(&self, member: &MemberId) -> Option<TierName> {
-        let policy = self.policies.tier.as_ref()?;
-        Some(
-            self.members
-                .get(member)
-                .and_then(|m| m.tier.clone())
+    pub fn current_tier(&self, member: &MemberId) -> Result<Option<TierName>, StateError> {
+        let Some(policy) = self.policies.tier.as_ref() else {
+            return Ok(None);
+        };
+        Ok(Some(
+            self.member(member)?
+                .and_then(|m| m.tier)
                 .unwrap_or_else(|| policy.tiers[0].name.clone()),
-        )
+        ))
     }
 
     /// The tier change the tier rules require for `member` at `now`, if any.
-    pub fn tier_change_due(&self, member: &MemberId, now: LogTime) -> Option<TierChange> {
-        let policy = self.policies.tier.as_ref()?;
-        let events = self
-            .members
-            .get(member)
-            .map_or(&[][..], |m| &m.qualifying[..]);
-        let rank = tier::tier_rank_at(policy, events, now);
+    pub fn tier_change_due(
+        &self,
+        member: &MemberId,
+        now: LogTime,
+    ) -> Result<Option<TierChange>, StateError> {
+        let Some(policy) = self.policies.tier.as_ref() else {
+            return Ok(None);
+        };
+        let events = self.qualifying(member)?;
+        let rank = tier::tier_rank_at(policy, &events, now);
         let to = policy.tiers[rank].name.clone();
-        let from = self.current_tier(member)?;
-        (from != to).then(|| TierChange {
+        let Some(from) = self.current_tier(member)? else {
+            return Ok(None);
+        };
+        Ok((from != to).then(|| TierChange {
             member: member.clone(),
             from,
             to,
-        })
+        }))
     }
 
     /// Until when `member` keeps their current tier without earning more (`None`: no expiry
     /// or no policy).
-    pub fn tier_valid_until(&self, member: &MemberId, now: LogTime) -> Option<LogTime> {
-        let policy = self.policies.tier.as_ref()?;
-        let current = self.current_tier(member)?;
-        let rank = policy.tiers.iter().position(|t| t.name == current)?;
-        let events = self
-            .members
-            .get(member)
-            .map_or(&[][..], |m| &m.qualifying[..]);
-        tier::tier_valid_until(policy, events, rank, now)
+    pub fn tier_valid_until(
+        &self,
+        member: &MemberId,
+        now: LogTime,
+    ) -> Result<Option<LogTime>, StateError> {
+        let Some(policy) = self.policies.tier.as_ref() else {
+            return Ok(None);
+        };
+        let Some(current) = self.current_tier(member)? else {
+            return Ok(None);
+        };
+        let Some(rank) = policy.tiers.iter().position(|t| t.name == current) else {
+            return Ok(None);
+        };
+        let events = self.qualifying(member)?;
+        Ok(tier::tier_valid_until(policy, &events, rank, now))
     }
 
-    /// Up to `max` lots whose expiry has passed at `now`, as expire entry bodies, soonest first.
-    pub fn due_expiries(&self, now: LogTime, max: usize) -> Vec<Expire> {
-        self.lot_expiries
-            .iter()
-            .take_while(|(t, _, _)| *t <= now)
-            .filter_map(|(_, m, lot)| {
-                let l = self.members.get(m)?.lots.iter().find(|l| l.id == *lot)?;
-                Some(Expire {
-                    member: m.clone(),
-                    lot: *lot,
-                    points: Points::new(l.remaining).ok()?,
-                })
-            })
-            .take(max)
-            .collect()
+    /// Up to `max` lots whose expiry has passed at `now`, as expire entry bodies, soonest
+    /// first. Reads the due-index range up to `now`, never all members.
+    pub fn due_expiries(&self, now: LogTime, max: usize) -> Result<Vec<Expire>, StateError> {
+        let start = record_prefix::DUE_LOT.to_vec();
+        let end = records::due_end(record_prefix::DUE_LOT, now);
+        let mut out = Vec::new();
+        for (k, _) in self.records.range(&start, &end, max)? {
+            let (e, member, lot) = records::parse_due_lot_key(&k)
+                .ok_or_else(|| RecordError::at(&k, "bad due-lot key"))?;
+            let remaining: Option<u64> = self.read(&records::lot_key(&member, Some(e), lot))?;
+            let remaining =
+                remaining.ok_or_else(|| RecordError::at(&k, "indexes a lot that is gone"))?;
+            out.push(Expire {
+                member,
+                lot,
+                points: Points::new(remaining).map_err(|e| RecordError::at(&k, e.to_string()))?,
+            });
+        }
+        Ok(out)
     }
 
     /// Up to `max` open holds whose expiry has passed at `now`, soonest first.
-    pub fn due_hold_releases(&self, now: LogTime, max: usize) -> Vec<EntryId> {
-        self.hold_expiries
-            .iter()
-            .take_while(|(t, _)| *t <= now)
-            .map(|(_, id)| id.clone())
-            .take(max)
+    pub fn due_hold_releases(&self, now: LogTime, max: usize) -> Result<Vec<EntryId>, StateError> {
+        let start = record_prefix::DUE_HOLD.to_vec();
+        let end = records::due_end(record_prefix::DUE_HOLD, now);
+        self.records
+            .range(&start, &end, max)?
+            .into_iter()
+            .map(|(k, _)| {
+                records::parse_due_hold_key(&k)
+                    .map(|(_, id)| id)
+                    .ok_or_else(|| RecordError::at(&k, "bad due-hold key").into())
+            })
             .collect()
     }
 
-    /// Applies entry number `index`. On error nothing changes.
+    /// Up to `max` members whose tier lapses at or before `now` (by the due-index), with the
+    /// tier change due for each at `now`; a member indexed but not due (the policy changed
+    /// since) is skipped.
+    pub fn due_tier_changes(
+        &self,
+        now: LogTime,
+        max: usize,
+    ) -> Result<Vec<TierChange>, StateError> {
+        let start = record_prefix::DUE_TIER.to_vec();
+        let end = records::due_end(record_prefix::DUE_TIER, now);
+        let mut out = Vec::new();
+        for (k, _) in self.records.range(&start, &end, max)? {
+            let (_, member) = records::parse_due_tier_key(&k)
+                .ok_or_else(|| RecordError::at(&k, "bad due-tier key"))?;
+            if let Some(change) = self.tier_change_due(&member, now)? {
+                out.push(change);
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- Apply ---------------------------------------------------------------------------
+
+    /// Applies entry number `index`. On error nothing changes, except after a storage failure
+    /// ([`StateError::Storage`]): then the state refuses every entry until it is reopened.
     pub fn apply(&mut self, index: LogIndex, entry: &Entry) -> Result<Applied, StateError> {
+        if self.poisoned {
+            return Err(StateError::Storage(StorageError(
+                "a storage read failed earlier; reopen the state".into(),
+            )));
+        }
+        let r = self.apply_inner(index, entry);
+        if let Err(StateError::Storage(_)) = &r {
+            self.poisoned = true;
+        }
+        r
+    }
+
+    fn apply_inner(&mut self, index: LogIndex, entry: &Entry) -> Result<Applied, StateError> {
         if index.get() != self.meta.size {
             return Err(StateError::IndexNotNext {
                 expected: LogIndex::new(self.meta.size).unwrap_or_default(),
@@ -1083,7 +1338,7 @@ impl State {
                 });
             }
         }
-        if let Some(r) = self.ids.get(&entry.id) {
+        if let Some(r) = self.id_record(&entry.id)? {
             return Err(StateError::DuplicateId(entry.id.clone(), r.index));
         }
         let now = entry.time;
@@ -1098,12 +1353,12 @@ impl State {
             EntryKind::Refund(b) => self.refund(now, b)?,
             EntryKind::TierPolicy(b) => {
                 self.policies.tier = Some(b.clone());
-                self.changed.insert(RecordKey::Policies);
+                self.put_policies();
                 Applied::default()
             }
             EntryKind::ExpiryPolicy(b) => {
                 self.policies.expiry = Some(b.clone());
-                self.changed.insert(RecordKey::Policies);
+                self.put_policies();
                 Applied::default()
             }
             EntryKind::RateCard(b) => self.rate_card(index, now, b)?,
@@ -1119,17 +1374,17 @@ impl State {
             EntryKind::TierChange(b) => self.tier_change(now, b)?,
             EntryKind::TierAttestation(b) => self.tier_attestation(now, b)?,
         };
-        self.ids.insert(
-            entry.id.clone(),
-            IdRecord {
+        self.write(
+            records::named(record_prefix::ID, entry.id.as_str()),
+            &IdRecord {
                 index,
                 intent: entry.kind.intent_digest(),
             },
         );
-        self.changed.insert(RecordKey::Id(entry.id.clone()));
         self.meta.size += 1;
         self.meta.last_time = Some(now);
-        self.changed.insert(RecordKey::Meta);
+        let meta = self.meta.clone();
+        self.write(record_prefix::META.to_vec(), &meta);
         #[cfg(debug_assertions)]
         if let Err(v) = self.check_invariants_for(applied.member.as_ref()) {
             panic!("entry {index} broke an invariant: {v}");
@@ -1140,16 +1395,53 @@ impl State {
     fn move_points(&mut self, from: AccountId, to: AccountId, points: u64) -> Transfer {
         for (a, d) in [(&from, -(points as i128)), (&to, points as i128)] {
             if !matches!(a, AccountId::Member(_)) {
-                *self.accounts.entry(a.clone()).or_insert(0) += d;
-                self.changed.insert(RecordKey::Account(a.clone()));
+                let v = self.accounts.entry(a.clone()).or_insert(0);
+                *v += d;
+                let v = *v;
+                self.write(records::named(record_prefix::ACCOUNT, &a.to_string()), &v);
             }
         }
         Transfer { from, to, points }
     }
 
-    fn member_mut(&mut self, m: &MemberId) -> &mut MemberState {
-        self.changed.insert(RecordKey::Member(m.clone()));
-        self.members.entry(m.clone()).or_default()
+    /// A member's summary, or a new one (counted) if they never held points.
+    fn member_or_new(&mut self, id: &MemberId) -> Result<MemberState, StateError> {
+        match self.member(id)? {
+            Some(m) => Ok(m),
+            None => {
+                self.meta.members += 1;
+                Ok(MemberState::default())
+            }
+        }
+    }
+
+    /// Adds `points` to a member's lot `(expires_at, lot)`, creating (and indexing) it when
+    /// it does not exist. Updates the summary `m` but does not store it.
+    fn add_to_lot(
+        &mut self,
+        member: &MemberId,
+        m: &mut MemberState,
+        expires_at: Option<LogTime>,
+        lot: LogIndex,
+        points: u64,
+    ) -> Result<(), StateError> {
+        let key = records::lot_key(member, expires_at, lot);
+        let remaining = match self.read::<u64>(&key)? {
+            Some(r) => r,
+            None => {
+                m.lots += 1;
+                match expires_at {
+                    Some(e) => {
+                        self.records
+                            .put(records::due_lot_key(e, member, lot), Vec::new());
+                    }
+                    None => m.open_lot = Some(lot),
+                }
+                0
+            }
+        };
+        self.write(key, &(remaining + points));
+        Ok(())
     }
 
     /// Credits a new lot (named `index`) to `member` from `source`.
@@ -1161,43 +1453,33 @@ impl State {
         points: Points,
         source: AccountId,
     ) -> Result<Transfer, StateError> {
-        let balance = self.members.get(member).map_or(0, |m| m.balance);
-        let pending = self.members.get(member).map_or(0, |m| m.pending);
+        let existing = self.member(member)?;
+        let (balance, pending) = existing.as_ref().map_or((0, 0), |m| (m.balance, m.pending));
         if balance + pending + points.get() > MAX_AMOUNT {
             return Err(StateError::BalanceOverflow);
         }
+        let mut m = self.member_or_new(member)?;
         let expires_at = self
             .policies
             .expiry
             .as_ref()
             .and_then(|p| p.lot_lifetime_ms)
             .map(|d| now.plus(d));
-        let lot = Lot {
-            id: index,
-            expires_at,
-            remaining: points.get(),
-        };
-        if let Some(e) = expires_at {
-            self.lot_expiries.insert((e, member.clone(), index));
-        }
-        let m = self.member_mut(member);
-        m.balance += points.get();
         // Points that never expire are interchangeable: they join the member's one
-        // never-expiring lot (named by the entry that created it), which keeps member
-        // records bounded when the brand has no expiry policy.
-        match m
-            .lots
-            .iter_mut()
-            .find(|l| l.expires_at.is_none() && expires_at.is_none())
-        {
-            Some(open) => open.remaining += points.get(),
-            None => m.insert_lot(lot),
-        }
+        // never-expiring lot (named by the entry that created it), which keeps the number of
+        // lots bounded when the brand has no expiry policy.
+        let lot = match (expires_at, m.open_lot) {
+            (None, Some(open)) => open,
+            _ => index,
+        };
+        self.add_to_lot(member, &mut m, expires_at, lot, points.get())?;
+        m.balance += points.get();
+        self.put_member(member, &m);
         Ok(self.move_points(source, AccountId::Member(member.clone()), points.get()))
     }
 
     /// Plans a debit of `points` from live lots, soonest-expiring first, without changing
-    /// anything.
+    /// anything. Reads the lots it takes from (and the lapsed ones), not all of them.
     fn plan_debit(
         &self,
         now: LogTime,
@@ -1205,10 +1487,9 @@ impl State {
         points: Points,
     ) -> Result<Vec<Portion>, StateError> {
         let m = self
-            .members
-            .get(member)
+            .member(member)?
             .ok_or_else(|| StateError::UnknownMember(member.clone()))?;
-        let available = m.available(now);
+        let available = m.balance - self.lapsed(member, now)?;
         if available < points.get() {
             return Err(StateError::InsufficientPoints {
                 available,
@@ -1217,45 +1498,76 @@ impl State {
         }
         let mut need = points.get();
         let mut portions = Vec::new();
-        for l in m.lots.iter().filter(|l| l.is_live(now)) {
-            if need == 0 {
-                break;
+        let end = records::lots_end(member);
+        let mut from = records::lots_from(member, Some(now));
+        while need > 0 {
+            let page = self.lots_in(&from, &end, DEBIT_PAGE)?;
+            for l in &page {
+                if need == 0 {
+                    break;
+                }
+                let take = need.min(l.remaining);
+                if take > 0 {
+                    portions.push(Portion {
+                        lot: l.id,
+                        expires_at: l.expires_at,
+                        points: take,
+                    });
+                    need -= take;
+                }
             }
-            let take = need.min(l.remaining);
-            if take > 0 {
-                portions.push(Portion {
-                    lot: l.id,
-                    expires_at: l.expires_at,
-                    points: take,
-                });
-                need -= take;
+            match page.last() {
+                Some(l) if page.len() == DEBIT_PAGE => {
+                    from = records::after(&records::lot_key(member, l.expires_at, l.id));
+                }
+                _ => break,
             }
         }
-        debug_assert_eq!(need, 0);
+        if need != 0 {
+            return Err(RecordError::at(
+                &records::named(record_prefix::MEMBER, member.as_str()),
+                "the lots hold less than the balance",
+            )
+            .into());
+        }
         Ok(portions)
     }
 
     /// Takes planned portions out of a member's lots and moves the points to `to`.
-    fn debit(&mut self, member: &MemberId, portions: &[Portion], to: AccountId) -> Transfer {
+    fn debit(
+        &mut self,
+        member: &MemberId,
+        portions: &[Portion],
+        to: AccountId,
+    ) -> Result<Transfer, StateError> {
         let total: u64 = portions.iter().map(|p| p.points).sum();
-        let mut emptied = Vec::new();
-        let m = self.member_mut(member);
+        let mut m = self
+            .member(member)?
+            .ok_or_else(|| StateError::UnknownMember(member.clone()))?;
         for p in portions {
-            if let Some(l) = m.lots.iter_mut().find(|l| l.id == p.lot) {
-                l.remaining -= p.points;
-                if l.remaining == 0 {
-                    emptied.push((l.expires_at, l.id));
+            let key = records::lot_key(member, p.expires_at, p.lot);
+            let remaining = self
+                .read::<u64>(&key)?
+                .ok_or_else(|| RecordError::at(&key, "a planned lot is gone"))?;
+            let left = remaining - p.points;
+            if left > 0 {
+                self.write(key, &left);
+                continue;
+            }
+            self.records.delete(key);
+            m.lots -= 1;
+            match p.expires_at {
+                Some(e) => self.records.delete(records::due_lot_key(e, member, p.lot)),
+                None => {
+                    if m.open_lot == Some(p.lot) {
+                        m.open_lot = None;
+                    }
                 }
             }
         }
-        m.lots.retain(|l| l.remaining > 0);
         m.balance -= total;
-        for (e, id) in emptied {
-            if let Some(e) = e {
-                self.lot_expiries.remove(&(e, member.clone(), id));
-            }
-        }
-        self.move_points(AccountId::Member(member.clone()), to, total)
+        self.put_member(member, &m);
+        Ok(self.move_points(AccountId::Member(member.clone()), to, total))
     }
 
     /// Returns portions from `from` to the member's lots; portions whose lot has expired at
@@ -1266,8 +1578,9 @@ impl State {
         member: &MemberId,
         portions: &[Portion],
         from: &AccountId,
-    ) -> Vec<Transfer> {
+    ) -> Result<Vec<Transfer>, StateError> {
         let (mut back, mut lapsed) = (0u64, 0u64);
+        let mut m = self.member_or_new(member)?;
         for p in portions {
             let live = p.expires_at.is_none_or(|e| e > now);
             if !live {
@@ -1275,25 +1588,16 @@ impl State {
                 continue;
             }
             back += p.points;
-            let m = self.member_mut(member);
             m.balance += p.points;
-            let target = m
-                .lots
-                .iter_mut()
-                .find(|l| l.id == p.lot || (p.expires_at.is_none() && l.expires_at.is_none()));
-            if let Some(l) = target {
-                l.remaining += p.points;
-            } else {
-                m.insert_lot(Lot {
-                    id: p.lot,
-                    expires_at: p.expires_at,
-                    remaining: p.points,
-                });
-                if let Some(e) = p.expires_at {
-                    self.lot_expiries.insert((e, member.clone(), p.lot));
-                }
-            }
+            // A never-expiring portion goes back to the member's never-expiring lot, whichever
+            // entry named it (spec/protocol.md §4.3); an expiring one to its own lot.
+            let lot = match (p.expires_at, m.open_lot) {
+                (None, Some(open)) => open,
+                _ => p.lot,
+            };
+            self.add_to_lot(member, &mut m, p.expires_at, lot, p.points)?;
         }
+        self.put_member(member, &m);
         let mut t = Vec::new();
         if back > 0 {
             t.push(self.move_points(from.clone(), AccountId::Member(member.clone()), back));
@@ -1301,16 +1605,95 @@ impl State {
         if lapsed > 0 {
             t.push(self.move_points(from.clone(), AccountId::Expired, lapsed));
         }
-        t
+        Ok(t)
+    }
+
+    /// Records a qualifying earning and drops those that can no longer matter
+    /// ([`tier::prune`]'s rule, one record each).
+    fn add_qualifying(
+        &mut self,
+        member: &MemberId,
+        m: &mut MemberState,
+        now: LogTime,
+        points: u64,
+    ) -> Result<(), StateError> {
+        self.write(records::qualifying_key(member, now), &points);
+        m.qualifying += 1;
+        let start = records::qualifying_from(member, 0);
+        let end = match &self.policies.tier {
+            Some(p) => {
+                let horizon = now.minus(p.grace_ms).minus(p.window_ms).get();
+                records::qualifying_from(member, horizon.saturating_add(1))
+            }
+            None => records::qualifying_end(member),
+        };
+        loop {
+            let excess = match &self.policies.tier {
+                Some(_) => records::RANGE_PAGE_MAX,
+                None => (m
+                    .qualifying
+                    .saturating_sub(tier::QUALIFYING_EVENTS_MAX as u64)
+                    as usize)
+                    .min(records::RANGE_PAGE_MAX),
+            };
+            if excess == 0 {
+                return Ok(());
+            }
+            let page = self.records.range(&start, &end, excess)?;
+            let n = page.len();
+            for (k, _) in page {
+                self.records.delete(k);
+                m.qualifying -= 1;
+            }
+            if n < excess {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Re-indexes when the member's current tier lapses ([`record_prefix::DUE_TIER`]).
+    fn index_tier_due(
+        &mut self,
+        member: &MemberId,
+        m: &mut MemberState,
+        now: LogTime,
+    ) -> Result<(), StateError> {
+        let due = match &self.policies.tier {
+            None => None,
+            Some(policy) => {
+                let current = m
+                    .tier
+                    .clone()
+                    .unwrap_or_else(|| policy.tiers[0].name.clone());
+                match policy.tiers.iter().position(|t| t.name == current) {
+                    Some(rank) => {
+                        let events = self.qualifying(member)?;
+                        tier::tier_valid_until(policy, &events, rank, now)
+                    }
+                    None => Some(now),
+                }
+            }
+        };
+        if due != m.tier_due {
+            if let Some(old) = m.tier_due {
+                self.records.delete(records::due_tier_key(old, member));
+            }
+            if let Some(new) = due {
+                self.records
+                    .put(records::due_tier_key(new, member), Vec::new());
+            }
+            m.tier_due = due;
+        }
+        Ok(())
     }
 
     fn earn(&mut self, index: LogIndex, now: LogTime, b: &Earn) -> Result<Applied, StateError> {
         let t = self.credit(index, now, &b.member, b.points, AccountId::Issued)?;
         if b.qualifying {
-            let policy = self.policies.tier.clone();
-            let m = self.member_mut(&b.member);
-            m.qualifying.push((now, b.points.get()));
-            tier::prune(&mut m.qualifying, policy.as_ref(), now);
+            let mut m = self.member_or_new(&b.member)?;
+            self.add_qualifying(&b.member, &mut m, now, b.points.get())?;
+            self.index_tier_due(&b.member, &mut m, now)?;
+            self.put_member(&b.member, &m);
         }
         Ok(Applied {
             transfers: vec![t],
@@ -1326,10 +1709,10 @@ impl State {
         b: &Redeem,
     ) -> Result<Applied, StateError> {
         let portions = self.plan_debit(now, &b.member, b.points)?;
-        let t = self.debit(&b.member, &portions, AccountId::Redeemed);
-        self.redemptions.insert(
-            id.clone(),
-            RedemptionState {
+        let t = self.debit(&b.member, &portions, AccountId::Redeemed)?;
+        self.put_redemption(
+            id,
+            &RedemptionState {
                 index,
                 member: b.member.clone(),
                 points: b.points.get(),
@@ -1339,7 +1722,6 @@ impl State {
                 obligation: false,
             },
         );
-        self.changed.insert(RecordKey::Redemption(id.clone()));
         Ok(Applied {
             transfers: vec![t],
             member: Some(b.member.clone()),
@@ -1353,7 +1735,7 @@ impl State {
             }
             Direction::Debit => {
                 let portions = self.plan_debit(now, &b.member, b.points)?;
-                self.debit(&b.member, &portions, AccountId::Adjustments)
+                self.debit(&b.member, &portions, AccountId::Adjustments)?
             }
         };
         Ok(Applied {
@@ -1362,13 +1744,32 @@ impl State {
         })
     }
 
+    /// Finds a member's lot by its index. Lots sort soonest-expiring first, so a valid
+    /// `expire` finds its lot among the first, lapsed ones; only a refused one reads further.
+    fn find_lot(&self, member: &MemberId, lot: LogIndex) -> Result<Option<Lot>, StateError> {
+        let end = records::lots_end(member);
+        let mut from = records::lots_from(member, None);
+        loop {
+            let page = self.lots_in(&from, &end, LOTS_PAGE_MAX)?;
+            if let Some(l) = page.iter().find(|l| l.id == lot) {
+                return Ok(Some(l.clone()));
+            }
+            match page.last() {
+                Some(l) if page.len() == LOTS_PAGE_MAX => {
+                    from = records::after(&records::lot_key(member, l.expires_at, l.id));
+                }
+                _ => return Ok(None),
+            }
+        }
+    }
+
     fn expire(&mut self, now: LogTime, b: &Expire) -> Result<Applied, StateError> {
         let unknown = || StateError::UnknownLot {
             member: b.member.clone(),
             lot: b.lot,
         };
-        let m = self.members.get(&b.member).ok_or_else(unknown)?;
-        let lot = m.lots.iter().find(|l| l.id == b.lot).ok_or_else(unknown)?;
+        self.member(&b.member)?.ok_or_else(unknown)?;
+        let lot = self.find_lot(&b.member, b.lot)?.ok_or_else(unknown)?;
         if lot.is_live(now) {
             return Err(StateError::LotNotExpired { lot: b.lot, now });
         }
@@ -1384,7 +1785,7 @@ impl State {
             expires_at: lot.expires_at,
             points: lot.remaining,
         };
-        let t = self.debit(&b.member, &[portion], AccountId::Expired);
+        let t = self.debit(&b.member, &[portion], AccountId::Expired)?;
         Ok(Applied {
             transfers: vec![t],
             member: Some(b.member.clone()),
@@ -1400,7 +1801,7 @@ impl State {
     ) -> Result<Applied, StateError> {
         self.check_new_rate(now, b.valid_from)?;
         self.policies.rate_cards.push((index, b.clone()));
-        self.changed.insert(RecordKey::Policies);
+        self.put_policies();
         debug_assert!(self.policies.rate_count() <= RATES_MAX);
         Ok(Applied::default())
     }
@@ -1417,7 +1818,7 @@ impl State {
         }
         self.check_new_rate(now, b.valid_from)?;
         self.policies.fx_rates.push((index, b.clone()));
-        self.changed.insert(RecordKey::Policies);
+        self.put_policies();
         debug_assert!(self.policies.rate_count() <= RATES_MAX);
         Ok(Applied::default())
     }
@@ -1442,7 +1843,7 @@ impl State {
         id: &EntryId,
         b: &SpendAuthorisation,
     ) -> Result<Applied, StateError> {
-        if !self.members.contains_key(&b.member) {
+        if self.member(&b.member)?.is_none() {
             return Err(StateError::UnknownMember(b.member.clone()));
         }
         if b.expires_at <= now {
@@ -1451,9 +1852,9 @@ impl State {
                 now,
             });
         }
-        self.authorisations.insert(
-            id.clone(),
-            AuthorisationState {
+        self.write(
+            records::named(record_prefix::AUTHORISATION, id.as_str()),
+            &AuthorisationState {
                 index,
                 member: b.member.clone(),
                 payee: b.payee.clone(),
@@ -1462,7 +1863,6 @@ impl State {
                 used_by: None,
             },
         );
-        self.changed.insert(RecordKey::Authorisation(id.clone()));
         Ok(Applied {
             transfers: Vec::new(),
             member: Some(b.member.clone()),
@@ -1497,7 +1897,7 @@ impl State {
                 statements: BTreeMap::new(),
             },
         );
-        self.changed.insert(RecordKey::Agreement(id.clone()));
+        self.put_agreement(id);
         debug_assert!(self.agreements.len() <= AGREEMENTS_MAX);
         Ok(Applied::default())
     }
@@ -1536,15 +1936,38 @@ impl State {
                 reason,
             });
         }
-        self.quotes.insert(
-            id.clone(),
-            QuoteState {
-                index,
-                quote: q.clone(),
+        let v = records::encode_json(&QuoteState {
+            index,
+            quote: q.clone(),
+        });
+        self.records
+            .put(records::named(record_prefix::QUOTE, id.as_str()), v);
+        Ok(Applied::default())
+    }
+
+    fn put_obligation(&mut self, o: &ObligationState) {
+        let v = records::encode_json(o);
+        self.records.put(o.key().record_key(), v);
+    }
+
+    /// Adds a line to the agreement's line index.
+    fn put_line(&mut self, o: &ObligationState, refund: Option<&RefundState>) {
+        let q = &o.quote;
+        let (time, index, amount) = match refund {
+            None => (o.time, o.index, q.amount_minor as i64),
+            Some(r) => (r.time, r.index, -(r.amount_minor as i64)),
+        };
+        self.write(
+            records::line_key(&q.agreement, time, index),
+            &LineRecord {
+                side: o.side,
+                payer: q.payer.clone(),
+                payee: q.payee.clone(),
+                redemption: q.redemption.clone(),
+                refund: refund.map(|r| r.refund.clone()),
+                amount_minor: amount,
             },
         );
-        self.changed.insert(RecordKey::Quote(id.clone()));
-        Ok(Applied::default())
     }
 
     /// spec/protocol.md §4.9, `obligation` (§4.12): records one side of what the payer owes the
@@ -1566,16 +1989,11 @@ impl State {
             }
             _ => {}
         }
-        let key = ObligationKey {
-            side: b.side,
-            payer: q.payer.clone(),
-            redemption: q.redemption.clone(),
-        };
-        if let Some(o) = self.obligations.get(&key) {
+        if let Some(o) = self.obligation(b.side, &q.payer, &q.redemption)? {
             return Err(StateError::ObligationExists {
-                side: key.side,
-                payer: key.payer,
-                redemption: key.redemption,
+                side: b.side,
+                payer: q.payer.clone(),
+                redemption: q.redemption.clone(),
                 index: o.index,
             });
         }
@@ -1591,12 +2009,13 @@ impl State {
                 reason,
             });
         }
-        let mut open = None;
+        let credit_limit = terms.credit_limit_minor;
+        let mut payable = None;
         if b.side == ObligationSide::Payable {
             let hold = self
-                .holds
-                .get(&q.redemption)
+                .hold(&q.redemption)?
                 .ok_or_else(|| StateError::UnknownHold(q.redemption.clone()))?;
+            let redemption = self.redemption(&q.redemption)?;
             let mismatch = if !matches!(hold.status, HoldStatus::Posted(_)) {
                 Some("the hold is not posted")
             } else if hold.payee.as_ref() != Some(&q.payee) {
@@ -1605,11 +2024,7 @@ impl State {
                 Some("the hold is not of the quote's member")
             } else if hold.points != q.points.get() {
                 Some("the hold is not of the quote's points")
-            } else if self
-                .redemptions
-                .get(&q.redemption)
-                .is_some_and(|r| r.refunded > 0)
-            {
+            } else if redemption.as_ref().is_some_and(|r| r.refunded > 0) {
                 Some("the posted hold was refunded in part")
             } else {
                 None
@@ -1623,44 +2038,37 @@ impl State {
             let open_minor = self.open_payable(&q.agreement);
             // Amounts are at most 2^53 − 1, so the sum fits an i64.
             let total = open_minor + q.amount_minor as i64;
-            if total > 0 && total as u64 > terms.credit_limit_minor {
+            if total > 0 && total as u64 > credit_limit {
                 return Err(StateError::CreditLimitExceeded {
                     agreement: q.agreement.clone(),
                     open_minor,
                     amount_minor: q.amount_minor,
-                    limit_minor: terms.credit_limit_minor,
+                    limit_minor: credit_limit,
                 });
             }
-            open = Some(total);
+            payable = Some(redemption);
         }
-        if let Some(total) = open {
-            self.open_payables.insert(q.agreement.clone(), total);
-            if let Some(r) = self.redemptions.get_mut(&q.redemption) {
+        if let Some(redemption) = payable {
+            self.add_open_payable(&q.agreement, q.amount_minor as i64);
+            if let Some(mut r) = redemption {
                 r.obligation = true;
-                self.changed
-                    .insert(RecordKey::Redemption(q.redemption.clone()));
+                self.put_redemption(&q.redemption, &r);
             }
         }
         let time = match &b.counterpart {
             Some(c) => c.time,
             None => now,
         };
-        self.obligations_by_agreement
-            .entry(q.agreement.clone())
-            .or_default()
-            .insert(key.clone());
-        self.obligations.insert(
-            key.clone(),
-            ObligationState {
-                index,
-                time,
-                side: b.side,
-                quote: q.clone(),
-                counterpart: b.counterpart.clone(),
-                refunds: Vec::new(),
-            },
-        );
-        self.changed.insert(RecordKey::Obligation(key));
+        let o = ObligationState {
+            index,
+            time,
+            side: b.side,
+            quote: q.clone(),
+            counterpart: b.counterpart.clone(),
+            refunds: Vec::new(),
+        };
+        self.put_line(&o, None);
+        self.put_obligation(&o);
         Ok(Applied::default())
     }
 
@@ -1674,14 +2082,8 @@ impl State {
         now: LogTime,
         b: &ObligationRefund,
     ) -> Result<Applied, StateError> {
-        let key = ObligationKey {
-            side: b.side,
-            payer: b.payer.clone(),
-            redemption: b.redemption.clone(),
-        };
-        let o = self
-            .obligations
-            .get(&key)
+        let mut o = self
+            .obligation(b.side, &b.payer, &b.redemption)?
             .ok_or_else(|| StateError::UnknownObligation {
                 side: b.side,
                 payer: b.payer.clone(),
@@ -1742,7 +2144,7 @@ impl State {
         let applied = if b.side == ObligationSide::Payable {
             // The points themselves: checked and moved as by a `refund` of the posted hold.
             let applied = self.return_points(now, &b.redemption, b.points)?;
-            *self.open_payables.entry(agreement).or_default() -= b.amount_minor as i64;
+            self.add_open_payable(&agreement, -(b.amount_minor as i64));
             applied
         } else {
             Applied::default()
@@ -1751,16 +2153,19 @@ impl State {
             Some(c) => c.time,
             None => now,
         };
-        let o = self.obligations.get_mut(&key).expect("checked above");
-        o.refunds.push(RefundState {
+        let r = RefundState {
             refund: b.refund.clone(),
             index,
             time,
             points: b.points.get(),
             amount_minor: b.amount_minor,
             counterpart: b.counterpart.clone(),
-        });
-        self.changed.insert(RecordKey::Obligation(key));
+        };
+        if r.amount_minor > 0 {
+            self.put_line(&o, Some(&r));
+        }
+        o.refunds.push(r);
+        self.put_obligation(&o);
         Ok(applied)
     }
 
@@ -1798,7 +2203,8 @@ impl State {
         }
         b.verify(&a.agreement)
             .map_err(StateError::StatementSignature)?;
-        let lines = self.lines_in(&st.agreement, st.period);
+        let lines = self.lines_in(&st.agreement, st.period)?;
+        let terms = &self.agreements[&st.agreement].agreement.terms;
         let ours = statement::compute(terms, st.period, &lines)
             .map_err(StateError::StatementUncomputable)?;
         if &ours != st {
@@ -1807,23 +2213,17 @@ impl State {
             });
         }
         // The period's payable lines stop counting against the credit limit.
-        let settled: i64 = self
-            .obligations_of(&st.agreement)
-            .filter(|o| o.side == ObligationSide::Payable)
-            .flat_map(ObligationState::lines)
-            .filter(|l| st.period.contains(l.time))
-            .map(|l| l.amount_minor)
-            .sum();
+        let settled = self.payable_sum_in(&st.agreement, st.period)?;
         let id = st.agreement.clone();
         if settled != 0 {
-            *self.open_payables.entry(id.clone()).or_default() -= settled;
+            self.add_open_payable(&id, -settled);
         }
         self.agreements
             .get_mut(&id)
             .expect("checked above")
             .statements
             .insert(k, index);
-        self.changed.insert(RecordKey::Agreement(id));
+        self.put_agreement(&id);
         Ok(Applied::default())
     }
 
@@ -1834,10 +2234,9 @@ impl State {
         now: LogTime,
         auth: &EntryId,
         b: &Hold,
-    ) -> Result<(), StateError> {
+    ) -> Result<AuthorisationState, StateError> {
         let a = self
-            .authorisations
-            .get(auth)
+            .authorisation(auth)?
             .ok_or_else(|| StateError::UnknownAuthorisation(auth.clone()))?;
         if a.member != b.member {
             return Err(StateError::AuthorisationWrongMember {
@@ -1872,7 +2271,7 @@ impl State {
                 used_by: used_by.clone(),
             });
         }
-        Ok(())
+        Ok(a)
     }
 
     fn hold_points(
@@ -1888,24 +2287,28 @@ impl State {
                 now,
             });
         }
-        if let Some(auth) = &b.authorisation {
-            self.check_authorisation(now, auth, b)?;
-        }
+        let auth = match &b.authorisation {
+            Some(auth) => Some((auth, self.check_authorisation(now, auth, b)?)),
+            None => None,
+        };
         let portions = self.plan_debit(now, &b.member, b.points)?;
-        let t = self.debit(&b.member, &portions, AccountId::Held);
-        self.member_mut(&b.member).pending += b.points.get();
-        if let Some(auth) = &b.authorisation {
-            let a = self
-                .authorisations
-                .get_mut(auth)
-                .expect("checked by check_authorisation");
+        let t = self.debit(&b.member, &portions, AccountId::Held)?;
+        let mut m = self
+            .member(&b.member)?
+            .ok_or_else(|| StateError::UnknownMember(b.member.clone()))?;
+        m.pending += b.points.get();
+        self.put_member(&b.member, &m);
+        if let Some((auth, mut a)) = auth {
             debug_assert!(a.used_by.is_none());
             a.used_by = Some(id.clone());
-            self.changed.insert(RecordKey::Authorisation(auth.clone()));
+            self.write(
+                records::named(record_prefix::AUTHORISATION, auth.as_str()),
+                &a,
+            );
         }
-        self.holds.insert(
-            id.clone(),
-            HoldState {
+        self.put_hold(
+            id,
+            &HoldState {
                 index,
                 member: b.member.clone(),
                 points: b.points.get(),
@@ -1917,18 +2320,17 @@ impl State {
                 status: HoldStatus::Open,
             },
         );
-        self.hold_expiries.insert((b.expires_at, id.clone()));
-        self.changed.insert(RecordKey::Hold(id.clone()));
+        self.records
+            .put(records::due_hold_key(b.expires_at, id), Vec::new());
         Ok(Applied {
             transfers: vec![t],
             member: Some(b.member.clone()),
         })
     }
 
-    fn open_hold(&self, id: &EntryId) -> Result<&HoldState, StateError> {
+    fn open_hold(&self, id: &EntryId) -> Result<HoldState, StateError> {
         let h = self
-            .holds
-            .get(id)
+            .hold(id)?
             .ok_or_else(|| StateError::UnknownHold(id.clone()))?;
         if h.status != HoldStatus::Open {
             return Err(StateError::HoldNotOpen {
@@ -1939,14 +2341,21 @@ impl State {
         Ok(h)
     }
 
-    fn close_hold(&mut self, id: &EntryId, status: HoldStatus) -> HoldState {
-        let h = self.holds.get_mut(id).expect("checked open by the caller");
+    fn close_hold(
+        &mut self,
+        id: &EntryId,
+        mut h: HoldState,
+        status: HoldStatus,
+    ) -> Result<HoldState, StateError> {
         h.status = status;
-        let h = h.clone();
-        self.hold_expiries.remove(&(h.expires_at, id.clone()));
-        self.changed.insert(RecordKey::Hold(id.clone()));
-        self.member_mut(&h.member).pending -= h.points;
-        h
+        self.records.delete(records::due_hold_key(h.expires_at, id));
+        self.put_hold(id, &h);
+        let mut m = self
+            .member(&h.member)?
+            .ok_or_else(|| StateError::UnknownMember(h.member.clone()))?;
+        m.pending -= h.points;
+        self.put_member(&h.member, &m);
+        Ok(h)
     }
 
     fn post(&mut self, index: LogIndex, now: LogTime, b: &Post) -> Result<Applied, StateError> {
@@ -1968,15 +2377,15 @@ impl State {
             (None, Some(_)) => return Err(StateError::UnexpectedPreimage),
             (None, None) => {}
         }
-        let h = self.close_hold(&b.hold, HoldStatus::Posted(index));
+        let h = self.close_hold(&b.hold, h, HoldStatus::Posted(index))?;
         let to = h
             .payee
             .clone()
             .map_or(AccountId::Redeemed, AccountId::Clearing);
         let t = self.move_points(AccountId::Held, to.clone(), h.points);
-        self.redemptions.insert(
-            b.hold.clone(),
-            RedemptionState {
+        self.put_redemption(
+            &b.hold,
+            &RedemptionState {
                 index,
                 member: h.member.clone(),
                 points: h.points,
@@ -1986,7 +2395,6 @@ impl State {
                 obligation: false,
             },
         );
-        self.changed.insert(RecordKey::Redemption(b.hold.clone()));
         Ok(Applied {
             transfers: vec![t],
             member: Some(h.member),
@@ -1994,9 +2402,9 @@ impl State {
     }
 
     fn void(&mut self, index: LogIndex, now: LogTime, b: &Void) -> Result<Applied, StateError> {
-        self.open_hold(&b.hold)?;
-        let h = self.close_hold(&b.hold, HoldStatus::Voided(index));
-        let transfers = self.give_back(now, &h.member, &h.portions, &AccountId::Held);
+        let h = self.open_hold(&b.hold)?;
+        let h = self.close_hold(&b.hold, h, HoldStatus::Voided(index))?;
+        let transfers = self.give_back(now, &h.member, &h.portions, &AccountId::Held)?;
         Ok(Applied {
             transfers,
             member: Some(h.member),
@@ -2005,8 +2413,7 @@ impl State {
 
     fn refund(&mut self, now: LogTime, b: &Refund) -> Result<Applied, StateError> {
         if self
-            .redemptions
-            .get(&b.redemption)
+            .redemption(&b.redemption)?
             .is_some_and(|r| r.obligation)
         {
             return Err(StateError::RefundNeedsPartner(b.redemption.clone()));
@@ -2022,12 +2429,11 @@ impl State {
         redemption: &EntryId,
         points: Points,
     ) -> Result<Applied, StateError> {
-        let r = self
-            .redemptions
-            .get(redemption)
+        let mut r = self
+            .redemption(redemption)?
             .ok_or_else(|| StateError::UnknownRedemption(redemption.clone()))?;
         let remaining = r.points - r.refunded;
-        let member = self.members.get(&r.member);
+        let member = self.member(&r.member)?;
         if member.map_or(0, |m| m.balance + m.pending) + points.get() > MAX_AMOUNT {
             return Err(StateError::BalanceOverflow);
         }
@@ -2038,7 +2444,6 @@ impl State {
             });
         }
         // Take the refund from the last-consumed portions first.
-        let mut r = r.clone();
         let mut need = points.get();
         let mut back = Vec::new();
         for p in r.portions.iter_mut().rev() {
@@ -2058,10 +2463,8 @@ impl State {
         r.refunded += points.get();
         let member = r.member.clone();
         let account = r.account.clone();
-        self.redemptions.insert(redemption.clone(), r);
-        self.changed
-            .insert(RecordKey::Redemption(redemption.clone()));
-        let transfers = self.give_back(now, &member, &back, &account);
+        self.put_redemption(redemption, &r);
+        let transfers = self.give_back(now, &member, &back, &account)?;
         Ok(Applied {
             transfers,
             member: Some(member),
@@ -2073,7 +2476,7 @@ impl State {
             return Err(StateError::NoTierPolicy);
         }
         let current = self
-            .current_tier(&b.member)
+            .current_tier(&b.member)?
             .ok_or(StateError::NoTierPolicy)?;
         if current != b.from {
             return Err(StateError::TierFromMismatch {
@@ -2082,7 +2485,7 @@ impl State {
                 from: b.from.clone(),
             });
         }
-        let expected = match self.tier_change_due(&b.member, now) {
+        let expected = match self.tier_change_due(&b.member, now)? {
             Some(due) => due.to,
             None => current,
         };
@@ -2092,9 +2495,11 @@ impl State {
                 to: b.to.clone(),
             });
         }
-        let m = self.member_mut(&b.member);
+        let mut m = self.member_or_new(&b.member)?;
         m.tier = Some(b.to.clone());
         m.tier_since = now;
+        self.index_tier_due(&b.member, &mut m, now)?;
+        self.put_member(&b.member, &m);
         Ok(Applied {
             transfers: Vec::new(),
             member: Some(b.member.clone()),
@@ -2110,11 +2515,11 @@ impl State {
             .tier
             .as_ref()
             .ok_or(StateError::NoTierPolicy)?;
-        if !self.members.contains_key(&b.member) {
+        if self.member(&b.member)?.is_none() {
             return Err(StateError::UnknownMember(b.member.clone()));
         }
         let current = self
-            .current_tier(&b.member)
+            .current_tier(&b.member)?
             .ok_or(StateError::NoTierPolicy)?;
         if current != b.tier {
             return Err(StateError::AttestationTierMismatch {
@@ -2123,7 +2528,7 @@ impl State {
                 tier: b.tier.clone(),
             });
         }
-        if let Some(due) = self.tier_change_due(&b.member, now) {
+        if let Some(due) = self.tier_change_due(&b.member, now)? {
             return Err(StateError::AttestationTierChangeDue {
                 member: b.member.clone(),
                 due: due.to,
@@ -2140,7 +2545,7 @@ impl State {
         // The base tier is held forever; any other tier until `U` (§4.6), and if `U` is
         // undefined nothing about it may be attested.
         let base = policy.tiers.first().is_some_and(|t| t.name == b.tier);
-        let held_until = self.tier_valid_until(&b.member, now);
+        let held_until = self.tier_valid_until(&b.member, now)?;
         let within = match (base, held_until, b.valid_until) {
             (true, _, _) => true,
             (false, Some(h), Some(u)) => u <= h,
@@ -2160,26 +2565,71 @@ impl State {
         })
     }
 
-    /// Checks every invariant over the whole state.
+    // ---- Invariants ----------------------------------------------------------------------
+
+    /// Checks every invariant over the whole state. Reads every record: for audits and tests.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        let io = |e: StateError| InvariantViolation(format!("reading the state: {e}"));
+        let rec = |e: RecordError| InvariantViolation(e.to_string());
+        let all = |p: &[u8]| self.records.all_with_prefix(p).map_err(|e| io(e.into()));
         let mut sum: i128 = self.accounts.values().sum();
-        let mut pending: HashMap<&MemberId, u64> = HashMap::new();
+        let mut pending: HashMap<MemberId, u64> = HashMap::new();
         let mut held: i128 = 0;
-        for h in self.holds.values() {
+        let mut holds: HashMap<EntryId, HoldState> = HashMap::new();
+        let mut open_holds = BTreeSet::new();
+        for (k, v) in all(record_prefix::HOLD)? {
+            let id: EntryId = parse_name(&k, record_prefix::HOLD).map_err(rec)?;
+            let h: HoldState = records::decode(&v).map_err(|e| rec(RecordError::at(&k, e)))?;
             if h.status == HoldStatus::Open {
-                *pending.entry(&h.member).or_default() += h.points;
+                *pending.entry(h.member.clone()).or_default() += h.points;
                 held += h.points as i128;
+                open_holds.insert(records::due_hold_key(h.expires_at, &id));
             }
+            holds.insert(id, h);
         }
-        for (id, m) in &self.members {
-            self.check_member(id, m)?;
-            if m.pending != pending.get(id).copied().unwrap_or(0) {
+        let indexed: BTreeSet<Vec<u8>> = all(record_prefix::DUE_HOLD)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        if indexed != open_holds {
+            return Err(InvariantViolation(
+                "the hold due-index differs from the open holds".into(),
+            ));
+        }
+        let mut members = 0u64;
+        let mut due_lots = BTreeSet::new();
+        for (k, v) in all(record_prefix::MEMBER)? {
+            let id: MemberId = parse_name(&k, record_prefix::MEMBER).map_err(rec)?;
+            let m: MemberState = records::decode(&v).map_err(|e| rec(RecordError::at(&k, e)))?;
+            members += 1;
+            let lots = self.check_member(&id, &m)?;
+            for l in lots {
+                if let Some(e) = l.expires_at {
+                    due_lots.insert(records::due_lot_key(e, &id, l.id));
+                }
+            }
+            if m.pending != pending.get(&id).copied().unwrap_or(0) {
                 return Err(InvariantViolation(format!(
                     "member {id}: pending {} differs from open holds",
                     m.pending
                 )));
             }
             sum += m.balance as i128;
+        }
+        if members != self.meta.members {
+            return Err(InvariantViolation(format!(
+                "{members} member records, {} counted",
+                self.meta.members
+            )));
+        }
+        let indexed: BTreeSet<Vec<u8>> = all(record_prefix::DUE_LOT)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        if indexed != due_lots {
+            return Err(InvariantViolation(
+                "the lot due-index differs from the expiring lots".into(),
+            ));
         }
         if sum != 0 {
             return Err(InvariantViolation(format!("accounts sum to {sum}, not 0")));
@@ -2190,9 +2640,16 @@ impl State {
                 "held account {held_account} differs from open holds {held}"
             )));
         }
-        for (id, a) in &self.authorisations {
+        let mut auths: HashMap<EntryId, AuthorisationState> = HashMap::new();
+        for (k, v) in all(record_prefix::AUTHORISATION)? {
+            let id: EntryId = parse_name(&k, record_prefix::AUTHORISATION).map_err(rec)?;
+            let a: AuthorisationState =
+                records::decode(&v).map_err(|e| rec(RecordError::at(&k, e)))?;
+            auths.insert(id, a);
+        }
+        for (id, a) in &auths {
             let Some(h) = &a.used_by else { continue };
-            let hold = self.holds.get(h);
+            let hold = holds.get(h);
             if hold.is_none_or(|hs| hs.authorisation.as_ref() != Some(id) || hs.member != a.member)
             {
                 return Err(InvariantViolation(format!(
@@ -2200,14 +2657,11 @@ impl State {
                 )));
             }
         }
-        for (id, h) in &self.holds {
+        for (id, h) in &holds {
             let Some(auth) = &h.authorisation else {
                 continue;
             };
-            let used_by = self
-                .authorisations
-                .get(auth)
-                .and_then(|a| a.used_by.as_ref());
+            let used_by = auths.get(auth).and_then(|a| a.used_by.as_ref());
             if used_by != Some(id) {
                 return Err(InvariantViolation(format!(
                     "hold {id}: names authorisation {auth}, which records another user"
@@ -2236,18 +2690,21 @@ impl State {
                 return Err(InvariantViolation(format!("agreement {id}: {e}")));
             }
         }
-        for (id, q) in &self.quotes {
-            if &q.quote.redemption != id || !self.agreements.contains_key(&q.quote.agreement) {
+        for (k, v) in all(record_prefix::QUOTE)? {
+            let id: EntryId = parse_name(&k, record_prefix::QUOTE).map_err(rec)?;
+            let q: QuoteState =
+                records::decode_json(&v).map_err(|e| rec(RecordError::at(&k, e)))?;
+            if q.quote.redemption != id || !self.agreements.contains_key(&q.quote.agreement) {
                 return Err(InvariantViolation(format!(
                     "quote {id}: not kept under its redemption id, or names no kept agreement"
                 )));
             }
         }
-        self.check_obligations()?;
-        if self.ids.len() as u64 != self.meta.size {
+        self.check_obligations(&holds)?;
+        let ids = all(record_prefix::ID)?.len() as u64;
+        if ids != self.meta.size {
             return Err(InvariantViolation(format!(
-                "{} ids recorded for {} entries",
-                self.ids.len(),
+                "{ids} ids recorded for {} entries",
                 self.meta.size
             )));
         }
@@ -2256,12 +2713,24 @@ impl State {
 
     /// The obligation invariants: each is kept under its key, names a kept agreement that
     /// allows its direction and matches its terms; a receivable names its counterpart and a
-    /// payable does not; a payable's hold is posted and matches it; the derived indexes agree;
-    /// each agreement's open payable total is the sum of its payables, within its credit limit.
-    fn check_obligations(&self) -> Result<(), InvariantViolation> {
+    /// payable does not; a payable's hold is posted and matches it; the line index holds
+    /// exactly their lines; each agreement's open payable total is the sum of its payables.
+    fn check_obligations(
+        &self,
+        holds: &HashMap<EntryId, HoldState>,
+    ) -> Result<(), InvariantViolation> {
+        let io = |e: StorageError| InvariantViolation(format!("reading the state: {e}"));
+        let rec = |e: RecordError| InvariantViolation(e.to_string());
         let mut open: BTreeMap<&EntryId, i64> = BTreeMap::new();
-        let mut indexed = 0usize;
-        for (key, o) in &self.obligations {
+        let mut lines = BTreeSet::new();
+        for (k, v) in self
+            .records
+            .all_with_prefix(record_prefix::OBLIGATION)
+            .map_err(io)?
+        {
+            let o: ObligationState =
+                records::decode_json(&v).map_err(|e| rec(RecordError::at(&k, e)))?;
+            let key = o.key();
             let q = &o.quote;
             let bad = |what: &str| {
                 InvariantViolation(format!(
@@ -2269,10 +2738,10 @@ impl State {
                     key.side, key.payer, key.redemption
                 ))
             };
-            if &o.key() != key {
+            if key.record_key() != k {
                 return Err(bad("kept under another key"));
             }
-            let Some(a) = self.agreements.get(&q.agreement) else {
+            let Some((agreement_id, a)) = self.agreements.get_key_value(&q.agreement) else {
                 return Err(bad("names no kept agreement"));
             };
             if let Some(reason) = quote_mismatch(&a.agreement.terms, q) {
@@ -2304,16 +2773,11 @@ impl State {
                 }
                 refunded += r.points;
             }
-            if !self
-                .obligations_by_agreement
-                .get(&q.agreement)
-                .is_some_and(|ks| ks.contains(key))
-            {
-                return Err(bad("missing from the agreement's index"));
+            for l in o.lines() {
+                lines.insert(records::line_key(&q.agreement, l.time, l.index));
             }
-            indexed += 1;
             if o.side == ObligationSide::Payable {
-                let hold_ok = self.holds.get(&q.redemption).is_some_and(|h| {
+                let hold_ok = holds.get(&q.redemption).is_some_and(|h| {
                     matches!(h.status, HoldStatus::Posted(_))
                         && h.payee.as_ref() == Some(&q.payee)
                         && h.member == q.member
@@ -2325,23 +2789,27 @@ impl State {
                     ));
                 }
                 let refunded = self
-                    .redemptions
-                    .get(&q.redemption)
+                    .redemption(&q.redemption)
+                    .map_err(|e| InvariantViolation(e.to_string()))?
                     .map(|r| (r.refunded, r.obligation));
                 if refunded != Some((o.refunded_points(), true)) {
                     return Err(bad("its redemption's refunds differ from the obligation's"));
                 }
-                *open.entry(&q.agreement).or_default() += o.open_minor(a);
+                *open.entry(agreement_id).or_default() += o.open_minor(a);
             }
         }
-        let in_index: usize = self
-            .obligations_by_agreement
-            .values()
-            .map(BTreeSet::len)
-            .sum();
-        if in_index != indexed {
+        let indexed: BTreeSet<Vec<u8>> = self
+            .records
+            .all_with_prefix(record_prefix::LINE)
+            .map_err(io)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        if indexed != lines {
             return Err(InvariantViolation(format!(
-                "{in_index} obligations indexed by agreement, {indexed} kept"
+                "{} lines indexed by agreement, {} kept",
+                indexed.len(),
+                lines.len()
             )));
         }
         let kept: BTreeMap<&EntryId, i64> =
@@ -2367,185 +2835,73 @@ impl State {
         Ok(())
     }
 
-    fn check_member(&self, id: &MemberId, m: &MemberState) -> Result<(), InvariantViolation> {
-        let lots: u64 = m.lots.iter().map(|l| l.remaining).sum();
-        if lots != m.balance {
+    /// A member's lot invariants; returns the member's lots.
+    fn check_member(&self, id: &MemberId, m: &MemberState) -> Result<Vec<Lot>, InvariantViolation> {
+        let lots = self
+            .all_lots(id)
+            .map_err(|e| InvariantViolation(format!("reading member {id}'s lots: {e}")))?;
+        let sum: u64 = lots.iter().map(|l| l.remaining).sum();
+        if sum != m.balance {
             return Err(InvariantViolation(format!(
-                "member {id}: balance {} differs from lots {lots}",
+                "member {id}: balance {} differs from lots {sum}",
                 m.balance
             )));
         }
-        if m.lots.iter().any(|l| l.remaining == 0) {
+        if lots.iter().any(|l| l.remaining == 0) {
             return Err(InvariantViolation(format!(
                 "member {id}: an empty lot is kept"
             )));
         }
-        if !m
-            .lots
-            .windows(2)
-            .all(|w| w[0].order_key() < w[1].order_key())
-        {
+        if lots.len() as u64 != m.lots {
             return Err(InvariantViolation(format!(
-                "member {id}: lots out of order"
+                "member {id}: {} lots kept, {} counted",
+                lots.len(),
+                m.lots
             )));
         }
-        Ok(())
+        let never: Vec<LogIndex> = lots
+            .iter()
+            .filter(|l| l.expires_at.is_none())
+            .map(|l| l.id)
+            .collect();
+        if never.len() > 1 || never.first().copied() != m.open_lot {
+            return Err(InvariantViolation(format!(
+                "member {id}: never-expiring lots {never:?}, open lot {:?}",
+                m.open_lot
+            )));
+        }
+        Ok(lots)
     }
 
-    /// The cheap part of the invariants, for one member, plus conservation of system accounts
-    /// against members is left to [`State::check_invariants`].
+    /// The cheap part of the invariants, for one member with few lots (debug builds, after
+    /// every entry); the rest is [`State::check_invariants`].
     #[cfg(debug_assertions)]
     fn check_invariants_for(&self, member: Option<&MemberId>) -> Result<(), InvariantViolation> {
         if let Some(id) = member {
-            if let Some(m) = self.members.get(id) {
-                self.check_member(id, m)?;
+            if let Ok(Some(m)) = self.member(id) {
+                if m.lots <= 64 {
+                    self.check_member(id, &m)?;
+                }
             }
         }
         Ok(())
     }
 
     /// Drains the records changed since the last call, as storage writes: `(key, Some(value))`
-    /// to put, `(key, None)` to delete. The store writes them in the same batch as the entries.
+    /// to put, `(key, None)` to delete, in key order. The store writes them in the same batch
+    /// as the entries.
     pub fn take_changes(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        let changed = std::mem::take(&mut self.changed);
-        changed
-            .into_iter()
-            .map(|k| {
-                let v = match &k {
-                    RecordKey::Meta => Some(to_vec(&self.meta)),
-                    RecordKey::Policies => Some(to_vec(&self.policies)),
-                    RecordKey::Account(a) => {
-                        self.accounts.get(a).map(|b| b.to_string().into_bytes())
-                    }
-                    RecordKey::Member(m) => self.members.get(m).map(to_vec),
-                    RecordKey::Hold(h) => self.holds.get(h).map(to_vec),
-                    RecordKey::Redemption(r) => self.redemptions.get(r).map(to_vec),
-                    RecordKey::Id(i) => self.ids.get(i).map(to_vec),
-                    RecordKey::Authorisation(a) => self.authorisations.get(a).map(to_vec),
-                    RecordKey::Agreement(a) => self.agreements.get(a).map(to_vec),
-                    RecordKey::Quote(q) => self.quotes.get(q).map(to_vec),
-                    RecordKey::Obligation(o) => self.obligations.get(o).map(to_vec),
-                };
-                (k.to_bytes(), v)
-            })
-            .collect()
+        self.records.take_changes()
     }
 
     /// Forgets pending changes (after they were written, or when the state is rebuilt).
     pub fn clear_changes(&mut self) {
-        self.changed.clear();
+        self.records.clear_changes();
     }
 
-    /// Rebuilds a state from the records [`State::take_changes`] wrote, without replaying
-    /// entries. Derived indexes are recomputed.
-    pub fn from_records<I, K, V>(records: I) -> Result<State, RecordError>
-    where
-        I: IntoIterator<Item = (K, V)>,
-        K: AsRef<[u8]>,
-        V: AsRef<[u8]>,
-    {
-        use record_prefix::*;
-        let mut s = State::new();
-        for (k, v) in records {
-            let (k, v) = (k.as_ref(), v.as_ref());
-            let key = String::from_utf8_lossy(k).into_owned();
-            let err = |reason: String| RecordError {
-                key: key.clone(),
-                reason,
-            };
-            let name = |p: &[u8]| String::from_utf8_lossy(&k[p.len()..]).into_owned();
-            if k == META {
-                s.meta = from_slice(v).map_err(err)?;
-            } else if k == POLICIES {
-                s.policies = from_slice(v).map_err(err)?;
-            } else if k.starts_with(ACCOUNT) {
-                let a: AccountId = name(ACCOUNT)
-                    .parse()
-                    .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
-                let b: i128 = std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| err("balance is not an integer".into()))?;
-                s.accounts.insert(a, b);
-            } else if k.starts_with(MEMBER) {
-                let id: MemberId = name(MEMBER)
-                    .parse()
-                    .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
-                let m: MemberState = from_slice(v).map_err(err)?;
-                for l in &m.lots {
-                    if let Some(e) = l.expires_at {
-                        s.lot_expiries.insert((e, id.clone(), l.id));
-                    }
-                }
-                s.members.insert(id, m);
-            } else if k.starts_with(HOLD) {
-                let id: EntryId = name(HOLD)
-                    .parse()
-                    .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
-                let h: HoldState = from_slice(v).map_err(err)?;
-                if h.status == HoldStatus::Open {
-                    s.hold_expiries.insert((h.expires_at, id.clone()));
-                }
-                s.holds.insert(id, h);
-            } else if k.starts_with(REDEMPTION) {
-                let id: EntryId = name(REDEMPTION)
-                    .parse()
-                    .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
-                s.redemptions.insert(id, from_slice(v).map_err(err)?);
-            } else if k.starts_with(AUTHORISATION) {
-                let id: EntryId = name(AUTHORISATION)
-                    .parse()
-                    .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
-                s.authorisations.insert(id, from_slice(v).map_err(err)?);
-            } else if k.starts_with(AGREEMENT) {
-                let id: EntryId = name(AGREEMENT)
-                    .parse()
-                    .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
-                s.agreements.insert(id, from_slice(v).map_err(err)?);
-            } else if k.starts_with(QUOTE) {
-                let id: EntryId = name(QUOTE)
-                    .parse()
-                    .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
-                s.quotes.insert(id, from_slice(v).map_err(err)?);
-            } else if k.starts_with(OBLIGATION) {
-                let o: ObligationState = from_slice(v).map_err(err)?;
-                let key = o.key();
-                if RecordKey::Obligation(key.clone()).to_bytes() != k {
-                    return Err(err("the obligation is not the one its key names".into()));
-                }
-                s.obligations_by_agreement
-                    .entry(o.quote.agreement.clone())
-                    .or_default()
-                    .insert(key.clone());
-                s.obligations.insert(key, o);
-            } else if k.starts_with(ID) {
-                let id: EntryId = name(ID)
-                    .parse()
-                    .map_err(|e: crate::types::ParseError| err(e.to_string()))?;
-                s.ids.insert(id, from_slice(v).map_err(err)?);
-            } else {
-                return Err(err("unknown record kind".into()));
-            }
-        }
-        // The open payable totals, derived once every obligation and agreement is read.
-        for (key, o) in &s.obligations {
-            if o.side == ObligationSide::Payable {
-                let a = s
-                    .agreements
-                    .get(&o.quote.agreement)
-                    .ok_or_else(|| RecordError {
-                        key: String::from_utf8_lossy(
-                            &RecordKey::Obligation(key.clone()).to_bytes(),
-                        )
-                        .into_owned(),
-                        reason: "names an agreement that is not kept".into(),
-                    })?;
-                *s.open_payables
-                    .entry(o.quote.agreement.clone())
-                    .or_default() += o.open_minor(a);
-            }
-        }
-        Ok(s)
+    /// Every record, in key order (reads them all: for tests and tools).
+    pub fn records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        Ok(self.records.all_with_prefix(b"")?)
     }
 }
 
@@ -2566,14 +2922,6 @@ fn quote_mismatch(terms: &AgreementTerms, q: &Quote) -> Option<&'static str> {
     } else {
         None
     }
-}
-
-fn to_vec<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("state records always serialize")
-}
-
-fn from_slice<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(v).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

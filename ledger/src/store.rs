@@ -3,7 +3,9 @@
 //! Column families:
 //! - `entries`: big-endian u64 index -> canonical entry bytes;
 //! - `tree`: level byte || big-endian u64 index -> 32-byte hash of a complete subtree;
-//! - `state`: state records (see [`crate::state::record_prefix`]);
+//! - `state`: state records (see [`crate::state::record_prefix`]), read on demand by the state
+//!   machine through [`crate::state::RecordSource`]; a whole-key bloom filter makes the probe
+//!   for an id never used cost no disk read;
 //! - `history`: member id || 0x00 || big-endian u64 index -> empty (a member's entries);
 //! - `checkpoints`: big-endian u64 tree size -> signed checkpoint note text;
 //! - `local`: the node's own records that are not part of the log (API keys, ...).
@@ -16,8 +18,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rocksdb::{
-    ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options, WriteBatch,
-    WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
+    Options, WriteBatch, WriteOptions, DB,
 };
 
 use crate::merkle::{Hash, HashReader, MerkleError};
@@ -73,6 +75,27 @@ pub struct CommitBatch {
 /// A stored key and value.
 pub type Record = (Vec<u8>, Vec<u8>);
 
+/// How much memory one store may use. Index and filter blocks live in the block cache, so
+/// the two budgets bound RocksDB's memory whatever the size of the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// The LRU block cache (data, index and filter blocks), in bytes.
+    pub block_cache_bytes: usize,
+    /// All memtables of all column families together, in bytes.
+    pub memtable_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    /// 256 MiB of block cache and 128 MiB of memtables: a node with its partners' mirrors
+    /// stays well under 1 GiB.
+    fn default() -> Self {
+        StoreConfig {
+            block_cache_bytes: 256 << 20,
+            memtable_bytes: 128 << 20,
+        }
+    }
+}
+
 /// A handle on the RocksDB store; cheap to clone and safe to share between threads.
 #[derive(Clone)]
 pub struct Store {
@@ -105,13 +128,27 @@ fn read_be(bytes: &[u8]) -> Result<u64, StoreError> {
 }
 
 impl Store {
-    /// Opens (creating if missing) the store in `dir`.
+    /// Opens (creating if missing) the store in `dir` with the default memory budget.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(dir, StoreConfig::default())
+    }
+
+    /// Opens (creating if missing) the store in `dir` within the memory budget `config`.
+    pub fn open_with(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
+        let cache = Cache::new_lru_cache(config.block_cache_bytes);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
+        opts.set_block_based_table_factory(&table);
+        opts.set_db_write_buffer_size(config.memtable_bytes);
+        opts.set_write_buffer_size((config.memtable_bytes / 4).max(1 << 20));
         let cfs = CFS
             .iter()
             .map(|n| ColumnFamilyDescriptor::new(*n, opts.clone()))
@@ -248,15 +285,61 @@ impl Store {
         Ok(self.db.get_cf(self.cf(CF_STATE), key)?)
     }
 
-    /// Every state record, in key order.
-    pub fn state_records(&self) -> Result<Vec<Record>, StoreError> {
-        self.db
-            .iterator_cf(self.cf(CF_STATE), IteratorMode::Start)
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok((k.to_vec(), v.to_vec()))
+    /// State records with keys in `start..end`, in key order, at most `limit`.
+    pub fn state_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        if start >= end || limit == 0 {
+            return Ok(out);
+        }
+        let it = self.db.iterator_cf(
+            self.cf(CF_STATE),
+            IteratorMode::From(start, Direction::Forward),
+        );
+        for kv in it {
+            let (k, v) = kv?;
+            if &k[..] >= end {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes state records (`None` deletes) as one synced batch, outside a log commit: for
+    /// the one-time migration of a store's records.
+    pub fn state_write(&self, records: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        let cf = self.cf(CF_STATE);
+        for (k, v) in records {
+            match v {
+                Some(v) => wb.put_cf(cf, k, v),
+                None => wb.delete_cf(cf, k),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(wb, &wo)?;
+        Ok(())
+    }
+
+    /// Approximate bytes of live data on disk (SST files), for reports.
+    pub fn disk_bytes(&self) -> u64 {
+        CFS.iter()
+            .filter_map(|n| {
+                self.db
+                    .property_int_value_cf(self.cf(n), "rocksdb.total-sst-files-size")
+                    .ok()
+                    .flatten()
             })
-            .collect()
+            .sum()
     }
 
     /// State records whose key starts with `prefix`, in key order, at most `limit`.
@@ -408,6 +491,17 @@ impl Store {
             self.db.flush_cf(self.cf(cf))?;
         }
         Ok(())
+    }
+}
+
+impl crate::state::RecordSource for Store {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        self.state_record(key).map_err(|e| e.to_string())
+    }
+
+    fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Record>, String> {
+        self.state_range(start, end, limit)
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -410,6 +410,7 @@ fn crash_recovery_loses_no_acknowledged_write() {
             let rec = log
                 .state()
                 .id_record(&id.parse().unwrap())
+                .unwrap()
                 .unwrap_or_else(|| panic!("acknowledged write {id} lost in round {round}"));
             assert_eq!(rec.index.get(), *index, "write {id} moved");
         }

@@ -66,6 +66,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/holds/{hold}", get(reads::hold))
         .route("/v1/members/{member}", get(reads::member))
         .route("/v1/members/{member}/history", get(reads::history))
+        .route("/v1/members/{member}/lots", get(reads::lots))
         .route("/v1/policy", get(reads::policy))
         .route(
             "/v1/admin/keys",

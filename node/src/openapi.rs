@@ -29,6 +29,7 @@ use crate::{admin, api, log_routes, problem, reads};
         api::authorise,
         reads::member,
         reads::history,
+        reads::lots,
         reads::hold,
         reads::policy,
         admin::create_key,

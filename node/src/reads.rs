@@ -4,12 +4,12 @@
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use ledger::state::{record_prefix, HoldState, HoldStatus, MemberState, Policies};
+use ledger::state::read::{self, Record};
+use ledger::state::{record_prefix, HoldState, HoldStatus, MemberState, Policies, RecordSource};
 use ledger::types::{EntryId, LogTime, MemberId};
 
 use crate::api::{authorize, parse_param, AppState};
@@ -22,7 +22,7 @@ pub const PAGE_DEFAULT: usize = 100;
 /// Largest page size.
 pub const PAGE_MAX: usize = 1000;
 
-fn record<T: DeserializeOwned>(
+fn record<T: Record>(
     app: &crate::api::App,
     prefix: &[u8],
     name: &str,
@@ -31,19 +31,12 @@ fn record<T: DeserializeOwned>(
 }
 
 /// A state record of any store (the log's or a mirror's).
-pub fn store_record<T: DeserializeOwned>(
+pub fn store_record<T: Record>(
     store: &ledger::store::Store,
     prefix: &[u8],
     name: &str,
 ) -> Result<Option<T>, ApiError> {
-    let mut k = prefix.to_vec();
-    k.extend_from_slice(name.as_bytes());
-    match store.state_record(&k).map_err(ApiError::internal)? {
-        None => Ok(None),
-        Some(v) => serde_json::from_slice(&v)
-            .map(Some)
-            .map_err(ApiError::internal),
-    }
+    read::named(store, prefix, name).map_err(ApiError::internal)
 }
 
 fn policies(app: &crate::api::App) -> Result<Policies, ApiError> {
@@ -60,6 +53,9 @@ pub struct LotView {
     pub expires_at: Option<u64>,
 }
 
+/// The most lots a member read or one lots page returns.
+pub const LOTS_PAGE_MAX: usize = 50;
+
 /// A member's points and tier.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MemberView {
@@ -70,11 +66,19 @@ pub struct MemberView {
     pub available: u64,
     /// Points in open holds.
     pub pending: u64,
-    /// Current tier (null without a tier policy).
+    /// The recorded tier, evaluated as the log records it (null without a tier policy); a
+    /// change that is due is logged by the node within its housekeeping interval.
     pub tier: Option<String>,
-    /// When the tier lapses without further earning (null: never or no policy).
+    /// When the tier lapses without further earning, at the time of the read (null: never or
+    /// no policy).
     pub tier_valid_until: Option<u64>,
+    /// The first lots, soonest-expiring first (at most 50; `lots_next_cursor` pages on
+    /// through `GET /v1/members/{member}/lots`).
     pub lots: Vec<LotView>,
+    /// How many lots the member has.
+    pub lots_total: u64,
+    /// Cursor for the next page of lots; null when `lots` holds them all.
+    pub lots_next_cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/members/{member}", params(("member" = String, Path)),
@@ -100,42 +104,73 @@ pub fn member_view(
     else {
         return Ok(None);
     };
-    let p: Policies = store_record(store, record_prefix::POLICIES, "")?.unwrap_or_default();
-    Ok(Some(member_view_of(id, &m, &p, now())))
+    let p: Policies = read::policies(store).map_err(ApiError::internal)?;
+    member_view_of(store, id, m, &p, now()).map(Some)
 }
 
-/// The view of member `id` with state `m` under policies `p` at log time `t`.
+/// The view of member `id` with summary `m` under policies `p` at log time `t`; reads the
+/// member's lapsed lots, qualifying earnings and first page of lots from `src`.
 pub(crate) fn member_view_of(
+    src: &dyn RecordSource,
     id: &MemberId,
-    m: &MemberState,
+    m: MemberState,
     p: &Policies,
     t: LogTime,
-) -> MemberView {
+) -> Result<MemberView, ApiError> {
+    let lapsed = read::lapsed(src, id, t).map_err(ApiError::internal)?;
     let (tier, valid_until) = match &p.tier {
         Some(policy) => {
             let name = m
                 .tier
                 .clone()
                 .unwrap_or_else(|| policy.tiers[0].name.clone());
-            let rank = policy
-                .tiers
-                .iter()
-                .position(|x| x.name == name)
-                .unwrap_or(0);
-            let until = ledger::tier::tier_valid_until(policy, &m.qualifying, rank, t);
+            let until = match policy.tiers.iter().position(|x| x.name == name) {
+                Some(rank) => {
+                    let events = read::qualifying(src, id).map_err(ApiError::internal)?;
+                    ledger::tier::tier_valid_until(policy, &events, rank, t)
+                }
+                None => None,
+            };
             (Some(name.to_string()), until.map(|u| u.get()))
         }
         None => (None, None),
     };
-    MemberView {
+    let page = lots_page(src, id, None, LOTS_PAGE_MAX)?;
+    Ok(MemberView {
         member: id.to_string(),
         balance: m.balance,
-        available: m.available(t),
+        available: m.balance.saturating_sub(lapsed),
         pending: m.pending,
         tier,
         tier_valid_until: valid_until,
-        lots: m
-            .lots
+        lots: page.lots,
+        lots_total: m.lots,
+        lots_next_cursor: page.next_cursor,
+    })
+}
+
+/// One page of a member's lots.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LotsPage {
+    pub lots: Vec<LotView>,
+    /// Cursor for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+fn lots_page(
+    src: &dyn RecordSource,
+    id: &MemberId,
+    after: Option<read::LotCursor>,
+    limit: usize,
+) -> Result<LotsPage, ApiError> {
+    let limit = limit.clamp(1, LOTS_PAGE_MAX);
+    let lots = read::lots(src, id, after, limit).map_err(ApiError::internal)?;
+    let next_cursor = (lots.len() == limit)
+        .then(|| lots.last())
+        .flatten()
+        .map(|l| read::format_lot_cursor((l.expires_at, l.id)));
+    Ok(LotsPage {
+        lots: lots
             .iter()
             .map(|l| LotView {
                 lot: l.id.get(),
@@ -143,7 +178,50 @@ pub(crate) fn member_view_of(
                 expires_at: l.expires_at.map(|e| e.get()),
             })
             .collect(),
+        next_cursor,
+    })
+}
+
+/// Parameters of a lots page.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LotsQuery {
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1 to 50, default 50.
+    pub limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/v1/members/{member}/lots", params(("member" = String, Path), LotsQuery),
+    responses((status = 200, body = LotsPage)), tag = "reads")]
+pub async fn lots(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(member): Path<String>,
+    Query(q): Query<LotsQuery>,
+) -> Result<Json<LotsPage>, ApiError> {
+    authorize(&app, &headers, Scope::Read)?;
+    let id: MemberId = parse_param("member", &member)?;
+    let after = match &q.cursor {
+        None => None,
+        Some(c) => Some(
+            read::parse_lot_cursor(c)
+                .ok_or_else(|| ApiError::bad_parameter("cursor: not a lots cursor"))?,
+        ),
+    };
+    let limit = q.limit.unwrap_or(LOTS_PAGE_MAX);
+    if limit == 0 || limit > LOTS_PAGE_MAX {
+        return Err(ApiError::bad_parameter(format!(
+            "limit: must be 1 to {LOTS_PAGE_MAX}"
+        )));
     }
+    if store_record::<MemberState>(&app.store, record_prefix::MEMBER, id.as_str())?.is_none() {
+        return Err(ApiError::not_found(
+            "unknown_member",
+            format!("member {id} has no points"),
+        ));
+    }
+    Ok(Json(lots_page(&app.store, &id, after, limit)?))
 }
 
 /// Cursor pagination parameters.

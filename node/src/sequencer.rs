@@ -17,8 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
 use ledger::entry::{EntryKind, Void};
-use ledger::log::{Log, Outcome, Write};
-use ledger::types::{EntryId, LogTime, MemberId};
+use ledger::log::{Log, LogError, Outcome, Write};
+use ledger::types::{EntryId, LogTime};
 
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
@@ -241,7 +241,6 @@ fn run(
             Ordering::Relaxed,
         );
         metrics.queue_depth.set(shared.queue_depth() as i64);
-        let mut touched: Vec<MemberId> = Vec::new();
         if !batch.is_empty() {
             let writes: Vec<Write> = batch
                 .iter()
@@ -256,18 +255,13 @@ fn run(
                     let mut outcomes = outcomes.into_iter();
                     for req in batch.drain(..) {
                         let mut answers = Vec::with_capacity(req.writes.len());
-                        for w in &req.writes {
+                        for _ in &req.writes {
                             answers.push(match outcomes.next() {
-                                Some(Outcome::Appended(index)) => {
-                                    if let EntryKind::Earn(e) = &w.kind {
-                                        touched.push(e.member.clone());
-                                    }
-                                    Ok(Committed {
-                                        status: WriteStatus::Appended,
-                                        index,
-                                        checkpoint: cp.clone(),
-                                    })
-                                }
+                                Some(Outcome::Appended(index)) => Ok(Committed {
+                                    status: WriteStatus::Appended,
+                                    index,
+                                    checkpoint: cp.clone(),
+                                }),
                                 Some(Outcome::Existing(index)) => Ok(Committed {
                                     status: WriteStatus::Existing,
                                     index,
@@ -297,10 +291,9 @@ fn run(
             batch.push(r);
             // Served first in the next round (with whatever arrives meanwhile).
         }
-        let due = !touched.is_empty() || last_housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL;
-        if due {
+        if last_housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL {
             last_housekeeping = Instant::now();
-            if let Err(e) = housekeeping(&mut log, &touched, &shared, &metrics) {
+            if let Err(e) = housekeeping(&mut log, &shared, &metrics) {
                 fail(&shared, &e);
                 break;
             }
@@ -356,36 +349,42 @@ fn open_payables(log: &Log) -> Arc<BTreeMap<EntryId, i64>> {
     )
 }
 
-/// Writes what the rules require of the node: tier changes for members who just earned (upgrade
-/// at once), expiry of due lots and release of expired holds.
-fn housekeeping(
-    log: &mut Log,
-    touched: &[MemberId],
-    shared: &Shared,
-    metrics: &Metrics,
-) -> Result<(), ledger::log::LogError> {
+/// Writes what the rules require of the node that no request asks for: tier changes that
+/// fell due (found in the state's due-index: a tier that lapsed, or one a new policy left
+/// behind), expiry of due lots and release of expired holds; at most
+/// [`HOUSEKEEPING_WRITES_MAX`] of each per pass, the rest in the next. Tier upgrades after an
+/// earning are logged in the earning's own commit ([`Log::append`]).
+fn housekeeping(log: &mut Log, shared: &Shared, metrics: &Metrics) -> Result<(), LogError> {
     let at = log.next_time(now());
+    let state = log.state();
     let size = log.size();
     let mut writes = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for m in touched {
-        if seen.insert(m) {
-            if let Some(change) = log.state().tier_change_due(m, at) {
-                writes.push(Write {
-                    id: system_id(&format!("sys.tier.{size}.{}", writes.len())),
-                    kind: EntryKind::TierChange(change),
-                });
-            }
-        }
+    for change in state
+        .due_tier_changes(at, HOUSEKEEPING_WRITES_MAX)
+        .map_err(LogError::State)?
+    {
+        writes.push(Write {
+            id: system_id(&format!("sys.tier.{size}.{}", writes.len())),
+            kind: EntryKind::TierChange(change),
+        });
     }
-    for x in log.state().due_expiries(at, HOUSEKEEPING_WRITES_MAX) {
+    for x in state
+        .due_expiries(at, HOUSEKEEPING_WRITES_MAX)
+        .map_err(LogError::State)?
+    {
         writes.push(Write {
             id: system_id(&format!("sys.expire.{}.{size}", x.lot)),
             kind: EntryKind::Expire(x),
         });
     }
-    for hold in log.state().due_hold_releases(at, HOUSEKEEPING_WRITES_MAX) {
-        let index = log.state().hold(&hold).map_or(0, |h| h.index.get());
+    for hold in state
+        .due_hold_releases(at, HOUSEKEEPING_WRITES_MAX)
+        .map_err(LogError::State)?
+    {
+        let index = state
+            .hold(&hold)
+            .map_err(LogError::State)?
+            .map_or(0, |h| h.index.get());
         writes.push(Write {
             id: system_id(&format!("sys.release.{index}")),
             kind: EntryKind::Void(Void { hold }),

@@ -328,6 +328,7 @@ impl FakePartner {
             .log
             .state
             .member(&m)
+            .expect("an in-memory state reads")
             .map_or(0, |s| s.balance)
     }
 
@@ -461,7 +462,11 @@ impl FakePartner {
                 let ok = bad.make(&format!("bad-{n}"), earn(TARGET_MEMBER, 5));
                 bad.push_valid(&ok);
                 let member: MemberId = TARGET_MEMBER.parse().expect("a valid member id");
-                let held = bad.state.member(&member).map_or(0, |m| m.balance);
+                let held = bad
+                    .state
+                    .member(&member)
+                    .expect("an in-memory state reads")
+                    .map_or(0, |m| m.balance);
                 let redeem = bad.make(
                     &format!("bad-{}", n + 1),
                     EntryKind::Redeem(Redeem {

@@ -7,6 +7,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 
+use ledger::state::read::Record;
 use ledger::state::{record_prefix, HoldState, MemberState, Policies};
 use ledger::store::Store;
 use ledger::types::{EntryId, MemberId};
@@ -17,7 +18,7 @@ use super::scan::{of_type, scan_member};
 use super::{load_row, path_param, serve, Page, PageError, Params, PAGE_ROWS_MAX, SCAN_MAX};
 use crate::api::AppState;
 use crate::problem::ApiError;
-use crate::reads::{hold_view, member_view, member_view_of, store_record};
+use crate::reads::{hold_view, member_view, member_view_of};
 use crate::sequencer::now;
 
 /// State records whose key starts with `prefix`, from the one after name `after` (or the
@@ -73,7 +74,7 @@ pub(crate) async fn members(
             PAGE_ROWS_MAX,
         )?;
         let policies: Policies =
-            store_record(&app.store, record_prefix::POLICIES, "")?.unwrap_or_default();
+            ledger::state::read::policies(&app.store).map_err(ApiError::internal)?;
         let t = now();
         let mut b = String::from(
             "<h1>Members</h1><p class=\"lead\">Members by pseudonymous id, with their points \
@@ -98,8 +99,8 @@ pub(crate) async fn members(
         );
         for (name, v) in &records {
             let id: MemberId = name.parse().map_err(ApiError::internal)?;
-            let m: MemberState = serde_json::from_slice(v).map_err(ApiError::internal)?;
-            let view = member_view_of(&id, &m, &policies, t);
+            let m = <MemberState as Record>::decode(v).map_err(ApiError::internal)?;
+            let view = member_view_of(&app.store, &id, m, &policies, t)?;
             let _ = write!(
                 b,
                 "<tr data-member=\"{m}\" data-balance=\"{bal}\"><td>{link}</td>\
@@ -112,7 +113,7 @@ pub(crate) async fn members(
                 avail = int(view.available),
                 pend = int(view.pending),
                 tier = escape(view.tier.as_deref().unwrap_or("—")),
-                lots = view.lots.len(),
+                lots = view.lots_total,
             );
         }
         b.push_str("</tbody></table>");
@@ -271,7 +272,7 @@ pub(crate) async fn holds(
             for (name, v) in &batch {
                 examined += 1;
                 cursor = Some(name.clone());
-                let h: HoldState = serde_json::from_slice(v).map_err(ApiError::internal)?;
+                let h = <HoldState as Record>::decode(v).map_err(ApiError::internal)?;
                 let view = hold_view(name, &h);
                 if view.status == "open" {
                     open.push((view, h.authorisation));

@@ -40,7 +40,7 @@ pub(crate) fn all_time() -> Period {
 
 pub(crate) fn position(app: &App, a: AgreementState) -> Result<Position, PageError> {
     let terms = &a.agreement.terms;
-    let lines = lines(&app.store, &terms.agreement)?;
+    let lines = lines(&app.store, &terms.agreement, all_time())?;
     let open_lines: Vec<ObligationLine> = lines
         .iter()
         .filter(|l| !a.settled(l.time))

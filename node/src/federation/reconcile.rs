@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use ledger::state::{record_prefix, AgreementState, ObligationState};
+use ledger::state::{record_prefix, AgreementState};
 use ledger::statement::{reconcile as reconcile_lines, to_csv, ObligationLine, Period};
 use ledger::store::Store;
 use ledger::types::{BrandId, EntryId, LogTime};
@@ -39,20 +39,48 @@ pub struct ReconcileQuery {
     pub format: Option<String>,
 }
 
-/// The obligation lines of `agreement` in one log (the node's own or a mirror): each
-/// obligation's and each of its refunds' (`ObligationState::lines`).
-pub(crate) fn lines(store: &Store, agreement: &EntryId) -> Result<Vec<ObligationLine>, ApiError> {
-    let mut out = Vec::new();
-    for (_, v) in store
-        .state_scan(record_prefix::OBLIGATION, LINES_READ_MAX)
-        .map_err(ApiError::internal)?
-    {
-        let o: ObligationState = serde_json::from_slice(&v).map_err(ApiError::internal)?;
-        if &o.quote.agreement == agreement {
-            out.extend(o.lines());
+/// The obligation lines of `agreement` in `period` in one log (the node's own or a mirror),
+/// from the agreement's line index: each obligation's and each of its refunds'
+/// (`ObligationState::lines`). Reads the period's lines only, at most [`LINES_READ_MAX`].
+pub(crate) fn lines(
+    store: &Store,
+    agreement: &EntryId,
+    period: Period,
+) -> Result<Vec<ObligationLine>, ApiError> {
+    ledger::state::read::lines_in(store, agreement, period, LINES_READ_MAX).map_err(|e| match e {
+        e @ ledger::state::StateError::TooManyLines { .. } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string())
+        }
+        e => ApiError::internal(e),
+    })
+}
+
+/// Adds to `lines` (read from `store`) the line of each key in `other` that `lines` lacks,
+/// if `store` has it outside the period.
+fn add_counterparts(
+    lines: &mut Vec<ObligationLine>,
+    other: &[ObligationLine],
+    store: &Store,
+) -> Result<(), ApiError> {
+    use ledger::entry::ObligationSide;
+    use ledger::state::ObligationState;
+    let have: std::collections::BTreeSet<(BrandId, EntryId, Option<EntryId>)> = lines
+        .iter()
+        .map(|l| (l.payer.clone(), l.redemption.clone(), l.refund.clone()))
+        .collect();
+    for l in other {
+        if have.contains(&(l.payer.clone(), l.redemption.clone(), l.refund.clone())) {
+            continue;
+        }
+        for side in [ObligationSide::Payable, ObligationSide::Receivable] {
+            let name = format!("{side}/{}/{}", l.payer, l.redemption);
+            let o: Option<ObligationState> = store_record(store, record_prefix::OBLIGATION, &name)?;
+            if let Some(x) = o.and_then(|o| o.lines().find(|x| x.key() == l.key())) {
+                lines.push(x);
+            }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The agreement between this node (`me`) and `partner` from this node's own log: the one
@@ -99,7 +127,8 @@ pub(crate) fn agreements_with(
         .state_scan(record_prefix::AGREEMENT, ledger::state::AGREEMENTS_MAX)
         .map_err(ApiError::internal)?
     {
-        let a: AgreementState = serde_json::from_slice(&v).map_err(ApiError::internal)?;
+        let a = <AgreementState as ledger::state::read::Record>::decode(&v)
+            .map_err(ApiError::internal)?;
         let t = &a.agreement.terms;
         if t.is_party(me) && t.is_party(partner) {
             found.push(a);
@@ -130,8 +159,14 @@ pub(crate) fn report(
     terms: &ledger::agreement::AgreementTerms,
     period: Period,
 ) -> Result<ledger::statement::Reconciliation, ApiError> {
-    let ours = lines(store, &terms.agreement)?;
-    let theirs = lines(mirror, &terms.agreement)?;
+    // Each side's lines in the period; then, for a line one side has in the period and the
+    // other does not, the other side's line of the same key wherever its time falls (one
+    // point read each), so that a line cut off by the period boundary is reported as such.
+    let mut ours = lines(store, &terms.agreement, period)?;
+    let mut theirs = lines(mirror, &terms.agreement, period)?;
+    let ours_in = ours.clone();
+    add_counterparts(&mut ours, &theirs, store)?;
+    add_counterparts(&mut theirs, &ours_in, mirror)?;
     reconcile_lines(terms, period, &ours, &theirs)
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))
 }

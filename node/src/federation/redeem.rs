@@ -279,7 +279,7 @@ pub async fn peer_prepare(
         ));
     }
     // A retry of a logged hold is answered from the log (idempotent), whatever time it is now.
-    let logged: Option<serde_json::Value> =
+    let logged: Option<ledger::state::IdRecord> =
         store_record(&app.store, record_prefix::ID, q.redemption.as_str())?;
     if logged.is_none() {
         check_valuation(&app, q, true)?;

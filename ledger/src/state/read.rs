@@ -1,0 +1,326 @@
+//! Bounded reads of state records from any [`RecordSource`]: what the state machine reads
+//! while it applies an entry, and what the node's read routes, the explorer and mirrors read
+//! from committed records. One implementation, so a read route shows exactly what the state
+//! machine sees.
+//!
+//! Invariant: every function here reads a bounded number of records (a page, or the records
+//! a member's due work is made of), never a whole key space.
+
+use serde::de::DeserializeOwned;
+
+use super::records::{self, prefix, RecordSource};
+use super::LineRecord;
+use super::{
+    AgreementState, AuthorisationState, HoldState, IdRecord, Lot, MemberState, ObligationState,
+    Policies, QuoteState, RecordError, RedemptionState, StateError, StorageError,
+};
+use crate::statement::{ObligationLine, Period};
+use crate::tier::QualifyingEvent;
+use crate::types::{EntryId, LogIndex, LogTime, MemberId};
+
+/// The most lots one page returns.
+pub const LOTS_PAGE_MAX: usize = 1000;
+
+/// A record kind and how it is encoded.
+pub trait Record: Sized {
+    /// Decodes the record's value.
+    fn decode(bytes: &[u8]) -> Result<Self, String>;
+}
+
+macro_rules! binary_record {
+    ($($t:ty),*) => {$(
+        impl Record for $t {
+            fn decode(bytes: &[u8]) -> Result<Self, String> {
+                records::decode(bytes)
+            }
+        }
+    )*};
+}
+
+macro_rules! json_record {
+    ($($t:ty),*) => {$(
+        impl Record for $t {
+            fn decode(bytes: &[u8]) -> Result<Self, String> {
+                records::decode_json(bytes)
+            }
+        }
+    )*};
+}
+
+binary_record!(
+    MemberState,
+    HoldState,
+    RedemptionState,
+    IdRecord,
+    AuthorisationState
+);
+json_record!(QuoteState, ObligationState, AgreementState, Policies);
+
+fn storage(e: String) -> StateError {
+    StateError::Storage(StorageError(e))
+}
+
+/// The record under `key`, decoded.
+pub fn record<T: Record>(src: &dyn RecordSource, key: &[u8]) -> Result<Option<T>, StateError> {
+    match src.get(key).map_err(storage)? {
+        None => Ok(None),
+        Some(v) => T::decode(&v)
+            .map(Some)
+            .map_err(|e| RecordError::at(key, e).into()),
+    }
+}
+
+/// A binary value (not a [`Record`] kind: a lot's or a qualifying earning's points).
+pub(crate) fn value<T: DeserializeOwned>(
+    src: &dyn RecordSource,
+    key: &[u8],
+) -> Result<Option<T>, StateError> {
+    match src.get(key).map_err(storage)? {
+        None => Ok(None),
+        Some(v) => records::decode(&v)
+            .map(Some)
+            .map_err(|e| RecordError::at(key, e).into()),
+    }
+}
+
+/// The record of kind `prefix` named `name`.
+pub fn named<T: Record>(
+    src: &dyn RecordSource,
+    prefix: &[u8],
+    name: &str,
+) -> Result<Option<T>, StateError> {
+    record(src, &records::named(prefix, name))
+}
+
+/// A member's summary.
+pub fn member(src: &dyn RecordSource, id: &MemberId) -> Result<Option<MemberState>, StateError> {
+    named(src, prefix::MEMBER, id.as_str())
+}
+
+/// The policies in force.
+pub fn policies(src: &dyn RecordSource) -> Result<Policies, StateError> {
+    Ok(record(src, prefix::POLICIES)?.unwrap_or_default())
+}
+
+/// A lot's place among its member's lots: `(expiry, index)`.
+pub type LotCursor = (Option<LogTime>, LogIndex);
+
+/// Formats a lot cursor for an API: `<expiry>.<index>`, or `never.<index>`.
+pub fn format_lot_cursor(c: LotCursor) -> String {
+    match c.0 {
+        Some(e) => format!("{}.{}", e.get(), c.1.get()),
+        None => format!("never.{}", c.1.get()),
+    }
+}
+
+/// Parses what [`format_lot_cursor`] wrote.
+pub fn parse_lot_cursor(s: &str) -> Option<LotCursor> {
+    let (e, i) = s.split_once('.')?;
+    let e = match e {
+        "never" => None,
+        e => Some(LogTime::new(e.parse().ok()?).ok()?),
+    };
+    Some((e, LogIndex::new(i.parse().ok()?).ok()?))
+}
+
+/// Lots with keys in `from..end`, at most `limit`.
+pub(crate) fn lots_in(
+    src: &dyn RecordSource,
+    from: &[u8],
+    end: &[u8],
+    limit: usize,
+) -> Result<Vec<Lot>, StateError> {
+    src.range(from, end, limit)
+        .map_err(storage)?
+        .into_iter()
+        .map(|(k, v)| {
+            let (expires_at, id) =
+                records::parse_lot_key(&k).ok_or_else(|| RecordError::at(&k, "bad lot key"))?;
+            let remaining: u64 = records::decode(&v).map_err(|e| RecordError::at(&k, e))?;
+            Ok(Lot {
+                id,
+                expires_at,
+                remaining,
+            })
+        })
+        .collect()
+}
+
+/// Up to `limit` (at most [`LOTS_PAGE_MAX`]) of a member's lots, soonest-expiring first
+/// (never-expiring last), after the lot `after` names.
+pub fn lots(
+    src: &dyn RecordSource,
+    member: &MemberId,
+    after: Option<LotCursor>,
+    limit: usize,
+) -> Result<Vec<Lot>, StateError> {
+    let from = match after {
+        Some((e, id)) => records::after(&records::lot_key(member, e, id)),
+        None => records::lots_from(member, None),
+    };
+    lots_in(
+        src,
+        &from,
+        &records::lots_end(member),
+        limit.min(LOTS_PAGE_MAX),
+    )
+}
+
+/// Points of a member's lots whose expiry has passed at `now` but that no `expire` entry has
+/// taken yet. Reads only those lots (the node's housekeeping expires them).
+pub fn lapsed(src: &dyn RecordSource, member: &MemberId, now: LogTime) -> Result<u64, StateError> {
+    let end = records::lots_from(member, Some(now));
+    let mut from = records::lots_from(member, None);
+    let mut sum = 0u64;
+    loop {
+        let page = lots_in(src, &from, &end, LOTS_PAGE_MAX)?;
+        sum += page.iter().map(|l| l.remaining).sum::<u64>();
+        match page.last() {
+            Some(l) if page.len() == LOTS_PAGE_MAX => {
+                from = records::after(&records::lot_key(member, l.expires_at, l.id));
+            }
+            _ => return Ok(sum),
+        }
+    }
+}
+
+/// A member's qualifying earnings kept for tier evaluation, oldest first. Their number is
+/// bounded by the tier policy's window and grace period (or
+/// [`crate::tier::QUALIFYING_EVENTS_MAX`] without a policy).
+pub fn qualifying(
+    src: &dyn RecordSource,
+    member: &MemberId,
+) -> Result<Vec<QualifyingEvent>, StateError> {
+    let end = records::qualifying_end(member);
+    let mut from = records::qualifying_from(member, 0);
+    let mut out = Vec::new();
+    loop {
+        let page = src
+            .range(&from, &end, records::RANGE_PAGE_MAX)
+            .map_err(storage)?;
+        let n = page.len();
+        for (k, v) in &page {
+            let t = k
+                .len()
+                .checked_sub(8)
+                .and_then(|i| k[i..].try_into().ok())
+                .map(u64::from_be_bytes)
+                .and_then(|t| LogTime::new(t).ok())
+                .ok_or_else(|| RecordError::at(k, "bad qualifying key"))?;
+            let p: u64 = records::decode(v).map_err(|e| RecordError::at(k, e))?;
+            out.push((t, p));
+        }
+        match page.last() {
+            Some((k, _)) if n == records::RANGE_PAGE_MAX => from = records::after(k),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// The statement lines of agreement `agreement` with a time in `period`, in time order,
+/// from the agreement's line index: reads the period's lines and nothing else. Refuses
+/// ([`StateError::TooManyLines`]) a period with more than `max` lines.
+pub fn lines_in(
+    src: &dyn RecordSource,
+    agreement: &EntryId,
+    period: Period,
+    max: usize,
+) -> Result<Vec<ObligationLine>, StateError> {
+    let end = records::lines_from(agreement, period.to().get());
+    let mut from = records::lines_from(agreement, period.from().get());
+    let mut out = Vec::new();
+    loop {
+        let page = src
+            .range(&from, &end, records::RANGE_PAGE_MAX)
+            .map_err(storage)?;
+        let n = page.len();
+        for (k, v) in &page {
+            let bad = || RecordError::at(k, "bad line key");
+            let tail = k.len().checked_sub(16).ok_or_else(bad)?;
+            let time = u64::from_be_bytes(k[tail..tail + 8].try_into().map_err(|_| bad())?);
+            let index = u64::from_be_bytes(k[tail + 8..].try_into().map_err(|_| bad())?);
+            let r: LineRecord = records::decode(v).map_err(|e| RecordError::at(k, e))?;
+            let line = ObligationLine {
+                redemption: r.redemption,
+                refund: r.refund,
+                payer: r.payer,
+                payee: r.payee,
+                amount_minor: r.amount_minor,
+                time: LogTime::new(time).map_err(|_| bad())?,
+                index: LogIndex::new(index).map_err(|_| bad())?,
+            };
+            if period.contains(line.time) {
+                if out.len() >= max {
+                    return Err(StateError::TooManyLines { max });
+                }
+                out.push(line);
+            }
+        }
+        match page.last() {
+            Some((k, _)) if n == records::RANGE_PAGE_MAX => from = records::after(k),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// A member as a read route shows it at log time `now`: the summary, the points spendable
+/// now, the tier by the record and until when it holds, and the first page of lots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRead {
+    pub summary: MemberState,
+    pub available: u64,
+    /// The recorded tier (the policy's base tier without a record; `None` without a policy).
+    pub tier: Option<crate::types::TierName>,
+    pub tier_valid_until: Option<LogTime>,
+}
+
+/// Reads member `id` as of log time `now` (`None`: no such member).
+pub fn member_at(
+    src: &dyn RecordSource,
+    policies: &Policies,
+    id: &MemberId,
+    now: LogTime,
+) -> Result<Option<MemberRead>, StateError> {
+    let Some(m) = member(src, id)? else {
+        return Ok(None);
+    };
+    let available = m.balance - lapsed(src, id, now)?.min(m.balance);
+    let (tier, until) = match &policies.tier {
+        Some(policy) => {
+            let name = m
+                .tier
+                .clone()
+                .unwrap_or_else(|| policy.tiers[0].name.clone());
+            let until = match policy.tiers.iter().position(|x| x.name == name) {
+                Some(rank) => {
+                    crate::tier::tier_valid_until(policy, &qualifying(src, id)?, rank, now)
+                }
+                None => None,
+            };
+            (Some(name), until)
+        }
+        None => (None, None),
+    };
+    Ok(Some(MemberRead {
+        summary: m,
+        available,
+        tier,
+        tier_valid_until: until,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lot_cursors_round_trip_and_refuse_garbage() {
+        let c = (Some(LogTime::new(5).unwrap()), LogIndex::new(9).unwrap());
+        assert_eq!(parse_lot_cursor(&format_lot_cursor(c)), Some(c));
+        let n = (None, LogIndex::new(0).unwrap());
+        assert_eq!(parse_lot_cursor(&format_lot_cursor(n)), Some(n));
+        for bad in ["", "5", "x.1", "5.", "never.-1", "99999999999999999999.1"] {
+            assert_eq!(parse_lot_cursor(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,608 @@
+//! Where the state machine keeps its records (spec/protocol.md §6, informative): the key
+//! layout, the versioned binary encoding, the [`RecordSource`] trait a storage engine
+//! implements, and [`Records`], the state machine's view of one source with the writes of the
+//! batch being built on top.
+//!
+//! Invariants:
+//! - every record value starts with its format byte ([`FORMAT_BINARY`] or [`FORMAT_JSON`]);
+//!   a value of another format is refused as corrupt, never guessed at;
+//! - keys are `prefix ‖ name`, where a name is made of ids (which never hold `/` or `0x00`),
+//!   `0x00` separators and big-endian integers, so that one member's lots, one member's
+//!   qualifying earnings and each due-index are contiguous, ordered key ranges;
+//! - [`Records::range`] returns exactly the keys in its range that a full merge of the source
+//!   and the pending writes would, in order, at most `limit` of them; fewer than `limit` means
+//!   the range holds no more.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::types::{EntryId, LogIndex, LogTime, MemberId};
+
+/// The first byte of a record in the compact binary encoding (postcard, spec/protocol.md §6).
+pub const FORMAT_BINARY: u8 = 0x01;
+/// The first byte of a record kept as JSON in an envelope: the rare, cross-brand records whose
+/// types are the log's own JSON (quotes, obligations, agreements, policies).
+pub const FORMAT_JSON: u8 = 0x02;
+
+/// The most records one [`Records::range`] call reads from the source in one page.
+pub const RANGE_PAGE_MAX: usize = 1024;
+
+/// A store of committed state records, read by key or by ordered key range.
+///
+/// The node implements it over RocksDB; [`MemorySource`] over a map. Errors are storage
+/// failures (I/O, corruption): the caller cannot fix them by changing its input.
+pub trait RecordSource: Send + Sync {
+    /// The record under `key`, if any.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
+    /// Records with keys in `start..end`, ascending, at most `limit`.
+    fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String>;
+}
+
+/// A [`RecordSource`] over an ordered map, for tests and in-memory tools.
+pub type MemorySource = BTreeMap<Vec<u8>, Vec<u8>>;
+
+impl RecordSource for MemorySource {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        Ok(BTreeMap::get(self, key).cloned())
+    }
+
+    fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        Ok(BTreeMap::range::<[u8], _>(
+            self,
+            (
+                std::ops::Bound::Included(start),
+                std::ops::Bound::Excluded(end),
+            ),
+        )
+        .take(limit)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect())
+    }
+}
+
+/// A storage failure met while reading a record; the state that met it must be rebuilt from
+/// its source before it is used again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("state storage: {0}")]
+pub struct StorageError(pub String);
+
+/// The records of a state: either all in memory, or a source with the pending writes of the
+/// batch being built on top of it.
+#[derive(Clone)]
+pub(crate) enum Records {
+    /// Every record in a map; the keys written since the last drain are remembered so that
+    /// [`Records::take_changes`] can hand them to a store.
+    Memory {
+        map: MemorySource,
+        changed: BTreeSet<Vec<u8>>,
+    },
+    /// Committed records in `source`; writes not yet committed in `pending` (`None`: deleted).
+    Source {
+        source: Arc<dyn RecordSource>,
+        pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    },
+}
+
+impl Default for Records {
+    fn default() -> Self {
+        Records::Memory {
+            map: MemorySource::new(),
+            changed: BTreeSet::new(),
+        }
+    }
+}
+
+impl Records {
+    pub(crate) fn over(source: Arc<dyn RecordSource>) -> Records {
+        Records::Source {
+            source,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        match self {
+            Records::Memory { map, .. } => Ok(BTreeMap::get(map, key).cloned()),
+            Records::Source { source, pending } => match pending.get(key) {
+                Some(v) => Ok(v.clone()),
+                None => source.get(key).map_err(StorageError),
+            },
+        }
+    }
+
+    pub(crate) fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        match self {
+            Records::Memory { map, changed } => {
+                changed.insert(key.clone());
+                map.insert(key, value);
+            }
+            Records::Source { pending, .. } => {
+                pending.insert(key, Some(value));
+            }
+        }
+    }
+
+    pub(crate) fn delete(&mut self, key: Vec<u8>) {
+        match self {
+            Records::Memory { map, changed } => {
+                if map.remove(&key).is_some() {
+                    changed.insert(key);
+                }
+            }
+            Records::Source { pending, .. } => {
+                pending.insert(key, None);
+            }
+        }
+    }
+
+    /// Records with keys in `start..end`, ascending, at most `limit` (see the invariants).
+    pub(crate) fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        match self {
+            Records::Memory { map, .. } => {
+                RecordSource::range(map, start, end, limit).map_err(StorageError)
+            }
+            Records::Source { source, pending } => {
+                if start >= end {
+                    return Ok(Vec::new());
+                }
+                let bounds = (
+                    std::ops::Bound::Included(start),
+                    std::ops::Bound::Excluded(end),
+                );
+                let local: Vec<(&Vec<u8>, &Option<Vec<u8>>)> =
+                    pending.range::<[u8], _>(bounds).collect();
+                let deleted = local.iter().filter(|(_, v)| v.is_none()).count();
+                let want = limit.saturating_add(deleted);
+                let committed = source.range(start, end, want).map_err(StorageError)?;
+                // A full page may stop before the range's end: pending writes past its last
+                // key could sort after committed keys not read, so they wait for a later call.
+                let full = committed.len() >= want;
+                let bound = committed.last().map(|(k, _)| k.clone());
+                let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = committed.into_iter().collect();
+                for (k, v) in local {
+                    if full && bound.as_ref().is_some_and(|b| k > b) {
+                        break;
+                    }
+                    match v {
+                        Some(v) => merged.insert(k.clone(), v.clone()),
+                        None => merged.remove(k),
+                    };
+                }
+                Ok(merged.into_iter().take(limit).collect())
+            }
+        }
+    }
+
+    /// Every record with a key starting with `prefix`, in order (unbounded: invariant checks
+    /// and tests only).
+    pub(crate) fn all_with_prefix(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        let end = prefix_end(prefix);
+        let mut out = Vec::new();
+        let mut from = prefix.to_vec();
+        loop {
+            let page = self.range(&from, &end, RANGE_PAGE_MAX)?;
+            let n = page.len();
+            if let Some((k, _)) = page.last() {
+                from = after(k);
+            }
+            out.extend(page);
+            if n < RANGE_PAGE_MAX {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Drains the writes not yet handed to a store, as `(key, Some(value))` puts and
+    /// `(key, None)` deletes, in key order.
+    pub(crate) fn take_changes(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        match self {
+            Records::Memory { map, changed } => std::mem::take(changed)
+                .into_iter()
+                .map(|k| {
+                    let v = BTreeMap::get(map, &k).cloned();
+                    (k, v)
+                })
+                .collect(),
+            Records::Source { pending, .. } => std::mem::take(pending).into_iter().collect(),
+        }
+    }
+
+    /// Forgets which keys changed (memory) or drops the pending writes (source).
+    pub(crate) fn clear_changes(&mut self) {
+        match self {
+            Records::Memory { changed, .. } => changed.clear(),
+            Records::Source { pending, .. } => pending.clear(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn has_changes(&self) -> bool {
+        match self {
+            Records::Memory { changed, .. } => !changed.is_empty(),
+            Records::Source { pending, .. } => !pending.is_empty(),
+        }
+    }
+}
+
+impl RecordSource for Records {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        Records::get(self, key).map_err(|e| e.0)
+    }
+
+    fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+        Records::range(self, start, end, limit).map_err(|e| e.0)
+    }
+}
+
+/// The smallest key after every key that starts with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0xff; 64]
+}
+
+/// The smallest key after `key`.
+pub fn after(key: &[u8]) -> Vec<u8> {
+    let mut k = key.to_vec();
+    k.push(0);
+    k
+}
+
+/// Encodes `v` in the binary format.
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT_BINARY];
+    out.extend(postcard::to_allocvec(v).expect("state records always serialize"));
+    out
+}
+
+/// Decodes a binary record.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match bytes.split_first() {
+        Some((&FORMAT_BINARY, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        Some((b, _)) => Err(format!("record format {b:#04x}, not binary")),
+        None => Err("empty record".into()),
+    }
+}
+
+/// Encodes `v` as JSON in an envelope.
+pub fn encode_json<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT_JSON];
+    out.extend(serde_json::to_vec(v).expect("state records always serialize"));
+    out
+}
+
+/// Decodes a JSON record in an envelope.
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match bytes.split_first() {
+        Some((&FORMAT_JSON, rest)) => serde_json::from_slice(rest).map_err(|e| e.to_string()),
+        Some((b, _)) => Err(format!("record format {b:#04x}, not JSON")),
+        None => Err("empty record".into()),
+    }
+}
+
+/// Key prefixes of state records (spec/protocol.md §6). The first group is what the
+/// release before 0.2 also wrote (with JSON values, without a format byte); the rest are new.
+pub mod prefix {
+    /// The state's size and last log time.
+    pub const META: &[u8] = b"s";
+    /// Policies in force (tier, expiry, rate cards, FX rates).
+    pub const POLICIES: &[u8] = b"p";
+    /// `a/<account>`: a system account's balance.
+    pub const ACCOUNT: &[u8] = b"a/";
+    /// `m/<member>`: a member's summary (balance, pending, tier, counters).
+    pub const MEMBER: &[u8] = b"m/";
+    /// `h/<hold id>`.
+    pub const HOLD: &[u8] = b"h/";
+    /// `r/<redemption id>`.
+    pub const REDEMPTION: &[u8] = b"r/";
+    /// `i/<entry id>`: the entry that used an id (idempotency).
+    pub const ID: &[u8] = b"i/";
+    /// `au/<authorisation id>`.
+    pub const AUTHORISATION: &[u8] = b"au/";
+    /// `ag/<agreement id>`.
+    pub const AGREEMENT: &[u8] = b"ag/";
+    /// `qu/<redemption id>`.
+    pub const QUOTE: &[u8] = b"qu/";
+    /// `ob/<side>/<payer>/<redemption>`.
+    pub const OBLIGATION: &[u8] = b"ob/";
+    /// `l/<member> 0x00 <expiry u64 BE, 2^64-1 for never> <lot index u64 BE>`: a lot's
+    /// remaining points; a member's lots sort soonest-expiring first.
+    pub const LOT: &[u8] = b"l/";
+    /// `q/<member> 0x00 <log time u64 BE>`: points of a qualifying earning.
+    pub const QUALIFYING: &[u8] = b"q/";
+    /// `op/<agreement id>`: the agreement's open payable total (i64).
+    pub const OPEN_PAYABLE: &[u8] = b"op/";
+    /// `ol/<agreement id> 0x00 <line time u64 BE> <entry index u64 BE>`: one statement line
+    /// of the agreement; the value names the obligation (and the refund, for a refund line).
+    pub const LINE: &[u8] = b"ol/";
+    /// `xl/<expiry u64 BE> <member> 0x00 <lot index u64 BE>`: a lot that expires.
+    pub const DUE_LOT: &[u8] = b"xl/";
+    /// `xh/<expiry u64 BE> <hold id>`: an open hold.
+    pub const DUE_HOLD: &[u8] = b"xh/";
+    /// `xt/<time u64 BE> <member>`: the time a member's tier lapses under the policy in force
+    /// when the member last changed.
+    pub const DUE_TIER: &[u8] = b"xt/";
+}
+
+fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+/// The key of a record named by one string (`prefix ‖ name`).
+pub fn named(prefix: &[u8], name: &str) -> Vec<u8> {
+    key(prefix, &[name.as_bytes()])
+}
+
+/// Where a lot sorts among its member's lots: by expiry (never last), then by index.
+pub fn lot_key(member: &MemberId, expires_at: Option<LogTime>, lot: LogIndex) -> Vec<u8> {
+    key(
+        prefix::LOT,
+        &[
+            member.as_str().as_bytes(),
+            &[0],
+            &expires_at.map_or(u64::MAX, LogTime::get).to_be_bytes(),
+            &lot.get().to_be_bytes(),
+        ],
+    )
+}
+
+/// The start of a member's lots that expire after `t` (or of all their lots when `None`).
+pub fn lots_from(member: &MemberId, expiring_after: Option<LogTime>) -> Vec<u8> {
+    let mut k = key(prefix::LOT, &[member.as_str().as_bytes(), &[0]]);
+    if let Some(t) = expiring_after {
+        k.extend_from_slice(&(t.get().saturating_add(1)).to_be_bytes());
+    }
+    k
+}
+
+/// The end of a member's lots.
+pub fn lots_end(member: &MemberId) -> Vec<u8> {
+    key(prefix::LOT, &[member.as_str().as_bytes(), &[1]])
+}
+
+/// Reads a lot key's `(expiry, index)`.
+pub fn parse_lot_key(k: &[u8]) -> Option<(Option<LogTime>, LogIndex)> {
+    let n = k.len();
+    if n < 16 {
+        return None;
+    }
+    let e = u64::from_be_bytes(k[n - 16..n - 8].try_into().ok()?);
+    let i = u64::from_be_bytes(k[n - 8..].try_into().ok()?);
+    let e = if e == u64::MAX {
+        None
+    } else {
+        Some(LogTime::new(e).ok()?)
+    };
+    Some((e, LogIndex::new(i).ok()?))
+}
+
+/// A qualifying earning's key.
+pub fn qualifying_key(member: &MemberId, t: LogTime) -> Vec<u8> {
+    key(
+        prefix::QUALIFYING,
+        &[member.as_str().as_bytes(), &[0], &t.get().to_be_bytes()],
+    )
+}
+
+/// The start of a member's qualifying earnings at or after log time `t`.
+pub fn qualifying_from(member: &MemberId, t: u64) -> Vec<u8> {
+    key(
+        prefix::QUALIFYING,
+        &[member.as_str().as_bytes(), &[0], &t.to_be_bytes()],
+    )
+}
+
+/// The end of a member's qualifying earnings.
+pub fn qualifying_end(member: &MemberId) -> Vec<u8> {
+    key(prefix::QUALIFYING, &[member.as_str().as_bytes(), &[1]])
+}
+
+/// A statement line's key in the agreement's line index.
+pub fn line_key(agreement: &EntryId, time: LogTime, index: LogIndex) -> Vec<u8> {
+    key(
+        prefix::LINE,
+        &[
+            agreement.as_str().as_bytes(),
+            &[0],
+            &time.get().to_be_bytes(),
+            &index.get().to_be_bytes(),
+        ],
+    )
+}
+
+/// The start of an agreement's lines at or after log time `t`.
+pub fn lines_from(agreement: &EntryId, t: u64) -> Vec<u8> {
+    key(
+        prefix::LINE,
+        &[agreement.as_str().as_bytes(), &[0], &t.to_be_bytes()],
+    )
+}
+
+/// The due-index key of a lot's expiry.
+pub fn due_lot_key(expires_at: LogTime, member: &MemberId, lot: LogIndex) -> Vec<u8> {
+    key(
+        prefix::DUE_LOT,
+        &[
+            &expires_at.get().to_be_bytes(),
+            member.as_str().as_bytes(),
+            &[0],
+            &lot.get().to_be_bytes(),
+        ],
+    )
+}
+
+/// Reads a lot due-index key's `(expiry, member, lot)`.
+pub fn parse_due_lot_key(k: &[u8]) -> Option<(LogTime, MemberId, LogIndex)> {
+    let rest = k.strip_prefix(prefix::DUE_LOT)?;
+    if rest.len() < 8 + 1 + 1 + 8 {
+        return None;
+    }
+    let e = u64::from_be_bytes(rest[..8].try_into().ok()?);
+    let n = rest.len();
+    let member = std::str::from_utf8(&rest[8..n - 9]).ok()?.parse().ok()?;
+    let lot = u64::from_be_bytes(rest[n - 8..].try_into().ok()?);
+    Some((LogTime::new(e).ok()?, member, LogIndex::new(lot).ok()?))
+}
+
+/// The due-index key of an open hold's expiry.
+pub fn due_hold_key(expires_at: LogTime, hold: &EntryId) -> Vec<u8> {
+    key(
+        prefix::DUE_HOLD,
+        &[&expires_at.get().to_be_bytes(), hold.as_str().as_bytes()],
+    )
+}
+
+/// Reads a hold due-index key's `(expiry, hold)`.
+pub fn parse_due_hold_key(k: &[u8]) -> Option<(LogTime, EntryId)> {
+    let rest = k.strip_prefix(prefix::DUE_HOLD)?;
+    if rest.len() < 9 {
+        return None;
+    }
+    let e = u64::from_be_bytes(rest[..8].try_into().ok()?);
+    let id = std::str::from_utf8(&rest[8..]).ok()?.parse().ok()?;
+    Some((LogTime::new(e).ok()?, id))
+}
+
+/// The due-index key of the time a member's tier lapses.
+pub fn due_tier_key(at: LogTime, member: &MemberId) -> Vec<u8> {
+    key(
+        prefix::DUE_TIER,
+        &[&at.get().to_be_bytes(), member.as_str().as_bytes()],
+    )
+}
+
+/// Reads a tier due-index key's `(time, member)`.
+pub fn parse_due_tier_key(k: &[u8]) -> Option<(LogTime, MemberId)> {
+    let rest = k.strip_prefix(prefix::DUE_TIER)?;
+    if rest.len() < 9 {
+        return None;
+    }
+    let e = u64::from_be_bytes(rest[..8].try_into().ok()?);
+    let m = std::str::from_utf8(&rest[8..]).ok()?.parse().ok()?;
+    Some((LogTime::new(e).ok()?, m))
+}
+
+/// The end of a due-index's keys due at or before `t`.
+pub fn due_end(prefix: &[u8], t: LogTime) -> Vec<u8> {
+    key(prefix, &[&(t.get().saturating_add(1)).to_be_bytes()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(pairs: &[(&[u8], &[u8])]) -> Arc<dyn RecordSource> {
+        Arc::new(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect::<MemorySource>(),
+        )
+    }
+
+    #[test]
+    fn range_merges_pending_writes_over_the_source() {
+        let mut r = Records::over(src(&[
+            (b"a", b"1"),
+            (b"b", b"2"),
+            (b"c", b"3"),
+            (b"d", b"4"),
+        ]));
+        r.delete(b"b".to_vec());
+        r.put(b"bb".to_vec(), b"x".to_vec());
+        r.put(b"c".to_vec(), b"9".to_vec());
+        let all = r.range(b"a", b"z", 10).unwrap();
+        let keys: Vec<&[u8]> = all.iter().map(|(k, _)| &k[..]).collect();
+        assert_eq!(keys, vec![&b"a"[..], b"bb", b"c", b"d"]);
+        assert_eq!(all[2].1, b"9");
+        // A short page is exact: deletions do not make it end early, and pending writes past
+        // the committed page are not mistaken for the next keys.
+        let page = r.range(b"a", b"z", 2).unwrap();
+        let keys: Vec<&[u8]> = page.iter().map(|(k, _)| &k[..]).collect();
+        assert_eq!(keys, vec![&b"a"[..], b"bb"]);
+        let page = r.range(&after(b"bb"), b"z", 2).unwrap();
+        let keys: Vec<&[u8]> = page.iter().map(|(k, _)| &k[..]).collect();
+        assert_eq!(keys, vec![&b"c"[..], b"d"]);
+    }
+
+    #[test]
+    fn range_pages_never_skip_a_committed_key() {
+        let mut r = Records::over(src(&[(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]));
+        r.put(b"e".to_vec(), b"5".to_vec());
+        // The source's page ends at "a"; "e" must not come before "b" and "c".
+        let page = r.range(b"a", b"z", 1).unwrap();
+        assert_eq!(page, vec![(b"a".to_vec(), b"1".to_vec())]);
+        let rest = r.all_with_prefix(b"").unwrap();
+        let keys: Vec<&[u8]> = rest.iter().map(|(k, _)| &k[..]).collect();
+        assert_eq!(keys, vec![&b"a"[..], b"b", b"c", b"e"]);
+    }
+
+    #[test]
+    fn records_refuse_an_unknown_format() {
+        assert!(decode::<u64>(&[0x7b, 0x7d]).is_err());
+        assert!(decode::<u64>(&[]).is_err());
+        assert_eq!(decode::<u64>(&encode(&7u64)), Ok(7));
+        assert_eq!(decode_json::<u64>(&encode_json(&7u64)), Ok(7));
+        assert!(decode_json::<u64>(&encode(&7u64)).is_err());
+    }
+
+    #[test]
+    fn lot_keys_sort_soonest_expiring_first_never_last() {
+        let m: MemberId = "alice".parse().unwrap();
+        let t = |v| LogTime::new(v).unwrap();
+        let i = |v| LogIndex::new(v).unwrap();
+        let a = lot_key(&m, Some(t(5)), i(9));
+        let b = lot_key(&m, Some(t(6)), i(1));
+        let c = lot_key(&m, None, i(0));
+        assert!(a < b && b < c);
+        assert!(lots_from(&m, None) <= a && c < lots_end(&m));
+        assert!(lots_from(&m, Some(t(5))) > a && lots_from(&m, Some(t(5))) <= b);
+        assert_eq!(parse_lot_key(&a), Some((Some(t(5)), i(9))));
+        assert_eq!(parse_lot_key(&c), Some((None, i(0))));
+        // Another member whose id extends this one's never falls inside its range.
+        let other: MemberId = "alice2".parse().unwrap();
+        let o = lot_key(&other, Some(t(1)), i(1));
+        assert!(o >= lots_end(&m) || o < lots_from(&m, None));
+        let d = due_lot_key(t(7), &m, i(3));
+        assert_eq!(parse_due_lot_key(&d), Some((t(7), m.clone(), i(3))));
+        assert!(d < due_end(prefix::DUE_LOT, t(7)) && d >= due_end(prefix::DUE_LOT, t(6)));
+    }
+}
