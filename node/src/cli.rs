@@ -53,6 +53,13 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Convert the state records of a data directory written by an older release to this
+    /// release's format (what `run` does at start), printing progress; the node must be
+    /// stopped. Safe to interrupt: a later `migrate` or `run` takes it up again.
+    Migrate {
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// Write a consistent copy of the store to another directory (node running or stopped).
     Backup {
         #[arg(long)]
@@ -107,6 +114,28 @@ enum KeysAction {
     },
 }
 
+/// `migrate`: converts the store's state records in place, with a progress line.
+fn migrate(data: &Path) -> Result<()> {
+    let config = Config::load(data)?;
+    let store = Store::open_with(&data.join(DB_DIR), config.storage.log())
+        .with_context(|| format!("open the store in {}", data.display()))?;
+    let t0 = std::time::Instant::now();
+    let migrated = ledger::log::migrate(&store, &mut |done| {
+        eprintln!("migrating: {done} state records converted");
+    })?;
+    if migrated {
+        store.flush()?;
+        println!(
+            "migrated the state records of {} in {:.1} s",
+            data.display(),
+            t0.elapsed().as_secs_f64()
+        );
+    } else {
+        println!("{}: already in this release's format", data.display());
+    }
+    Ok(())
+}
+
 /// Entry point of the binary.
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -128,6 +157,7 @@ pub fn main() -> Result<()> {
             rt.block_on(crate::server::run(data, config))
         }
         Command::Backup { data, to } => backup(&data, &to),
+        Command::Migrate { data } => migrate(&data),
         Command::Keys { action } => keys(action),
         Command::Demo {
             dir,

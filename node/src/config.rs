@@ -69,6 +69,55 @@ impl Default for Federation {
     }
 }
 
+/// Memory budgets of the node's RocksDB stores (its own log's, and one per partner's mirror).
+/// The state machine keeps only the small global state in memory and reads every other record
+/// through RocksDB's block cache, so these bound what the process holds whatever the number
+/// of members and entries. The defaults keep a node with five partners under 1 GiB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// Block cache of the node's own store (data, index and filter blocks), in MiB.
+    pub block_cache_mib: usize,
+    /// Memtables of the node's own store, all column families together, in MiB.
+    pub memtable_mib: usize,
+    /// Block cache of each partner's mirror, in MiB.
+    pub mirror_block_cache_mib: usize,
+    /// Memtables of each partner's mirror, in MiB.
+    pub mirror_memtable_mib: usize,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            block_cache_mib: 256,
+            memtable_mib: 128,
+            mirror_block_cache_mib: 32,
+            mirror_memtable_mib: 32,
+        }
+    }
+}
+
+/// The most MiB any one storage budget may be (64 GiB).
+pub const STORAGE_MIB_MAX: usize = 64 * 1024;
+
+impl Storage {
+    /// The budget of the node's own store.
+    pub fn log(&self) -> ledger::store::StoreConfig {
+        ledger::store::StoreConfig {
+            block_cache_bytes: self.block_cache_mib << 20,
+            memtable_bytes: self.memtable_mib << 20,
+        }
+    }
+
+    /// The budget of one partner's mirror.
+    pub fn mirror(&self) -> ledger::store::StoreConfig {
+        ledger::store::StoreConfig {
+            block_cache_bytes: self.mirror_block_cache_mib << 20,
+            memtable_bytes: self.mirror_memtable_mib << 20,
+        }
+    }
+}
+
 /// A partner brand pinned in the configuration (spec/federation.md §1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +152,9 @@ pub struct Config {
     /// Federation settings.
     #[serde(default)]
     pub federation: Federation,
+    /// Memory budgets of the stores.
+    #[serde(default)]
+    pub storage: Storage,
     /// Partners pinned in the configuration (more can be added through the admin API).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partners: Vec<PartnerConfig>,
@@ -139,6 +191,7 @@ impl Config {
             log_format: default_log_format(),
             limits: Limits::default(),
             federation: Federation::default(),
+            storage: Storage::default(),
             partners: Vec::new(),
         }
     }
@@ -197,6 +250,16 @@ impl Config {
             "LOYALTY_PEER_CLOCK_SKEW_MS",
             self.federation.peer_clock_skew_ms
         );
+        env!("LOYALTY_BLOCK_CACHE_MIB", self.storage.block_cache_mib);
+        env!("LOYALTY_MEMTABLE_MIB", self.storage.memtable_mib);
+        env!(
+            "LOYALTY_MIRROR_BLOCK_CACHE_MIB",
+            self.storage.mirror_block_cache_mib
+        );
+        env!(
+            "LOYALTY_MIRROR_MEMTABLE_MIB",
+            self.storage.mirror_memtable_mib
+        );
         Ok(())
     }
 
@@ -250,6 +313,17 @@ impl Config {
         }
         if !(1000..=3_600_000).contains(&f.peer_clock_skew_ms) {
             return invalid("federation.peer_clock_skew_ms", "must be 1000 to 3600000");
+        }
+        let st = &self.storage;
+        for (key, v) in [
+            ("storage.block_cache_mib", st.block_cache_mib),
+            ("storage.memtable_mib", st.memtable_mib),
+            ("storage.mirror_block_cache_mib", st.mirror_block_cache_mib),
+            ("storage.mirror_memtable_mib", st.mirror_memtable_mib),
+        ] {
+            if !(8..=STORAGE_MIB_MAX).contains(&v) {
+                return invalid(key, "must be 8 to 65536 (MiB)");
+            }
         }
         if self.partners.len() > crate::federation::PARTNERS_MAX {
             return invalid("partners", "at most 64 partners");
@@ -330,6 +404,17 @@ witness_interval_ms = {witness}
 # How far a partner's signed request time may be from this node's clock.
 peer_clock_skew_ms = {skew}
 
+[storage]
+# Memory budgets of RocksDB, in MiB. Members, lots, holds and ids live on disk and are read
+# through the block cache; the defaults keep a node with five partners under 1 GiB.
+# Block cache of this node's own store (data, index and filter blocks).
+block_cache_mib = {cache}
+# Memtables of this node's own store.
+memtable_mib = {memtable}
+# Block cache and memtables of each partner's mirror.
+mirror_block_cache_mib = {mcache}
+mirror_memtable_mib = {mmemtable}
+
 # Partners, one [[partners]] table each. A partner is trusted only once its verifier key
 # (from its operator, out of band) is pinned here or through the admin API.
 # [[partners]]
@@ -351,6 +436,10 @@ peer_clock_skew_ms = {skew}
             sync = self.federation.sync_interval_ms,
             witness = self.federation.witness_interval_ms,
             skew = self.federation.peer_clock_skew_ms,
+            cache = self.storage.block_cache_mib,
+            memtable = self.storage.memtable_mib,
+            mcache = self.storage.mirror_block_cache_mib,
+            mmemtable = self.storage.mirror_memtable_mib,
             partners = self
                 .partners
                 .iter()

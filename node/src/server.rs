@@ -44,7 +44,18 @@ pub async fn run(data: PathBuf, config: Config) -> Result<()> {
     let seed = crate::cli::load_seed(&data)?;
     let signer = NoteSigner::from_seed(&config.origin, &seed)?;
     let verifier_key = signer.verifier_key_string();
-    let log = Log::open(&data.join(DB_DIR), signer).context("open the log")?;
+    let log = Log::open_with(
+        &data.join(DB_DIR),
+        signer,
+        config.storage.log(),
+        &mut |done| {
+            tracing::info!(
+                records = done,
+                "migrating state records to this release's format"
+            )
+        },
+    )
+    .context("open the log")?;
     let store = log.store().clone();
     tracing::info!(brand = %config.brand, origin = %config.origin, size = log.size(), "log opened");
     let metrics = Arc::new(Metrics::new());

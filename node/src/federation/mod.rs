@@ -165,6 +165,8 @@ pub struct Federation {
     pub brand: BrandId,
     pub origin: String,
     pub settings: crate::config::Federation,
+    /// The memory budget of each partner's mirror.
+    mirror_storage: ledger::store::StoreConfig,
     store: Store,
     data: PathBuf,
     pub(crate) signing_key: ed25519_dalek::SigningKey,
@@ -233,6 +235,7 @@ impl Federation {
             brand: config.brand.clone(),
             origin: config.origin.clone(),
             settings: config.federation.clone(),
+            mirror_storage: config.storage.mirror(),
             store: store.clone(),
             data,
             signing_key: ed25519_dalek::SigningKey::from_bytes(seed),
@@ -365,9 +368,15 @@ impl Federation {
                     None => {
                         let dir = self.mirror_dir(&record.brand);
                         std::fs::create_dir_all(&dir)?;
-                        let m = Mirror::open(&dir, v.clone()).map_err(|e| {
-                            anyhow::anyhow!("mirror of {} in {}: {e}", record.brand, dir.display())
-                        })?;
+                        let m = Mirror::open_with(&dir, v.clone(), self.mirror_storage).map_err(
+                            |e| {
+                                anyhow::anyhow!(
+                                    "mirror of {} in {}: {e}",
+                                    record.brand,
+                                    dir.display()
+                                )
+                            },
+                        )?;
                         Arc::new(Mutex::new(m))
                     }
                 };
