@@ -7,7 +7,12 @@ Python standard library and the `cryptography` package (pip install cryptography
 RECEIPT.json is a receipt as the node returns it ({index, entry, inclusion_proof, checkpoint});
 VERIFIER_KEY is the brand's C2SP verifier key, pinned out of band (name+keyhash+base64).
 Exit status 0: the receipt is valid and the entry is printed; 1: it is refused, with the step
-and the reason; 2: usage. The steps (spec/protocol.md §5, spec/checkpoint.md §1-§3):
+and the reason; 2: usage.
+
+    python3 docs/check_receipt.py --vectors spec/vectors/entries.json
+
+checks the entry decoding (step 4) against the spec's test vectors: every example entry is
+accepted and every invalid one refused with its class (spec/protocol.md §9). The steps (spec/protocol.md §5, spec/checkpoint.md §1-§3):
 
 1. key: split at the first two `+`; canonical base64 of 0x01 || 32-byte key; key ID =
    SHA-256(name || 0x0A || 0x01 || key)[:4] as 8 lowercase hex digits;
@@ -17,10 +22,12 @@ and the reason; 2: usage. The steps (spec/protocol.md §5, spec/checkpoint.md §
 3. checkpoint: origin == the key's name, no control characters; size in decimal without sign or
    leading zero, within 64 bits; canonical base64 root of 32 bytes; extension lines non-empty
    and free of control characters; index < size;
-4. entry: spec/protocol.md §2.2 steps 1-4 (at most 16384 bytes, UTF-8 JSON, integers only within
-   ±(2^53-1), byte-for-byte the RFC 8785 encoding) and the §3.1 envelope (exactly `body`, `id`,
-   `time`, `type`, `v`; `v` = 1; a known type; id and time in range). The per-type body rules
-   of §3.3 are left to `loyalty verify`: check that type, id and body are what you expect;
+4. entry: spec/protocol.md §2.2 (at most 16384 bytes, UTF-8 JSON, integers only within
+   ±(2^53-1), byte-for-byte the RFC 8785 encoding) and §3 (exactly `body`, `id`, `time`,
+   `type`, `v`; `v` = 1; a known type; the type's body fields, their types and ranges, optional
+   fields omitted at their default; an agreement's signatures verified). Then check that type,
+   id and body are what you expect (the state machine's rules, §4, need the whole log:
+   `loyalty verify`);
 5. inclusion: RFC 9162 §2.1.3.2 from SHA-256(0x00 || entry) to the signed root.
 """
 import base64
@@ -165,8 +172,291 @@ def jcs(value) -> str:
     return "{" + ",".join(jcs(k) + ":" + jcs(v) for k, v in members) + "}"
 
 
+CURRENCIES = set(
+    "CLP ISK JPY KRW VND AED ARS AUD BGN BRL CAD CHF CNY COP CZK DKK EGP EUR GBP HKD HUF IDR ILS "
+    "INR MAD MXN MYR NOK NZD PEN PHP PLN QAR RON SAR SEK SGD THB TRY TWD UAH USD ZAR BHD JOD KWD "
+    "OMR TND".split()
+)
+ROUNDINGS = {"half_even", "half_up", "down", "up"}
+AGREEMENT_DOMAIN = "loyalty-agreement/v1"
+
+
+def _bad(why: str):
+    raise Refused("entry", f"invalid: {why}")
+
+
+def _int(v, lo: int, hi: int, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        _bad(f"{what} is not an integer in {lo}..{hi}")
+    return v
+
+
+def _points(v, what="points"):
+    return _int(v, 1, INT_MAX, what)
+
+
+def _count(v, what):
+    return _int(v, 0, INT_MAX, what)
+
+
+def _text(v, pattern: str, what: str) -> str:
+    if not isinstance(v, str) or not re.fullmatch(pattern, v):
+        _bad(f"{what} is not valid")
+    return v
+
+
+def _member(v, what="member"):
+    return _text(v, r"[A-Za-z0-9\-_.:]{1,128}", what)
+
+
+def _entry_id(v, what):
+    return _text(v, r"[A-Za-z0-9\-_.:]{1,128}", what)
+
+
+def _brand(v, what):
+    return _text(v, r"[a-z0-9\-.]{1,64}", what)
+
+
+def _tier_name(v, what):
+    return _text(v, r"[A-Za-z0-9\-_.:]{1,32}", what)
+
+
+def _hash(v, what):
+    return _text(v, r"[0-9a-f]{64}", what)
+
+
+def _currency(v, what):
+    if v not in CURRENCIES:
+        _bad(f"{what} is not a currency of §3.4")
+    return v
+
+
+def _decimal(v, what):
+    m = re.fullmatch(r"(0|[1-9][0-9]*)(?:\.([0-9]{0,17}[1-9]))?", v) if isinstance(v, str) else None
+    mantissa = int(m.group(1) + (m.group(2) or "")) if m else 0
+    if not 0 < mantissa < 1 << 64:
+        _bad(f"{what} is not a decimal of §3.4")
+    return v
+
+
+def _fields(body, required: dict, optional: dict = None, what="body"):
+    """Exactly the `required` members and any of the `optional` ones, each checked."""
+    optional = optional or {}
+    if not isinstance(body, dict):
+        _bad(f"{what} is not an object")
+    for k in body:
+        if k not in required and k not in optional:
+            _bad(f"unknown member {k!r} in {what}")
+    for k, check in required.items():
+        if k not in body:
+            _bad(f"missing member {k!r} in {what}")
+        check(body[k], k)
+    for k, check in optional.items():
+        if k in body:
+            check(body[k], k)
+
+
+def _quote(q, what="quote"):
+    _fields(q, {
+        "redemption": _entry_id, "agreement": _entry_id, "payer": _brand, "payee": _brand,
+        "member": _member, "points": _points,
+        "amount_minor": lambda v, w: _int(v, 1, INT_MAX, w),
+        "currency": _currency, "rate_card_index": _count,
+        "fee_bps": lambda v, w: _int(v, 0, 10000, w),
+        "rounding": lambda v, w: v in ROUNDINGS or _bad(f"{w} is not a rounding"),
+        "quoted_at": _count, "expires_at": _count,
+    }, {"fx_rate_index": _count}, what)
+    if q["payer"] == q["payee"]:
+        _bad("a quote's payer and payee must differ")
+    if q["expires_at"] <= q["quoted_at"]:
+        _bad("a quote must expire after its quoted_at")
+
+
+def _counterpart(v, what):
+    _fields(v, {"index": _count, "leaf_hash": _hash, "time": _count}, what=what)
+
+
+def _side(v, what):
+    if v not in ("payable", "receivable"):
+        _bad(f"{what} is neither payable nor receivable")
+
+
+def _sided(body):
+    has = "counterpart" in body
+    if (body["side"] == "receivable") != has:
+        _bad("a counterpart is required for receivable and forbidden for payable")
+
+
+def _agreement(body):
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    def direction(v, w):
+        _fields(v, {"payer": _brand, "payee": _brand}, what=w)
+
+    def directions(v, w):
+        if not isinstance(v, list) or not 1 <= len(v) <= 2:
+            _bad("one or two directions")
+        for d in v:
+            direction(d, w)
+
+    def brands(v, w):
+        if not isinstance(v, list) or len(v) != 2:
+            _bad("two brands")
+        for b in v:
+            _brand(b, w)
+
+    def terms(t, w):
+        _fields(t, {
+            "agreement": _entry_id, "brands": brands, "directions": directions,
+            "settlement_currency": _currency, "fx_source": _brand,
+            "fee_bps": lambda v, x: _int(v, 0, 10000, x),
+            "credit_limit_minor": _points, "period_ms": _points, "period_origin": _count,
+            "rounding": lambda v, x: v in ROUNDINGS or _bad(f"{x} is not a rounding"),
+            "valid_from": _count,
+        }, what=w)
+        a, b = t["brands"]
+        ds = [(d["payer"], d["payee"]) for d in t["directions"]]
+        if a == b or any(p == q or {p, q} != {a, b} for p, q in ds) or len(set(ds)) != len(ds):
+            _bad("the terms' brands and directions are not two brands and one or two directions between them")
+        if t["fx_source"] not in (a, b):
+            _bad("fx_source is not one of the brands")
+
+    def signatures(v, w):
+        if not isinstance(v, list):
+            _bad("signatures is not a list")
+        for s in v:
+            _fields(s, {"brand": _brand, "signature": lambda x, y: None,
+                        "verifier_key": lambda x, y: None}, what=w)
+
+    _fields(body, {"terms": terms, "signatures": signatures})
+    t = body["terms"]
+    message = (AGREEMENT_DOMAIN + "\n" + jcs(t)).encode()
+    signed = sorted(s["brand"] for s in body["signatures"])
+    if signed != sorted(t["brands"]):
+        _bad("not exactly one signature per brand of the terms")
+    for s in body["signatures"]:
+        try:
+            _, _, public = parse_verifier(s["verifier_key"])
+            sig = b64_canonical(s["signature"], "entry", "an agreement signature")
+            Ed25519PublicKey.from_public_bytes(public).verify(sig, message)
+        except (Refused, InvalidSignature, ValueError):
+            _bad(f"{s['brand']}'s signature of the terms does not verify")
+
+
+def _statement(body):
+    def gross(v, w):
+        if not isinstance(v, list) or len(v) != 2:
+            _bad("gross holds two items")
+        for g in v:
+            _fields(g, {"payer": _brand, "payee": _brand, "obligations_minor": _count,
+                        "refunds_minor": _count,
+                        "total_minor": lambda x, y: _int(x, -INT_MAX, INT_MAX, y),
+                        "lines": _count}, what=w)
+
+    def period(v, w):
+        _fields(v, {"from": _count, "to": _count}, what=w)
+        if v["from"] >= v["to"]:
+            _bad("a period's from is not before its to")
+
+    def statement(v, w):
+        _fields(v, {"agreement": _entry_id, "currency": _currency, "period": period,
+                    "gross": gross,
+                    "net": lambda x, y: _fields(x, {"payer": _brand, "payee": _brand,
+                                                    "amount_minor": _count}, what=y),
+                    "lines": _count}, what=w)
+
+    def signatures(v, w):
+        if not isinstance(v, list) or len(v) != 2:
+            _bad("a statement has two signatures")
+        for s in v:
+            _fields(s, {"brand": _brand, "signature": lambda x, y: None,
+                        "verifier_key": lambda x, y: None}, what=w)
+
+    _fields(body, {"statement": statement, "signatures": signatures})
+
+
+def _tiers(v, what):
+    if not isinstance(v, list) or not 1 <= len(v) <= 16:
+        _bad("1 to 16 tiers")
+    for t in v:
+        _fields(t, {"name": _tier_name, "threshold": _count}, what="a tier")
+    thresholds = [t["threshold"] for t in v]
+    if thresholds[0] != 0 or any(a >= b for a, b in zip(thresholds, thresholds[1:])):
+        _bad("tier thresholds start at 0 and strictly ascend")
+    if len({t["name"] for t in v}) != len(v):
+        _bad("tier names are not distinct")
+
+
+def check_body(kind: str, body) -> None:
+    """spec/protocol.md §3.3 (and §3.2): the body of an entry of type `kind`."""
+    positive = lambda v, w: _points(v, w)  # noqa: E731
+    preimage = lambda v, w: _text(v, r"(?:[0-9a-f]{2}){1,64}", w)  # noqa: E731
+    reason = lambda v, w: (  # noqa: E731
+        isinstance(v, str) and 1 <= len(v.encode()) <= 256 and not has_control(v)
+    ) or _bad("reason is not 1 to 256 bytes without control characters")
+    direction = lambda v, w: v in ("credit", "debit") or _bad("direction is not credit or debit")  # noqa: E731
+    if kind == "earn":
+        def qualifying(v, w):
+            if v is True:
+                raise Refused("entry", "non_canonical: qualifying written with its default, true")
+            if v is not False:
+                _bad("qualifying is not a boolean")
+
+        _fields(body, {"member": _member, "points": _points}, {"qualifying": qualifying})
+    elif kind == "redeem":
+        _fields(body, {"member": _member, "points": _points})
+    elif kind == "adjust":
+        _fields(body, {"member": _member, "points": _points, "direction": direction,
+                       "reason": reason})
+    elif kind == "expire":
+        _fields(body, {"member": _member, "lot": _count, "points": _points})
+    elif kind == "hold":
+        _fields(body, {"member": _member, "points": _points, "expires_at": _count},
+                {"payee": _brand, "condition": _hash, "authorisation": _entry_id})
+    elif kind == "post":
+        _fields(body, {"hold": _entry_id}, {"preimage": preimage})
+    elif kind == "void":
+        _fields(body, {"hold": _entry_id})
+    elif kind == "refund":
+        _fields(body, {"redemption": _entry_id, "points": _points})
+    elif kind == "tier_policy":
+        _fields(body, {"tiers": _tiers, "window_ms": positive, "grace_ms": _count})
+    elif kind == "tier_change":
+        _fields(body, {"member": _member, "from": _tier_name, "to": _tier_name})
+        if body["from"] == body["to"]:
+            _bad("a tier change must change the tier")
+    elif kind == "rate_card":
+        _fields(body, {"currency": _currency, "point_value": _decimal, "valid_from": _count})
+    elif kind == "expiry_policy":
+        _fields(body, {}, {"lot_lifetime_ms": positive})
+    elif kind == "tier_attestation":
+        _fields(body, {"member": _member, "tier": _tier_name}, {"valid_until": _count})
+    elif kind == "fx_rate":
+        _fields(body, {"from": _currency, "to": _currency, "rate": _decimal,
+                       "valid_from": _count})
+    elif kind == "spend_authorisation":
+        _fields(body, {"member": _member, "payee": _brand, "max_points": _points,
+                       "expires_at": _count})
+    elif kind == "agreement":
+        _agreement(body)
+    elif kind == "quote":
+        _quote(body, "body")
+    elif kind == "obligation":
+        _fields(body, {"side": _side, "quote": lambda v, w: _quote(v, w)},
+                {"counterpart": _counterpart})
+        _sided(body)
+    elif kind == "obligation_refund":
+        _fields(body, {"side": _side, "payer": _brand, "redemption": _entry_id,
+                       "refund": _entry_id, "points": _points, "amount_minor": _count},
+                {"counterpart": _counterpart})
+        _sided(body)
+    elif kind == "statement":
+        _statement(body)
+
+
 def decode_entry(entry: str):
-    """Step 4: spec/protocol.md §2.2 steps 1-4 and the §3.1 envelope; the decoded entry."""
+    """Step 4: spec/protocol.md §2.2 (steps 1-5) and §3; the decoded entry."""
     try:
         data = entry.encode("utf-8", errors="strict")
     except UnicodeEncodeError:
@@ -235,8 +525,7 @@ def decode_entry(entry: str):
     t = value["time"]
     if isinstance(t, bool) or not isinstance(t, int) or t < 0:
         raise Refused("entry", "invalid: the time is not a log time")
-    if not isinstance(value["body"], dict):
-        raise Refused("entry", "invalid: the body is not an object")
+    check_body(value["type"], value["body"])
     return value
 
 
@@ -294,7 +583,33 @@ def check(receipt, key: str):
     return origin, size, value
 
 
+def check_vectors(path: str) -> int:
+    """Step 4 against spec/vectors/entries.json; prints each disagreement, exit 1 if any."""
+    with open(path, encoding="utf-8") as f:
+        vectors = json.load(f)
+    wrong = 0
+    for e in vectors["entries"]:
+        try:
+            decode_entry(e["entry"])
+        except Refused as r:
+            wrong += 1
+            print(f"example {e['name']} refused: {r}")
+    for e in vectors["invalid"]:
+        try:
+            decode_entry(e["bytes"])
+            got = "accepted"
+        except Refused as r:
+            got = str(r).split(": ")[1]
+        if got != e["error"]:
+            wrong += 1
+            print(f"invalid case '{e['why']}': {got}, expected {e['error']}")
+    print(f"{len(vectors['entries'])} examples, {len(vectors['invalid'])} invalid cases, {wrong} wrong")
+    return 1 if wrong else 0
+
+
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--vectors":
+        return check_vectors(sys.argv[2])
     if len(sys.argv) != 3:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2

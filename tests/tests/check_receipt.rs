@@ -170,3 +170,25 @@ fn check_receipt_refuses_an_entry_that_is_not_canonical() {
     receipt["entry"] = Value::String(entry.replacen("post-0002", "post-0003", 1));
     assert_refused(&receipt, &key, "inclusion");
 }
+
+/// Step 4 against the spec's vectors: every example entry decodes and every invalid one is
+/// refused with its class (spec/protocol.md §2.2, §3, §9).
+#[test]
+fn check_receipt_decodes_entries_as_the_spec_vectors_say() {
+    if !python_ready() {
+        return;
+    }
+    let out = Command::new("python3")
+        .arg(root().join("docs/check_receipt.py"))
+        .arg("--vectors")
+        .arg(root().join("spec/vectors/entries.json"))
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(" 0 wrong"), "{text}");
+}
