@@ -152,3 +152,16 @@ fn setup_installs_only_what_is_missing_and_says_why() {
     let calls = std::fs::read_to_string(&log).unwrap();
     assert_eq!(calls, "update -qq\ninstall -y -qq libclang-dev\n");
 }
+
+#[test]
+fn an_unknown_job_or_command_is_a_usage_error() {
+    for args in [
+        &["check", "deploy"][..],
+        &["setup", "deploy"],
+        &["frobnicate"],
+    ] {
+        let out = run(args, None, &[]);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {out:?}");
+        assert!(reported(&out).is_empty(), "{args:?}: {out:?}");
+    }
+}
