@@ -74,6 +74,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/v1/admin/keys/{key_id}", delete(admin::revoke_key))
         .route("/v1/log/key", get(log_routes::key))
+        .route("/v1/log/time", get(log_routes::time))
         .route("/v1/log/entries", get(log_routes::entries))
         .route("/v1/log/entries/{index}/receipt", get(log_routes::receipt))
         .route("/v1/log/proof/inclusion", get(log_routes::inclusion))

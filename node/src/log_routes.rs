@@ -39,6 +39,49 @@ pub async fn key(State(app): AppState) -> Json<LogKey> {
     })
 }
 
+/// The node's log time, for clients that must choose a future one (spec/api.md, "The node's
+/// log time").
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LogTimeView {
+    /// The earliest log time the next entry can get: the node's clock, or one more than the
+    /// latest entry's time when the clock has not passed it. A `valid_from` or `expires_at`
+    /// chosen from it needs a margin for the request's own queueing.
+    pub now: u64,
+    /// The latest signed checkpoint's size.
+    pub size: u64,
+    /// The time of the latest entry under that checkpoint (`null` for an empty log).
+    pub last_entry_time: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/v1/log/time", responses((status = 200, body = LogTimeView)), tag = "log")]
+pub async fn time(State(app): AppState) -> Result<Json<LogTimeView>, ApiError> {
+    let size = app.shared.checkpoint().size;
+    let last_entry_time = match size.checked_sub(1) {
+        None => None,
+        Some(last) => {
+            let bytes = app
+                .store
+                .entries(last, size)
+                .map_err(ApiError::internal)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| ApiError::internal("the latest entry is missing"))?;
+            let entry = ledger::entry::Entry::from_bytes(&bytes).map_err(ApiError::internal)?;
+            Some(entry.time.get())
+        }
+    };
+    let clock = crate::sequencer::now().get();
+    let now = match last_entry_time {
+        Some(t) if clock <= t => t.saturating_add(1).min(ledger::types::MAX_TIME_MS),
+        _ => clock,
+    };
+    Ok(Json(LogTimeView {
+        now,
+        size,
+        last_entry_time,
+    }))
+}
+
 fn text(body: String) -> Response {
     (
         [

@@ -36,6 +36,7 @@ use crate::{admin, api, log_routes, problem, reads};
         admin::list_keys,
         admin::revoke_key,
         log_routes::key,
+        log_routes::time,
         log_routes::checkpoint,
         log_routes::entries,
         log_routes::receipt,

@@ -9,6 +9,189 @@ use utoipa::ToSchema;
 use ledger::log::WriteError;
 use ledger::state::StateError;
 
+/// The one code -> status table (spec/api.md, "Error codes"; the tests below check that
+/// the two are the same): every stable code the node answers with, by status.
+/// [`ApiError::new`] asserts (in debug builds) that the pair it builds is in this table. A code
+/// is under one status, except the five spec/api.md names (`partner_refused`, `unknown_partner`,
+/// `unknown_agreement`, `partner_unpinned`, `agreement_not_a_party`).
+pub const ERROR_CODES: &[(u16, &[&str])] = &[
+    (400, &["invalid_body", "invalid_parameter"]),
+    (
+        401,
+        &[
+            "unauthenticated",
+            "peer_unsigned",
+            "unknown_peer",
+            "peer_bad_signature",
+            "peer_stale",
+            "peer_replayed",
+        ],
+    ),
+    (
+        403,
+        &[
+            "forbidden",
+            "partner_frozen",
+            "bad_checkpoint_signature",
+            "agreement_not_a_party",
+        ],
+    ),
+    (
+        404,
+        &[
+            "unknown_member",
+            "unknown_authorisation",
+            "unknown_agreement",
+            "unknown_quote",
+            "unknown_redemption",
+            "unknown_hold",
+            "unknown_lot",
+            "unknown_partner",
+            "unknown_log",
+            "not_mirrored",
+            "not_found",
+        ],
+    ),
+    (
+        409,
+        &[
+            "id_conflict",
+            "hold_not_open",
+            "hold_expired",
+            "quote_expired",
+            "obligation_exists",
+            "agreement_exists",
+            "credit_limit_exceeded",
+            "authorisation_used",
+            "authorisation_expired",
+            "agreement_not_approved",
+            "agreement_terms_differ",
+            "partner_key_pinned",
+            "partner_unpinned",
+            "no_tier_policy",
+            "not_prepared",
+            "not_committed",
+            "refund_exceeds_obligation",
+            "period_open",
+            "statement_disagreed",
+            "partner_refused",
+        ],
+    ),
+    (413, &["body_too_large"]),
+    (415, &["unsupported_media_type"]),
+    (
+        422,
+        &[
+            "too_many_items",
+            "duplicate_id",
+            "entry_too_large",
+            "insufficient_points",
+            "balance_overflow",
+            "hold_expiry_not_in_future",
+            "condition_not_met",
+            "preimage_required",
+            "unexpected_preimage",
+            "refund_exceeds_redemption",
+            "rate_card_in_past",
+            "too_many_rates",
+            "fx_same_currency",
+            "authorisation_required",
+            "authorisation_expiry_not_in_future",
+            "authorisation_wrong_member",
+            "authorisation_wrong_payee",
+            "authorisation_exceeded",
+            "agreement_not_a_party",
+            "agreement_invalid_terms",
+            "agreement_bad_signature",
+            "agreement_unpinned_key",
+            "quote_direction_not_agreed",
+            "agreement_not_yet_valid",
+            "no_rate_card",
+            "no_fx_rate",
+            "zero_amount",
+            "overflow",
+            "fx_mismatch",
+            "reserved_id",
+            "invalid_partner",
+            "too_many_partners",
+            "inconsistent_checkpoint",
+            "attestation_tier_mismatch",
+            "attestation_tier_change_due",
+            "attestation_valid_until_not_in_future",
+            "attestation_too_long",
+            "attestation_wrong_brand",
+            "attestation_bad_receipt",
+            "attestation_invalid_policy",
+            "attestation_bad_cosignature",
+            "attestation_quorum",
+            "attestation_not_attestation",
+            "attestation_mismatch",
+            "attestation_expired",
+            "redemption_id_too_long",
+            "refund_id_too_long",
+            "unknown_partner",
+            "partner_refused",
+            "quote_mismatch",
+            "quote_wrong_parties",
+            "refund_needs_partner",
+            "unknown_obligation",
+            "refund_exists",
+            "too_many_refunds",
+            "refund_amount_mismatch",
+            "statement_bad_signature",
+            "statement_period_invalid",
+            "statement_exists",
+            "statement_mismatch",
+            "statement_invalid_terms",
+            "statement_invalid_period",
+            "statement_period_out_of_range",
+            "statement_too_many_lines",
+            "statement_invalid_line",
+            "statement_duplicate_line",
+            "statement_overflow",
+            "unknown_agreement",
+            "partner_unpinned",
+            "expire_amount_mismatch",
+            "lot_not_expired",
+            "tier_from_mismatch",
+            "tier_not_due",
+            "quote_id_mismatch",
+            "quote_agreement_mismatch",
+            "obligation_agreement_mismatch",
+            "obligation_counterpart_missing",
+            "obligation_counterpart_unexpected",
+            "obligation_hold_mismatch",
+            "too_many_agreements",
+            "agreement_missing_signature",
+            "agreement_duplicate_signature",
+            "agreement_malformed_signature",
+            "fee_out_of_range",
+            "division_by_zero",
+            "scale_too_large",
+            "quote_bad_lifetime",
+            "ttl_ms",
+        ],
+    ),
+    (429, &["peer_rate_limited"]),
+    (500, &["internal", "time_not_increasing", "index_not_next"]),
+    (
+        502,
+        &[
+            "partner_unavailable",
+            "partner_bad_answer",
+            "partner_refused",
+        ],
+    ),
+    (503, &["overloaded", "not_ready", "timeout"]),
+];
+
+/// Whether `code` with `status` is a pair of [`ERROR_CODES`].
+pub fn is_documented(code: &str, status: StatusCode) -> bool {
+    ERROR_CODES
+        .iter()
+        .any(|(s, codes)| *s == status.as_u16() && codes.contains(&code))
+}
+
 /// An error answer: status, stable code and a human-readable detail.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -16,6 +199,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub detail: String,
     pub retry_after_s: Option<u32>,
+    /// For `partner_refused`: the partner's own stable code (spec/api.md, "Partner refusals").
+    pub partner_code: Option<String>,
 }
 
 /// The problem-details body (RFC 9457) with the project's `code` extension.
@@ -32,15 +217,26 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable code.
     pub code: String,
+    /// For `partner_refused` only: the partner's own stable code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partner_code: Option<String>,
 }
 
 impl ApiError {
+    /// An error with `status` and `code`, a pair of [`ERROR_CODES`] (asserted in debug builds,
+    /// so every test that meets an error checks the table).
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
+        debug_assert!(
+            is_documented(code, status),
+            "{} {code} is not in the code -> status table (node::problem::ERROR_CODES, spec/api.md)",
+            status.as_u16()
+        );
         ApiError {
             status,
             code,
             detail: detail.into(),
             retry_after_s: None,
+            partner_code: None,
         }
     }
 
@@ -101,6 +297,7 @@ impl ApiError {
             status: self.status.as_u16(),
             detail: self.detail.clone(),
             code: self.code.into(),
+            partner_code: self.partner_code.clone(),
         }
     }
 }
@@ -123,16 +320,15 @@ impl IntoResponse for ApiError {
 
 impl From<StateError> for ApiError {
     fn from(e: StateError) -> ApiError {
+        // spec/api.md, "Error codes": the state machine's refusals are 422 unless listed here.
         let status = match &e {
             StateError::UnknownMember(_)
             | StateError::UnknownAuthorisation(_)
             | StateError::UnknownAgreement(_)
             | StateError::UnknownHold(_)
             | StateError::UnknownRedemption(_)
-            | StateError::UnknownLot { .. }
-            | StateError::UnknownObligation { .. } => StatusCode::NOT_FOUND,
-            StateError::DuplicateId(..)
-            | StateError::HoldNotOpen { .. }
+            | StateError::UnknownLot { .. } => StatusCode::NOT_FOUND,
+            StateError::HoldNotOpen { .. }
             | StateError::AuthorisationUsed { .. }
             | StateError::AgreementExists { .. }
             | StateError::QuoteExpired { .. }
@@ -140,13 +336,8 @@ impl From<StateError> for ApiError {
             | StateError::CreditLimitExceeded { .. }
             | StateError::AuthorisationExpired { .. }
             | StateError::HoldExpired { .. }
-            | StateError::RefundExists { .. }
             | StateError::RefundExceedsObligation { .. }
-            | StateError::RefundNeedsPartner(_)
-            | StateError::TooManyRefunds { .. }
-            | StateError::StatementExists { .. }
-            | StateError::StatementPeriod(_)
-            | StateError::StatementMismatch { .. } => StatusCode::CONFLICT,
+            | StateError::NoTierPolicy => StatusCode::CONFLICT,
             StateError::TimeNotIncreasing { .. } | StateError::IndexNotNext { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -187,5 +378,183 @@ pub fn from_json_rejection(r: axum::extract::rejection::JsonRejection) -> ApiErr
             "the request body exceeds the limit",
         ),
         other => ApiError::bad_body(other.body_text()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use ledger::entry::ObligationSide;
+    use ledger::types::{EntryId, LogIndex};
+
+    use super::*;
+
+    /// The codes spec/api.md allows under more than one status, each explained there.
+    const SEVERAL_STATUSES: [&str; 5] = [
+        "partner_refused",
+        "unknown_partner",
+        "unknown_agreement",
+        "partner_unpinned",
+        "agreement_not_a_party",
+    ];
+
+    fn api_md() -> String {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/api.md");
+        std::fs::read_to_string(path).expect("spec/api.md")
+    }
+
+    /// Every `(status, code)` of the "Error codes" table of spec/api.md.
+    fn spec_table(text: &str) -> BTreeSet<(u16, String)> {
+        let table = &text[text.find("| status | codes |").expect("the table")..];
+        let mut pairs = BTreeSet::new();
+        for line in table.lines().skip(2) {
+            let Some(row) = line.strip_prefix("| ") else {
+                break;
+            };
+            let (status, codes) = row.split_once(" | ").expect("| status | codes |");
+            let status: u16 = status.parse().expect("a status");
+            // Codes are the backquoted snake_case words (not `ENTRY_BYTES_MAX` or `Retry-After`).
+            for (i, part) in codes.split('`').enumerate() {
+                if i % 2 == 1 && part.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                    pairs.insert((status, part.to_owned()));
+                }
+            }
+        }
+        pairs
+    }
+
+    fn node_table() -> BTreeSet<(u16, String)> {
+        ERROR_CODES
+            .iter()
+            .flat_map(|(s, codes)| codes.iter().map(|c| (*s, (*c).to_owned())))
+            .collect()
+    }
+
+    #[test]
+    fn the_spec_error_table_and_the_nodes_are_the_same_both_ways() {
+        let spec = spec_table(&api_md());
+        let node = node_table();
+        let only_spec: Vec<_> = spec.difference(&node).collect();
+        let only_node: Vec<_> = node.difference(&spec).collect();
+        assert!(
+            only_spec.is_empty(),
+            "in spec/api.md, not in ERROR_CODES: {only_spec:?}"
+        );
+        assert!(
+            only_node.is_empty(),
+            "in ERROR_CODES, not in spec/api.md: {only_node:?}"
+        );
+    }
+
+    #[test]
+    fn a_code_has_one_status_except_the_documented_five() {
+        let mut seen: Vec<(&str, u16)> = Vec::new();
+        for (status, codes) in ERROR_CODES {
+            for code in *codes {
+                if let Some((_, other)) = seen.iter().find(|(c, _)| c == code) {
+                    assert!(
+                        SEVERAL_STATUSES.contains(code),
+                        "{code} is under {other} and {status}"
+                    );
+                }
+                seen.push((code, *status));
+            }
+        }
+        for code in SEVERAL_STATUSES {
+            assert!(
+                seen.iter().filter(|(c, _)| *c == code).count() > 1,
+                "{code} has one status now: drop it from the exceptions in spec/api.md"
+            );
+        }
+    }
+
+    /// Every "`<status> <code>`" the routes table names agrees with the code table.
+    #[test]
+    fn every_status_and_code_named_in_the_routes_is_in_the_table() {
+        let text = api_md();
+        let routes = &text[..text.find("## Error codes").expect("the section")];
+        let mut named = 0;
+        for (i, part) in routes.split('`').enumerate() {
+            let Some((status, code)) = part.split_once(' ') else {
+                continue;
+            };
+            // Error answers only (`200 ok` is /healthz's body).
+            let (Ok(status @ 400..), true) = (
+                status.parse::<u16>(),
+                i % 2 == 1 && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            ) else {
+                continue;
+            };
+            let status = StatusCode::from_u16(status).expect("a status");
+            assert!(
+                is_documented(code, status),
+                "spec/api.md names `{} {code}`, which the code table does not have",
+                status.as_u16()
+            );
+            named += 1;
+        }
+        assert!(named > 20, "only {named} statuses found in the routes");
+    }
+
+    #[test]
+    fn state_machine_refusals_answer_422_as_the_spec_says() {
+        let id = |s: &str| s.parse::<EntryId>().unwrap();
+        let index = LogIndex::new(3).unwrap();
+        let refusals = [
+            StateError::DuplicateId(id("e-1"), index),
+            StateError::RefundExists {
+                redemption: id("r-1"),
+                refund: id("f-1"),
+                index,
+            },
+            StateError::RefundNeedsPartner(id("r-1")),
+            StateError::TooManyRefunds {
+                redemption: id("r-1"),
+                max: 64,
+            },
+            StateError::StatementExists {
+                agreement: id("a-1"),
+                period: 2,
+                index,
+            },
+            StateError::StatementPeriod("not ended"),
+            StateError::StatementMismatch {
+                expected: Box::new("{}".into()),
+            },
+            StateError::UnknownObligation {
+                side: ObligationSide::Payable,
+                payer: "brand-a".parse().unwrap(),
+                redemption: id("r-1"),
+            },
+        ];
+        for e in refusals {
+            let code = e.code();
+            let api = ApiError::from(e);
+            assert_eq!(api.status, StatusCode::UNPROCESSABLE_ENTITY, "{code}");
+            assert_eq!(api.code, code);
+        }
+        let conflict = ApiError::from(StateError::HoldNotOpen {
+            id: id("h-1"),
+            status: "posted",
+        });
+        assert_eq!(conflict.status, StatusCode::CONFLICT);
+    }
+
+    #[test]
+    fn a_partner_refusal_carries_the_partners_code_and_no_other_problem_does() {
+        let refused = ApiError {
+            partner_code: Some("too_many_refunds".into()),
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "partner_refused",
+                "brand-a refused the refund",
+            )
+        };
+        let body = serde_json::to_value(refused.problem()).unwrap();
+        assert_eq!(body["code"], "partner_refused");
+        assert_eq!(body["partner_code"], "too_many_refunds");
+        let plain = serde_json::to_value(ApiError::overloaded().problem()).unwrap();
+        assert!(plain.get("partner_code").is_none(), "{plain}");
     }
 }

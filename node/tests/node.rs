@@ -368,6 +368,40 @@ struct Bad {
     code: &'static str,
 }
 
+/// A node whose clock is ahead of the client's: a rate card valid from the client's clock plus
+/// a second is in the node's past and refused; one valid from the node's log time (`GET
+/// /v1/log/time`, `Client::log_time`) plus a second is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_time_is_readable_and_a_rate_card_chosen_from_it_is_accepted() {
+    let node = Node::start_new("brand-a", &[("LOYALTY_CLOCK_SKEW_MS", "5000")]);
+    let c = node.client();
+    let empty = c.log_time().await.unwrap();
+    assert_eq!((empty.size, empty.last_entry_time), (0, None));
+    assert!(empty.now >= now_ms() + 4000, "{empty:?}");
+
+    let rate = |rid: &str, valid_from: u64| SetRateCardRequest {
+        id: id(rid),
+        currency: "EUR".parse().unwrap(),
+        point_value: "0.01".parse().unwrap(),
+        valid_from: time(valid_from),
+    };
+    let e = c
+        .set_rate_card(&rate("rc-client", now_ms() + 1000))
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(ErrorCode::RateCardInPast), "{e:?}");
+    let t = c.log_time().await.unwrap();
+    c.set_rate_card(&rate("rc-node", t.now + 1000))
+        .await
+        .unwrap();
+
+    // After an entry, `now` is past its time and the latest entry is named.
+    let after = c.log_time().await.unwrap();
+    assert_eq!(after.size, 1);
+    let last = after.last_entry_time.expect("an entry");
+    assert!(after.now > last && last >= t.now, "{after:?} after {t:?}");
+}
+
 fn bad(
     name: &'static str,
     method: &'static str,

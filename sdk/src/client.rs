@@ -701,6 +701,13 @@ impl Client {
         self.json(Call::get("/v1/log/key")).await
     }
 
+    /// `GET /v1/log/time`: the node's log time, from which to choose a future `valid_from`
+    /// (rate cards, FX rates) or `expires_at` (holds, authorisations): the node refuses a time
+    /// it has already passed, and its log time can be ahead of this machine's clock.
+    pub async fn log_time(&self) -> Result<LogTimeView, Error> {
+        self.json(Call::get("/v1/log/time")).await
+    }
+
     /// `GET /v1/log/entries?start=&end=`: entries `start..end` (at most
     /// [`LOG_ENTRIES_PAGE_MAX`]) as their canonical bytes, unverified.
     pub async fn log_entries(&self, start: u64, end: u64) -> Result<Vec<LogEntry>, Error> {

@@ -24,6 +24,10 @@ pub enum Error {
         code: ErrorCode,
         /// A human-readable explanation; not stable, do not parse it.
         detail: String,
+        /// For [`ErrorCode::PartnerRefused`]: the partner's own code (the problem document's
+        /// `partner_code`, spec/api.md "Partner refusals"), e.g. `hold_not_open`,
+        /// `credit_limit_exceeded`, `too_many_refunds`. `None` for every other code.
+        partner_code: Option<ErrorCode>,
     },
     /// The request did not reach the node, or its answer did not arrive (connection refused,
     /// reset, timed out, TLS failure), after every retry the policy allowed.
@@ -51,6 +55,15 @@ impl Error {
         }
     }
 
+    /// For a `partner_refused` answer, the partner's own code: what to act on when a
+    /// cross-brand call is refused by the member's brand.
+    pub fn partner_code(&self) -> Option<&ErrorCode> {
+        match self {
+            Error::Api { partner_code, .. } => partner_code.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The HTTP status, for [`Error::Api`].
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -69,12 +82,15 @@ impl Error {
             detail: Option<String>,
             #[serde(default)]
             title: Option<String>,
+            #[serde(default)]
+            partner_code: Option<String>,
         }
         match serde_json::from_slice::<Problem>(body) {
             Ok(p) => Error::Api {
                 status,
                 code: ErrorCode::parse(&p.code),
                 detail: p.detail.or(p.title).unwrap_or_default(),
+                partner_code: p.partner_code.as_deref().map(ErrorCode::parse),
             },
             Err(_) => {
                 let text = String::from_utf8_lossy(body);
@@ -86,6 +102,7 @@ impl Error {
                     status,
                     code: ErrorCode::Other(format!("http_{status}")),
                     detail: text[..end].trim().to_owned(),
+                    partner_code: None,
                 }
             }
         }
@@ -198,6 +215,18 @@ pub enum ErrorCode {
     AttestationMismatch,
     /// 422: the attestation's `valid_until` has passed.
     AttestationExpired,
+    /// 409, 422 or 502: a partner refused a cross-brand call; [`Error::partner_code`] says why.
+    PartnerRefused,
+    /// 502: the partner could not be reached; retry the same request.
+    PartnerUnavailable,
+    /// 502: the partner's answer does not verify or is not what was asked.
+    PartnerBadAnswer,
+    /// 409: the payer's open obligation to the payee would exceed the agreement's credit limit.
+    CreditLimitExceeded,
+    /// 409: the refund exceeds what is left of the redemption.
+    RefundExceedsObligation,
+    /// 422: the redemption has had the most refunds it can have.
+    TooManyRefunds,
     /// A code this SDK version does not know, verbatim.
     Other(String),
 }
@@ -254,6 +283,15 @@ const CODES: &[(&str, ErrorCode)] = &[
     ),
     ("attestation_mismatch", ErrorCode::AttestationMismatch),
     ("attestation_expired", ErrorCode::AttestationExpired),
+    ("partner_refused", ErrorCode::PartnerRefused),
+    ("partner_unavailable", ErrorCode::PartnerUnavailable),
+    ("partner_bad_answer", ErrorCode::PartnerBadAnswer),
+    ("credit_limit_exceeded", ErrorCode::CreditLimitExceeded),
+    (
+        "refund_exceeds_obligation",
+        ErrorCode::RefundExceedsObligation,
+    ),
+    ("too_many_refunds", ErrorCode::TooManyRefunds),
 ];
 
 impl ErrorCode {
@@ -339,7 +377,9 @@ mod tests {
                 status,
                 code,
                 detail,
+                partner_code,
             } => {
+                assert_eq!(partner_code, None);
                 assert_eq!(status, 422);
                 assert_eq!(code, ErrorCode::InsufficientPoints);
                 assert_eq!(detail, "insufficient points: 5 available, 10 requested");
@@ -349,6 +389,24 @@ mod tests {
         let e = Error::from_problem(503, br#"{"code":"overloaded","status":503}"#);
         assert_eq!(e.code(), Some(&ErrorCode::Overloaded));
         assert_eq!(e.status(), Some(503));
+    }
+
+    #[test]
+    fn a_partner_refusal_exposes_the_partners_code() {
+        let body = br#"{"type":"urn:loyalty:problem:partner_refused","title":"Unprocessable Entity","status":422,"detail":"brand-a refused the refund: too_many_refunds: 64 refunds","code":"partner_refused","partner_code":"too_many_refunds"}"#;
+        let e = Error::from_problem(422, body);
+        assert_eq!(e.code(), Some(&ErrorCode::PartnerRefused));
+        assert_eq!(e.partner_code(), Some(&ErrorCode::TooManyRefunds));
+        let e = Error::from_problem(
+            409,
+            br#"{"code":"partner_refused","partner_code":"a_new_code"}"#,
+        );
+        assert_eq!(
+            e.partner_code(),
+            Some(&ErrorCode::Other("a_new_code".into()))
+        );
+        let e = Error::from_problem(409, br#"{"code":"hold_not_open"}"#);
+        assert_eq!(e.partner_code(), None);
     }
 
     #[test]

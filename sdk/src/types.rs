@@ -689,6 +689,19 @@ pub struct LogKey {
     pub verifier_key: String,
 }
 
+/// `GET /v1/log/time`: the node's log time (spec/api.md, "The node's log time").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogTimeView {
+    /// The earliest log time the node's next entry can get. Choose a future `valid_from` or
+    /// `expires_at` from it (plus a margin for the request's queueing), not from your clock.
+    pub now: u64,
+    /// The latest signed checkpoint's size.
+    pub size: u64,
+    /// The time of the latest entry under that checkpoint (`None` for an empty log).
+    pub last_entry_time: Option<u64>,
+}
+
 impl LogKey {
     /// Parses the verifier key string.
     pub fn verifier(&self) -> Result<NoteVerifier, NoteError> {

@@ -2,7 +2,7 @@
 //! protocol over HTTP (reqwest and serde_json; no WebDriver crate needed for the handful of
 //! commands the tests use).
 //!
-//! Chromium and chromedriver are Debian's (`apt-get install chromium chromium-driver`; `.ci/run`
+//! Chromium and chromedriver are Debian's (`apt-get install chromium chromium-driver`; `./x test`
 //! installs them): `/usr/bin/chromium` and `/usr/bin/chromedriver`, or the paths in
 //! [`CHROMIUM_ENV`] and [`CHROMEDRIVER_ENV`]. When they are missing, [`Browser::start`] fails
 //! the test with a message saying so: a browser test never skips silently.
@@ -61,7 +61,7 @@ fn binary(env: &str, default: &str, package: &str) -> PathBuf {
     assert!(
         path.is_file(),
         "{} not found: the browser tests need Debian's `{package}` \
-         (apt-get install -y chromium chromium-driver; .ci/run installs it), or set {env}",
+         (apt-get install -y chromium chromium-driver; ./x test installs it), or set {env}",
         path.display()
     );
     path

@@ -582,6 +582,136 @@ async fn redeem_at_partner_through_the_sdk_resumes_after_a_stop() {
     .await;
 }
 
+/// The `loyalty` binary next to this test executable (`cargo test --workspace` builds it).
+fn loyalty_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join(format!("loyalty{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "no loyalty binary at {}: `cargo test --workspace` builds it",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `loyalty --node <node> --key <admin key> --log-key <key> --json ARGS`: (exit code,
+/// stdout as JSON or null, stderr).
+async fn loyalty_cli(node: &Node, args: &[&str]) -> (i32, Value, String) {
+    let out = tokio::process::Command::new(loyalty_bin())
+        .args([
+            "--node",
+            &node.url,
+            "--key",
+            &node.admin_key,
+            "--log-key",
+            &node.verifier_key,
+            "--json",
+        ])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The `loyalty` CLI's `redeem-at-partner` and `refund-at-partner`: a redemption stopped after
+/// prepare is resumed by the command with the same `--redemption` and completes once; running
+/// either command again answers the same; a refund beyond what is left is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_redeems_and_refunds_at_a_partner_and_resumes() {
+    bounded(LIMIT, "cli", async {
+        let nodes = start_nodes(&["air", "coffee"], FAST_FEDERATION).await;
+        pin_all(&nodes).await;
+        let (air, coffee) = (&nodes[0], &nodes[1]);
+        agree(air, coffee, &terms("agr-1", 0)).await;
+        ready_to_redeem(air, coffee, 5000, &[("auth-1", 2000)]).await;
+        // An app stopped after prepare: the points are held at air.
+        let app = coffee.client();
+        app.quote(&sdk::federation::QuoteRequest {
+            redemption: "red-cli".parse().unwrap(),
+            agreement: "agr-1".parse().unwrap(),
+            payer: "air".parse().unwrap(),
+            member: "alice".parse().unwrap(),
+            points: Some(sdk::Points::new(700).unwrap()),
+            price_minor: None,
+            ttl_ms: None,
+        })
+        .await
+        .unwrap();
+        app.prepare(&"red-cli".parse().unwrap(), &"auth-1".parse().unwrap())
+            .await
+            .unwrap();
+
+        let redeem = [
+            "redeem-at-partner",
+            "--payer",
+            "air",
+            "--agreement",
+            "agr-1",
+            "--member",
+            "alice",
+            "--authorisation",
+            "auth-1",
+            "--points",
+            "700",
+            "--redemption",
+            "red-cli",
+        ];
+        let (code, done, err) = loyalty_cli(coffee, &redeem).await;
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(done["redemption"], json!("red-cli"), "{done}");
+        assert_eq!(done["amount_minor"], json!(700), "{done}");
+        let (code, again, err) = loyalty_cli(coffee, &redeem).await;
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(again, done, "the same redemption, answered again");
+        let m = air.member_json("alice").await.unwrap();
+        assert_eq!(
+            (&m["balance"], &m["pending"]),
+            (&json!(4300), &json!(0)),
+            "{m}"
+        );
+
+        let refund = ["refund-at-partner", "red-cli", "200", "--refund", "rf-cli"];
+        let (code, r, err) = loyalty_cli(coffee, &refund).await;
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            (&r["points"], &r["refunded_points"]),
+            (&json!(200), &json!(200)),
+            "{r}"
+        );
+        let (code, r2, err) = loyalty_cli(coffee, &refund).await;
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(r2, r, "the same refund, answered again");
+        let m = air.member_json("alice").await.unwrap();
+        assert_eq!(m["balance"], json!(4500), "{m}");
+
+        // Beyond what is left (500): refused, exit status 2, nothing changes.
+        let (code, _, err) = loyalty_cli(
+            coffee,
+            &["refund-at-partner", "red-cli", "501", "--refund", "rf-2"],
+        )
+        .await;
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("refund_exceeds_obligation"), "{err}");
+        // Without --refund, the command makes an id and prints it first, for a resume.
+        let (code, r3, err) = loyalty_cli(coffee, &["refund-at-partner", "red-cli", "100"]).await;
+        assert_eq!(code, 0, "{err}");
+        let made = r3["refund"].as_str().unwrap();
+        assert!(err.contains(&format!("--refund {made}")), "{err}");
+        let m = air.member_json("alice").await.unwrap();
+        assert_eq!(m["balance"], json!(4600), "{m}");
+    })
+    .await;
+}
+
 /// `sdk/examples/redeem_at_partner.rs` runs against two real nodes and redeems end to end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_app_redeems_end_to_end() {

@@ -482,6 +482,7 @@ impl Day<'_> {
                 status,
                 code,
                 detail,
+                ..
             } => self.say.say(format!("  {status} {code}: {detail}")),
             other => self.say.say(format!("  {other}")),
         }

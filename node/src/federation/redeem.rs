@@ -112,19 +112,32 @@ pub(super) fn bad_answer(detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_GATEWAY, "partner_bad_answer", detail)
 }
 
+/// The status of `partner_refused` for a partner's answer `partner` (spec/api.md, "Error
+/// codes"): `409` for its 404 and 409, `422` for another 4xx, `502` otherwise.
+pub(super) fn refusal_status(partner: StatusCode) -> StatusCode {
+    match partner {
+        StatusCode::NOT_FOUND | StatusCode::CONFLICT => StatusCode::CONFLICT,
+        s if s.is_client_error() => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
 /// A partner's refusal of `what`, passed on with its code, as `status`.
 pub(super) fn refused(payer: &Partner, what: &str, status: StatusCode, answer: &[u8]) -> ApiError {
     let v: serde_json::Value = serde_json::from_slice(answer).unwrap_or_default();
-    ApiError::new(
-        status,
-        "partner_refused",
-        format!(
-            "{} refused {what}: {}: {}",
-            payer.brand,
-            v["code"].as_str().unwrap_or("partner_refused"),
-            v["detail"].as_str().unwrap_or("")
-        ),
-    )
+    let partner_code = v["code"].as_str().unwrap_or("partner_refused");
+    ApiError {
+        partner_code: Some(partner_code.to_owned()),
+        ..ApiError::new(
+            status,
+            "partner_refused",
+            format!(
+                "{} refused {what}: {partner_code}: {}",
+                payer.brand,
+                v["detail"].as_str().unwrap_or("")
+            ),
+        )
+    }
 }
 
 /// A partner could not be reached about `what`.
@@ -532,6 +545,7 @@ async fn ask_payer(app: &App, id: &EntryId, void: bool) -> Result<RedemptionStat
         Some(StatusCode::CONFLICT) => {
             let mut e = refused(&payer, "it", StatusCode::CONFLICT, &answer);
             e.code = "hold_not_open";
+            e.partner_code = None;
             return Err(e);
         }
         Some(_) => return Err(refused(&payer, "it", StatusCode::BAD_GATEWAY, &answer)),

@@ -36,7 +36,9 @@ use ledger::statement::{self, period_bounds, SignedStatement};
 use ledger::types::{BrandId, EntryId, LogIndex, Points};
 
 use super::reconcile::{agreement_with, mirror_of, report};
-use super::redeem::{bad_answer, quote_and_payer, refused, unprocessable, unreachable};
+use super::redeem::{
+    bad_answer, quote_and_payer, refusal_status, refused, unprocessable, unreachable,
+};
 use super::{peer, Partner};
 use crate::api::{authorize, check_id, parse_param, ApiJson, App, AppState};
 use crate::keys::Scope;
@@ -556,7 +558,7 @@ pub async fn cosign(
     let (status, answer) = super::agreements::post_peer(fed, &p, PEER_STATEMENTS_PATH, body).await;
     match status {
         Some(StatusCode::OK) => {}
-        Some(s) => return Err(refused(&p, "the statement", s, &answer)),
+        Some(s) => return Err(refused(&p, "the statement", refusal_status(s), &answer)),
         None => return Err(unreachable(&p, "the statement")),
     }
     let signed: SignedStatement =

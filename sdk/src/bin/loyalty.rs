@@ -80,6 +80,23 @@ enum Command {
         #[arg(long)]
         id: Option<EntryId>,
     },
+    /// Redeem a partner brand's points at this brand (needs `redeem`), end to end: quote,
+    /// prepare (the member's brand holds the points), commit. Run it again with the same
+    /// `--redemption` after an interruption: every step is idempotent, so it resumes where it
+    /// stopped and completes exactly once. Deliver the reward only after it succeeds.
+    RedeemAtPartner(Box<RedeemAtPartnerArgs>),
+    /// Refund points of a committed cross-brand redemption on both sides (needs `redeem`, at
+    /// the brand where the member redeemed). Run it again with the same `--refund` after an
+    /// interruption: it is idempotent by refund id.
+    RefundAtPartner {
+        /// The redemption's id.
+        redemption: EntryId,
+        /// Points to return to the member: at most what is left of the redemption.
+        points: Points,
+        /// The refund's id; reuse it to resume. A random one is made (and printed) if absent.
+        #[arg(long)]
+        refund: Option<EntryId>,
+    },
     /// Manage API keys (needs an admin key).
     Keys {
         #[command(subcommand)]
@@ -129,6 +146,35 @@ enum Command {
         #[command(subcommand)]
         command: AttestationCommand,
     },
+}
+
+#[derive(Args)]
+struct RedeemAtPartnerArgs {
+    /// The member's brand, whose points are spent.
+    #[arg(long)]
+    payer: BrandId,
+    /// The agreement between the two brands.
+    #[arg(long)]
+    agreement: EntryId,
+    /// The member's pseudonymous id at the payer.
+    #[arg(long)]
+    member: MemberId,
+    /// The member's spend authorisation at the payer for this brand.
+    #[arg(long)]
+    authorisation: EntryId,
+    /// Points to spend ...
+    #[arg(
+        long,
+        required_unless_present = "price_minor",
+        conflicts_with = "price_minor"
+    )]
+    points: Option<Points>,
+    /// ... or the price to pay, in minor units of the settlement currency.
+    #[arg(long)]
+    price_minor: Option<u64>,
+    /// The redemption's id; reuse it to resume. A random one is made (and printed) if absent.
+    #[arg(long)]
+    redemption: Option<EntryId>,
 }
 
 #[derive(Subcommand)]
@@ -275,6 +321,18 @@ fn client(cli: &Cli, api_key: bool) -> anyhow::Result<Client> {
     Ok(b.build()?)
 }
 
+/// The id given, or a fresh one, printed (on stderr) before anything is sent so that an
+/// interrupted run can be resumed with it.
+fn given_or_new(given: Option<&EntryId>, what: &str) -> EntryId {
+    given.cloned().unwrap_or_else(|| {
+        let id = sdk::new_entry_id();
+        eprintln!(
+            "{what} id: {id} (to resume after an interruption, run again with --{what} {id})"
+        );
+        id
+    })
+}
+
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
@@ -371,6 +429,60 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 .redeem(member, &RedeemRequest::new(id, *points))
                 .await?;
             print_write(&w, json)?;
+        }
+        Command::RedeemAtPartner(args) => {
+            let redemption = given_or_new(args.redemption.as_ref(), "redemption");
+            let req = sdk::federation::RedeemAtPartner {
+                redemption,
+                agreement: args.agreement.clone(),
+                payer: args.payer.clone(),
+                member: args.member.clone(),
+                points: args.points,
+                price_minor: args.price_minor,
+                authorisation: args.authorisation.clone(),
+            };
+            let done = client(&cli, true)?.redeem_at_partner(&req).await?;
+            if json {
+                return print_json(&done).map(|_| Outcome::Done);
+            }
+            println!(
+                "committed: redemption {} of member {} of {}: {} owes {} {} minor units",
+                done.redemption,
+                args.member,
+                args.payer,
+                args.payer,
+                done.amount_minor,
+                done.currency
+            );
+            println!(
+                "{}'s post at index {}, its payable at index {}; this node's receivable at index {}",
+                args.payer, done.payer.post.index, done.payer.payable.index, done.receivable.index
+            );
+        }
+        Command::RefundAtPartner {
+            redemption,
+            points,
+            refund,
+        } => {
+            let refund = given_or_new(refund.as_ref(), "refund");
+            let req = sdk::federation::RefundRequest {
+                refund,
+                points: *points,
+            };
+            let r = client(&cli, true)?
+                .refund_at_partner(redemption, &req)
+                .await?;
+            if json {
+                return print_json(&r).map(|_| Outcome::Done);
+            }
+            println!(
+                "refunded: {} points of redemption {} (refund {}; {} refunded so far), {} minor units of {} off the obligation",
+                r.points, r.redemption, r.refund, r.refunded_points, r.amount_minor, r.currency
+            );
+            println!(
+                "the payer's obligation_refund at index {}; this node's at index {}",
+                r.payer.index, r.receivable.index
+            );
         }
         Command::Keys { command } => {
             let c = client(&cli, true)?;
@@ -894,6 +1006,57 @@ mod tests {
         };
         assert_eq!(id.unwrap().as_str(), "order-17");
         assert_eq!(points.get(), 50);
+    }
+
+    #[test]
+    fn cross_brand_redemption_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "loyalty",
+            "redeem-at-partner",
+            "--payer",
+            "air",
+            "--agreement",
+            "agr-1",
+            "--member",
+            "alice",
+            "--authorisation",
+            "auth-1",
+            "--points",
+            "700",
+            "--redemption",
+            "red-1",
+        ])
+        .unwrap();
+        let Command::RedeemAtPartner(args) = cli.command else {
+            panic!("not redeem-at-partner")
+        };
+        assert_eq!(args.points.map(Points::get), Some(700));
+        assert_eq!(args.redemption.unwrap().as_str(), "red-1");
+        // Exactly one of --points and --price-minor.
+        let base = [
+            "loyalty",
+            "redeem-at-partner",
+            "--payer",
+            "air",
+            "--agreement",
+            "agr-1",
+            "--member",
+            "alice",
+            "--authorisation",
+            "auth-1",
+        ];
+        assert!(Cli::try_parse_from(base).is_err());
+        let both = [&base[..], &["--points", "1", "--price-minor", "5"]].concat();
+        assert!(Cli::try_parse_from(both).is_err());
+        let price = [&base[..], &["--price-minor", "5"]].concat();
+        assert!(Cli::try_parse_from(price).is_ok());
+
+        let cli = Cli::try_parse_from(["loyalty", "refund-at-partner", "red-1", "200"]).unwrap();
+        let Command::RefundAtPartner { points, refund, .. } = cli.command else {
+            panic!("not refund-at-partner")
+        };
+        assert_eq!((points.get(), refund), (200, None));
+        assert!(Cli::try_parse_from(["loyalty", "refund-at-partner", "red-1", "0"]).is_err());
     }
 
     #[test]

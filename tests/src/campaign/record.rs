@@ -144,17 +144,8 @@ impl Record {
     /// Counts one failed call (a partner's refusal by the partner's own code too).
     pub fn error(&self, e: &sdk::Error) {
         let mut code = error_code(e);
-        if let sdk::Error::Api { detail, .. } = e {
-            // "<partner> refused <what>: <code>: <detail>"
-            if let Some(inner) = detail
-                .split_once(": ")
-                .and_then(|(_, rest)| rest.split(':').next())
-                .filter(|c| !c.is_empty() && !c.contains(' '))
-            {
-                if code == "partner_refused" {
-                    code = format!("{code}/{inner}");
-                }
-            }
+        if let Some(inner) = e.partner_code() {
+            code = format!("{code}/{inner}");
         }
         self.with(|i| *i.errors.entry(code).or_default() += 1);
     }
@@ -198,6 +189,7 @@ pub fn describe(e: &sdk::Error) -> String {
             status,
             code,
             detail,
+            ..
         } => format!("{status} {code}: {detail}"),
         other => other.to_string(),
     }

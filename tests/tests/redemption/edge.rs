@@ -138,12 +138,15 @@ async fn commit(node: &Node, red: &str) -> Answer {
         .unwrap()
 }
 
-/// A refusal passed on by the payee: `status partner_refused`, naming the payer's `code`.
+/// A refusal passed on by the payee: `status partner_refused`, with the payer's `code` in
+/// `partner_code`.
 fn assert_refused(a: &Answer, status: u16, payer_code: &str, what: &str) {
     a.assert_problem(status, "partner_refused", what);
-    assert!(
-        a.text.contains(payer_code),
-        "{what}: the payer's code {payer_code} is not named: {}",
+    let problem: Value = serde_json::from_str(&a.text).expect("a problem document");
+    assert_eq!(
+        problem["partner_code"].as_str(),
+        Some(payer_code),
+        "{what}: the payer's code is not in `partner_code`: {}",
         a.text
     );
 }
