@@ -146,6 +146,7 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
             "statement_invalid_period",
             "statement_period_out_of_range",
             "statement_too_many_lines",
+            "too_many_lines",
             "statement_invalid_line",
             "statement_duplicate_line",
             "statement_overflow",
