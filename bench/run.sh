@@ -6,14 +6,19 @@
 #   - the same earn workload on PostgreSQL (pgbench, bench/postgres/), with the ratios;
 #   - cross-brand redemptions per second between two nodes;
 #   - mirror catch-up entries/s and `loyalty verify` entries/s (a 1M-entry log);
-#   - start-up time with 10M entries and memory with 1M members;
+#   - a node on a big log (`--bench scale`, default 100M entries over 10M members): start-up,
+#     memory once ready and after 10 minutes of mixed load, HTTP earns and the batch path on
+#     that log (beside the same on an empty log), bytes on disk per entry;
+#   - one member with 100,000 lots: the other members' earn latency beside a run without;
+#   - the node's own /healthz (the HTTP ceiling);
 #   - the ledger alone (append/commit/checkpoint by batch size, reopen, replay).
 #
 #   bench/run.sh            full report (~30 min on 2 cores, after the release build)
 #   bench/run.sh --quick    short runs and small logs, to check that everything works (~5 min)
 #
 # Environment: SECONDS_PER_RUN (15), CLIENTS (1,16,64), BATCH_CLIENTS (1,4,16),
-# STARTUP_ENTRIES (10000000), MEMORY_MEMBERS (1000000), CATCHUP_ENTRIES (1000000),
+# STARTUP_ENTRIES (100000000), MEMORY_MEMBERS (10000000), LOAD_SECONDS (600), HEAVY_LOTS (100000),
+# CATCHUP_ENTRIES (1000000),
 # BENCH_DIR (where the logs are written; default: a temp dir under target/), SKIP_PG=1.
 # Builds in release mode first (CARGO_TARGET_DIR is honoured). PostgreSQL 15 is installed with
 # apt-get when missing (see bench/postgres/README.md).
@@ -24,12 +29,15 @@ quick=0
 [[ "${1:-}" == "--quick" ]] && quick=1
 if ((quick)); then
   : "${SECONDS_PER_RUN:=4}" "${STARTUP_ENTRIES:=200000}" "${MEMORY_MEMBERS:=100000}" "${CATCHUP_ENTRIES:=100000}"
+  : "${LOAD_SECONDS:=10}" "${HEAVY_LOTS:=10000}"
 fi
 secs="${SECONDS_PER_RUN:-15}"
 clients="${CLIENTS:-1,16,64}"
 batch_clients="${BATCH_CLIENTS:-1,4,16}"
-startup_entries="${STARTUP_ENTRIES:-10000000}"
-memory_members="${MEMORY_MEMBERS:-1000000}"
+startup_entries="${STARTUP_ENTRIES:-100000000}"
+memory_members="${MEMORY_MEMBERS:-10000000}"
+load_seconds="${LOAD_SECONDS:-600}"
+heavy_lots="${HEAVY_LOTS:-100000}"
 catchup_entries="${CATCHUP_ENTRIES:-1000000}"
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 mkdir -p "$target"
@@ -48,7 +56,10 @@ say "ledger alone"
 cargo bench --locked --workspace --bench ledger -- $( ((quick)) && echo --quick) | tee "$out/ledger.txt" >&2
 say "HTTP earns, one per request, and the batch path"
 cargo bench --locked --workspace --bench http_load -- --seconds "$secs" --clients "$clients" \
-  --batch-clients "$batch_clients" --batch 500 | tee "$out/node.txt" >&2
+  --batch-clients "$batch_clients" --batch 500 --healthz | tee "$out/node.txt" >&2
+say "one member with $heavy_lots lots beside the others"
+cargo bench --locked --workspace --bench http_load -- --seconds "$secs" --clients 64 \
+  --batch-clients 0 --heavy-lots "$heavy_lots" | tee "$out/heavy.txt" >&2
 say "cross-brand redemptions"
 cargo bench --locked --workspace --bench redemptions -- --seconds "$secs" --clients 1,16 \
   | tee "$out/red.txt" >&2
@@ -56,7 +67,7 @@ say "mirror catch-up and loyalty verify ($catchup_entries entries)"
 cargo bench --locked --workspace --bench catchup -- --entries "$catchup_entries" | tee "$out/catchup.txt" >&2
 say "start-up with $startup_entries entries, memory with $memory_members members"
 cargo bench --locked --workspace --bench scale -- --entries "$startup_entries" --members "$memory_members" \
-  | tee "$out/scale.txt" >&2
+  --seconds "$secs" --load-seconds "$load_seconds" | tee "$out/scale.txt" >&2
 if [[ "${SKIP_PG:-0}" != 1 ]]; then
   say "PostgreSQL, the same earn workload"
   DURATION="$secs" CLIENTS="${clients//,/ }" bench/postgres/run.sh | tee "$out/pg.txt" >&2
@@ -112,12 +123,31 @@ echo
 echo "Logs"
 printf '  mirror catch-up of %s entries: %s entries/s\n' "$(num "$catchup_entries")" "$(num "$(field "$out/catchup.txt" catchup entries_per_s)")"
 printf '  loyalty verify of %s entries: %s entries/s\n' "$(num "$catchup_entries")" "$(num "$(field "$out/catchup.txt" verify entries_per_s)")"
-printf '  start-up with %s entries, %s members: %s s (log written at %s entries/s)\n' "$(num "$startup_entries")" "$(num "$memory_members")" \
+printf '  start-up with %s entries, %s members: %s s to /readyz (log written at %s entries/s)\n' "$(num "$startup_entries")" "$(num "$memory_members")" \
   "$(field "$out/scale.txt" scale startup_s)" \
   "$(num "$(awk -v e="$startup_entries" -v s="$(field "$out/scale.txt" scale write_s)" 'BEGIN{ if (s > 0) print e / s }')")"
-printf '  memory with %s members: %s MiB resident once ready (peak %s MiB), %s MiB after 20,000 more earns; %s MiB on disk\n' \
-  "$(num "$memory_members")" "$(field "$out/scale.txt" scale rss_mib)" "$(field "$out/scale.txt" scale hwm_mib)" \
-  "$(field "$out/scale.txt" scale rss_after_load_mib)" "$(field "$out/scale.txt" scale disk_mib)"
+printf '  memory: %s MiB resident once ready (peak %s MiB), %s MiB after %s s of mixed load (peak %s MiB)\n' \
+  "$(field "$out/scale.txt" scale rss_mib)" "$(field "$out/scale.txt" scale hwm_mib)" \
+  "$(field "$out/scale.txt" scale rss_after_load_mib)" "$(field "$out/scale.txt" scale load_s)" "$(field "$out/scale.txt" scale hwm_after_load_mib)"
+printf '  disk: %s MiB, %s bytes per entry\n' "$(field "$out/scale.txt" scale disk_mib)" "$(field "$out/scale.txt" scale bytes_per_entry)"
+big=$(field "$out/scale.txt" scale earn_tps)
+empty=$(field "$out/node.txt" "node earn" tps 64)
+printf '  HTTP earns at 64 clients on that log: %s/s (p50/p99 %s/%s ms); on an empty log %s/s: %s\n' "$(num "$big")" \
+  "$(field "$out/scale.txt" scale earn_p50_ms)" "$(field "$out/scale.txt" scale earn_p99_ms)" "$(num "$empty")" "$(ratio "$big" "$empty")"
+printf '  the batch path on that log (4 clients, 500 earns a request): %s earns/s\n' "$(num "$(field "$out/scale.txt" scale batch_tps)")"
+echo
+echo "One member with $(num "$heavy_lots") lots (64 clients earning for other members, one for it)"
+printf '  other members: %s earns/s, p50 %s ms, p99 %s ms; without it: %s earns/s, p99 %s ms (p99 ratio %s)\n' \
+  "$(num "$(field "$out/heavy.txt" "node earn" tps 64)")" "$(field "$out/heavy.txt" "node earn" p50_ms 64)" "$(field "$out/heavy.txt" "node earn" p99_ms 64)" \
+  "$(num "$(field "$out/node.txt" "node earn" tps 64)")" "$(field "$out/node.txt" "node earn" p99_ms 64)" \
+  "$(ratio "$(field "$out/heavy.txt" "node earn" p99_ms 64)" "$(field "$out/node.txt" "node earn" p99_ms 64)")"
+echo
+echo "HTTP ceiling: the node's own GET /healthz"
+for c in "${cs[@]}"; do
+  h=$(field "$out/node.txt" "node healthz" tps "$c")
+  n=$(field "$out/node.txt" "node earn" tps "$c")
+  printf '  %3s clients: %s req/s; durable earns are %s of it\n' "$c" "$(num "$h")" "$(awk -v n="${n:-0}" -v h="${h:-0}" 'BEGIN{ if (h > 0) printf "%.0f %%", 100 * n / h; else print "-" }')"
+done
 echo
 echo "Ledger alone"
-grep -E '^(append|open|replay)' "$out/ledger.txt" | sed 's/^/  /'
+grep -E '^(append|open|replay|verify_replay)' "$out/ledger.txt" | sed 's/^/  /'

@@ -55,6 +55,22 @@ pub fn parse_canonical(bytes: &[u8], size_max: usize) -> Result<Value, EncodingE
     Ok(value)
 }
 
+/// Parses JSON whose numbers are integers within ±(2^53-1), without the canonical-form check:
+/// for a decoder that checks canonical form itself by re-encoding the typed value (which
+/// refuses every input [`parse_canonical`] refuses as non-canonical, once, instead of twice).
+pub fn parse_checked(bytes: &[u8], size_max: usize) -> Result<Value, EncodingError> {
+    if bytes.len() > size_max {
+        return Err(EncodingError::TooLarge {
+            size: bytes.len(),
+            max: size_max,
+        });
+    }
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| EncodingError::Malformed(e.to_string()))?;
+    check_numbers(&value)?;
+    Ok(value)
+}
+
 /// Checks that every number in `value` is an integer within ±(2^53-1).
 pub fn check_numbers(value: &Value) -> Result<(), EncodingError> {
     match value {

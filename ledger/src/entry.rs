@@ -699,18 +699,11 @@ impl Entry {
 
     /// Decodes canonical entry bytes. Refuses anything [`Entry::to_bytes`] would not produce.
     pub fn from_bytes(bytes: &[u8]) -> Result<Entry, EntryError> {
-        let value = match encoding::parse_canonical(bytes, ENTRY_BYTES_MAX) {
-            Ok(v) => v,
-            // A typed decode gives a better message than "non-canonical" for e.g. a wrong
-            // version, so only report non-canonical form when the content itself is valid.
-            Err(EncodingError::NonCanonical) => {
-                let v: Value = serde_json::from_slice(bytes)
-                    .map_err(|e| EncodingError::Malformed(e.to_string()))?;
-                Entry::from_value(v)?;
-                return Err(EncodingError::NonCanonical.into());
-            }
-            Err(e) => return Err(e.into()),
-        };
+        // The typed decode first: it gives a better message than "non-canonical" for e.g. a
+        // wrong version, so non-canonical form is reported only when the content is valid.
+        // Re-encoding the typed entry then checks canonical form (and everything else the
+        // typed decode let through) in one comparison.
+        let value = encoding::parse_checked(bytes, ENTRY_BYTES_MAX)?;
         let entry = Entry::from_value(value)?;
         if entry.to_bytes() != bytes {
             return Err(EncodingError::NonCanonical.into());

@@ -445,7 +445,7 @@ impl Log {
     /// Replays the whole stored log from index 0 and checks that it yields exactly the live
     /// state and the checkpoint's root. Costs a full read; for audits and tests.
     pub fn verify_replay(&self) -> Result<(), LogError> {
-        let mut state = State::new();
+        let mut state = State::for_replay();
         let mut tree = MemoryTree::new();
         let size = self.state.size();
         let mut i = 0;

@@ -30,7 +30,10 @@
 //!   `obligation`, not an invariant: settling a period whose lines net negative raises it);
 //! - a statement is logged once per agreement and settlement period, after the period ended,
 //!   signed by both brands with their agreement keys, and equal to what the log's own lines
-//!   sum to.
+//!   sum to;
+//! - every agreement's line totals (`ot/`: all time, and open = outside the periods a logged
+//!   statement settled) and every settlement period's line totals (`pt/`) are the sums of the
+//!   statement lines of its obligations, per direction.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -619,6 +622,117 @@ pub(crate) struct LineRecord {
     pub(crate) amount_minor: i64,
 }
 
+/// The sums of an agreement's statement lines in one direction, as a statement's
+/// [`statement::Gross`] has them before netting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrossTotals {
+    /// The sum of the obligations (positive lines).
+    pub obligations_minor: u64,
+    /// The sum of the refunds, as a positive number.
+    pub refunds_minor: u64,
+    /// The number of lines.
+    pub lines: u64,
+}
+
+impl GrossTotals {
+    /// `obligations_minor − refunds_minor`: what the payer owes the payee.
+    pub fn total_minor(&self) -> i64 {
+        let t = i128::from(self.obligations_minor) - i128::from(self.refunds_minor);
+        t.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    }
+}
+
+/// Line totals per direction, in the order of a statement's `gross`: from the agreement's
+/// first brand to its second, then back. Sums saturate at 2^64 − 1 minor units (never reached:
+/// each line is at most 2^53 − 1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineTotals {
+    pub gross: [GrossTotals; 2],
+}
+
+impl LineTotals {
+    /// The number of lines, both directions.
+    pub fn lines(&self) -> u64 {
+        self.gross[0].lines + self.gross[1].lines
+    }
+
+    /// What `brand` owes (the totals of the directions it pays), in minor units.
+    pub fn owes_minor(&self, terms: &AgreementTerms, brand: &BrandId) -> i64 {
+        (0..2)
+            .filter(|d| &terms.brands[*d] == brand)
+            .map(|d| self.gross[d].total_minor())
+            .sum()
+    }
+
+    /// What `brand` is owed (the totals of the directions it is paid in), in minor units.
+    pub fn owed_minor(&self, terms: &AgreementTerms, brand: &BrandId) -> i64 {
+        (0..2)
+            .filter(|d| &terms.brands[1 - *d] == brand)
+            .map(|d| self.gross[d].total_minor())
+            .sum()
+    }
+
+    /// `brand`'s net position: what it is owed minus what it owes (0 for a non-party), as
+    /// [`statement::Statement::position_minor`] of a statement over the same lines.
+    pub fn position_minor(&self, terms: &AgreementTerms, brand: &BrandId) -> i64 {
+        self.owed_minor(terms, brand)
+            .saturating_sub(self.owes_minor(terms, brand))
+    }
+
+    /// Adds a line of `amount_minor` paid by `payer`.
+    fn add(&mut self, terms: &AgreementTerms, payer: &BrandId, amount_minor: i64) {
+        let g = &mut self.gross[usize::from(payer != &terms.brands[0])];
+        if amount_minor >= 0 {
+            g.obligations_minor = g.obligations_minor.saturating_add(amount_minor as u64);
+        } else {
+            g.refunds_minor = g.refunds_minor.saturating_add(amount_minor.unsigned_abs());
+        }
+        g.lines += 1;
+    }
+
+    /// Takes `other` (totals of a part of these lines) away.
+    fn remove(&mut self, other: &LineTotals) {
+        for (g, o) in self.gross.iter_mut().zip(&other.gross) {
+            g.obligations_minor = g.obligations_minor.saturating_sub(o.obligations_minor);
+            g.refunds_minor = g.refunds_minor.saturating_sub(o.refunds_minor);
+            g.lines = g.lines.saturating_sub(o.lines);
+        }
+    }
+}
+
+/// An agreement's line totals in this log (`ot/`): every line, and the open ones (outside the
+/// periods a logged statement settled).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgreementTotals {
+    pub all: LineTotals,
+    pub open: LineTotals,
+}
+
+/// The totals of the lines of `agreement` its obligations `obligations` give: the agreement's,
+/// and each settlement period's (`derive` of what the state machine keeps as it goes).
+pub(crate) fn derive_totals<'a>(
+    agreement: &AgreementState,
+    obligations: impl IntoIterator<Item = &'a ObligationState>,
+    totals: &mut AgreementTotals,
+    periods: &mut BTreeMap<u64, LineTotals>,
+) {
+    let terms = &agreement.agreement.terms;
+    for o in obligations {
+        for l in o.lines() {
+            totals.all.add(terms, &l.payer, l.amount_minor);
+            if !agreement.settled(l.time) {
+                totals.open.add(terms, &l.payer, l.amount_minor);
+            }
+            if let Some(k) = terms.period_of(l.time) {
+                periods
+                    .entry(k)
+                    .or_default()
+                    .add(terms, &l.payer, l.amount_minor);
+            }
+        }
+    }
+}
+
 /// A redemption (a redeem entry or a posted hold) and how much of it is refunded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedemptionState {
@@ -793,6 +907,8 @@ pub struct State {
     /// The open payable total (minor units) of every agreement with a payable; negative when
     /// refunds outweigh.
     open_payables: BTreeMap<EntryId, i64>,
+    /// The line totals of every agreement with a line (`ot/`).
+    totals: BTreeMap<EntryId, AgreementTotals>,
     records: Records,
     /// Set when a storage read failed mid-entry: the pending writes may be half an entry.
     poisoned: bool,
@@ -816,6 +932,7 @@ impl PartialEq for State {
             && self.accounts == o.accounts
             && self.agreements == o.agreements
             && self.open_payables == o.open_payables
+            && self.totals == o.totals
             && self.records.all_with_prefix(b"").ok() == o.records.all_with_prefix(b"").ok()
     }
 }
@@ -834,6 +951,15 @@ impl State {
     /// The state of an empty log, with its records in memory.
     pub fn new() -> State {
         State::default()
+    }
+
+    /// The state of an empty log, in memory, for a replay whose records nobody stores:
+    /// [`State::take_changes`] returns nothing.
+    pub fn for_replay() -> State {
+        State {
+            records: Records::untracked(),
+            ..State::default()
+        }
     }
 
     /// The state whose committed records are in `source`: loads the global part only, so
@@ -861,7 +987,7 @@ impl State {
         let mut s = State {
             records: Records::Memory {
                 map,
-                changed: Default::default(),
+                changed: Some(Default::default()),
             },
             ..State::default()
         };
@@ -905,6 +1031,14 @@ impl State {
             }
             let v: i64 = records::decode(&v).map_err(|e| RecordError::at(&k, e))?;
             self.open_payables.insert(id, v);
+        }
+        for (k, v) in self.records.all_with_prefix(TOTALS).map_err(storage)? {
+            let id: EntryId = parse_name(&k, TOTALS)?;
+            if !self.agreements.contains_key(&id) {
+                return Err(RecordError::at(&k, "names an agreement that is not kept"));
+            }
+            let v: AgreementTotals = records::decode(&v).map_err(|e| RecordError::at(&k, e))?;
+            self.totals.insert(id, v);
         }
         if self.agreements.len() > AGREEMENTS_MAX || self.policies.rate_count() > RATES_MAX {
             return Err(RecordError::at(
@@ -1079,6 +1213,12 @@ impl State {
     /// Payables and their refunds in periods a logged statement settled are not open.
     pub fn open_payable(&self, agreement: &EntryId) -> i64 {
         self.open_payables.get(agreement).copied().unwrap_or(0)
+    }
+
+    /// The line totals of agreement `agreement` in this log: every line, and the open ones
+    /// (outside the periods a logged statement settled). Zero without lines.
+    pub fn totals(&self, agreement: &EntryId) -> AgreementTotals {
+        self.totals.get(agreement).copied().unwrap_or_default()
     }
 
     /// The open payable total of every agreement that has one.
@@ -1950,8 +2090,34 @@ impl State {
         self.records.put(o.key().record_key(), v);
     }
 
-    /// Adds a line to the agreement's line index.
-    fn put_line(&mut self, o: &ObligationState, refund: Option<&RefundState>) {
+    /// The key and the current value of the totals of the settlement period that a line at
+    /// `time` of `agreement` falls in (`None` before the first period). Read before an entry
+    /// writes anything, so that a failed read leaves no half entry behind.
+    fn period_totals_at(
+        &self,
+        agreement: &EntryId,
+        time: LogTime,
+    ) -> Result<Option<(Vec<u8>, LineTotals)>, StateError> {
+        let Some(k) = self
+            .agreements
+            .get(agreement)
+            .and_then(|a| a.agreement.terms.period_of(time))
+        else {
+            return Ok(None);
+        };
+        let key = records::period_totals_key(agreement, k);
+        let v = self.read(&key)?.unwrap_or_default();
+        Ok(Some((key, v)))
+    }
+
+    /// Adds a line to the agreement's line index, its totals and (`period`, from
+    /// [`State::period_totals_at`]) its settlement period's totals.
+    fn put_line(
+        &mut self,
+        o: &ObligationState,
+        refund: Option<&RefundState>,
+        period: Option<(Vec<u8>, LineTotals)>,
+    ) {
         let q = &o.quote;
         let (time, index, amount) = match refund {
             None => (o.time, o.index, q.amount_minor as i64),
@@ -1967,6 +2133,24 @@ impl State {
                 refund: refund.map(|r| r.refund.clone()),
                 amount_minor: amount,
             },
+        );
+        let Some(a) = self.agreements.get(&q.agreement) else {
+            return;
+        };
+        let terms = &a.agreement.terms;
+        let totals = self.totals.entry(q.agreement.clone()).or_default();
+        totals.all.add(terms, &q.payer, amount);
+        if !a.settled(time) {
+            totals.open.add(terms, &q.payer, amount);
+        }
+        let totals = *totals;
+        if let Some((key, mut v)) = period {
+            v.add(terms, &q.payer, amount);
+            self.write(key, &v);
+        }
+        self.write(
+            records::named(record_prefix::TOTALS, q.agreement.as_str()),
+            &totals,
         );
     }
 
@@ -2048,6 +2232,11 @@ impl State {
             }
             payable = Some(redemption);
         }
+        let time = match &b.counterpart {
+            Some(c) => c.time,
+            None => now,
+        };
+        let period = self.period_totals_at(&q.agreement, time)?;
         if let Some(redemption) = payable {
             self.add_open_payable(&q.agreement, q.amount_minor as i64);
             if let Some(mut r) = redemption {
@@ -2055,10 +2244,6 @@ impl State {
                 self.put_redemption(&q.redemption, &r);
             }
         }
-        let time = match &b.counterpart {
-            Some(c) => c.time,
-            None => now,
-        };
         let o = ObligationState {
             index,
             time,
@@ -2067,7 +2252,7 @@ impl State {
             counterpart: b.counterpart.clone(),
             refunds: Vec::new(),
         };
-        self.put_line(&o, None);
+        self.put_line(&o, None, period);
         self.put_obligation(&o);
         Ok(Applied::default())
     }
@@ -2141,6 +2326,15 @@ impl State {
             });
         }
         let agreement = o.quote.agreement.clone();
+        let time = match &b.counterpart {
+            Some(c) => c.time,
+            None => now,
+        };
+        let period = if b.amount_minor > 0 {
+            self.period_totals_at(&agreement, time)?
+        } else {
+            None
+        };
         let applied = if b.side == ObligationSide::Payable {
             // The points themselves: checked and moved as by a `refund` of the posted hold.
             let applied = self.return_points(now, &b.redemption, b.points)?;
@@ -2148,10 +2342,6 @@ impl State {
             applied
         } else {
             Applied::default()
-        };
-        let time = match &b.counterpart {
-            Some(c) => c.time,
-            None => now,
         };
         let r = RefundState {
             refund: b.refund.clone(),
@@ -2162,7 +2352,7 @@ impl State {
             counterpart: b.counterpart.clone(),
         };
         if r.amount_minor > 0 {
-            self.put_line(&o, Some(&r));
+            self.put_line(&o, Some(&r), period);
         }
         o.refunds.push(r);
         self.put_obligation(&o);
@@ -2212,11 +2402,20 @@ impl State {
                 expected: Box::new(serde_json::to_string(&ours).expect("a statement serializes")),
             });
         }
-        // The period's payable lines stop counting against the credit limit.
+        // The period's payable lines stop counting against the credit limit, and all its
+        // lines stop being open.
         let settled = self.payable_sum_in(&st.agreement, st.period)?;
+        let period: Option<LineTotals> =
+            self.read(&records::period_totals_key(&st.agreement, k))?;
         let id = st.agreement.clone();
         if settled != 0 {
             self.add_open_payable(&id, -settled);
+        }
+        if let Some(p) = period {
+            let totals = self.totals.entry(id.clone()).or_default();
+            totals.open.remove(&p);
+            let totals = *totals;
+            self.write(records::named(record_prefix::TOTALS, id.as_str()), &totals);
         }
         self.agreements
             .get_mut(&id)
@@ -2723,6 +2922,8 @@ impl State {
         let rec = |e: RecordError| InvariantViolation(e.to_string());
         let mut open: BTreeMap<&EntryId, i64> = BTreeMap::new();
         let mut lines = BTreeSet::new();
+        let mut totals: BTreeMap<EntryId, AgreementTotals> = BTreeMap::new();
+        let mut periods: BTreeMap<EntryId, BTreeMap<u64, LineTotals>> = BTreeMap::new();
         for (k, v) in self
             .records
             .all_with_prefix(record_prefix::OBLIGATION)
@@ -2776,6 +2977,12 @@ impl State {
             for l in o.lines() {
                 lines.insert(records::line_key(&q.agreement, l.time, l.index));
             }
+            derive_totals(
+                a,
+                [&o],
+                totals.entry(agreement_id.clone()).or_default(),
+                periods.entry(agreement_id.clone()).or_default(),
+            );
             if o.side == ObligationSide::Payable {
                 let hold_ok = holds.get(&q.redemption).is_some_and(|h| {
                     matches!(h.status, HoldStatus::Posted(_))
@@ -2817,6 +3024,40 @@ impl State {
         if kept != open {
             return Err(InvariantViolation(format!(
                 "open payables {kept:?} differ from the sums of payables {open:?}"
+            )));
+        }
+        // Line totals: resident, stored and derived from the obligations agree.
+        let mut stored: BTreeMap<EntryId, AgreementTotals> = BTreeMap::new();
+        for (k, v) in self
+            .records
+            .all_with_prefix(record_prefix::TOTALS)
+            .map_err(io)?
+        {
+            let id: EntryId = parse_name(&k, record_prefix::TOTALS).map_err(rec)?;
+            let v = records::decode(&v).map_err(|e| rec(RecordError::at(&k, e)))?;
+            stored.insert(id, v);
+        }
+        if stored != self.totals || stored != totals {
+            return Err(InvariantViolation(format!(
+                "agreement line totals {stored:?} (resident {:?}) differ from the lines' {totals:?}",
+                self.totals
+            )));
+        }
+        let mut stored: BTreeMap<EntryId, BTreeMap<u64, LineTotals>> = BTreeMap::new();
+        for (k, v) in self
+            .records
+            .all_with_prefix(record_prefix::PERIOD_TOTALS)
+            .map_err(io)?
+        {
+            let (id, period) = records::parse_period_totals_key(&k)
+                .ok_or_else(|| rec(RecordError::at(&k, "bad period totals key")))?;
+            let v = records::decode(&v).map_err(|e| rec(RecordError::at(&k, e)))?;
+            stored.entry(id).or_default().insert(period, v);
+        }
+        periods.retain(|_, p| !p.is_empty());
+        if stored != periods {
+            return Err(InvariantViolation(format!(
+                "period line totals {stored:?} differ from the lines' {periods:?}"
             )));
         }
         // The credit limit is a rule of `obligation` (a payable is refused when it would take
@@ -2900,7 +3141,7 @@ impl State {
     }
 
     /// Every record, in key order (reads them all: for tests and tools).
-    pub fn records(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    pub fn records(&self) -> Result<records::KeyValues, StateError> {
         Ok(self.records.all_with_prefix(b"")?)
     }
 }

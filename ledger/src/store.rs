@@ -83,6 +83,9 @@ pub struct StoreConfig {
     pub block_cache_bytes: usize,
     /// All memtables of all column families together, in bytes.
     pub memtable_bytes: usize,
+    /// The most SST files RocksDB keeps open at once (it closes the least recently used
+    /// beyond); bounds the store's file descriptors whatever the size of the data.
+    pub max_open_files: u32,
 }
 
 impl Default for StoreConfig {
@@ -92,6 +95,7 @@ impl Default for StoreConfig {
         StoreConfig {
             block_cache_bytes: 256 << 20,
             memtable_bytes: 128 << 20,
+            max_open_files: 512,
         }
     }
 }
@@ -148,6 +152,7 @@ impl Store {
         opts.set_keep_log_file_num(4);
         opts.set_block_based_table_factory(&table);
         opts.set_db_write_buffer_size(config.memtable_bytes);
+        opts.set_max_open_files(config.max_open_files.clamp(16, i32::MAX as u32) as i32);
         opts.set_write_buffer_size((config.memtable_bytes / 4).max(1 << 20));
         let cfs = CFS
             .iter()
@@ -303,6 +308,38 @@ impl Store {
         for kv in it {
             let (k, v) = kv?;
             if &k[..] >= end {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// State records with keys in `start..end`, in descending key order, at most `limit`.
+    pub fn state_range_rev(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        if start >= end || limit == 0 {
+            return Ok(out);
+        }
+        // Seeks to the last key at or before `end`; `end` itself is outside the range.
+        let it = self.db.iterator_cf(
+            self.cf(CF_STATE),
+            IteratorMode::From(end, Direction::Reverse),
+        );
+        for kv in it {
+            let (k, v) = kv?;
+            if &k[..] >= end {
+                continue;
+            }
+            if &k[..] < start {
                 break;
             }
             out.push((k.to_vec(), v.to_vec()));
@@ -503,6 +540,11 @@ impl crate::state::RecordSource for Store {
         self.state_range(start, end, limit)
             .map_err(|e| e.to_string())
     }
+
+    fn range_rev(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Record>, String> {
+        self.state_range_rev(start, end, limit)
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl HashReader for Store {
@@ -515,5 +557,47 @@ impl HashReader for Store {
         v.as_ref()
             .try_into()
             .map_err(|_| MerkleError::Storage(format!("hash {level}/{index} is not 32 bytes")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_ranges_read_both_ways_within_their_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let puts: Vec<(Vec<u8>, Option<Vec<u8>>)> = [&b"a"[..], b"b", b"bb", b"c", b"d"]
+            .iter()
+            .map(|k| (k.to_vec(), Some(k.to_vec())))
+            .collect();
+        store.state_write(&puts).unwrap();
+        let keys = |r: Vec<Record>| r.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        let v = |ks: &[&[u8]]| ks.iter().map(|k| k.to_vec()).collect::<Vec<_>>();
+        assert_eq!(
+            keys(store.state_range(b"b", b"d", 10).unwrap()),
+            v(&[b"b", b"bb", b"c"])
+        );
+        // Newest first; `end` itself (present) is outside, `start` inside.
+        assert_eq!(
+            keys(store.state_range_rev(b"b", b"d", 10).unwrap()),
+            v(&[b"c", b"bb", b"b"])
+        );
+        assert_eq!(
+            keys(store.state_range_rev(b"b", b"d", 2).unwrap()),
+            v(&[b"c", b"bb"])
+        );
+        // An end past every key, and an end between keys.
+        assert_eq!(
+            keys(store.state_range_rev(b"", b"z", 1).unwrap()),
+            v(&[b"d"])
+        );
+        assert_eq!(
+            keys(store.state_range_rev(b"", b"bc", 2).unwrap()),
+            v(&[b"bb", b"b"])
+        );
+        assert!(store.state_range_rev(b"c", b"c", 5).unwrap().is_empty());
+        assert!(store.state_range_rev(b"0", b"a", 5).unwrap().is_empty());
     }
 }

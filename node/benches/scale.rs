@@ -7,12 +7,19 @@
 //! the sequencer does), then starts the real `loyalty-node` on it and measures:
 //! - the start-up time: from spawning the process to `/readyz` answering 200 (the log is
 //!   opened, the stored tree checked against the last checkpoint, every state record loaded);
-//! - the memory: the process's resident set (`VmRSS`) and its peak (`VmHWM`) once ready, and
-//!   again after 20,000 more earns through HTTP.
+//! - the memory: the process's resident set (`VmRSS`) and its peak (`VmHWM`) once ready;
+//! - durable earns through HTTP on that log: `--clients` (64) clients, one earn per request,
+//!   for `--seconds` (15) s, then the batch path (4 clients, 500 earns a request);
+//! - mixed load for `--load-seconds` (600) s (earns, batches, member reads and history pages
+//!   over all members), then the resident set again;
+//! - the bytes on disk per entry;
+//! - kill -9 under write load (16 clients): restart time, and every acknowledged earn found
+//!   after the restart (re-sent, it is answered `existing`; the bench fails otherwise).
 //!
 //! Prints `scale entries=N members=M write_s=.. startup_s=.. rss_mib=.. hwm_mib=..
-//! rss_after_load_mib=.. disk_mib=..`. The log's directory is under `BENCH_DIR` (default `.`)
-//! and removed at the end.
+//! earn_tps=.. earn_p50_ms=.. earn_p99_ms=.. batch_tps=.. rss_after_load_mib=.. hwm_after_load_mib=..
+//! disk_mib=.. bytes_per_entry=..`. The log's directory is under `BENCH_DIR` (default `.`) and
+//! removed at the end (`--keep DIR` keeps it there instead, to be reused with `--reuse DIR`).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -53,6 +60,105 @@ fn dir_mib(p: &Path) -> f64 {
     walk(p) as f64 / (1024.0 * 1024.0)
 }
 
+/// `clients` clients each earning one at a time for `seconds` s: (earns/s, p50 ms, p99 ms).
+async fn earn_round(
+    http: &reqwest::Client,
+    url: &str,
+    key: &std::sync::Arc<String>,
+    members: u64,
+    clients: usize,
+    seconds: u64,
+    tag: &str,
+) -> (f64, f64, f64) {
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for c in 0..clients as u64 {
+        let (http, url, key, tag) = (http.clone(), url.to_owned(), key.clone(), tag.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = 0u64;
+            while Instant::now() < stop {
+                i += 1;
+                let m = (c * 7919 + i * 104_729) % members;
+                let t0 = Instant::now();
+                let r = http
+                    .post(format!("{url}/v1/members/m{m}/earn"))
+                    .bearer_auth(key.as_str())
+                    .json(&serde_json::json!({"id": format!("{tag}-{c}-{i}"), "points": 1}))
+                    .send()
+                    .await;
+                if let Ok(r) = r {
+                    if r.status().is_success() {
+                        let _ = r.bytes().await;
+                        lat.push(t0.elapsed());
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    let t0 = Instant::now();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    all.sort();
+    (
+        all.len() as f64 / secs,
+        percentile(&all, 0.50),
+        percentile(&all, 0.99),
+    )
+}
+
+/// `clients` clients each sending 500 earns a request for `seconds` s: earns/s.
+async fn batch_round(
+    http: &reqwest::Client,
+    url: &str,
+    key: &std::sync::Arc<String>,
+    members: u64,
+    clients: usize,
+    seconds: u64,
+) -> f64 {
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for c in 0..clients as u64 {
+        let (http, url, key) = (http.clone(), url.to_owned(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            let mut i = 0u64;
+            while Instant::now() < stop {
+                let earns: Vec<serde_json::Value> = (0..500u64)
+                    .map(|_| {
+                        i += 1;
+                        let m = (c * 7919 + i * 104_729) % members;
+                        serde_json::json!({"member": format!("m{m}"), "id": format!("bt-{c}-{i}"), "points": 1})
+                    })
+                    .collect();
+                let r = http
+                    .post(format!("{url}/v1/earns"))
+                    .bearer_auth(key.as_str())
+                    .json(&serde_json::json!({ "earns": earns }))
+                    .send()
+                    .await;
+                if let Ok(r) = r {
+                    if r.status().is_success() {
+                        let _ = r.bytes().await;
+                        done += 500;
+                    }
+                }
+            }
+            done
+        }));
+    }
+    let t0 = Instant::now();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total as f64 / t0.elapsed().as_secs_f64()
+}
+
 fn main() {
     let entries: u64 = arg("--entries")
         .and_then(|s| s.parse().ok())
@@ -64,6 +170,11 @@ fn main() {
         members >= 1 && entries >= members,
         "need entries >= members >= 1"
     );
+    let seconds: u64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(15);
+    let load_seconds: u64 = arg("--load-seconds")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let clients: usize = arg("--clients").and_then(|s| s.parse().ok()).unwrap_or(64);
     let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
         .expect("temp dir");
     let data = dir.path().join("node");
@@ -137,7 +248,7 @@ fn main() {
     rt.block_on(async {
         let http = reqwest::Client::new();
         let t = Instant::now();
-        let child = Kill(
+        let mut child = Kill(
             Command::new(BIN)
                 .args(["run", "--data"])
                 .arg(&data)
@@ -171,28 +282,119 @@ fn main() {
             .await
             .unwrap();
         assert!(m["balance"].as_u64().unwrap_or(0) > 0, "{m}");
-        // Then some load, spread over the members, in batches of 500.
-        for b in 0..40u64 {
-            let earns: Vec<serde_json::Value> = (0..500u64)
-                .map(|k| {
-                    let n = b * 500 + k;
-                    serde_json::json!({"member": format!("m{}", (n * 7919) % members),
-                                       "id": format!("load-{n}"), "points": 1})
-                })
-                .collect();
-            let r = http
-                .post(format!("{url}/v1/earns"))
-                .bearer_auth(&key)
-                .json(&serde_json::json!({ "earns": earns }))
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        let key = std::sync::Arc::new(key);
+        // Durable earns on the big log, one per request.
+        let (tps, p50, p99) = earn_round(&http, &url, &key, members, clients, seconds, "big").await;
+        // The batch path: 4 clients, 500 earns a request.
+        let batch_tps = batch_round(&http, &url, &key, members, 4, seconds).await;
+        // Mixed load: earns, batches, member reads and history pages over all members.
+        let stop = Instant::now() + Duration::from_secs(load_seconds);
+        let mut tasks = Vec::new();
+        for c in 0..16u64 {
+            let (http, url, key) = (http.clone(), url.clone(), key.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = 0u64;
+                while Instant::now() < stop {
+                    i += 1;
+                    let m = (c * 7919 + i * 104_729) % members;
+                    let req = match i % 4 {
+                        0 => http.get(format!("{url}/v1/members/m{m}")),
+                        1 => http.get(format!("{url}/v1/members/m{m}/history?limit=100")),
+                        _ => http
+                            .post(format!("{url}/v1/members/m{m}/earn"))
+                            .json(&serde_json::json!({"id": format!("mix-{c}-{i}"), "points": 1})),
+                    };
+                    if let Ok(r) = req.bearer_auth(key.as_str()).send().await {
+                        let _ = r.bytes().await;
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
         }
         let rss_after = status_mib(pid, "VmRSS:");
+        let hwm_after = status_mib(pid, "VmHWM:");
+        // kill -9 under write load on the big store: every acknowledged earn must be found
+        // after the restart (re-sent with the same id and body, it is answered `existing`).
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Instant::now() + Duration::from_secs(5);
+        let mut tasks = Vec::new();
+        for c in 0..16u64 {
+            let (http, url, key, acked) = (http.clone(), url.clone(), key.clone(), acked.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = 0u64;
+                while Instant::now() < stop {
+                    i += 1;
+                    let m = (c * 7919 + i * 104_729) % members;
+                    let id = format!("k9-{c}-{i}");
+                    let r = http
+                        .post(format!("{url}/v1/members/m{m}/earn"))
+                        .bearer_auth(key.as_str())
+                        .json(&serde_json::json!({"id": id, "points": 1}))
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status().is_success() => acked.lock().unwrap().push((m, id)),
+                        _ => break,
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let _ = child.0.kill();
+        let _ = child.0.wait();
+        for t in tasks {
+            let _ = t.await;
+        }
+        let t = Instant::now();
+        child = Kill(
+            Command::new(BIN)
+                .args(["run", "--data"])
+                .arg(&data)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("restart loyalty-node"),
+        );
+        loop {
+            if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(t.elapsed() < Duration::from_secs(600), "node not ready after kill -9");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let restart_s = t.elapsed().as_secs_f64();
+        let acked = std::mem::take(&mut *acked.lock().unwrap());
+        let mut lost = 0;
+        for (m, id) in &acked {
+            let v: serde_json::Value = http
+                .post(format!("{url}/v1/members/m{m}/earn"))
+                .bearer_auth(key.as_str())
+                .json(&serde_json::json!({"id": id, "points": 1}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if v["status"] != "existing" {
+                lost += 1;
+            }
+        }
+        eprintln!("kill -9 under load: {} acknowledged earns checked after restart, {lost} lost", acked.len());
+        assert_eq!(lost, 0, "an acknowledged earn was lost in a kill -9");
         println!(
             "scale entries={entries} members={members} write_s={write_s:.1} startup_s={startup_s:.2} \
-             rss_mib={rss:.0} hwm_mib={hwm:.0} rss_after_load_mib={rss_after:.0} disk_mib={disk:.0}"
+             rss_mib={rss:.0} hwm_mib={hwm:.0} earn_tps={tps:.0} earn_p50_ms={p50:.2} \
+             earn_p99_ms={p99:.2} batch_tps={batch_tps:.0} rss_after_load_mib={rss_after:.0} \
+             hwm_after_load_mib={hwm_after:.0} load_s={load_seconds} disk_mib={disk:.0} \
+             bytes_per_entry={:.0} kill9_acked={} kill9_lost={lost} restart_s={restart_s:.2}",
+            disk * 1024.0 * 1024.0 / entries as f64,
+            acked.len()
         );
         drop(child);
     });

@@ -84,7 +84,14 @@ pub struct Storage {
     pub mirror_block_cache_mib: usize,
     /// Memtables of each partner's mirror, in MiB.
     pub mirror_memtable_mib: usize,
+    /// SST files the node's own store keeps open at once (each mirror keeps at most
+    /// [`MIRROR_MAX_OPEN_FILES`]); with `limits.connections_max`, what the open-file limit
+    /// must allow.
+    pub max_open_files: u32,
 }
+
+/// SST files each partner's mirror keeps open at once.
+pub const MIRROR_MAX_OPEN_FILES: u32 = 64;
 
 impl Default for Storage {
     fn default() -> Self {
@@ -93,6 +100,7 @@ impl Default for Storage {
             memtable_mib: 128,
             mirror_block_cache_mib: 32,
             mirror_memtable_mib: 32,
+            max_open_files: 512,
         }
     }
 }
@@ -106,6 +114,7 @@ impl Storage {
         ledger::store::StoreConfig {
             block_cache_bytes: self.block_cache_mib << 20,
             memtable_bytes: self.memtable_mib << 20,
+            max_open_files: self.max_open_files,
         }
     }
 
@@ -114,6 +123,7 @@ impl Storage {
         ledger::store::StoreConfig {
             block_cache_bytes: self.mirror_block_cache_mib << 20,
             memtable_bytes: self.mirror_memtable_mib << 20,
+            max_open_files: MIRROR_MAX_OPEN_FILES,
         }
     }
 }
@@ -260,6 +270,7 @@ impl Config {
             "LOYALTY_MIRROR_MEMTABLE_MIB",
             self.storage.mirror_memtable_mib
         );
+        env!("LOYALTY_MAX_OPEN_FILES", self.storage.max_open_files);
         Ok(())
     }
 
@@ -324,6 +335,9 @@ impl Config {
             if !(8..=STORAGE_MIB_MAX).contains(&v) {
                 return invalid(key, "must be 8 to 65536 (MiB)");
             }
+        }
+        if !(64..=1_000_000).contains(&st.max_open_files) {
+            return invalid("storage.max_open_files", "must be 64 to 1000000");
         }
         if self.partners.len() > crate::federation::PARTNERS_MAX {
             return invalid("partners", "at most 64 partners");
@@ -414,6 +428,9 @@ memtable_mib = {memtable}
 # Block cache and memtables of each partner's mirror.
 mirror_block_cache_mib = {mcache}
 mirror_memtable_mib = {mmemtable}
+# SST files this node's store keeps open at once (each mirror keeps at most 64). The process's
+# open-file limit must allow these, the mirrors' and limits.connections_max.
+max_open_files = {open_files}
 
 # Partners, one [[partners]] table each. A partner is trusted only once its verifier key
 # (from its operator, out of band) is pinned here or through the admin API.
@@ -440,6 +457,7 @@ mirror_memtable_mib = {mmemtable}
             memtable = self.storage.memtable_mib,
             mcache = self.storage.mirror_block_cache_mib,
             mmemtable = self.storage.mirror_memtable_mib,
+            open_files = self.storage.max_open_files,
             partners = self
                 .partners
                 .iter()

@@ -3,6 +3,7 @@
 //! Code map:
 //! - [`config`]: the typed `config.toml` with environment overrides;
 //! - [`sequencer`]: the single writer thread and its bounded queue;
+//! - [`tiers`]: which tier changes the sequencer logs on its own, and when;
 //! - [`api`], [`reads`], [`admin`], [`log_routes`]: the HTTP routes;
 //! - [`explorer`]: the public, read-only HTML pages under `/explorer`;
 //! - [`problem`]: every error's status and stable code, in one place;
@@ -28,3 +29,4 @@ pub mod problem;
 pub mod reads;
 pub mod sequencer;
 pub mod server;
+pub mod tiers;

@@ -1,8 +1,8 @@
 //! The sequencer (DESIGN §8): one thread owns the log and every write. It drains a bounded
 //! queue, applies the writes in order, commits them as one synced RocksDB batch, signs one
 //! checkpoint, then answers the whole batch. It also writes the entries the rules require of
-//! the node itself: tier upgrades right after earnings, expiry of due lots, release of expired
-//! holds.
+//! the node itself: tier changes that fell due or that a new tier policy causes
+//! ([`crate::tiers`]), expiry of due lots, release of expired holds.
 //!
 //! Invariants: no write is answered before it is durable and covered by a signed checkpoint;
 //! the queue never holds more than `queue_depth_max` writes (more are refused at once with
@@ -22,10 +22,12 @@ use ledger::types::{EntryId, LogTime};
 
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
+use crate::tiers::TierKeeper;
 
-/// Most system entries (expiries, releases) written per housekeeping pass.
+/// Most system entries of each kind (tier changes, expiries, releases) written per
+/// housekeeping pass.
 pub const HOUSEKEEPING_WRITES_MAX: usize = 1024;
-/// How often the sequencer looks for due expiries and releases when idle.
+/// How often the sequencer looks for due tier changes, expiries and releases.
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Whether a write was logged now or found logged before.
@@ -212,7 +214,14 @@ fn run(
 ) {
     let mut batch: Vec<Request> = Vec::with_capacity(batch_writes_max);
     let mut last_housekeeping = Instant::now();
-    loop {
+    let mut tiers = match TierKeeper::load(log.store()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            fail(&shared, &e);
+            None
+        }
+    };
+    while tiers.is_some() {
         // A request carried over from the last round is served without waiting.
         if batch.is_empty() {
             match rx.recv_timeout(HOUSEKEEPING_INTERVAL) {
@@ -252,6 +261,11 @@ fn run(
                 Ok(outcomes) => {
                     metrics.observe_batch(writes.len(), t0.elapsed());
                     let cp = publish(&log, &shared, &metrics, &writes);
+                    if let Err(e) = follow_policies(&log, tiers.as_mut(), &writes, &outcomes) {
+                        // The pass record is node-local: a policy met without it is followed
+                        // at the next housekeeping anyway ([`TierKeeper::plan`]).
+                        tracing::warn!(error = %e, "recording a tier policy pass failed");
+                    }
                     let mut outcomes = outcomes.into_iter();
                     for req in batch.drain(..) {
                         let mut answers = Vec::with_capacity(req.writes.len());
@@ -293,7 +307,8 @@ fn run(
         }
         if last_housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL {
             last_housekeeping = Instant::now();
-            if let Err(e) = housekeeping(&mut log, &shared, &metrics) {
+            let Some(tiers) = tiers.as_mut() else { break };
+            if let Err(e) = housekeeping(&mut log, tiers, &shared, &metrics) {
                 fail(&shared, &e);
                 break;
             }
@@ -349,23 +364,44 @@ fn open_payables(log: &Log) -> Arc<BTreeMap<EntryId, i64>> {
     )
 }
 
+/// Starts a policy pass for each `tier_policy` appended by a committed batch.
+fn follow_policies(
+    log: &Log,
+    tiers: Option<&mut TierKeeper>,
+    writes: &[Write],
+    outcomes: &[Outcome],
+) -> Result<(), LogError> {
+    let Some(tiers) = tiers else { return Ok(()) };
+    for (w, o) in writes.iter().zip(outcomes) {
+        if let (EntryKind::TierPolicy(p), Outcome::Appended(index)) = (&w.kind, o) {
+            tiers.policy_logged(log.store(), *index, p)?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes what the rules require of the node that no request asks for: tier changes that
-/// fell due (found in the state's due-index: a tier that lapsed, or one a new policy left
-/// behind), expiry of due lots and release of expired holds; at most
-/// [`HOUSEKEEPING_WRITES_MAX`] of each per pass, the rest in the next. Tier upgrades after an
-/// earning are logged in the earning's own commit ([`Log::append`]).
-fn housekeeping(log: &mut Log, shared: &Shared, metrics: &Metrics) -> Result<(), LogError> {
+/// fell due or that a new tier policy causes ([`TierKeeper::plan`]: a bounded walk of the
+/// state's due-index, a node-local deferred index, a bounded pass over all members after each
+/// policy), expiry of due lots and release of expired holds; at most
+/// [`HOUSEKEEPING_WRITES_MAX`] of each per pass, the rest in the next. Tier changes after an
+/// earning are logged in the earning's own commit ([`Log::append`]). The tier housekeeping's
+/// progress is recorded only after the commit.
+fn housekeeping(
+    log: &mut Log,
+    tiers: &mut TierKeeper,
+    shared: &Shared,
+    metrics: &Metrics,
+) -> Result<(), LogError> {
     let at = log.next_time(now());
     let state = log.state();
     let size = log.size();
+    let plan = tiers.plan(state, log.store(), at, HOUSEKEEPING_WRITES_MAX)?;
     let mut writes = Vec::new();
-    for change in state
-        .due_tier_changes(at, HOUSEKEEPING_WRITES_MAX)
-        .map_err(LogError::State)?
-    {
+    for change in &plan.changes {
         writes.push(Write {
             id: system_id(&format!("sys.tier.{size}.{}", writes.len())),
-            kind: EntryKind::TierChange(change),
+            kind: EntryKind::TierChange(change.clone()),
         });
     }
     for x in state
@@ -390,19 +426,22 @@ fn housekeeping(log: &mut Log, shared: &Shared, metrics: &Metrics) -> Result<(),
             kind: EntryKind::Void(Void { hold }),
         });
     }
-    if writes.is_empty() {
-        return Ok(());
-    }
-    let t0 = Instant::now();
-    let outcomes = log.append(&writes, at)?;
-    metrics.observe_batch(writes.len(), t0.elapsed());
-    for (w, o) in writes.iter().zip(&outcomes) {
-        if let Outcome::Refused(e) = o {
-            tracing::warn!(id = %w.id, error = %e, "system entry refused");
+    let mut refused = Vec::new();
+    if !writes.is_empty() {
+        let t0 = Instant::now();
+        let outcomes = log.append(&writes, at)?;
+        metrics.observe_batch(writes.len(), t0.elapsed());
+        for (w, o) in writes.iter().zip(&outcomes) {
+            if let Outcome::Refused(e) = o {
+                tracing::warn!(id = %w.id, error = %e, "system entry refused");
+                if let EntryKind::TierChange(c) = &w.kind {
+                    refused.push(c.member.clone());
+                }
+            }
         }
+        publish(log, shared, metrics, &writes);
     }
-    publish(log, shared, metrics, &writes);
-    Ok(())
+    tiers.finish(log.store(), plan, &refused, at)
 }
 
 fn system_id(s: &str) -> EntryId {

@@ -354,6 +354,42 @@ async fn every_route_works_through_the_sdk() {
     .await
     .unwrap();
     assert_eq!(summary.entries, cp.size.max(summary.entries));
+
+    // And with the replay's state in a RocksDB store of the auditor's (`loyalty verify
+    // --disk`): the same result, the records written there, and a member as the node has it.
+    let dir = tempfile::tempdir().unwrap();
+    let store = ledger::store::Store::open(dir.path()).unwrap();
+    let state = ledger::state::State::open(Arc::new(store.clone())).unwrap();
+    let flushes = Arc::new(Mutex::new(0u32));
+    let (s2, f2) = (store.clone(), flushes.clone());
+    let on_disk = sdk::verify_log(
+        &c,
+        &node.verifier_key.parse().unwrap(),
+        VerifyOptions {
+            replay_store: Some(sdk::ReplayStore {
+                state,
+                flush: Box::new(move |changes| {
+                    *f2.lock().unwrap() += 1;
+                    s2.state_write(&changes).map_err(|e| e.to_string())
+                }),
+                flush_every: 3,
+            }),
+            ..VerifyOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(on_disk.entries, summary.entries);
+    assert_eq!(on_disk.members, summary.members);
+    assert_eq!(on_disk.system_balances, summary.system_balances);
+    assert!(
+        *flushes.lock().unwrap() >= 2,
+        "the replay flushed as it went"
+    );
+    let replayed = ledger::state::State::open(Arc::new(store)).unwrap();
+    assert_eq!(replayed.size(), summary.entries);
+    let bob = replayed.member(&"bob".parse().unwrap()).unwrap().unwrap();
+    assert_eq!(bob.balance, c.member(&member("bob")).await.unwrap().balance);
 }
 
 /// One bad request: what is sent and what must come back.

@@ -73,6 +73,22 @@ pub struct Progress {
 /// A progress callback of [`verify_log`].
 pub type ProgressFn = Box<dyn FnMut(&Progress) + Send>;
 
+/// Writes a replay's changed records (`(key, None)`: delete) into its store.
+pub type FlushFn = Box<dyn FnMut(Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), String> + Send>;
+
+/// Where the replay keeps its state when it must not be held in memory: a [`State`] over a
+/// store of the caller's (`State::open` over a RocksDB directory, `loyalty verify --disk`),
+/// and how its changed records reach that store.
+pub struct ReplayStore {
+    /// The replay's state, over the caller's (empty) store.
+    pub state: State,
+    /// Writes changed records (`None`: delete) into the store the state reads.
+    pub flush: FlushFn,
+    /// Entries between two flushes (at least 1): the records held in memory are those the
+    /// entries since the last flush changed.
+    pub flush_every: u64,
+}
+
 /// Options of [`verify_log`].
 pub struct VerifyOptions {
     /// A checkpoint note saved by an earlier run; the log must extend it.
@@ -89,6 +105,8 @@ pub struct VerifyOptions {
     /// Witnesses the log must be cosigned by: when set, the node's latest cosigned checkpoint
     /// must meet it (see the module documentation). Its `log` key must be the pinned key.
     pub witness_policy: Option<WitnessPolicy>,
+    /// Replay into this store instead of memory, for logs whose state is larger than memory.
+    pub replay_store: Option<ReplayStore>,
 }
 
 impl Default for VerifyOptions {
@@ -100,6 +118,7 @@ impl Default for VerifyOptions {
             invariants_every: INVARIANTS_EVERY_DEFAULT,
             page_size: LOG_ENTRIES_PAGE_MAX,
             witness_policy: None,
+            replay_store: None,
         }
     }
 }
@@ -119,6 +138,7 @@ impl fmt::Debug for VerifyOptions {
                     .as_ref()
                     .map(|p| (p.witnesses.len(), p.quorum)),
             )
+            .field("replay_store", &self.replay_store.is_some())
             .finish()
     }
 }
@@ -264,6 +284,10 @@ pub enum VerifyError {
     /// The options are invalid.
     #[error("invalid options: {0}")]
     Options(String),
+    /// The replay's own store ([`VerifyOptions::replay_store`]) failed: nothing is known of
+    /// the log past the entries replayed.
+    #[error("the replay's store failed: {0}")]
+    Storage(String),
 }
 
 impl VerifyError {
@@ -536,7 +560,10 @@ pub async fn verify_log(
         latest: latest.clone(),
         saved: saved.clone(),
         tree: MemoryTree::new(),
-        state: State::new(),
+        state: match options.replay_store.as_mut() {
+            Some(r) => std::mem::take(&mut r.state),
+            None => State::for_replay(),
+        },
         // Counted by `check_root`, the latest and the saved checkpoint included.
         checked: 0,
         first_non_empty: None,
@@ -610,10 +637,12 @@ pub async fn verify_log(
             if let Err(e) = run.state.apply(at, &entry) {
                 return Err(run.entry_failure(index, Failure::Replay(e)).await);
             }
-            // The replay's records stay in memory; nothing stores them, so which changed is
-            // not worth remembering.
-            run.state.clear_changes();
             index += 1;
+            if let Some(r) = options.replay_store.as_mut() {
+                if index % r.flush_every.max(1) == 0 || index == target {
+                    (r.flush)(run.state.take_changes()).map_err(VerifyError::Storage)?;
+                }
+            }
             if index % invariants_every == 0 {
                 if let Err(v) = run.state.check_invariants() {
                     return Err(run.entry_failure(index - 1, Failure::Invariant(v)).await);

@@ -550,6 +550,43 @@ async fn the_explorer_shows_in_a_browser_what_the_api_serves() {
             vec![statements[0]["period"].as_i64().unwrap()]
         );
 
+        // The lines, newest first; a page of one at a time pages through the same lines with
+        // the cursor of the "older" link (air's payables red-1 and red-2 and the refund rf-1).
+        let full: Vec<i64> = b
+            .datasets("section[data-agreement=\"agr-1\"] table.lines tr[data-index]")
+            .await
+            .iter()
+            .map(|r| num(r, "index"))
+            .collect();
+        assert_eq!(full.len(), 3, "{full:?}");
+        assert_eq!(num(&sec, "lines"), 3);
+        assert!(b.find_all("a.lines-older").await.is_empty());
+        b.goto(&format!("{}/explorer/settlement/coffee?rows=1", air.url))
+            .await;
+        let mut paged = Vec::new();
+        loop {
+            let rows = b.datasets("table.lines tr[data-index]").await;
+            assert_eq!(
+                rows.len(),
+                1,
+                "at {}: {}",
+                b.url().await,
+                b.text(&b.find("main#page").await).await
+            );
+            paged.push(num(&rows[0], "index"));
+            let Some(older) = b.find_all("a.lines-older").await.into_iter().next() else {
+                break;
+            };
+            b.follow(&older).await;
+            assert!(b.url().await.contains("before="), "{}", b.url().await);
+            assert!(paged.len() <= full.len(), "the pages end");
+        }
+        assert_eq!(paged, full);
+        // The last page links back to the newest.
+        b.follow(&b.find("a.lines-newest").await).await;
+        let rows = b.datasets("table.lines tr[data-index]").await;
+        assert_eq!(num(&rows[0], "index"), full[0]);
+
         // The other side: coffee is owed what air owes.
         b.goto(&format!("{}/explorer/settlement/air", coffee.url))
             .await;

@@ -13,8 +13,9 @@ use serde::Deserialize;
 
 use super::records::{self, prefix, FORMAT_BINARY, FORMAT_JSON};
 use super::{
-    AgreementState, AuthorisationState, HoldState, HoldStatus, IdRecord, LineRecord, MemberState,
-    ObligationState, Policies, Portion, QuoteState, RecordError, RedemptionState,
+    AgreementState, AgreementTotals, AuthorisationState, HoldState, HoldStatus, IdRecord,
+    LineRecord, LineTotals, MemberState, ObligationState, Policies, Portion, QuoteState,
+    RecordError, RedemptionState,
 };
 use crate::entry::{HexHash, ObligationSide};
 use crate::tier;
@@ -133,6 +134,10 @@ pub struct Context {
     pub members: u64,
     /// Open payable totals accumulated from the obligations seen so far.
     pub open_payables: BTreeMap<EntryId, i64>,
+    /// Line totals accumulated from the obligations seen so far, per agreement.
+    pub totals: BTreeMap<EntryId, AgreementTotals>,
+    /// Settlement period line totals accumulated likewise, per agreement and period.
+    pub period_totals: BTreeMap<EntryId, BTreeMap<u64, LineTotals>>,
 }
 
 /// Writes that replace one record.
@@ -186,6 +191,8 @@ pub fn convert(cx: &mut Context, k: &[u8], v: &[u8]) -> Result<Writes, RecordErr
         prefix::QUALIFYING,
         prefix::OPEN_PAYABLE,
         prefix::LINE,
+        prefix::TOTALS,
+        prefix::PERIOD_TOTALS,
         prefix::DUE_LOT,
         prefix::DUE_HOLD,
         prefix::DUE_TIER,
@@ -220,6 +227,14 @@ pub fn convert(cx: &mut Context, k: &[u8], v: &[u8]) -> Result<Writes, RecordErr
                 .entry(o.quote.agreement.clone())
                 .or_default() += o.open_minor(a);
         }
+        super::derive_totals(
+            a,
+            [&o],
+            cx.totals.entry(o.quote.agreement.clone()).or_default(),
+            cx.period_totals
+                .entry(o.quote.agreement.clone())
+                .or_default(),
+        );
         if legacy {
             for l in o.lines() {
                 let refund = l.refund.clone();
@@ -366,8 +381,9 @@ fn member(cx: &Context, id: &MemberId, m: OldMember, out: &mut Writes) {
     ));
 }
 
-/// The writes that complete a migration: the open payable totals and, last, the meta record
-/// in the current format (which marks the store as migrated).
+/// The writes that complete a migration: the open payable totals, the line totals of every
+/// agreement and settlement period and, last, the meta record in the current format (which
+/// marks the store as migrated).
 pub fn finish(cx: &Context, old_meta: &[u8]) -> Result<Writes, RecordError> {
     let meta: super::Meta = if is_legacy(old_meta) {
         let m: OldMeta = json(prefix::META, old_meta)?;
@@ -389,6 +405,17 @@ pub fn finish(cx: &Context, old_meta: &[u8]) -> Result<Writes, RecordError> {
             )
         })
         .collect();
+    for (a, t) in &cx.totals {
+        out.push((
+            records::named(prefix::TOTALS, a.as_str()),
+            Some(records::encode(t)),
+        ));
+    }
+    for (a, periods) in &cx.period_totals {
+        for (k, t) in periods {
+            out.push((records::period_totals_key(a, *k), Some(records::encode(t))));
+        }
+    }
     out.push((prefix::META.to_vec(), Some(records::encode(&meta))));
     Ok(out)
 }

@@ -9,17 +9,21 @@
 use serde::de::DeserializeOwned;
 
 use super::records::{self, prefix, RecordSource};
-use super::LineRecord;
 use super::{
     AgreementState, AuthorisationState, HoldState, IdRecord, Lot, MemberState, ObligationState,
     Policies, QuoteState, RecordError, RedemptionState, StateError, StorageError,
 };
+use super::{AgreementTotals, LineRecord, LineTotals};
 use crate::statement::{ObligationLine, Period};
 use crate::tier::QualifyingEvent;
 use crate::types::{EntryId, LogIndex, LogTime, MemberId};
 
 /// The most lots one page returns.
 pub const LOTS_PAGE_MAX: usize = 1000;
+/// The most statement lines one page of [`latest_lines`] returns.
+pub const LINES_PAGE_MAX: usize = 1000;
+/// The most settlement periods one call of [`period_totals`] returns.
+pub const PERIODS_PAGE_MAX: usize = 1000;
 
 /// A record kind and how it is encoded.
 pub trait Record: Sized {
@@ -52,7 +56,9 @@ binary_record!(
     HoldState,
     RedemptionState,
     IdRecord,
-    AuthorisationState
+    AuthorisationState,
+    AgreementTotals,
+    LineTotals
 );
 json_record!(QuoteState, ObligationState, AgreementState, Policies);
 
@@ -217,6 +223,22 @@ pub fn qualifying(
     }
 }
 
+/// Decodes one record of an agreement's line index.
+fn line_of(k: &[u8], v: &[u8]) -> Result<ObligationLine, StateError> {
+    let (time, index) =
+        records::parse_line_key(k).ok_or_else(|| RecordError::at(k, "bad line key"))?;
+    let r: LineRecord = records::decode(v).map_err(|e| RecordError::at(k, e))?;
+    Ok(ObligationLine {
+        redemption: r.redemption,
+        refund: r.refund,
+        payer: r.payer,
+        payee: r.payee,
+        amount_minor: r.amount_minor,
+        time,
+        index,
+    })
+}
+
 /// The statement lines of agreement `agreement` with a time in `period`, in time order,
 /// from the agreement's line index: reads the period's lines and nothing else. Refuses
 /// ([`StateError::TooManyLines`]) a period with more than `max` lines.
@@ -235,20 +257,7 @@ pub fn lines_in(
             .map_err(storage)?;
         let n = page.len();
         for (k, v) in &page {
-            let bad = || RecordError::at(k, "bad line key");
-            let tail = k.len().checked_sub(16).ok_or_else(bad)?;
-            let time = u64::from_be_bytes(k[tail..tail + 8].try_into().map_err(|_| bad())?);
-            let index = u64::from_be_bytes(k[tail + 8..].try_into().map_err(|_| bad())?);
-            let r: LineRecord = records::decode(v).map_err(|e| RecordError::at(k, e))?;
-            let line = ObligationLine {
-                redemption: r.redemption,
-                refund: r.refund,
-                payer: r.payer,
-                payee: r.payee,
-                amount_minor: r.amount_minor,
-                time: LogTime::new(time).map_err(|_| bad())?,
-                index: LogIndex::new(index).map_err(|_| bad())?,
-            };
+            let line = line_of(k, v)?;
             if period.contains(line.time) {
                 if out.len() >= max {
                     return Err(StateError::TooManyLines { max });
@@ -261,6 +270,86 @@ pub fn lines_in(
             _ => return Ok(out),
         }
     }
+}
+
+/// A line's place in its agreement's line index: `(time, entry index)`.
+pub type LineCursor = (LogTime, LogIndex);
+
+/// Formats a line cursor for a link: `<time>.<index>`.
+pub fn format_line_cursor(c: LineCursor) -> String {
+    format!("{}.{}", c.0.get(), c.1.get())
+}
+
+/// Parses what [`format_line_cursor`] wrote.
+pub fn parse_line_cursor(s: &str) -> Option<LineCursor> {
+    let (t, i) = s.split_once('.')?;
+    Some((
+        LogTime::new(t.parse().ok()?).ok()?,
+        LogIndex::new(i.parse().ok()?).ok()?,
+    ))
+}
+
+/// Up to `limit` (at most [`LINES_PAGE_MAX`]) of agreement `agreement`'s lines, newest first
+/// (by time, then entry index), older than the line `before` names (from the newest when
+/// `None`). Reads those lines and nothing else.
+pub fn latest_lines(
+    src: &dyn RecordSource,
+    agreement: &EntryId,
+    before: Option<LineCursor>,
+    limit: usize,
+) -> Result<Vec<ObligationLine>, StateError> {
+    let end = match before {
+        Some((t, i)) => records::line_key(agreement, t, i),
+        None => records::lines_end(agreement),
+    };
+    src.range_rev(
+        &records::lines_from(agreement, 0),
+        &end,
+        limit.min(LINES_PAGE_MAX),
+    )
+    .map_err(storage)?
+    .iter()
+    .map(|(k, v)| line_of(k, v))
+    .collect()
+}
+
+/// Agreement `agreement`'s line totals: all time and open (zero without lines). One record.
+pub fn agreement_totals(
+    src: &dyn RecordSource,
+    agreement: &EntryId,
+) -> Result<AgreementTotals, StateError> {
+    Ok(named(src, prefix::TOTALS, agreement.as_str())?.unwrap_or_default())
+}
+
+/// The line totals of agreement `agreement`'s settlement periods numbered in `periods` that
+/// have lines, at most `limit` (at most [`PERIODS_PAGE_MAX`]): the first ones ascending, or
+/// the last ones descending when `newest_first`. Reads those records and nothing else.
+pub fn period_totals(
+    src: &dyn RecordSource,
+    agreement: &EntryId,
+    periods: std::ops::Range<u64>,
+    limit: usize,
+    newest_first: bool,
+) -> Result<Vec<(u64, LineTotals)>, StateError> {
+    let start = records::period_totals_key(agreement, periods.start);
+    let end = records::period_totals_key(agreement, periods.end);
+    let limit = limit.min(PERIODS_PAGE_MAX);
+    let page = if newest_first {
+        src.range_rev(&start, &end, limit)
+    } else {
+        src.range(&start, &end, limit)
+    }
+    .map_err(storage)?;
+    page.iter()
+        .map(|(k, v)| {
+            let (_, period) = records::parse_period_totals_key(k)
+                .ok_or_else(|| RecordError::at(k, "bad period totals key"))?;
+            Ok((
+                period,
+                LineTotals::decode(v).map_err(|e| RecordError::at(k, e))?,
+            ))
+        })
+        .collect()
 }
 
 /// A member as a read route shows it at log time `now`: the summary, the points spendable

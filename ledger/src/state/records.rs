@@ -9,9 +9,9 @@
 //! - keys are `prefix ‖ name`, where a name is made of ids (which never hold `/` or `0x00`),
 //!   `0x00` separators and big-endian integers, so that one member's lots, one member's
 //!   qualifying earnings and each due-index are contiguous, ordered key ranges;
-//! - [`Records::range`] returns exactly the keys in its range that a full merge of the source
-//!   and the pending writes would, in order, at most `limit` of them; fewer than `limit` means
-//!   the range holds no more.
+//! - [`Records::range`] (and [`Records::range_rev`], newest key first) returns exactly the keys
+//!   in its range that a full merge of the source and the pending writes would, in order, at
+//!   most `limit` of them; fewer than `limit` means the range holds no more.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -30,6 +30,9 @@ pub const FORMAT_JSON: u8 = 0x02;
 /// The most records one [`Records::range`] call reads from the source in one page.
 pub const RANGE_PAGE_MAX: usize = 1024;
 
+/// Records as `(key, value)` pairs, in the order a range read returns them.
+pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A store of committed state records, read by key or by ordered key range.
 ///
 /// The node implements it over RocksDB; [`MemorySource`] over a map. Errors are storage
@@ -38,12 +41,9 @@ pub trait RecordSource: Send + Sync {
     /// The record under `key`, if any.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
     /// Records with keys in `start..end`, ascending, at most `limit`.
-    fn range(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String>;
+    fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<KeyValues, String>;
+    /// Records with keys in `start..end`, descending (the last key first), at most `limit`.
+    fn range_rev(&self, start: &[u8], end: &[u8], limit: usize) -> Result<KeyValues, String>;
 }
 
 /// A [`RecordSource`] over an ordered map, for tests and in-memory tools.
@@ -54,12 +54,7 @@ impl RecordSource for MemorySource {
         Ok(BTreeMap::get(self, key).cloned())
     }
 
-    fn range(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<KeyValues, String> {
         if start >= end {
             return Ok(Vec::new());
         }
@@ -70,6 +65,23 @@ impl RecordSource for MemorySource {
                 std::ops::Bound::Excluded(end),
             ),
         )
+        .take(limit)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect())
+    }
+
+    fn range_rev(&self, start: &[u8], end: &[u8], limit: usize) -> Result<KeyValues, String> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        Ok(BTreeMap::range::<[u8], _>(
+            self,
+            (
+                std::ops::Bound::Included(start),
+                std::ops::Bound::Excluded(end),
+            ),
+        )
+        .rev()
         .take(limit)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect())
@@ -86,11 +98,12 @@ pub struct StorageError(pub String);
 /// batch being built on top of it.
 #[derive(Clone)]
 pub(crate) enum Records {
-    /// Every record in a map; the keys written since the last drain are remembered so that
-    /// [`Records::take_changes`] can hand them to a store.
+    /// Every record in a map; the keys written since the last drain are remembered (unless
+    /// `changed` is `None`: a replay nobody stores) so that [`Records::take_changes`] can hand
+    /// them to a store.
     Memory {
         map: MemorySource,
-        changed: BTreeSet<Vec<u8>>,
+        changed: Option<BTreeSet<Vec<u8>>>,
     },
     /// Committed records in `source`; writes not yet committed in `pending` (`None`: deleted).
     Source {
@@ -103,12 +116,20 @@ impl Default for Records {
     fn default() -> Self {
         Records::Memory {
             map: MemorySource::new(),
-            changed: BTreeSet::new(),
+            changed: Some(BTreeSet::new()),
         }
     }
 }
 
 impl Records {
+    /// Records in memory whose changes nobody collects.
+    pub(crate) fn untracked() -> Records {
+        Records::Memory {
+            map: MemorySource::new(),
+            changed: None,
+        }
+    }
+
     pub(crate) fn over(source: Arc<dyn RecordSource>) -> Records {
         Records::Source {
             source,
@@ -129,7 +150,9 @@ impl Records {
     pub(crate) fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         match self {
             Records::Memory { map, changed } => {
-                changed.insert(key.clone());
+                if let Some(c) = changed {
+                    c.insert(key.clone());
+                }
                 map.insert(key, value);
             }
             Records::Source { pending, .. } => {
@@ -142,7 +165,9 @@ impl Records {
         match self {
             Records::Memory { map, changed } => {
                 if map.remove(&key).is_some() {
-                    changed.insert(key);
+                    if let Some(c) = changed {
+                        c.insert(key);
+                    }
                 }
             }
             Records::Source { pending, .. } => {
@@ -157,7 +182,7 @@ impl Records {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<KeyValues, StorageError> {
         match self {
             Records::Memory { map, .. } => {
                 RecordSource::range(map, start, end, limit).map_err(StorageError)
@@ -194,12 +219,52 @@ impl Records {
         }
     }
 
+    /// Records with keys in `start..end`, descending, at most `limit` (see the invariants).
+    pub(crate) fn range_rev(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<KeyValues, StorageError> {
+        match self {
+            Records::Memory { map, .. } => {
+                RecordSource::range_rev(map, start, end, limit).map_err(StorageError)
+            }
+            Records::Source { source, pending } => {
+                if start >= end {
+                    return Ok(Vec::new());
+                }
+                let bounds = (
+                    std::ops::Bound::Included(start),
+                    std::ops::Bound::Excluded(end),
+                );
+                let local: Vec<(&Vec<u8>, &Option<Vec<u8>>)> =
+                    pending.range::<[u8], _>(bounds).rev().collect();
+                let deleted = local.iter().filter(|(_, v)| v.is_none()).count();
+                let want = limit.saturating_add(deleted);
+                let committed = source.range_rev(start, end, want).map_err(StorageError)?;
+                // As in `range`, mirrored: a full page may stop above the range's start, so
+                // pending writes below its last (smallest) key wait for a later call.
+                let full = committed.len() >= want;
+                let bound = committed.last().map(|(k, _)| k.clone());
+                let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = committed.into_iter().collect();
+                for (k, v) in local {
+                    if full && bound.as_ref().is_some_and(|b| k < b) {
+                        break;
+                    }
+                    match v {
+                        Some(v) => merged.insert(k.clone(), v.clone()),
+                        None => merged.remove(k),
+                    };
+                }
+                Ok(merged.into_iter().rev().take(limit).collect())
+            }
+        }
+    }
+
     /// Every record with a key starting with `prefix`, in order (unbounded: invariant checks
     /// and tests only).
-    pub(crate) fn all_with_prefix(
-        &self,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    pub(crate) fn all_with_prefix(&self, prefix: &[u8]) -> Result<KeyValues, StorageError> {
         let end = prefix_end(prefix);
         let mut out = Vec::new();
         let mut from = prefix.to_vec();
@@ -220,7 +285,10 @@ impl Records {
     /// `(key, None)` deletes, in key order.
     pub(crate) fn take_changes(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         match self {
-            Records::Memory { map, changed } => std::mem::take(changed)
+            Records::Memory { map, changed } => changed
+                .as_mut()
+                .map(std::mem::take)
+                .unwrap_or_default()
                 .into_iter()
                 .map(|k| {
                     let v = BTreeMap::get(map, &k).cloned();
@@ -234,7 +302,11 @@ impl Records {
     /// Forgets which keys changed (memory) or drops the pending writes (source).
     pub(crate) fn clear_changes(&mut self) {
         match self {
-            Records::Memory { changed, .. } => changed.clear(),
+            Records::Memory { changed, .. } => {
+                if let Some(c) = changed {
+                    c.clear();
+                }
+            }
             Records::Source { pending, .. } => pending.clear(),
         }
     }
@@ -242,7 +314,7 @@ impl Records {
     #[cfg(test)]
     pub(crate) fn has_changes(&self) -> bool {
         match self {
-            Records::Memory { changed, .. } => !changed.is_empty(),
+            Records::Memory { changed, .. } => changed.as_ref().is_some_and(|c| !c.is_empty()),
             Records::Source { pending, .. } => !pending.is_empty(),
         }
     }
@@ -253,13 +325,12 @@ impl RecordSource for Records {
         Records::get(self, key).map_err(|e| e.0)
     }
 
-    fn range(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<KeyValues, String> {
         Records::range(self, start, end, limit).map_err(|e| e.0)
+    }
+
+    fn range_rev(&self, start: &[u8], end: &[u8], limit: usize) -> Result<KeyValues, String> {
+        Records::range_rev(self, start, end, limit).map_err(|e| e.0)
     }
 }
 
@@ -349,6 +420,12 @@ pub mod prefix {
     /// `ol/<agreement id> 0x00 <line time u64 BE> <entry index u64 BE>`: one statement line
     /// of the agreement; the value names the obligation (and the refund, for a refund line).
     pub const LINE: &[u8] = b"ol/";
+    /// `ot/<agreement id>`: the agreement's line totals (count, obligations and refunds per
+    /// direction), all time and open (outside the periods a logged statement settled).
+    pub const TOTALS: &[u8] = b"ot/";
+    /// `pt/<agreement id> 0x00 <settlement period u64 BE>`: the line totals of one settlement
+    /// period of the agreement (only periods with lines have one).
+    pub const PERIOD_TOTALS: &[u8] = b"pt/";
     /// `xl/<expiry u64 BE> <member> 0x00 <lot index u64 BE>`: a lot that expires.
     pub const DUE_LOT: &[u8] = b"xl/";
     /// `xh/<expiry u64 BE> <hold id>`: an open hold.
@@ -454,6 +531,51 @@ pub fn lines_from(agreement: &EntryId, t: u64) -> Vec<u8> {
         prefix::LINE,
         &[agreement.as_str().as_bytes(), &[0], &t.to_be_bytes()],
     )
+}
+
+/// The end of an agreement's lines.
+pub fn lines_end(agreement: &EntryId) -> Vec<u8> {
+    key(prefix::LINE, &[agreement.as_str().as_bytes(), &[1]])
+}
+
+/// Reads a line key's `(time, index)`.
+pub fn parse_line_key(k: &[u8]) -> Option<(LogTime, LogIndex)> {
+    let n = k.len();
+    if n < 16 {
+        return None;
+    }
+    let time = u64::from_be_bytes(k[n - 16..n - 8].try_into().ok()?);
+    let index = u64::from_be_bytes(k[n - 8..].try_into().ok()?);
+    Some((LogTime::new(time).ok()?, LogIndex::new(index).ok()?))
+}
+
+/// The key of settlement period `k`'s line totals of an agreement; also the start of its
+/// periods from `k` on.
+pub fn period_totals_key(agreement: &EntryId, k: u64) -> Vec<u8> {
+    key(
+        prefix::PERIOD_TOTALS,
+        &[agreement.as_str().as_bytes(), &[0], &k.to_be_bytes()],
+    )
+}
+
+/// The end of an agreement's period totals.
+pub fn period_totals_end(agreement: &EntryId) -> Vec<u8> {
+    key(
+        prefix::PERIOD_TOTALS,
+        &[agreement.as_str().as_bytes(), &[1]],
+    )
+}
+
+/// Reads a period totals key's `(agreement, period)`.
+pub fn parse_period_totals_key(k: &[u8]) -> Option<(EntryId, u64)> {
+    let rest = k.strip_prefix(prefix::PERIOD_TOTALS)?;
+    let n = rest.len();
+    if n < 10 || rest[n - 9] != 0 {
+        return None;
+    }
+    let period = u64::from_be_bytes(rest[n - 8..].try_into().ok()?);
+    let agreement = std::str::from_utf8(&rest[..n - 9]).ok()?.parse().ok()?;
+    Some((agreement, period))
 }
 
 /// The due-index key of a lot's expiry.
@@ -573,6 +695,59 @@ mod tests {
         let rest = r.all_with_prefix(b"").unwrap();
         let keys: Vec<&[u8]> = rest.iter().map(|(k, _)| &k[..]).collect();
         assert_eq!(keys, vec![&b"a"[..], b"b", b"c", b"e"]);
+    }
+
+    #[test]
+    fn reverse_ranges_merge_pending_writes_and_page_without_skipping() {
+        let mut r = Records::over(src(&[
+            (b"a", b"1"),
+            (b"b", b"2"),
+            (b"c", b"3"),
+            (b"d", b"4"),
+        ]));
+        r.delete(b"c".to_vec());
+        r.put(b"bb".to_vec(), b"x".to_vec());
+        r.put(b"a".to_vec(), b"9".to_vec());
+        let keys = |v: Vec<(Vec<u8>, Vec<u8>)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        let all = r.range_rev(b"a", b"z", 10).unwrap();
+        assert_eq!(all.last().unwrap().1, b"9");
+        assert_eq!(
+            keys(all),
+            vec![b"d".to_vec(), b"bb".to_vec(), b"b".to_vec(), b"a".to_vec()]
+        );
+        // Page by page, newest first, each page ending where the next starts.
+        let mut got = Vec::new();
+        let mut end = b"z".to_vec();
+        loop {
+            let page = r.range_rev(b"a", &end, 1).unwrap();
+            match page.first() {
+                Some((k, _)) => end = k.clone(),
+                None => break,
+            }
+            got.extend(keys(page));
+        }
+        assert_eq!(
+            got,
+            vec![b"d".to_vec(), b"bb".to_vec(), b"b".to_vec(), b"a".to_vec()]
+        );
+        // A committed page that stops above a pending write does not let the write jump
+        // ahead of committed keys not read yet.
+        let mut r = Records::over(src(&[(b"b", b"2"), (b"c", b"3"), (b"d", b"4")]));
+        r.put(b"a".to_vec(), b"1".to_vec());
+        assert_eq!(
+            keys(r.range_rev(b"a", b"z", 1).unwrap()),
+            vec![b"d".to_vec()]
+        );
+        let m: MemorySource = [
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"b".to_vec(), b"2".to_vec()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            keys(RecordSource::range_rev(&m, b"a", b"b", 5).unwrap()),
+            vec![b"a".to_vec()]
+        );
     }
 
     #[test]

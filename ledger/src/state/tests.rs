@@ -863,7 +863,8 @@ fn authorised_hold(member: &str, p: u64, payee: Option<&str>, auth: &str) -> Ent
     EntryKind::Hold(Hold {
         member: m(member),
         points: pts(p),
-        expires_at: t(1_000_000),
+        // Far off: the property test's statements move the log's time on by days.
+        expires_at: t(1_000_000_000_000),
         payee: payee.map(|b| b.parse().unwrap()),
         condition: None,
         authorisation: Some(id(auth)),
@@ -1150,6 +1151,11 @@ enum Op {
         amount_minor: u64,
         payable: bool,
     },
+    /// The statement of `agr-<agreement>` for the settlement period of the current time,
+    /// logged once the period has ended (the log's time jumps to its end).
+    Settle {
+        agreement: usize,
+    },
 }
 
 const PAYEES: [&str; 2] = ["brand-b", "brand-c"];
@@ -1188,6 +1194,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(hold, agreement, amount_minor, payable)| Op::Obligate { hold, agreement, amount_minor, payable }),
         4 => (0..8usize, prop_oneof![3 => 1..150u64, 1 => 1..500u64], prop_oneof![4 => Just(0i8), 1 => -2..3i8], prop::bool::weighted(0.85), prop::bool::weighted(0.1))
             .prop_map(|(hold, points, off, payable, reuse)| Op::RefundObligation { hold, points, off, payable, reuse }),
+        1 => (0..3usize).prop_map(|agreement| Op::Settle { agreement }),
     ]
 }
 
@@ -1461,6 +1468,7 @@ fn run(ops: &[Op]) -> Log {
                     refund_op(&mut l, &eid, &h, &refund, *points, *off, side);
                 }
             }
+            Op::Settle { agreement } => settle_op(&mut l, &eid, *agreement),
             Op::ReuseId { of } => {
                 if let Some(e) = l.entries.get(*of).cloned() {
                     let size = l.state.size();
@@ -1554,6 +1562,38 @@ fn obligate_op(l: &mut Log, eid: &str, h: &str, agreement: usize, amount: u64, p
         .sum();
     assert_eq!(sum, l.state.open_payable(&agr));
     assert!(sum <= 1_000_000);
+}
+
+/// Logs the statement of `agr-<agreement>` for the period of the log's current time, at its
+/// end, as both brands computed it from the lines, and checks the agreement's line totals:
+/// all time unchanged, the period's lines no longer open.
+fn settle_op(l: &mut Log, eid: &str, agreement: usize) {
+    let agr = id(&format!("agr-{agreement}"));
+    let Some(a) = l.state.agreement(&agr).cloned() else {
+        return;
+    };
+    let terms = &a.agreement.terms;
+    let k = terms.period_of(t(l.time + 1)).unwrap();
+    let period = statement::period_bounds(terms, k).unwrap();
+    let Ok(st) = statement::compute(terms, period, &l.state.lines_in(&agr, period).unwrap()) else {
+        return;
+    };
+    let before = l.state.totals(&agr);
+    let in_period = read::period_totals(&l.state.records, &agr, k..k + 1, 1, false).unwrap();
+    l.at(period.to().get());
+    let r = l.apply(eid, signed_statement(&st, ["brand-a", "brand-b"]));
+    if a.statements.contains_key(&k) {
+        assert_eq!(r.unwrap_err().code(), "statement_exists");
+        return;
+    }
+    r.unwrap();
+    let after = l.state.totals(&agr);
+    assert_eq!(after.all, before.all);
+    let mut open = before.open;
+    if let Some((_, p)) = in_period.first() {
+        open.remove(p);
+    }
+    assert_eq!(after.open, open);
 }
 
 /// The cumulative refund rule, half-even (the test agreements' rule), computed apart from
@@ -2718,6 +2758,208 @@ fn statements_are_cosigned_checked_against_the_own_lines_and_settle() {
     )
     .unwrap();
     assert_eq!(l.state.open_payable(&agr), -370);
+    l.state.check_invariants().unwrap();
+    l.replay_equals_live();
+}
+
+/// The line totals of `agr-1`'s period `k` (zero without lines).
+fn period_of_agr1(s: &State, k: u64) -> LineTotals {
+    read::period_totals(&s.records, &id("agr-1"), k..k + 1, 10, false)
+        .unwrap()
+        .first()
+        .map_or_else(LineTotals::default, |(_, t)| *t)
+}
+
+fn gross(obligations: u64, refunds: u64, lines: u64) -> GrossTotals {
+    GrossTotals {
+        obligations_minor: obligations,
+        refunds_minor: refunds,
+        lines,
+    }
+}
+
+#[test]
+fn line_totals_follow_obligations_refunds_and_statements() {
+    let mut l = log_with_hold(true);
+    let agr = id("agr-1");
+    assert_eq!(l.state.totals(&agr), AgreementTotals::default());
+    l.apply(
+        "obl.red-1",
+        obligation(
+            ObligationSide::Payable,
+            quote("red-1", "agr-1", 1_000, 5_000),
+        ),
+    )
+    .unwrap();
+    l.apply(
+        "rf.1",
+        refund_entry(ObligationSide::Payable, "rf-1", 100, 123),
+    )
+    .unwrap();
+    let day0 = LineTotals {
+        gross: [gross(493, 123, 2), GrossTotals::default()],
+    };
+    assert_eq!(
+        l.state.totals(&agr),
+        AgreementTotals {
+            all: day0,
+            open: day0
+        }
+    );
+    assert_eq!(period_of_agr1(&l.state, 0), day0);
+    let terms = l.state.agreement(&agr).unwrap().agreement.terms.clone();
+    assert_eq!(day0.owes_minor(&terms, &brand("brand-a")), 370);
+    assert_eq!(day0.owed_minor(&terms, &brand("brand-b")), 370);
+    assert_eq!(day0.position_minor(&terms, &brand("brand-a")), -370);
+    assert_eq!(day0.position_minor(&terms, &brand("brand-x")), 0);
+    // The statement of day 0 takes its lines out of the open totals.
+    let day = statement::period_bounds(&terms, 0).unwrap();
+    let st = statement::compute(&terms, day, &l.state.lines_in(&agr, day).unwrap()).unwrap();
+    l.at(day.to().get());
+    l.apply("st.0", signed_statement(&st, ["brand-a", "brand-b"]))
+        .unwrap();
+    assert_eq!(l.state.totals(&agr).open, LineTotals::default());
+    assert_eq!(l.state.totals(&agr).all, day0);
+    // A refund on day 1 is open; a receivable whose payer logged it on (settled) day 0 is
+    // not, though it counts all time and in day 0's totals.
+    l.apply(
+        "rf.2",
+        refund_entry(ObligationSide::Payable, "rf-2", 300, 370),
+    )
+    .unwrap();
+    l.apply(
+        "obl.red-1.r",
+        obligation(
+            ObligationSide::Receivable,
+            quote("red-1", "agr-1", 1_000, 5_000),
+        ),
+    )
+    .unwrap();
+    let t = l.state.totals(&agr);
+    assert_eq!(t.all.gross[0], gross(986, 493, 4));
+    assert_eq!(t.open.gross[0], gross(0, 370, 1));
+    assert_eq!(period_of_agr1(&l.state, 0).gross[0], gross(986, 123, 3));
+    assert_eq!(period_of_agr1(&l.state, 1).gross[0], gross(0, 370, 1));
+    // Newest period first, bounded by the limit.
+    let newest = read::period_totals(&l.state.records, &agr, 0..u64::MAX, 1, true).unwrap();
+    assert_eq!(newest.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![1]);
+    l.state.check_invariants().unwrap();
+    l.replay_equals_live();
+    // Totals that differ from the lines break an invariant, resident or stored.
+    let mut s = l.state.clone();
+    s.totals.get_mut(&agr).unwrap().open.gross[0].lines += 1;
+    assert!(s.check_invariants().is_err());
+    let mut s = l.state.clone();
+    s.write(records::period_totals_key(&agr, 1), &day0);
+    assert!(s.check_invariants().is_err());
+    let mut s = l.state.clone();
+    s.records.delete(records::period_totals_key(&agr, 0));
+    assert!(s.check_invariants().is_err());
+    // The conversion of a store of the previous release derives the same totals from the
+    // obligations (the records it writes over the current ones change nothing).
+    let mut old = l.records.clone();
+    old.retain(|k, _| {
+        !k.starts_with(record_prefix::TOTALS) && !k.starts_with(record_prefix::PERIOD_TOTALS)
+    });
+    let policies = old.get(record_prefix::POLICIES).cloned();
+    let agreements: Vec<(Vec<u8>, Vec<u8>)> = old
+        .range(record_prefix::AGREEMENT.to_vec()..records::prefix_end(record_prefix::AGREEMENT))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut cx = legacy::context(
+        policies.as_deref(),
+        agreements.iter().map(|(k, v)| (&k[..], &v[..])),
+    )
+    .unwrap();
+    let mut converted = old.clone();
+    for (k, v) in &old {
+        for (k, v) in legacy::convert(&mut cx, k, v).unwrap() {
+            converted.insert(k, v.unwrap());
+        }
+    }
+    let meta = old[record_prefix::META].clone();
+    for (k, v) in legacy::finish(&cx, &meta).unwrap() {
+        converted.insert(k, v.unwrap());
+    }
+    assert_eq!(converted, l.records);
+}
+
+#[test]
+fn latest_lines_page_newest_first_with_a_cursor_whatever_their_number() {
+    let mut l = Log::new();
+    l.apply("e-agr-1", agreement_entry("agr-1")).unwrap();
+    // Receivables need no hold: many lines, cheaply.
+    let n = read::LINES_PAGE_MAX + 120;
+    for i in 0..n {
+        let mut q = quote(&format!("red-{i}"), "agr-1", 1_000, 5_000);
+        q.amount_minor = i as u64 + 1;
+        l.apply(
+            &format!("obl-{i}"),
+            obligation(ObligationSide::Receivable, q),
+        )
+        .unwrap();
+    }
+    let agr = id("agr-1");
+    let totals = l.state.totals(&agr);
+    assert_eq!(totals.all.lines(), n as u64);
+    assert_eq!(totals.all, totals.open);
+    assert_eq!(
+        totals.all.gross[0].obligations_minor,
+        (n * (n + 1) / 2) as u64
+    );
+    // Every receivable names the payer's time 7: one period, one index order.
+    let want: Vec<u64> = (0..n as u64).map(|i| i + 1).rev().collect();
+    let stored: Arc<dyn RecordSource> = Arc::new(l.records.clone());
+    // Read from the records in memory, from a store, and from a store with pending writes
+    // on top (the newest half not yet committed).
+    let mut half = l.records.clone();
+    let mut pending = Vec::new();
+    for (k, v) in l
+        .records
+        .range(records::lines_from(&agr, 0)..records::lines_end(&agr))
+    {
+        if records::parse_line_key(k).unwrap().1.get() > (n / 2) as u64 {
+            pending.push((k.clone(), v.clone()));
+        }
+    }
+    for (k, _) in &pending {
+        half.remove(k);
+    }
+    let mut over = Records::over(Arc::new(half));
+    for (k, v) in pending {
+        over.put(k, v);
+    }
+    let sources: [&dyn RecordSource; 3] = [&l.state.records, stored.as_ref(), &over];
+    for src in sources {
+        for page_size in [50, 7, read::LINES_PAGE_MAX] {
+            let mut got = Vec::new();
+            let mut before = None;
+            let mut pages = 0;
+            loop {
+                let page = read::latest_lines(src, &agr, before, page_size).unwrap();
+                assert!(page.len() <= page_size);
+                pages += 1;
+                got.extend(page.iter().map(|x| x.index.get()));
+                match page.last() {
+                    Some(x) if page.len() == page_size => before = Some((x.time, x.index)),
+                    _ => break,
+                }
+            }
+            assert!(pages >= n / page_size);
+            // Line i is entry i + 1.
+            assert_eq!(got, want, "page size {page_size}");
+        }
+        // A page never exceeds its maximum.
+        let page = read::latest_lines(src, &agr, None, usize::MAX).unwrap();
+        assert_eq!(page.len(), read::LINES_PAGE_MAX);
+    }
+    assert_eq!(
+        read::parse_line_cursor(&read::format_line_cursor((t(7), LogIndex::new(3).unwrap()))),
+        Some((t(7), LogIndex::new(3).unwrap()))
+    );
+    for bad in ["", "7", "x.1", "7.", "7.-1"] {
+        assert_eq!(read::parse_line_cursor(bad), None, "{bad}");
+    }
     l.state.check_invariants().unwrap();
     l.replay_equals_live();
 }

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use ledger::money::Currency;
-use ledger::state::AgreementState;
-use ledger::statement::ObligationLine;
+use ledger::state::{read, AgreementState, RecordSource, StateError};
 use ledger::types::{BrandId, LogTime};
 
 use super::html::{self, escape};
@@ -26,43 +25,31 @@ pub(crate) struct Bar {
     pub period: u64,
     /// What the period's lines add to `me`'s position (positive: owed to `me`).
     pub flow: i64,
-    /// `me`'s net position at the end of the period, all earlier periods included.
+    /// `me`'s net position at the end of the period, all earlier lines included.
     pub cumulative: i64,
     pub settled: bool,
 }
 
-/// The chart's bars: every period from the first line's to `now`'s, the latest
-/// [`CHART_PERIODS_MAX`] of them (the cumulative position still counts the earlier ones).
+/// The chart's bars for periods `start..=last`, from the flows of the periods among them that
+/// have lines (`flows`, by period) and `me`'s net position after every line (`position`,
+/// the agreement's all-time totals): the position at each period's end is what is left of it
+/// after taking away the flows of the later periods shown.
 pub(crate) fn bars(
-    lines: &[ObligationLine],
+    flows: &BTreeMap<u64, i64>,
+    start: u64,
+    last: u64,
+    position: i64,
     agreement: &AgreementState,
-    me: &BrandId,
-    now: LogTime,
 ) -> Vec<Bar> {
-    let terms = &agreement.agreement.terms;
-    let mut flows: BTreeMap<u64, i64> = BTreeMap::new();
-    for l in lines {
-        let Some(k) = terms.period_of(l.time) else {
-            continue;
-        };
-        let signed = if &l.payee == me {
-            l.amount_minor
-        } else {
-            -l.amount_minor
-        };
-        *flows.entry(k).or_default() += signed;
-    }
-    let Some((&first, _)) = flows.first_key_value() else {
+    if start > last {
         return Vec::new();
-    };
-    let last_line = *flows.keys().next_back().expect("not empty");
-    let last = terms.period_of(now).unwrap_or(last_line).max(last_line);
-    let start = last.saturating_sub(CHART_PERIODS_MAX as u64 - 1).max(first);
-    let mut cumulative: i64 = flows.range(..start).map(|(_, f)| *f).sum();
+    }
+    let shown: i64 = flows.range(start..=last).map(|(_, f)| *f).sum();
+    let mut cumulative = position.saturating_sub(shown);
     (start..=last)
         .map(|k| {
             let flow = flows.get(&k).copied().unwrap_or(0);
-            cumulative += flow;
+            cumulative = cumulative.saturating_add(flow);
             Bar {
                 period: k,
                 flow,
@@ -73,17 +60,50 @@ pub(crate) fn bars(
         .collect()
 }
 
-/// The inline SVG chart of [`bars`]: a bar per period (what it added to the position) and
-/// the cumulative net position as a line.
-pub(crate) fn chart(
-    lines: &[ObligationLine],
+/// Reads the chart's bars from the agreement's period totals: every period from the first
+/// with lines to the last with lines or `now`'s, whichever is later, the latest
+/// [`CHART_PERIODS_MAX`] of them. `position` is `me`'s all-time net position (the agreement
+/// totals'), which the last bar ends at. Reads at most [`CHART_PERIODS_MAX`] + 2 records,
+/// whatever the number of lines or periods.
+pub(crate) fn read_bars(
+    src: &dyn RecordSource,
     agreement: &AgreementState,
     me: &BrandId,
     now: LogTime,
-) -> String {
+    position: i64,
+) -> Result<Vec<Bar>, StateError> {
+    let terms = &agreement.agreement.terms;
+    let id = &terms.agreement;
+    let newest = read::period_totals(src, id, 0..u64::MAX, 1, true)?;
+    let Some(&(last_line, _)) = newest.first() else {
+        return Ok(Vec::new());
+    };
+    let last = terms.period_of(now).unwrap_or(last_line).max(last_line);
+    let lo = last.saturating_sub(CHART_PERIODS_MAX as u64 - 1);
+    let shown = read::period_totals(
+        src,
+        id,
+        lo..last.saturating_add(1),
+        CHART_PERIODS_MAX,
+        false,
+    )?;
+    let earlier = lo > 0 && !read::period_totals(src, id, 0..lo, 1, true)?.is_empty();
+    let start = match shown.first() {
+        Some((k, _)) if !earlier => *k,
+        _ => lo,
+    };
+    let flows: BTreeMap<u64, i64> = shown
+        .iter()
+        .map(|(k, t)| (*k, t.position_minor(terms, me)))
+        .collect();
+    Ok(bars(&flows, start, last, position, agreement))
+}
+
+/// The inline SVG chart of [`read_bars`]: a bar per period (what it added to the position) and
+/// the cumulative net position as a line.
+pub(crate) fn chart(bars: &[Bar], agreement: &AgreementState, me: &BrandId) -> String {
     let terms = &agreement.agreement.terms;
     let c = terms.settlement_currency;
-    let bars = bars(lines, agreement, me, now);
     if bars.is_empty() {
         return "<h3>Net position over time</h3><p class=\"muted\">No obligations yet.</p>".into();
     }
@@ -218,19 +238,8 @@ pub(crate) fn chart(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use ledger::state::{records, LineTotals};
     use ledger::types::{EntryId, LogIndex};
-
-    pub(crate) fn line(payer: &str, payee: &str, amount: i64, time: u64, i: u64) -> ObligationLine {
-        ObligationLine {
-            redemption: format!("r{i}").parse::<EntryId>().unwrap(),
-            refund: None,
-            payer: payer.parse().unwrap(),
-            payee: payee.parse().unwrap(),
-            amount_minor: amount,
-            time: LogTime::new(time).unwrap(),
-            index: LogIndex::new(i).unwrap(),
-        }
-    }
 
     pub(crate) fn agreement(period_ms: u64, settled: &[u64]) -> AgreementState {
         let terms: ledger::agreement::AgreementTerms = serde_json::from_value(serde_json::json!({
@@ -260,16 +269,27 @@ pub(crate) mod tests {
         }
     }
 
+    /// Period totals records of `agr-1`: `(period, air → coffee, coffee → air)`.
+    pub(crate) fn periods(rows: &[(u64, u64, u64)]) -> records::MemorySource {
+        let agr: EntryId = "agr-1".parse().unwrap();
+        rows.iter()
+            .map(|(k, a, c)| {
+                let mut t = LineTotals::default();
+                t.gross[0].obligations_minor = *a;
+                t.gross[0].lines = u64::from(*a > 0);
+                t.gross[1].obligations_minor = *c;
+                t.gross[1].lines = u64::from(*c > 0);
+                (records::period_totals_key(&agr, *k), records::encode(&t))
+            })
+            .collect()
+    }
+
     #[test]
     fn bars_accumulate_the_position_per_period_from_our_side() {
         let me: BrandId = "coffee".parse().unwrap();
         let a = agreement(1000, &[0]);
-        let lines = [
-            line("air", "coffee", 500, 100, 1),
-            line("air", "coffee", 250, 900, 2),
-            line("coffee", "air", 100, 2500, 3),
-        ];
-        let b = bars(&lines, &a, &me, LogTime::new(3500).unwrap());
+        let src = periods(&[(0, 750, 0), (2, 0, 100)]);
+        let b = read_bars(&src, &a, &me, LogTime::new(3500).unwrap(), 650).unwrap();
         let got: Vec<(u64, i64, i64, bool)> = b
             .iter()
             .map(|b| (b.period, b.flow, b.cumulative, b.settled))
@@ -283,22 +303,27 @@ pub(crate) mod tests {
                 (3, 0, 650, false)
             ]
         );
-        assert!(bars(&[], &a, &me, LogTime::new(3500).unwrap()).is_empty());
+        let none = records::MemorySource::new();
+        assert!(read_bars(&none, &a, &me, LogTime::new(3500).unwrap(), 0)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
     fn bars_keep_the_latest_periods_and_carry_the_earlier_position() {
         let me: BrandId = "coffee".parse().unwrap();
         let a = agreement(10, &[]);
-        let lines = [
-            line("air", "coffee", 7, 5, 1),
-            line("air", "coffee", 3, 995, 2),
-        ];
-        let b = bars(&lines, &a, &me, LogTime::new(999).unwrap());
+        let src = periods(&[(0, 7, 0), (99, 3, 0)]);
+        let b = read_bars(&src, &a, &me, LogTime::new(999).unwrap(), 10).unwrap();
         assert_eq!(b.len(), CHART_PERIODS_MAX);
         assert_eq!(b[0].period, 99 - (CHART_PERIODS_MAX as u64 - 1));
         // Period 0 is off the chart, but its 7 still counts.
         assert_eq!(b[0].cumulative, 7);
         assert_eq!(b.last().unwrap().cumulative, 10);
+        // A clock far past the last line: the chart ends at now's period.
+        let b = read_bars(&src, &a, &me, LogTime::new(5_000).unwrap(), 10).unwrap();
+        assert_eq!(b.len(), CHART_PERIODS_MAX);
+        assert_eq!(b.last().unwrap().period, 500);
+        assert!(b.iter().all(|x| x.flow == 0 && x.cumulative == 10));
     }
 }

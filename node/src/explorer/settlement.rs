@@ -1,81 +1,76 @@
 //! Settlement positions per partner: what this brand owes and is owed under each agreement,
-//! all time and still open (not settled by a co-signed statement), the co-signed statements,
-//! and a chart of the net position over the settlement periods (`chart`).
+//! all time and still open (not settled by a co-signed statement), the latest co-signed
+//! statements, a chart of the net position over the settlement periods (`chart`) and the
+//! obligation lines, newest first, a page at a time.
 //!
-//! The sums are `ledger::statement::compute`'s over the obligation lines of this node's own log
-//! (`federation::reconcile::lines`), the same arithmetic the statements use.
+//! Every figure comes from what the state machine keeps as it logs each line: the agreement's
+//! line totals (`ot/`), the settlement periods' totals (`pt/`) and the line index (`ol/`), so a
+//! page reads a bounded number of records whatever the number of lines: one totals record per
+//! agreement, at most `chart::CHART_PERIODS_MAX` + 2 period totals, at most [`PAGE_ROWS_MAX`]
+//! lines and at most [`STATEMENTS_SHOWN_MAX`] statements.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 
 use ledger::money::Currency;
-use ledger::state::AgreementState;
-use ledger::statement::{compute, ObligationLine, Period, Statement};
-use ledger::types::{BrandId, LogTime};
+use ledger::state::read::{self, LineCursor};
+use ledger::state::{AgreementState, AgreementTotals, LineTotals};
+use ledger::statement::ObligationLine;
+use ledger::types::{BrandId, EntryId, LogTime};
 
-use super::chart::chart;
-use super::html::{self, badge, card, escape, url_component, Section};
-use super::{path_param, serve, App, Page, PageError, PAGE_ROWS_MAX};
+use super::chart::{chart, read_bars};
+use super::html::{self, badge, card, escape, query, url_component, Section};
+use super::{path_param, serve, App, Page, PageError, Params, PAGE_ROWS_MAX};
 use crate::api::AppState;
-use crate::federation::reconcile::{agreements_with, lines};
+use crate::federation::reconcile::agreements_with;
 use crate::federation::settle::{logged, LoggedStatement};
+use crate::problem::ApiError;
+
+/// Most co-signed statements an agreement's section lists (the latest).
+pub const STATEMENTS_SHOWN_MAX: usize = 12;
 
 /// One agreement's position, from this brand's side.
 pub(crate) struct Position {
     pub agreement: AgreementState,
-    pub lines: Vec<ObligationLine>,
-    /// Every line, whatever its period.
-    pub all: Result<Statement, String>,
-    /// The lines of periods no logged statement settled.
-    pub open: Result<Statement, String>,
+    /// Every line's and the open lines' totals.
+    pub totals: AgreementTotals,
+    /// The latest logged statements, oldest first, at most [`STATEMENTS_SHOWN_MAX`].
     pub statements: Vec<LoggedStatement>,
 }
 
-/// Every time there is: the period of an all-time statement.
-pub(crate) fn all_time() -> Period {
-    Period::new(LogTime::MIN, LogTime::MAX).expect("0 < 2^53 - 1")
+fn totals(app: &App, a: &AgreementState) -> Result<AgreementTotals, PageError> {
+    Ok(
+        read::agreement_totals(&app.store, &a.agreement.terms.agreement)
+            .map_err(ApiError::internal)?,
+    )
 }
 
 pub(crate) fn position(app: &App, a: AgreementState) -> Result<Position, PageError> {
-    let terms = &a.agreement.terms;
-    let lines = lines(&app.store, &terms.agreement, all_time())?;
-    let open_lines: Vec<ObligationLine> = lines
-        .iter()
-        .filter(|l| !a.settled(l.time))
-        .cloned()
-        .collect();
-    let all = compute(terms, all_time(), &lines).map_err(|e| e.to_string());
-    let open = compute(terms, all_time(), &open_lines).map_err(|e| e.to_string());
+    let totals = totals(app, &a)?;
     let mut statements = Vec::new();
-    for k in a.statements.keys() {
+    for k in a.statements.keys().rev().take(STATEMENTS_SHOWN_MAX) {
         statements.extend(logged(app, &a, *k)?);
     }
+    statements.reverse();
     Ok(Position {
         agreement: a,
-        lines,
-        all,
-        open,
+        totals,
         statements,
     })
 }
 
-/// (what `me` owes, what `me` is owed, `me`'s net position) of a statement, in minor units.
-pub(crate) fn sides(st: &Statement, me: &BrandId) -> (i64, i64, i64) {
-    let owes = st
-        .gross
-        .iter()
-        .filter(|g| &g.payer == me)
-        .map(|g| g.total_minor)
-        .sum();
-    let owed = st
-        .gross
-        .iter()
-        .filter(|g| &g.payee == me)
-        .map(|g| g.total_minor)
-        .sum();
-    (owes, owed, st.position_minor(me).unwrap_or(0))
+/// (what `me` owes, what `me` is owed, `me`'s net position) of line totals, in minor units.
+pub(crate) fn sides(t: &LineTotals, a: &AgreementState, me: &BrandId) -> (i64, i64, i64) {
+    let terms = &a.agreement.terms;
+    (
+        t.owes_minor(terms, me),
+        t.owed_minor(terms, me),
+        t.position_minor(terms, me),
+    )
 }
 
 fn money(minor: i64, c: &Currency) -> String {
@@ -101,14 +96,9 @@ pub(crate) async fn overview(State(app): AppState) -> Response {
         for p in app.federation.partners() {
             for a in agreements_with(&app.store, &ctx.brand, &p.brand)? {
                 any = true;
-                let pos = position(app, a)?;
-                let c = pos.agreement.agreement.terms.settlement_currency;
-                let cell = |r: &Result<Statement, String>, f: &dyn Fn((i64, i64, i64)) -> i64| {
-                    match r {
-                        Ok(st) => money(f(sides(st, &ctx.brand)), &c),
-                        Err(e) => badge("bad", e),
-                    }
-                };
+                let t = totals(app, &a)?;
+                let c = a.agreement.terms.settlement_currency;
+                let (open, all) = (sides(&t.open, &a, &ctx.brand), sides(&t.all, &a, &ctx.brand));
                 let _ = write!(
                     b,
                     "<tr data-partner=\"{brand}\" data-agreement=\"{id}\"><td>\
@@ -117,12 +107,12 @@ pub(crate) async fn overview(State(app): AppState) -> Response {
                      <td class=\"num\">{on}</td><td class=\"num\">{an}</td><td class=\"num\">{n}</td></tr>",
                     brand = escape(p.brand.as_str()),
                     brand_url = url_component(p.brand.as_str()),
-                    id = escape(pos.agreement.agreement.terms.agreement.as_str()),
-                    op = cell(&pos.open, &|s| s.0),
-                    or = cell(&pos.open, &|s| s.1),
-                    on = cell(&pos.open, &|s| s.2),
-                    an = cell(&pos.all, &|s| s.2),
-                    n = pos.statements.len(),
+                    id = escape(a.agreement.terms.agreement.as_str()),
+                    op = money(open.0, &c),
+                    or = money(open.1, &c),
+                    on = money(open.2, &c),
+                    an = money(all.2, &c),
+                    n = a.statements.len(),
                 );
             }
         }
@@ -144,9 +134,58 @@ pub(crate) async fn overview(State(app): AppState) -> Response {
     .await
 }
 
-/// `GET /explorer/settlement/{partner}`: positions, statements, chart and lines per agreement.
-pub(crate) async fn partner(State(app): AppState, Path(partner): Path<String>) -> Response {
+/// Which page of lines to show: `?agreement=&before=&rows=`.
+struct LinesPage {
+    /// The agreement the cursor is for (every agreement's when `None`).
+    agreement: Option<EntryId>,
+    /// Show lines older than this one.
+    before: Option<LineCursor>,
+    /// Lines per page, 1 to [`PAGE_ROWS_MAX`].
+    rows: usize,
+}
+
+impl LinesPage {
+    fn from_params(p: &Params) -> Result<LinesPage, PageError> {
+        let before = p
+            .text("before")
+            .map(|s| {
+                read::parse_line_cursor(s).ok_or_else(|| {
+                    PageError::bad_request("before: not a line cursor (<time>.<index>)")
+                })
+            })
+            .transpose()?;
+        let rows = p.parse::<usize>("rows")?.unwrap_or(PAGE_ROWS_MAX);
+        if !(1..=PAGE_ROWS_MAX).contains(&rows) {
+            return Err(PageError::bad_request(format!(
+                "rows: 1 to {PAGE_ROWS_MAX}"
+            )));
+        }
+        Ok(LinesPage {
+            agreement: p.parse("agreement")?,
+            before,
+            rows,
+        })
+    }
+
+    /// The cursor for agreement `id`'s lines.
+    fn before(&self, id: &EntryId) -> Option<LineCursor> {
+        match &self.agreement {
+            Some(a) if a != id => None,
+            _ => self.before,
+        }
+    }
+}
+
+/// `GET /explorer/settlement/{partner}?agreement=&before=&rows=`: positions, statements,
+/// chart and a page of lines per agreement (older lines of `agreement` before the cursor).
+pub(crate) async fn partner(
+    State(app): AppState,
+    Path(partner): Path<String>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let params = Params::from_query(q);
     serve(app, move |app, ctx| {
+        let page = LinesPage::from_params(&params?)?;
         let brand: BrandId = path_param("brand id", &partner)?;
         if app.federation.partner(&brand).is_none() {
             return Err(PageError::not_found(format!(
@@ -171,7 +210,9 @@ pub(crate) async fn partner(State(app): AppState, Path(partner): Path<String>) -
         let now = crate::sequencer::now();
         for a in agreements {
             let pos = position(app, a)?;
-            b.push_str(&agreement_section(&pos, &ctx.brand, now));
+            b.push_str(&agreement_section(
+                app, &pos, &ctx.brand, &brand, &page, now,
+            )?);
         }
         Ok(Page {
             section: Section::Settlement,
@@ -183,23 +224,22 @@ pub(crate) async fn partner(State(app): AppState, Path(partner): Path<String>) -
     .await
 }
 
-fn agreement_section(pos: &Position, me: &BrandId, now: LogTime) -> String {
-    let terms = &pos.agreement.agreement.terms;
+fn agreement_section(
+    app: &App,
+    pos: &Position,
+    me: &BrandId,
+    partner: &BrandId,
+    page: &LinesPage,
+    now: LogTime,
+) -> Result<String, PageError> {
+    let a = &pos.agreement;
+    let terms = &a.agreement.terms;
     let c = terms.settlement_currency;
     let mut b = String::new();
-    let (all, open) = match (&pos.all, &pos.open) {
-        (Ok(all), Ok(open)) => (sides(all, me), sides(open, me)),
-        (Err(e), _) | (_, Err(e)) => {
-            let _ = write!(
-                b,
-                "<section class=\"agreement\" data-agreement=\"{}\"><h2>Agreement {}</h2><p>{}</p></section>",
-                escape(terms.agreement.as_str()),
-                escape(terms.agreement.as_str()),
-                badge("bad", &format!("the lines do not sum: {e}"))
-            );
-            return b;
-        }
-    };
+    let (all, open) = (
+        sides(&pos.totals.all, a, me),
+        sides(&pos.totals.open, a, me),
+    );
     let limit = i64::try_from(terms.credit_limit_minor).unwrap_or(i64::MAX);
     let i_pay = terms.directions.iter().any(|d| &d.payer == me);
     let _ = write!(
@@ -219,8 +259,8 @@ fn agreement_section(pos: &Position, me: &BrandId, now: LogTime) -> String {
         op = open.0,
         or = open.1,
         on = open.2,
-        ns = pos.statements.len(),
-        nl = pos.lines.len(),
+        ns = a.statements.len(),
+        nl = pos.totals.all.lines(),
         dirs = escape(
             &terms
                 .directions
@@ -255,11 +295,28 @@ fn agreement_section(pos: &Position, me: &BrandId, now: LogTime) -> String {
             signed_card("net position, all time", all.2, &c, "net")
         },
     );
-    b.push_str(&chart(&pos.lines, &pos.agreement, me, now));
+    let bars = read_bars(&app.store, a, me, now, all.2).map_err(ApiError::internal)?;
+    b.push_str(&chart(&bars, a, me));
     b.push_str(&statements_table(pos, me));
-    b.push_str(&lines_table(pos, me));
+    let lines = read::latest_lines(
+        &app.store,
+        &terms.agreement,
+        page.before(&terms.agreement),
+        page.rows,
+    )
+    .map_err(ApiError::internal)?;
+    // One more record says whether there is an older page.
+    let more = match lines.last() {
+        Some(l) if lines.len() == page.rows => {
+            !read::latest_lines(&app.store, &terms.agreement, Some((l.time, l.index)), 1)
+                .map_err(ApiError::internal)?
+                .is_empty()
+        }
+        _ => false,
+    };
+    b.push_str(&lines_table(pos, me, partner, page, &lines, more));
     b.push_str("</section>");
-    b
+    Ok(b)
 }
 
 fn signed_card(label: &str, v: i64, c: &Currency, id: &str) -> String {
@@ -282,6 +339,14 @@ fn statements_table(pos: &Position, me: &BrandId) -> String {
     if pos.statements.is_empty() {
         b.push_str("<p class=\"muted\">No period is settled yet.</p>");
         return b;
+    }
+    let n = pos.agreement.statements.len();
+    if n > pos.statements.len() {
+        let _ = write!(
+            b,
+            "<p class=\"muted\">The latest {} of {n}.</p>",
+            pos.statements.len()
+        );
     }
     b.push_str(
         "<table class=\"statements\"><thead><tr><th class=\"num\">period</th><th>from (UTC)</th>\
@@ -334,20 +399,71 @@ fn statements_table(pos: &Position, me: &BrandId) -> String {
     b
 }
 
-fn lines_table(pos: &Position, me: &BrandId) -> String {
+/// The link to agreement `id`'s lines older than `before`, `rows` a page.
+fn lines_link(partner: &BrandId, id: &EntryId, before: Option<LineCursor>, rows: usize) -> String {
+    format!(
+        "/explorer/settlement/{}{}#lines-{}",
+        url_component(partner.as_str()),
+        query(&[
+            ("agreement", Some(id.to_string())),
+            ("before", before.map(read::format_line_cursor)),
+            ("rows", (rows != PAGE_ROWS_MAX).then(|| rows.to_string())),
+        ]),
+        url_component(id.as_str()),
+    )
+}
+
+fn lines_table(
+    pos: &Position,
+    me: &BrandId,
+    partner: &BrandId,
+    page: &LinesPage,
+    lines: &[ObligationLine],
+    more: bool,
+) -> String {
     let terms = &pos.agreement.agreement.terms;
     let c = terms.settlement_currency;
-    let mut lines: Vec<&ObligationLine> = pos.lines.iter().collect();
-    lines.sort_by_key(|l| std::cmp::Reverse((l.time, l.index)));
-    let shown = lines.len().min(PAGE_ROWS_MAX);
+    let total = pos.totals.all.lines();
+    let before = page.before(&terms.agreement);
     let mut b = format!(
-        "<h3>Obligation lines</h3><p class=\"muted\">The latest {} of {}, newest first; \
-         positive amounts are owed to {}.</p>",
-        shown,
-        lines.len(),
-        escape(me.as_str())
+        "<h3 id=\"lines-{id}\">Obligation lines</h3><p class=\"muted\">{shown} of {total}, \
+         newest first{from}; positive amounts are owed to {me}.</p>",
+        id = escape(terms.agreement.as_str()),
+        shown = html::int(lines.len() as u64),
+        total = html::int(total),
+        from = if before.is_some() {
+            " (older than the previous page)"
+        } else {
+            ""
+        },
+        me = escape(me.as_str())
     );
+    let older = lines.last().filter(|_| more).map(|l| {
+        lines_link(
+            partner,
+            &terms.agreement,
+            Some((l.time, l.index)),
+            page.rows,
+        )
+    });
+    let mut nav = String::from("<div class=\"pager lines-pager\">");
+    if before.is_some() {
+        let _ = write!(
+            nav,
+            "<a class=\"pager-link lines-newest\" href=\"{}\">« newest</a>",
+            escape(&lines_link(partner, &terms.agreement, None, page.rows))
+        );
+    }
+    if let Some(h) = &older {
+        let _ = write!(
+            nav,
+            "<a class=\"pager-link lines-older\" href=\"{}\">older »</a>",
+            escape(h)
+        );
+    }
+    nav.push_str("</div>");
     if lines.is_empty() {
+        b.push_str(&nav);
         return b;
     }
     b.push_str(
@@ -355,7 +471,7 @@ fn lines_table(pos: &Position, me: &BrandId) -> String {
          <th>direction</th><th class=\"num\">amount</th><th class=\"num\">period</th>\
          <th>state</th><th class=\"num\">entry</th></tr></thead><tbody>",
     );
-    for l in lines.into_iter().take(shown) {
+    for l in lines {
         let signed = if &l.payee == me {
             l.amount_minor
         } else {
@@ -386,6 +502,7 @@ fn lines_table(pos: &Position, me: &BrandId) -> String {
         );
     }
     b.push_str("</tbody></table>");
+    b.push_str(&nav);
     b
 }
 
@@ -393,19 +510,100 @@ fn lines_table(pos: &Position, me: &BrandId) -> String {
 mod tests {
     use super::*;
 
-    use crate::explorer::chart::tests::{agreement, line};
+    use crate::explorer::chart::tests::agreement;
+    use ledger::types::LogIndex;
+
+    fn line(payer: &str, payee: &str, amount: i64, time: u64, i: u64) -> ObligationLine {
+        ObligationLine {
+            redemption: format!("r{i}").parse::<EntryId>().unwrap(),
+            refund: None,
+            payer: payer.parse().unwrap(),
+            payee: payee.parse().unwrap(),
+            amount_minor: amount,
+            time: LogTime::new(time).unwrap(),
+            index: LogIndex::new(i).unwrap(),
+        }
+    }
 
     #[test]
-    fn sides_split_a_statement_into_what_we_owe_and_are_owed() {
+    fn sides_split_line_totals_into_what_we_owe_and_are_owed() {
         let me: BrandId = "coffee".parse().unwrap();
         let a = agreement(1000, &[]);
-        let lines = [
-            line("air", "coffee", 500, 100, 1),
-            line("coffee", "air", 120, 200, 2),
-        ];
-        let st = compute(&a.agreement.terms, all_time(), &lines).unwrap();
-        assert_eq!(sides(&st, &me), (120, 500, 380));
+        let mut t = LineTotals::default();
+        // air → coffee 500, coffee → air 150 less a refund of 30.
+        t.gross[0].obligations_minor = 500;
+        t.gross[1].obligations_minor = 150;
+        t.gross[1].refunds_minor = 30;
+        assert_eq!(sides(&t, &a, &me), (120, 500, 380));
         let air: BrandId = "air".parse().unwrap();
-        assert_eq!(sides(&st, &air), (500, 120, -380));
+        assert_eq!(sides(&t, &a, &air), (500, 120, -380));
+        let other: BrandId = "gym".parse().unwrap();
+        assert_eq!(sides(&t, &a, &other), (0, 0, 0));
+    }
+
+    fn page(query: &[(&str, &str)]) -> Result<LinesPage, PageError> {
+        let q = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        LinesPage::from_params(&Params(q))
+    }
+
+    #[test]
+    fn a_page_of_lines_links_to_the_older_ones_by_cursor() {
+        let me: BrandId = "coffee".parse().unwrap();
+        let partner: BrandId = "air".parse().unwrap();
+        let mut pos = Position {
+            agreement: agreement(1000, &[]),
+            totals: AgreementTotals::default(),
+            statements: Vec::new(),
+        };
+        pos.totals.all.gross[0].lines = 3;
+        let newest = [
+            line("air", "coffee", 5, 300, 9),
+            line("air", "coffee", 7, 200, 8),
+        ];
+        // The first page of two of three lines: an older page, from the last line shown.
+        let first = page(&[("rows", "2")]).unwrap();
+        let html = lines_table(&pos, &me, &partner, &first, &newest, true);
+        assert!(html.contains("2 of 3"), "{html}");
+        assert!(
+            html.contains(
+                "href=\"/explorer/settlement/air?agreement=agr-1&amp;before=200.8&amp;rows=2#lines-agr-1\""
+            ),
+            "{html}"
+        );
+        assert!(!html.contains("lines-newest"));
+        // The last page: the rest, a link back to the newest, none further.
+        let next = page(&[("agreement", "agr-1"), ("before", "200.8"), ("rows", "2")]).unwrap();
+        assert_eq!(
+            next.before(&"agr-1".parse().unwrap()),
+            read::parse_line_cursor("200.8")
+        );
+        assert_eq!(next.before(&"agr-2".parse().unwrap()), None);
+        let html = lines_table(
+            &pos,
+            &me,
+            &partner,
+            &next,
+            &[line("air", "coffee", 1, 100, 4)],
+            false,
+        );
+        assert!(
+            html.contains("lines-newest") && !html.contains("lines-older"),
+            "{html}"
+        );
+        // Without older lines, no older page.
+        let html = lines_table(&pos, &me, &partner, &first, &newest, false);
+        assert!(!html.contains("lines-older"), "{html}");
+        // Bad parameters are 400s.
+        for bad in [
+            &[("before", "x")][..],
+            &[("rows", "0")],
+            &[("rows", "51")],
+            &[("agreement", "a b")],
+        ] {
+            assert_eq!(page(bad).err().unwrap().status, 400, "{bad:?}");
+        }
     }
 }

@@ -280,6 +280,10 @@ struct VerifyArgs {
     /// How many distinct witnesses must have cosigned (default: all the --witness keys).
     #[arg(long)]
     quorum: Option<usize>,
+    /// Keep the replay's state in a RocksDB store in this new, empty directory instead of in
+    /// memory, for a log whose state is larger than memory (needs the `disk` feature).
+    #[arg(long)]
+    disk: Option<PathBuf>,
 }
 
 /// How a command ended, when it could be carried out.
@@ -794,6 +798,46 @@ fn verify_attestation(args: &AttestationVerifyArgs, json: bool) -> anyhow::Resul
     }
 }
 
+/// Entries between two writes of the replay's changed records to its disk store.
+const DISK_FLUSH_EVERY: u64 = 4096;
+
+/// The replay's state in a RocksDB store in `dir`, which must be new or empty.
+#[cfg(feature = "disk")]
+fn disk_replay_store(dir: &std::path::Path) -> anyhow::Result<sdk::ReplayStore> {
+    use ledger::store::{Store, StoreConfig};
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        anyhow::bail!(
+            "--disk {}: the directory must be new or empty (a replay starts from index 0)",
+            dir.display()
+        );
+    }
+    let store = Store::open_with(
+        dir,
+        StoreConfig {
+            block_cache_bytes: 256 << 20,
+            memtable_bytes: 128 << 20,
+            max_open_files: 256,
+        },
+    )
+    .with_context(|| format!("opening the replay store in {}", dir.display()))?;
+    let state = ledger::state::State::open(std::sync::Arc::new(store.clone()))
+        .map_err(|e| anyhow!("the replay store: {e}"))?;
+    Ok(sdk::ReplayStore {
+        state,
+        flush: Box::new(move |changes| store.state_write(&changes).map_err(|e| e.to_string())),
+        flush_every: DISK_FLUSH_EVERY,
+    })
+}
+
+#[cfg(not(feature = "disk"))]
+fn disk_replay_store(_dir: &std::path::Path) -> anyhow::Result<sdk::ReplayStore> {
+    let _ = DISK_FLUSH_EVERY;
+    anyhow::bail!(
+        "--disk needs the `disk` feature, which builds RocksDB: \
+         cargo install --path sdk --features disk (or cargo build -p sdk --features disk)"
+    )
+}
+
 async fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
     // The log is public: no API key is sent, and only the key given here is trusted.
     let node = cli
@@ -809,9 +853,14 @@ async fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         None => None,
     };
     let witness_policy = witness_policy_of(&args.log_key, &args.witnesses, args.quorum)?;
+    let replay_store = match &args.disk {
+        Some(dir) => Some(disk_replay_store(dir)?),
+        None => None,
+    };
     let options = VerifyOptions {
         resume_from,
         witness_policy,
+        replay_store,
         progress: Some(Box::new(|p: &Progress| {
             eprintln!(
                 "verified {} of {} entries, {} checkpoints ({:.1?})",
