@@ -574,6 +574,10 @@ pub async fn hold(
             "a hold for a partner (payee) must name the member's spend authorisation",
         ));
     }
+    if b.payee.is_some() {
+        // The partner resolves it through the redemption routes, which derive ids from it.
+        crate::federation::redeem::check_redemption_id(&b.id)?;
+    }
     let kind = EntryKind::Hold(Hold {
         member,
         points: b.points,

@@ -129,6 +129,8 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
             "attestation_expired",
             "redemption_id_too_long",
             "refund_id_too_long",
+            "quote_out_of_bounds",
+            "hold_out_of_bounds",
             "unknown_partner",
             "partner_refused",
             "quote_mismatch",

@@ -4,6 +4,8 @@
 //! Code map:
 //! - this module: the partner registry, evidence and freezing, persisted in the node's own store;
 //! - [`agreements`]: approving and co-signing agreements with partners (spec/redemption.md §2);
+//! - [`payer`]: the payer's bounds on a partner's quote times and hold expiry, and the digest
+//!   of the prepared quote that a commit must match;
 //! - [`peer`]: signing and verifying node-to-node requests;
 //! - [`redeem`]: the prepare step between payee and payer (spec/redemption.md §3);
 //! - [`reconcile`]: reconciliation reports from the own log and the verified mirror;
@@ -17,6 +19,7 @@
 //! enters the sequencer, so a partner never delays local writes.
 
 pub mod agreements;
+pub mod payer;
 pub mod peer;
 pub mod quotes;
 pub mod reconcile;
@@ -188,6 +191,8 @@ pub struct Federation {
     pub(crate) commit_lock: tokio::sync::Mutex<()>,
     /// Serialises the creation of a redemption's secret at the payee.
     pub(crate) prepare_lock: tokio::sync::Mutex<()>,
+    /// Serialises keeping a prepared quote's digest at the payer.
+    pub(crate) payer_prepare_lock: tokio::sync::Mutex<()>,
     /// Serialises refunds at the payee, so it logs them in the order the payer did.
     pub(crate) refund_lock: tokio::sync::Mutex<()>,
     pub(crate) cosigned: RwLock<Option<witness::Cosigned>>,
@@ -252,6 +257,7 @@ impl Federation {
             gather_lock: tokio::sync::Mutex::new(()),
             commit_lock: tokio::sync::Mutex::new(()),
             prepare_lock: tokio::sync::Mutex::new(()),
+            payer_prepare_lock: tokio::sync::Mutex::new(()),
             refund_lock: tokio::sync::Mutex::new(()),
             cosigned: RwLock::new(None),
         };
