@@ -56,6 +56,9 @@ pub struct Federation {
     pub witness_interval_ms: u64,
     /// How far a peer request's time may be from this node's clock.
     pub peer_clock_skew_ms: u64,
+    /// Whether partner URLs may use plain `http://` to hosts other than loopback addresses
+    /// (the peer requests are signed, but their answers and the public reads are not private).
+    pub allow_http_partners: bool,
 }
 
 impl Default for Federation {
@@ -65,6 +68,7 @@ impl Default for Federation {
             sync_interval_ms: 1000,
             witness_interval_ms: 1000,
             peer_clock_skew_ms: 60_000,
+            allow_http_partners: false,
         }
     }
 }
@@ -250,6 +254,10 @@ impl Config {
             "LOYALTY_PEER_CLOCK_SKEW_MS",
             self.federation.peer_clock_skew_ms
         );
+        env!(
+            "LOYALTY_ALLOW_HTTP_PARTNERS",
+            self.federation.allow_http_partners
+        );
         env!("LOYALTY_BLOCK_CACHE_MIB", self.storage.block_cache_mib);
         env!("LOYALTY_MEMTABLE_MIB", self.storage.memtable_mib);
         env!(
@@ -330,7 +338,7 @@ impl Config {
         }
         let mut origins = vec![self.origin.clone()];
         for (i, p) in self.partners.iter().enumerate() {
-            match crate::federation::check_partner(&self.brand, p) {
+            match crate::federation::check_partner(&self.brand, p, f.allow_http_partners) {
                 Err(e) => {
                     return Err(ConfigError::Invalid {
                         key: "partners",
@@ -403,6 +411,8 @@ sync_interval_ms = {sync}
 witness_interval_ms = {witness}
 # How far a partner's signed request time may be from this node's clock.
 peer_clock_skew_ms = {skew}
+# Whether partner URLs may use plain http:// to hosts other than loopback addresses.
+allow_http_partners = {allow_http}
 
 [storage]
 # Memory budgets of RocksDB, in MiB. Members, lots, holds and ids live on disk and are read
@@ -436,6 +446,7 @@ mirror_memtable_mib = {mmemtable}
             sync = self.federation.sync_interval_ms,
             witness = self.federation.witness_interval_ms,
             skew = self.federation.peer_clock_skew_ms,
+            allow_http = self.federation.allow_http_partners,
             cache = self.storage.block_cache_mib,
             memtable = self.storage.memtable_mib,
             mcache = self.storage.mirror_block_cache_mib,
