@@ -158,7 +158,7 @@ pub fn router(app: Arc<App>) -> Router {
             crate::federation::agreements::PEER_PATH,
             post(crate::federation::agreements::peer_approval),
         )
-        .route("/v1/members/{member}/attestation", get(fed::attestation))
+        .route("/v1/members/{member}/attestation", post(fed::attestation))
         .route("/v1/attestations/verify", post(fed::verify_attestation))
         .route(
             "/v1/witness/add-checkpoint",

@@ -1093,11 +1093,37 @@ async fn attestation_offline() {
         })
         .await;
 
-        let answer = a
-            .get("/v1/members/alice/attestation")
+        // A read key cannot make the node write (issue 13, item 8): the read route of old
+        // is gone, and the write route needs a write scope. Nothing is logged by either.
+        let read_key = a
+            .post_json(
+                "/v1/admin/keys",
+                &json!({"name": "reader", "scopes": ["read"]}),
+            )
             .await
             .unwrap()
-            .ok_json("GET attestation");
+            .ok_json("create a read key")["key"]
+            .as_str()
+            .expect("the new key")
+            .to_owned();
+        let size = a.log_size().await.unwrap();
+        let http = http_client();
+        let url = format!("{}/v1/members/alice/attestation", a.url);
+        let got = send(http.get(&url).bearer_auth(&read_key)).await.unwrap();
+        assert_eq!(got.status, 405, "GET attestation: {}", got.text);
+        let posted = send(http.post(&url).bearer_auth(&read_key)).await.unwrap();
+        posted.assert_problem(403, "forbidden", "POST attestation with a read key");
+        assert_eq!(
+            a.log_size().await.unwrap(),
+            size,
+            "a read key made the node write"
+        );
+
+        let answer = a
+            .post_json("/v1/members/alice/attestation", &json!({}))
+            .await
+            .unwrap()
+            .ok_json("POST attestation");
         let att: Attestation =
             serde_json::from_value(answer.clone()).expect("an attestation of the §6 shape");
         let s = &att.statement;
@@ -1133,10 +1159,10 @@ async fn attestation_offline() {
 
         // Asking again logs nothing new.
         let again: Attestation = serde_json::from_value(
-            a.get("/v1/members/alice/attestation")
+            a.post_json("/v1/members/alice/attestation", &json!({}))
                 .await
                 .unwrap()
-                .ok_json("GET attestation again"),
+                .ok_json("POST attestation again"),
         )
         .unwrap();
         assert_eq!(again.receipt.index, att.receipt.index);
