@@ -52,6 +52,7 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
             "not_found",
         ],
     ),
+    (408, &["body_timeout"]),
     (
         409,
         &[
@@ -185,7 +186,7 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
             "partner_refused",
         ],
     ),
-    (503, &["overloaded", "not_ready", "timeout"]),
+    (503, &["overloaded", "not_ready", "timeout", "clock_jump"]),
 ];
 
 /// Whether `code` with `status` is a pair of [`ERROR_CODES`].
