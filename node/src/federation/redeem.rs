@@ -301,9 +301,19 @@ pub async fn peer_prepare(
         check_valuation(&app, q, true)?;
     }
     {
-        // The quote's digest is kept with the hold, so that only this quote can commit it.
+        // The quote's digest is kept with the hold, so that only this quote can commit it; a
+        // retry of a logged hold must carry the same quote (a hold logged before digests were
+        // kept gets none now: its commit is re-priced field by field).
         let _guard = fed.payer_prepare_lock.lock().await;
-        payer::keep_quote_digest(&app.store, q)?;
+        if logged.is_none() {
+            payer::keep_quote_digest(&app.store, q)?;
+        } else if payer::is_prepared_quote(&app.store, q)? == Some(false) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "id_conflict",
+                "this redemption was prepared with another quote",
+            ));
+        }
     }
     let committed = app
         .sequencer
