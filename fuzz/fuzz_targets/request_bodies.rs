@@ -266,7 +266,7 @@ fn body(kind: u8, b: &[u8]) {
                     url: p.url,
                     verifier_key: p.verifier_key,
                 };
-                if let Ok(Some(v)) = check_partner(&own, &cfg) {
+                if let Ok(Some(v)) = check_partner(&own, &cfg, false) {
                     let _ = witness_verifier(&v);
                 }
             }

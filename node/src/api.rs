@@ -42,6 +42,10 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub verifier_key: String,
     pub federation: Arc<crate::federation::Federation>,
+    /// The global request admission (concurrency, sender before body, deadlines).
+    pub admission: crate::guard::Admission,
+    /// The guard against forward jumps of the system clock.
+    pub clock: Arc<crate::clock::ClockGuard>,
 }
 
 pub type AppState = State<Arc<App>>;
@@ -73,6 +77,8 @@ pub fn router(app: Arc<App>) -> Router {
             post(admin::create_key).get(admin::list_keys),
         )
         .route("/v1/admin/keys/{key_id}", delete(admin::revoke_key))
+        .route(crate::clock::CONFIRM_PATH, post(crate::clock::confirm))
+        .route("/v1/admin/clock", get(crate::clock::status))
         .route("/v1/log/key", get(log_routes::key))
         .route("/v1/log/time", get(log_routes::time))
         .route("/v1/log/entries", get(log_routes::entries))
@@ -158,7 +164,7 @@ pub fn router(app: Arc<App>) -> Router {
             crate::federation::agreements::PEER_PATH,
             post(crate::federation::agreements::peer_approval),
         )
-        .route("/v1/members/{member}/attestation", get(fed::attestation))
+        .route("/v1/members/{member}/attestation", post(fed::attestation))
         .route("/v1/attestations/verify", post(fed::verify_attestation))
         .route(
             "/v1/witness/add-checkpoint",
@@ -168,12 +174,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route(
-            "/v1/openapi.json",
-            get(|| async { Json(crate::openapi::document()) }),
-        )
+        .route("/v1/openapi.json", get(openapi_json))
         .merge(crate::explorer::routes())
         .fallback(|| async { ApiError::not_found("not_found", "no such route") })
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            crate::guard::admit,
+        ))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::max(body_max))
         .with_state(app)
@@ -181,7 +188,7 @@ pub fn router(app: Arc<App>) -> Router {
 
 async fn observe(State(app): AppState, req: Request, next: Next) -> Response {
     let t0 = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = crate::metrics::method_label(req.method().as_str());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -189,12 +196,23 @@ async fn observe(State(app): AppState, req: Request, next: Next) -> Response {
         .to_owned();
     let resp = next.run(req).await;
     app.metrics
-        .observe_request(&method, &route, resp.status().as_u16(), t0.elapsed());
+        .observe_request(method, &route, resp.status().as_u16(), t0.elapsed());
     resp
 }
 
+/// `GET /v1/openapi.json`: the document is generated once per process and served from memory.
+async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::OnceLock<axum::body::Bytes> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| {
+        serde_json::to_vec(&crate::openapi::document())
+            .expect("the OpenAPI document serializes")
+            .into()
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
+}
+
 async fn readyz(State(app): AppState) -> Response {
-    if app.shared.is_ready() {
+    if app.shared.is_ready() && !app.clock.is_held() {
         "ready\n".into_response()
     } else {
         ApiError::not_ready().into_response()
@@ -573,6 +591,10 @@ pub async fn hold(
             "authorisation_required",
             "a hold for a partner (payee) must name the member's spend authorisation",
         ));
+    }
+    if b.payee.is_some() {
+        // The partner resolves it through the redemption routes, which derive ids from it.
+        crate::federation::redeem::check_redemption_id(&b.id)?;
     }
     let kind = EntryKind::Hold(Hold {
         member,

@@ -72,6 +72,11 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// The guard against forward jumps of the system clock (`limits.clock_jump_ms_max`).
+    Clock {
+        #[command(subcommand)]
+        action: ClockAction,
+    },
     /// Start three partner brands on this machine and run a narrated day of the federation
     /// (earn, tiers, cross-brand redemption, refund, crash and recovery, status match,
     /// settlement); the nodes keep running until Ctrl-C.
@@ -87,6 +92,16 @@ enum Command {
         /// redemptions, refund, statements) to this file.
         #[arg(long)]
         report: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClockAction {
+    /// After checking the system clock, let a running node that stopped writes on a forward
+    /// jump of the clock take writes again (at the current time).
+    Confirm {
+        #[arg(long)]
+        data: PathBuf,
     },
 }
 
@@ -136,9 +151,16 @@ fn migrate(data: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Entry point of the binary.
+/// Entry point of the binary. Every file and directory the node creates is private to its user
+/// (umask 077: directories 0700, files 0600): the store holds redemption preimages and API key
+/// hashes, the data directory the signing key.
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     match cli.command {
         Command::Init {
             data,
@@ -150,6 +172,7 @@ pub fn main() -> Result<()> {
         Command::Run { data } => {
             let config = Config::load(&data)?;
             crate::server::init_tracing(&config);
+            check_data_permissions(&data)?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -159,6 +182,13 @@ pub fn main() -> Result<()> {
         Command::Backup { data, to } => backup(&data, &to),
         Command::Migrate { data } => migrate(&data),
         Command::Keys { action } => keys(action),
+        Command::Clock {
+            action: ClockAction::Confirm { data },
+        } => {
+            let answer = control_request(&data.join(CONTROL_SOCKET), "/clock/confirm", "{}")?;
+            println!("clock confirmed: {answer}");
+            Ok(())
+        }
         Command::Demo {
             dir,
             exit_after_scenario,
@@ -184,7 +214,7 @@ fn init(
             data.display()
         );
     }
-    std::fs::create_dir_all(data).with_context(|| format!("create {}", data.display()))?;
+    create_private_dir(data)?;
     let mut config = Config::new(brand, listen, public_url);
     if let Some(o) = origin {
         config.origin = o;
@@ -230,25 +260,73 @@ pub fn load_seed(data: &Path) -> Result<[u8; 32]> {
     let path = data.join(KEY_FILE);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("read the signing key {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            tracing::warn!(path = %path.display(), "the signing key is readable by group or others; chmod 600 it");
-        }
-    }
+    check_key_permissions(&path)?;
     let bytes = hex::decode(text.trim()).context("the signing key is not hex")?;
     bytes
         .try_into()
         .map_err(|_| anyhow::anyhow!("the signing key must be 32 bytes"))
 }
 
+/// Creates `dir` (and its parents) with mode 0700 for the last component.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+        .with_context(|| format!("create {}", dir.display()))
+}
+
+/// Refuses a signing key that group or others may read (issue 13, item 9).
+pub fn check_key_permissions(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("read the signing key {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "the signing key {} has mode {:o}: group or others can read it; run chmod 600 {} (and consider the key exposed if others could read it)",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// At start-up: the signing key must be private (else the node refuses to start), and the data
+/// directory and its store are made private (0700) if an older version left them open.
+fn check_data_permissions(data: &Path) -> Result<()> {
+    check_key_permissions(&data.join(KEY_FILE))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for dir in [data.to_path_buf(), data.join(DB_DIR)] {
+            let Ok(meta) = std::fs::metadata(&dir) else {
+                continue;
+            };
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("make {} private (chmod 700)", dir.display()))?;
+                tracing::warn!(dir = %dir.display(), "was readable by group or others; now mode 700");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn backup(data: &Path, to: &Path) -> Result<()> {
     if to.exists() {
         bail!("{} exists; backups go to a new directory", to.display());
     }
-    std::fs::create_dir_all(to).with_context(|| format!("create {}", to.display()))?;
+    create_private_dir(to)?;
     let to = &to.canonicalize()?;
     let socket = data.join(CONTROL_SOCKET);
     match Store::open(&data.join(DB_DIR)) {

@@ -28,8 +28,22 @@ pub struct Limits {
     pub batch_writes_max: usize,
     /// A request not answered within this time is answered 503 `timeout`.
     pub request_timeout_ms: u64,
-    /// Requests served at once; more wait.
+    /// Requests served at once, over every route together; more wait for a slot.
     pub concurrency_max: usize,
+    /// How long a request waits for a slot before it is answered 503 `overloaded`.
+    pub queue_wait_ms: u64,
+    /// A request body not fully received within this time is answered 408 `body_timeout`.
+    pub body_timeout_ms: u64,
+    /// A connection whose request head (line and headers) is not complete within this time,
+    /// counted from its first byte or from the end of the previous answer, is closed.
+    pub header_read_timeout_ms: u64,
+    /// A connection on which no byte moves either way for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Open client connections at most; more are closed at once (and counted).
+    pub connections_max: usize,
+    /// A forward jump of the system clock larger than this stops writes until an operator
+    /// confirms the new time (`loyalty-node clock confirm`).
+    pub clock_jump_ms_max: u64,
 }
 
 impl Default for Limits {
@@ -40,6 +54,12 @@ impl Default for Limits {
             batch_writes_max: 4_096,
             request_timeout_ms: 10_000,
             concurrency_max: 1_024,
+            queue_wait_ms: 1_000,
+            body_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            connections_max: 1_024,
+            clock_jump_ms_max: 300_000,
         }
     }
 }
@@ -56,6 +76,9 @@ pub struct Federation {
     pub witness_interval_ms: u64,
     /// How far a peer request's time may be from this node's clock.
     pub peer_clock_skew_ms: u64,
+    /// Whether partner URLs may use plain `http://` to hosts other than loopback addresses
+    /// (the peer requests are signed, but their answers and the public reads are not private).
+    pub allow_http_partners: bool,
 }
 
 impl Default for Federation {
@@ -65,6 +88,7 @@ impl Default for Federation {
             sync_interval_ms: 1000,
             witness_interval_ms: 1000,
             peer_clock_skew_ms: 60_000,
+            allow_http_partners: false,
         }
     }
 }
@@ -250,6 +274,15 @@ impl Config {
         env!("LOYALTY_BATCH_WRITES_MAX", self.limits.batch_writes_max);
         env!("LOYALTY_REQUEST_TIMEOUT_MS", self.limits.request_timeout_ms);
         env!("LOYALTY_CONCURRENCY_MAX", self.limits.concurrency_max);
+        env!("LOYALTY_QUEUE_WAIT_MS", self.limits.queue_wait_ms);
+        env!("LOYALTY_BODY_TIMEOUT_MS", self.limits.body_timeout_ms);
+        env!(
+            "LOYALTY_HEADER_READ_TIMEOUT_MS",
+            self.limits.header_read_timeout_ms
+        );
+        env!("LOYALTY_IDLE_TIMEOUT_MS", self.limits.idle_timeout_ms);
+        env!("LOYALTY_CONNECTIONS_MAX", self.limits.connections_max);
+        env!("LOYALTY_CLOCK_JUMP_MS_MAX", self.limits.clock_jump_ms_max);
         env!("LOYALTY_WITNESS_QUORUM", self.federation.witness_quorum);
         env!("LOYALTY_SYNC_INTERVAL_MS", self.federation.sync_interval_ms);
         env!(
@@ -259,6 +292,10 @@ impl Config {
         env!(
             "LOYALTY_PEER_CLOCK_SKEW_MS",
             self.federation.peer_clock_skew_ms
+        );
+        env!(
+            "LOYALTY_ALLOW_HTTP_PARTNERS",
+            self.federation.allow_http_partners
         );
         env!("LOYALTY_BLOCK_CACHE_MIB", self.storage.block_cache_mib);
         env!("LOYALTY_MEMTABLE_MIB", self.storage.memtable_mib);
@@ -312,6 +349,30 @@ impl Config {
         if !(1..=100_000).contains(&l.concurrency_max) {
             return invalid("limits.concurrency_max", "must be 1 to 100000");
         }
+        if !(1..=60_000).contains(&l.queue_wait_ms) {
+            return invalid("limits.queue_wait_ms", "must be 1 to 60000");
+        }
+        if !(100..=600_000).contains(&l.body_timeout_ms) {
+            return invalid("limits.body_timeout_ms", "must be 100 to 600000");
+        }
+        if !(100..=600_000).contains(&l.header_read_timeout_ms) {
+            return invalid("limits.header_read_timeout_ms", "must be 100 to 600000");
+        }
+        if !(1_000..=3_600_000).contains(&l.idle_timeout_ms) {
+            return invalid("limits.idle_timeout_ms", "must be 1000 to 3600000");
+        }
+        if l.idle_timeout_ms <= (l.queue_wait_ms + l.request_timeout_ms).max(l.body_timeout_ms) {
+            return invalid(
+                "limits.idle_timeout_ms",
+                "must be longer than limits.queue_wait_ms + limits.request_timeout_ms and than limits.body_timeout_ms (a request waiting or being served moves no bytes)",
+            );
+        }
+        if !(1..=1_000_000).contains(&l.connections_max) {
+            return invalid("limits.connections_max", "must be 1 to 1000000");
+        }
+        if !(1_000..=86_400_000).contains(&l.clock_jump_ms_max) {
+            return invalid("limits.clock_jump_ms_max", "must be 1000 to 86400000");
+        }
         let f = &self.federation;
         if f.witness_quorum > crate::federation::PARTNERS_MAX {
             return invalid("federation.witness_quorum", "must be at most 64");
@@ -344,7 +405,7 @@ impl Config {
         }
         let mut origins = vec![self.origin.clone()];
         for (i, p) in self.partners.iter().enumerate() {
-            match crate::federation::check_partner(&self.brand, p) {
+            match crate::federation::check_partner(&self.brand, p, f.allow_http_partners) {
                 Err(e) => {
                     return Err(ConfigError::Invalid {
                         key: "partners",
@@ -404,8 +465,23 @@ queue_depth_max = {queue}
 batch_writes_max = {batch}
 # Requests not answered within this many milliseconds get 503 "timeout".
 request_timeout_ms = {timeout}
-# Requests served at once.
+# Requests served at once, over every route together.
 concurrency_max = {conc}
+# How long a request waits for a slot before it gets 503 "overloaded" with Retry-After.
+queue_wait_ms = {queue_wait}
+# A request body not received within this many milliseconds gets 408 "body_timeout".
+body_timeout_ms = {body_timeout}
+# A connection whose request head is not complete within this many milliseconds (from its
+# first byte, or from the end of the previous answer) is closed.
+header_read_timeout_ms = {header_timeout}
+# A connection on which no byte moves for this many milliseconds is closed.
+idle_timeout_ms = {idle_timeout}
+# Open client connections at most; more are closed at once. The node refuses to start unless
+# its open-file limit (ulimit -n) covers this plus a reserve for its stores.
+connections_max = {connections}
+# A forward jump of the system clock larger than this stops writes until an operator
+# confirms the time with `loyalty-node clock confirm`.
+clock_jump_ms_max = {clock_jump}
 
 [federation]
 # Cosignatures from distinct pinned partners a checkpoint needs before it is final for
@@ -417,6 +493,8 @@ sync_interval_ms = {sync}
 witness_interval_ms = {witness}
 # How far a partner's signed request time may be from this node's clock.
 peer_clock_skew_ms = {skew}
+# Whether partner URLs may use plain http:// to hosts other than loopback addresses.
+allow_http_partners = {allow_http}
 
 [storage]
 # Memory budgets of RocksDB, in MiB. Members, lots, holds and ids live on disk and are read
@@ -449,10 +527,17 @@ max_open_files = {open_files}
             batch = self.limits.batch_writes_max,
             timeout = self.limits.request_timeout_ms,
             conc = self.limits.concurrency_max,
+            queue_wait = self.limits.queue_wait_ms,
+            body_timeout = self.limits.body_timeout_ms,
+            header_timeout = self.limits.header_read_timeout_ms,
+            idle_timeout = self.limits.idle_timeout_ms,
+            connections = self.limits.connections_max,
+            clock_jump = self.limits.clock_jump_ms_max,
             quorum = self.federation.witness_quorum,
             sync = self.federation.sync_interval_ms,
             witness = self.federation.witness_interval_ms,
             skew = self.federation.peer_clock_skew_ms,
+            allow_http = self.federation.allow_http_partners,
             cache = self.storage.block_cache_mib,
             memtable = self.storage.memtable_mib,
             mcache = self.storage.mirror_block_cache_mib,

@@ -41,3 +41,22 @@ pub async fn delay(name: &str) {
         }
     }
 }
+
+/// The variable naming a file whose content (a number of milliseconds) the clock guard adds to
+/// its reading of the wall clock while the file exists: a forward jump of the system clock,
+/// for tests (the sequencer's clock is not moved).
+pub const FAULT_CLOCK_JUMP_FILE_ENV: &str = "LOYALTY_FAULT_CLOCK_JUMP_FILE";
+
+/// The simulated forward jump of the wall clock, in ms (0 unless a test set one).
+pub fn clock_jump_ms() -> u64 {
+    static CONFIGURED: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    let Some(path) =
+        CONFIGURED.get_or_init(|| std::env::var_os(FAULT_CLOCK_JUMP_FILE_ENV).map(Into::into))
+    else {
+        return 0;
+    };
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -10,18 +10,24 @@
 //! - [`federation`]: partners, verified mirrors, witnessing, peer requests, evidence;
 //! - [`keys`]: API keys, stored hashed;
 //! - [`metrics`], [`openapi`]: operations;
+//! - [`clock`]: the guard that stops writes after a forward jump of the system clock;
+//! - [`guard`]: admission of requests (one concurrency limit, sender before body, deadlines);
+//! - [`listener`]: client connections (cap, header and idle deadlines, open-file budget);
 //! - [`cli`], [`server`]: the `loyalty-node` binary;
 //! - [`demo`]: `loyalty-node demo`, three brands and a narrated scenario on loopback.
 
 pub mod admin;
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod explorer;
 pub mod fault;
 pub mod federation;
+pub mod guard;
 pub mod keys;
+pub mod listener;
 pub mod log_routes;
 pub mod metrics;
 pub mod openapi;

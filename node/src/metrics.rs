@@ -55,6 +55,18 @@ pub struct Metrics {
     pub evidence: Family<EvidenceLabels, Counter>,
     pub cosigned_for: Family<BrandLabels, Counter>,
     pub cosignatures_gathered: Family<BrandLabels, Counter>,
+    /// Client connections open now.
+    pub connections_open: Gauge,
+    /// Connections closed at once because `limits.connections_max` were open.
+    pub connections_refused: Counter,
+    /// Failed accepts (e.g. no file descriptor left); each is retried.
+    pub accept_errors: Counter,
+    /// Requests answered 503 `overloaded` after waiting `limits.queue_wait_ms` for a slot.
+    pub admission_refused: Counter,
+    /// 1 while writes are stopped by a forward jump of the system clock.
+    pub clock_jump_held: Gauge,
+    /// The size of the last forward clock jump found, in milliseconds.
+    pub clock_jump_ms: Gauge,
 }
 
 impl Metrics {
@@ -144,7 +156,49 @@ impl Metrics {
             "Cosignatures of this node's checkpoints gathered from partners",
             cosignatures_gathered.clone(),
         );
+        let connections_open = Gauge::default();
+        let connections_refused = Counter::default();
+        let accept_errors = Counter::default();
+        let admission_refused = Counter::default();
+        let clock_jump_held = Gauge::default();
+        let clock_jump_ms = Gauge::default();
+        registry.register(
+            "http_connections",
+            "Client connections open now (at most limits.connections_max)",
+            connections_open.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "Connections closed at once because limits.connections_max were open",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "http_accept_errors",
+            "Failed accepts, e.g. no file descriptor left (each is retried)",
+            accept_errors.clone(),
+        );
+        registry.register(
+            "http_admission_refused",
+            "Requests answered 503 overloaded after waiting limits.queue_wait_ms for a slot",
+            admission_refused.clone(),
+        );
+        registry.register(
+            "clock_jump_held",
+            "1 while writes are stopped by a forward jump of the system clock (alert on it)",
+            clock_jump_held.clone(),
+        );
+        registry.register(
+            "clock_jump_ms",
+            "The last forward jump of the system clock found, in milliseconds",
+            clock_jump_ms.clone(),
+        );
         Metrics {
+            connections_open,
+            connections_refused,
+            accept_errors,
+            admission_refused,
+            clock_jump_held,
+            clock_jump_ms,
             partner_frozen,
             partner_verified,
             partner_lag,
@@ -171,11 +225,13 @@ impl Metrics {
         self.commit_latency.observe(took.as_secs_f64());
     }
 
-    /// Records one answered request.
+    /// Records one answered request. `route` must be a matched route template (or
+    /// `unmatched`), never a raw path: every label comes from a fixed set, so no request can
+    /// create a series (issue 13).
     pub fn observe_request(&self, method: &str, route: &str, status: u16, took: Duration) {
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
+                method: method_label(method).to_owned(),
                 route: route.to_owned(),
                 status,
             })
@@ -243,8 +299,31 @@ impl Metrics {
     }
 }
 
+/// The label of an HTTP method: one of the methods the API serves, or `other`. A client can
+/// send any token as a method; labelling it verbatim would create a series per token.
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"];
+    KNOWN
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_come_from_a_fixed_set() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("get"), "other");
+        assert_eq!(method_label(&"X".repeat(1 << 16)), "other");
     }
 }

@@ -35,6 +35,8 @@ use crate::{admin, api, log_routes, problem, reads};
         admin::create_key,
         admin::list_keys,
         admin::revoke_key,
+        crate::clock::confirm,
+        crate::clock::status,
         log_routes::key,
         log_routes::time,
         log_routes::checkpoint,

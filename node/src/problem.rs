@@ -52,6 +52,7 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
             "not_found",
         ],
     ),
+    (408, &["body_timeout"]),
     (
         409,
         &[
@@ -129,6 +130,8 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
             "attestation_expired",
             "redemption_id_too_long",
             "refund_id_too_long",
+            "quote_out_of_bounds",
+            "hold_out_of_bounds",
             "unknown_partner",
             "partner_refused",
             "quote_mismatch",
@@ -183,7 +186,7 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
             "partner_refused",
         ],
     ),
-    (503, &["overloaded", "not_ready", "timeout"]),
+    (503, &["overloaded", "not_ready", "timeout", "clock_jump"]),
 ];
 
 /// Whether `code` with `status` is a pair of [`ERROR_CODES`].

@@ -75,6 +75,9 @@ pub struct Shared {
     open_payables: RwLock<Arc<BTreeMap<EntryId, i64>>>,
     ready: AtomicBool,
     depth: AtomicUsize,
+    /// While this flag is set (the clock guard holds writes after a clock jump), the
+    /// housekeeping that logs what falls due by log time pauses.
+    housekeeping_held: std::sync::OnceLock<Arc<AtomicBool>>,
 }
 
 impl Shared {
@@ -93,6 +96,17 @@ impl Shared {
             .get(agreement)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Pauses the housekeeping whenever `flag` is set (set once, at start).
+    pub fn hold_housekeeping_with(&self, flag: Arc<AtomicBool>) {
+        let _ = self.housekeeping_held.set(flag);
+    }
+
+    fn housekeeping_held(&self) -> bool {
+        self.housekeeping_held
+            .get()
+            .is_some_and(|f| f.load(Ordering::Acquire))
     }
 
     /// Whether the sequencer is running and accepting writes.
@@ -153,6 +167,7 @@ impl Sequencer {
             open_payables: RwLock::new(open_payables(&log)),
             ready: AtomicBool::new(true),
             depth: AtomicUsize::new(0),
+            housekeeping_held: std::sync::OnceLock::new(),
         });
         metrics.log_size.set(log.size() as i64);
         let thread_shared = shared.clone();
@@ -305,7 +320,7 @@ fn run(
             batch.push(r);
             // Served first in the next round (with whatever arrives meanwhile).
         }
-        if last_housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL {
+        if last_housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL && !shared.housekeeping_held() {
             last_housekeeping = Instant::now();
             let Some(tiers) = tiers.as_mut() else { break };
             if let Err(e) = housekeeping(&mut log, tiers, &shared, &metrics) {

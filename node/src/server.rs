@@ -1,19 +1,15 @@
 //! `loyalty-node run`: wires config, store, sequencer, keys and the router, serves HTTP until
 //! SIGTERM/SIGINT, then drains in-flight requests and closes the store cleanly.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
-
 use anyhow::{Context, Result};
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::post;
-use axum::{BoxError, Json, Router};
+use axum::{Json, Router};
 use serde::Deserialize;
-use tower::ServiceBuilder;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use ledger::checkpoint::NoteSigner;
 use ledger::log::Log;
@@ -75,6 +71,8 @@ pub async fn run(data: PathBuf, config: Config) -> Result<()> {
         shared.clone(),
     )
     .context("open the federation state and mirrors")?;
+    let clock = crate::clock::ClockGuard::new(config.limits.clock_jump_ms_max, metrics.clone());
+    shared.hold_housekeeping_with(clock.held_flag());
     let app = Arc::new(App {
         config: config.clone(),
         store,
@@ -84,35 +82,29 @@ pub async fn run(data: PathBuf, config: Config) -> Result<()> {
         metrics,
         verifier_key: verifier_key.clone(),
         federation: federation.clone(),
+        admission: crate::guard::Admission::new(&config.limits),
+        clock: clock.clone(),
     });
-    let timeout = Duration::from_millis(config.limits.request_timeout_ms);
-    let service = router(app.clone()).layer(
-        ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(|e: BoxError| async move {
-                if e.is::<tower::timeout::error::Elapsed>() {
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "timeout",
-                        "the request took too long",
-                    )
-                } else {
-                    ApiError::internal(e)
-                }
-            }))
-            .timeout(timeout)
-            .concurrency_limit(config.limits.concurrency_max),
-    );
+    let clock_task = crate::clock::spawn(clock);
+    let service = router(app.clone());
+    let fd_limit = crate::listener::ensure_fd_limit(config.limits.connections_max)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen on {}", config.listen))?;
     let control = spawn_control_socket(&data, app.clone())?;
     federation.start();
-    tracing::info!(listen = %config.listen, verifier_key = %verifier_key, "serving");
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    tracing::info!(listen = %config.listen, verifier_key = %verifier_key, fd_limit, "serving");
+    crate::listener::serve(
+        listener,
+        service,
+        &config.limits,
+        app.metrics.clone(),
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("shutting down: in-flight requests drained");
     control.abort();
+    clock_task.abort();
     let _ = std::fs::remove_file(data.join(crate::cli::CONTROL_SOCKET));
     // Dropping the last handle to the sequencer ends its thread, which flushes the store.
     drop(app);
@@ -185,6 +177,16 @@ fn spawn_control_socket(
                             Ok(Err(e)) => ApiError::internal(e).into_response(),
                             Err(e) => ApiError::internal(e).into_response(),
                         }
+                    },
+                ),
+            )
+            .route(
+                "/clock/confirm",
+                // The body is read (and ignored) before answering, so that the client never
+                // writes into a closed connection.
+                post(
+                    |State(app): State<Arc<App>>, _body: axum::body::Bytes| async move {
+                        Json(app.clock.confirm()).into_response()
                     },
                 ),
             )

@@ -1245,7 +1245,7 @@ async fn backup_of_a_running_node_serves_the_same_log() {
     }
     let note = c.checkpoint_note().await.unwrap();
     let backup = node.data.parent().unwrap().join("backup");
-    let out = std::process::Command::new(harness::BIN)
+    let out = std::process::Command::new(harness::bin())
         .args(["backup", "--data"])
         .arg(&node.data)
         .arg("--to")

@@ -1,6 +1,6 @@
 //! Tier attestations (spec/federation.md §6), verified offline.
 //!
-//! An [`Attestation`] is what `GET /v1/members/{member}/attestation` serves (see
+//! An [`Attestation`] is what `POST /v1/members/{member}/attestation` answers (see
 //! [`crate::Client::attestation`]): a brand's [`Statement`] "member M holds tier T until U"
 //! and the receipt of the `tier_attestation` entry that makes it, under a checkpoint cosigned
 //! by the brand's witnesses. [`verify`] checks it with nothing but the brand's pinned key and

@@ -195,6 +195,11 @@ pub enum ErrorCode {
     NotReady,
     /// 503: the write was not committed in time; retrying with the same id is safe.
     Timeout,
+    /// 408: the request body did not arrive within the node's body timeout; nothing was done.
+    BodyTimeout,
+    /// 503: the node's system clock jumped forward and writes are stopped until its operator
+    /// confirms the time.
+    ClockJump,
     /// 409: a partner's pinned key cannot be replaced through the API.
     PartnerKeyPinned,
     /// 403: evidence froze the partnership (spec/federation.md §5).
@@ -264,6 +269,8 @@ const CODES: &[(&str, ErrorCode)] = &[
     ("overloaded", ErrorCode::Overloaded),
     ("not_ready", ErrorCode::NotReady),
     ("timeout", ErrorCode::Timeout),
+    ("body_timeout", ErrorCode::BodyTimeout),
+    ("clock_jump", ErrorCode::ClockJump),
     ("partner_key_pinned", ErrorCode::PartnerKeyPinned),
     ("partner_frozen", ErrorCode::PartnerFrozen),
     ("attestation_wrong_brand", ErrorCode::AttestationWrongBrand),

@@ -14,8 +14,8 @@ use federation_tests::fake_partner::{
     Behaviour, FakePartner, PeerHeaders, ADD_CHECKPOINT_PATH, TARGET_MEMBER,
 };
 use federation_tests::harness::{
-    bounded, mirrored_member_part, now_ms, pin_all, start_nodes, u64_field, wait_until, Answer,
-    Node, FAST_FEDERATION,
+    bounded, http_client, mirrored_member_part, now_ms, pin_all, send, start_nodes, u64_field,
+    wait_until, Answer, Node, FAST_FEDERATION,
 };
 use ledger::attestation::Attestation;
 use ledger::checkpoint::{
@@ -370,9 +370,14 @@ fn seed_honest_log(fake: &FakePartner) {
 }
 
 /// A node mirrors the fake's honest log; then the fake misbehaves. The node must store evidence
-/// of the right kind, freeze the partnership (partners list, metric, peer requests refused,
-/// no more fetching) and keep none of the bad data; unfreezing lifts the freeze, keeps the
-/// evidence and lets the honest log be mirrored again.
+/// of the right kind and keep none of the bad data. Proven misbehaviour (a fork: two validly
+/// signed checkpoints that conflict; an invalid entry under a valid checkpoint) freezes the
+/// partnership (partners list, metric, peer requests refused, no more fetching), and unfreezing
+/// lifts the freeze, keeps the evidence and lets the honest log be mirrored again. Anything else
+/// (a bad signature, a shrink, entries that do not match the root), which a proxy on the path
+/// could produce, is recorded once as unproven evidence, counted and retried with backoff, and
+/// never freezes: once the honest log is served again, it is mirrored without an operator
+/// (issue 13, item 6).
 async fn misbehaving_partner_is_caught(behaviour: Behaviour) {
     let kind = behaviour.evidence_kind().expect("a misbehaviour");
     bounded(LIMIT_SMALL, kind, async {
@@ -432,6 +437,54 @@ async fn misbehaving_partner_is_caught(behaviour: Behaviour) {
                 strings(e).iter().any(|s| s.contains(&accepted_note)),
                 "the evidence does not keep the accepted note: {e}"
             );
+        }
+
+        let proven = matches!(behaviour, Behaviour::Fork | Behaviour::InvalidEntry);
+        assert_eq!(e["proven"], json!(proven), "{e}");
+        if !proven {
+            // Recorded, not frozen; retried with backoff; the same bad data is stored once.
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            let p = node.partner(fake.brand()).await.unwrap();
+            assert_eq!(p["frozen"], json!(false), "{p}");
+            assert_eq!(p["verified_size"], json!(n), "{p}");
+            assert!(
+                p["last_error"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("unproven")),
+                "{p}"
+            );
+            assert_eq!(
+                node.metric("loyalty_partner_frozen", &frozen_metric)
+                    .await
+                    .unwrap(),
+                Some(0.0)
+            );
+            let counted = node
+                .metric(
+                    "loyalty_evidence_total",
+                    &[("brand", fake.brand()), ("kind", kind)],
+                )
+                .await
+                .unwrap();
+            assert!(counted.is_some_and(|c| c >= 1.0), "loyalty_evidence_total");
+            assert_eq!(node.evidence().await.unwrap(), evidence, "stored again");
+            let after = node
+                .mirrored_member(fake.brand(), TARGET_MEMBER)
+                .await
+                .unwrap();
+            assert_eq!(after, before, "the mirrored member changed");
+            let a = fake.add_checkpoint(&node.url, &node.brand, 0).await;
+            assert_ne!(a.status, 403, "peer requests refused: {}", a.text);
+            // Honest again: mirrored without any operator action.
+            fake.set_behaviour(Behaviour::Honest);
+            for i in 0..5 {
+                fake.append_earn(TARGET_MEMBER, 1 + i);
+            }
+            wait_mirrored(&node, fake.brand(), n + 5).await;
+            let p = node.partner(fake.brand()).await.unwrap();
+            assert_eq!(p["frozen"], json!(false), "{p}");
+            assert_eq!(node.evidence().await.unwrap(), evidence);
+            return;
         }
 
         // Frozen, and nothing of the bad data is in the mirror.
@@ -516,23 +569,173 @@ async fn partner_fork_is_evidence_and_freezes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partner_forged_signature_is_evidence_and_freezes() {
+async fn partner_forged_signature_is_unproven_evidence_and_retried() {
     misbehaving_partner_is_caught(Behaviour::ForgedSignature).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partner_rewritten_entry_is_evidence_and_freezes() {
+async fn partner_rewritten_entry_is_unproven_evidence_and_retried() {
     misbehaving_partner_is_caught(Behaviour::RewrittenEntry).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partner_shrinking_tree_is_evidence_and_freezes() {
+async fn partner_shrinking_tree_is_unproven_evidence_and_retried() {
     misbehaving_partner_is_caught(Behaviour::Shrink).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partner_invalid_entry_is_evidence_and_freezes() {
     misbehaving_partner_is_caught(Behaviour::InvalidEntry).await;
+}
+
+/// A small HTTP server on loopback answering every request with `answer`; counts requests.
+async fn canned_server(
+    answer: fn(u16) -> axum::response::Response,
+    meta_port: u16,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let h = h.clone();
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            answer(meta_port)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, hits)
+}
+
+fn some_verifier_key(name: &str) -> String {
+    ledger::checkpoint::NoteSigner::from_seed(name, &[9u8; 32])
+        .unwrap()
+        .verifier_key_string()
+}
+
+/// Issue 13 items 5, 6 and 10: partner traffic follows no redirect (a partner URL must not
+/// reach another host, such as a cloud metadata service, with the peer headers); what a partner
+/// answers is never republished on the public explorer (errors are a status and a fixed
+/// message, an answer that is not a checkpoint note is kept as a digest) and does not freeze
+/// the partner; a partner URL with credentials, or plain http to a host that is not loopback,
+/// is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partner_answers_and_urls_are_not_published() {
+    use axum::response::IntoResponse;
+    bounded(LIMIT_SMALL, "partner_answers_and_urls", async {
+        let (meta, meta_hits) = canned_server(|_| "SECRET-METADATA-TOKEN".into_response(), 0).await;
+        let meta_port: u16 = meta.rsplit(':').next().unwrap().parse().unwrap();
+        let (redirector, _) = canned_server(
+            |port| {
+                (
+                    axum::http::StatusCode::FOUND,
+                    [(
+                        axum::http::header::LOCATION,
+                        format!("http://127.0.0.1:{port}/latest/meta-data"),
+                    )],
+                )
+                    .into_response()
+            },
+            meta_port,
+        )
+        .await;
+        let (garbage, garbage_hits) =
+            canned_server(|_| "<html>SECRET-GARBAGE-TOKEN</html>".into_response(), 0).await;
+        let node = Node::start_new("brand-a", FAST_FEDERATION).await;
+        let a = node
+            .pin(
+                "redir",
+                &redirector,
+                &some_verifier_key("example.org/redir"),
+            )
+            .await;
+        assert!(a.is_success(), "{} {}", a.status, a.text);
+        let a = node
+            .pin(
+                "garbage",
+                &garbage,
+                &some_verifier_key("example.org/garbage"),
+            )
+            .await;
+        assert!(a.is_success(), "{} {}", a.status, a.text);
+
+        // Garbage at /checkpoint: unproven evidence, kept as a digest; not frozen.
+        let evidence = wait_until("evidence against garbage", NOTICE, || async {
+            let e = node.evidence().await?;
+            e.into_iter()
+                .find(|e| e["brand"] == json!("garbage"))
+                .ok_or_else(|| "no evidence yet".to_string())
+        })
+        .await;
+        assert_eq!(evidence["kind"], json!("bad_signature"), "{evidence}");
+        assert_eq!(evidence["proven"], json!(false), "{evidence}");
+        assert!(
+            evidence["notes"][0]
+                .as_str()
+                .is_some_and(|n| n.starts_with("sha256:")),
+            "{evidence}"
+        );
+        wait_until("the redirect is reported", NOTICE, || async {
+            let p = node.partner("redir").await?;
+            match p["last_error"].as_str() {
+                Some(m) if m.contains("302") => Ok(()),
+                _ => Err(format!("{p}")),
+            }
+        })
+        .await;
+        // A few more rounds (with backoff).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(garbage_hits.load(Ordering::SeqCst) >= 1);
+        assert_eq!(
+            meta_hits.load(Ordering::SeqCst),
+            0,
+            "a partner's redirect was followed"
+        );
+        for p in ["redir", "garbage"] {
+            let p = node.partner(p).await.unwrap();
+            assert_eq!(p["frozen"], json!(false), "{p}");
+        }
+        let http = http_client();
+        for path in [
+            "/explorer/partners",
+            "/explorer/partners/garbage",
+            "/explorer/checkpoints",
+        ] {
+            let page = send(http.get(format!("{}{path}", node.url))).await.unwrap();
+            assert_eq!(page.status, 200, "{path}");
+            assert!(
+                !page.text.contains("SECRET"),
+                "{path} republishes an answer"
+            );
+        }
+        for path in ["/v1/partners", "/v1/evidence"] {
+            let a = node.get(path).await.unwrap();
+            assert!(!a.text.contains("SECRET"), "{path}: {}", a.text);
+        }
+
+        // Credentials in a partner URL, and plain http to a host that is not loopback.
+        let key = some_verifier_key("example.org/c");
+        for url in [
+            format!(
+                "http://user:hunter2@{}",
+                redirector.trim_start_matches("http://")
+            ),
+            "http://192.0.2.7:7700".to_string(),
+            "http://partner.example:7700".to_string(),
+        ] {
+            let a = node.pin("creds", &url, &key).await;
+            a.assert_problem(422, "invalid_partner", &url);
+        }
+        assert!(node.partner("creds").await.is_err());
+        let page = send(http.get(format!("{}/explorer/partners", node.url)))
+            .await
+            .unwrap();
+        assert!(!page.text.contains("hunter2"));
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------
@@ -890,11 +1093,37 @@ async fn attestation_offline() {
         })
         .await;
 
-        let answer = a
-            .get("/v1/members/alice/attestation")
+        // A read key cannot make the node write (issue 13, item 8): the read route of old
+        // is gone, and the write route needs a write scope. Nothing is logged by either.
+        let read_key = a
+            .post_json(
+                "/v1/admin/keys",
+                &json!({"name": "reader", "scopes": ["read"]}),
+            )
             .await
             .unwrap()
-            .ok_json("GET attestation");
+            .ok_json("create a read key")["key"]
+            .as_str()
+            .expect("the new key")
+            .to_owned();
+        let size = a.log_size().await.unwrap();
+        let http = http_client();
+        let url = format!("{}/v1/members/alice/attestation", a.url);
+        let got = send(http.get(&url).bearer_auth(&read_key)).await.unwrap();
+        assert_eq!(got.status, 405, "GET attestation: {}", got.text);
+        let posted = send(http.post(&url).bearer_auth(&read_key)).await.unwrap();
+        posted.assert_problem(403, "forbidden", "POST attestation with a read key");
+        assert_eq!(
+            a.log_size().await.unwrap(),
+            size,
+            "a read key made the node write"
+        );
+
+        let answer = a
+            .post_json("/v1/members/alice/attestation", &json!({}))
+            .await
+            .unwrap()
+            .ok_json("POST attestation");
         let att: Attestation =
             serde_json::from_value(answer.clone()).expect("an attestation of the §6 shape");
         let s = &att.statement;
@@ -930,10 +1159,10 @@ async fn attestation_offline() {
 
         // Asking again logs nothing new.
         let again: Attestation = serde_json::from_value(
-            a.get("/v1/members/alice/attestation")
+            a.post_json("/v1/members/alice/attestation", &json!({}))
                 .await
                 .unwrap()
-                .ok_json("GET attestation again"),
+                .ok_json("POST attestation again"),
         )
         .unwrap();
         assert_eq!(again.receipt.index, att.receipt.index);

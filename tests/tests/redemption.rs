@@ -18,6 +18,9 @@ mod day;
 /// Edge cases of the flow between real nodes (authorisations, expiry in flight, both ways).
 #[path = "redemption/edge.rs"]
 mod edge;
+/// A dishonest payee against the payer's rules (issue 13).
+#[path = "redemption/hostile.rs"]
+mod hostile;
 /// Refunds across nodes and co-signed settlement statements.
 #[path = "redemption/settlement.rs"]
 mod settlement;

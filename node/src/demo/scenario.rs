@@ -562,8 +562,7 @@ impl Day<'_> {
             .say("the airline checks it against the gym's pinned key: valid.");
         self.say
             .say("Airline offer: gym elites get 1,000 bonus miles, which lift Ben to silver.");
-        self.say
-            .see(format!("{}/v1/members/{BEN}/attestation", gym.url));
+        self.say.see(format!("{}/explorer/log", gym.url));
         self.say.see(format!("{}/v1/members/{BEN}", airline.url));
         Ok(())
     }

@@ -300,6 +300,6 @@ pub(crate) async fn post_peer(
                 .unwrap_or_default();
             (Some(status), body)
         }
-        Err(e) => (None, e.to_string().into_bytes()),
+        Err(e) => (None, super::sync::describe(&e).as_bytes().to_vec()),
     }
 }

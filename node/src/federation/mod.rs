@@ -4,6 +4,8 @@
 //! Code map:
 //! - this module: the partner registry, evidence and freezing, persisted in the node's own store;
 //! - [`agreements`]: approving and co-signing agreements with partners (spec/redemption.md §2);
+//! - [`payer`]: the payer's bounds on a partner's quote times and hold expiry, and the digest
+//!   of the prepared quote that a commit must match;
 //! - [`peer`]: signing and verifying node-to-node requests;
 //! - [`redeem`]: the prepare step between payee and payer (spec/redemption.md §3);
 //! - [`reconcile`]: reconciliation reports from the own log and the verified mirror;
@@ -17,6 +19,7 @@
 //! enters the sequencer, so a partner never delays local writes.
 
 pub mod agreements;
+pub mod payer;
 pub mod peer;
 pub mod quotes;
 pub mod reconcile;
@@ -52,22 +55,41 @@ pub const RESERVED_ORIGINS: [&str; 4] = [
     ledger::agreement::AGREEMENT_DOMAIN,
     ledger::statement::STATEMENT_DOMAIN,
 ];
+/// Pieces of unproven evidence (spec/federation.md §5) stored per partner at most; later ones
+/// are counted and logged only, so a hostile network path cannot fill the disk.
+pub const UNPROVEN_EVIDENCE_PER_PARTNER_MAX: u64 = 100;
 /// Directory of the mirrors inside the data directory.
 pub const MIRRORS_DIR: &str = "mirrors";
 
 const PARTNER_PREFIX: &[u8] = b"partner/";
 const EVIDENCE_PREFIX: &[u8] = b"evidence/";
 
-/// Checks a partner's settings; the message says what is wrong.
-pub fn check_partner(own: &BrandId, p: &PartnerConfig) -> Result<Option<NoteVerifier>, String> {
+/// Checks a partner's settings; the message says what is wrong. A URL carries no credentials
+/// (it is shown on the public explorer), and uses `http://` only to a loopback host unless
+/// `allow_http` (`federation.allow_http_partners`).
+pub fn check_partner(
+    own: &BrandId,
+    p: &PartnerConfig,
+    allow_http: bool,
+) -> Result<Option<NoteVerifier>, String> {
     if &p.brand == own {
         return Err("a node cannot partner with its own brand".into());
     }
     if !(p.url.starts_with("http://") || p.url.starts_with("https://")) || p.url.len() > 2048 {
         return Err("url must start with http:// or https://".into());
     }
-    if reqwest::Url::parse(&p.url).is_err() {
-        return Err("url is not a valid URL".into());
+    let url = reqwest::Url::parse(&p.url).map_err(|_| "url is not a valid URL".to_string())?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "url must not hold credentials (user:password@): it is shown on the public explorer"
+                .into(),
+        );
+    }
+    if url.scheme() == "http" && !allow_http && !is_loopback(&url) {
+        return Err(
+            "url must use https:// unless its host is a loopback address (set federation.allow_http_partners to allow plain http)"
+                .into(),
+        );
     }
     match &p.verifier_key {
         None => Ok(None),
@@ -82,6 +104,40 @@ pub fn check_partner(own: &BrandId, p: &PartnerConfig) -> Result<Option<NoteVeri
             Ok(Some(v))
         }
     }
+}
+
+/// The notes and detail kept as evidence. An answer that is not a checkpoint note at all (an
+/// error page, another host's answer) is kept as its SHA-256 and length only: evidence is
+/// public, and must not republish what an unverified answer said.
+fn evidence_content(m: &Misbehaviour) -> (Vec<String>, String) {
+    if let Misbehaviour::BadSignature { note, .. } = m {
+        let is_note = ledger::checkpoint::SignedNote::parse(note)
+            .ok()
+            .is_some_and(|n| ledger::checkpoint::Checkpoint::parse_text(&n.text).is_ok());
+        if !is_note {
+            use sha2::{Digest, Sha256};
+            let digest = hex::encode(Sha256::digest(note.as_bytes()));
+            return (
+                vec![format!("sha256:{digest}")],
+                format!(
+                    "the answer to GET /checkpoint is not a checkpoint note ({} bytes, sha256 {digest})",
+                    note.len()
+                ),
+            );
+        }
+    }
+    (m.notes(), m.to_string())
+}
+
+/// Whether a URL's host is a loopback address (`localhost`, 127.0.0.0/8 or `::1`).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    url.host_str().is_some_and(|h| {
+        h.eq_ignore_ascii_case("localhost")
+            || h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|a| a.is_loopback())
+    })
 }
 
 /// The witness (cosignature, `0x04`) key a partner uses: its pinned key's name and public key.
@@ -132,6 +188,10 @@ pub struct Partner {
     /// The size of our log this partner cosigned last.
     pub cosigned_size: AtomicU64,
     pub evidence: AtomicU64,
+    /// Pieces of unproven evidence stored against the partner.
+    pub unproven: AtomicU64,
+    /// A digest of the last unproven evidence, so that a repeat is not stored again.
+    pub last_unproven: Mutex<Option<[u8; 32]>>,
     /// The mirror's verified size (kept here so that reads never wait for a sync in progress).
     pub verified: AtomicU64,
 }
@@ -188,6 +248,8 @@ pub struct Federation {
     pub(crate) commit_lock: tokio::sync::Mutex<()>,
     /// Serialises the creation of a redemption's secret at the payee.
     pub(crate) prepare_lock: tokio::sync::Mutex<()>,
+    /// Serialises keeping a prepared quote's digest at the payer.
+    pub(crate) payer_prepare_lock: tokio::sync::Mutex<()>,
     /// Serialises refunds at the payee, so it logs them in the order the payer did.
     pub(crate) refund_lock: tokio::sync::Mutex<()>,
     pub(crate) cosigned: RwLock<Option<witness::Cosigned>>,
@@ -223,12 +285,19 @@ impl Federation {
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(30))
             .pool_max_idle_per_host(8)
+            // A partner's answer comes from its URL or nowhere: a redirect could point the
+            // signed request (and what is shown of the answer) at any other host.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let mut next_evidence = 0;
         let mut evidence_by_brand: BTreeMap<String, u64> = BTreeMap::new();
+        let mut unproven_by_brand: BTreeMap<String, u64> = BTreeMap::new();
         for (_, v) in store.local_scan(EVIDENCE_PREFIX, usize::MAX)? {
             let e: Evidence = serde_json::from_slice(&v)?;
             next_evidence = next_evidence.max(e.id + 1);
+            if !e.proven {
+                *unproven_by_brand.entry(e.brand.clone()).or_default() += 1;
+            }
             *evidence_by_brand.entry(e.brand).or_default() += 1;
         }
         let fed = Federation {
@@ -252,6 +321,7 @@ impl Federation {
             gather_lock: tokio::sync::Mutex::new(()),
             commit_lock: tokio::sync::Mutex::new(()),
             prepare_lock: tokio::sync::Mutex::new(()),
+            payer_prepare_lock: tokio::sync::Mutex::new(()),
             refund_lock: tokio::sync::Mutex::new(()),
             cosigned: RwLock::new(None),
         };
@@ -292,6 +362,13 @@ impl Federation {
             };
             partner.evidence.store(
                 evidence_by_brand
+                    .get(record.brand.as_str())
+                    .copied()
+                    .unwrap_or(0),
+                Ordering::Relaxed,
+            );
+            partner.unproven.store(
+                unproven_by_brand
                     .get(record.brand.as_str())
                     .copied()
                     .unwrap_or(0),
@@ -348,7 +425,7 @@ impl Federation {
             url: record.url.clone(),
             verifier_key: record.verifier_key.clone(),
         };
-        let verifier = check_partner(&self.brand, &cfg)
+        let verifier = check_partner(&self.brand, &cfg, self.settings.allow_http_partners)
             .map_err(|e| anyhow::anyhow!("stored partner {}: {e}", record.brand))?;
         let round_lock = reuse
             .map(|r| r.round_lock.clone())
@@ -402,6 +479,8 @@ impl Federation {
             status: Mutex::new(SyncStatus::default()),
             cosigned_size: AtomicU64::new(cosigned),
             evidence: AtomicU64::new(0),
+            unproven: AtomicU64::new(0),
+            last_unproven: Mutex::new(None),
             verified: AtomicU64::new(verified),
         }))
     }
@@ -439,7 +518,8 @@ impl Federation {
         cfg: PartnerConfig,
     ) -> Result<Arc<Partner>, PartnerError> {
         let _guard = self.admin_lock.lock().await;
-        check_partner(&self.brand, &cfg).map_err(PartnerError::Invalid)?;
+        check_partner(&self.brand, &cfg, self.settings.allow_http_partners)
+            .map_err(PartnerError::Invalid)?;
         let old = self.partner(&cfg.brand);
         if old.is_none() && self.partners.read().expect("partners lock").len() >= PARTNERS_MAX {
             return Err(PartnerError::TooMany);
@@ -458,7 +538,9 @@ impl Federation {
                 return Ok(old.clone());
             }
         }
-        if let Some(v) = check_partner(&self.brand, &cfg).map_err(PartnerError::Invalid)? {
+        if let Some(v) = check_partner(&self.brand, &cfg, self.settings.allow_http_partners)
+            .map_err(PartnerError::Invalid)?
+        {
             if v.name() == self.origin
                 || self.partners().iter().any(|p| {
                     p.brand != cfg.brand
@@ -501,6 +583,9 @@ impl Federation {
             partner
                 .evidence
                 .store(o.evidence.load(Ordering::Relaxed), Ordering::Relaxed);
+            partner
+                .unproven
+                .store(o.unproven.load(Ordering::Relaxed), Ordering::Relaxed);
         }
         self.partners
             .write()
@@ -534,56 +619,102 @@ impl Federation {
         Ok(p)
     }
 
-    /// Stores evidence against `partner` and freezes the partnership, durably and in one batch,
-    /// before anything else happens.
-    pub fn record_evidence(&self, partner: &Partner, m: &Misbehaviour) -> anyhow::Result<Evidence> {
+    /// Stores evidence against `partner` (spec/federation.md §5). Proven misbehaviour (two
+    /// validly signed checkpoints that conflict, an invalid entry under a valid checkpoint)
+    /// freezes the partnership, durably and in the same batch, before anything else happens.
+    /// Anything else, which a proxy or a network path could have produced, is recorded (once
+    /// while it repeats, at most [`UNPROVEN_EVIDENCE_PER_PARTNER_MAX`] per partner), counted
+    /// and logged, and the caller backs off and retries. `Ok(None)` when nothing was stored.
+    pub fn record_evidence(
+        &self,
+        partner: &Partner,
+        m: &Misbehaviour,
+    ) -> anyhow::Result<Option<Evidence>> {
+        let proven = m.proven();
+        let (notes, detail) = evidence_content(m);
+        self.metrics
+            .evidence_found(partner.brand.as_str(), m.kind());
+        if !proven {
+            let digest: [u8; 32] = {
+                use sha2::{Digest, Sha256};
+                let mut h = Sha256::new();
+                h.update(m.kind());
+                for n in &notes {
+                    h.update([0]);
+                    h.update(n);
+                }
+                h.finalize().into()
+            };
+            let repeated = {
+                let mut last = partner.last_unproven.lock().expect("unproven lock");
+                let repeated = *last == Some(digest);
+                *last = Some(digest);
+                repeated
+            };
+            partner.status.lock().expect("status lock").last_error = Some(format!(
+                "unproven evidence ({}); retrying with backoff",
+                m.kind()
+            ));
+            tracing::error!(partner = %partner.brand, kind = m.kind(), detail = %detail,
+                "a partner served data that does not verify (not proof of misbehaviour: not frozen; retrying)");
+            if repeated
+                || partner.unproven.load(Ordering::Relaxed) >= UNPROVEN_EVIDENCE_PER_PARTNER_MAX
+            {
+                self.publish_metrics(partner);
+                return Ok(None);
+            }
+        }
         let mut next = self.next_evidence.lock().expect("evidence lock");
         let evidence = Evidence {
             id: *next,
             brand: partner.brand.to_string(),
             kind: m.kind().to_owned(),
             detected_ms: crate::sequencer::now().get(),
-            notes: m.notes(),
-            detail: m.to_string(),
-            proven: m.proven(),
+            notes,
+            detail,
+            proven,
         };
-        let mut record = self
-            .stored_record(&partner.brand)?
-            .unwrap_or(PartnerRecord {
-                brand: partner.brand.clone(),
-                url: partner.url.clone(),
-                verifier_key: partner.verifier.as_ref().map(|v| v.to_string()),
-                frozen: true,
-            });
-        record.frozen = true;
-        self.store.local_write(&[
-            (
-                [EVIDENCE_PREFIX, &evidence.id.to_be_bytes()].concat(),
-                Some(serde_json::to_vec(&evidence)?),
-            ),
-            (
+        let mut writes = vec![(
+            [EVIDENCE_PREFIX, &evidence.id.to_be_bytes()].concat(),
+            Some(serde_json::to_vec(&evidence)?),
+        )];
+        if proven {
+            let mut record = self
+                .stored_record(&partner.brand)?
+                .unwrap_or(PartnerRecord {
+                    brand: partner.brand.clone(),
+                    url: partner.url.clone(),
+                    verifier_key: partner.verifier.as_ref().map(|v| v.to_string()),
+                    frozen: true,
+                });
+            record.frozen = true;
+            writes.push((
                 [PARTNER_PREFIX, partner.brand.as_str().as_bytes()].concat(),
                 Some(serde_json::to_vec(&record)?),
-            ),
-        ])?;
+            ));
+        }
+        self.store.local_write(&writes)?;
         *next += 1;
-        partner.frozen.store(true, Ordering::Release);
-        partner.evidence.fetch_add(1, Ordering::Relaxed);
-        // A partner value replaced meanwhile (admin update) is frozen too.
-        if let Some(current) = self.partner(&partner.brand) {
-            if !std::ptr::eq(Arc::as_ptr(&current), partner) {
-                current.frozen.store(true, Ordering::Release);
-                current.evidence.fetch_add(1, Ordering::Relaxed);
+        // A partner value replaced meanwhile (admin update) is counted, and frozen, too.
+        let current = self
+            .partner(&partner.brand)
+            .filter(|c| !std::ptr::eq(Arc::as_ptr(c), partner));
+        for p in std::iter::once(partner).chain(current.as_deref()) {
+            p.evidence.fetch_add(1, Ordering::Relaxed);
+            if proven {
+                p.frozen.store(true, Ordering::Release);
+            } else {
+                p.unproven.fetch_add(1, Ordering::Relaxed);
             }
         }
-        partner.status.lock().expect("status lock").last_error =
-            Some(format!("frozen: {}", evidence.detail));
-        self.metrics
-            .evidence_found(partner.brand.as_str(), m.kind());
+        if proven {
+            partner.status.lock().expect("status lock").last_error =
+                Some(format!("frozen: proven misbehaviour ({})", m.kind()));
+            tracing::error!(partner = %partner.brand, kind = m.kind(), detail = %evidence.detail,
+                "equivocation evidence stored; partnership frozen");
+        }
         self.publish_metrics(partner);
-        tracing::error!(partner = %partner.brand, kind = m.kind(), detail = %evidence.detail,
-            "equivocation evidence stored; partnership frozen");
-        Ok(evidence)
+        Ok(Some(evidence))
     }
 
     /// Evidence, oldest first, at most `limit` after the id `after` (read from there, not from

@@ -29,7 +29,7 @@ use ledger::state::{record_prefix, AgreementState, QuoteState};
 use ledger::types::{EntryId, LogTime};
 
 use super::quotes::policies_of;
-use super::{peer, Partner};
+use super::{payer, peer, Partner};
 use crate::api::{authorize, parse_param, ApiJson, App, AppState};
 use crate::keys::Scope;
 use crate::problem::ApiError;
@@ -295,7 +295,25 @@ pub async fn peer_prepare(
     let logged: Option<ledger::state::IdRecord> =
         store_record(&app.store, record_prefix::ID, q.redemption.as_str())?;
     if logged.is_none() {
+        // Payer rules (spec/redemption.md §3.1): the payee's times, bounded by this clock.
+        let now = crate::sequencer::now();
+        payer::check_prepare_times(q, req.expires_at, now, fed.settings.peer_clock_skew_ms)?;
         check_valuation(&app, q, true)?;
+    }
+    {
+        // The quote's digest is kept with the hold, so that only this quote can commit it; a
+        // retry of a logged hold must carry the same quote (a hold logged before digests were
+        // kept gets none now: its commit is re-priced field by field).
+        let _guard = fed.payer_prepare_lock.lock().await;
+        if logged.is_none() {
+            payer::keep_quote_digest(&app.store, q)?;
+        } else if payer::is_prepared_quote(&app.store, q)? == Some(false) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "id_conflict",
+                "this redemption was prepared with another quote",
+            ));
+        }
     }
     let committed = app
         .sequencer
@@ -386,8 +404,11 @@ fn check_valuation(app: &App, q: &Quote, require_live: bool) -> Result<(), ApiEr
         Ask::Points(q.points),
         &pricing,
         q.quoted_at,
-        ledger::types::DurationMs::new(q.expires_at.get() - q.quoted_at.get())
-            .map_err(|_| unprocessable("quote_mismatch", "bad quote lifetime"))?,
+        q.expires_at
+            .get()
+            .checked_sub(q.quoted_at.get())
+            .and_then(|l| ledger::types::DurationMs::new(l).ok())
+            .ok_or_else(|| unprocessable("quote_mismatch", "bad quote lifetime"))?,
     )
     .map_err(|e| unprocessable(e.code(), e.to_string()))?;
     if &mine != q {
@@ -488,6 +509,7 @@ pub async fn peer_void(
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let sender = peer::verify(&app.federation, &method, path, &headers, &body)?;
     let id: EntryId = parse_param("redemption", &id)?;
+    check_redemption_id(&id)?;
     let before = status_at_payer(&app, &id, &sender.brand)?;
     if before.status == "open" {
         let void_id = derived_id("void", &id)?;
@@ -673,6 +695,7 @@ pub async fn peer_commit(
     let (sender, req): (_, CommitRequest) =
         peer::verify_json(fed, &method, &uri, &headers, &body, "commit request")?;
     let id: EntryId = parse_param("redemption", &id)?;
+    check_redemption_id(&id)?;
     let q = &req.quote;
     // One commit at a time: a duplicate waits and then finds the hold posted, and a credit-limit
     // check holds until its payable is logged.
@@ -694,6 +717,14 @@ pub async fn peer_commit(
         return Err(unprocessable(
             "quote_mismatch",
             "the quote is not the one this hold was made for",
+        ));
+    }
+    // Exactly the prepared quote (payer rule 4); a hold prepared before digests were kept
+    // falls back to the checks above and the re-pricing below.
+    if payer::is_prepared_quote(&app.store, q)? == Some(false) {
+        return Err(unprocessable(
+            "quote_mismatch",
+            "the quote is not the one this hold was prepared with",
         ));
     }
     let obl_id = obligation_id(&id)?;

@@ -314,9 +314,10 @@ pub(crate) fn cosigned_checkpoint(app: &crate::api::App) -> CosignedCheckpoint {
     }
 }
 
-/// `GET /v1/members/{member}/attestation`: a statement with its receipt under the latest
-/// cosigned checkpoint.
-#[utoipa::path(get, path = "/v1/members/{member}/attestation", params(("member" = String, Path)),
+/// `POST /v1/members/{member}/attestation` (scope `earn`): logs the member's tier statement
+/// (once per statement) and answers it with its receipt under the latest cosigned checkpoint.
+/// A write, so a write scope and a POST: read routes never write.
+#[utoipa::path(post, path = "/v1/members/{member}/attestation", params(("member" = String, Path)),
     responses((status = 200, description = "ledger::attestation::Attestation", body = Object)),
     tag = "federation")]
 pub async fn attestation(
@@ -326,7 +327,7 @@ pub async fn attestation(
 ) -> Result<Json<ledger::attestation::Attestation>, ApiError> {
     use ledger::entry::{EntryKind, TierAttestation};
     use sha2::{Digest, Sha256};
-    authorize(&app, &headers, Scope::Read)?;
+    authorize(&app, &headers, Scope::Earn)?;
     let member: MemberId = parse_param("member", &member)?;
     let view = member_view(&app.store, &member)?.ok_or_else(|| {
         ApiError::not_found("unknown_member", format!("member {member} has no points"))

@@ -2,9 +2,12 @@
 //! consistent with the accepted one, fetches the entries through C2SP entry bundles, and hands
 //! them to [`ledger::mirror::Mirror`], which verifies, replays and stores them.
 //!
-//! A failure that proves misbehaviour becomes evidence and freezes the partner; any other
-//! failure (the partner is down, slow, or answers garbage) is reported in `last_error` and
-//! retried with exponential backoff. The task never touches the sequencer.
+//! A failure that proves misbehaviour (two conflicting signed checkpoints, an invalid entry
+//! under a valid checkpoint) becomes evidence and freezes the partner; a failure that only
+//! shows what this node was served (a bad signature, a shrink, a bad proof, entries that do not
+//! match the root) is recorded as unproven evidence and retried; any other failure (the partner
+//! is down, slow, or answers garbage) is reported in `last_error`. Every retry backs off
+//! exponentially. The task never touches the sequencer.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -67,10 +70,16 @@ pub fn spawn(fed: Arc<Federation>, partner: Arc<Partner>) {
                     }
                 }
                 Err(RoundError::Misbehaviour(m)) => {
+                    // Proven misbehaviour freezes the partner (the loop then idles); anything
+                    // else is recorded and retried with backoff, like any failed round.
                     if let Err(e) = fed.record_evidence(&partner, &m) {
                         tracing::error!(partner = %partner.brand, error = %e, "cannot store evidence");
-                        tokio::time::sleep(backoff).await;
                     }
+                    if !m.proven() {
+                        fed.metrics.sync_failed(partner.brand.as_str());
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
                 Err(RoundError::Other(e)) => {
                     fed.metrics.sync_failed(partner.brand.as_str());
@@ -90,7 +99,9 @@ pub async fn get(fed: &Federation, partner: &Partner, path: &str) -> Result<Vec<
     get_limited(fed, partner, path, RESPONSE_BYTES_MAX).await
 }
 
-/// A signed GET whose answer may hold at most `max` bytes.
+/// A signed GET whose answer may hold at most `max` bytes. An error names the path, the status
+/// and a fixed description, never the answer's content: errors are shown on the public explorer
+/// (`last_error`), and a partner URL must not become a way to read another host's answers.
 pub async fn get_limited(
     fed: &Federation,
     partner: &Partner,
@@ -102,24 +113,38 @@ pub async fn get_limited(
     for (k, v) in peer::sign(fed, &partner.brand, "GET", path, b"") {
         req = req.header(k, v);
     }
-    let resp = req.send().await.map_err(|e| format!("GET {url}: {e}"))?;
-    let status = resp.status();
-    let body = read_limited(resp, max)
+    let resp = req
+        .send()
         .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
+        .map_err(|e| format!("GET {path}: {}", describe(&e)))?;
+    let status = resp.status();
     if !status.is_success() {
-        return Err(format!(
-            "GET {url}: {status}: {}",
-            String::from_utf8_lossy(&body[..body.len().min(300)])
-        ));
+        return Err(format!("GET {path}: HTTP {}", status.as_u16()));
     }
-    Ok(body)
+    read_limited(resp, max)
+        .await
+        .map_err(|e| format!("GET {path}: {e}"))
 }
 
-/// Reads a response body, refusing more than `max` bytes.
+/// A fixed description of a failed partner request (no URL, no answer).
+pub fn describe(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_redirect() {
+        "redirect refused"
+    } else if e.is_body() || e.is_decode() {
+        "the answer could not be read"
+    } else {
+        "the request failed"
+    }
+}
+
+/// Reads a response body, refusing more than `max` bytes. Errors are fixed messages.
 pub async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e).to_string())? {
         if body.len() + chunk.len() > max {
             return Err(format!("answer larger than {max} bytes"));
         }

@@ -453,7 +453,10 @@ async fn submit(
         for (k, v) in peer::sign(fed, &partner.brand, "POST", path, body.as_bytes()) {
             req = req.header(k, v);
         }
-        let resp = req.send().await.map_err(|e| format!("POST {url}: {e}"))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("POST {path}: {}", super::sync::describe(&e)))?;
         let status = resp.status();
         let answer = super::sync::read_limited(resp, 64 * 1024).await?;
         let answer = String::from_utf8_lossy(&answer).into_owned();
@@ -473,12 +476,9 @@ async fn submit(
                 old = answer
                     .trim()
                     .parse()
-                    .map_err(|_| format!("409 without a size: {answer}"))?;
+                    .map_err(|_| format!("POST {path}: HTTP 409 without a size"))?;
             }
-            s => {
-                let head: String = answer.chars().take(300).collect();
-                return Err(format!("POST {url}: {s}: {head}"));
-            }
+            s => return Err(format!("POST {path}: HTTP {}", s.as_u16())),
         }
     }
     Err("the witness's size kept changing".into())

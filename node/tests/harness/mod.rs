@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_loyalty-node");
+/// The binary under test: `$LOYALTY_NODE_BIN` (e.g. an older build, to show that a test
+/// reproduces what it fixes), or else the one cargo built with these tests.
+pub fn bin() -> String {
+    std::env::var("LOYALTY_NODE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_loyalty-node").into())
+}
 
 /// A node process and its data directory.
 pub struct Node {
@@ -19,6 +23,8 @@ pub struct Node {
     child: Option<Child>,
     _dir: Option<tempfile::TempDir>,
     env: Vec<(String, String)>,
+    /// The open-file limit (soft and hard) of the process, when set.
+    pub fd_limit: Option<u64>,
 }
 
 /// A free loopback port (the OS picks it; a tiny race with other binders is accepted).
@@ -41,10 +47,25 @@ fn parse_init(out: &str, prefix: &str) -> String {
 impl Node {
     /// `init` a fresh node for `brand` in a temp dir and start it.
     pub fn start_new(brand: &str, env: &[(&str, &str)]) -> Node {
+        let mut n = Node::init(brand, env);
+        n.start();
+        n
+    }
+
+    /// Like [`Node::start_new`], with the process's open-file limit set to `fd_limit`.
+    pub fn start_new_with_fd_limit(brand: &str, env: &[(&str, &str)], fd_limit: u64) -> Node {
+        let mut n = Node::init(brand, env);
+        n.fd_limit = Some(fd_limit);
+        n.start();
+        n
+    }
+
+    /// `init`s a fresh node in a temp dir without starting it.
+    pub fn init(brand: &str, env: &[(&str, &str)]) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("node");
         let port = free_port();
-        let out = Command::new(BIN)
+        let out = Command::new(bin())
             .args(["init", "--data"])
             .arg(&data)
             .args(["--brand", brand, "--listen", &format!("127.0.0.1:{port}")])
@@ -56,7 +77,7 @@ impl Node {
             String::from_utf8_lossy(&out.stderr)
         );
         let text = String::from_utf8(out.stdout).unwrap();
-        let mut n = Node {
+        Node {
             data,
             url: format!("http://127.0.0.1:{port}"),
             admin_key: parse_init(&text, "admin API key (shown once, stored hashed): "),
@@ -67,9 +88,59 @@ impl Node {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        };
-        n.start();
-        n
+            fd_limit: None,
+        }
+    }
+
+    /// Runs `loyalty-node run` on this data directory expecting it to refuse to start; returns
+    /// its exit status and standard error (bounded: 30 s).
+    pub fn run_expecting_refusal(&self) -> (std::process::ExitStatus, String) {
+        let mut child = self
+            .command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+                return (status, err);
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("the node did not refuse to start within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.args(["run", "--data"]).arg(&self.data);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.env("RUST_LOG", "warn");
+        #[cfg(unix)]
+        if let Some(n) = self.fd_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n as libc::rlim_t,
+                        rlim_max: n as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        cmd
     }
 
     /// Starts a node on an existing data directory (e.g. a backup) on a new port.
@@ -83,6 +154,7 @@ impl Node {
             child: None,
             _dir: None,
             env: vec![("LOYALTY_LISTEN".into(), format!("127.0.0.1:{port}"))],
+            fd_limit: None,
         };
         n.start();
         n
@@ -91,13 +163,8 @@ impl Node {
     /// Starts (or restarts) the process and waits until `/readyz` answers 200.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let mut cmd = Command::new(BIN);
-        cmd.args(["run", "--data"]).arg(&self.data);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .env("RUST_LOG", "warn")
+        let child = self
+            .command()
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

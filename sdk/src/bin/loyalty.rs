@@ -203,7 +203,7 @@ struct PartnerAddArgs {
 
 #[derive(Subcommand)]
 enum AttestationCommand {
-    /// Make the node attest a member's tier (needs `read`) and print or save the attestation.
+    /// Make the node attest a member's tier (needs `earn`: it logs an entry) and print or save the attestation.
     Get {
         /// The member's pseudonymous id.
         member: MemberId,

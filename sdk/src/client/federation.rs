@@ -321,17 +321,17 @@ impl Client {
         Ok(v)
     }
 
-    /// `GET /v1/members/{member}/attestation` (scope `read`): makes the node attest the
+    /// `POST /v1/members/{member}/attestation` (scope `earn`): makes the node attest the
     /// member's tier (spec/federation.md §6). The statement must be about `member`; with a
     /// pinned log key the receipt must also verify against it and prove the statement
     /// (witnesses are not checked here: a partner verifies with its own policy, see
     /// [`crate::attestation::verify`]).
     pub async fn attestation(&self, member: &MemberId) -> Result<Attestation, Error> {
         let att: Attestation = self
-            .json(Call::get(format!(
-                "/v1/members/{}/attestation",
-                segment(member.as_str())
-            )))
+            .json(Call::new(
+                Method::POST,
+                format!("/v1/members/{}/attestation", segment(member.as_str())),
+            ))
             .await?;
         if &att.statement.member != member {
             return Err(VerificationError::Mismatch {

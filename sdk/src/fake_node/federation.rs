@@ -194,7 +194,7 @@ impl FedNode {
             .route("/v1/partners/{brand}/members/{member}", get(partner_member))
             .route("/v1/evidence", get(evidence))
             .route("/v1/checkpoint/cosigned", get(cosigned))
-            .route("/v1/members/{member}/attestation", get(get_attestation))
+            .route("/v1/members/{member}/attestation", post(get_attestation))
             .route("/v1/attestations/verify", post(verify_attestation))
             .with_state(self)
     }

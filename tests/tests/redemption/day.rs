@@ -755,8 +755,9 @@ async fn fake_redeems(
         fake,
         air,
         "/v1/peer/redemptions/prepare",
+        // The hold ends with the quote (spec/redemption.md §3.1, payer rule 3).
         &json!({"quote": quote, "authorisation": auth, "condition": condition,
-                "expires_at": now_ms() + 600_000}),
+                "expires_at": quoted_at + 300_000}),
     )
     .await
     .ok_json("hold at air");

@@ -26,7 +26,7 @@ fn both_ways(id: &str, fee_bps: u64) -> Value {
 }
 
 /// Every entry of a node's log, decoded.
-async fn log_entries(node: &Node) -> Vec<Value> {
+pub(super) async fn log_entries(node: &Node) -> Vec<Value> {
     let size = node.log_size().await.unwrap();
     let v = node
         .get(&format!("/v1/log/entries?start=0&end={size}"))
@@ -42,7 +42,7 @@ async fn log_entries(node: &Node) -> Vec<Value> {
 }
 
 /// The entries of type `kind` in a node's log.
-async fn entries_of(node: &Node, kind: &str) -> Vec<Value> {
+pub(super) async fn entries_of(node: &Node, kind: &str) -> Vec<Value> {
     log_entries(node)
         .await
         .into_iter()
@@ -51,7 +51,7 @@ async fn entries_of(node: &Node, kind: &str) -> Vec<Value> {
 }
 
 /// A member's `(balance, pending)` at a node.
-async fn points(node: &Node, member: &str) -> (u64, u64) {
+pub(super) async fn points(node: &Node, member: &str) -> (u64, u64) {
     let m = node.member_json(member).await.unwrap();
     (
         m["balance"].as_u64().unwrap_or_else(|| panic!("{m}")),
@@ -82,7 +82,14 @@ fn account(accounts: &BTreeMap<String, i128>, name: &str) -> i128 {
 }
 
 /// Logs a spend authorisation at `node`.
-async fn authorise(node: &Node, member: &str, id: &str, payee: &str, max: u64, expires_at: u64) {
+pub(super) async fn authorise(
+    node: &Node,
+    member: &str,
+    id: &str,
+    payee: &str,
+    max: u64,
+    expires_at: u64,
+) {
     node.post_json(
         &format!("/v1/members/{member}/authorisations"),
         &json!({"id": id, "payee": payee, "max_points": max, "expires_at": expires_at}),
@@ -104,7 +111,13 @@ async fn earn(node: &Node, member: &str, id: &str, pts: u64) {
 }
 
 /// `POST /v1/redemptions/quote` at the payee `node` for `points` of `payer`'s member.
-async fn quote_answer(node: &Node, red: &str, payer: &str, member: &str, pts: u64) -> Answer {
+pub(super) async fn quote_answer(
+    node: &Node,
+    red: &str,
+    payer: &str,
+    member: &str,
+    pts: u64,
+) -> Answer {
     node.post_json(
         "/v1/redemptions/quote",
         &json!({"redemption": red, "agreement": "agr-1", "payer": payer, "member": member, "points": pts}),
@@ -114,7 +127,7 @@ async fn quote_answer(node: &Node, red: &str, payer: &str, member: &str, pts: u6
 }
 
 /// A quote that must succeed; returns the quote object.
-async fn quote(node: &Node, red: &str, payer: &str, member: &str, pts: u64) -> Value {
+pub(super) async fn quote(node: &Node, red: &str, payer: &str, member: &str, pts: u64) -> Value {
     quote_answer(node, red, payer, member, pts)
         .await
         .ok_json("quote")["quote"]
@@ -153,7 +166,7 @@ fn assert_refused(a: &Answer, status: u16, payer_code: &str, what: &str) {
 
 /// A signed peer request from `from` to `to` (`POST path` with `body` as JSON), signed with
 /// `from`'s node key read from its data directory: what `from` itself would send, with any body.
-async fn peer_post(from: &Node, to: &Node, path: &str, body: &Value) -> Answer {
+pub(super) async fn peer_post(from: &Node, to: &Node, path: &str, body: &Value) -> Answer {
     let seed = std::fs::read_to_string(from.data.join("node.key")).expect("the node's key file");
     let seed: [u8; 32] = hex::decode(seed.trim())
         .expect("hex")
