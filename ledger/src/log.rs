@@ -132,16 +132,23 @@ enum ApplyError {
 }
 
 /// Applies one entry to the state and adds it to the batch being built.
+/// `id_unused`: the caller has just found the entry's id unused on `state`.
 fn apply_one(
     state: &mut State,
     entry: &Entry,
     bytes: Vec<u8>,
     pending: &mut PendingHashes<'_, Store>,
     batch: &mut CommitBatch,
+    id_unused: bool,
 ) -> Result<(), ApplyError> {
     let index = state.size();
     let idx = LogIndex::new(index).expect("u64 index");
-    match state.apply(idx, entry) {
+    let applied = if id_unused {
+        state.apply_unused_id(idx, entry)
+    } else {
+        state.apply(idx, entry)
+    };
+    match applied {
         Ok(applied) => {
             pending
                 .push(merkle::leaf_hash(&bytes))
@@ -365,7 +372,14 @@ impl Log {
                 }));
                 continue;
             }
-            match apply_one(&mut self.state, &entry, bytes, &mut pending, &mut batch) {
+            match apply_one(
+                &mut self.state,
+                &entry,
+                bytes,
+                &mut pending,
+                &mut batch,
+                true,
+            ) {
                 Ok(()) => outcomes.push(Outcome::Appended(index)),
                 Err(ApplyError::Refused(e)) => {
                     outcomes.push(Outcome::Refused(e.into()));
@@ -397,7 +411,14 @@ impl Log {
                         kind: EntryKind::TierChange(change),
                     };
                     let bytes = entry.to_bytes();
-                    match apply_one(&mut self.state, &entry, bytes, &mut pending, &mut batch) {
+                    match apply_one(
+                        &mut self.state,
+                        &entry,
+                        bytes,
+                        &mut pending,
+                        &mut batch,
+                        false,
+                    ) {
                         Ok(()) | Err(ApplyError::Refused(_)) => {}
                         Err(ApplyError::Log(e)) => {
                             self.poisoned = true;

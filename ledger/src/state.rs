@@ -1456,14 +1456,39 @@ impl State {
                 "a storage read failed earlier; reopen the state".into(),
             )));
         }
-        let r = self.apply_inner(index, entry);
+        let r = self.apply_inner(index, entry, true);
         if let Err(StateError::Storage(_)) = &r {
             self.poisoned = true;
         }
         r
     }
 
-    fn apply_inner(&mut self, index: LogIndex, entry: &Entry) -> Result<Applied, StateError> {
+    /// As [`State::apply`], for a writer that has just found `entry.id` unused
+    /// ([`State::id_record`] returned `None` on this state): skips that lookup.
+    pub fn apply_unused_id(
+        &mut self,
+        index: LogIndex,
+        entry: &Entry,
+    ) -> Result<Applied, StateError> {
+        if self.poisoned {
+            return Err(StateError::Storage(StorageError(
+                "a storage read failed earlier; reopen the state".into(),
+            )));
+        }
+        debug_assert!(matches!(self.id_record(&entry.id), Ok(None)));
+        let r = self.apply_inner(index, entry, false);
+        if let Err(StateError::Storage(_)) = &r {
+            self.poisoned = true;
+        }
+        r
+    }
+
+    fn apply_inner(
+        &mut self,
+        index: LogIndex,
+        entry: &Entry,
+        check_id: bool,
+    ) -> Result<Applied, StateError> {
         if index.get() != self.meta.size {
             return Err(StateError::IndexNotNext {
                 expected: LogIndex::new(self.meta.size).unwrap_or_default(),
@@ -1478,8 +1503,10 @@ impl State {
                 });
             }
         }
-        if let Some(r) = self.id_record(&entry.id)? {
-            return Err(StateError::DuplicateId(entry.id.clone(), r.index));
+        if check_id {
+            if let Some(r) = self.id_record(&entry.id)? {
+                return Err(StateError::DuplicateId(entry.id.clone(), r.index));
+            }
         }
         let now = entry.time;
         let applied = match &entry.kind {
@@ -1532,6 +1559,30 @@ impl State {
         Ok(applied)
     }
 
+    /// Refuses (`balance_overflow`) a change of `delta` that would take a system account's
+    /// balance past ±(2^53 − 1) (spec/protocol.md §4.1); member accounts are checked where
+    /// they are credited.
+    fn check_system(&self, account: &AccountId, delta: i128) -> Result<(), StateError> {
+        if matches!(account, AccountId::Member(_)) {
+            return Ok(());
+        }
+        let now = self.accounts.get(account).copied().unwrap_or(0);
+        match now.checked_add(delta) {
+            Some(v) if v.unsigned_abs() <= MAX_AMOUNT as u128 => Ok(()),
+            _ => Err(StateError::BalanceOverflow),
+        }
+    }
+
+    /// The points of `portions` whose lot has expired at `now`: what a return of them sends to
+    /// `expired` instead of the member.
+    fn lapsed_of(portions: &[Portion], now: LogTime) -> u64 {
+        portions
+            .iter()
+            .filter(|p| p.expires_at.is_some_and(|e| e <= now))
+            .map(|p| p.points)
+            .sum()
+    }
+
     fn move_points(&mut self, from: AccountId, to: AccountId, points: u64) -> Transfer {
         for (a, d) in [(&from, -(points as i128)), (&to, points as i128)] {
             if !matches!(a, AccountId::Member(_)) {
@@ -1555,8 +1606,18 @@ impl State {
         }
     }
 
+    /// A member's summary for a credit, and whether the member is new (to be counted once the
+    /// credit is accepted).
+    fn member_to_credit(&self, id: &MemberId) -> Result<(MemberState, bool), StateError> {
+        Ok(match self.member(id)? {
+            Some(m) => (m, false),
+            None => (MemberState::default(), true),
+        })
+    }
+
     /// Adds `points` to a member's lot `(expires_at, lot)`, creating (and indexing) it when
     /// it does not exist. Updates the summary `m` but does not store it.
+    /// `fresh`: the lot is named by the entry being applied, so it cannot exist yet (no read).
     fn add_to_lot(
         &mut self,
         member: &MemberId,
@@ -1564,9 +1625,11 @@ impl State {
         expires_at: Option<LogTime>,
         lot: LogIndex,
         points: u64,
+        fresh: bool,
     ) -> Result<(), StateError> {
         let key = records::lot_key(member, expires_at, lot);
-        let remaining = match self.read::<u64>(&key)? {
+        let existing = if fresh { None } else { self.read::<u64>(&key)? };
+        let remaining = match existing {
             Some(r) => r,
             None => {
                 m.lots += 1;
@@ -1584,21 +1647,21 @@ impl State {
         Ok(())
     }
 
-    /// Credits a new lot (named `index`) to `member` from `source`.
+    /// Credits a new lot (named `index`) to `member`, whose summary is `m`, from `source`;
+    /// the caller stores `m`. Refuses (changing nothing) a balance past 2^53 − 1.
     fn credit(
         &mut self,
         index: LogIndex,
         now: LogTime,
         member: &MemberId,
+        m: &mut MemberState,
         points: Points,
         source: AccountId,
     ) -> Result<Transfer, StateError> {
-        let existing = self.member(member)?;
-        let (balance, pending) = existing.as_ref().map_or((0, 0), |m| (m.balance, m.pending));
-        if balance + pending + points.get() > MAX_AMOUNT {
+        if m.balance + m.pending + points.get() > MAX_AMOUNT {
             return Err(StateError::BalanceOverflow);
         }
-        let mut m = self.member_or_new(member)?;
+        self.check_system(&source, -(points.get() as i128))?;
         let expires_at = self
             .policies
             .expiry
@@ -1612,9 +1675,8 @@ impl State {
             (None, Some(open)) => open,
             _ => index,
         };
-        self.add_to_lot(member, &mut m, expires_at, lot, points.get())?;
+        self.add_to_lot(member, m, expires_at, lot, points.get(), lot == index)?;
         m.balance += points.get();
-        self.put_member(member, &m);
         Ok(self.move_points(source, AccountId::Member(member.clone()), points.get()))
     }
 
@@ -1681,6 +1743,7 @@ impl State {
         to: AccountId,
     ) -> Result<Transfer, StateError> {
         let total: u64 = portions.iter().map(|p| p.points).sum();
+        self.check_system(&to, total as i128)?;
         let mut m = self
             .member(member)?
             .ok_or_else(|| StateError::UnknownMember(member.clone()))?;
@@ -1735,7 +1798,7 @@ impl State {
                 (None, Some(open)) => open,
                 _ => p.lot,
             };
-            self.add_to_lot(member, &mut m, p.expires_at, lot, p.points)?;
+            self.add_to_lot(member, &mut m, p.expires_at, lot, p.points, false)?;
         }
         self.put_member(member, &m);
         let mut t = Vec::new();
@@ -1828,13 +1891,14 @@ impl State {
     }
 
     fn earn(&mut self, index: LogIndex, now: LogTime, b: &Earn) -> Result<Applied, StateError> {
-        let t = self.credit(index, now, &b.member, b.points, AccountId::Issued)?;
+        let (mut m, new) = self.member_to_credit(&b.member)?;
+        let t = self.credit(index, now, &b.member, &mut m, b.points, AccountId::Issued)?;
+        self.meta.members += u64::from(new);
         if b.qualifying {
-            let mut m = self.member_or_new(&b.member)?;
             self.add_qualifying(&b.member, &mut m, now, b.points.get())?;
             self.index_tier_due(&b.member, &mut m, now)?;
-            self.put_member(&b.member, &m);
         }
+        self.put_member(&b.member, &m);
         Ok(Applied {
             transfers: vec![t],
             member: Some(b.member.clone()),
@@ -1871,7 +1935,17 @@ impl State {
     fn adjust(&mut self, index: LogIndex, now: LogTime, b: &Adjust) -> Result<Applied, StateError> {
         let t = match b.direction {
             Direction::Credit => {
-                self.credit(index, now, &b.member, b.points, AccountId::Adjustments)?
+                let mut m = self.member_or_new(&b.member)?;
+                let t = self.credit(
+                    index,
+                    now,
+                    &b.member,
+                    &mut m,
+                    b.points,
+                    AccountId::Adjustments,
+                )?;
+                self.put_member(&b.member, &m);
+                t
             }
             Direction::Debit => {
                 let portions = self.plan_debit(now, &b.member, b.points)?;
@@ -2576,6 +2650,11 @@ impl State {
             (None, Some(_)) => return Err(StateError::UnexpectedPreimage),
             (None, None) => {}
         }
+        let payee_account = h
+            .payee
+            .clone()
+            .map_or(AccountId::Redeemed, AccountId::Clearing);
+        self.check_system(&payee_account, h.points as i128)?;
         let h = self.close_hold(&b.hold, h, HoldStatus::Posted(index))?;
         let to = h
             .payee
@@ -2602,6 +2681,10 @@ impl State {
 
     fn void(&mut self, index: LogIndex, now: LogTime, b: &Void) -> Result<Applied, StateError> {
         let h = self.open_hold(&b.hold)?;
+        self.check_system(
+            &AccountId::Expired,
+            Self::lapsed_of(&h.portions, now) as i128,
+        )?;
         let h = self.close_hold(&b.hold, h, HoldStatus::Voided(index))?;
         let transfers = self.give_back(now, &h.member, &h.portions, &AccountId::Held)?;
         Ok(Applied {
@@ -2662,6 +2745,8 @@ impl State {
         r.refunded += points.get();
         let member = r.member.clone();
         let account = r.account.clone();
+        self.check_system(&account, -(points.get() as i128))?;
+        self.check_system(&AccountId::Expired, Self::lapsed_of(&back, now) as i128)?;
         self.put_redemption(redemption, &r);
         let transfers = self.give_back(now, &member, &back, &account)?;
         Ok(Applied {

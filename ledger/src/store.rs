@@ -18,8 +18,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
-    Options, WriteBatch, WriteOptions, DB,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
+    Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
 
 use crate::merkle::{Hash, HashReader, MerkleError};
@@ -140,10 +140,18 @@ impl Store {
     /// Opens (creating if missing) the store in `dir` within the memory budget `config`.
     pub fn open_with(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
         let cache = Cache::new_lru_cache(config.block_cache_bytes);
+        // Index and filter blocks live in the block cache (so the budget bounds them), and are
+        // partitioned into small blocks with a pinned top level: a whole-file filter of a big
+        // SST is larger than a cache shard, so it would be read from disk again on every
+        // lookup (measured: 1,400 writes/s once the state passed 2M members).
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
         table.set_bloom_filter(10.0, false);
+        table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+        table.set_partition_filters(true);
+        table.set_metadata_block_size(4096);
         table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_top_level_index_and_filter(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         let mut opts = Options::default();
         opts.create_if_missing(true);

@@ -1558,7 +1558,7 @@ fn obligate_op(l: &mut Log, eid: &str, h: &str, agreement: usize, amount: u64, p
         .unwrap()
         .into_iter()
         .filter(|o| o.side == ObligationSide::Payable)
-        .map(|o| o.quote.amount_minor as i64 - o.refunded_minor() as i64)
+        .map(|o| l.state.agreement(&agr).map_or(0, |a| o.open_minor(a)))
         .sum();
     assert_eq!(sum, l.state.open_payable(&agr));
     assert!(sum <= 1_000_000);
@@ -1698,7 +1698,7 @@ fn refund_op(l: &mut Log, eid: &str, h: &str, refund: &str, points: u64, off: i8
             .unwrap()
             .into_iter()
             .filter(|o| o.side == ObligationSide::Payable)
-            .map(|o| o.quote.amount_minor as i64 - o.refunded_minor() as i64)
+            .map(|o| l.state.agreement(&agr).map_or(0, |a| o.open_minor(a)))
             .sum();
         assert_eq!(sum, l.state.open_payable(&agr));
     }
@@ -2960,6 +2960,61 @@ fn latest_lines_page_newest_first_with_a_cursor_whatever_their_number() {
     for bad in ["", "7", "x.1", "7.", "7.-1"] {
         assert_eq!(read::parse_line_cursor(bad), None, "{bad}");
     }
+    l.state.check_invariants().unwrap();
+    l.replay_equals_live();
+}
+
+/// spec/protocol.md §4.1: a system account stays within ±(2^53 − 1); an entry that would take
+/// one past it is refused with `balance_overflow` and changes nothing.
+#[test]
+fn system_accounts_stay_within_the_json_integer_range() {
+    let mut l = Log::new();
+    l.apply("p1", expiry(1_000)).unwrap();
+    l.earn("e1", "alice", MAX_AMOUNT).unwrap(); // lot 1
+    assert_eq!(
+        l.state.account_balance(&AccountId::Issued).unwrap(),
+        -(MAX_AMOUNT as i128)
+    );
+    // `issued` is at its bound: one more earned point is refused.
+    let e = l.earn("e2", "bob", 1).unwrap_err();
+    assert_eq!(e.code(), "balance_overflow");
+    // Points from another account still come in.
+    l.apply(
+        "adj1",
+        EntryKind::Adjust(Adjust {
+            member: m("bob"),
+            points: pts(1),
+            direction: Direction::Credit,
+            reason: "test".into(),
+        }),
+    )
+    .unwrap(); // lot 2 (the refused earn took no index)
+    l.at(10_000);
+    l.apply(
+        "x1",
+        EntryKind::Expire(Expire {
+            member: m("alice"),
+            lot: LogIndex::new(1).unwrap(),
+            points: pts(MAX_AMOUNT),
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        l.state.account_balance(&AccountId::Expired).unwrap(),
+        MAX_AMOUNT as i128
+    );
+    // `expired` is at its bound: bob's lapsed point cannot go there.
+    let e = l
+        .apply(
+            "x2",
+            EntryKind::Expire(Expire {
+                member: m("bob"),
+                lot: LogIndex::new(2).unwrap(),
+                points: pts(1),
+            }),
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "balance_overflow");
     l.state.check_invariants().unwrap();
     l.replay_equals_live();
 }
