@@ -1339,3 +1339,54 @@ async fn sigterm_drains_and_the_node_restarts_with_the_same_log() {
     node.start();
     assert_eq!(node.client().checkpoint_note().await.unwrap(), note);
 }
+
+/// A member's read shows the first 50 lots and a cursor; `GET /v1/members/{m}/lots` pages on,
+/// soonest-expiring first, and refuses a bad cursor or limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_lots_are_paged_with_a_cursor() {
+    let node = Node::start_new("brand-a", &[]);
+    let c = node.client();
+    c.set_expiry(&SetExpiryRequest {
+        id: id("expiry-1"),
+        lot_lifetime_ms: Some(sdk::DurationMs::new(86_400_000).unwrap()),
+    })
+    .await
+    .unwrap();
+    let items: Vec<EarnItem> = (0..60)
+        .map(|i| EarnItem::new(member("many"), id(&format!("lot-{i}")), pts(1 + i)))
+        .collect();
+    c.earn_many(&items).await.unwrap();
+    let m = c.member(&member("many")).await.unwrap();
+    assert_eq!((m.lots.len(), m.lots_total), (50, 60));
+    let cursor = m
+        .lots_next_cursor
+        .clone()
+        .expect("a cursor past the first 50");
+    let rest = c
+        .member_lots(&member("many"), Some(&cursor), None)
+        .await
+        .unwrap();
+    assert_eq!(rest.lots.len(), 10);
+    assert_eq!(rest.next_cursor, None);
+    let all: Vec<_> = m.lots.iter().chain(&rest.lots).collect();
+    assert!(all
+        .windows(2)
+        .all(|w| (w[0].expires_at, w[0].lot) < (w[1].expires_at, w[1].lot)));
+    assert_eq!(
+        all.iter().map(|l| l.remaining).sum::<u64>(),
+        m.balance,
+        "the pages hold every point"
+    );
+    let small = c.member_lots(&member("many"), None, Some(7)).await.unwrap();
+    assert_eq!(small.lots.len(), 7);
+    assert!(small.next_cursor.is_some());
+    let e = c
+        .member_lots(&member("many"), Some("not-a-cursor"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), Some(ErrorCode::InvalidParameter));
+    assert!(c
+        .member_lots(&member("many"), None, Some(51))
+        .await
+        .is_err());
+}

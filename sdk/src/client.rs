@@ -592,6 +592,28 @@ impl Client {
         .await
     }
 
+    /// `GET /v1/members/{member}/lots` (scope `read`): one page of the member's lots,
+    /// soonest-expiring first; pass the previous page's `next_cursor` (or the member's
+    /// `lots_next_cursor`) as `cursor`. `limit` is 1 to 50.
+    pub async fn member_lots(
+        &self,
+        member: &MemberId,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<LotsPage, Error> {
+        if limit.is_some_and(|l| l == 0 || l > 50) {
+            return Err(Error::Invalid("limit must be 1 to 50".into()));
+        }
+        let mut call = Call::get(format!("/v1/members/{}/lots", segment(member.as_str())));
+        if let Some(c) = cursor {
+            call = call.query("cursor", c);
+        }
+        if let Some(l) = limit {
+            call = call.query("limit", l);
+        }
+        self.json(call).await
+    }
+
     /// `GET /v1/members/{member}/history` (scope `read`): one page; pass the previous
     /// page's `next_cursor` as `cursor`. `limit` is 1 to [`PAGE_LIMIT_MAX`].
     pub async fn history(

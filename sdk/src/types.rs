@@ -497,9 +497,26 @@ pub struct MemberInfo {
     /// Until when the member keeps the tier without earning more.
     #[serde(default)]
     pub tier_valid_until: Option<LogTime>,
-    /// Lots, soonest-expiring first.
+    /// The first lots (at most 50), soonest-expiring first; [`crate::Client::member_lots`]
+    /// pages on from `lots_next_cursor`.
     #[serde(default)]
     pub lots: Vec<LotInfo>,
+    /// How many lots the member has.
+    #[serde(default)]
+    pub lots_total: u64,
+    /// Cursor for the next page of lots; `None` when `lots` holds them all.
+    #[serde(default)]
+    pub lots_next_cursor: Option<String>,
+}
+
+/// `GET /v1/members/{member}/lots`: one page of a member's lots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LotsPage {
+    /// Lots, soonest-expiring first.
+    pub lots: Vec<LotInfo>,
+    /// Cursor for the next page; `None` on the last.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// One entry of a member's history.
