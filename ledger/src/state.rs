@@ -1236,38 +1236,6 @@ impl State {
         read::lines_in(&self.records, agreement, period, usize::MAX)
     }
 
-    /// Payable lines' sum in `period` of agreement `agreement`.
-    fn payable_sum_in(
-        &self,
-        agreement: &EntryId,
-        period: statement::Period,
-    ) -> Result<i64, StateError> {
-        let end = records::lines_from(agreement, period.to().get());
-        let mut from = records::lines_from(agreement, period.from().get());
-        let mut sum = 0i64;
-        loop {
-            let page = self.records.range(&from, &end, records::RANGE_PAGE_MAX)?;
-            let n = page.len();
-            for (k, v) in &page {
-                let r: LineRecord = records::decode(v).map_err(|e| RecordError::at(k, e))?;
-                let tail = k.len().saturating_sub(16);
-                let time = k
-                    .get(tail..tail + 8)
-                    .and_then(|b| b.try_into().ok())
-                    .map(u64::from_be_bytes)
-                    .and_then(|t| LogTime::new(t).ok())
-                    .ok_or_else(|| RecordError::at(k, "bad line key"))?;
-                if r.side == ObligationSide::Payable && period.contains(time) {
-                    sum += r.amount_minor;
-                }
-            }
-            match page.last() {
-                Some((k, _)) if n == records::RANGE_PAGE_MAX => from = records::after(k),
-                _ => return Ok(sum),
-            }
-        }
-    }
-
     /// Every obligation under agreement `agreement`, by the line index (reads every line of
     /// the agreement: tests).
     #[cfg(test)]
@@ -2467,7 +2435,15 @@ impl State {
         }
         b.verify(&a.agreement)
             .map_err(StateError::StatementSignature)?;
-        let lines = self.lines_in(&st.agreement, st.period)?;
+        // The period's lines, read once: the statement is computed from them, and their
+        // payable side is what the statement settles.
+        let sided = read::sided_lines_in(&self.records, &st.agreement, st.period, usize::MAX)?;
+        let settled: i64 = sided
+            .iter()
+            .filter(|(side, _)| *side == ObligationSide::Payable)
+            .map(|(_, l)| l.amount_minor)
+            .sum();
+        let lines: Vec<ObligationLine> = sided.into_iter().map(|(_, l)| l).collect();
         let terms = &self.agreements[&st.agreement].agreement.terms;
         let ours = statement::compute(terms, st.period, &lines)
             .map_err(StateError::StatementUncomputable)?;
@@ -2478,7 +2454,6 @@ impl State {
         }
         // The period's payable lines stop counting against the credit limit, and all its
         // lines stop being open.
-        let settled = self.payable_sum_in(&st.agreement, st.period)?;
         let period: Option<LineTotals> =
             self.read(&records::period_totals_key(&st.agreement, k))?;
         let id = st.agreement.clone();

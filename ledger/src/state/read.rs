@@ -14,6 +14,7 @@ use super::{
     Policies, QuoteState, RecordError, RedemptionState, StateError, StorageError,
 };
 use super::{AgreementTotals, LineRecord, LineTotals};
+use crate::entry::ObligationSide;
 use crate::statement::{ObligationLine, Period};
 use crate::tier::QualifyingEvent;
 use crate::types::{EntryId, LogIndex, LogTime, MemberId};
@@ -225,10 +226,15 @@ pub fn qualifying(
 
 /// Decodes one record of an agreement's line index.
 fn line_of(k: &[u8], v: &[u8]) -> Result<ObligationLine, StateError> {
+    side_and_line_of(k, v).map(|(_, l)| l)
+}
+
+/// A line of the index with the side of the obligation it belongs to.
+fn side_and_line_of(k: &[u8], v: &[u8]) -> Result<(ObligationSide, ObligationLine), StateError> {
     let (time, index) =
         records::parse_line_key(k).ok_or_else(|| RecordError::at(k, "bad line key"))?;
     let r: LineRecord = records::decode(v).map_err(|e| RecordError::at(k, e))?;
-    Ok(ObligationLine {
+    let line = ObligationLine {
         redemption: r.redemption,
         refund: r.refund,
         payer: r.payer,
@@ -236,7 +242,8 @@ fn line_of(k: &[u8], v: &[u8]) -> Result<ObligationLine, StateError> {
         amount_minor: r.amount_minor,
         time,
         index,
-    })
+    };
+    Ok((r.side, line))
 }
 
 /// The statement lines of agreement `agreement` with a time in `period`, in time order,
@@ -248,6 +255,19 @@ pub fn lines_in(
     period: Period,
     max: usize,
 ) -> Result<Vec<ObligationLine>, StateError> {
+    Ok(sided_lines_in(src, agreement, period, max)?
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect())
+}
+
+/// As [`lines_in`], each line with the side of its obligation.
+pub(crate) fn sided_lines_in(
+    src: &dyn RecordSource,
+    agreement: &EntryId,
+    period: Period,
+    max: usize,
+) -> Result<Vec<(ObligationSide, ObligationLine)>, StateError> {
     let end = records::lines_from(agreement, period.to().get());
     let mut from = records::lines_from(agreement, period.from().get());
     let mut out = Vec::new();
@@ -257,12 +277,12 @@ pub fn lines_in(
             .map_err(storage)?;
         let n = page.len();
         for (k, v) in &page {
-            let line = line_of(k, v)?;
+            let (side, line) = side_and_line_of(k, v)?;
             if period.contains(line.time) {
                 if out.len() >= max {
                     return Err(StateError::TooManyLines { max });
                 }
-                out.push(line);
+                out.push((side, line));
             }
         }
         match page.last() {
