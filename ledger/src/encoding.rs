@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use crate::types::MAX_AMOUNT;
 
+pub mod jcs;
+
 /// Errors of canonical decoding. Each says what is wrong with the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncodingError {
@@ -33,8 +35,8 @@ pub enum EncodingError {
 ///
 /// Panics only if `value`'s `Serialize` implementation fails, which the project's types never
 /// do (they contain no maps with non-string keys and no floats).
-pub fn to_canonical<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json_canonicalizer::to_vec(value).expect("project types always serialize")
+pub fn to_canonical<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    jcs::to_vec(value).expect("project types always serialize")
 }
 
 /// Parses `bytes` as canonical JSON: integers only and within ±(2^53-1), and byte-for-byte

@@ -485,6 +485,35 @@ impl EntryKind {
         }
     }
 
+    /// Appends the body as canonical JSON to `out`.
+    fn write_body(&self, out: &mut Vec<u8>) {
+        fn w<T: Serialize>(out: &mut Vec<u8>, t: &T) {
+            encoding::jcs::write(out, t).expect("entry bodies always serialize")
+        }
+        match self {
+            EntryKind::Earn(b) => w(out, b),
+            EntryKind::Redeem(b) => w(out, b),
+            EntryKind::Adjust(b) => w(out, b),
+            EntryKind::Expire(b) => w(out, b),
+            EntryKind::Hold(b) => w(out, b),
+            EntryKind::Post(b) => w(out, b),
+            EntryKind::Void(b) => w(out, b),
+            EntryKind::Refund(b) => w(out, b),
+            EntryKind::TierPolicy(b) => w(out, b),
+            EntryKind::TierChange(b) => w(out, b),
+            EntryKind::RateCard(b) => w(out, b),
+            EntryKind::ExpiryPolicy(b) => w(out, b),
+            EntryKind::TierAttestation(b) => w(out, b),
+            EntryKind::FxRate(b) => w(out, b),
+            EntryKind::SpendAuthorisation(b) => w(out, b),
+            EntryKind::Agreement(b) => w(out, b),
+            EntryKind::Quote(b) => w(out, b),
+            EntryKind::Obligation(b) => w(out, b),
+            EntryKind::ObligationRefund(b) => w(out, b),
+            EntryKind::Statement(b) => w(out, b),
+        }
+    }
+
     /// Parses a body of type `type_name` from JSON, refusing unknown fields.
     pub fn from_type_and_body(type_name: &str, body: Value) -> Result<EntryKind, EntryError> {
         fn p<T: DeserializeOwned>(body: Value) -> Result<T, EntryError> {
@@ -692,9 +721,24 @@ impl Entry {
         Value::Object(m)
     }
 
-    /// The canonical bytes (RFC 8785 JSON) that are stored, hashed and signed.
+    /// The canonical bytes (RFC 8785 JSON) that are stored, hashed and signed: the envelope's
+    /// members in their canonical order (`body`, `id`, `time`, `type`, `v`), the body written
+    /// from its typed value (the same bytes as `encoding::to_canonical(&self.to_value())`,
+    /// without building the JSON value first).
     pub fn to_bytes(&self) -> Vec<u8> {
-        encoding::to_canonical(&self.to_value())
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"{\"body\":");
+        self.kind.write_body(&mut out);
+        out.extend_from_slice(b",\"id\":");
+        encoding::jcs::write_str(&mut out, self.id.as_str());
+        out.extend_from_slice(b",\"time\":");
+        encoding::jcs::write(&mut out, &self.time.get()).expect("an integer always serializes");
+        out.extend_from_slice(b",\"type\":");
+        encoding::jcs::write_str(&mut out, self.kind.type_name());
+        out.extend_from_slice(b",\"v\":");
+        encoding::jcs::write(&mut out, &ENTRY_VERSION).expect("an integer always serializes");
+        out.push(b'}');
+        out
     }
 
     /// Decodes canonical entry bytes. Refuses anything [`Entry::to_bytes`] would not produce.

@@ -416,6 +416,44 @@ pub struct MemberState {
     /// When the member's tier lapses without more earnings, as indexed in
     /// [`records::prefix::DUE_TIER`] (`None`: not indexed).
     pub tier_due: Option<LogTime>,
+    /// The log time of the member's oldest kept qualifying earning (0: none kept, or a record
+    /// written before this field existed). Reads and prunes of the member's qualifying
+    /// earnings start here, so they never step over the deletions of earlier prunes (RocksDB
+    /// keeps a deleted key as a tombstone until compaction). Encoded after the fields above
+    /// ([`MemberState::encode`]), so records without it still decode.
+    #[serde(skip)]
+    pub qualifying_from_ms: u64,
+}
+
+impl MemberState {
+    /// The member record's value: the summary's fields, then `qualifying_from_ms` (a record
+    /// that ends before it decodes with 0).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = records::encode(self);
+        out.extend(
+            postcard::to_allocvec(&self.qualifying_from_ms).expect("an integer always serializes"),
+        );
+        out
+    }
+
+    /// Decodes a member record written by [`MemberState::encode`] (or without its last field).
+    pub fn decode(bytes: &[u8]) -> Result<MemberState, String> {
+        let rest = match bytes.split_first() {
+            Some((&records::FORMAT_BINARY, rest)) => rest,
+            Some((b, _)) => return Err(format!("record format {b:#04x}, not binary")),
+            None => return Err("empty record".into()),
+        };
+        let (mut m, rest): (MemberState, _) =
+            postcard::take_from_bytes(rest).map_err(|e| e.to_string())?;
+        if !rest.is_empty() {
+            let (from, rest) = postcard::take_from_bytes(rest).map_err(|e| e.to_string())?;
+            if !rest.is_empty() {
+                return Err(format!("{} bytes after a member record", rest.len()));
+            }
+            m.qualifying_from_ms = from;
+        }
+        Ok(m)
+    }
 }
 
 /// Where a hold stands.
@@ -1060,7 +1098,10 @@ impl State {
     }
 
     fn put_member(&mut self, id: &MemberId, m: &MemberState) {
-        self.write(records::named(record_prefix::MEMBER, id.as_str()), m);
+        self.records.put(
+            records::named(record_prefix::MEMBER, id.as_str()),
+            m.encode(),
+        );
     }
 
     fn put_hold(&mut self, id: &EntryId, h: &HoldState) {
@@ -1160,7 +1201,10 @@ impl State {
     /// A member's qualifying earnings kept for tier evaluation, oldest first. Bounded by the
     /// tier policy's window and grace period (or [`tier::QUALIFYING_EVENTS_MAX`] without one).
     pub fn qualifying(&self, member: &MemberId) -> Result<Vec<QualifyingEvent>, StateError> {
-        read::qualifying(&self.records, member)
+        match self.member(member)? {
+            Some(m) => read::qualifying(&self.records, member, &m),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// A hold by its id.
@@ -1789,8 +1833,11 @@ impl State {
         points: u64,
     ) -> Result<(), StateError> {
         self.write(records::qualifying_key(member, now), &points);
+        if m.qualifying == 0 {
+            m.qualifying_from_ms = now.get();
+        }
         m.qualifying += 1;
-        let start = records::qualifying_from(member, 0);
+        let mut start = records::qualifying_from(member, m.qualifying_from_ms);
         let end = match &self.policies.tier {
             Some(p) => {
                 let horizon = now.minus(p.grace_ms).minus(p.window_ms).get();
@@ -1812,10 +1859,24 @@ impl State {
             }
             let page = self.records.range(&start, &end, excess)?;
             let n = page.len();
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            start = records::after(last);
             for (k, _) in page {
                 self.records.delete(k);
                 m.qualifying -= 1;
             }
+            // The oldest kept earning is the next one (the one just written at the latest:
+            // a prune never reaches `now`).
+            let next = self
+                .records
+                .range(&start, &records::qualifying_end(member), 1)?;
+            let (k, _) = next
+                .first()
+                .ok_or_else(|| RecordError::at(&start, "a prune removed every earning"))?;
+            m.qualifying_from_ms = records::qualifying_time(k)
+                .ok_or_else(|| RecordError::at(k, "bad qualifying key"))?;
             if n < excess {
                 return Ok(());
             }

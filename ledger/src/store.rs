@@ -162,6 +162,11 @@ impl Store {
         opts.set_db_write_buffer_size(config.memtable_bytes);
         opts.set_max_open_files(config.max_open_files.clamp(16, i32::MAX as u32) as i32);
         opts.set_write_buffer_size((config.memtable_bytes / 4).max(1 << 20));
+        // The state deletes in runs (a member's oldest qualifying earnings, spent and expired
+        // lots, resolved due-index keys); a deleted key stays a tombstone that every range read
+        // over it steps across until compaction drops it. An SST file in which half of any
+        // 10,000 consecutive entries are deletions is marked for compaction at once.
+        opts.add_compact_on_deletion_collector_factory(10_000, 5_000, 0.5);
         let cfs = CFS
             .iter()
             .map(|n| ColumnFamilyDescriptor::new(*n, opts.clone()))

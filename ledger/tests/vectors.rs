@@ -1233,3 +1233,18 @@ fn example_receipt_verifies() {
     moved.index += 1;
     assert!(moved.verify(&key).is_err());
 }
+
+#[test]
+fn the_entry_writer_matches_the_reference_canonicaliser_on_every_example() {
+    // `Entry::to_bytes` writes canonical JSON with the ledger's own JCS writer; the
+    // serde_json_canonicalizer crate stays the reference it is checked against.
+    for (name, entry) in example_log() {
+        let reference = serde_json_canonicalizer::to_vec(&entry.to_value()).unwrap();
+        assert_eq!(entry.to_bytes(), reference, "{name}");
+        assert_eq!(
+            ledger::encoding::to_canonical(&entry.to_value()),
+            reference,
+            "{name}"
+        );
+    }
+}

@@ -126,7 +126,7 @@ pub(crate) fn member_view_of(
                 .unwrap_or_else(|| policy.tiers[0].name.clone());
             let until = match policy.tiers.iter().position(|x| x.name == name) {
                 Some(rank) => {
-                    let events = read::qualifying(src, id).map_err(ApiError::internal)?;
+                    let events = read::qualifying(src, id, &m).map_err(ApiError::internal)?;
                     ledger::tier::tier_valid_until(policy, &events, rank, t)
                 }
                 None => None,

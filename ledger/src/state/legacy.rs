@@ -342,6 +342,7 @@ fn member(cx: &Context, id: &MemberId, m: OldMember, out: &mut Writes) {
         open_lot: None,
         qualifying: m.qualifying.len() as u64,
         tier_due: None,
+        qualifying_from_ms: m.qualifying.first().map_or(0, |(t, _)| t.get()),
     };
     for l in &m.lots {
         match l.expires_at {
@@ -377,7 +378,7 @@ fn member(cx: &Context, id: &MemberId, m: OldMember, out: &mut Writes) {
     }
     out.push((
         records::named(prefix::MEMBER, id.as_str()),
-        Some(records::encode(&s)),
+        Some(s.encode()),
     ));
 }
 

@@ -52,8 +52,13 @@ macro_rules! json_record {
     )*};
 }
 
+impl Record for MemberState {
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        MemberState::decode(bytes)
+    }
+}
+
 binary_record!(
-    MemberState,
     HoldState,
     RedemptionState,
     IdRecord,
@@ -194,12 +199,14 @@ pub fn lapsed(src: &dyn RecordSource, member: &MemberId, now: LogTime) -> Result
 /// A member's qualifying earnings kept for tier evaluation, oldest first. Their number is
 /// bounded by the tier policy's window and grace period (or
 /// [`crate::tier::QUALIFYING_EVENTS_MAX`] without a policy).
+/// `summary` is the member's record: the read starts at its oldest kept earning.
 pub fn qualifying(
     src: &dyn RecordSource,
     member: &MemberId,
+    summary: &MemberState,
 ) -> Result<Vec<QualifyingEvent>, StateError> {
     let end = records::qualifying_end(member);
-    let mut from = records::qualifying_from(member, 0);
+    let mut from = records::qualifying_from(member, summary.qualifying_from_ms);
     let mut out = Vec::new();
     loop {
         let page = src
@@ -207,11 +214,7 @@ pub fn qualifying(
             .map_err(storage)?;
         let n = page.len();
         for (k, v) in &page {
-            let t = k
-                .len()
-                .checked_sub(8)
-                .and_then(|i| k[i..].try_into().ok())
-                .map(u64::from_be_bytes)
+            let t = records::qualifying_time(k)
                 .and_then(|t| LogTime::new(t).ok())
                 .ok_or_else(|| RecordError::at(k, "bad qualifying key"))?;
             let p: u64 = records::decode(v).map_err(|e| RecordError::at(k, e))?;
@@ -402,7 +405,7 @@ pub fn member_at(
                 .unwrap_or_else(|| policy.tiers[0].name.clone());
             let until = match policy.tiers.iter().position(|x| x.name == name) {
                 Some(rank) => {
-                    crate::tier::tier_valid_until(policy, &qualifying(src, id)?, rank, now)
+                    crate::tier::tier_valid_until(policy, &qualifying(src, id, &m)?, rank, now)
                 }
                 None => None,
             };

@@ -507,6 +507,14 @@ pub fn qualifying_from(member: &MemberId, t: u64) -> Vec<u8> {
     )
 }
 
+/// The log time in a qualifying earning's key.
+pub fn qualifying_time(key: &[u8]) -> Option<u64> {
+    key.len()
+        .checked_sub(8)
+        .and_then(|i| key[i..].try_into().ok())
+        .map(u64::from_be_bytes)
+}
+
 /// The end of a member's qualifying earnings.
 pub fn qualifying_end(member: &MemberId) -> Vec<u8> {
     key(prefix::QUALIFYING, &[member.as_str().as_bytes(), &[1]])

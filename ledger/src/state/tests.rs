@@ -3018,3 +3018,113 @@ fn system_accounts_stay_within_the_json_integer_range() {
     l.state.check_invariants().unwrap();
     l.replay_equals_live();
 }
+
+#[test]
+fn pruning_qualifying_earnings_moves_the_members_oldest_kept_time() {
+    // Without a tier policy a member keeps the newest QUALIFYING_EVENTS_MAX earnings; the
+    // member record names the oldest kept one, where the next prune and every read start.
+    let mut s = State::new();
+    let n = tier::QUALIFYING_EVENTS_MAX as u64 + 3;
+    for i in 0..n {
+        let e = Entry {
+            time: t(1_000 + i),
+            id: id(&format!("e{i}")),
+            kind: EntryKind::Earn(Earn {
+                member: m("alice"),
+                points: pts(1),
+                qualifying: true,
+            }),
+        };
+        s.apply(LogIndex::new(i).unwrap(), &e).unwrap();
+        let summary = s.member(&m("alice")).unwrap().unwrap();
+        let kept = s.qualifying(&m("alice")).unwrap();
+        assert_eq!(summary.qualifying, kept.len() as u64);
+        assert_eq!(
+            summary.qualifying_from_ms,
+            kept[0].0.get(),
+            "after earn {i}"
+        );
+    }
+    let summary = s.member(&m("alice")).unwrap().unwrap();
+    assert_eq!(summary.qualifying, tier::QUALIFYING_EVENTS_MAX as u64);
+    assert_eq!(summary.qualifying_from_ms, 1_003);
+}
+
+#[test]
+fn qualifying_earnings_leaving_the_window_move_the_oldest_kept_time() {
+    let mut l = Log::new();
+    l.apply("tp", tier_policy()).unwrap();
+    l.earn("e1", "alice", 10).unwrap();
+    let first = l.time;
+    l.earn("e2", "alice", 10).unwrap();
+    let second = l.time;
+    let summary = l.state.member(&m("alice")).unwrap().unwrap();
+    assert_eq!(summary.qualifying_from_ms, first);
+    // Past the window and grace of e1 (10 s + 1 s), an earn prunes it: e2 is the oldest kept.
+    l.at(first + 11_000 - 1);
+    l.earn("e3", "alice", 10).unwrap();
+    let summary = l.state.member(&m("alice")).unwrap().unwrap();
+    assert_eq!(summary.qualifying, 2);
+    assert_eq!(summary.qualifying_from_ms, second);
+    // Past both, only the new one is kept.
+    l.at(l.time + 12_000);
+    l.earn("e4", "alice", 10).unwrap();
+    let summary = l.state.member(&m("alice")).unwrap().unwrap();
+    assert_eq!(summary.qualifying, 1);
+    assert_eq!(summary.qualifying_from_ms, l.time);
+    l.replay_equals_live();
+}
+
+#[test]
+fn a_member_record_without_its_oldest_kept_time_still_decodes_and_prunes() {
+    // A member record written before `qualifying_from_ms` existed ends after `tier_due`: it
+    // decodes with 0, reads start at the member's first key, and the next prune sets it.
+    let summary = MemberState {
+        balance: 7,
+        qualifying: 1,
+        qualifying_from_ms: 0,
+        ..MemberState::default()
+    };
+    let old = records::encode(&summary);
+    assert_eq!(MemberState::decode(&old).unwrap(), summary);
+    let new = summary.encode();
+    assert_ne!(old, new);
+    assert_eq!(MemberState::decode(&new).unwrap(), summary);
+    let mut bad = new.clone();
+    bad.push(0);
+    assert!(
+        MemberState::decode(&bad).is_err(),
+        "trailing bytes are refused"
+    );
+
+    let mut l = Log::new();
+    l.apply("tp", tier_policy()).unwrap();
+    l.earn("e1", "alice", 10).unwrap();
+    let first = l.time;
+    let key = records::named(record_prefix::MEMBER, "alice");
+    let mut summary = l.state.member(&m("alice")).unwrap().unwrap();
+    summary.qualifying_from_ms = 0;
+    l.records.insert(key, records::encode(&summary));
+    let mut loaded = State::from_records(l.records.iter()).expect("records load");
+    assert_eq!(
+        loaded.qualifying(&m("alice")).unwrap(),
+        vec![(t(first), 10)]
+    );
+    let e = Entry {
+        time: t(first + 11_000),
+        id: id("e2"),
+        kind: EntryKind::Earn(Earn {
+            member: m("alice"),
+            points: pts(10),
+            qualifying: true,
+        }),
+    };
+    loaded
+        .apply(LogIndex::new(loaded.size()).unwrap(), &e)
+        .unwrap();
+    let summary = loaded.member(&m("alice")).unwrap().unwrap();
+    assert_eq!(
+        (summary.qualifying, summary.qualifying_from_ms),
+        (1, first + 11_000)
+    );
+}
