@@ -667,10 +667,14 @@ impl EntryKind {
     /// SHA-256 of the canonical `{"body":..,"type":..}`: what a write asks for, independent of
     /// when it was logged. Two writes with one id are "the same" exactly when these match.
     pub fn intent_digest(&self) -> Hash {
-        let mut m = Map::new();
-        m.insert("body".into(), self.body_value());
-        m.insert("type".into(), Value::String(self.type_name().into()));
-        Sha256::digest(encoding::to_canonical(&Value::Object(m))).into()
+        // The canonical form of {"body":..,"type":..}, written in its member order.
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"{\"body\":");
+        self.write_body(&mut out);
+        out.extend_from_slice(b",\"type\":");
+        encoding::jcs::write_str(&mut out, self.type_name());
+        out.push(b'}');
+        Sha256::digest(out).into()
     }
 }
 

@@ -950,6 +950,10 @@ pub struct State {
     records: Records,
     /// Set when a storage read failed mid-entry: the pending writes may be half an entry.
     poisoned: bool,
+    /// The meta record and these system accounts' records are behind their resident values:
+    /// they are written once per batch ([`State::take_changes`]), not once per entry.
+    meta_dirty: bool,
+    accounts_dirty: BTreeSet<AccountId>,
 }
 
 impl std::fmt::Debug for State {
@@ -971,7 +975,7 @@ impl PartialEq for State {
             && self.agreements == o.agreements
             && self.open_payables == o.open_payables
             && self.totals == o.totals
-            && self.records.all_with_prefix(b"").ok() == o.records.all_with_prefix(b"").ok()
+            && self.records().ok() == o.records().ok()
     }
 }
 
@@ -1562,8 +1566,7 @@ impl State {
         );
         self.meta.size += 1;
         self.meta.last_time = Some(now);
-        let meta = self.meta.clone();
-        self.write(record_prefix::META.to_vec(), &meta);
+        self.meta_dirty = true;
         #[cfg(debug_assertions)]
         if let Err(v) = self.check_invariants_for(applied.member.as_ref()) {
             panic!("entry {index} broke an invariant: {v}");
@@ -1598,10 +1601,10 @@ impl State {
     fn move_points(&mut self, from: AccountId, to: AccountId, points: u64) -> Transfer {
         for (a, d) in [(&from, -(points as i128)), (&to, points as i128)] {
             if !matches!(a, AccountId::Member(_)) {
-                let v = self.accounts.entry(a.clone()).or_insert(0);
-                *v += d;
-                let v = *v;
-                self.write(records::named(record_prefix::ACCOUNT, &a.to_string()), &v);
+                *self.accounts.entry(a.clone()).or_insert(0) += d;
+                if !self.accounts_dirty.contains(a) {
+                    self.accounts_dirty.insert(a.clone());
+                }
             }
         }
         Transfer { from, to, points }
@@ -3253,17 +3256,49 @@ impl State {
     /// to put, `(key, None)` to delete, in key order. The store writes them in the same batch
     /// as the entries.
     pub fn take_changes(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        for (k, v) in self.resident_records() {
+            self.records.put(k, v);
+        }
+        self.meta_dirty = false;
+        self.accounts_dirty.clear();
         self.records.take_changes()
     }
 
     /// Forgets pending changes (after they were written, or when the state is rebuilt).
     pub fn clear_changes(&mut self) {
-        self.records.clear_changes();
+        // The resident records go where take_changes puts them (into the map of a state in
+        // memory, whose records are its whole state); only the list of changes is dropped.
+        self.take_changes();
+    }
+
+    /// The records of the resident part that changed since the last [`State::take_changes`]
+    /// (the meta record and the system accounts moved since): kept in memory between
+    /// batches, so that an entry does not rewrite them.
+    fn resident_records(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::with_capacity(1 + self.accounts_dirty.len());
+        if self.meta_dirty {
+            out.push((record_prefix::META.to_vec(), records::encode(&self.meta)));
+        }
+        for a in &self.accounts_dirty {
+            let v = self.accounts.get(a).copied().unwrap_or(0);
+            out.push((
+                records::named(record_prefix::ACCOUNT, &a.to_string()),
+                records::encode(&v),
+            ));
+        }
+        out
     }
 
     /// Every record, in key order (reads them all: for tests and tools).
     pub fn records(&self) -> Result<records::KeyValues, StateError> {
-        Ok(self.records.all_with_prefix(b"")?)
+        let mut all = self.records.all_with_prefix(b"")?;
+        for (k, v) in self.resident_records() {
+            match all.binary_search_by(|(x, _)| x.as_slice().cmp(&k)) {
+                Ok(i) => all[i].1 = v,
+                Err(i) => all.insert(i, (k, v)),
+            }
+        }
+        Ok(all)
     }
 }
 

@@ -1246,5 +1246,9 @@ fn the_entry_writer_matches_the_reference_canonicaliser_on_every_example() {
             reference,
             "{name}"
         );
+        let intent = json!({"body": entry.kind.body_value(), "type": entry.kind.type_name()});
+        let digest: [u8; 32] =
+            Sha256::digest(serde_json_canonicalizer::to_vec(&intent).unwrap()).into();
+        assert_eq!(entry.kind.intent_digest(), digest, "{name}");
     }
 }

@@ -299,18 +299,6 @@ impl Records {
         }
     }
 
-    /// Forgets which keys changed (memory) or drops the pending writes (source).
-    pub(crate) fn clear_changes(&mut self) {
-        match self {
-            Records::Memory { changed, .. } => {
-                if let Some(c) = changed {
-                    c.clear();
-                }
-            }
-            Records::Source { pending, .. } => pending.clear(),
-        }
-    }
-
     #[cfg(test)]
     pub(crate) fn has_changes(&self) -> bool {
         match self {
