@@ -66,7 +66,7 @@ pub use id::{new_entry_id, new_entry_id_with_prefix};
 pub use receipt::{check_receipt, WriteResult};
 pub use retry::{AttemptFailure, RetryPolicy};
 pub use types::*;
-pub use verify::{verify_log, ReplayStore, Summary, VerifyError, VerifyOptions};
+pub use verify::{verify_log, AuditPoint, ReplayStore, Summary, VerifyError, VerifyOptions};
 
 pub use ledger::attestation::{Attestation, Statement};
 pub use ledger::checkpoint::{NoteVerifier, WitnessPolicy};

@@ -263,13 +263,13 @@ struct VerifyArgs {
     #[arg(long = "log-key", visible_alias = "key", env = "LOYALTY_LOG_KEY")]
     log_key: NoteVerifier,
     /// A checkpoint saved by an earlier run: the log must extend it (it is still replayed
-    /// from index 0).
-    #[arg(long)]
+    /// from index 0; --state resumes instead).
+    #[arg(long, conflicts_with = "state")]
     from_checkpoint: Option<PathBuf>,
     /// Where to save the latest checkpoint once the log verifies, to resume from next time.
     #[arg(long)]
     save_checkpoint: Option<PathBuf>,
-    /// Entries between two progress lines on stderr.
+    /// Entries between two updates of the progress line (shown on a terminal only).
     #[arg(long, default_value_t = 10_000)]
     progress_every: u64,
     /// A witness the log must be cosigned by: its cosignature key (type 0x04) or a partner's
@@ -280,10 +280,25 @@ struct VerifyArgs {
     /// How many distinct witnesses must have cosigned (default: all the --witness keys).
     #[arg(long)]
     quorum: Option<usize>,
+    /// Keep the audit in this directory (a RocksDB store: the replayed state, the verified
+    /// size, tree and latest checkpoint seen) and resume from it: the next run checks that
+    /// the log extends what was verified and replays only the new entries. Created when
+    /// missing. Needs the `disk` feature.
+    #[arg(long, conflicts_with = "disk")]
+    state: Option<PathBuf>,
     /// Keep the replay's state in a RocksDB store in this new, empty directory instead of in
-    /// memory, for a log whose state is larger than memory (needs the `disk` feature).
+    /// memory, for a log whose state is larger than memory (needs the `disk` feature; --state
+    /// does the same and resumes next time).
     #[arg(long)]
     disk: Option<PathBuf>,
+    /// Entries between two full invariant checks, each reading the whole state (0: only at
+    /// the end of the run).
+    #[arg(long, default_value_t = 0)]
+    invariants_every: u64,
+    /// Skip the full invariant check at the end of a run that resumed from --state (it reads
+    /// every record of the state; each new entry is still checked by the state machine).
+    #[arg(long, requires = "state")]
+    skip_final_invariants: bool,
 }
 
 /// How a command ended, when it could be carried out.
@@ -798,44 +813,55 @@ fn verify_attestation(args: &AttestationVerifyArgs, json: bool) -> anyhow::Resul
     }
 }
 
-/// Entries between two writes of the replay's changed records to its disk store.
-const DISK_FLUSH_EVERY: u64 = 4096;
-
-/// The replay's state in a RocksDB store in `dir`, which must be new or empty.
+/// The replay's state in a RocksDB store in `dir`: new or empty unless `resume`, else the
+/// audit saved there (`loyalty verify --state`).
 #[cfg(feature = "disk")]
-fn disk_replay_store(dir: &std::path::Path) -> anyhow::Result<sdk::ReplayStore> {
-    use ledger::store::{Store, StoreConfig};
-    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+fn disk_replay_store(dir: &std::path::Path, resume: bool) -> anyhow::Result<sdk::ReplayStore> {
+    if !resume && dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         anyhow::bail!(
-            "--disk {}: the directory must be new or empty (a replay starts from index 0)",
+            "--disk {}: the directory must be new or empty (a replay starts from index 0; \
+             --state resumes from a directory)",
             dir.display()
         );
     }
-    let store = Store::open_with(
-        dir,
-        StoreConfig {
-            block_cache_bytes: 256 << 20,
-            memtable_bytes: 128 << 20,
-            max_open_files: 256,
-        },
-    )
-    .with_context(|| format!("opening the replay store in {}", dir.display()))?;
-    let state = ledger::state::State::open(std::sync::Arc::new(store.clone()))
-        .map_err(|e| anyhow!("the replay store: {e}"))?;
-    Ok(sdk::ReplayStore {
-        state,
-        flush: Box::new(move |changes| store.state_write(&changes).map_err(|e| e.to_string())),
-        flush_every: DISK_FLUSH_EVERY,
-    })
+    sdk::verify::disk::open(dir)
+        .with_context(|| format!("opening the audit store in {}", dir.display()))
 }
 
 #[cfg(not(feature = "disk"))]
-fn disk_replay_store(_dir: &std::path::Path) -> anyhow::Result<sdk::ReplayStore> {
-    let _ = DISK_FLUSH_EVERY;
+fn disk_replay_store(_dir: &std::path::Path, _resume: bool) -> anyhow::Result<sdk::ReplayStore> {
     anyhow::bail!(
-        "--disk needs the `disk` feature, which builds RocksDB: \
+        "--state and --disk need the `disk` feature, which builds RocksDB: \
          cargo install --path sdk --features disk (or cargo build -p sdk --features disk)"
     )
+}
+
+/// A progress line on stderr, rewritten in place, when stderr is a terminal; nothing
+/// otherwise (scripts and `--json` get only the result).
+fn progress_line() -> Option<sdk::verify::ProgressFn> {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let mut last = std::time::Instant::now() - std::time::Duration::from_secs(1);
+    Some(Box::new(move |p: &Progress| {
+        let done = p.entries_verified == p.entries_total;
+        if !done && last.elapsed() < std::time::Duration::from_millis(250) {
+            return;
+        }
+        last = std::time::Instant::now();
+        let new = p.entries_verified - p.entries_at_start;
+        let rate = new as f64 / p.elapsed.as_secs_f64().max(1e-3);
+        let left = p.entries_total - p.entries_verified;
+        let eta = if rate > 0.0 { left as f64 / rate } else { 0.0 };
+        eprint!(
+            "\rverified {} of {} entries, {:.0} entries/s, ETA {:.0} s, {} checkpoints   ",
+            p.entries_verified, p.entries_total, rate, eta, p.checkpoints_checked
+        );
+        if done {
+            eprintln!();
+        }
+    }))
 }
 
 async fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
@@ -853,21 +879,20 @@ async fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         None => None,
     };
     let witness_policy = witness_policy_of(&args.log_key, &args.witnesses, args.quorum)?;
-    let replay_store = match &args.disk {
-        Some(dir) => Some(disk_replay_store(dir)?),
-        None => None,
+    let replay_store = match (&args.state, &args.disk) {
+        (Some(dir), _) => Some(disk_replay_store(dir, true)?),
+        (None, Some(dir)) => Some(disk_replay_store(dir, false)?),
+        (None, None) => None,
     };
+    let resumed = replay_store.as_ref().is_some_and(|r| r.resume.is_some());
     let options = VerifyOptions {
         resume_from,
         witness_policy,
         replay_store,
-        progress: Some(Box::new(|p: &Progress| {
-            eprintln!(
-                "verified {} of {} entries, {} checkpoints ({:.1?})",
-                p.entries_verified, p.entries_total, p.checkpoints_checked, p.elapsed
-            );
-        })),
+        progress: progress_line(),
         progress_every: args.progress_every.max(1),
+        invariants_every: args.invariants_every,
+        invariants_at_end: !(resumed && args.skip_final_invariants),
         ..VerifyOptions::default()
     };
     match sdk::verify_log(&client, &args.log_key, options).await {
@@ -891,6 +916,7 @@ async fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
                     "system_balances": balances,
                     "root": hex_root(&summary.checkpoint.root),
                     "resumed_from": summary.resumed_from,
+                    "entries_replayed": summary.entries_replayed,
                     "witnessed": summary.witnessed.as_ref().map(|w| json!({
                         "size": w.size,
                         "cosigners": w.cosigners,
@@ -910,6 +936,10 @@ async fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
                 if let Some(s) = summary.resumed_from {
                     println!("extends the saved checkpoint of size {s}");
                 }
+                println!(
+                    "entries replayed:    {} (this run)",
+                    summary.entries_replayed
+                );
                 if let Some(w) = &summary.witnessed {
                     let by = if w.cosigners.is_empty() {
                         "no witness required".to_owned()
