@@ -241,7 +241,7 @@ async fn bundle(State(log): State<Arc<FakeLog>>, Path(path): Path<String>) -> Re
         Some((n, w)) => (n, w.parse::<u64>().unwrap()),
         None => (path.as_str(), 256),
     };
-    let index: u64 = index.replace('x', "").replace('/', "").parse().unwrap();
+    let index: u64 = index.replace(['x', '/'], "").parse().unwrap();
     let first = index * 256;
     let mut body = Vec::new();
     for e in log.served.iter().skip(first as usize).take(width as usize) {

@@ -6,6 +6,8 @@
 //!   checkpoint signature, the Merkle roots, and a full replay of the accounting state.
 //! - Federation ([`federation`], [`attestation`]): partner status, mirrored members, evidence,
 //!   cosigned checkpoints, and tier attestations verified offline against a witness policy.
+//! - [`monitor::Monitor`]: follows logs continuously (as CT monitors do), a resumed audit
+//!   of each per round, and alerts on a fork, a shrink, a bad entry or a replay mismatch.
 //! - The `loyalty` command-line tool (feature `cli`, on by default) is a thin shell over both.
 //!
 //! The SDK depends on `ledger` without its `rocksdb` feature, so an app never builds C++;
@@ -48,6 +50,7 @@ pub mod client;
 pub mod error;
 pub mod federation;
 pub mod id;
+pub mod monitor;
 pub mod receipt;
 pub mod retry;
 pub mod types;

@@ -2,7 +2,8 @@
 //! A thin shell over the `sdk` library: parse arguments, call one library function, print.
 //!
 //! Exit status: 0 on success; 1 when `verify` finds the log invalid (the first bad index is
-//! printed) or not witnessed as asked, or `attestation verify` finds the attestation invalid
+//! printed) or not witnessed as asked, `monitor` raises an alert (a fork, a shrink, a bad
+//! entry, a replay mismatch), or `attestation verify` finds the attestation invalid
 //! (the reason is printed); 2 when a command could not be carried out (bad arguments,
 //! network, an error answer from the node, an unreadable file).
 
@@ -26,7 +27,7 @@ use serde_json::json;
     name = "loyalty",
     version,
     about = "Client of a loyalty-ledger brand node, and auditor of its log.",
-    after_help = "Exit status: 0 on success, 1 when `verify` finds the log invalid (or not witnessed as asked) or `attestation verify` the attestation invalid, 2 on any other error."
+    after_help = "Exit status: 0 on success, 1 when `verify` finds the log invalid (or not witnessed as asked), `monitor` raises an alert, or `attestation verify` finds the attestation invalid, 2 on any other error."
 )]
 struct Cli {
     /// Base URL of the brand node, e.g. http://127.0.0.1:7700.
@@ -104,6 +105,10 @@ enum Command {
     },
     /// Verify the node's whole log: signatures, Merkle roots, and a full replay.
     Verify(Box<VerifyArgs>),
+    /// Follow one or more logs continuously: verify each new checkpoint (signature,
+    /// consistency, witness quorum) and replay the new entries; alert on a fork, a shrink, a
+    /// bad entry or a replay mismatch (needs the `disk` feature).
+    Monitor(Box<MonitorArgs>),
     /// List the node's partners: pinning, freeze, mirror and witness status (needs `read`).
     Partners {
         #[command(subcommand)]
@@ -299,6 +304,29 @@ struct VerifyArgs {
     /// every record of the state; each new entry is still checked by the state machine).
     #[arg(long, requires = "state")]
     skip_final_invariants: bool,
+}
+
+#[derive(Args)]
+struct MonitorArgs {
+    /// The configuration file (TOML): `interval_ms`, `webhook_url`, `webhook_timeout_ms`, and
+    /// one `[[logs]]` table per log (`name`, `node`, `log_key`, `witnesses`, `quorum`).
+    #[arg(long)]
+    config: PathBuf,
+    /// Where each log's audit is kept (one directory per log name, as `verify --state`);
+    /// a restarted monitor resumes from there.
+    #[arg(long)]
+    state: PathBuf,
+    /// Rewrite this file with the monitor's metrics (Prometheus text format) after every
+    /// round, for a node_exporter textfile collector or any scraper.
+    #[arg(long)]
+    metrics_file: Option<PathBuf>,
+    /// One round over every log, then exit: 0 when all verify, 1 on an alert, 2 when a round
+    /// could not be completed.
+    #[arg(long)]
+    once: bool,
+    /// Exit with status 1 at the first alert instead of following the other logs.
+    #[arg(long)]
+    exit_on_alert: bool,
 }
 
 /// How a command ended, when it could be carried out.
@@ -547,6 +575,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
         }
         Command::Verify(args) => return verify(&cli, args).await,
+        Command::Monitor(args) => return monitor(args, json).await,
         Command::Partners { command } => {
             let c = client(&cli, true)?;
             match command {
@@ -979,6 +1008,99 @@ async fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+#[cfg(feature = "disk")]
+fn monitor_stores(dir: PathBuf) -> anyhow::Result<sdk::monitor::StoreOpener> {
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the state directory {}", dir.display()))?;
+    Ok(Box::new(move |name: &str| {
+        sdk::verify::disk::open(&dir.join(name)).map_err(|e| e.to_string())
+    }))
+}
+
+#[cfg(not(feature = "disk"))]
+fn monitor_stores(_dir: PathBuf) -> anyhow::Result<sdk::monitor::StoreOpener> {
+    anyhow::bail!(
+        "monitor needs the `disk` feature, which builds RocksDB: \
+         cargo install --path sdk --features disk (or cargo build -p sdk --features disk)"
+    )
+}
+
+async fn monitor(args: &MonitorArgs, json: bool) -> anyhow::Result<Outcome> {
+    use sdk::monitor::{Monitor, MonitorConfig, Outcome as Found};
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    let config: MonitorConfig =
+        toml::from_str(&text).with_context(|| format!("parsing {}", args.config.display()))?;
+    let mut m = Monitor::new(&config, monitor_stores(args.state.clone())?)?;
+    loop {
+        let events = m.round().await;
+        let (mut alerted, mut failed) = (false, false);
+        for e in &events {
+            match &e.outcome {
+                Found::Verified {
+                    size,
+                    replayed,
+                    witnessed,
+                } => {
+                    if json {
+                        print_json_line(&json!({"log": e.log, "ok": true, "size": size,
+                            "replayed": replayed, "witnessed": witnessed}))?;
+                    } else {
+                        let w =
+                            witnessed.map_or(String::new(), |w| format!(", witnessed up to {w}"));
+                        println!("OK {}: {size} entries verified ({replayed} new{w})", e.log);
+                    }
+                }
+                Found::Alert(a) => {
+                    alerted = true;
+                    if json {
+                        print_json_line(&json!({"log": e.log, "ok": false, "alert": a}))?;
+                    } else {
+                        println!(
+                            "ALERT {} {} at index {}: {}",
+                            a.log, a.kind, a.index, a.message
+                        );
+                    }
+                }
+                Found::Failed(why) => {
+                    failed = true;
+                    if json {
+                        print_json_line(&json!({"log": e.log, "ok": false, "failed": why}))?;
+                    } else {
+                        eprintln!("FAILED {}: {why}", e.log);
+                    }
+                }
+            }
+        }
+        let _ = std::io::stdout().flush();
+        if let Some(p) = &args.metrics_file {
+            save_atomically(p, &m.metrics_text())
+                .with_context(|| format!("writing the metrics to {}", p.display()))?;
+        }
+        if args.once {
+            return match (alerted, failed) {
+                (true, _) => Ok(Outcome::Invalid),
+                (false, true) => Err(anyhow!("a round could not be completed")),
+                (false, false) => Ok(Outcome::Done),
+            };
+        }
+        if alerted && args.exit_on_alert {
+            return Ok(Outcome::Invalid);
+        }
+        if m.following() == 0 {
+            eprintln!("every log raised an alert: nothing left to follow");
+            return Ok(Outcome::Invalid);
+        }
+        tokio::time::sleep(m.interval()).await;
+    }
+}
+
+/// One JSON value on one line (the monitor's `--json` output is a stream of events).
+fn print_json_line(v: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(v)?);
+    Ok(())
 }
 
 fn hex_root(root: &[u8; 32]) -> String {
