@@ -47,24 +47,38 @@ pub struct Pool {
 impl Pool {
     /// A pool of `threads` workers (at least one); they exit when the last clone is dropped.
     pub fn new(threads: usize) -> Pool {
+        Pool::with_init(threads, "verify", || {})
+    }
+
+    /// As [`Pool::new`], with threads named `<name>-<i>` that each run `init` first (to lower
+    /// their scheduling priority, for example).
+    pub fn with_init(threads: usize, name: &str, init: impl Fn() + Send + Sync + 'static) -> Pool {
         let threads = threads.max(1);
+        let init = Arc::new(init);
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads {
-            let rx = rx.clone();
+            let (rx, init) = (rx.clone(), init.clone());
             std::thread::Builder::new()
-                .name(format!("verify-{i}"))
-                .spawn(move || loop {
-                    let job = match rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => return,
-                    };
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return,
+                .name(format!("{name}-{i}"))
+                .spawn(move || {
+                    init();
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            // A job that panics loses its answer (its caller sees that), not
+                            // the worker.
+                            Ok(job) => {
+                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                            }
+                            Err(_) => return,
+                        }
                     }
                 })
-                .expect("spawn a verifier thread");
+                .expect("spawn a pool thread");
         }
         Pool {
             jobs: Arc::new(Mutex::new(tx)),
@@ -83,7 +97,18 @@ impl Pool {
     }
 
     /// Runs `f` on a worker and waits for its result without blocking the async task.
+    ///
+    /// # Panics
+    /// When `f` panics.
     pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.try_run(f).await.expect("a pool job does not panic")
+    }
+
+    /// As [`Pool::run`], with an error instead of a panic when `f` panicked.
+    pub async fn try_run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, String> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = tx.send(f());
@@ -93,7 +118,7 @@ impl Pool {
             .expect("pool lock")
             .send(job)
             .expect("the pool's workers live as long as the pool");
-        rx.await.expect("a pool job does not panic")
+        rx.await.map_err(|_| "a pool job panicked".to_owned())
     }
 }
 
