@@ -374,6 +374,7 @@ async fn every_route_works_through_the_sdk() {
                 }),
                 flush_every: 3,
                 resume: None,
+                close: None,
             }),
             ..VerifyOptions::default()
         },

@@ -5,8 +5,9 @@
 //! Catching up is a pipeline of chunks ([`CHUNK_ENTRIES_MAX`] entries, one synced batch each):
 //! while one chunk is replayed and stored, the next is fetched ([`BUNDLES_IN_FLIGHT`] bundles at
 //! once) and hashed and decoded in parts on the catch-up pool. The pool's threads run at a lower
-//! scheduling priority ([`CATCHUP_NICE`]) than the sequencer and the HTTP workers, so a lagging
-//! mirror uses the CPU the node's own writes leave idle instead of competing with them.
+//! scheduling priority ([`CATCHUP_NICE`]) than the sequencer and the HTTP workers, and while the
+//! node's own log grows the catch-up pauses between chunks ([`CATCHUP_YIELD_FACTOR`]), so a
+//! lagging mirror uses what the node's own writes leave idle instead of competing with them.
 //!
 //! A failure that proves misbehaviour (two conflicting signed checkpoints, an invalid entry
 //! under a valid checkpoint) becomes evidence and freezes the partner; a failure that only
@@ -31,6 +32,11 @@ const BUNDLE: u64 = 256;
 const BUNDLES_IN_FLIGHT: usize = 16;
 /// The catch-up pool's threads' nice value (Linux; 0 is the node's own, 19 the lowest).
 pub const CATCHUP_NICE: i32 = 10;
+/// While the node's own log grows, the catch-up pauses after each chunk for this many times
+/// the chunk's replay-and-store time (a duty cycle of 1 in 1 + this), so that its synced
+/// batches and CPU leave the node's own writes their pace; when the node is idle it runs
+/// flat out.
+pub const CATCHUP_YIELD_FACTOR: u32 = 4;
 
 /// The pool that checks, replays and stores partners' chunks: one thread per core, at a lower
 /// priority than the node's own work.
@@ -396,6 +402,8 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
         }
         let (m, cp2, note2, p2) = (mirror.clone(), cp.clone(), note.clone(), partner.clone());
         let n = chunk.entries.len() as u64;
+        let own_size = fed.shared.checkpoint().size;
+        let began = std::time::Instant::now();
         let r = catchup_pool()
             .try_run(move || {
                 let mut m = m.lock().expect("mirror lock");
@@ -410,6 +418,10 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
         appended = true;
         fed.metrics.mirrored(partner.brand.as_str(), n);
         fed.publish_metrics(partner);
+        if fed.shared.checkpoint().size != own_size && end < cp.size {
+            // The node is writing: yield (the next chunk is fetched and checked meanwhile).
+            tokio::time::sleep(began.elapsed() * CATCHUP_YIELD_FACTOR).await;
+        }
     };
     if let Some((_, h)) = prefetch {
         h.abort();

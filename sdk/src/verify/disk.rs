@@ -56,6 +56,7 @@ pub fn open(dir: &Path) -> Result<ReplayStore, DiskError> {
             state.size()
         )));
     }
+    let closing = store.clone();
     Ok(ReplayStore {
         state,
         flush: Box::new(move |changes, point| {
@@ -68,5 +69,6 @@ pub fn open(dir: &Path) -> Result<ReplayStore, DiskError> {
         }),
         flush_every: FLUSH_EVERY_DEFAULT,
         resume: point,
+        close: Some(Box::new(move || closing.flush().map_err(|e| e.to_string()))),
     })
 }

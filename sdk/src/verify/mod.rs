@@ -123,7 +123,13 @@ pub struct ReplayStore {
     pub flush_every: u64,
     /// The point saved with `state` by an earlier run: verify and replay only what follows.
     pub resume: Option<AuditPoint>,
+    /// Called once after the last flush of a successful run (a disk store flushes its
+    /// memtables there, so that the next run does not replay a write-ahead log at open).
+    pub close: Option<CloseFn>,
 }
+
+/// See [`ReplayStore::close`].
+pub type CloseFn = Box<dyn FnOnce() -> Result<(), String> + Send>;
 
 /// Options of [`verify_log`].
 pub struct VerifyOptions {
@@ -920,6 +926,9 @@ pub async fn verify_log(
         }
     }
     flush(&mut run, &mut replay_store, &mut flushed_at)?;
+    if let Some(close) = replay_store.as_mut().and_then(|r| r.close.take()) {
+        close().map_err(VerifyError::Storage)?;
+    }
     report(&run, index);
     Ok(Summary {
         entries: target,
@@ -1355,6 +1364,7 @@ mod tests {
                 }),
                 flush_every,
                 resume: self.point.lock().unwrap().clone(),
+                close: None,
             }
         }
 
