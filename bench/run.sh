@@ -5,7 +5,9 @@
 #   - the batch path (POST /v1/earns, 500 earns a request);
 #   - the same earn workload on PostgreSQL (pgbench, bench/postgres/), with the ratios;
 #   - cross-brand redemptions per second between two nodes;
-#   - mirror catch-up entries/s and `loyalty verify` entries/s (a 1M-entry log);
+#   - auditors and mirrors (issue 16, a 10M-entry log): `loyalty verify` entries/s (in memory
+#     and with --state), a resumed audit after 10,000 new entries, mirror catch-up entries/s,
+#     and a node's own earns while its mirror catches up beside those without;
 #   - a node on a big log (`--bench scale`, default 100M entries over 10M members): start-up,
 #     memory once ready and after 10 minutes of mixed load, HTTP earns and the batch path on
 #     that log (beside the same on an empty log), bytes on disk per entry;
@@ -18,7 +20,7 @@
 #
 # Environment: SECONDS_PER_RUN (15), CLIENTS (1,16,64), BATCH_CLIENTS (1,4,16),
 # STARTUP_ENTRIES (100000000), MEMORY_MEMBERS (10000000), LOAD_SECONDS (600), HEAVY_LOTS (100000),
-# CATCHUP_ENTRIES (1000000),
+# CATCHUP_ENTRIES (10000000), CATCHUP_CLIENTS (16),
 # BENCH_DIR (where the logs are written; default: a temp dir under target/), SKIP_PG=1.
 # Builds in release mode first (CARGO_TARGET_DIR is honoured). PostgreSQL 15 is installed with
 # apt-get when missing (see bench/postgres/README.md).
@@ -28,7 +30,7 @@ cd "$(dirname "$0")/.."
 quick=0
 [[ "${1:-}" == "--quick" ]] && quick=1
 if ((quick)); then
-  : "${SECONDS_PER_RUN:=4}" "${STARTUP_ENTRIES:=200000}" "${MEMORY_MEMBERS:=100000}" "${CATCHUP_ENTRIES:=100000}"
+  : "${SECONDS_PER_RUN:=4}" "${STARTUP_ENTRIES:=200000}" "${MEMORY_MEMBERS:=100000}" "${CATCHUP_ENTRIES:=200000}"
   : "${LOAD_SECONDS:=10}" "${HEAVY_LOTS:=10000}"
 fi
 secs="${SECONDS_PER_RUN:-15}"
@@ -38,7 +40,8 @@ startup_entries="${STARTUP_ENTRIES:-100000000}"
 memory_members="${MEMORY_MEMBERS:-10000000}"
 load_seconds="${LOAD_SECONDS:-600}"
 heavy_lots="${HEAVY_LOTS:-100000}"
-catchup_entries="${CATCHUP_ENTRIES:-1000000}"
+catchup_entries="${CATCHUP_ENTRIES:-10000000}"
+catchup_clients="${CATCHUP_CLIENTS:-16}"
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 mkdir -p "$target"
 export BENCH_DIR="${BENCH_DIR:-$(mktemp -d "$target/bench.XXXXXX")}"
@@ -63,8 +66,9 @@ cargo bench --locked --workspace --bench http_load -- --seconds "$secs" --client
 say "cross-brand redemptions"
 cargo bench --locked --workspace --bench redemptions -- --seconds "$secs" --clients 1,16 \
   | tee "$out/red.txt" >&2
-say "mirror catch-up and loyalty verify ($catchup_entries entries)"
-cargo bench --locked --workspace --bench catchup -- --entries "$catchup_entries" | tee "$out/catchup.txt" >&2
+say "loyalty verify, resumed audits, mirror catch-up and own earns during it ($catchup_entries entries)"
+cargo bench --locked --workspace --bench catchup -- --entries "$catchup_entries" --resume-entries 10000 \
+  --clients "$catchup_clients" --seconds "$secs" | tee "$out/catchup.txt" >&2
 say "start-up with $startup_entries entries, memory with $memory_members members"
 cargo bench --locked --workspace --bench scale -- --entries "$startup_entries" --members "$memory_members" \
   --seconds "$secs" --load-seconds "$load_seconds" | tee "$out/scale.txt" >&2
@@ -121,8 +125,16 @@ for c in 1 16; do
 done
 echo
 echo "Logs"
-printf '  mirror catch-up of %s entries: %s entries/s\n' "$(num "$catchup_entries")" "$(num "$(field "$out/catchup.txt" catchup entries_per_s)")"
-printf '  loyalty verify of %s entries: %s entries/s\n' "$(num "$catchup_entries")" "$(num "$(field "$out/catchup.txt" verify entries_per_s)")"
+printf '  loyalty verify of %s entries: %s entries/s (replay in memory); with --state (replay into RocksDB): %s entries/s\n' \
+  "$(num "$(field "$out/catchup.txt" verify entries)")" "$(num "$(field "$out/catchup.txt" verify entries_per_s)")" \
+  "$(num "$(field "$out/catchup.txt" verify_state entries_per_s)")"
+printf '  resumed audit (--state) after 10,000 new entries: %s s; with nothing new: %s s\n' \
+  "$(awk '/^resume new=10000 /{for(i=1;i<=NF;i++){split($i,a,"=");if(a[1]=="seconds")print a[2]}}' "$out/catchup.txt")" \
+  "$(awk '/^resume new=0 /{for(i=1;i<=NF;i++){split($i,a,"=");if(a[1]=="seconds")print a[2]}}' "$out/catchup.txt")"
+printf '  mirror catch-up of %s entries: %s entries/s\n' "$(num "$(field "$out/catchup.txt" catchup entries)")" "$(num "$(field "$out/catchup.txt" catchup entries_per_s)")"
+printf '  own earns at %s clients while the mirror catches up: %s/s, without: %s/s (ratio %s; the catch-up meanwhile: %s entries/s)\n' \
+  "$catchup_clients" "$(num "$(field "$out/catchup.txt" own_earns during_catchup_tps)")" "$(num "$(field "$out/catchup.txt" own_earns baseline_tps)")" \
+  "$(field "$out/catchup.txt" own_earns ratio)" "$(num "$(field "$out/catchup.txt" own_earns catchup_entries_per_s)")"
 printf '  start-up with %s entries, %s members: %s s to /readyz (log written at %s entries/s)\n' "$(num "$startup_entries")" "$(num "$memory_members")" \
   "$(field "$out/scale.txt" scale startup_s)" \
   "$(num "$(awk -v e="$startup_entries" -v s="$(field "$out/scale.txt" scale write_s)" 'BEGIN{ if (s > 0) print e / s }')")"

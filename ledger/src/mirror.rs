@@ -163,6 +163,55 @@ impl From<merkle::MerkleError> for MirrorError {
     }
 }
 
+/// A chunk's entries with what can be computed from their bytes alone: leaf hashes and strict
+/// decodings. Building one needs no mirror, so it runs on other threads (and in parts, see
+/// [`CheckedChunk::concat`]) while the previous chunk is replayed and stored; the mirror still
+/// judges it in [`Mirror::append_checked`].
+#[derive(Debug, Default)]
+pub struct CheckedChunk {
+    entries: Vec<Vec<u8>>,
+    leaves: Vec<Hash>,
+    /// The entry, or why it does not decode.
+    decoded: Vec<Result<Entry, String>>,
+}
+
+impl CheckedChunk {
+    /// Hashes and decodes `entries` (pure; CPU-bound).
+    pub fn check(entries: Vec<Vec<u8>>) -> CheckedChunk {
+        let leaves = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
+        let decoded = entries
+            .iter()
+            .map(|e| Entry::from_bytes(e).map_err(|e| e.to_string()))
+            .collect();
+        CheckedChunk {
+            entries,
+            leaves,
+            decoded,
+        }
+    }
+
+    /// Consecutive parts, checked separately, as one chunk.
+    pub fn concat(parts: Vec<CheckedChunk>) -> CheckedChunk {
+        let mut all = CheckedChunk::default();
+        for p in parts {
+            all.entries.extend(p.entries);
+            all.leaves.extend(p.leaves);
+            all.decoded.extend(p.decoded);
+        }
+        all
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 /// A verified copy of one partner's log.
 pub struct Mirror {
     store: Store,
@@ -338,6 +387,26 @@ impl Mirror {
         target_note: &str,
         proof_to_target: &[Hash],
     ) -> Result<(), MirrorError> {
+        let chunk = CheckedChunk::check(entries.to_vec());
+        self.append_checked(start, chunk, target, target_note, proof_to_target)
+    }
+
+    /// As [`Mirror::append_verified`], for entries whose leaf hashes and decodings were
+    /// computed beforehand ([`CheckedChunk::check`], which needs no mirror and can run on
+    /// other threads while the previous chunk is replayed and stored).
+    pub fn append_checked(
+        &mut self,
+        start: u64,
+        chunk: CheckedChunk,
+        target: &Checkpoint,
+        target_note: &str,
+        proof_to_target: &[Hash],
+    ) -> Result<(), MirrorError> {
+        let CheckedChunk {
+            entries,
+            leaves,
+            decoded,
+        } = chunk;
         if start != self.state.size() {
             return Err(MirrorError::Usage(format!(
                 "chunk starts at {start} but the mirror holds {} entries",
@@ -345,7 +414,12 @@ impl Mirror {
             )));
         }
         let end = start + entries.len() as u64;
-        if entries.is_empty() || end > target.size || entries.len() as u64 > CHUNK_ENTRIES_MAX {
+        if entries.is_empty()
+            || end > target.size
+            || entries.len() as u64 > CHUNK_ENTRIES_MAX
+            || leaves.len() != entries.len()
+            || decoded.len() != entries.len()
+        {
             return Err(MirrorError::Usage(format!(
                 "chunk {start}..{end} does not fit a target of size {} (at most {CHUNK_ENTRIES_MAX} entries)",
                 target.size
@@ -360,13 +434,12 @@ impl Mirror {
                 "target is not a checkpoint signed by the pinned key".into(),
             ));
         }
-        // 1. The Merkle check: nothing is decoded or applied before the bytes are committed to.
+        // 1. The Merkle check: nothing is applied before the bytes are committed to.
         let mut pending = PendingHashes::new(&self.store, start);
         let mut served = sha2::Sha256::default();
-        for e in entries {
-            let leaf = merkle::leaf_hash(e);
+        for leaf in &leaves {
             sha2::Digest::update(&mut served, leaf);
-            pending.push(leaf)?;
+            pending.push(*leaf)?;
         }
         let root = pending.root()?;
         let ok = if end == target.size {
@@ -387,21 +460,20 @@ impl Mirror {
         }
         // 2. The replay: the same state machine as the partner's node.
         let mut batch = CommitBatch::default();
-        for (i, bytes) in entries.iter().enumerate() {
+        batch.entries.reserve(entries.len());
+        for (i, (bytes, entry)) in entries.into_iter().zip(decoded).enumerate() {
             let index = start + i as u64;
-            let applied = Entry::from_bytes(bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|entry| {
-                    self.state
-                        .apply(LogIndex::new(index).expect("u64 index"), &entry)
-                        .map_err(|e| e.to_string())
-                });
+            let applied = entry.and_then(|entry| {
+                self.state
+                    .apply(LogIndex::new(index).expect("u64 index"), &entry)
+                    .map_err(|e| e.to_string())
+            });
             match applied {
                 Ok(applied) => {
                     if let Some(m) = applied.member {
                         batch.history.push((m, index));
                     }
-                    batch.entries.push((index, bytes.clone()));
+                    batch.entries.push((index, bytes));
                 }
                 Err(reason) => {
                     self.reload()?;
@@ -680,5 +752,32 @@ mod tests {
         let m = Mirror::open(dir.path(), p.signer.verifier()).unwrap();
         assert_eq!(m.size(), 10);
         assert_eq!(m.accepted().unwrap().checkpoint.size, 10);
+    }
+
+    #[test]
+    fn a_chunk_checked_in_parts_is_appended_as_one_and_a_mismatched_one_is_refused() {
+        let mut p = Partner::new();
+        p.earn(9);
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Mirror::open(dir.path(), p.signer.verifier()).unwrap();
+        let (_, note) = p.note(9);
+        let cp = m.check_checkpoint(&note).unwrap().unwrap();
+        let parts = vec![
+            CheckedChunk::check(p.entries[..4].to_vec()),
+            CheckedChunk::check(p.entries[4..].to_vec()),
+        ];
+        let whole = CheckedChunk::concat(parts);
+        assert_eq!(whole.len(), 9);
+        // A chunk whose parts do not line up is a caller's mistake, not evidence.
+        let mut broken = CheckedChunk::check(p.entries.clone());
+        broken.leaves.pop();
+        assert!(matches!(
+            m.append_checked(0, broken, &cp, &note, &[]),
+            Err(MirrorError::Usage(_))
+        ));
+        assert_eq!(m.size(), 0);
+        m.append_checked(0, whole, &cp, &note, &[]).unwrap();
+        assert_eq!(m.size(), 9);
+        assert_eq!(m.accepted().unwrap().checkpoint.size, 9);
     }
 }

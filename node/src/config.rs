@@ -115,7 +115,7 @@ pub struct Storage {
 }
 
 /// SST files each partner's mirror keeps open at once.
-pub const MIRROR_MAX_OPEN_FILES: u32 = 64;
+pub const MIRROR_MAX_OPEN_FILES: u32 = 512;
 
 impl Default for Storage {
     fn default() -> Self {

@@ -368,11 +368,13 @@ async fn every_route_works_through_the_sdk() {
         VerifyOptions {
             replay_store: Some(sdk::ReplayStore {
                 state,
-                flush: Box::new(move |changes| {
+                flush: Box::new(move |changes, _point| {
                     *f2.lock().unwrap() += 1;
                     s2.state_write(&changes).map_err(|e| e.to_string())
                 }),
                 flush_every: 3,
+                resume: None,
+                close: None,
             }),
             ..VerifyOptions::default()
         },

@@ -200,6 +200,7 @@ impl FakeLog {
             .route("/checkpoint", get(latest))
             .route("/v1/log/checkpoints", get(checkpoints))
             .route("/v1/log/entries", get(entries))
+            .route("/tile/entries/{*path}", get(bundle))
             .route("/v1/log/proof/consistency", get(consistency))
             .route("/v1/checkpoint/cosigned", get(cosigned))
             .with_state(self)
@@ -216,18 +217,38 @@ async fn latest(State(log): State<Arc<FakeLog>>) -> String {
     log.latest.clone()
 }
 
-/// Pages of at most two checkpoints, to exercise the cursor.
+/// Pages of at most two checkpoints, to exercise the cursor, which is (as the node's) the
+/// last size of the page: the next page holds the checkpoints of larger sizes.
 async fn checkpoints(State(log): State<Arc<FakeLog>>, Query(query): Q) -> Json<serde_json::Value> {
-    let start = query
-        .get("cursor")
-        .map_or(0, |c| c.parse::<usize>().unwrap());
+    let after = query.get("cursor").map(|c| c.parse::<u64>().unwrap());
+    let start = log
+        .checkpoints
+        .iter()
+        .position(|(size, _)| after.is_none_or(|a| *size > a))
+        .unwrap_or(log.checkpoints.len());
     let end = (start + 2).min(log.checkpoints.len());
     let items: Vec<_> = log.checkpoints[start..end]
         .iter()
         .map(|(size, note)| json!({"size": size, "note": note}))
         .collect();
-    let next = (end < log.checkpoints.len()).then(|| end.to_string());
+    let next = (end < log.checkpoints.len()).then(|| log.checkpoints[end - 1].0.to_string());
     Json(json!({"checkpoints": items, "next_cursor": next}))
+}
+
+/// C2SP entry bundles of the served entries (fewer when `served` was truncated).
+async fn bundle(State(log): State<Arc<FakeLog>>, Path(path): Path<String>) -> Response {
+    let (index, width) = match path.split_once(".p/") {
+        Some((n, w)) => (n, w.parse::<u64>().unwrap()),
+        None => (path.as_str(), 256),
+    };
+    let index: u64 = index.replace(['x', '/'], "").parse().unwrap();
+    let first = index * 256;
+    let mut body = Vec::new();
+    for e in log.served.iter().skip(first as usize).take(width as usize) {
+        body.extend_from_slice(&(e.len() as u16).to_be_bytes());
+        body.extend_from_slice(e.as_bytes());
+    }
+    body.into_response()
 }
 
 async fn entries(State(log): State<Arc<FakeLog>>, Query(query): Q) -> Response {

@@ -6,6 +6,8 @@
 //!   checkpoint signature, the Merkle roots, and a full replay of the accounting state.
 //! - Federation ([`federation`], [`attestation`]): partner status, mirrored members, evidence,
 //!   cosigned checkpoints, and tier attestations verified offline against a witness policy.
+//! - [`monitor::Monitor`]: follows logs continuously (as CT monitors do), a resumed audit
+//!   of each per round, and alerts on a fork, a shrink, a bad entry or a replay mismatch.
 //! - The `loyalty` command-line tool (feature `cli`, on by default) is a thin shell over both.
 //!
 //! The SDK depends on `ledger` without its `rocksdb` feature, so an app never builds C++;
@@ -48,6 +50,7 @@ pub mod client;
 pub mod error;
 pub mod federation;
 pub mod id;
+pub mod monitor;
 pub mod receipt;
 pub mod retry;
 pub mod types;
@@ -66,7 +69,7 @@ pub use id::{new_entry_id, new_entry_id_with_prefix};
 pub use receipt::{check_receipt, WriteResult};
 pub use retry::{AttemptFailure, RetryPolicy};
 pub use types::*;
-pub use verify::{verify_log, ReplayStore, Summary, VerifyError, VerifyOptions};
+pub use verify::{verify_log, AuditPoint, ReplayStore, Summary, VerifyError, VerifyOptions};
 
 pub use ledger::attestation::{Attestation, Statement};
 pub use ledger::checkpoint::{NoteVerifier, WitnessPolicy};

@@ -5,7 +5,8 @@
 //! - `GET /v1/log/proof/consistency?old=&new=`: `{"old", "new", "proof": [hex]}`;
 //! - `GET /tile/entries/<N>[.p/<W>]`: C2SP entry bundles (each entry as a 2-byte big-endian
 //!   length and its bytes; `N` in the C2SP path encoding, as the node's own tile route);
-//! - `GET /v1/log/key`: `{"origin", "verifier_key"}`.
+//! - `GET /v1/log/key`: `{"origin", "verifier_key"}`;
+//! - `GET /v1/log/checkpoints?cursor=`: the one checkpoint served, as an auditor lists them.
 //!
 //! It keeps one honest log (canonical entries with strictly increasing times, replayed through
 //! the ledger's state machine, hashed into a [`MemoryTree`]) and, at run time, switches what it
@@ -240,6 +241,7 @@ impl FakePartner {
             .route("/checkpoint", get(serve_checkpoint))
             .route("/v1/log/key", get(serve_key))
             .route("/v1/log/proof/consistency", get(serve_consistency))
+            .route("/v1/log/checkpoints", get(serve_checkpoints))
             .route("/tile/{*path}", get(serve_tile))
             .fallback(not_found)
             .layer(middleware::from_fn_with_state(shared.clone(), record))
@@ -652,6 +654,22 @@ async fn serve_checkpoint(State(s): State<Arc<Shared>>) -> Response {
         s.view().note.clone(),
     )
         .into_response()
+}
+
+/// The checkpoint list an auditor reads (`GET /v1/log/checkpoints`): the fake lists only the
+/// checkpoint it serves, when its size is above `cursor` (the node's cursor is a size).
+async fn serve_checkpoints(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Json<Value> {
+    let view = s.view();
+    let after = q.get("cursor").and_then(|c| c.parse::<u64>().ok());
+    let items = if after.is_none_or(|a| view.size > a) {
+        vec![json!({"size": view.size, "note": view.note})]
+    } else {
+        Vec::new()
+    };
+    Json(json!({"checkpoints": items, "next_cursor": null}))
 }
 
 async fn serve_key(State(s): State<Arc<Shared>>) -> Json<Value> {

@@ -2,6 +2,13 @@
 //! consistent with the accepted one, fetches the entries through C2SP entry bundles, and hands
 //! them to [`ledger::mirror::Mirror`], which verifies, replays and stores them.
 //!
+//! Catching up is a pipeline of chunks ([`CHUNK_ENTRIES_MAX`] entries, one synced batch each):
+//! while one chunk is replayed and stored, the next is fetched ([`BUNDLES_IN_FLIGHT`] bundles at
+//! once) and hashed and decoded in parts on the catch-up pool. The pool's threads run at a lower
+//! scheduling priority ([`CATCHUP_NICE`]) than the sequencer and the HTTP workers, and while the
+//! node's own log grows the catch-up pauses between chunks ([`CATCHUP_YIELD_FACTOR`]), so a
+//! lagging mirror uses what the node's own writes leave idle instead of competing with them.
+//!
 //! A failure that proves misbehaviour (two conflicting signed checkpoints, an invalid entry
 //! under a valid checkpoint) becomes evidence and freezes the partner; a failure that only
 //! shows what this node was served (a bad signature, a shrink, a bad proof, entries that do not
@@ -15,14 +22,39 @@ use std::time::Duration;
 
 use ledger::checkpoint::Checkpoint;
 use ledger::merkle::Hash;
-use ledger::mirror::{MirrorError, CHUNK_ENTRIES_MAX};
+use ledger::mirror::{CheckedChunk, MirrorError, CHUNK_ENTRIES_MAX};
 
 use super::{peer, Federation, Partner};
 
 /// Entries per C2SP entry bundle.
 const BUNDLE: u64 = 256;
 /// Bundles fetched at once.
-const BUNDLES_IN_FLIGHT: usize = 8;
+const BUNDLES_IN_FLIGHT: usize = 16;
+/// The catch-up pool's threads' nice value (Linux; 0 is the node's own, 19 the lowest).
+pub const CATCHUP_NICE: i32 = 10;
+/// While the node's own log grows, the catch-up pauses after each chunk for this many times
+/// the chunk's replay-and-store time (a duty cycle of 1 in 1 + this), so that its synced
+/// batches and CPU leave the node's own writes their pace; when the node is idle it runs
+/// flat out.
+pub const CATCHUP_YIELD_FACTOR: u32 = 4;
+
+/// The pool that checks, replays and stores partners' chunks: one thread per core, at a lower
+/// priority than the node's own work.
+fn catchup_pool() -> &'static sdk::verify::pipeline::Pool {
+    static POOL: std::sync::OnceLock<sdk::verify::pipeline::Pool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        sdk::verify::pipeline::Pool::with_init(threads, "mirror", || {
+            #[cfg(target_os = "linux")]
+            // SAFETY: setpriority on this thread's own id has no memory effects; a failure
+            // only leaves the thread at the node's priority.
+            unsafe {
+                let tid = libc::gettid();
+                libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, CATCHUP_NICE);
+            }
+        })
+    })
+}
 /// Largest answer read from a partner: a full bundle of the largest entries.
 const RESPONSE_BYTES_MAX: usize = 256 * (2 + ledger::entry::ENTRY_BYTES_MAX);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -370,20 +402,26 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
         }
         let (m, cp2, note2, p2) = (mirror.clone(), cp.clone(), note.clone(), partner.clone());
         let n = chunk.entries.len() as u64;
-        let r = tokio::task::spawn_blocking(move || {
-            let mut m = m.lock().expect("mirror lock");
-            let r = m.append_verified(start, &chunk.entries, &cp2, &note2, &chunk.proof);
-            p2.verified.store(m.size(), Ordering::Release);
-            r
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+        let own_size = fed.shared.checkpoint().size;
+        let began = std::time::Instant::now();
+        let r = catchup_pool()
+            .try_run(move || {
+                let mut m = m.lock().expect("mirror lock");
+                let r = m.append_checked(start, chunk.entries, &cp2, &note2, &chunk.proof);
+                p2.verified.store(m.size(), Ordering::Release);
+                r
+            })
+            .await?;
         if let Err(e) = r {
             break Err(map_mirror_error(e));
         }
         appended = true;
         fed.metrics.mirrored(partner.brand.as_str(), n);
         fed.publish_metrics(partner);
+        if fed.shared.checkpoint().size != own_size && end < cp.size {
+            // The node is writing: yield (the next chunk is fetched and checked meanwhile).
+            tokio::time::sleep(began.elapsed() * CATCHUP_YIELD_FACTOR).await;
+        }
     };
     if let Some((_, h)) = prefetch {
         h.abort();
@@ -398,9 +436,10 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
     result
 }
 
-/// Entries of one chunk and the consistency proof from its end to the target size.
+/// Entries of one chunk, hashed and decoded, and the consistency proof from its end to the
+/// target size.
 struct Chunk {
-    entries: Vec<Vec<u8>>,
+    entries: CheckedChunk,
     proof: Vec<Hash>,
 }
 
@@ -417,6 +456,23 @@ async fn fetch_chunk(
     } else {
         Vec::new()
     };
+    // Hashed and decoded in one part per pool thread; the mirror judges the whole chunk.
+    let pool = catchup_pool();
+    let per = entries.len().div_ceil(pool.threads()).max(1);
+    let mut parts = Vec::new();
+    let mut rest = entries;
+    while !rest.is_empty() {
+        let tail = rest.split_off(per.min(rest.len()));
+        let part = std::mem::replace(&mut rest, tail);
+        parts.push(tokio::spawn(
+            pool.try_run(move || CheckedChunk::check(part)),
+        ));
+    }
+    let mut checked = Vec::with_capacity(parts.len());
+    for p in parts {
+        checked.push(p.await.map_err(|e| e.to_string())??);
+    }
+    let entries = CheckedChunk::concat(checked);
     Ok(Chunk { entries, proof })
 }
 

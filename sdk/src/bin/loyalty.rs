@@ -2,7 +2,8 @@
 //! A thin shell over the `sdk` library: parse arguments, call one library function, print.
 //!
 //! Exit status: 0 on success; 1 when `verify` finds the log invalid (the first bad index is
-//! printed) or not witnessed as asked, or `attestation verify` finds the attestation invalid
+//! printed) or not witnessed as asked, `monitor` raises an alert (a fork, a shrink, a bad
+//! entry, a replay mismatch), or `attestation verify` finds the attestation invalid
 //! (the reason is printed); 2 when a command could not be carried out (bad arguments,
 //! network, an error answer from the node, an unreadable file).
 
@@ -26,7 +27,7 @@ use serde_json::json;
     name = "loyalty",
     version,
     about = "Client of a loyalty-ledger brand node, and auditor of its log.",
-    after_help = "Exit status: 0 on success, 1 when `verify` finds the log invalid (or not witnessed as asked) or `attestation verify` the attestation invalid, 2 on any other error."
+    after_help = "Exit status: 0 on success, 1 when `verify` finds the log invalid (or not witnessed as asked), `monitor` raises an alert, or `attestation verify` finds the attestation invalid, 2 on any other error."
 )]
 struct Cli {
     /// Base URL of the brand node, e.g. http://127.0.0.1:7700.
@@ -104,6 +105,10 @@ enum Command {
     },
     /// Verify the node's whole log: signatures, Merkle roots, and a full replay.
     Verify(Box<VerifyArgs>),
+    /// Follow one or more logs continuously: verify each new checkpoint (signature,
+    /// consistency, witness quorum) and replay the new entries; alert on a fork, a shrink, a
+    /// bad entry or a replay mismatch (needs the `disk` feature).
+    Monitor(Box<MonitorArgs>),
     /// List the node's partners: pinning, freeze, mirror and witness status (needs `read`).
     Partners {
         #[command(subcommand)]
@@ -263,13 +268,13 @@ struct VerifyArgs {
     #[arg(long = "log-key", visible_alias = "key", env = "LOYALTY_LOG_KEY")]
     log_key: NoteVerifier,
     /// A checkpoint saved by an earlier run: the log must extend it (it is still replayed
-    /// from index 0).
-    #[arg(long)]
+    /// from index 0; --state resumes instead).
+    #[arg(long, conflicts_with = "state")]
     from_checkpoint: Option<PathBuf>,
     /// Where to save the latest checkpoint once the log verifies, to resume from next time.
     #[arg(long)]
     save_checkpoint: Option<PathBuf>,
-    /// Entries between two progress lines on stderr.
+    /// Entries between two updates of the progress line (shown on a terminal only).
     #[arg(long, default_value_t = 10_000)]
     progress_every: u64,
     /// A witness the log must be cosigned by: its cosignature key (type 0x04) or a partner's
@@ -280,10 +285,50 @@ struct VerifyArgs {
     /// How many distinct witnesses must have cosigned (default: all the --witness keys).
     #[arg(long)]
     quorum: Option<usize>,
+    /// Keep the audit in this directory (a RocksDB store: the replayed state, the verified
+    /// size, tree and latest checkpoint seen) and resume from it: the next run checks that
+    /// the log extends what was verified and replays only the new entries. Created when
+    /// missing. Needs the `disk` feature.
+    #[arg(long, conflicts_with = "disk")]
+    state: Option<PathBuf>,
     /// Keep the replay's state in a RocksDB store in this new, empty directory instead of in
-    /// memory, for a log whose state is larger than memory (needs the `disk` feature).
+    /// memory, for a log whose state is larger than memory (needs the `disk` feature; --state
+    /// does the same and resumes next time).
     #[arg(long)]
     disk: Option<PathBuf>,
+    /// Entries between two full invariant checks, each reading the whole state (0: only at
+    /// the end of the run).
+    #[arg(long, default_value_t = 0)]
+    invariants_every: u64,
+    /// Also check every invariant over the whole state at the end of a run that resumes from
+    /// --state. A fresh run always does; a resumed one by default checks only what the new
+    /// entries touch (every rule of the state machine, entry by entry), because the full
+    /// check reads every record of the state, which costs more than the new entries.
+    #[arg(long, requires = "state")]
+    check_invariants: bool,
+}
+
+#[derive(Args)]
+struct MonitorArgs {
+    /// The configuration file (TOML): `interval_ms`, `webhook_url`, `webhook_timeout_ms`, and
+    /// one `[[logs]]` table per log (`name`, `node`, `log_key`, `witnesses`, `quorum`).
+    #[arg(long)]
+    config: PathBuf,
+    /// Where each log's audit is kept (one directory per log name, as `verify --state`);
+    /// a restarted monitor resumes from there.
+    #[arg(long)]
+    state: PathBuf,
+    /// Rewrite this file with the monitor's metrics (Prometheus text format) after every
+    /// round, for a node_exporter textfile collector or any scraper.
+    #[arg(long)]
+    metrics_file: Option<PathBuf>,
+    /// One round over every log, then exit: 0 when all verify, 1 on an alert, 2 when a round
+    /// could not be completed.
+    #[arg(long)]
+    once: bool,
+    /// Exit with status 1 at the first alert instead of following the other logs.
+    #[arg(long)]
+    exit_on_alert: bool,
 }
 
 /// How a command ended, when it could be carried out.
@@ -532,6 +577,7 @@ async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             }
         }
         Command::Verify(args) => return verify(&cli, args).await,
+        Command::Monitor(args) => return monitor(args, json).await,
         Command::Partners { command } => {
             let c = client(&cli, true)?;
             match command {
@@ -798,44 +844,55 @@ fn verify_attestation(args: &AttestationVerifyArgs, json: bool) -> anyhow::Resul
     }
 }
 
-/// Entries between two writes of the replay's changed records to its disk store.
-const DISK_FLUSH_EVERY: u64 = 4096;
-
-/// The replay's state in a RocksDB store in `dir`, which must be new or empty.
+/// The replay's state in a RocksDB store in `dir`: new or empty unless `resume`, else the
+/// audit saved there (`loyalty verify --state`).
 #[cfg(feature = "disk")]
-fn disk_replay_store(dir: &std::path::Path) -> anyhow::Result<sdk::ReplayStore> {
-    use ledger::store::{Store, StoreConfig};
-    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+fn disk_replay_store(dir: &std::path::Path, resume: bool) -> anyhow::Result<sdk::ReplayStore> {
+    if !resume && dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
         anyhow::bail!(
-            "--disk {}: the directory must be new or empty (a replay starts from index 0)",
+            "--disk {}: the directory must be new or empty (a replay starts from index 0; \
+             --state resumes from a directory)",
             dir.display()
         );
     }
-    let store = Store::open_with(
-        dir,
-        StoreConfig {
-            block_cache_bytes: 256 << 20,
-            memtable_bytes: 128 << 20,
-            max_open_files: 256,
-        },
-    )
-    .with_context(|| format!("opening the replay store in {}", dir.display()))?;
-    let state = ledger::state::State::open(std::sync::Arc::new(store.clone()))
-        .map_err(|e| anyhow!("the replay store: {e}"))?;
-    Ok(sdk::ReplayStore {
-        state,
-        flush: Box::new(move |changes| store.state_write(&changes).map_err(|e| e.to_string())),
-        flush_every: DISK_FLUSH_EVERY,
-    })
+    sdk::verify::disk::open(dir)
+        .with_context(|| format!("opening the audit store in {}", dir.display()))
 }
 
 #[cfg(not(feature = "disk"))]
-fn disk_replay_store(_dir: &std::path::Path) -> anyhow::Result<sdk::ReplayStore> {
-    let _ = DISK_FLUSH_EVERY;
+fn disk_replay_store(_dir: &std::path::Path, _resume: bool) -> anyhow::Result<sdk::ReplayStore> {
     anyhow::bail!(
-        "--disk needs the `disk` feature, which builds RocksDB: \
+        "--state and --disk need the `disk` feature, which builds RocksDB: \
          cargo install --path sdk --features disk (or cargo build -p sdk --features disk)"
     )
+}
+
+/// A progress line on stderr, rewritten in place, when stderr is a terminal; nothing
+/// otherwise (scripts and `--json` get only the result).
+fn progress_line() -> Option<sdk::verify::ProgressFn> {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let mut last = std::time::Instant::now() - std::time::Duration::from_secs(1);
+    Some(Box::new(move |p: &Progress| {
+        let done = p.entries_verified == p.entries_total;
+        if !done && last.elapsed() < std::time::Duration::from_millis(250) {
+            return;
+        }
+        last = std::time::Instant::now();
+        let new = p.entries_verified - p.entries_at_start;
+        let rate = new as f64 / p.elapsed.as_secs_f64().max(1e-3);
+        let left = p.entries_total - p.entries_verified;
+        let eta = if rate > 0.0 { left as f64 / rate } else { 0.0 };
+        eprint!(
+            "\rverified {} of {} entries, {:.0} entries/s, ETA {:.0} s, {} checkpoints   ",
+            p.entries_verified, p.entries_total, rate, eta, p.checkpoints_checked
+        );
+        if done {
+            eprintln!();
+        }
+    }))
 }
 
 async fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
@@ -853,21 +910,20 @@ async fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         None => None,
     };
     let witness_policy = witness_policy_of(&args.log_key, &args.witnesses, args.quorum)?;
-    let replay_store = match &args.disk {
-        Some(dir) => Some(disk_replay_store(dir)?),
-        None => None,
+    let replay_store = match (&args.state, &args.disk) {
+        (Some(dir), _) => Some(disk_replay_store(dir, true)?),
+        (None, Some(dir)) => Some(disk_replay_store(dir, false)?),
+        (None, None) => None,
     };
+    let resumed = replay_store.as_ref().is_some_and(|r| r.resume.is_some());
     let options = VerifyOptions {
         resume_from,
         witness_policy,
         replay_store,
-        progress: Some(Box::new(|p: &Progress| {
-            eprintln!(
-                "verified {} of {} entries, {} checkpoints ({:.1?})",
-                p.entries_verified, p.entries_total, p.checkpoints_checked, p.elapsed
-            );
-        })),
+        progress: progress_line(),
         progress_every: args.progress_every.max(1),
+        invariants_every: args.invariants_every,
+        invariants_at_end: !resumed || args.check_invariants,
         ..VerifyOptions::default()
     };
     match sdk::verify_log(&client, &args.log_key, options).await {
@@ -891,6 +947,7 @@ async fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
                     "system_balances": balances,
                     "root": hex_root(&summary.checkpoint.root),
                     "resumed_from": summary.resumed_from,
+                    "entries_replayed": summary.entries_replayed,
                     "witnessed": summary.witnessed.as_ref().map(|w| json!({
                         "size": w.size,
                         "cosigners": w.cosigners,
@@ -910,6 +967,10 @@ async fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
                 if let Some(s) = summary.resumed_from {
                     println!("extends the saved checkpoint of size {s}");
                 }
+                println!(
+                    "entries replayed:    {} (this run)",
+                    summary.entries_replayed
+                );
                 if let Some(w) = &summary.witnessed {
                     let by = if w.cosigners.is_empty() {
                         "no witness required".to_owned()
@@ -949,6 +1010,99 @@ async fn verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+#[cfg(feature = "disk")]
+fn monitor_stores(dir: PathBuf) -> anyhow::Result<sdk::monitor::StoreOpener> {
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the state directory {}", dir.display()))?;
+    Ok(Box::new(move |name: &str| {
+        sdk::verify::disk::open(&dir.join(name)).map_err(|e| e.to_string())
+    }))
+}
+
+#[cfg(not(feature = "disk"))]
+fn monitor_stores(_dir: PathBuf) -> anyhow::Result<sdk::monitor::StoreOpener> {
+    anyhow::bail!(
+        "monitor needs the `disk` feature, which builds RocksDB: \
+         cargo install --path sdk --features disk (or cargo build -p sdk --features disk)"
+    )
+}
+
+async fn monitor(args: &MonitorArgs, json: bool) -> anyhow::Result<Outcome> {
+    use sdk::monitor::{Monitor, MonitorConfig, Outcome as Found};
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("reading {}", args.config.display()))?;
+    let config: MonitorConfig =
+        toml::from_str(&text).with_context(|| format!("parsing {}", args.config.display()))?;
+    let mut m = Monitor::new(&config, monitor_stores(args.state.clone())?)?;
+    loop {
+        let events = m.round().await;
+        let (mut alerted, mut failed) = (false, false);
+        for e in &events {
+            match &e.outcome {
+                Found::Verified {
+                    size,
+                    replayed,
+                    witnessed,
+                } => {
+                    if json {
+                        print_json_line(&json!({"log": e.log, "ok": true, "size": size,
+                            "replayed": replayed, "witnessed": witnessed}))?;
+                    } else {
+                        let w =
+                            witnessed.map_or(String::new(), |w| format!(", witnessed up to {w}"));
+                        println!("OK {}: {size} entries verified ({replayed} new{w})", e.log);
+                    }
+                }
+                Found::Alert(a) => {
+                    alerted = true;
+                    if json {
+                        print_json_line(&json!({"log": e.log, "ok": false, "alert": a}))?;
+                    } else {
+                        println!(
+                            "ALERT {} {} at index {}: {}",
+                            a.log, a.kind, a.index, a.message
+                        );
+                    }
+                }
+                Found::Failed(why) => {
+                    failed = true;
+                    if json {
+                        print_json_line(&json!({"log": e.log, "ok": false, "failed": why}))?;
+                    } else {
+                        eprintln!("FAILED {}: {why}", e.log);
+                    }
+                }
+            }
+        }
+        let _ = std::io::stdout().flush();
+        if let Some(p) = &args.metrics_file {
+            save_atomically(p, &m.metrics_text())
+                .with_context(|| format!("writing the metrics to {}", p.display()))?;
+        }
+        if args.once {
+            return match (alerted, failed) {
+                (true, _) => Ok(Outcome::Invalid),
+                (false, true) => Err(anyhow!("a round could not be completed")),
+                (false, false) => Ok(Outcome::Done),
+            };
+        }
+        if alerted && args.exit_on_alert {
+            return Ok(Outcome::Invalid);
+        }
+        if m.following() == 0 {
+            eprintln!("every log raised an alert: nothing left to follow");
+            return Ok(Outcome::Invalid);
+        }
+        tokio::time::sleep(m.interval()).await;
+    }
+}
+
+/// One JSON value on one line (the monitor's `--json` output is a stream of events).
+fn print_json_line(v: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(v)?);
+    Ok(())
 }
 
 fn hex_root(root: &[u8; 32]) -> String {

@@ -1,39 +1,61 @@
 //! The auditor's verification of a whole log, from public data only.
 //!
-//! [`verify_log`] downloads every entry and every checkpoint of a node and checks, with
-//! nothing but the pinned log key:
+//! [`verify_log`] streams every entry and every checkpoint of a node and checks, with nothing
+//! but the pinned log key:
 //! - every checkpoint's signature (C2SP signed note by the pinned key, origin = key name);
-//! - that the entries, hashed into an RFC 6962 tree ([`MemoryTree`]), give exactly the root
-//!   of every checkpoint at its size. Since all checkpoints are roots of *one* recomputed
-//!   tree, this also proves every checkpoint consistent with every other;
-//! - that every entry is canonical ([`Entry::from_bytes`]), that log times strictly
-//!   increase, and that replaying the entries from index 0 through [`State::apply`] succeeds
-//!   and keeps [`State::check_invariants`] (checked periodically and at the end);
+//! - that the entries, hashed into an RFC 6962 tree, give exactly the root of every checkpoint
+//!   at its size. Since all checkpoints are roots of *one* recomputed tree, this also proves
+//!   every checkpoint consistent with every other;
+//! - that every entry is canonical ([`ledger::entry::Entry::from_bytes`]), that log times strictly increase,
+//!   and that replaying the entries in order through [`State::apply`] succeeds and keeps
+//!   [`State::check_invariants`] (at the end, and every [`VerifyOptions::invariants_every`]
+//!   entries when asked);
 //! - a consistency proof served by the node between the resumed-from (or first non-empty)
 //!   checkpoint and the latest, so that the node's proof service is checked too;
 //! - with a witness policy ([`VerifyOptions::witness_policy`]): that the node's latest
 //!   cosigned checkpoint (`GET /v1/checkpoint/cosigned`, spec/federation.md §4) is signed by
 //!   the pinned key and cosigned by a quorum of the policy's witnesses, and that its root is
-//!   the recomputed root at its size. Only then does the log count as verified; the summary
-//!   says up to which size it is witnessed.
+//!   the recomputed root at its size (or, when it is older than a resumed audit, that it is
+//!   consistent with the latest). Only then does the log count as verified; the summary says
+//!   up to which size it is witnessed.
 //!
-//! Resuming: a run can start from a checkpoint saved by an earlier successful run
-//! ([`Summary::checkpoint_note`]). There is no state snapshot, so the state is still
-//! replayed from index 0; what resuming adds is the proof that the log the node serves now
-//! *extends* the one verified before: the recomputed root at the saved size must equal the
-//! saved root, and the node's consistency proof from the saved checkpoint to the latest must
-//! verify. A log that shrank, or whose prefix changed, is reported as a failure.
+//! How it runs ([`pipeline`]): C2SP entry bundles are fetched ahead with bounded concurrency,
+//! framed, hashed and decoded on a pool of worker threads (one per core), and replayed in
+//! order by the calling task; the checkpoint list is fetched ahead and its signatures checked
+//! on the same pool. The tree is kept in compact form ([`Frontier`]), and the leaves since the
+//! last point proven part of the latest checkpoint (at most [`PROVE_EVERY`]), so memory does
+//! not grow with the log; with a [`ReplayStore`] the state lives in the caller's store too.
+//!
+//! Resuming, two ways:
+//! - **an audit that resumes** ([`ReplayStore::resume`], `loyalty verify --state DIR`): the
+//!   replayed state and an [`AuditPoint`] (size, compact tree, latest checkpoint seen) are
+//!   saved together as the run goes. The next run checks the new latest checkpoint against
+//!   the one seen (same size: same root; larger: the node's consistency proof; smaller: the
+//!   log shrank) and then fetches, checks and replays only the new entries;
+//! - from a saved checkpoint note only ([`VerifyOptions::resume_from`]): there is no state,
+//!   so the log is replayed from index 0, and the run proves that it extends the saved
+//!   checkpoint (the recomputed root at the saved size must equal the saved root).
+//!
+//! A log that shrank, or whose prefix changed, is reported as a failure.
 //!
 //! On failure the error names the first bad index: for an entry, its index; for a
 //! checkpoint, its size (the checkpoint is what the log claims right before that index).
 //! When entries do not match a checkpoint's root, the first differing entry is found by
-//! binary search with consistency proofs against the latest checkpoint; each proof that
-//! verifies proves a prefix of the served entries part of the signed log.
+//! binary search with consistency proofs against the latest checkpoint, from the last point
+//! proven part of it; each proof that verifies proves a prefix of the served entries part of
+//! the signed log.
 //!
 //! The replay is CPU-bound and runs on the calling task; call it from a task that may
 //! block, or on a runtime with spare workers.
 
-use std::collections::{BTreeMap, VecDeque};
+mod frontier;
+pub mod pipeline;
+mod point;
+
+#[cfg(feature = "disk")]
+pub mod disk;
+
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -41,29 +63,37 @@ use ledger::checkpoint::{
     open_checkpoint, verify_cosigned_checkpoint, Checkpoint, CheckpointError, NoteVerifier,
     SignedNote, WitnessPolicy,
 };
-use ledger::entry::{Entry, EntryError};
-use ledger::merkle::{verify_consistency, MemoryTree, MerkleError};
+use ledger::entry::EntryError;
+use ledger::merkle::{verify_consistency, Hash, MerkleError};
 use ledger::state::{InvariantViolation, State, StateError};
 use ledger::types::{AccountId, LogIndex, LogTime};
 
 use crate::client::Client;
 use crate::error::Error;
-use crate::types::{CheckpointItem, LogEntry, LOG_ENTRIES_PAGE_MAX, PAGE_LIMIT_MAX};
+
+pub use frontier::Frontier;
+use pipeline::{CheckpointStream, EntryStream, ListedCheckpoint, Pool};
+pub use point::{AuditPoint, PointError, AUDIT_POINT_V1};
 
 /// Default number of entries between two progress reports.
 pub const PROGRESS_EVERY_DEFAULT: u64 = 10_000;
-/// Default number of entries between two full invariant checks.
-pub const INVARIANTS_EVERY_DEFAULT: u64 = 100_000;
+/// Default number of entries between two saves of a resumable audit's state.
+pub const FLUSH_EVERY_DEFAULT: u64 = 65_536;
+/// Most entries replayed before they are proven part of the latest signed checkpoint (a
+/// consistency proof is asked for then): bounds the leaves kept to locate a bad entry.
+pub const PROVE_EVERY: u64 = 65_536;
 /// Most consistency proofs fetched to locate the first bad entry (enough for 2^64 entries).
 const LOCATE_PROOFS_MAX: u32 = 70;
 
 /// How far a verification run has come.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
-    /// Entries verified and replayed so far.
+    /// Entries verified and replayed so far (those of earlier runs included).
     pub entries_verified: u64,
     /// Entries to verify (the latest checkpoint's size).
     pub entries_total: u64,
+    /// Entries verified by earlier runs, where this one resumed.
+    pub entries_at_start: u64,
     /// Signed checkpoints verified so far.
     pub checkpoints_checked: u64,
     /// Time since the run began.
@@ -73,21 +103,33 @@ pub struct Progress {
 /// A progress callback of [`verify_log`].
 pub type ProgressFn = Box<dyn FnMut(&Progress) + Send>;
 
-/// Writes a replay's changed records (`(key, None)`: delete) into its store.
-pub type FlushFn = Box<dyn FnMut(Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), String> + Send>;
+/// Writes a replay's changed records (`(key, None)`: delete) and the point they bring the
+/// audit to into its store, atomically and durably.
+pub type FlushFn =
+    Box<dyn FnMut(Vec<(Vec<u8>, Option<Vec<u8>>)>, &AuditPoint) -> Result<(), String> + Send>;
 
-/// Where the replay keeps its state when it must not be held in memory: a [`State`] over a
-/// store of the caller's (`State::open` over a RocksDB directory, `loyalty verify --disk`),
-/// and how its changed records reach that store.
+/// Where the replay keeps its state when it must not be held in memory or must outlive the
+/// run: a [`State`] over a store of the caller's (`State::open` over a RocksDB directory,
+/// `loyalty verify --state`), and how its changed records reach that store.
 pub struct ReplayStore {
-    /// The replay's state, over the caller's (empty) store.
+    /// The replay's state, over the caller's store: empty, or replayed to `resume`'s size.
     pub state: State,
-    /// Writes changed records (`None`: delete) into the store the state reads.
+    /// Writes changed records (`None`: delete) with the audit's point into the store the
+    /// state reads, as one atomic, durable write.
     pub flush: FlushFn,
     /// Entries between two flushes (at least 1): the records held in memory are those the
-    /// entries since the last flush changed.
+    /// entries since the last flush changed. A flush happens at a point proven part of the
+    /// latest checkpoint, so a point is never saved for entries not proven.
     pub flush_every: u64,
+    /// The point saved with `state` by an earlier run: verify and replay only what follows.
+    pub resume: Option<AuditPoint>,
+    /// Called once after the last flush of a successful run (a disk store flushes its
+    /// memtables there, so that the next run does not replay a write-ahead log at open).
+    pub close: Option<CloseFn>,
 }
+
+/// See [`ReplayStore::close`].
+pub type CloseFn = Box<dyn FnOnce() -> Result<(), String> + Send>;
 
 /// Options of [`verify_log`].
 pub struct VerifyOptions {
@@ -97,15 +139,19 @@ pub struct VerifyOptions {
     pub progress: Option<ProgressFn>,
     /// Entries between two progress reports (at least 1).
     pub progress_every: u64,
-    /// Entries between two full invariant checks (at least 1); they are also checked at
-    /// the end.
+    /// Entries between two full invariant checks, each of which reads every record of the
+    /// state; 0: only at the end of the run.
     pub invariants_every: u64,
-    /// Entries fetched per request, 1 to [`LOG_ENTRIES_PAGE_MAX`].
-    pub page_size: u64,
+    /// Whether to check every invariant at the end of the run (reads every record: for a
+    /// resumed audit of a large state, this costs more than the new entries).
+    pub invariants_at_end: bool,
+    /// Worker threads that hash and decode entries and verify signatures; 0: one per core.
+    pub workers: usize,
     /// Witnesses the log must be cosigned by: when set, the node's latest cosigned checkpoint
     /// must meet it (see the module documentation). Its `log` key must be the pinned key.
     pub witness_policy: Option<WitnessPolicy>,
-    /// Replay into this store instead of memory, for logs whose state is larger than memory.
+    /// Replay into this store instead of memory, for logs whose state is larger than memory,
+    /// and to resume from the point an earlier run saved there.
     pub replay_store: Option<ReplayStore>,
 }
 
@@ -115,8 +161,9 @@ impl Default for VerifyOptions {
             resume_from: None,
             progress: None,
             progress_every: PROGRESS_EVERY_DEFAULT,
-            invariants_every: INVARIANTS_EVERY_DEFAULT,
-            page_size: LOG_ENTRIES_PAGE_MAX,
+            invariants_every: 0,
+            invariants_at_end: true,
+            workers: 0,
             witness_policy: None,
             replay_store: None,
         }
@@ -130,7 +177,8 @@ impl fmt::Debug for VerifyOptions {
             .field("progress", &self.progress.is_some())
             .field("progress_every", &self.progress_every)
             .field("invariants_every", &self.invariants_every)
-            .field("page_size", &self.page_size)
+            .field("invariants_at_end", &self.invariants_at_end)
+            .field("workers", &self.workers)
             .field(
                 "witness_policy",
                 &self
@@ -146,9 +194,11 @@ impl fmt::Debug for VerifyOptions {
 /// What a successful verification established.
 #[derive(Debug, Clone)]
 pub struct Summary {
-    /// Entries verified and replayed (the latest checkpoint's size).
+    /// Entries verified and replayed (the latest checkpoint's size), earlier runs included.
     pub entries: u64,
-    /// Signed checkpoints verified (listed ones, the latest, and the saved one).
+    /// Entries this run fetched, checked and replayed.
+    pub entries_replayed: u64,
+    /// Signed checkpoints this run verified (listed ones, the latest, the saved one).
     pub checkpoints_checked: u64,
     /// Members in the replayed state.
     pub members: usize,
@@ -161,7 +211,7 @@ pub struct Summary {
     pub checkpoint: Checkpoint,
     /// The latest checkpoint's signed note: save it to resume from it next time.
     pub checkpoint_note: String,
-    /// The size of the saved checkpoint the run resumed from, if any.
+    /// The size the run resumed from (a saved checkpoint's, or a saved audit's), if any.
     pub resumed_from: Option<u64>,
     /// With a witness policy: the cosigned checkpoint that met it.
     pub witnessed: Option<Witnessed>,
@@ -260,6 +310,30 @@ pub enum Failure {
     Merkle(MerkleError),
 }
 
+impl Failure {
+    /// What kind of failure this is, in a monitor's words: `fork` (two signed histories, or
+    /// a log that no longer extends what was verified), `shrink`, `bad_entry` (an entry that
+    /// is not the signed one, not canonical, or not served), `replay_mismatch` (the state
+    /// machine refuses an entry or an invariant breaks), `bad_checkpoint` (a checkpoint that
+    /// does not verify or a list that contradicts itself).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::RootMismatch { .. }
+            | Failure::SavedCheckpointMismatch { .. }
+            | Failure::ConsistencyProof { .. } => "fork",
+            Failure::Rollback { .. } => "shrink",
+            Failure::NotInSignedTree { .. }
+            | Failure::MissingEntry
+            | Failure::UnexpectedIndex { .. }
+            | Failure::Decode(_)
+            | Failure::TimeNotIncreasing { .. }
+            | Failure::Merkle(_) => "bad_entry",
+            Failure::Replay(_) | Failure::Invariant(_) => "replay_mismatch",
+            Failure::CheckpointSignature { .. } | Failure::CheckpointListing(_) => "bad_checkpoint",
+        }
+    }
+}
+
 /// Why [`verify_log`] did not produce a [`Summary`].
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -274,6 +348,9 @@ pub enum VerifyError {
     /// The saved checkpoint to resume from is malformed or not signed by the pinned key.
     #[error("the saved checkpoint is not usable: {0}")]
     SavedCheckpoint(CheckpointError),
+    /// The saved audit to resume from does not fit the pinned key or its own state.
+    #[error(transparent)]
+    SavedPoint(#[from] PointError),
     /// The node's latest cosigned checkpoint does not meet the witness policy (too few
     /// cosignatures, or one that does not verify): the log is not verified.
     #[error("the log is not witnessed as the policy requires: {0}")]
@@ -310,73 +387,69 @@ fn claimed_size(note: &str) -> Option<u64> {
     Some(Checkpoint::parse_text(&n.text).ok()?.size)
 }
 
-/// The node's checkpoints, fetched page by page as the verification advances.
-struct CheckpointFeed {
-    queue: VecDeque<CheckpointItem>,
-    cursor: Option<String>,
-    done: bool,
-    last_size: Option<u64>,
-}
-
-impl CheckpointFeed {
-    /// Fetches pages until the queue reaches beyond `size` or the list ends.
-    async fn fill_beyond(&mut self, client: &Client, size: u64) -> Result<(), VerifyError> {
-        while !self.done && self.last_size.is_none_or(|s| s <= size) {
-            let page = client
-                .checkpoints(self.cursor.as_deref(), Some(PAGE_LIMIT_MAX))
-                .await?;
-            for item in page.checkpoints.iter() {
-                if let Some(last) = self.last_size {
-                    if item.size < last {
-                        return Err(invalid(
-                            item.size,
-                            Failure::CheckpointListing(format!(
-                                "size {} is listed after size {last}",
-                                item.size
-                            )),
-                        ));
-                    }
-                }
-                self.last_size = Some(item.size);
-            }
-            let progressed = !page.checkpoints.is_empty();
-            self.queue.extend(page.checkpoints);
-            match page.next_cursor {
-                Some(c) if progressed && self.cursor.as_ref() != Some(&c) => self.cursor = Some(c),
-                Some(_) => {
-                    return Err(Error::Decode(
-                        "the checkpoint list's cursor did not advance".into(),
-                    )
-                    .into())
-                }
-                None => self.done = true,
-            }
-        }
-        Ok(())
-    }
+/// A checkpoint checked when the tree reaches its size, besides the listed ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extra {
+    /// The checkpoint saved by an earlier run (`resume_from`).
+    Saved,
+    /// The cosigned checkpoint that met the witness policy.
+    Cosigned,
 }
 
 struct Run<'a> {
     client: &'a Client,
-    key: &'a NoteVerifier,
     latest: Checkpoint,
-    saved: Option<Checkpoint>,
-    tree: MemoryTree,
+    /// The tree of the entries replayed so far.
+    tree: Frontier,
+    /// The tree at the last point proven part of the latest checkpoint.
+    proven: Frontier,
+    /// The leaves since `proven`, to locate a bad entry.
+    since_proven: Vec<Hash>,
     state: State,
     checked: u64,
     first_non_empty: Option<Checkpoint>,
+    /// The next listed checkpoint not yet reached.
+    next_listed: Option<ListedCheckpoint>,
+    /// The largest size listed so far.
+    last_listed: Option<u64>,
+    /// Whether the checkpoint list has ended.
+    listed_done: bool,
+    /// Checkpoints to check at their sizes besides the listed ones, by size.
+    extras: Vec<(Checkpoint, Extra)>,
 }
 
 impl Run<'_> {
+    fn push(&mut self, index: u64, leaf: Hash) -> Result<(), VerifyError> {
+        self.tree
+            .push(leaf)
+            .map_err(|e| invalid(index, Failure::Merkle(e)))?;
+        self.since_proven.push(leaf);
+        Ok(())
+    }
+
+    fn mark_proven(&mut self) {
+        self.proven = self.tree.clone();
+        self.since_proven.clear();
+    }
+
+    /// The root of the first `m` leaves, `proven.size() <= m <= tree.size()`.
+    fn root_at(&self, m: u64) -> Hash {
+        if m == self.tree.size() {
+            return self.tree.root();
+        }
+        let mut f = self.proven.clone();
+        for leaf in &self.since_proven[..(m - self.proven.size()) as usize] {
+            f.push(*leaf).expect("a prefix of a tree that grew");
+        }
+        f.root()
+    }
+
     /// Whether the first `m` recomputed leaves are proven a prefix of the latest tree.
     async fn prefix_proven(&self, m: u64) -> Result<bool, Error> {
-        let root = self
-            .tree
-            .root_at(m)
-            .map_err(|e| Error::Decode(e.to_string()))?;
-        if m == 0 {
+        if m <= self.proven.size() {
             return Ok(true);
         }
+        let root = self.root_at(m);
         if m == self.latest.size {
             return Ok(root == self.latest.root);
         }
@@ -391,7 +464,7 @@ impl Run<'_> {
         if self.prefix_proven(hi).await.ok()? {
             return None;
         }
-        let (mut good, mut bad) = (0u64, hi);
+        let (mut good, mut bad) = (self.proven.size(), hi);
         let mut asked = 0;
         while bad - good > 1 && asked < LOCATE_PROOFS_MAX {
             let mid = good + (bad - good) / 2;
@@ -409,6 +482,9 @@ impl Run<'_> {
     /// of the signed log.
     async fn entry_failure(&self, index: u64, reason: Failure) -> VerifyError {
         let hi = (index + 1).min(self.tree.size());
+        if hi <= self.proven.size() {
+            return invalid(index, reason);
+        }
         match self.first_unproven(hi).await {
             Some(m) if m < index => invalid(
                 m,
@@ -437,11 +513,7 @@ impl Run<'_> {
     /// Compares a verified checkpoint with the recomputed tree (whose size it has).
     async fn check_root(&mut self, cp: &Checkpoint, saved: bool) -> Result<(), VerifyError> {
         debug_assert_eq!(cp.size, self.tree.size());
-        let root = self
-            .tree
-            .root()
-            .map_err(|e| invalid(cp.size, Failure::Merkle(e)))?;
-        if root != cp.root {
+        if self.tree.root() != cp.root {
             return Err(self.root_failure(cp.size, saved).await);
         }
         self.checked += 1;
@@ -451,67 +523,156 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Verifies every checkpoint of size `size` (listed, saved, latest).
+    /// Whether a checkpoint is to be checked at `size` (listed, extra, latest).
+    fn due_at(&self, size: u64) -> bool {
+        size == self.latest.size
+            || (self.next_listed.is_none() && !self.listed_done)
+            || self
+                .next_listed
+                .as_ref()
+                .is_some_and(|c| c.listed_size <= size)
+            || self.extras.first().is_some_and(|(cp, _)| cp.size == size)
+    }
+
+    /// Verifies every checkpoint of size `size` (listed, saved, cosigned, latest).
     async fn check_checkpoints_at(
         &mut self,
         size: u64,
-        feed: &mut CheckpointFeed,
+        feed: &mut CheckpointStream,
     ) -> Result<(), VerifyError> {
-        while let Some(item) = feed.queue.front() {
-            if item.size > size {
+        loop {
+            let item = match self.next_listed.take() {
+                Some(item) => item,
+                None if self.listed_done => break,
+                None => match feed.next().await? {
+                    Some(item) => item,
+                    None => {
+                        self.listed_done = true;
+                        break;
+                    }
+                },
+            };
+            if let Some(last) = self.last_listed {
+                if item.listed_size < last {
+                    return Err(invalid(
+                        item.listed_size,
+                        Failure::CheckpointListing(format!(
+                            "size {} is listed after size {last}",
+                            item.listed_size
+                        )),
+                    ));
+                }
+            }
+            if item.listed_size > size {
+                self.next_listed = Some(item);
                 break;
             }
-            let item = feed.queue.pop_front().expect("peeked");
-            if item.size < size {
+            self.last_listed = Some(item.listed_size);
+            if item.listed_size < size {
                 // Sizes are checked to be non-decreasing, so this is unreachable unless the
                 // list started below where the run looked; such a checkpoint is skipped.
                 continue;
             }
-            let cp = match open_checkpoint(&item.note, self.key) {
-                Ok((cp, _)) => cp,
+            let cp = match item.checkpoint {
+                Ok(cp) => cp,
                 Err(error) => {
                     return Err(invalid(size, Failure::CheckpointSignature { size, error }))
                 }
             };
-            if cp.size != item.size {
+            if cp.size != item.listed_size {
                 return Err(invalid(
                     size.min(cp.size),
                     Failure::CheckpointListing(format!(
                         "a checkpoint listed as size {} signs size {}",
-                        item.size, cp.size
+                        item.listed_size, cp.size
                     )),
                 ));
             }
             self.check_root(&cp, false).await?;
         }
-        if let Some(saved) = self.saved.clone().filter(|s| s.size == size) {
-            self.check_root(&saved, true).await?;
+        while self.extras.first().is_some_and(|(cp, _)| cp.size == size) {
+            let (cp, extra) = self.extras.remove(0);
+            self.check_root(&cp, extra == Extra::Saved).await?;
         }
         if size == self.latest.size {
             let latest = self.latest.clone();
             self.check_root(&latest, false).await?;
+            self.mark_proven();
         }
+        Ok(())
+    }
+
+    /// Proves the entries replayed so far part of the latest checkpoint with the node's
+    /// consistency proof (or finds the first that is not).
+    async fn prove_prefix(&mut self) -> Result<(), VerifyError> {
+        let size = self.tree.size();
+        if size == self.proven.size() {
+            return Ok(());
+        }
+        if !self.prefix_proven(size).await? {
+            let at = self.first_unproven(size).await.unwrap_or(size - 1);
+            return Err(invalid(
+                at,
+                Failure::NotInSignedTree {
+                    size: self.latest.size,
+                },
+            ));
+        }
+        self.mark_proven();
         Ok(())
     }
 }
 
-async fn fetch_page(client: Client, start: u64, end: u64) -> Result<Vec<LogEntry>, Error> {
-    client.log_entries(start, end).await
+/// Checks that the checkpoint a resumed audit saw is a prefix of the latest one.
+async fn check_extends(
+    client: &Client,
+    seen: &Checkpoint,
+    latest: &Checkpoint,
+) -> Result<(), VerifyError> {
+    if latest.size < seen.size {
+        return Err(invalid(
+            latest.size,
+            Failure::Rollback {
+                saved: seen.size,
+                latest: latest.size,
+            },
+        ));
+    }
+    if latest.size == seen.size {
+        if latest.root != seen.root {
+            return Err(invalid(
+                seen.size,
+                Failure::SavedCheckpointMismatch { size: seen.size },
+            ));
+        }
+        return Ok(());
+    }
+    if seen.size == 0 {
+        return Ok(());
+    }
+    let proof = client.consistency_proof(seen.size, latest.size).await?;
+    let hashes: Vec<_> = proof.proof.iter().map(|h| h.0).collect();
+    verify_consistency(seen.size, latest.size, &seen.root, &latest.root, &hashes).map_err(|error| {
+        invalid(
+            seen.size,
+            Failure::ConsistencyProof {
+                old: seen.size,
+                new: latest.size,
+                error,
+            },
+        )
+    })
 }
 
-/// Verifies the whole log of the node behind `client` against the pinned log key; see the
-/// module documentation for what is checked. Needs a Tokio runtime.
+/// Verifies the whole log of the node behind `client` against the pinned log key (or, with
+/// a [`ReplayStore::resume`] point, what it added since); see the module documentation for
+/// what is checked. Needs a Tokio runtime.
 pub async fn verify_log(
     client: &Client,
     pinned_key: &NoteVerifier,
     mut options: VerifyOptions,
 ) -> Result<Summary, VerifyError> {
     let started = Instant::now();
-    if options.page_size == 0 || options.page_size > LOG_ENTRIES_PAGE_MAX {
-        return Err(VerifyError::Options(format!(
-            "page_size must be 1 to {LOG_ENTRIES_PAGE_MAX}"
-        )));
-    }
     if let Some(p) = &options.witness_policy {
         if &p.log != pinned_key {
             return Err(VerifyError::Options(
@@ -519,8 +680,13 @@ pub async fn verify_log(
             ));
         }
     }
+    let resume = options.replay_store.as_ref().and_then(|r| r.resume.clone());
+    if resume.is_some() && options.resume_from.is_some() {
+        return Err(VerifyError::Options(
+            "resume either from a saved audit or from a saved checkpoint, not both".into(),
+        ));
+    }
     let progress_every = options.progress_every.max(1);
-    let invariants_every = options.invariants_every.max(1);
     let saved = match &options.resume_from {
         Some(note) => Some(
             open_checkpoint(note, pinned_key)
@@ -529,6 +695,24 @@ pub async fn verify_log(
         ),
         None => None,
     };
+    let (tree, seen) = match &resume {
+        Some(point) => {
+            let (tree, seen) = point.open(pinned_key)?;
+            (tree, Some(seen))
+        }
+        None => (Frontier::new(), None),
+    };
+    let start = tree.size();
+    let state = match options.replay_store.as_mut() {
+        Some(r) => std::mem::take(&mut r.state),
+        None => State::for_replay(),
+    };
+    if state.size() != start {
+        return Err(VerifyError::Storage(format!(
+            "the replay's state holds {} entries but the saved point {start}",
+            state.size()
+        )));
+    }
     // Fetched before the latest checkpoint, so that an honest node's is never larger.
     let cosigned = match &options.witness_policy {
         Some(policy) => Some(fetch_cosigned(client, pinned_key, policy).await?),
@@ -554,72 +738,124 @@ pub async fn verify_log(
             ));
         }
     }
+    if let Some(seen) = &seen {
+        check_extends(client, seen, &latest).await?;
+    }
+    let mut extras: Vec<(Checkpoint, Extra)> = Vec::new();
+    if let Some(s) = &saved {
+        extras.push((s.clone(), Extra::Saved));
+    }
+    let witnessed = match cosigned {
+        Some((cp, witnessed)) => {
+            if cp.size > target {
+                return Err(invalid(
+                    target,
+                    Failure::CheckpointListing(format!(
+                        "the cosigned checkpoint has size {}, beyond the latest {target}",
+                        cp.size
+                    )),
+                ));
+            }
+            if cp.size > start || start == 0 {
+                extras.push((cp, Extra::Cosigned));
+            } else {
+                // Older than what an earlier run verified: it must be a prefix of the latest.
+                check_extends(client, &cp, &latest)
+                    .await
+                    .map_err(|e| match e {
+                        VerifyError::Invalid { .. } => {
+                            invalid(cp.size, Failure::RootMismatch { size: cp.size })
+                        }
+                        other => other,
+                    })?;
+            }
+            Some(witnessed)
+        }
+        None => None,
+    };
+    extras.sort_by_key(|(cp, _)| cp.size);
+    let pool = match options.workers {
+        0 => Pool::per_core(),
+        n => Pool::new(n),
+    };
+    let flush_every = options
+        .replay_store
+        .as_ref()
+        .map_or(u64::MAX, |r| r.flush_every.max(1));
+    let prove_every = PROVE_EVERY.min(flush_every);
     let mut run = Run {
         client,
-        key: pinned_key,
         latest: latest.clone(),
-        saved: saved.clone(),
-        tree: MemoryTree::new(),
-        state: match options.replay_store.as_mut() {
-            Some(r) => std::mem::take(&mut r.state),
-            None => State::for_replay(),
-        },
+        proven: tree.clone(),
+        tree,
+        since_proven: Vec::new(),
+        state,
         // Counted by `check_root`, the latest and the saved checkpoint included.
         checked: 0,
         first_non_empty: None,
+        next_listed: None,
+        last_listed: None,
+        listed_done: false,
+        extras,
     };
-    let mut feed = CheckpointFeed {
-        queue: VecDeque::new(),
-        cursor: None,
-        done: false,
-        last_size: None,
-    };
+    let mut feed = CheckpointStream::start(
+        client.clone(),
+        pool.clone(),
+        pinned_key.clone(),
+        (start > 0).then_some(start),
+    );
+    let mut progress = options.progress.take();
+    let mut replay_store = options.replay_store.take();
     let mut report = |run: &Run<'_>, done: u64| {
-        if let Some(cb) = options.progress.as_mut() {
+        if let Some(cb) = progress.as_mut() {
             cb(&Progress {
                 entries_verified: done,
                 entries_total: target,
+                entries_at_start: start,
                 checkpoints_checked: run.checked,
                 elapsed: started.elapsed(),
             });
         }
     };
+    let mut flushed_at = start;
+    let flush = |run: &mut Run<'_>,
+                 replay_store: &mut Option<ReplayStore>,
+                 flushed_at: &mut u64|
+     -> Result<(), VerifyError> {
+        if let Some(r) = replay_store.as_mut() {
+            debug_assert_eq!(run.proven.size(), run.tree.size());
+            let point = AuditPoint::new(pinned_key, &run.tree, &latest_note);
+            (r.flush)(run.state.take_changes(), &point).map_err(VerifyError::Storage)?;
+            *flushed_at = run.tree.size();
+        }
+        Ok(())
+    };
 
-    let mut index = 0u64;
-    let mut previous_time: Option<LogTime> = None;
-    let page_end = |start: u64| (start + options.page_size).min(target);
-    let mut next = (target > 0).then(|| tokio::spawn(fetch_page(client.clone(), 0, page_end(0))));
-    feed.fill_beyond(client, 0).await?;
-    run.check_checkpoints_at(0, &mut feed).await?;
-    while let Some(handle) = next.take() {
-        let page = handle
-            .await
-            .map_err(|e| Error::Decode(format!("entry fetch task failed: {e}")))??;
-        let end = page_end(index);
-        if page.is_empty() {
-            return Err(run.entry_failure(index, Failure::MissingEntry).await);
-        }
-        let fetched_end = index + page.len() as u64;
-        if fetched_end < target {
-            next = Some(tokio::spawn(fetch_page(
-                client.clone(),
-                fetched_end,
-                page_end(fetched_end),
-            )));
-        }
-        feed.fill_beyond(client, end).await?;
-        for item in page {
-            if item.index != index {
-                return Err(invalid(index, Failure::UnexpectedIndex { got: item.index }));
+    let mut index = start;
+    let mut previous_time: Option<LogTime> = run.state.last_time();
+    if start == 0 {
+        run.check_checkpoints_at(0, &mut feed).await?;
+    }
+    let mut entries = EntryStream::start(client.clone(), pool.clone(), start, target);
+    while index < target {
+        let bundle = match entries.next().await {
+            Some(Ok(b)) => b,
+            Some(Err(e)) if e.error.status() == Some(404) => {
+                return Err(run.entry_failure(e.first, Failure::MissingEntry).await)
             }
-            if index >= target {
-                return Err(invalid(index, Failure::UnexpectedIndex { got: item.index }));
-            }
-            let bytes = item.entry.as_bytes();
-            run.tree
-                .push(bytes)
-                .map_err(|e| invalid(index, Failure::Merkle(e)))?;
-            let entry = match Entry::from_bytes(bytes) {
+            Some(Err(e)) => return Err(e.error.into()),
+            None => return Err(run.entry_failure(index, Failure::MissingEntry).await),
+        };
+        if bundle.start != index {
+            return Err(invalid(
+                index,
+                Failure::UnexpectedIndex { got: bundle.start },
+            ));
+        }
+        let short = bundle.short;
+        for (leaf, decoded) in bundle.leaves.into_iter().zip(bundle.entries) {
+            run.push(index, leaf)?;
+            let entry = match decoded {
                 Ok(e) => e,
                 Err(e) => return Err(run.entry_failure(index, Failure::Decode(e)).await),
             };
@@ -638,12 +874,7 @@ pub async fn verify_log(
                 return Err(run.entry_failure(index, Failure::Replay(e)).await);
             }
             index += 1;
-            if let Some(r) = options.replay_store.as_mut() {
-                if index % r.flush_every.max(1) == 0 || index == target {
-                    (r.flush)(run.state.take_changes()).map_err(VerifyError::Storage)?;
-                }
-            }
-            if index % invariants_every == 0 {
+            if options.invariants_every > 0 && index % options.invariants_every == 0 {
                 if let Err(v) = run.state.check_invariants() {
                     return Err(run.entry_failure(index - 1, Failure::Invariant(v)).await);
                 }
@@ -651,68 +882,64 @@ pub async fn verify_log(
             if index % progress_every == 0 {
                 report(&run, index);
             }
-            run.check_checkpoints_at(index, &mut feed).await?;
+            if run.due_at(index) {
+                run.check_checkpoints_at(index, &mut feed).await?;
+            }
+            if index < target && run.since_proven.len() as u64 >= prove_every {
+                run.prove_prefix().await?;
+                if index - flushed_at >= flush_every {
+                    flush(&mut run, &mut replay_store, &mut flushed_at)?;
+                }
+            }
+        }
+        if short && index < target {
+            return Err(run.entry_failure(index, Failure::MissingEntry).await);
         }
     }
-    if index != target {
-        return Err(run.entry_failure(index, Failure::MissingEntry).await);
-    }
-    if let Err(v) = run.state.check_invariants() {
-        return Err(invalid(target.saturating_sub(1), Failure::Invariant(v)));
+    drop(entries);
+    drop(feed);
+    if options.invariants_at_end {
+        if let Err(v) = run.state.check_invariants() {
+            return Err(invalid(target.saturating_sub(1), Failure::Invariant(v)));
+        }
     }
     // The node's own consistency proof, from the resumed-from (or first non-empty)
-    // checkpoint to the latest.
-    if let Some(old) = saved.clone().or(run.first_non_empty.clone()) {
-        if old.size > 0 && old.size < target {
-            let proof = client.consistency_proof(old.size, target).await?;
-            let hashes: Vec<_> = proof.proof.iter().map(|h| h.0).collect();
-            if let Err(error) =
-                verify_consistency(old.size, target, &old.root, &latest.root, &hashes)
-            {
-                return Err(invalid(
-                    old.size,
-                    Failure::ConsistencyProof {
-                        old: old.size,
-                        new: target,
-                        error,
-                    },
-                ));
+    // checkpoint to the latest; a resumed audit had its proof from the checkpoint it saw.
+    if seen.is_none() {
+        if let Some(old) = saved.clone().or(run.first_non_empty.clone()) {
+            if old.size > 0 && old.size < target {
+                let proof = client.consistency_proof(old.size, target).await?;
+                let hashes: Vec<_> = proof.proof.iter().map(|h| h.0).collect();
+                if let Err(error) =
+                    verify_consistency(old.size, target, &old.root, &latest.root, &hashes)
+                {
+                    return Err(invalid(
+                        old.size,
+                        Failure::ConsistencyProof {
+                            old: old.size,
+                            new: target,
+                            error,
+                        },
+                    ));
+                }
             }
         }
     }
-    let witnessed = match cosigned {
-        Some((cp, witnessed)) => {
-            if cp.size > target {
-                return Err(invalid(
-                    target,
-                    Failure::CheckpointListing(format!(
-                        "the cosigned checkpoint has size {}, beyond the latest {target}",
-                        cp.size
-                    )),
-                ));
-            }
-            let root = run
-                .tree
-                .root_at(cp.size)
-                .map_err(|e| invalid(cp.size, Failure::Merkle(e)))?;
-            if root != cp.root {
-                return Err(run.root_failure(cp.size, false).await);
-            }
-            run.checked += 1;
-            Some(witnessed)
-        }
-        None => None,
-    };
+    flush(&mut run, &mut replay_store, &mut flushed_at)?;
+    if let Some(close) = replay_store.as_mut().and_then(|r| r.close.take()) {
+        close().map_err(VerifyError::Storage)?;
+    }
     report(&run, index);
     Ok(Summary {
         entries: target,
+        entries_replayed: target - start,
         checkpoints_checked: run.checked,
         members: run.state.member_count() as usize,
         system_balances: run.state.system_accounts().clone(),
         elapsed: started.elapsed(),
         checkpoint: latest,
         checkpoint_note: latest_note,
-        resumed_from: saved.map(|s| s.size),
+        resumed_from: saved.map(|s| s.size).or((start > 0).then_some(start)),
         witnessed,
     })
 }
@@ -752,7 +979,8 @@ mod tests {
     use crate::fake_node::federation::witness;
     use crate::fake_node::{sample_entries, serve, sign_at, signer, FakeLog};
     use ledger::checkpoint::{NoteSignature, NoteSigner};
-    use ledger::entry::{Earn, EntryKind, Refund};
+    use ledger::entry::{Earn, Entry, EntryKind, Refund};
+    use ledger::merkle::MemoryTree;
     use ledger::types::Points;
 
     const SIZES: &[u64] = &[0, 3, 5, 8, 10];
@@ -768,10 +996,6 @@ mod tests {
         let log = Arc::new(log);
         let url = serve(log.clone().router()).await;
         let client = Client::new(&url, None).unwrap();
-        let options = VerifyOptions {
-            page_size: 3,
-            ..options
-        };
         (
             verify_log(&client, &signer().verifier(), options).await,
             log,
@@ -1108,5 +1332,179 @@ mod tests {
         let (result, _) = run(log, VerifyOptions::default()).await;
         let err = result.unwrap_err();
         assert_eq!(err.first_bad_index(), Some(7), "{err}");
+    }
+
+    /// An audit store in memory: the records and the point, as `loyalty verify --state`
+    /// keeps them in RocksDB.
+    #[derive(Clone, Default)]
+    struct Saved {
+        records: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
+        point: Arc<Mutex<Option<AuditPoint>>>,
+        flushes: Arc<Mutex<u32>>,
+    }
+
+    impl Saved {
+        fn store(&self, flush_every: u64) -> ReplayStore {
+            let records = self.records.lock().unwrap().clone();
+            let state = State::from_records(records).unwrap();
+            let me = self.clone();
+            ReplayStore {
+                state,
+                flush: Box::new(move |changes, point| {
+                    let mut r = me.records.lock().unwrap();
+                    for (k, v) in changes {
+                        match v {
+                            Some(v) => r.insert(k, v),
+                            None => r.remove(&k),
+                        };
+                    }
+                    *me.point.lock().unwrap() = Some(point.clone());
+                    *me.flushes.lock().unwrap() += 1;
+                    Ok(())
+                }),
+                flush_every,
+                resume: self.point.lock().unwrap().clone(),
+                close: None,
+            }
+        }
+
+        fn size(&self) -> Option<u64> {
+            self.point.lock().unwrap().as_ref().map(|p| p.size)
+        }
+    }
+
+    fn prefix(n: usize, sizes: &[u64]) -> FakeLog {
+        FakeLog::new(&signer(), &sample_entries()[..n], sizes)
+    }
+
+    fn with_store(saved: &Saved, flush_every: u64) -> VerifyOptions {
+        VerifyOptions {
+            replay_store: Some(saved.store(flush_every)),
+            ..VerifyOptions::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resumed_audit_replays_only_the_new_entries() {
+        let saved = Saved::default();
+        let (first, _) = run(prefix(6, &[0, 3, 5, 6]), with_store(&saved, 100)).await;
+        let first = first.unwrap();
+        assert_eq!((first.entries, first.entries_replayed), (6, 6));
+        assert_eq!(saved.size(), Some(6));
+
+        // The log grew by four entries: one consistency proof from the checkpoint seen, and
+        // only the four new entries fetched, checked and replayed.
+        let (second, log) = run(honest(), with_store(&saved, 100)).await;
+        let second = second.unwrap();
+        assert_eq!((second.entries, second.entries_replayed), (10, 4));
+        assert_eq!(second.resumed_from, Some(6));
+        assert_eq!(log.consistency_requests.load(Ordering::SeqCst), 1);
+        assert_eq!(saved.size(), Some(10));
+        // The same state as a replay from scratch.
+        let (full, _) = run(honest(), VerifyOptions::default()).await;
+        let full = full.unwrap();
+        assert_eq!(second.system_balances, full.system_balances);
+        assert_eq!(second.members, full.members);
+
+        // Nothing new: nothing replayed, and the state stays as it was.
+        let (third, _) = run(honest(), with_store(&saved, 100)).await;
+        let third = third.unwrap();
+        assert_eq!((third.entries, third.entries_replayed), (10, 0));
+        assert_eq!(third.system_balances, full.system_balances);
+    }
+
+    #[tokio::test]
+    async fn a_resumed_audit_refuses_a_log_that_forked_or_shrank() {
+        let mut forked = sample_entries();
+        forked[4].id = "p-forked".parse().unwrap();
+        let saved = Saved::default();
+        run(prefix(6, &[0, 3, 6]), with_store(&saved, 100))
+            .await
+            .0
+            .unwrap();
+
+        // The same size with another root.
+        let fork6 = FakeLog::new(&signer(), &forked[..6], &[6]);
+        let err = run(fork6, with_store(&saved, 100)).await.0.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                VerifyError::Invalid {
+                    index: 6,
+                    reason: r @ Failure::SavedCheckpointMismatch { size: 6 }
+                } if r.kind() == "fork"
+            ),
+            "{err}"
+        );
+        // A larger log that does not extend the one verified: no consistency proof holds.
+        let fork10 = FakeLog::new(&signer(), &forked, &[]);
+        let err = run(fork10, with_store(&saved, 100)).await.0.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                VerifyError::Invalid {
+                    index: 6,
+                    reason: r @ Failure::ConsistencyProof { old: 6, new: 10, .. }
+                } if r.kind() == "fork"
+            ),
+            "{err}"
+        );
+        // A smaller one.
+        let err = run(prefix(5, &[5]), with_store(&saved, 100))
+            .await
+            .0
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                VerifyError::Invalid {
+                    index: 5,
+                    reason: r @ Failure::Rollback { saved: 6, latest: 5 }
+                } if r.kind() == "shrink"
+            ),
+            "{err}"
+        );
+        // None of these moved the saved audit.
+        assert_eq!(saved.size(), Some(6));
+        let (ok, _) = run(honest(), with_store(&saved, 100)).await;
+        assert_eq!(ok.unwrap().entries_replayed, 4);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_audit_resumes_from_its_last_proven_point() {
+        // Entry 7 is not canonical: the run stops there, having saved (every two entries,
+        // each time after a consistency proof) a point no further than the entries proven.
+        let mut bad = honest();
+        bad.served[7] = bad.served[7].replacen("{", "{ ", 1);
+        let saved = Saved::default();
+        let err = run(bad, with_store(&saved, 2)).await.0.unwrap_err();
+        assert_eq!(err.first_bad_index(), Some(7), "{err}");
+        let at = saved
+            .size()
+            .expect("a point was saved before the bad entry");
+        assert!((2..=7).contains(&at), "saved at {at}");
+        assert!(*saved.flushes.lock().unwrap() >= 2);
+
+        // Served honestly again, the audit resumes there and agrees with a full replay.
+        let (resumed, _) = run(honest(), with_store(&saved, 2)).await;
+        let resumed = resumed.unwrap();
+        assert_eq!(resumed.entries_replayed, 10 - at);
+        let (full, _) = run(honest(), VerifyOptions::default()).await;
+        assert_eq!(resumed.system_balances, full.unwrap().system_balances);
+    }
+
+    #[tokio::test]
+    async fn a_saved_audit_of_another_log_key_is_refused() {
+        let saved = Saved::default();
+        run(prefix(6, &[6]), with_store(&saved, 100))
+            .await
+            .0
+            .unwrap();
+        let other = NoteSigner::from_seed(ORIGIN_FOR_TESTS, &[9; 32]).unwrap();
+        let log = Arc::new(FakeLog::new(&other, &sample_entries(), &[]));
+        let url = serve(log.router()).await;
+        let client = Client::new(&url, None).unwrap();
+        let r = verify_log(&client, &other.verifier(), with_store(&saved, 100)).await;
+        assert!(matches!(r, Err(VerifyError::SavedPoint(_))), "{r:?}");
     }
 }
