@@ -489,8 +489,20 @@ async fn watch_loop(
             Ok(v) => v,
             Err(_) => continue,
         };
-        if let Err(why) = &verdict {
-            ctx.status.lock().expect("status lock").not_eligible = Some(why.clone());
+        {
+            let mut st = ctx.status.lock().expect("status lock");
+            let why = verdict.as_ref().err().cloned();
+            if why != st.not_eligible {
+                match &why {
+                    Some(w) => {
+                        tracing::info!(reason = %w, "nobody leads, and this node may not take over")
+                    }
+                    None => tracing::info!("nobody leads; this node is eligible to take over"),
+                }
+                st.not_eligible = why;
+            }
+        }
+        if verdict.is_err() {
             continue;
         }
         // The node that led last, back from a crash, leaves the takeover to the standby it

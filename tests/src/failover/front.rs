@@ -1,6 +1,8 @@
 //! The brand's address in front of its two nodes: a loopback TCP forwarder that sends each
 //! new connection to the node that reports itself primary (the largest epoch wins), as an
-//! operator's load balancer with a health check on `GET /v1/ha/status` does.
+//! operator's load balancer with a health check on `GET /v1/ha/status` does. When the primary
+//! changes, the connections forwarded to the former one are closed (keep-alive connections
+//! would otherwise stay on a node that became the standby).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -20,6 +22,7 @@ impl Front {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let target: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
+        let (changed_tx, changed_rx) = tokio::sync::watch::channel(0u64);
         let t = target.clone();
         let poll = tokio::spawn(async move {
             let http = reqwest::Client::new();
@@ -49,7 +52,13 @@ impl Front {
                     }
                 }
                 if let Some((_, a)) = best {
-                    *t.lock().expect("target lock") = Some(a);
+                    let old = t.lock().expect("target lock").replace(a);
+                    if old != Some(a) {
+                        changed_tx.send_modify(|g| *g += 1);
+                        if std::env::var_os("LOYALTY_FAILOVER_DEBUG").is_some() {
+                            eprintln!("front: {old:?} -> {a}");
+                        }
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -60,10 +69,22 @@ impl Front {
                     continue;
                 };
                 let to = *target.lock().expect("target lock");
+                let mut changed = changed_rx.clone();
+                changed.mark_unchanged();
                 tokio::spawn(async move {
                     let Some(to) = to else { return };
-                    if let Ok(mut out) = TcpStream::connect(to).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    match TcpStream::connect(to).await {
+                        Ok(mut out) => {
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => {},
+                                _ = changed.changed() => {},
+                            }
+                        }
+                        Err(e) => {
+                            if std::env::var_os("LOYALTY_FAILOVER_DEBUG").is_some() {
+                                eprintln!("front: connect {to}: {e}");
+                            }
+                        }
                     }
                 });
             }

@@ -12,6 +12,9 @@ use serde_json::Value;
 
 use crate::harness::{free_port, http_client, node_bin, wait_until, LOG_TAIL_LINES, NODE_LOG_ENV};
 
+/// Set this variable to keep the nodes' data and logs after the test (the path is printed).
+pub const KEEP_ENV: &str = "LOYALTY_FAILOVER_KEEP";
+
 /// Time to live of the leadership lease in the tests, in seconds.
 pub const LEASE_TTL_S: u64 = 2;
 
@@ -149,6 +152,18 @@ impl HaNode {
     }
 }
 
+impl Drop for Pair {
+    fn drop(&mut self) {
+        if std::env::var_os(KEEP_ENV).is_some() {
+            let dir = std::mem::replace(
+                &mut self._dir,
+                tempfile::tempdir().expect("a temporary directory"),
+            );
+            let _ = dir.keep();
+        }
+    }
+}
+
 impl Drop for HaNode {
     fn drop(&mut self) {
         if self.paused {
@@ -196,6 +211,9 @@ impl Pair {
     /// `prepare` runs on `a`'s data directory before the copy (e.g. to pin partners).
     pub async fn start(brand: &str, etcd: &[String]) -> Pair {
         let dir = tempfile::tempdir().expect("a temporary directory");
+        if std::env::var_os(KEEP_ENV).is_some() {
+            eprintln!("{KEEP_ENV}: keeping {}", dir.path().display());
+        }
         let (pa, pb) = (free_port(), free_port());
         let (da, db) = (dir.path().join("a"), dir.path().join("b"));
         let init = Command::new(node_bin())
@@ -299,22 +317,25 @@ impl Pair {
         best
     }
 
-    /// Waits until a primary has its standby in sync; returns the primary's index.
-    pub async fn wait_in_sync(&self, limit: Duration) -> usize {
+    /// Waits until a primary has its standby in sync, restarting nodes that exit meanwhile
+    /// (the supervisor's job); returns the primary's index.
+    pub async fn wait_in_sync(&mut self, limit: Duration) -> usize {
         let http = http_client();
-        wait_until("a primary with its standby in sync", limit, || {
-            let http = http.clone();
-            async move {
-                match self.primary(&http).await {
-                    Some((i, s)) if s["in_sync"].as_array().is_some_and(|a| a.len() == 2) => {
-                        Ok(i)
-                    }
-                    Some((_, s)) => Err(format!("primary status {s}")),
-                    None => Err("no primary".into()),
-                }
-            }
-        })
-        .await
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            self.supervise();
+            let last = match self.primary(&http).await {
+                Some((i, s)) if s["in_sync"].as_array().is_some_and(|a| a.len() == 2) => return i,
+                Some((_, s)) => format!("primary status {s}"),
+                None => "no primary".into(),
+            };
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no primary with its standby in sync within {limit:?}; last: {last}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Restarts every node that exited (the supervisor's round); returns how many.
