@@ -427,3 +427,112 @@ async fn failover_campaign() {
     })
     .await;
 }
+
+/// The restore guard: a node restored from a backup older than what a partner's witness
+/// cosigned refuses to sign (and says what to do), instead of forking its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_restored_behind_what_a_partner_cosigned_refuses_to_sign() {
+    use federation_tests::harness::{Node, FAST_FEDERATION};
+    bounded(Duration::from_secs(180), "the restore guard", async {
+        let etcd = EtcdCluster::start(1).await;
+        let mut pair = Pair::start("air", &etcd.endpoints()).await;
+        pair.nodes[1].kill9();
+        let coffee = Node::start_new("coffee", FAST_FEDERATION).await;
+        let http = http_client();
+        let (a, key) = (pair.nodes[0].url.clone(), pair.admin_key.clone());
+        let r = http
+            .post(format!("{a}/v1/admin/partners"))
+            .bearer_auth(&key)
+            .json(
+                &json!({"brand": "coffee", "url": coffee.url, "verifier_key": coffee.verifier_key}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "pin coffee: {}", r.status());
+        assert!(coffee.pin("air", &a, &pair.verifier_key).await.is_success());
+        for i in 0..3 {
+            assert!(earn(&http, &a, &key, &format!("e{i}"), 5)
+                .await
+                .status()
+                .is_success());
+        }
+        // A backup at 3 entries.
+        let backup = tempfile::tempdir().unwrap();
+        let to = backup.path().join("air");
+        let out = tokio::process::Command::new(node_bin())
+            .args(["backup", "--data"])
+            .arg(&pair.nodes[0].data)
+            .arg("--to")
+            .arg(&to)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "backup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for i in 3..10 {
+            assert!(earn(&http, &a, &key, &format!("e{i}"), 5)
+                .await
+                .status()
+                .is_success());
+        }
+        // The partner's witness cosigns the log at 10.
+        wait_until("coffee cosigned air at 10", Duration::from_secs(30), || {
+            let (http, a) = (http.clone(), a.clone());
+            async move {
+                let v: Value = http
+                    .get(format!("{a}/v1/checkpoint/cosigned"))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .json()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if v["size"] == 10 && v["cosigners"].as_array().is_some_and(|c| !c.is_empty()) {
+                    Ok(())
+                } else {
+                    Err(v.to_string())
+                }
+            }
+        })
+        .await;
+        // The machine is lost; the brand restores the backup onto new coordination records.
+        pair.nodes[0].kill9();
+        let data = pair.nodes[0].data.clone();
+        std::fs::remove_dir_all(&data).unwrap();
+        let ok = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&to)
+            .arg(&data)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let mut config = std::fs::read_to_string(data.join("config.toml")).unwrap();
+        config.push_str("prefix = \"/loyalty/air-restored\"\n");
+        std::fs::write(data.join("config.toml"), config).unwrap();
+        pair.nodes[0].start();
+        let exited = wait_until("the restored node stops", Duration::from_secs(30), || {
+            let node = &mut pair.nodes[0];
+            let e = node.restart_if_exited();
+            async move { e.ok_or_else(|| "still running".to_owned()) }
+        })
+        .await;
+        assert_eq!(exited.code(), Some(3), "{}", pair.nodes[0].log());
+        let log = pair.nodes[0].log();
+        assert!(
+            log.contains(
+                "partner coffee cosigned size 10 of this log, larger than the 3 entries held here"
+            ),
+            "{log}"
+        );
+        // It signed nothing new: the partner saw one history, no evidence.
+        assert!(coffee.evidence().await.unwrap().is_empty());
+        pair.nodes[0].kill9();
+        drop(etcd);
+    })
+    .await;
+}

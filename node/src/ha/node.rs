@@ -641,7 +641,14 @@ async fn lead(
                 ha.guard_quorum,
                 stop_tx.clone(),
             ));
-            tokio::spawn(leadership_watch(app, backend, lease, ha, status, stop_tx));
+            tokio::spawn(leadership_watch(
+                Arc::downgrade(&app),
+                backend,
+                lease,
+                ha,
+                status,
+                stop_tx,
+            ));
         })
     };
     crate::server::serve(
@@ -717,9 +724,10 @@ async fn restore_guard(
 }
 
 /// Ends the leading phase when the lease is lost, a commit was fenced, or a switchover to
-/// the in-sync standby was asked for.
+/// the in-sync standby was asked for. Holds the node only weakly, so that it never keeps a
+/// stopping node (and its sequencer) alive.
 async fn leadership_watch(
-    app: Arc<App>,
+    app: std::sync::Weak<App>,
     backend: Arc<dyn LockBackend>,
     lease: Lease,
     ha: Ha,
@@ -735,6 +743,9 @@ async fn leadership_watch(
                 .await;
             return;
         }
+        let Some(app) = app.upgrade() else {
+            return;
+        };
         if !app.shared.is_ready() {
             let why = status
                 .lock()
