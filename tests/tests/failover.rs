@@ -4,8 +4,9 @@
 //! - `a_killed_primary_is_replaced_by_its_standby_and_comes_back_as_standby`: the basic story,
 //!   with its reads and its refusals.
 //! - `failover_campaign`: at least 20 failovers in one run (kill -9 and SIGSTOP of the
-//!   primary past its lease, manual switchovers), with kills of the standby and of etcd
-//!   members between them, under a seeded workload of earns and redemptions; checked: nothing
+//!   primary past its lease, the primary cut from every etcd member, manual switchovers), with
+//!   kills of the standby and of etcd members and partitions between primary and standby
+//!   between them, under a seeded workload of earns and redemptions; checked: nothing
 //!   acknowledged lost, every write once, balances exact, one history (every checkpoint any
 //!   node served is a prefix of the final log, and `loyalty verify`'s replay passes on both
 //!   nodes), and service resumed within [`RESUME_BOUND`] after each failover.
@@ -24,9 +25,11 @@ use federation_tests::failover::front::Front;
 use federation_tests::failover::pair::{Pair, LEASE_TTL_S};
 use federation_tests::failover::workload::{poll_checkpoints, worker, Record};
 use federation_tests::failover::Rng;
-use federation_tests::harness::{bounded, http_client, node_bin, wait_until};
+use federation_tests::harness::{bounded, free_port, http_client, node_bin, wait_until};
+use federation_tests::proxy::{Faults, Flow, Proxy};
 use ledger::checkpoint::NoteVerifier;
 use serde_json::{json, Value};
+use std::net::SocketAddr;
 
 /// The longest the brand may take to acknowledge a write again after a failover began (the
 /// lease's time to live, the takeover, the restore guard, and the front noticing).
@@ -224,6 +227,7 @@ fn seed() -> u64 {
 enum Fault {
     KillPrimary,
     PausePrimary,
+    PartitionPrimaryFromEtcd,
     Switchover,
 }
 
@@ -238,7 +242,31 @@ async fn failover_campaign() {
     bounded(Duration::from_secs(600), &format!("the failover campaign (seed {seed})"), async {
         let mut rng = Rng::new(seed);
         let mut etcd = EtcdCluster::start(3).await;
-        let mut pair = Pair::start("air", &etcd.endpoints()).await;
+        // Every path between the nodes, and from each node to each etcd member, goes through
+        // a proxy of its own, so that partitions are per pair.
+        let ports = [free_port(), free_port()];
+        let addr = |p: u16| -> SocketAddr { format!("127.0.0.1:{p}").parse().unwrap() };
+        let peer = [
+            Proxy::start(addr(ports[1])).await.unwrap(),
+            Proxy::start(addr(ports[0])).await.unwrap(),
+        ];
+        let mut to_etcd: Vec<Vec<Proxy>> = Vec::new();
+        for _ in 0..2 {
+            let mut v = Vec::new();
+            for e in etcd.endpoints() {
+                let a: SocketAddr = e.trim_start_matches("http://").parse().unwrap();
+                v.push(Proxy::start(a).await.unwrap());
+            }
+            to_etcd.push(v);
+        }
+        let endpoints = |i: usize| -> Vec<String> { to_etcd[i].iter().map(|p| p.url()).collect() };
+        let mut pair = Pair::start_with(
+            "air",
+            ports,
+            [endpoints(0), endpoints(1)],
+            [peer[0].url(), peer[1].url()],
+        )
+        .await;
         let front = Front::start(pair.nodes.iter().map(|n| n.url.clone()).collect()).await;
         let key = pair.admin_key.clone();
         let stop = Arc::new(AtomicBool::new(false));
@@ -290,10 +318,40 @@ async fn failover_campaign() {
                 pair.nodes[s].start();
                 *faults.entry("kill -9 standby".into()).or_default() += 1;
             }
+            pair.wait_in_sync(Duration::from_secs(30)).await;
+            // A partition between primary and standby: the primary drops the standby from the
+            // in-sync set and goes on alone; healed, the standby catches up and rejoins.
+            if round % 3 == 2 {
+                for p in &peer {
+                    p.set(Faults::both(Flow::Cut));
+                }
+                let alone = wait_until("the primary goes on alone", Duration::from_secs(10), || {
+                    let http = http.clone();
+                    let pair = &pair;
+                    async move {
+                        match pair.primary(&http).await {
+                            Some((_, s))
+                                if s["in_sync"].as_array().is_some_and(|a| a.len() == 1)
+                                    && s["batches_alone"].as_u64() > Some(0) =>
+                            {
+                                Ok(s)
+                            }
+                            s => Err(format!("{s:?}")),
+                        }
+                    }
+                })
+                .await;
+                assert_eq!(alone["fenced"], Value::Null, "{alone}");
+                for p in &peer {
+                    p.heal();
+                }
+                *faults.entry("partition primary/standby".into()).or_default() += 1;
+            }
             let leader = pair.wait_in_sync(Duration::from_secs(30)).await;
-            let fault = match rng.below(3) {
+            let fault = match rng.below(4) {
                 0 => Fault::KillPrimary,
                 1 => Fault::PausePrimary,
+                2 => Fault::PartitionPrimaryFromEtcd,
                 _ => Fault::Switchover,
             };
             *faults.entry(format!("{fault:?}")).or_default() += 1;
@@ -302,6 +360,11 @@ async fn failover_campaign() {
             match fault {
                 Fault::KillPrimary => pair.nodes[leader].kill9(),
                 Fault::PausePrimary => pair.nodes[leader].pause(),
+                Fault::PartitionPrimaryFromEtcd => {
+                    for p in &to_etcd[leader] {
+                        p.set(Faults::both(Flow::Cut));
+                    }
+                }
                 Fault::Switchover => {
                     let out = tokio::process::Command::new(node_bin())
                         .args(["promote", "--data"])
@@ -320,7 +383,7 @@ async fn failover_campaign() {
             }
             // A write is acknowledged after the fault began, normally by the other node (a
             // failover); the old primary is restarted a second after a kill, as a supervisor
-            // would, and may lead again when the standby was not in sync at that instant.
+            // would.
             let deadline = t0 + RESUME_BOUND;
             let (resumed, new_leader) = loop {
                 pair.supervise();
@@ -339,7 +402,9 @@ async fn failover_campaign() {
                     .skip(acked_before)
                     .any(|a| a.at > t0);
                 if let (Some(l), true) = (new_leader, acked_after) {
-                    if l != leader || fault == Fault::KillPrimary {
+                    // The same node may lead again only when its standby was not in sync at
+                    // the fault's instant (it may not take over); counted apart below.
+                    if l != leader || fault != Fault::Switchover {
                         break (t0.elapsed(), l);
                     }
                 }
@@ -364,11 +429,16 @@ async fn failover_campaign() {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             };
+            for p in &to_etcd[leader] {
+                p.heal();
+            }
             resume_times.push(resumed);
             if new_leader != leader {
                 failovers += 1;
             } else {
-                *faults.entry("kill -9 primary, standby not in sync: the old primary resumed".into()).or_default() += 1;
+                *faults
+                    .entry(format!("{fault:?} with the standby out of sync: the old primary resumed"))
+                    .or_default() += 1;
             }
             if pair.nodes[leader].paused {
                 pair.nodes[leader].resume();
@@ -423,6 +493,8 @@ async fn failover_campaign() {
         assert!(verdict.acknowledged > rounds, "the workload made progress");
         drop(front);
         drop(pair);
+        drop(peer);
+        drop(to_etcd);
         drop(etcd);
     })
     .await;

@@ -210,11 +210,27 @@ impl Pair {
     /// as the primary and `b` as its standby; waits until `a` leads and `b` follows.
     /// `prepare` runs on `a`'s data directory before the copy (e.g. to pin partners).
     pub async fn start(brand: &str, etcd: &[String]) -> Pair {
+        let (pa, pb) = (free_port(), free_port());
+        let urls = [
+            format!("http://127.0.0.1:{pb}"),
+            format!("http://127.0.0.1:{pa}"),
+        ];
+        Pair::start_with(brand, [pa, pb], [etcd.to_vec(), etcd.to_vec()], urls).await
+    }
+
+    /// As [`Pair::start`], with the nodes listening on `ports`, each reaching etcd at its own
+    /// endpoints and its peer at its own URL (so that a test can put proxies in between).
+    pub async fn start_with(
+        brand: &str,
+        ports: [u16; 2],
+        etcd: [Vec<String>; 2],
+        peer_urls: [String; 2],
+    ) -> Pair {
         let dir = tempfile::tempdir().expect("a temporary directory");
         if std::env::var_os(KEEP_ENV).is_some() {
             eprintln!("{KEEP_ENV}: keeping {}", dir.path().display());
         }
-        let (pa, pb) = (free_port(), free_port());
+        let [pa, pb] = ports;
         let (da, db) = (dir.path().join("a"), dir.path().join("b"));
         let init = Command::new(node_bin())
             .args(["init", "--data"])
@@ -240,13 +256,13 @@ impl Pair {
             .replace(&format!("127.0.0.1:{pa}"), &format!("127.0.0.1:{pb}"));
         std::fs::write(
             db.join("config.toml"),
-            config_b + &ha_section("b", "a", &ua, etcd),
+            config_b + &ha_section("b", "a", &peer_urls[1], &etcd[1]),
         )
         .expect("write b's config");
         let config_a = std::fs::read_to_string(da.join("config.toml")).expect("a's config");
         std::fs::write(
             da.join("config.toml"),
-            config_a + &ha_section("a", "b", &ub, etcd),
+            config_a + &ha_section("a", "b", &peer_urls[0], &etcd[0]),
         )
         .expect("write a's config");
         let node = |name: &str, data: PathBuf, port: u16, url: String, standby_of| HaNode {
