@@ -77,10 +77,11 @@ pub async fn worker(
                 .send()
                 .await;
             match r {
-                Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-                    Ok(v) => break v,
-                    Err(_) => {}
-                },
+                Ok(r) if r.status().is_success() => {
+                    if let Ok(v) = r.json::<Value>().await {
+                        break v;
+                    }
+                }
                 Ok(r) if r.status().is_client_error() => {
                     let s = r.status();
                     let text = r.text().await.unwrap_or_default();
