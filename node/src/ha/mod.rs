@@ -6,6 +6,7 @@
 //! - [`commit`]: the primary's commit gate: replicate, then compare-and-swap, then answer.
 //! - [`standby`]: the standby's log, a verified mirror of its own brand's log.
 //! - [`guard`]: the restore guard, asked before the first signature after a takeover.
+//! - [`follow`]: the standby phase: serve reads, receive and pull batches, watch the leadership.
 //! - [`node`]: the role loop: start as a standby, take over when eligible, lead until fenced.
 //!
 //! Invariants of the whole (spec/protocol.md §7, docs/operator-guide.md "A standby"):
@@ -18,6 +19,7 @@
 
 pub mod commit;
 pub mod etcd;
+pub mod follow;
 pub mod guard;
 pub mod lock;
 pub mod node;
