@@ -153,6 +153,51 @@ async fn a_killed_primary_is_replaced_by_its_standby_and_comes_back_as_standby()
         }
         // The standby serves reads and tiles, refuses writes with a retryable error.
         pair.wait_in_sync(Duration::from_secs(20)).await;
+        // A batch larger than a request body may be (500 earns, about 90 KB shipped) is
+        // replicated too: the standby stays in sync, nothing is committed alone.
+        let earns: Vec<Value> = (0..500)
+            .map(|i| {
+                json!({
+                    "member": format!("bulk-member-0000000000-{}", i % 7),
+                    "id": format!("bulk-write-0000000000-{i:04}"),
+                    "points": 1
+                })
+            })
+            .collect();
+        let r = http
+            .post(format!("{a}/v1/earns"))
+            .bearer_auth(&key)
+            .json(&json!({ "earns": earns }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        let st = pair.nodes[0]
+            .status(&http, Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(st["batches_alone"], 0, "{st}");
+        assert_eq!(st["in_sync"].as_array().map(Vec::len), Some(2), "{st}");
+        // (What was shipped is larger than the node's 64 KiB request body limit.)
+        let mut shipped = 0;
+        for start in [5u64, 505] {
+            let end = (start + 500).min(505);
+            if start >= end {
+                continue;
+            }
+            let v: Value = http
+                .get(format!("{a}/v1/log/entries?start={start}&end={end}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            for e in v["entries"].as_array().unwrap() {
+                shipped += serde_json::to_string(&e["entry"]).unwrap().len();
+            }
+        }
+        assert!(shipped > 64 * 1024, "only {shipped} bytes shipped");
         wait_same_checkpoint(&pair).await;
         let r = earn(&http, &b, &key, "at-standby", 1).await;
         assert_eq!(r.status().as_u16(), 503);
@@ -191,7 +236,7 @@ async fn a_killed_primary_is_replaced_by_its_standby_and_comes_back_as_standby()
             }
         })
         .await;
-        assert_eq!(resumed["receipt"]["index"], 5, "{resumed}");
+        assert_eq!(resumed["receipt"]["index"], 505, "{resumed}");
         eprintln!("resumed {:?} after the kill", t0.elapsed());
         // The old primary comes back as the standby, catches up and rejoins the in-sync set.
         pair.nodes[0].start();
@@ -201,10 +246,10 @@ async fn a_killed_primary_is_replaced_by_its_standby_and_comes_back_as_standby()
         let r = earn(&http, &b, &key, "after-rejoin", 3).await;
         assert!(r.status().is_success());
         let note = wait_same_checkpoint(&pair).await;
-        assert!(note.lines().nth(1) == Some("7"), "{note}");
+        assert!(note.lines().nth(1) == Some("507"), "{note}");
         for url in [&a, &b] {
             let v = verify_with_the_cli(url, &pair.verifier_key).await.unwrap();
-            assert_eq!(v["entries"], 7, "{v}");
+            assert_eq!(v["entries"], 507, "{v}");
         }
         drop(etcd);
     })

@@ -191,9 +191,19 @@ fn standby_router(app: Arc<App>, ctx: Arc<Following>) -> Router {
         .route("/v1/log/checkpoints", get(log_routes::checkpoints))
         .route("/checkpoint", get(log_routes::checkpoint))
         .route("/tile/{*path}", get(log_routes::tile))
-        .with_state(app);
+        .with_state(app.clone());
+    let body_max = app.config.limits.body_bytes_max;
     let own = Router::new()
-        .route(REPLICATE_PATH, post(replicate))
+        // Only this route takes a whole batch, one at a time (the primary sends them one after
+        // the other): at most one body of up to REPLICATE_BODY_BYTES_MAX is held.
+        .route(
+            REPLICATE_PATH,
+            post(replicate)
+                .layer::<_, std::convert::Infallible>(axum::extract::DefaultBodyLimit::max(
+                    REPLICATE_BODY_BYTES_MAX,
+                ))
+                .layer::<_, std::convert::Infallible>(tower::limit::ConcurrencyLimitLayer::new(1)),
+        )
         .route(STATUS_PATH, get(standby_status))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "standby\n" }))
@@ -210,9 +220,7 @@ fn standby_router(app: Arc<App>, ctx: Arc<Following>) -> Router {
                 )
             }
         })
-        .layer(axum::extract::DefaultBodyLimit::max(
-            REPLICATE_BODY_BYTES_MAX,
-        ))
+        .layer(axum::extract::DefaultBodyLimit::max(body_max))
 }
 
 async fn replicate(State(ctx): State<Arc<Following>>, body: axum::body::Bytes) -> Response {
