@@ -67,6 +67,8 @@ pub fn open_log(data: &std::path::Path, config: &Config) -> Result<Log> {
 /// (the node lost its leadership), work to start once the node is open (the restore guard,
 /// the leadership watch), and extra routes.
 pub struct Leading {
+    /// The metrics the node exports (shared with the commit gate).
+    pub metrics: Arc<Metrics>,
     pub stop: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     pub started: Box<dyn FnOnce(Arc<App>) + Send>,
     pub routes: Router,
@@ -85,7 +87,9 @@ pub async fn serve(
     let verifier_key = NoteSigner::from_seed(&config.origin, &seed)?.verifier_key_string();
     let store = log.store().clone();
     tracing::info!(brand = %config.brand, origin = %config.origin, size = log.size(), "log opened");
-    let metrics = Arc::new(Metrics::new());
+    let metrics = leading
+        .as_ref()
+        .map_or_else(|| Arc::new(Metrics::new()), |l| l.metrics.clone());
     let (sequencer, shared, seq_thread) = Sequencer::start_gated(
         log,
         config.limits.queue_depth_max,

@@ -25,7 +25,9 @@ use federation_tests::failover::front::Front;
 use federation_tests::failover::pair::{Pair, LEASE_TTL_S};
 use federation_tests::failover::workload::{poll_checkpoints, worker, Record};
 use federation_tests::failover::Rng;
-use federation_tests::harness::{bounded, free_port, http_client, node_bin, wait_until};
+use federation_tests::harness::{
+    bounded, free_port, http_client, metric_value, node_bin, wait_until,
+};
 use federation_tests::proxy::{Faults, Flow, Proxy};
 use ledger::checkpoint::NoteVerifier;
 use serde_json::{json, Value};
@@ -198,6 +200,21 @@ async fn a_killed_primary_is_replaced_by_its_standby_and_comes_back_as_standby()
             }
         }
         assert!(shipped > 64 * 1024, "only {shipped} bytes shipped");
+        let text = http
+            .get(format!("{a}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let replicated = metric_value(&text, "loyalty_ha_batches_total", &[("with", "standby")]);
+        assert!(replicated >= Some(1.0), "{text}");
+        assert_eq!(
+            metric_value(&text, "loyalty_ha_standby_in_sync", &[]),
+            Some(1.0)
+        );
+        assert!(text.contains("loyalty_ha_commit_point_duration_seconds_count"));
         wait_same_checkpoint(&pair).await;
         let r = earn(&http, &b, &key, "at-standby", 1).await;
         assert_eq!(r.status().as_u16(), 503);

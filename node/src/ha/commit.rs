@@ -66,6 +66,7 @@ pub struct Fence {
     pub lease_ttl: Duration,
     pub guard: Arc<AtomicU8>,
     pub status: Arc<Mutex<CommitStatus>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     peer_pos: Option<u64>,
     last_probe: Option<Instant>,
     acked: bool,
@@ -84,6 +85,7 @@ impl Fence {
         store: Store,
         guard: Arc<AtomicU8>,
         status: Arc<Mutex<CommitStatus>>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Fence {
         {
             let mut s = status.lock().expect("status lock");
@@ -108,6 +110,7 @@ impl Fence {
             lease_ttl: Duration::from_secs(ha.lease_ttl_s as u64),
             guard,
             status,
+            metrics,
             peer_pos: None,
             last_probe: None,
             acked: false,
@@ -174,6 +177,7 @@ impl Fence {
             .post(url)
             .timeout(self.replicate_timeout)
             .json(&body);
+        let t0 = Instant::now();
         let answer = self.rt.block_on(async move {
             let r = req.send().await.ok()?;
             let status = r.status();
@@ -181,6 +185,9 @@ impl Fence {
             Some((status, a))
         });
         self.last_probe = Some(Instant::now());
+        self.metrics
+            .ha_replicate_latency
+            .observe(t0.elapsed().as_secs_f64());
         match answer {
             Some((s, a)) if s.is_success() && a.staged_end == Some(p.size) => {
                 self.peer_pos = Some(p.size);
@@ -205,6 +212,7 @@ impl Fence {
             if self.lease.is_lost() {
                 return Err("the leadership lease was lost".into());
             }
+            let t0 = Instant::now();
             let r = self.rt.block_on(async {
                 tokio::time::timeout(
                     super::etcd::REQUEST_TIMEOUT,
@@ -213,9 +221,15 @@ impl Fence {
                 .await
                 .unwrap_or_else(|_| Err(LockError::Unavailable("timed out".into())))
             });
+            self.metrics
+                .ha_commit_point_latency
+                .observe(t0.elapsed().as_secs_f64());
             match r {
                 Ok(l) => {
                     self.locked = l;
+                    self.metrics
+                        .ha_standby_in_sync
+                        .set(i64::from(new.in_sync.contains(&self.peer_name)));
                     let mut s = self.status.lock().expect("status lock");
                     s.committed_size = new.size;
                     s.in_sync = new.in_sync.clone();
@@ -338,6 +352,12 @@ impl CommitGate for Fence {
             let head = self.head(p, vec![self.me.clone(), self.peer_name.clone()]);
             self.cas(head).map_err(|e| self.fence(e))?;
             self.status.lock().expect("status lock").batches_replicated += 1;
+            self.metrics
+                .ha_batches
+                .get_or_create(&crate::metrics::HaCommitLabels {
+                    with: "standby".into(),
+                })
+                .inc();
         } else if self.locked.head.in_sync.iter().any(|n| n != &self.me) {
             // The standby is dropped from the in-sync set before this node goes on alone.
             let mut head = self.locked.head.clone();
@@ -355,6 +375,12 @@ impl CommitGate for Fence {
             let head = self.head(p, vec![self.me.clone()]);
             self.cas(head).map_err(|e| self.fence(e))?;
             self.status.lock().expect("status lock").batches_alone += 1;
+            self.metrics
+                .ha_batches
+                .get_or_create(&crate::metrics::HaCommitLabels {
+                    with: "alone".into(),
+                })
+                .inc();
         }
         Ok(())
     }

@@ -98,6 +98,7 @@ async fn lead(
     );
     let guard = Arc::new(AtomicU8::new(GUARD_PENDING));
     let status = Arc::new(Mutex::new(CommitStatus::default()));
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let fence = Fence::new(
         backend.clone(),
         lease.clone(),
@@ -107,6 +108,7 @@ async fn lead(
         log.store().clone(),
         guard.clone(),
         status.clone(),
+        metrics.clone(),
     );
     let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<StepDown>(4);
     let reason = Arc::new(Mutex::new(None::<StepDown>));
@@ -144,6 +146,7 @@ async fn lead(
         log,
         Box::new(fence),
         Some(crate::server::Leading {
+            metrics,
             stop,
             started,
             routes: status_routes,

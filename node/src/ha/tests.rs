@@ -209,6 +209,7 @@ fn fence(l: &Leader, log: &Log, peer_url: &str) -> (Fence, Arc<Mutex<CommitStatu
         log.store().clone(),
         Arc::new(AtomicU8::new(GUARD_PASSED)),
         status.clone(),
+        Arc::new(crate::metrics::Metrics::new()),
     );
     (f, status)
 }
