@@ -663,8 +663,18 @@ async fn a_node_restored_behind_what_a_partner_cosigned_refuses_to_sign() {
             ),
             "{log}"
         );
-        // It signed nothing new: the partner saw one history, no evidence.
-        assert!(coffee.evidence().await.unwrap().is_empty());
+        // It signed nothing new: the partner saw one history. While the restored node served
+        // its older checkpoint (before it exited), the partner may have recorded what it was
+        // served, a smaller checkpoint (`shrink`, unproven: no freeze); never a fork.
+        for e in coffee.evidence().await.unwrap() {
+            assert_eq!(
+                (e["kind"].as_str(), e["proven"].as_bool()),
+                (Some("shrink"), Some(false)),
+                "{e}"
+            );
+        }
+        let partner = coffee.partner("air").await.unwrap();
+        assert_eq!(partner["frozen"], false, "{partner}");
         pair.nodes[0].kill9();
         drop(etcd);
     })
