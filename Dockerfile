@@ -6,9 +6,10 @@
 # Build stage: Rust 1.95, the toolchain the project is built and tested with (`rustc --version`),
 # on the Debian release of the runtime stage, so the binaries find the same glibc and libstdc++.
 FROM rust:1.95-bookworm AS build
-# RocksDB's Rust bindings are generated with bindgen, which needs libclang.
+# RocksDB's Rust bindings are generated with bindgen, which needs libclang; the etcd client of
+# the standby mode (node/src/ha) is generated from etcd's .proto files by protoc.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libclang-dev \
+    && apt-get install -y --no-install-recommends libclang-dev protobuf-compiler \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -8,6 +8,8 @@
 #   - auditors and mirrors (issue 16, a 10M-entry log): `loyalty verify` entries/s (in memory
 #     and with --state), a resumed audit after 10,000 new entries, mirror catch-up entries/s,
 #     and a node's own earns while its mirror catches up beside those without;
+#   - the cost of a standby: the same earns on a single node, on a primary with its in-sync
+#     standby (etcd on loopback), and on that primary alone;
 #   - a node on a big log (`--bench scale`, default 100M entries over 10M members): start-up,
 #     memory once ready and after 10 minutes of mixed load, HTTP earns and the batch path on
 #     that log (beside the same on an empty log), bytes on disk per entry;
@@ -66,6 +68,9 @@ cargo bench --locked --workspace --bench http_load -- --seconds "$secs" --client
 say "cross-brand redemptions"
 cargo bench --locked --workspace --bench redemptions -- --seconds "$secs" --clients 1,16 \
   | tee "$out/red.txt" >&2
+say "the cost of a standby (three etcd members, a primary and its standby)"
+cargo bench --locked --workspace --bench replication -- --seconds "$secs" --clients "$clients" \
+  | tee "$out/repl.txt" >&2
 say "loyalty verify, resumed audits, mirror catch-up and own earns during it ($catchup_entries entries)"
 cargo bench --locked --workspace --bench catchup -- --entries "$catchup_entries" --resume-entries 10000 \
   --clients "$catchup_clients" --seconds "$secs" | tee "$out/catchup.txt" >&2
@@ -122,6 +127,18 @@ for c in 1 16; do
   printf '  %2s clients: %s redemptions/s, p50 %s ms, p99 %s ms\n' "$c" \
     "$(num "$(field "$out/red.txt" "node redemptions" per_s "$c")")" \
     "$(field "$out/red.txt" "node redemptions" p50_ms "$c")" "$(field "$out/red.txt" "node redemptions" p99_ms "$c")"
+done
+echo
+echo "A standby: durable earns, one per request (single node; primary with its in-sync standby; the same primary alone)"
+printf '%-8s %-26s %-26s %-10s %-26s\n' clients "single earns/s (p50/p99)" "with standby (p50/p99)" "÷ single" "alone under etcd (p50/p99)"
+for c in "${cs[@]}"; do
+  one=$(field "$out/repl.txt" "node replication mode=single" tps "$c")
+  two=$(field "$out/repl.txt" "node replication mode=standby" tps "$c")
+  alone=$(field "$out/repl.txt" "node replication mode=alone" tps "$c")
+  l1="$(field "$out/repl.txt" "node replication mode=single" p50_ms "$c")/$(field "$out/repl.txt" "node replication mode=single" p99_ms "$c")"
+  l2="$(field "$out/repl.txt" "node replication mode=standby" p50_ms "$c")/$(field "$out/repl.txt" "node replication mode=standby" p99_ms "$c")"
+  l3="$(field "$out/repl.txt" "node replication mode=alone" p50_ms "$c")/$(field "$out/repl.txt" "node replication mode=alone" p99_ms "$c")"
+  printf '%-8s %-26s %-26s %-10s %-26s\n' "$c" "$(num "$one") ($l1)" "$(num "$two") ($l2)" "$(ratio "$two" "$one")" "$(num "$alone") ($l3)"
 done
 echo
 echo "Logs"

@@ -77,6 +77,47 @@ pub enum LogError {
     NoSuchEntry(u64),
     #[error("state storage: {0}")]
     State(StateError),
+    /// A [`CommitGate`] refused the batch (the node lost its leadership, or the coordination
+    /// store could not be reached): nothing of it was answered.
+    #[error("the commit was refused: {0}")]
+    Fenced(String),
+}
+
+/// A batch about to be committed (or just committed): what a replica needs to store it and
+/// the coordination store needs to record it.
+pub struct Prepared<'a> {
+    /// Index of the batch's first entry.
+    pub start: u64,
+    /// `(index, canonical bytes)` of the batch's entries, in order.
+    pub entries: &'a [(u64, Vec<u8>)],
+    /// Log size after the batch.
+    pub size: u64,
+    /// Merkle root after the batch.
+    pub root: Hash,
+    /// The signed checkpoint note of `size` and `root` (Ed25519 is deterministic: the note
+    /// stored after the commit is this one).
+    pub note: String,
+}
+
+/// Asked by [`Log::append_with`] around the local commit of a batch. `before_commit` runs
+/// after the batch is built and its checkpoint signed in memory but before anything is stored;
+/// `after_commit` runs once the batch and its checkpoint are durable, before the caller may
+/// publish or answer. Either refusing poisons the log.
+pub trait CommitGate {
+    fn before_commit(&mut self, batch: &Prepared<'_>) -> Result<(), String>;
+    fn after_commit(&mut self, batch: &Prepared<'_>) -> Result<(), String>;
+}
+
+/// The gate of a node without a standby: it lets every commit through.
+pub struct NoGate;
+
+impl CommitGate for NoGate {
+    fn before_commit(&mut self, _: &Prepared<'_>) -> Result<(), String> {
+        Ok(())
+    }
+    fn after_commit(&mut self, _: &Prepared<'_>) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// State records converted per synced batch while migrating a store.
@@ -274,6 +315,19 @@ impl Log {
         Ok(())
     }
 
+    /// The checkpoint of the first `size` entries with root `root` and its signed note, not
+    /// stored.
+    fn note_for(&self, size: u64, root: Hash) -> Result<(Checkpoint, String), LogError> {
+        let cp = Checkpoint {
+            origin: self.signer.name().to_owned(),
+            size,
+            root,
+            extensions: Vec::new(),
+        };
+        let note = sign_checkpoint(&cp, &self.signer)?.to_string();
+        Ok((cp, note))
+    }
+
     /// The log's origin (its signing key's name).
     pub fn origin(&self) -> &str {
         self.signer.name()
@@ -327,6 +381,19 @@ impl Log {
     /// same id and another body, or one the rules refuse, yields [`Outcome::Refused`] and
     /// leaves no trace. Returns after the accepted entries are on stable storage.
     pub fn append(&mut self, writes: &[Write], now: LogTime) -> Result<Vec<Outcome>, LogError> {
+        self.append_with(writes, now, &mut NoGate)
+    }
+
+    /// As [`Log::append`], with `gate` asked before and after the local commit (a node with a
+    /// standby replicates the batch and moves the commit point there, see [`CommitGate`]).
+    /// When the gate refuses, nothing of the batch is stored or signed into the store, the
+    /// log is poisoned (its memory is ahead of the disk) and [`LogError::Fenced`] is returned.
+    pub fn append_with(
+        &mut self,
+        writes: &[Write],
+        now: LogTime,
+        gate: &mut dyn CommitGate,
+    ) -> Result<Vec<Outcome>, LogError> {
         if self.poisoned {
             return Err(LogError::Poisoned);
         }
@@ -441,14 +508,38 @@ impl Log {
         };
         batch.hashes = pending.into_writes();
         batch.state = self.state.take_changes();
+        let (cp, note) = match self.note_for(size, root) {
+            Ok(n) => n,
+            Err(e) => {
+                self.poisoned = true;
+                return Err(e);
+            }
+        };
+        let prepared = Prepared {
+            start,
+            entries: &batch.entries,
+            size,
+            root,
+            note,
+        };
+        if let Err(reason) = gate.before_commit(&prepared) {
+            self.poisoned = true;
+            return Err(LogError::Fenced(reason));
+        }
         if let Err(e) = self.store.commit(&batch) {
             self.poisoned = true;
             return Err(e.into());
         }
-        // The batch is durable: only now is a checkpoint covering it signed.
-        if let Err(e) = self.sign(size, root, true, false) {
+        // The batch is durable: only now is the checkpoint covering it stored and used.
+        if let Err(e) = self.store.put_checkpoint(size, &prepared.note, false) {
             self.poisoned = true;
-            return Err(e);
+            return Err(e.into());
+        }
+        self.checkpoint = cp;
+        self.checkpoint_note.clone_from(&prepared.note);
+        if let Err(reason) = gate.after_commit(&prepared) {
+            self.poisoned = true;
+            return Err(LogError::Fenced(reason));
         }
         Ok(outcomes)
     }

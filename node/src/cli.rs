@@ -52,6 +52,19 @@ enum Command {
     Run {
         #[arg(long)]
         data: PathBuf,
+        /// Start as the standby of the primary at this URL (needs the `[ha]` section; the
+        /// same as `ha.standby_of` in the config).
+        #[arg(long)]
+        standby_of: Option<String>,
+    },
+    /// Manual switchover: ask the primary to hand the leadership over to this node (its
+    /// in-sync standby), and wait until this node leads. Run it on the standby's host.
+    Promote {
+        #[arg(long)]
+        data: PathBuf,
+        /// How long to wait for the handover, in seconds.
+        #[arg(long, default_value_t = 60)]
+        wait_s: u64,
     },
     /// Convert the state records of a data directory written by an older release to this
     /// release's format (what `run` does at start), printing progress; the node must be
@@ -169,8 +182,15 @@ pub fn main() -> Result<()> {
             public_url,
             origin,
         } => init(&data, brand, listen, public_url, origin),
-        Command::Run { data } => {
-            let config = Config::load(&data)?;
+        Command::Run { data, standby_of } => {
+            let mut config = Config::load(&data)?;
+            if let Some(url) = standby_of {
+                let ha = config.ha.as_mut().context(
+                    "--standby-of needs the [ha] section in config.toml (docs/operator-guide.md, \"A standby\")",
+                )?;
+                ha.standby_of = Some(url);
+                config.validate()?;
+            }
             crate::server::init_tracing(&config);
             check_data_permissions(&data)?;
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -178,6 +198,17 @@ pub fn main() -> Result<()> {
                 .build()
                 .context("start the async runtime")?;
             rt.block_on(crate::server::run(data, config))
+        }
+        Command::Promote { data, wait_s } => {
+            let config = Config::load(&data)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("start the async runtime")?;
+            rt.block_on(crate::ha::node::promote(
+                &config,
+                std::time::Duration::from_secs(wait_s),
+            ))
         }
         Command::Backup { data, to } => backup(&data, &to),
         Command::Migrate { data } => migrate(&data),

@@ -192,6 +192,121 @@ pub struct Config {
     /// Partners pinned in the configuration (more can be added through the admin API).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partners: Vec<PartnerConfig>,
+    /// A standby and a fenced commit point (docs/operator-guide.md, "A standby"); absent, the
+    /// node runs alone exactly as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ha: Option<Ha>,
+}
+
+/// The `[ha]` section: this node, its peer (the other node of the brand), and the etcd
+/// cluster holding the leadership lease and the committed head (node/src/ha).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ha {
+    /// This node's name in the in-sync set (unique among the brand's nodes).
+    pub name: String,
+    /// The etcd endpoints (`http://host:port`), all members of one cluster.
+    pub etcd: Vec<String>,
+    /// The key prefix of this brand's records in etcd (default `/loyalty/<brand>`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+    /// The other node's name.
+    pub peer_name: String,
+    /// The other node's base URL (where it serves `/v1/ha/replicate` and the log).
+    pub peer_url: String,
+    /// Time to live of the leadership lease, in seconds: a dead primary is replaced after
+    /// about this long.
+    #[serde(default = "default_lease_ttl_s")]
+    pub lease_ttl_s: i64,
+    /// How long the primary waits for the standby's acknowledgement of a batch before it
+    /// drops the standby from the in-sync set and goes on alone.
+    #[serde(default = "default_replicate_timeout_ms")]
+    pub replicate_timeout_ms: u64,
+    /// Start as the standby of this URL (`loyalty-node run --standby-of URL`) instead of
+    /// campaigning for the leadership at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby_of: Option<String>,
+    /// Refuse to sign after a takeover or restore when fewer than this many partners'
+    /// witnesses answered the restore guard (0: the guard asks, but goes on when none answer).
+    #[serde(default)]
+    pub guard_quorum: usize,
+}
+
+fn default_lease_ttl_s() -> i64 {
+    5
+}
+
+fn default_replicate_timeout_ms() -> u64 {
+    1_000
+}
+
+impl Ha {
+    /// The key prefix in etcd.
+    pub fn prefix_for(&self, brand: &BrandId) -> String {
+        if self.prefix.is_empty() {
+            format!("/loyalty/{brand}")
+        } else {
+            self.prefix.clone()
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        let name_ok = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 64
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        if !name_ok(&self.name) {
+            return invalid(
+                "ha.name",
+                "must be 1 to 64 letters, digits, '-', '_' or '.'",
+            );
+        }
+        if !name_ok(&self.peer_name) || self.peer_name == self.name {
+            return invalid(
+                "ha.peer_name",
+                "must be 1 to 64 letters, digits, '-', '_' or '.', and differ from ha.name",
+            );
+        }
+        if self.etcd.is_empty() || self.etcd.len() > 9 {
+            return invalid("ha.etcd", "must list 1 to 9 endpoints");
+        }
+        for e in &self.etcd {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return invalid(
+                    "ha.etcd",
+                    "each endpoint must start with http:// or https://",
+                );
+            }
+        }
+        for (key, url) in [
+            ("ha.peer_url", Some(&self.peer_url)),
+            ("ha.standby_of", self.standby_of.as_ref()),
+        ] {
+            if let Some(u) = url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return invalid(key, "must start with http:// or https://");
+                }
+            }
+        }
+        if !(1..=60).contains(&self.lease_ttl_s) {
+            return invalid("ha.lease_ttl_s", "must be 1 to 60");
+        }
+        if !(10..=60_000).contains(&self.replicate_timeout_ms) {
+            return invalid("ha.replicate_timeout_ms", "must be 10 to 60000");
+        }
+        if self.guard_quorum > crate::federation::PARTNERS_MAX {
+            return invalid("ha.guard_quorum", "must be at most 64");
+        }
+        Ok(())
+    }
 }
 
 fn default_log_format() -> String {
@@ -227,6 +342,7 @@ impl Config {
             federation: Federation::default(),
             storage: Storage::default(),
             partners: Vec::new(),
+            ha: None,
         }
     }
 
@@ -399,6 +515,9 @@ impl Config {
         }
         if !(64..=1_000_000).contains(&st.max_open_files) {
             return invalid("storage.max_open_files", "must be 64 to 1000000");
+        }
+        if let Some(ha) = &self.ha {
+            ha.validate()?;
         }
         if self.partners.len() > crate::federation::PARTNERS_MAX {
             return invalid("partners", "at most 64 partners");

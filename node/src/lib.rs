@@ -26,6 +26,7 @@ pub mod explorer;
 pub mod fault;
 pub mod federation;
 pub mod guard;
+pub mod ha;
 pub mod keys;
 pub mod listener;
 pub mod log_routes;

@@ -37,6 +37,13 @@ pub struct EvidenceLabels {
     pub kind: String,
 }
 
+/// Labels of the commits of a node with a standby.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HaCommitLabels {
+    /// `standby` (acknowledged by the in-sync standby) or `alone`.
+    pub with: String,
+}
+
 /// Every metric the node exports.
 pub struct Metrics {
     registry: Registry,
@@ -67,6 +74,14 @@ pub struct Metrics {
     pub clock_jump_held: Gauge,
     /// The size of the last forward clock jump found, in milliseconds.
     pub clock_jump_ms: Gauge,
+    /// A node with a standby (node/src/ha): time to ship a batch and get the standby's ack.
+    pub ha_replicate_latency: Histogram,
+    /// Time of the compare-and-swap that records a commit in the coordination store.
+    pub ha_commit_point_latency: Histogram,
+    /// Committed batches, with the standby in sync or alone.
+    pub ha_batches: Family<HaCommitLabels, Counter>,
+    /// 1 while the standby is in the in-sync set.
+    pub ha_standby_in_sync: Gauge,
 }
 
 impl Metrics {
@@ -192,7 +207,35 @@ impl Metrics {
             "The last forward jump of the system clock found, in milliseconds",
             clock_jump_ms.clone(),
         );
+        let ha_replicate_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let ha_commit_point_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let ha_batches = Family::<HaCommitLabels, Counter>::default();
+        let ha_standby_in_sync = Gauge::default();
+        registry.register(
+            "ha_replicate_duration_seconds",
+            "Time to ship a batch to the standby and get its synced acknowledgement",
+            ha_replicate_latency.clone(),
+        );
+        registry.register(
+            "ha_commit_point_duration_seconds",
+            "Time of the compare-and-swap recording a commit in the coordination store",
+            ha_commit_point_latency.clone(),
+        );
+        registry.register(
+            "ha_batches",
+            "Batches committed with the standby in sync (with=standby) or alone (with=alone)",
+            ha_batches.clone(),
+        );
+        registry.register(
+            "ha_standby_in_sync",
+            "1 while the standby is in the in-sync set (alert when 0 for long)",
+            ha_standby_in_sync.clone(),
+        );
         Metrics {
+            ha_replicate_latency,
+            ha_commit_point_latency,
+            ha_batches,
+            ha_standby_in_sync,
             connections_open,
             connections_refused,
             accept_errors,

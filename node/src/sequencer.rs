@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
 use ledger::entry::{EntryKind, Void};
-use ledger::log::{Log, LogError, Outcome, Write};
+use ledger::log::{CommitGate, Log, LogError, NoGate, Outcome, Write};
 use ledger::types::{EntryId, LogTime};
 
 use crate::metrics::Metrics;
@@ -29,6 +29,21 @@ use crate::tiers::TierKeeper;
 pub const HOUSEKEEPING_WRITES_MAX: usize = 1024;
 /// How often the sequencer looks for due tier changes, expiries and releases.
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What every commit of the sequencer passes (see [`CommitGate`]), and what it is told when
+/// idle. [`NoGate`] on a node without a standby.
+pub trait Gate: Send {
+    /// The gate the log asks around each commit.
+    fn commit_gate(&mut self) -> &mut dyn CommitGate;
+    /// Called about every [`HOUSEKEEPING_INTERVAL`] on the sequencer thread.
+    fn idle(&mut self) {}
+}
+
+impl Gate for NoGate {
+    fn commit_gate(&mut self) -> &mut dyn CommitGate {
+        self
+    }
+}
 
 /// Whether a write was logged now or found logged before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +124,24 @@ impl Shared {
             .is_some_and(|f| f.load(Ordering::Acquire))
     }
 
+    /// The shared state of a standby (node/src/ha): no sequencer runs, writes are refused,
+    /// and the follower publishes each committed checkpoint it stores.
+    pub fn for_standby(size: u64, note: String) -> Arc<Shared> {
+        Arc::new(Shared {
+            checkpoint: RwLock::new(Arc::new(CheckpointInfo { size, note })),
+            open_payables: RwLock::new(Arc::new(BTreeMap::new())),
+            ready: AtomicBool::new(false),
+            depth: AtomicUsize::new(0),
+            housekeeping_held: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Publishes a checkpoint a standby stored (reads then serve up to it).
+    pub fn set_checkpoint(&self, size: u64, note: String) {
+        *self.checkpoint.write().expect("checkpoint lock") =
+            Arc::new(CheckpointInfo { size, note });
+    }
+
     /// Whether the sequencer is running and accepting writes.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
@@ -158,6 +191,25 @@ impl Sequencer {
         batch_writes_max: usize,
         metrics: Arc<Metrics>,
     ) -> (Sequencer, Arc<Shared>, std::thread::JoinHandle<()>) {
+        Sequencer::start_gated(
+            log,
+            queue_depth_max,
+            batch_writes_max,
+            metrics,
+            Box::new(NoGate),
+        )
+    }
+
+    /// As [`Sequencer::start`], with every commit passing `gate` (a node with a standby: the
+    /// batch is replicated and the commit point moved in the coordination store before any
+    /// write of it is answered, see [`crate::ha`]). A refused commit stops the sequencer.
+    pub fn start_gated(
+        log: Log,
+        queue_depth_max: usize,
+        batch_writes_max: usize,
+        metrics: Arc<Metrics>,
+        gate: Box<dyn Gate>,
+    ) -> (Sequencer, Arc<Shared>, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::sync_channel::<Request>(queue_depth_max);
         let shared = Arc::new(Shared {
             checkpoint: RwLock::new(Arc::new(CheckpointInfo {
@@ -173,7 +225,7 @@ impl Sequencer {
         let thread_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name("sequencer".into())
-            .spawn(move || run(log, rx, thread_shared, batch_writes_max, metrics))
+            .spawn(move || run(log, rx, thread_shared, batch_writes_max, metrics, gate))
             .expect("spawn the sequencer thread");
         (
             Sequencer {
@@ -183,6 +235,12 @@ impl Sequencer {
             shared,
             handle,
         )
+    }
+
+    /// A handle that refuses every write (`not_ready`): what a standby's handlers hold.
+    pub fn refusing(shared: Arc<Shared>) -> Sequencer {
+        let (tx, _) = mpsc::sync_channel::<Request>(1);
+        Sequencer { tx, shared }
     }
 
     /// Queues a write and waits until it is committed (or refused).
@@ -226,6 +284,7 @@ fn run(
     shared: Arc<Shared>,
     batch_writes_max: usize,
     metrics: Arc<Metrics>,
+    mut gate: Box<dyn Gate>,
 ) {
     let mut batch: Vec<Request> = Vec::with_capacity(batch_writes_max);
     let mut last_housekeeping = Instant::now();
@@ -272,7 +331,7 @@ fn run(
                 .collect();
             let _span = tracing::debug_span!("batch", size = writes.len()).entered();
             let t0 = Instant::now();
-            match log.append(&writes, now()) {
+            match log.append_with(&writes, now(), gate.commit_gate()) {
                 Ok(outcomes) => {
                     metrics.observe_batch(writes.len(), t0.elapsed());
                     let cp = publish(&log, &shared, &metrics, &writes);
@@ -305,11 +364,22 @@ fn run(
                 }
                 Err(e) => {
                     fail(&shared, &e);
+                    let fenced = matches!(e, LogError::Fenced(_));
                     for req in batch.drain(..).chain(carry.take()) {
                         let n = req.writes.len();
-                        let _ = req
-                            .reply
-                            .send((0..n).map(|_| Err(ApiError::internal(&e))).collect());
+                        // A fenced batch was not committed here; the caller retries with the
+                        // same ids at the node that leads now.
+                        let _ = req.reply.send(
+                            (0..n)
+                                .map(|_| {
+                                    Err(if fenced {
+                                        ApiError::not_ready()
+                                    } else {
+                                        ApiError::internal(&e)
+                                    })
+                                })
+                                .collect(),
+                        );
                     }
                     break;
                 }
@@ -322,8 +392,9 @@ fn run(
         }
         if last_housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL && !shared.housekeeping_held() {
             last_housekeeping = Instant::now();
+            gate.idle();
             let Some(tiers) = tiers.as_mut() else { break };
-            if let Err(e) = housekeeping(&mut log, tiers, &shared, &metrics) {
+            if let Err(e) = housekeeping(&mut log, tiers, &shared, &metrics, gate.commit_gate()) {
                 fail(&shared, &e);
                 break;
             }
@@ -407,6 +478,7 @@ fn housekeeping(
     tiers: &mut TierKeeper,
     shared: &Shared,
     metrics: &Metrics,
+    gate: &mut dyn CommitGate,
 ) -> Result<(), LogError> {
     let at = log.next_time(now());
     let state = log.state();
@@ -444,7 +516,7 @@ fn housekeeping(
     let mut refused = Vec::new();
     if !writes.is_empty() {
         let t0 = Instant::now();
-        let outcomes = log.append(&writes, at)?;
+        let outcomes = log.append_with(&writes, at, gate)?;
         metrics.observe_batch(writes.len(), t0.elapsed());
         for (w, o) in writes.iter().zip(&outcomes) {
             if let Outcome::Refused(e) = o {

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ledger::checkpoint::NoteSigner;
-use ledger::log::Log;
+use ledger::log::{Log, NoGate};
 
 use crate::api::{router, App};
 use crate::config::{Config, DB_DIR};
@@ -35,12 +35,21 @@ pub fn init_tracing(config: &Config) {
     }
 }
 
-/// Opens everything and serves until a shutdown signal.
+/// Opens everything and serves until a shutdown signal. A node with an `[ha]` section runs
+/// the role loop of [`crate::ha::node`] instead (standby, takeover, fenced commits).
 pub async fn run(data: PathBuf, config: Config) -> Result<()> {
-    let seed = crate::cli::load_seed(&data)?;
+    if config.ha.is_some() {
+        return crate::ha::node::run(data, config).await;
+    }
+    let log = open_log(&data, &config)?;
+    serve(data, config, log, Box::new(NoGate), None).await
+}
+
+/// Opens the node's own log in `data` (migrating an older store first).
+pub fn open_log(data: &std::path::Path, config: &Config) -> Result<Log> {
+    let seed = crate::cli::load_seed(data)?;
     let signer = NoteSigner::from_seed(&config.origin, &seed)?;
-    let verifier_key = signer.verifier_key_string();
-    let log = Log::open_with(
+    Log::open_with(
         &data.join(DB_DIR),
         signer,
         config.storage.log(),
@@ -51,15 +60,42 @@ pub async fn run(data: PathBuf, config: Config) -> Result<()> {
             )
         },
     )
-    .context("open the log")?;
+    .context("open the log")
+}
+
+/// What a leading node under coordination adds to [`serve`]: a future that ends the serving
+/// (the node lost its leadership), work to start once the node is open (the restore guard,
+/// the leadership watch), and extra routes.
+pub struct Leading {
+    /// The metrics the node exports (shared with the commit gate).
+    pub metrics: Arc<Metrics>,
+    pub stop: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    pub started: Box<dyn FnOnce(Arc<App>) + Send>,
+    pub routes: Router,
+}
+
+/// Serves `log` (committing through `gate`) until a shutdown signal, or until
+/// `leading.stop` ends.
+pub async fn serve(
+    data: PathBuf,
+    config: Config,
+    log: Log,
+    gate: Box<dyn crate::sequencer::Gate>,
+    leading: Option<Leading>,
+) -> Result<()> {
+    let seed = crate::cli::load_seed(&data)?;
+    let verifier_key = NoteSigner::from_seed(&config.origin, &seed)?.verifier_key_string();
     let store = log.store().clone();
     tracing::info!(brand = %config.brand, origin = %config.origin, size = log.size(), "log opened");
-    let metrics = Arc::new(Metrics::new());
-    let (sequencer, shared, seq_thread) = Sequencer::start(
+    let metrics = leading
+        .as_ref()
+        .map_or_else(|| Arc::new(Metrics::new()), |l| l.metrics.clone());
+    let (sequencer, shared, seq_thread) = Sequencer::start_gated(
         log,
         config.limits.queue_depth_max,
         config.limits.batch_writes_max,
         metrics.clone(),
+        gate,
     );
     let keys = Keys::load(store.clone())?;
     let federation = crate::federation::Federation::open(
@@ -86,7 +122,13 @@ pub async fn run(data: PathBuf, config: Config) -> Result<()> {
         clock: clock.clone(),
     });
     let clock_task = crate::clock::spawn(clock);
-    let service = router(app.clone());
+    let (stop, service) = match leading {
+        None => (None, router(app.clone())),
+        Some(l) => {
+            (l.started)(app.clone());
+            (Some(l.stop), router(app.clone()).merge(l.routes))
+        }
+    };
     let fd_limit = crate::listener::ensure_fd_limit(config.limits.connections_max)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -99,7 +141,15 @@ pub async fn run(data: PathBuf, config: Config) -> Result<()> {
         service,
         &config.limits,
         app.metrics.clone(),
-        shutdown_signal(),
+        async move {
+            match stop {
+                Some(stop) => tokio::select! {
+                    _ = shutdown_signal() => {},
+                    _ = stop => {},
+                },
+                None => shutdown_signal().await,
+            }
+        },
     )
     .await;
     tracing::info!("shutting down: in-flight requests drained");
@@ -115,7 +165,8 @@ pub async fn run(data: PathBuf, config: Config) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -19,6 +19,7 @@
 
 pub mod browser;
 pub mod campaign;
+pub mod failover;
 pub mod fake_partner;
 pub mod harness;
 pub mod proxy;

@@ -8,7 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The packages `./x test` needs, in the order it reports them.
-const TEST_PACKAGES: [&str; 3] = ["libclang-dev", "chromium", "chromium-driver"];
+const TEST_PACKAGES: [&str; 5] = [
+    "libclang-dev",
+    "protobuf-compiler",
+    "chromium",
+    "chromium-driver",
+    "etcd-server",
+];
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../x")
@@ -25,7 +31,13 @@ fn run(args: &[&str], path_prefix: Option<&Path>, envs: &[(&str, &Path)]) -> Out
         cmd.env(k, v);
     }
     // The script's own overrides must not leak in from the caller's environment.
-    for k in ["LOYALTY_CHROMIUM", "LOYALTY_CHROMEDRIVER", "LIBCLANG_PATH"] {
+    for k in [
+        "LOYALTY_CHROMIUM",
+        "LOYALTY_CHROMEDRIVER",
+        "LIBCLANG_PATH",
+        "PROTOC",
+        "LOYALTY_ETCD",
+    ] {
         cmd.env_remove(k);
     }
     cmd.output().expect("bash runs ./x")
@@ -84,10 +96,10 @@ fn check_reports_this_machines_packages_as_dpkg_sees_them() {
     }
     let all_present = seen.iter().all(|(_, p)| *p);
     assert_eq!(out.status.code(), Some(if all_present { 0 } else { 1 }));
-    // The demo needs only libclang.
+    // The demo needs libclang and protoc (the node's etcd client is generated at build time).
     let demo = reported(&run(&["check", "demo"], None, &[]));
-    assert_eq!(demo.len(), 1);
-    assert_eq!(demo[0].0, "libclang-dev");
+    let demo: Vec<&str> = demo.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(demo, ["libclang-dev", "protobuf-compiler"]);
 }
 
 #[test]
@@ -116,7 +128,9 @@ fn without_apt_get_setup_names_the_packages_to_install_by_hand() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("no apt-get")
-            && err.contains("apt-get install libclang-dev chromium chromium-driver"),
+            && err.contains(
+                "apt-get install libclang-dev protobuf-compiler chromium chromium-driver etcd-server"
+            ),
         "{err}"
     );
 }
@@ -150,7 +164,10 @@ fn setup_installs_only_what_is_missing_and_says_why() {
         "{stdout}"
     );
     let calls = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(calls, "update -qq\ninstall -y -qq libclang-dev\n");
+    assert_eq!(
+        calls,
+        "update -qq\ninstall -y -qq libclang-dev protobuf-compiler\n"
+    );
 }
 
 #[test]
