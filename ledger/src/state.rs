@@ -438,13 +438,8 @@ impl MemberState {
 
     /// Decodes a member record written by [`MemberState::encode`] (or without its last field).
     pub fn decode(bytes: &[u8]) -> Result<MemberState, String> {
-        let rest = match bytes.split_first() {
-            Some((&records::FORMAT_BINARY, rest)) => rest,
-            Some((b, _)) => return Err(format!("record format {b:#04x}, not binary")),
-            None => return Err("empty record".into()),
-        };
         let (mut m, rest): (MemberState, _) =
-            postcard::take_from_bytes(rest).map_err(|e| e.to_string())?;
+            postcard::take_from_bytes(records::binary_body(bytes)?).map_err(|e| e.to_string())?;
         if !rest.is_empty() {
             let (from, rest) = postcard::take_from_bytes(rest).map_err(|e| e.to_string())?;
             if !rest.is_empty() {

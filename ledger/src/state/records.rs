@@ -350,8 +350,13 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 
 /// Decodes a binary record.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    postcard::from_bytes(binary_body(bytes)?).map_err(|e| e.to_string())
+}
+
+/// A binary record's value after its format byte.
+pub fn binary_body(bytes: &[u8]) -> Result<&[u8], String> {
     match bytes.split_first() {
-        Some((&FORMAT_BINARY, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        Some((&FORMAT_BINARY, rest)) => Ok(rest),
         Some((b, _)) => Err(format!("record format {b:#04x}, not binary")),
         None => Err("empty record".into()),
     }
