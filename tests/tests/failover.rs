@@ -39,6 +39,26 @@ const RESUME_BOUND: Duration = Duration::from_secs(12);
 /// Workers of the campaign's workload.
 const WORKERS: usize = 4;
 
+/// Whether the node at `url` is a standby that says it may not take over because it is not
+/// in the in-sync set.
+async fn standby_out_of_sync(http: &reqwest::Client, url: &str) -> bool {
+    let Ok(r) = http
+        .get(format!("{url}/v1/ha/status"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let Ok(v) = r.json::<Value>().await else {
+        return false;
+    };
+    v["role"] == "standby"
+        && v["not_eligible"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("not in the in-sync set"))
+}
+
 async fn balances(url: &str, key: &str, members: usize) -> BTreeMap<String, i64> {
     let http = http_client();
     let mut out = BTreeMap::new();
@@ -383,7 +403,13 @@ async fn failover_campaign() {
             pair.wait_in_sync(Duration::from_secs(30)).await;
             // A partition between primary and standby: the primary drops the standby from the
             // in-sync set and goes on alone; healed, the standby catches up and rejoins.
-            if round % 3 == 2 {
+            //
+            // Every seventh round the partition stays, and the fault that follows cuts the
+            // primary from etcd as well: the standby, out of sync, must not take over (it may
+            // lack acknowledged writes), and the brand resumes on the old primary once it
+            // reaches etcd again.
+            let double = round % 7 == 6;
+            if round % 3 == 2 || double {
                 for p in &peer {
                     p.set(Faults::both(Flow::Cut));
                 }
@@ -404,13 +430,20 @@ async fn failover_campaign() {
                 })
                 .await;
                 assert_eq!(alone["fenced"], Value::Null, "{alone}");
-                for p in &peer {
-                    p.heal();
+                if !double {
+                    for p in &peer {
+                        p.heal();
+                    }
+                    *faults.entry("partition primary/standby".into()).or_default() += 1;
                 }
-                *faults.entry("partition primary/standby".into()).or_default() += 1;
             }
-            let leader = pair.wait_in_sync(Duration::from_secs(30)).await;
+            let leader = if double {
+                pair.primary(&http).await.expect("the primary going on alone").0
+            } else {
+                pair.wait_in_sync(Duration::from_secs(30)).await
+            };
             let fault = match rng.below(4) {
+                _ if double => Fault::PartitionPrimaryFromEtcd,
                 0 => Fault::KillPrimary,
                 1 => Fault::PausePrimary,
                 2 => Fault::PartitionPrimaryFromEtcd,
@@ -447,8 +480,28 @@ async fn failover_campaign() {
             // failover); the old primary is restarted a second after a kill, as a supervisor
             // would.
             let deadline = t0 + RESUME_BOUND;
+            let mut cut_from_etcd = fault == Fault::PartitionPrimaryFromEtcd;
+            // Writes acknowledged after this instant show that the service resumed.
+            let mut since = t0;
             let (resumed, new_leader) = loop {
                 pair.supervise();
+                // A standby that left the in-sync set just before the fault may not take
+                // over (it may lack acknowledged writes): the brand is unavailable until the
+                // old primary reaches the coordination store again, by design. The partition
+                // is healed once the standby says so, and the old primary must resume.
+                if cut_from_etcd
+                    && t0.elapsed() > Duration::from_secs(LEASE_TTL_S)
+                    && standby_out_of_sync(&http, &pair.nodes[1 - leader].url).await
+                {
+                    for p in &to_etcd[leader] {
+                        p.heal();
+                    }
+                    cut_from_etcd = false;
+                    since = Instant::now();
+                    *faults
+                        .entry("PartitionPrimaryFromEtcd healed: the standby was out of sync".into())
+                        .or_default() += 1;
+                }
                 if !pair.nodes[leader].is_running() && t0.elapsed() > Duration::from_secs(1) {
                     pair.nodes[leader].start();
                 }
@@ -462,8 +515,8 @@ async fn failover_campaign() {
                     .unwrap()
                     .iter()
                     .skip(acked_before)
-                    .any(|a| a.at > t0);
-                if let (Some(l), true) = (new_leader, acked_after) {
+                    .any(|a| a.at > since);
+                if let (Some(l), true) = (new_leader, acked_after && !(double && cut_from_etcd)) {
                     // The same node may lead again only when its standby was not in sync at
                     // the fault's instant (it may not take over); counted apart below.
                     if l != leader || fault != Fault::Switchover {
@@ -493,6 +546,19 @@ async fn failover_campaign() {
             };
             for p in &to_etcd[leader] {
                 p.heal();
+            }
+            if double {
+                assert_eq!(
+                    new_leader, leader,
+                    "seed {seed}: round {round}: a standby out of sync took over\n{}",
+                    pair.logs()
+                );
+                for p in &peer {
+                    p.heal();
+                }
+                *faults
+                    .entry("partition primary/standby, then the primary from etcd".into())
+                    .or_default() += 1;
             }
             resume_times.push(resumed);
             if new_leader != leader {

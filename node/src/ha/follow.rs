@@ -446,7 +446,10 @@ async fn watch_loop(
                 }
                 continue;
             }
-            Ok(None) => {}
+            Ok(None) => {
+                // Nobody leads now; the last leader's URL stays where to pull from.
+                ctx.status.lock().expect("status lock").leader = None;
+            }
             Err(e) => {
                 ctx.status.lock().expect("status lock").last_error = Some(e.to_string());
                 continue;
