@@ -385,6 +385,22 @@ impl Store {
         Ok(())
     }
 
+    /// Whether RocksDB has no compaction running or waiting, in any column family: a store
+    /// just written in bulk compacts for minutes after, and reads measured meanwhile share
+    /// the disk and the cores with it (benchmarks wait for this).
+    pub fn compactions_settled(&self) -> bool {
+        CFS.iter().all(|n| {
+            let p = |name: &str| {
+                self.db
+                    .property_int_value_cf(self.cf(n), name)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+            };
+            p("rocksdb.compaction-pending") == 0 && p("rocksdb.num-running-compactions") == 0
+        })
+    }
+
     /// Approximate bytes of live data on disk (SST files), for reports.
     pub fn disk_bytes(&self) -> u64 {
         CFS.iter()

@@ -19,7 +19,13 @@
 //! Prints `scale entries=N members=M write_s=.. startup_s=.. rss_mib=.. hwm_mib=..
 //! earn_tps=.. earn_p50_ms=.. earn_p99_ms=.. batch_tps=.. rss_after_load_mib=.. hwm_after_load_mib=..
 //! disk_mib=.. bytes_per_entry=..`. The log's directory is under `BENCH_DIR` (default `.`) and
-//! removed at the end (`--keep DIR` keeps it there instead, to be reused with `--reuse DIR`).
+//! removed at the end; `--keep DIR` writes it in `DIR` and keeps it, and `--reuse DIR` measures
+//! a log kept so (skipping the writing; the earns of a run stay in the log).
+//!
+//! Before measuring, the bench waits until RocksDB has no compaction running or pending (a log
+//! just written in bulk compacts for minutes; a node in service has long finished). Then, side
+//! by side in the same run, the same earn and batch rounds run on a node with an empty log
+//! (`empty_earn_tps`, `empty_batch_tps`) and on the big log.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -159,6 +165,54 @@ async fn batch_round(
     total as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// `loyalty-node init` in `data`, listening on `port`: the admin API key.
+fn init_node(data: &Path, port: u16) -> String {
+    let out = Command::new(BIN)
+        .args(["init", "--data"])
+        .arg(data)
+        .args(["--brand", "scale", "--listen", &format!("127.0.0.1:{port}")])
+        .output()
+        .expect("run loyalty-node init");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("admin API key (shown once, stored hashed): "))
+        .expect("admin key")
+        .trim()
+        .to_owned()
+}
+
+/// Starts `loyalty-node run` on `data` and waits for `/readyz`: the process, its pid and the
+/// time it took to be ready.
+async fn start_node(http: &reqwest::Client, data: &Path, url: &str) -> (Kill, u32, Duration) {
+    let t = Instant::now();
+    let child = Kill(
+        Command::new(BIN)
+            .args(["run", "--data"])
+            .arg(data)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run loyalty-node"),
+    );
+    let pid = child.0.id();
+    loop {
+        if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(1800), "node not ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (child, pid, t.elapsed())
+}
+
 fn main() {
     let entries: u64 = arg("--entries")
         .and_then(|s| s.parse().ok())
@@ -175,33 +229,40 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(600);
     let clients: usize = arg("--clients").and_then(|s| s.parse().ok()).unwrap_or(64);
-    let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
+    let keep = arg("--keep");
+    let reuse = arg("--reuse");
+    let tmp = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
         .expect("temp dir");
-    let data = dir.path().join("node");
+    let root = match (&keep, &reuse) {
+        (Some(d), _) | (None, Some(d)) => Path::new(d).to_path_buf(),
+        (None, None) => tmp.path().to_path_buf(),
+    };
+    let data = root.join("node");
+    let key_file = root.join("admin.key");
     let port = free_port();
-    let out = Command::new(BIN)
-        .args(["init", "--data"])
-        .arg(&data)
-        .args(["--brand", "scale", "--listen", &format!("127.0.0.1:{port}")])
-        .output()
-        .expect("run loyalty-node init");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let key = text
-        .lines()
-        .find_map(|l| l.strip_prefix("admin API key (shown once, stored hashed): "))
-        .expect("admin key")
-        .trim()
-        .to_owned();
+    // A kept directory that has a key already holds a log: it is reused (`--keep` goes on
+    // writing up to `--entries`, `--reuse` writes nothing). `--members` must be the same.
+    let key = match std::fs::read_to_string(&key_file) {
+        Ok(k) => k.trim().to_owned(),
+        Err(_) => {
+            assert!(reuse.is_none(), "--reuse: no log kept in {}", root.display());
+            std::fs::create_dir_all(&root).expect("the bench directory");
+            let key = init_node(&data, port);
+            std::fs::write(&key_file, &key).expect("write admin.key");
+            key
+        }
+    };
+    // The node's listen address is its configuration's; a reused log keeps its own.
+    let port: u16 = node::config::Config::load(&data)
+        .expect("the node's config")
+        .listen
+        .port();
 
     // The log, written directly: every member first earns once (so all of them exist early),
     // then the rest of the entries go round the members.
     let t0 = Instant::now();
-    {
+    let (write_s, settle_s);
+    let entries = {
         let seed = node::cli::load_seed(&data).unwrap();
         let config = node::config::Config::load(&data).unwrap();
         let signer = NoteSigner::from_seed(&config.origin, &seed).unwrap();
@@ -209,7 +270,7 @@ fn main() {
         let start = node::sequencer::now().get() - 30 * 86_400_000;
         let mut i = log.size();
         let mut last_print = Instant::now();
-        while i < entries {
+        while reuse.is_none() && i < entries {
             let n = (entries - i).min(4096);
             let writes: Vec<Write> = (i..i + n)
                 .map(|k| Write {
@@ -232,12 +293,42 @@ fn main() {
                 last_print = Instant::now();
             }
         }
-    }
-    let write_s = t0.elapsed().as_secs_f64();
+        write_s = t0.elapsed().as_secs_f64();
+        // Compaction settles before anything is measured.
+        let t = Instant::now();
+        while !log.store().compactions_settled() {
+            assert!(t.elapsed() < Duration::from_secs(3600), "compactions did not settle in an hour");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        settle_s = t.elapsed().as_secs_f64();
+        eprintln!("compactions settled in {settle_s:.0} s");
+        log.size()
+    };
     let disk = dir_mib(&data);
     eprintln!(
         "log of {entries} entries over {members} members written in {write_s:.1} s ({disk:.0} MiB)"
     );
+
+    // The same rounds on an empty log first, side by side.
+    let (empty_tps, empty_batch_tps) = {
+        let empty = tmp.path().join("empty");
+        let port = free_port();
+        let key = std::sync::Arc::new(init_node(&empty, port));
+        let url = format!("http://127.0.0.1:{port}");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let http = reqwest::Client::new();
+            let (child, _, _) = start_node(&http, &empty, &url).await;
+            let (tps, _, _) = earn_round(&http, &url, &key, members, clients, seconds, "empty").await;
+            let batch_tps = batch_round(&http, &url, &key, members, 4, seconds).await;
+            drop(child);
+            (tps, batch_tps)
+        })
+    };
 
     let url = format!("http://127.0.0.1:{port}");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -247,28 +338,8 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
-        let t = Instant::now();
-        let mut child = Kill(
-            Command::new(BIN)
-                .args(["run", "--data"])
-                .arg(&data)
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("run loyalty-node"),
-        );
-        let pid = child.0.id();
-        loop {
-            if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            assert!(t.elapsed() < Duration::from_secs(1800), "node not ready");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let startup_s = t.elapsed().as_secs_f64();
+        let (mut child, pid, startup) = start_node(&http, &data, &url).await;
+        let startup_s = startup.as_secs_f64();
         let rss = status_mib(pid, "VmRSS:");
         let hwm = status_mib(pid, "VmHWM:");
         // A check that the node serves the big log: a member from the middle.
@@ -347,27 +418,9 @@ fn main() {
         for t in tasks {
             let _ = t.await;
         }
-        let t = Instant::now();
-        child = Kill(
-            Command::new(BIN)
-                .args(["run", "--data"])
-                .arg(&data)
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("restart loyalty-node"),
-        );
-        loop {
-            if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
-                if r.status().is_success() {
-                    break;
-                }
-            }
-            assert!(t.elapsed() < Duration::from_secs(600), "node not ready after kill -9");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let restart_s = t.elapsed().as_secs_f64();
+        drop(child);
+        let (child, _, restart) = start_node(&http, &data, &url).await;
+        let restart_s = restart.as_secs_f64();
         let acked = std::mem::take(&mut *acked.lock().unwrap());
         let mut lost = 0;
         for (m, id) in &acked {
@@ -392,9 +445,13 @@ fn main() {
              rss_mib={rss:.0} hwm_mib={hwm:.0} earn_tps={tps:.0} earn_p50_ms={p50:.2} \
              earn_p99_ms={p99:.2} batch_tps={batch_tps:.0} rss_after_load_mib={rss_after:.0} \
              hwm_after_load_mib={hwm_after:.0} load_s={load_seconds} disk_mib={disk:.0} \
-             bytes_per_entry={:.0} kill9_acked={} kill9_lost={lost} restart_s={restart_s:.2}",
+             bytes_per_entry={:.0} kill9_acked={} kill9_lost={lost} restart_s={restart_s:.2} \
+             empty_earn_tps={empty_tps:.0} empty_batch_tps={empty_batch_tps:.0} \
+             earn_ratio={:.2} batch_ratio={:.2}",
             disk * 1024.0 * 1024.0 / entries as f64,
-            acked.len()
+            acked.len(),
+            tps / empty_tps,
+            batch_tps / empty_batch_tps,
         );
         drop(child);
     });
