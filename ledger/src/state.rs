@@ -429,11 +429,8 @@ impl MemberState {
     /// The member record's value: the summary's fields, then `qualifying_from_ms` (a record
     /// that ends before it decodes with 0).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = records::encode(self);
-        out.extend(
-            postcard::to_allocvec(&self.qualifying_from_ms).expect("an integer always serializes"),
-        );
-        out
+        postcard::to_extend(&self.qualifying_from_ms, records::encode(self))
+            .expect("an integer always serializes")
     }
 
     /// Decodes a member record written by [`MemberState::encode`] (or without its last field).
