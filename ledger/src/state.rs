@@ -2915,7 +2915,7 @@ impl State {
         let mut due_lots = BTreeSet::new();
         for (k, v) in all(record_prefix::MEMBER)? {
             let id: MemberId = parse_name(&k, record_prefix::MEMBER).map_err(rec)?;
-            let m: MemberState = records::decode(&v).map_err(|e| rec(RecordError::at(&k, e)))?;
+            let m = MemberState::decode(&v).map_err(|e| rec(RecordError::at(&k, e)))?;
             members += 1;
             let lots = self.check_member(&id, &m)?;
             for l in lots {

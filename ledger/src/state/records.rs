@@ -351,7 +351,12 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 
 /// Decodes a binary record.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    postcard::from_bytes(binary_body(bytes)?).map_err(|e| e.to_string())
+    let (v, rest) = postcard::take_from_bytes(binary_body(bytes)?).map_err(|e| e.to_string())?;
+    // A record is exactly what `encode` wrote: bytes after it are damage, not data.
+    if !rest.is_empty() {
+        return Err(format!("{} bytes after the record", rest.len()));
+    }
+    Ok(v)
 }
 
 /// A binary record's value after its format byte.
@@ -665,6 +670,17 @@ mod tests {
                 .map(|(k, v)| (k.to_vec(), v.to_vec()))
                 .collect::<MemorySource>(),
         )
+    }
+
+    #[test]
+    fn a_binary_record_with_bytes_after_it_is_refused() {
+        let good = encode(&(7u64, String::from("m1")));
+        assert_eq!(decode::<(u64, String)>(&good).unwrap(), (7, "m1".into()));
+        let mut bad = good.clone();
+        bad.push(0);
+        assert!(decode::<(u64, String)>(&bad).is_err());
+        assert!(decode::<(u64, String)>(&good[..good.len() - 1]).is_err());
+        assert!(decode::<(u64, String)>(&[]).is_err());
     }
 
     #[test]
