@@ -159,11 +159,15 @@ printf '  memory: %s MiB resident once ready (peak %s MiB), %s MiB after %s s of
   "$(field "$out/scale.txt" scale rss_mib)" "$(field "$out/scale.txt" scale hwm_mib)" \
   "$(field "$out/scale.txt" scale rss_after_load_mib)" "$(field "$out/scale.txt" scale load_s)" "$(field "$out/scale.txt" scale hwm_after_load_mib)"
 printf '  disk: %s MiB, %s bytes per entry\n' "$(field "$out/scale.txt" scale disk_mib)" "$(field "$out/scale.txt" scale bytes_per_entry)"
+printf '  measured once RocksDB had no compaction left (it took %s s after the writing)\n' "$(field "$out/scale.txt" scale settle_s)"
 big=$(field "$out/scale.txt" scale earn_tps)
-empty=$(field "$out/node.txt" "node earn" tps 64)
-printf '  HTTP earns at 64 clients on that log: %s/s (p50/p99 %s/%s ms); on an empty log %s/s: %s\n' "$(num "$big")" \
+empty=$(field "$out/scale.txt" scale empty_earn_tps)
+printf '  HTTP earns at 64 clients on that log: %s/s (p50/p99 %s/%s ms); on an empty log in the same run %s/s: %s\n' "$(num "$big")" \
   "$(field "$out/scale.txt" scale earn_p50_ms)" "$(field "$out/scale.txt" scale earn_p99_ms)" "$(num "$empty")" "$(ratio "$big" "$empty")"
-printf '  the batch path on that log (4 clients, 500 earns a request): %s earns/s\n' "$(num "$(field "$out/scale.txt" scale batch_tps)")"
+big=$(field "$out/scale.txt" scale batch_tps)
+empty=$(field "$out/scale.txt" scale empty_batch_tps)
+printf '  the batch path on that log (4 clients, 500 earns a request): %s earns/s; on the empty log %s/s: %s\n' \
+  "$(num "$big")" "$(num "$empty")" "$(ratio "$big" "$empty")"
 echo
 echo "One member with $(num "$heavy_lots") lots (64 clients earning for other members, one for it)"
 printf '  other members: %s earns/s, p50 %s ms, p99 %s ms; without it: %s earns/s, p99 %s ms (p99 ratio %s)\n' \
