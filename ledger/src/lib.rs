@@ -10,6 +10,7 @@
 //! - [`checkpoint`]: C2SP checkpoints (`c2sp.org/tlog-checkpoint`); it re-exports [`note`] (signed
 //!   notes), [`cosignature`] (witness cosignatures) and [`witness`] (witness policies), one module
 //!   per C2SP specification.
+//! - [`tiles`]: C2SP tile paths and entry bundles (`c2sp.org/tlog-tiles`).
 //! - [`state`] and [`tier`]: the accounting state machine.
 //! - [`receipt`]: receipts for writes and their verification.
 //! - [`agreement`]: co-signed terms between two brands (spec/redemption.md §2).
@@ -37,6 +38,7 @@ pub mod receipt;
 pub mod state;
 pub mod statement;
 pub mod tier;
+pub mod tiles;
 pub mod types;
 pub mod value;
 pub mod witness;
