@@ -4,8 +4,8 @@
 //!
 //! In scope: [`TILE_WIDTH`], the tile path `<L>/<N>[.p/<W>]` or `entries/<N>[.p/<W>]`
 //! ([`TilePath`], [`parse_tile_path`], [`tile_index_path`]), and the framing of an entry bundle
-//! (each entry as a 2-byte big-endian length, then its bytes: [`push_bundle_entry`]). Out of
-//! scope: which tiles a tree of a given size has and what the
+//! (each entry as a 2-byte big-endian length, then its bytes: [`push_bundle_entry`],
+//! [`bundle_entries`]). Out of scope: which tiles a tree of a given size has and what the
 //! hashes in them are (the node reads them from its store, [`crate::merkle`] computes them),
 //! and HTTP.
 //!
@@ -15,7 +15,10 @@
 //!   (three-digit groups, no leading `x000` group, no leading zeros in the width), and
 //!   `parse_tile_path(&format!("entries/{}", tile_index_path(n)))` returns index `n`.
 //! * A parsed width is in `1..=TILE_WIDTH`, a parsed level in `0..=63`.
-//! * Nothing here panics on untrusted input.
+//! * Nothing here panics on untrusted input: a bundle whose framing is broken yields a
+//!   [`BundleError`], and no entry longer than [`ENTRY_BYTES_MAX`] is ever returned.
+
+use crate::entry::ENTRY_BYTES_MAX;
 
 /// Entries per full tile and entry bundle (C2SP tlog-tiles).
 pub const TILE_WIDTH: u64 = 256;
@@ -125,6 +128,72 @@ pub fn push_bundle_entry(
     Ok(())
 }
 
+/// Why an entry bundle's framing is broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    /// The bundle ends inside a length or inside an entry.
+    #[error("truncated entry bundle")]
+    Truncated,
+    /// A length says more than [`ENTRY_BYTES_MAX`].
+    #[error("an entry of {0} bytes exceeds the {ENTRY_BYTES_MAX} allowed")]
+    TooLong(usize),
+}
+
+/// The entries of an entry bundle, in order, as [`bundle_entries`] reads them: each one's
+/// bytes, then `None` at the end of the bundle; after a [`BundleError`], nothing more.
+#[derive(Debug, Clone)]
+pub struct BundleEntries<'a> {
+    rest: &'a [u8],
+    broken: bool,
+}
+
+/// Reads the entries of an entry bundle one at a time, without copying them.
+pub fn bundle_entries(bundle: &[u8]) -> BundleEntries<'_> {
+    BundleEntries {
+        rest: bundle,
+        broken: false,
+    }
+}
+
+impl<'a> BundleEntries<'a> {
+    /// The bytes not read yet (empty once the whole bundle was read).
+    pub fn remainder(&self) -> &'a [u8] {
+        self.rest
+    }
+}
+
+impl<'a> Iterator for BundleEntries<'a> {
+    type Item = Result<&'a [u8], BundleError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.broken || self.rest.is_empty() {
+            return None;
+        }
+        let frame = self.rest.split_first_chunk::<2>().and_then(|(len, rest)| {
+            let len = usize::from(u16::from_be_bytes(*len));
+            if len > ENTRY_BYTES_MAX {
+                Some(Err(BundleError::TooLong(len)))
+            } else {
+                rest.split_at_checked(len).map(Ok)
+            }
+        });
+        match frame {
+            Some(Ok((entry, rest))) => {
+                self.rest = rest;
+                Some(Ok(entry))
+            }
+            Some(Err(e)) => {
+                self.broken = true;
+                Some(Err(e))
+            }
+            None => {
+                self.broken = true;
+                Some(Err(BundleError::Truncated))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +258,31 @@ mod tests {
             let t = parse_tile_path(&format!("3/{}.p/7", tile_index_path(n))).unwrap();
             assert_eq!((t.level, t.index, t.width), (Some(3), n, 7));
         }
+    }
+
+    #[test]
+    fn bundles_read_back_entry_by_entry_and_stop_at_broken_framing() {
+        let mut b = Vec::new();
+        for e in [&b"hi"[..], b"", b"x"] {
+            push_bundle_entry(&mut b, e).unwrap();
+        }
+        let got: Vec<_> = bundle_entries(&b).collect();
+        assert_eq!(got, [Ok(&b"hi"[..]), Ok(&b""[..]), Ok(&b"x"[..])]);
+        let mut it = bundle_entries(&b[..b.len() - 1]);
+        assert_eq!(it.nth(2), Some(Err(BundleError::Truncated)));
+        assert_eq!(it.next(), None);
+        let mut it = bundle_entries(&[0, 2, b'h', b'i', 7]);
+        assert_eq!(it.next(), Some(Ok(&b"hi"[..])));
+        assert_eq!(it.remainder(), [7]);
+        assert_eq!(it.next(), Some(Err(BundleError::Truncated)));
+        let long = (ENTRY_BYTES_MAX as u16 + 1).to_be_bytes();
+        let mut it = bundle_entries(&long);
+        assert_eq!(
+            it.next(),
+            Some(Err(BundleError::TooLong(ENTRY_BYTES_MAX + 1)))
+        );
+        assert_eq!(it.next(), None);
+        assert_eq!(bundle_entries(&[]).next(), None);
     }
 
     #[test]
