@@ -15,7 +15,7 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p node -p sdk --bin loyalty-node --bin loyalty \
+    cargo build --release --locked -p loyalty-node -p sdk --bin loyalty-node --bin loyalty \
     && mkdir -p /out \
     && cp target/release/loyalty-node target/release/loyalty /out/
 

@@ -1,6 +1,7 @@
-//! C2SP tlog-tiles: the server's tile path parser and tile bounds (node/src/log_routes.rs), the
-//! entry bundle parser a node runs on a partner's tiles (node/src/federation/sync.rs), and the
-//! Merkle proof checks run on a partner's proofs (ledger/src/merkle.rs).
+//! C2SP tlog-tiles: the tile path parser (ledger/src/tiles.rs) and the server's tile bounds
+//! (node/src/log_routes.rs), the entry bundle parser a node runs on a partner's tiles
+//! (node/src/federation/sync.rs), and the Merkle proof checks run on a partner's proofs
+//! (ledger/src/merkle.rs).
 //!
 //! Input: 8 bytes of tree size, 1 byte of bundle count, then the tile path / bundle / proof.
 //!

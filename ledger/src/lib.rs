@@ -7,7 +7,10 @@
 //! - [`money`]: ISO 4217 currencies and exact decimals.
 //! - [`value`]: exact valuation of points in fiat minor units, rounded once (spec/protocol.md §8).
 //! - [`merkle`]: the RFC 6962 Merkle tree, proofs and their verification.
-//! - [`checkpoint`]: C2SP signed notes, checkpoints and cosignatures.
+//! - [`checkpoint`]: C2SP checkpoints (`c2sp.org/tlog-checkpoint`); it re-exports [`note`] (signed
+//!   notes), [`cosignature`] (witness cosignatures) and [`witness`] (witness policies), one module
+//!   per C2SP specification.
+//! - [`tiles`]: C2SP tile paths and entry bundles (`c2sp.org/tlog-tiles`).
 //! - [`state`] and [`tier`]: the accounting state machine.
 //! - [`receipt`]: receipts for writes and their verification.
 //! - [`agreement`]: co-signed terms between two brands (spec/redemption.md §2).
@@ -24,17 +27,21 @@
 pub mod agreement;
 pub mod attestation;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod encoding;
 pub mod entry;
 pub mod merkle;
 pub mod money;
+pub mod note;
 pub mod quote;
 pub mod receipt;
 pub mod state;
 pub mod statement;
 pub mod tier;
+pub mod tiles;
 pub mod types;
 pub mod value;
+pub mod witness;
 
 #[cfg(feature = "rocksdb")]
 pub mod log;

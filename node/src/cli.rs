@@ -1,4 +1,5 @@
-//! The `loyalty-node` command line: `init`, `run`, `backup`, `keys`, `demo`.
+//! The node's command line: `init`, `run`, `backup`, `keys`, ... (the `loyalty-node` binary,
+//! crate `loyalty-node`, adds `demo`).
 
 use std::io::{Read, Write as _};
 use std::net::SocketAddr;
@@ -32,8 +33,9 @@ struct Cli {
     command: Command,
 }
 
+/// The node's commands; the `loyalty-node` binary flattens them into its own command line.
 #[derive(Subcommand)]
-enum Command {
+pub enum Command {
     /// Create a data directory: signing key, config.toml, empty log, first admin API key.
     Init {
         #[arg(long)]
@@ -90,26 +92,10 @@ enum Command {
         #[command(subcommand)]
         action: ClockAction,
     },
-    /// Start three partner brands on this machine and run a narrated day of the federation
-    /// (earn, tiers, cross-brand redemption, refund, crash and recovery, status match,
-    /// settlement); the nodes keep running until Ctrl-C.
-    Demo {
-        /// A new (or empty) directory for the three nodes' data and logs (default
-        /// `./loyalty-demo-<UTC time>`).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Stop the nodes once the scenario is done instead of waiting for Ctrl-C.
-        #[arg(long)]
-        exit_after_scenario: bool,
-        /// Write a JSON report of what the scenario did (URLs, keys, expected balances,
-        /// redemptions, refund, statements) to this file.
-        #[arg(long)]
-        report: Option<PathBuf>,
-    },
 }
 
 #[derive(Subcommand)]
-enum ClockAction {
+pub enum ClockAction {
     /// After checking the system clock, let a running node that stopped writes on a forward
     /// jump of the clock take writes again (at the current time).
     Confirm {
@@ -119,7 +105,7 @@ enum ClockAction {
 }
 
 #[derive(Subcommand)]
-enum KeysAction {
+pub enum KeysAction {
     /// Create a key; it is printed once.
     Create {
         #[arg(long)]
@@ -168,13 +154,23 @@ fn migrate(data: &Path) -> Result<()> {
 /// (umask 077: directories 0700, files 0600): the store holds redemption preimages and API key
 /// hashes, the data directory the signing key.
 pub fn main() -> Result<()> {
-    let cli = Cli::parse();
+    execute(Cli::parse().command)
+}
+
+/// Makes every file and directory this process creates from now on private to its user
+/// (umask 077).
+pub fn private_files() {
     #[cfg(unix)]
     // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
     unsafe {
         libc::umask(0o077);
     }
-    match cli.command {
+}
+
+/// Runs one of the node's commands, with [`private_files`].
+pub fn execute(command: Command) -> Result<()> {
+    private_files();
+    match command {
         Command::Init {
             data,
             brand,
@@ -220,15 +216,6 @@ pub fn main() -> Result<()> {
             println!("clock confirmed: {answer}");
             Ok(())
         }
-        Command::Demo {
-            dir,
-            exit_after_scenario,
-            report,
-        } => crate::demo::main(crate::demo::DemoOptions {
-            dir,
-            exit_after_scenario,
-            report,
-        }),
     }
 }
 

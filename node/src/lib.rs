@@ -13,15 +13,14 @@
 //! - [`clock`]: the guard that stops writes after a forward jump of the system clock;
 //! - [`guard`]: admission of requests (one concurrency limit, sender before body, deadlines);
 //! - [`listener`]: client connections (cap, header and idle deadlines, open-file budget);
-//! - [`cli`], [`server`]: the `loyalty-node` binary;
-//! - [`demo`]: `loyalty-node demo`, three brands and a narrated scenario on loopback.
+//! - [`cli`], [`server`]: the node's command line and server; the `loyalty-node` binary (crate
+//!   `loyalty-node`) adds `demo` to this command line.
 
 pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod demo;
 pub mod explorer;
 pub mod fault;
 pub mod federation;

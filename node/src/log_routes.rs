@@ -13,13 +13,12 @@ use utoipa::{IntoParams, ToSchema};
 use ledger::log::receipt_from_store;
 use ledger::merkle::{self, HashReader};
 use ledger::receipt::Receipt;
+pub use ledger::tiles::{parse_tile_path, TilePath, TILE_WIDTH};
 
 use crate::api::AppState;
 use crate::problem::ApiError;
 use crate::reads::Page;
 
-/// Entries per full tile and entry bundle (C2SP tlog-tiles).
-pub const TILE_WIDTH: u64 = 256;
 /// Most entries one `/v1/log/entries` answer holds.
 pub const ENTRIES_MAX: u64 = 1000;
 
@@ -290,70 +289,6 @@ pub(crate) fn checkpoints_page(
     })
 }
 
-/// A parsed tile path: `tile/<L>/<N>[.p/<W>]` or `tile/entries/<N>[.p/<W>]`.
-#[derive(Debug, PartialEq, Eq)]
-pub struct TilePath {
-    /// `None` for an entry bundle.
-    pub level: Option<u8>,
-    pub index: u64,
-    pub width: u64,
-}
-
-/// Parses the part after `/tile/` (C2SP tlog-tiles path encoding).
-pub fn parse_tile_path(path: &str) -> Option<TilePath> {
-    let (head, rest) = path.split_once('/')?;
-    let level = if head == "entries" {
-        None
-    } else {
-        if head.is_empty() || head.len() > 2 || !head.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let l: u8 = head.parse().ok()?;
-        if l > 63 || (head.len() > 1 && head.starts_with('0')) {
-            return None;
-        }
-        Some(l)
-    };
-    let (n_part, width) = match rest.split_once(".p/") {
-        Some((n, w)) => {
-            if w.is_empty()
-                || w.len() > 3
-                || !w.bytes().all(|b| b.is_ascii_digit())
-                || w.starts_with('0')
-            {
-                return None;
-            }
-            let w: u64 = w.parse().ok()?;
-            if !(1..TILE_WIDTH).contains(&w) {
-                return None;
-            }
-            (n, w)
-        }
-        None => (rest, TILE_WIDTH),
-    };
-    let parts: Vec<&str> = n_part.split('/').collect();
-    // One encoding per index: a leading `x000` group would name the same tile twice.
-    if parts.len() > 1 && parts[0] == "x000" {
-        return None;
-    }
-    let mut index: u64 = 0;
-    for (i, p) in parts.iter().enumerate() {
-        let last = i == parts.len() - 1;
-        let digits = if last { *p } else { p.strip_prefix('x')? };
-        if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        index = index
-            .checked_mul(1000)?
-            .checked_add(digits.parse::<u64>().ok()?)?;
-    }
-    Some(TilePath {
-        level,
-        index,
-        width,
-    })
-}
-
 /// What tile `t` holds in a tree of `size` leaves: the indexes of its entries (an entry
 /// bundle) or of its hashes at tree level `8 * L` (a level-`L` tile). `not_found` when the
 /// tree does not have all of them yet, or the tile lies beyond any tree.
@@ -388,9 +323,7 @@ pub async fn tile(State(app): AppState, Path(path): Path<String>) -> Result<Resp
                 .entries(range.start, range.end)
                 .map_err(ApiError::internal)?
             {
-                let len = u16::try_from(bytes.len()).map_err(ApiError::internal)?;
-                body.extend_from_slice(&len.to_be_bytes());
-                body.extend_from_slice(&bytes);
+                ledger::tiles::push_bundle_entry(&mut body, &bytes).map_err(ApiError::internal)?;
             }
         }
         Some(l) => {
@@ -426,50 +359,6 @@ pub async fn tile(State(app): AppState, Path(path): Path<String>) -> Result<Resp
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tile_paths_follow_c2sp_encoding() {
-        assert_eq!(
-            parse_tile_path("0/x001/x234/067"),
-            Some(TilePath {
-                level: Some(0),
-                index: 1_234_067,
-                width: 256
-            })
-        );
-        assert_eq!(
-            parse_tile_path("entries/000.p/17"),
-            Some(TilePath {
-                level: None,
-                index: 0,
-                width: 17
-            })
-        );
-        assert_eq!(
-            parse_tile_path("1/005"),
-            Some(TilePath {
-                level: Some(1),
-                index: 5,
-                width: 256
-            })
-        );
-        for bad in [
-            "0/5",
-            "0/x001",
-            "0/001/002",
-            "00/000",
-            "64/000",
-            "0/000.p/256",
-            "0/000.p/0",
-            "0/000.p/01",
-            "x/000",
-            "0/",
-            "0/x000/005",
-            "entries/x000/x001/000",
-        ] {
-            assert_eq!(parse_tile_path(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn tile_range_needs_every_leaf_and_never_overflows() {

@@ -237,16 +237,20 @@ async fn checkpoints(State(log): State<Arc<FakeLog>>, Query(query): Q) -> Json<s
 
 /// C2SP entry bundles of the served entries (fewer when `served` was truncated).
 async fn bundle(State(log): State<Arc<FakeLog>>, Path(path): Path<String>) -> Response {
-    let (index, width) = match path.split_once(".p/") {
-        Some((n, w)) => (n, w.parse::<u64>().unwrap()),
-        None => (path.as_str(), 256),
+    let Some(t) =
+        ledger::tiles::parse_tile_path(&format!("entries/{}", path.trim_start_matches('/')))
+    else {
+        return problem(StatusCode::NOT_FOUND, "not_found");
     };
-    let index: u64 = index.replace(['x', '/'], "").parse().unwrap();
-    let first = index * 256;
+    let first = t.index * ledger::tiles::TILE_WIDTH;
     let mut body = Vec::new();
-    for e in log.served.iter().skip(first as usize).take(width as usize) {
-        body.extend_from_slice(&(e.len() as u16).to_be_bytes());
-        body.extend_from_slice(e.as_bytes());
+    for e in log
+        .served
+        .iter()
+        .skip(first as usize)
+        .take(t.width as usize)
+    {
+        ledger::tiles::push_bundle_entry(&mut body, e.as_bytes()).unwrap();
     }
     body.into_response()
 }

@@ -783,33 +783,8 @@ pub struct CheckpointPage {
     pub next_cursor: Option<String>,
 }
 
-/// The C2SP tlog-tiles path of tile index `n`: groups of three digits, all but the last
-/// prefixed with `x` (`1234067` is `x001/x234/067`).
-pub fn tile_index_path(n: u64) -> String {
-    let mut groups = Vec::new();
-    let mut rest = n;
-    loop {
-        groups.push(rest % 1000);
-        rest /= 1000;
-        if rest == 0 {
-            break;
-        }
-    }
-    let last = groups.len() - 1;
-    groups
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, g)| {
-            if i == last {
-                format!("{g:03}")
-            } else {
-                format!("x{g:03}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
+/// The C2SP tlog-tiles path of tile index `n` (`1234067` is `x001/x234/067`).
+pub use ledger::tiles::tile_index_path;
 
 #[cfg(test)]
 mod tests {
@@ -927,13 +902,5 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(p.rate_cards[0].point_value.to_string(), "0.01");
-    }
-
-    #[test]
-    fn tile_indexes_follow_the_c2sp_path_encoding() {
-        assert_eq!(tile_index_path(0), "000");
-        assert_eq!(tile_index_path(5), "005");
-        assert_eq!(tile_index_path(1000), "x001/000");
-        assert_eq!(tile_index_path(1_234_067), "x001/x234/067");
     }
 }

@@ -39,8 +39,7 @@ use sha2::{Digest, Sha256};
 
 use crate::harness::{http_client, now_ms, send, Answer};
 
-/// Entries per full entry bundle (C2SP tlog-tiles).
-pub const TILE_WIDTH: u64 = 256;
+pub use ledger::tiles::TILE_WIDTH;
 /// Most requests the fake remembers (later ones are served but not recorded).
 pub const REQUEST_LOG_MAX: usize = 10_000;
 /// The member the misbehaviours' bad data is about; seed the honest log with it.
@@ -727,49 +726,18 @@ async fn serve_tile(State(s): State<Arc<Shared>>, Path(path): Path<String>) -> R
     }
     let mut body = Vec::new();
     for bytes in &view.entries[first as usize..end as usize] {
-        let len = u16::try_from(bytes.len()).expect("an entry fits a bundle");
-        body.extend_from_slice(&len.to_be_bytes());
-        body.extend_from_slice(bytes);
+        ledger::tiles::push_bundle_entry(&mut body, bytes).expect("an entry fits a bundle");
     }
     ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response()
 }
 
-/// Parses `entries/<N>[.p/<W>]` (the part after `/tile/`) in the C2SP tlog-tiles encoding, as
-/// the node's `parse_tile_path` does: `N` in groups of three digits, all but the last prefixed
-/// with `x`; `W` from 1 to 255 without leading zeros. Returns `(N, W)`, `W` = 256 for a full
-/// bundle.
+/// Parses `entries/<N>[.p/<W>]` (the part after `/tile/`) in the C2SP tlog-tiles encoding
+/// ([`ledger::tiles::parse_tile_path`], as the node does). Returns `(N, W)`, `W` = 256 for a
+/// full bundle.
 pub fn parse_entry_bundle_path(path: &str) -> Option<(u64, u64)> {
-    let rest = path.strip_prefix("entries/")?;
-    let (n_part, width) = match rest.split_once(".p/") {
-        Some((n, w)) => {
-            if w.is_empty()
-                || w.len() > 3
-                || !w.bytes().all(|b| b.is_ascii_digit())
-                || w.starts_with('0')
-            {
-                return None;
-            }
-            let w: u64 = w.parse().ok()?;
-            if !(1..TILE_WIDTH).contains(&w) {
-                return None;
-            }
-            (n, w)
-        }
-        None => (rest, TILE_WIDTH),
-    };
-    let parts: Vec<&str> = n_part.split('/').collect();
-    let mut index: u64 = 0;
-    for (i, p) in parts.iter().enumerate() {
-        let last = i == parts.len() - 1;
-        let digits = if last { *p } else { p.strip_prefix('x')? };
-        if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        index = index
-            .checked_mul(1000)?
-            .checked_add(digits.parse::<u64>().ok()?)?;
-    }
-    Some((index, width))
+    ledger::tiles::parse_tile_path(path)
+        .filter(|t| t.level.is_none())
+        .map(|t| (t.index, t.width))
 }
 
 // ---------------------------------------------------------------------------------

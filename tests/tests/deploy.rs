@@ -311,7 +311,20 @@ fn compose_sets_only_variables_the_node_or_the_entrypoint_reads() {
 /// The `[[bin]]` names of the workspace's packages, by package.
 fn workspace_bins() -> BTreeMap<String, BTreeSet<String>> {
     let mut out = BTreeMap::new();
-    for dir in ["ledger", "node", "sdk", "tests"] {
+    // The workspace's members, from its manifest: `members = ["ledger", "node", ...]`.
+    let workspace = read("Cargo.toml");
+    let members = workspace
+        .lines()
+        .find_map(|l| l.strip_prefix("members = "))
+        .expect("the workspace lists its members on one line");
+    let members: Vec<&str> = members
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(',')
+        .map(|m| m.trim().trim_matches('"'))
+        .filter(|m| !m.is_empty())
+        .collect();
+    assert!(members.contains(&"node"), "members: {members:?}");
+    for dir in members {
         let manifest = read(&format!("{dir}/Cargo.toml"));
         let mut package = None;
         let mut bins = BTreeSet::new();

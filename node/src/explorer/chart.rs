@@ -4,13 +4,14 @@
 //! are in a `<title>` tooltip and in `data-*` attributes.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 use ledger::money::Currency;
 use ledger::state::{read, AgreementState, RecordSource, StateError};
 use ledger::types::{BrandId, LogTime};
 
-use super::html::{self, escape};
+use maud::html;
+
+use super::html::{self, Html};
 
 /// Most settlement periods the chart shows (the latest ones).
 pub const CHART_PERIODS_MAX: usize = 48;
@@ -101,11 +102,12 @@ pub(crate) fn read_bars(
 
 /// The inline SVG chart of [`read_bars`]: a bar per period (what it added to the position) and
 /// the cumulative net position as a line.
-pub(crate) fn chart(bars: &[Bar], agreement: &AgreementState, me: &BrandId) -> String {
+pub(crate) fn chart(bars: &[Bar], agreement: &AgreementState, me: &BrandId) -> Html {
     let terms = &agreement.agreement.terms;
     let c = terms.settlement_currency;
     if bars.is_empty() {
-        return "<h3>Net position over time</h3><p class=\"muted\">No obligations yet.</p>".into();
+        return html! { h3 { "Net position over time" } p class="muted" { "No obligations yet." } }
+            .into();
     }
     let (w, h) = (960.0_f64, 280.0_f64);
     let (left, right, top, bottom) = (96.0, 16.0, 16.0, 52.0);
@@ -125,114 +127,93 @@ pub(crate) fn chart(bars: &[Bar], agreement: &AgreementState, me: &BrandId) -> S
     let base = lo as f64 - ((hi - lo) as f64).max(1.0) * 0.05;
     let y = |v: i64| top + (h - top - bottom) * (1.0 - (v as f64 - base) / span);
     let slot = (w - left - right) / bars.len() as f64;
-    let mut s = format!(
-        "<h3>Net position over time</h3><div class=\"chart\"><svg id=\"chart\" \
-         viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"net position per settlement period\" \
-         xmlns=\"http://www.w3.org/2000/svg\" font-family=\"system-ui, sans-serif\" font-size=\"11\">"
-    );
-    // Grid and axis labels: five values from `lo` to `hi`.
-    for i in 0..=4 {
-        let v = lo + (hi - lo) * i / 4;
-        let yy = y(v);
-        let _ = write!(
-            s,
-            "<line x1=\"{left}\" x2=\"{x2}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#e4e7ee\"/>\
-             <text x=\"{tx}\" y=\"{ty:.1}\" text-anchor=\"end\" fill=\"#5b6474\">{label}</text>",
-            x2 = w - right,
-            tx = left - 6.0,
-            ty = yy + 4.0,
-            label = escape(&money(v, &c)),
-        );
-    }
+    // Coordinates to one decimal, as SVG attribute values.
+    let d1 = |v: f64| format!("{v:.1}");
     let zero = y(0);
-    let _ = write!(
-        s,
-        "<line x1=\"{left}\" x2=\"{x2}\" y1=\"{zero:.1}\" y2=\"{zero:.1}\" stroke=\"#8a93a6\"/>",
-        x2 = w - right
-    );
     let label_every = bars.len().div_ceil(8).max(1);
-    let mut points = Vec::with_capacity(bars.len());
-    for (i, bar) in bars.iter().enumerate() {
-        let x = left + slot * i as f64;
-        if bar.settled {
-            let _ = write!(
-                s,
-                "<rect x=\"{x:.1}\" y=\"{top}\" width=\"{slot:.1}\" height=\"{hh:.1}\" fill=\"#dcefe3\"/>",
-                hh = h - top - bottom
-            );
-        }
-        let (y0, y1) = (zero.min(y(bar.flow)), zero.max(y(bar.flow)));
-        let fill = if bar.flow >= 0 { "#2f9e5b" } else { "#d0453a" };
-        let from = ledger::statement::period_bounds(terms, bar.period)
-            .map(|p| html::time(p.from().get()))
-            .unwrap_or_default();
-        let _ = write!(
-            s,
-            "<g class=\"period\" data-period=\"{k}\" data-flow=\"{f}\" data-cumulative=\"{cu}\" \
-             data-settled=\"{st}\"><title>period {k} from {from}: {ft} added, position {ct}{sl}</title>\
-             <rect x=\"{bx:.1}\" y=\"{y0:.1}\" width=\"{bw:.1}\" height=\"{bh:.1}\" fill=\"{fill}\" \
-             opacity=\"0.85\"/></g>",
-            k = bar.period,
-            f = bar.flow,
-            cu = bar.cumulative,
-            st = bar.settled,
-            from = escape(&from),
-            ft = escape(&money(bar.flow, &c)),
-            ct = escape(&money(bar.cumulative, &c)),
-            sl = if bar.settled { " (settled)" } else { "" },
-            bx = x + slot * 0.2,
-            bw = slot * 0.6,
-            bh = (y1 - y0).max(if bar.flow == 0 { 0.0 } else { 1.0 }),
-        );
-        points.push((x + slot / 2.0, y(bar.cumulative)));
-        if i % label_every == 0 {
-            // The period's number, and when it starts (its time of day for periods shorter
-            // than a day, else its date).
-            let when = if terms.period_ms.get() < 86_400_000 {
-                from.get(11..19)
-            } else {
-                from.get(..10)
-            };
-            let _ = write!(
-                s,
-                "<text x=\"{tx:.1}\" y=\"{ty}\" text-anchor=\"middle\" fill=\"#5b6474\">{k}\
-                 <tspan x=\"{tx:.1}\" dy=\"13\" fill=\"#8a93a6\">{when}</tspan></text>",
-                tx = x + slot / 2.0,
-                ty = h - bottom + 14.0,
-                k = bar.period,
-                when = escape(when.unwrap_or("")),
-            );
-        }
-    }
+    let points: Vec<(f64, f64)> = bars
+        .iter()
+        .enumerate()
+        .map(|(i, bar)| (left + slot * i as f64 + slot / 2.0, y(bar.cumulative)))
+        .collect();
     let path: Vec<String> = points
         .iter()
         .map(|(x, y)| format!("{x:.1},{y:.1}"))
         .collect();
-    let _ = write!(
-        s,
-        "<polyline points=\"{}\" fill=\"none\" stroke=\"#2556c4\" stroke-width=\"2\"/>",
-        path.join(" ")
-    );
-    for (x, y) in &points {
-        let _ = write!(
-            s,
-            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"#2556c4\"/>"
-        );
-    }
-    let _ = write!(
-        s,
-        "<text x=\"{cx}\" y=\"{ty}\" text-anchor=\"middle\" fill=\"#5b6474\">settlement period \
-         (each {len}) and its start, UTC</text></svg><p class=\"muted\" style=\"margin:6px 4px 0\">\
-         <span style=\"color:#2f9e5b\">■</span> owed to {me} in the period · \
-         <span style=\"color:#d0453a\">■</span> owed by {me} · \
-         <span style=\"color:#2556c4\">●</span> net position at the period's end · \
-         <span style=\"color:#dcefe3\">■</span> settled by a co-signed statement</p></div>",
-        cx = left + (w - left - right) / 2.0,
-        ty = h - 4.0,
-        len = escape(&html::duration(terms.period_ms.get())),
-        me = escape(me.as_str()),
-    );
-    s
+    let period_len = html::duration(terms.period_ms.get());
+    let markup = html! {
+        h3 { "Net position over time" }
+        div class="chart" {
+            svg id="chart" viewBox={ "0 0 " (w) " " (h) } role="img"
+                aria-label="net position per settlement period" xmlns="http://www.w3.org/2000/svg"
+                font-family="system-ui, sans-serif" font-size="11" {
+                // Grid and axis labels: five values from `lo` to `hi`.
+                @for i in 0..=4 {
+                    @let v = lo + (hi - lo) * i / 4;
+                    @let yy = y(v);
+                    line x1=(left) x2=(w - right) y1=(d1(yy)) y2=(d1(yy)) stroke="#e4e7ee" {}
+                    text x=(left - 6.0) y=(d1(yy + 4.0)) text-anchor="end" fill="#5b6474" {
+                        (money(v, &c))
+                    }
+                }
+                line x1=(left) x2=(w - right) y1=(d1(zero)) y2=(d1(zero)) stroke="#8a93a6" {}
+                @for (i, bar) in bars.iter().enumerate() {
+                    @let x = left + slot * i as f64;
+                    @let (y0, y1) = (zero.min(y(bar.flow)), zero.max(y(bar.flow)));
+                    @let from = ledger::statement::period_bounds(terms, bar.period)
+                        .map(|p| html::time(p.from().get()))
+                        .unwrap_or_default();
+                    @if bar.settled {
+                        rect x=(d1(x)) y=(top) width=(d1(slot)) height=(d1(h - top - bottom))
+                            fill="#dcefe3" {}
+                    }
+                    g class="period" data-period=(bar.period) data-flow=(bar.flow)
+                        data-cumulative=(bar.cumulative) data-settled=(bar.settled) {
+                        title {
+                            "period " (bar.period) " from " (from) ": " (money(bar.flow, &c))
+                            " added, position " (money(bar.cumulative, &c))
+                            @if bar.settled { " (settled)" }
+                        }
+                        rect x=(d1(x + slot * 0.2)) y=(d1(y0)) width=(d1(slot * 0.6))
+                            height=(d1((y1 - y0).max(if bar.flow == 0 { 0.0 } else { 1.0 })))
+                            fill=(if bar.flow >= 0 { "#2f9e5b" } else { "#d0453a" })
+                            opacity="0.85" {}
+                    }
+                    @if i % label_every == 0 {
+                        // The period's number, and when it starts (its time of day for periods
+                        // shorter than a day, else its date).
+                        @let when = if terms.period_ms.get() < 86_400_000 {
+                            from.get(11..19)
+                        } else {
+                            from.get(..10)
+                        };
+                        text x=(d1(x + slot / 2.0)) y=(h - bottom + 14.0) text-anchor="middle"
+                            fill="#5b6474" {
+                            (bar.period)
+                            tspan x=(d1(x + slot / 2.0)) dy="13" fill="#8a93a6" {
+                                (when.unwrap_or(""))
+                            }
+                        }
+                    }
+                }
+                polyline points=(path.join(" ")) fill="none" stroke="#2556c4" stroke-width="2" {}
+                @for (x, y) in &points {
+                    circle cx=(d1(*x)) cy=(d1(*y)) r="3" fill="#2556c4" {}
+                }
+                text x=(left + (w - left - right) / 2.0) y=(h - 4.0) text-anchor="middle"
+                    fill="#5b6474" {
+                    "settlement period (each " (period_len) ") and its start, UTC"
+                }
+            }
+            p class="muted" style="margin:6px 4px 0" {
+                span style="color:#2f9e5b" { "■" } " owed to " (me.as_str()) " in the period · "
+                span style="color:#d0453a" { "■" } " owed by " (me.as_str()) " · "
+                span style="color:#2556c4" { "●" } " net position at the period's end · "
+                span style="color:#dcefe3" { "■" } " settled by a co-signed statement"
+            }
+        }
+    };
+    markup.into()
 }
 
 #[cfg(test)]

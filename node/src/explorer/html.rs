@@ -1,28 +1,59 @@
-//! HTML building blocks of the explorer: escaping, URL components, formatting of points,
-//! money and log times, the page layout with its inline style sheet, and pagers.
+//! HTML building blocks of the explorer: the [`Html`] type of safe markup, URL components,
+//! formatting of points, money and log times, the page layout with its inline style sheet, and
+//! pagers.
 //!
-//! Invariant: every piece of text that did not come from this module's string literals goes
-//! through [`escape`] (or [`url_component`] inside a URL, then [`escape`]) before it is written
-//! into a page; helpers taking `&str` content escape it themselves, helpers taking `Html`
-//! (already safe markup) do not.
+//! Invariant: markup is built only with `maud::html!`, which escapes every value spliced into
+//! it by its type: text (`&str`, `String`, numbers) is escaped, markup ([`Html`], `Markup`) is
+//! not. So no text from the store or the request reaches a page unescaped, and no helper
+//! escapes by hand; inside a URL, text goes through [`url_component`] first.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
+use std::ops::Deref;
 
-/// Escapes text for HTML element content and for single- or double-quoted attribute values:
-/// `&`, `<`, `>`, `"` and `'` become character references; everything else is kept.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
+use maud::{html, Markup, PreEscaped, Render};
+
+/// Safe markup, as `maud::html!` built it: spliced into a template as is, never escaped again.
+/// It reads as the `&str` of its markup (for tests and responses).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Html(String);
+
+impl Html {
+    /// The markup as a string.
+    pub fn into_string(self) -> String {
+        self.0
     }
-    out
+}
+
+impl From<Markup> for Html {
+    fn from(m: Markup) -> Html {
+        Html(m.into_string())
+    }
+}
+
+impl Render for Html {
+    fn render_to(&self, buffer: &mut String) {
+        buffer.push_str(&self.0);
+    }
+}
+
+impl Deref for Html {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<&str> for Html {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl fmt::Display for Html {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Percent-encodes text for one URL path segment or query value: every byte but the RFC 3986
@@ -54,9 +85,9 @@ pub fn query(pairs: &[(&str, Option<String>)]) -> String {
     out
 }
 
-/// `<a href="..">text</a>` with both escaped.
-pub fn link(href: &str, text: &str) -> String {
-    format!("<a href=\"{}\">{}</a>", escape(href), escape(text))
+/// `<a href="..">text</a>`, both escaped.
+pub fn link(href: &str, text: &str) -> Html {
+    html! { a href=(href) { (text) } }.into()
 }
 
 /// A whole number with thousands separated by commas: `1234567` → `1,234,567`.
@@ -114,11 +145,11 @@ pub fn time_s(ms: u64) -> String {
     format!("{} UTC", &t[..19])
 }
 
-/// A log time as a table cell (safe markup): the date and time to the ms, without wrapping;
-/// the column header says the zone (UTC).
-pub fn time_cell(ms: u64) -> String {
+/// A log time as a table cell: the date and time to the ms, without wrapping; the column
+/// header says the zone (UTC).
+pub fn time_cell(ms: u64) -> Html {
     let t = time(ms);
-    format!("<td class=\"time\">{}</td>", &t[..23])
+    html! { td class="time" { (&t[..23]) } }.into()
 }
 
 /// A duration in ms, in the largest whole unit that fits: `86400000` → `1 d`, `1500` →
@@ -242,82 +273,72 @@ pub struct Chrome<'a> {
     pub size: u64,
 }
 
-/// A whole page: the layout around `body` (already safe markup), with `data-page` on `main`.
-pub fn layout(
-    chrome: &Chrome<'_>,
-    section: Section,
-    page: &str,
-    title: &str,
-    body: &str,
-) -> String {
-    let mut nav = String::new();
-    for (s, href, label) in SECTIONS {
-        let class = if s == section {
-            " class=\"active\""
-        } else {
-            ""
-        };
-        let _ = write!(nav, "<a href=\"{href}\"{class}>{label}</a>");
-    }
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} · {brand} ledger explorer</title><style>{CSS}</style></head>\
-         <body><header><div class=\"brand\">{brand}<span>ledger explorer</span></div>\
-         <nav>{nav}</nav></header>\
-         <main id=\"page\" data-page=\"{page}\">{body}</main>\
-         <footer>Read-only view of log <span class=\"mono\">{origin}</span> at checkpoint size \
-         <span id=\"log-size\" data-size=\"{size}\">{size_text}</span>. Member ids are the \
-         brand's pseudonyms; the log itself is public (<a href=\"/checkpoint\">/checkpoint</a>, \
-         <a href=\"/v1/openapi.json\">API</a>).</footer></body></html>\n",
-        title = escape(title),
-        brand = escape(chrome.brand),
-        origin = escape(chrome.origin),
-        page = escape(page),
-        size = chrome.size,
-        size_text = int(chrome.size),
-    )
+/// A whole page: the layout around `body` (the markup of an [`Html`]), with `data-page` on
+/// `main`.
+pub fn layout(chrome: &Chrome<'_>, section: Section, page: &str, title: &str, body: &str) -> Html {
+    let markup = html! {
+        (PreEscaped("<!doctype html>\n"))
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · " (chrome.brand) " ledger explorer" }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                header {
+                    div class="brand" { (chrome.brand) span { "ledger explorer" } }
+                    nav {
+                        @for (s, href, label) in SECTIONS {
+                            a href=(href) class=[(s == section).then_some("active")] { (label) }
+                        }
+                    }
+                }
+                main id="page" data-page=(page) { (PreEscaped(body)) }
+                footer {
+                    "Read-only view of log " span class="mono" { (chrome.origin) }
+                    " at checkpoint size "
+                    span id="log-size" data-size=(chrome.size) { (int(chrome.size)) }
+                    ". Member ids are the brand's pseudonyms; the log itself is public ("
+                    a href="/checkpoint" { "/checkpoint" } ", "
+                    a href="/v1/openapi.json" { "API" } ")."
+                }
+            }
+        }
+        "\n"
+    };
+    markup.into()
 }
 
-/// A summary card: a label and a value (text, escaped), with an optional `id` and extra
-/// attributes (already safe markup) on the value.
-pub fn card(label: &str, value: &str, attrs: &str) -> String {
-    format!(
-        "<div class=\"card\"><div class=\"label\">{}</div><div class=\"value\"{attrs}>{}</div></div>",
-        escape(label),
-        escape(value)
-    )
+/// A summary card: a label and its value element (`div class="value"` with the value's `id`
+/// and data attributes), as [`card_value`] or the caller builds it.
+pub fn card(label: &str, value: Markup) -> Html {
+    html! { div class="card" { div class="label" { (label) } (value) } }.into()
+}
+
+/// The plain value element of a [`card`]: `<div class="value">text</div>`.
+pub fn card_value(text: &str) -> Markup {
+    html! { div class="value" { (text) } }
 }
 
 /// A pager: links (label, URL) where present, greyed labels where not.
-pub fn pager(links: &[(&str, Option<String>)]) -> String {
-    let mut out = String::from("<div class=\"pager\">");
-    for (label, href) in links {
-        match href {
-            Some(h) => {
-                let _ = write!(
-                    out,
-                    "<a class=\"pager-link\" href=\"{}\">{}</a>",
-                    escape(h),
-                    escape(label)
-                );
-            }
-            None => {
-                let _ = write!(out, "<span>{}</span>", escape(label));
+pub fn pager(links: &[(&str, Option<String>)]) -> Html {
+    html! {
+        div class="pager" {
+            @for (label, href) in links {
+                @match href {
+                    Some(h) => a class="pager-link" href=(h) { (label) },
+                    None => span { (label) },
+                }
             }
         }
     }
-    out.push_str("</div>");
-    out
+    .into()
 }
 
 /// A status badge: `class` is `ok`, `bad`, `warn` or `type`.
-pub fn badge(class: &str, text: &str) -> String {
-    format!(
-        "<span class=\"badge {}\">{}</span>",
-        escape(class),
-        escape(text)
-    )
+pub fn badge(class: &str, text: &str) -> Html {
+    html! { span class={ "badge " (class) } { (text) } }.into()
 }
 
 #[cfg(test)]
@@ -325,15 +346,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escape_replaces_every_markup_character() {
+    fn text_is_escaped_wherever_a_helper_puts_it() {
+        // maud escapes `&`, `<`, `>` and `"` (every attribute is double-quoted); `'` needs none.
         assert_eq!(
-            escape(r#"<script>alert("x") & 'y'</script>"#),
-            "&lt;script&gt;alert(&quot;x&quot;) &amp; &#39;y&#39;&lt;/script&gt;"
+            badge("type", r#"<script>alert("x") & 'y'</script>"#),
+            "<span class=\"badge type\">&lt;script&gt;alert(&quot;x&quot;) &amp; 'y'&lt;/script&gt;</span>"
         );
-        assert_eq!(escape("plain-id_1.2:3"), "plain-id_1.2:3");
-        assert_eq!(escape("ünïcödé €"), "ünïcödé €");
-        assert_eq!(escape("&amp;"), "&amp;amp;");
-        assert_eq!(escape(""), "");
+        assert_eq!(
+            pager(&[("a&b", Some("/x?a=1&b=\"2\"".into())), ("<c>", None)]),
+            "<div class=\"pager\"><a class=\"pager-link\" href=\"/x?a=1&amp;b=&quot;2&quot;\">a&amp;b</a>\
+             <span>&lt;c&gt;</span></div>"
+        );
+        assert_eq!(
+            badge("ok", "ünïcödé €"),
+            "<span class=\"badge ok\">ünïcödé €</span>"
+        );
+        assert_eq!(
+            badge("ok", "&amp;"),
+            "<span class=\"badge ok\">&amp;amp;</span>"
+        );
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! The overview, the log (newest first; by member in log order; by entry type) and the entry
 //! page, each entry with its inclusion proof status.
 
-use std::fmt::Write;
-
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -12,7 +10,11 @@ use ledger::checkpoint::open_checkpoint;
 use ledger::entry::{Entry, EntryKind, ENTRY_TYPES};
 use ledger::types::MemberId;
 
-use super::html::{self, badge, card, escape, int, link, pager, query, url_component, Section};
+use maud::html;
+
+use super::html::{
+    self, badge, card, card_value, int, link, pager, query, url_component, Html, Section,
+};
 use super::scan::{of_type, scan_back, scan_member};
 use super::{
     load_row, path_param, serve, App, Ctx, Page, PageError, Params, Row, PAGE_ROWS_MAX, SCAN_MAX,
@@ -166,52 +168,53 @@ pub(crate) fn summary(e: &Entry) -> String {
 }
 
 /// A table of entries, each with its proof status; `id` names the table.
-pub(crate) fn entries_table(id: &str, rows: &[Row], ctx: &Ctx) -> String {
+pub(crate) fn entries_table(id: &str, rows: &[Row], ctx: &Ctx) -> Html {
     if rows.is_empty() {
-        return format!("<p class=\"muted\" id=\"{}\">No entries.</p>", escape(id));
+        return html! { p class="muted" id=(id) { "No entries." } }.into();
     }
-    let mut t = format!(
-        "<table id=\"{}\"><thead><tr><th class=\"num\">#</th><th>time (UTC)</th><th>type</th>\
-         <th>id</th><th>member</th><th>what</th><th>inclusion proof</th></tr></thead><tbody>",
-        escape(id)
-    );
-    for r in rows {
-        let href = format!("/explorer/entries/{}", r.index);
-        let (time, type_name, entry_id, member, what) = match &r.entry {
-            Ok(e) => (
-                html::time_cell(e.time.get()),
-                e.kind.type_name(),
-                escape(e.id.as_str()),
-                members_of(e, ctx).map_or(String::new(), |m| {
-                    format!(
-                        "<a class=\"member-link\" href=\"/explorer/members/{}\">{}</a>",
-                        url_component(m.as_str()),
-                        escape(m.as_str())
-                    )
-                }),
-                escape(&summary(e)),
-            ),
-            Err(why) => (
-                "<td></td>".to_string(),
-                "undecodable",
-                String::new(),
-                String::new(),
-                escape(why),
-            ),
-        };
-        let _ = write!(
-            t,
-            "<tr data-index=\"{index}\" data-type=\"{type_name}\"><td class=\"num\">\
-             <a class=\"entry-link\" href=\"{href}\">{index}</a></td>{time}\
-             <td>{type_badge}</td><td class=\"id\">{entry_id}</td><td>{member}</td>\
-             <td>{what}</td><td>{proof}</td></tr>",
-            index = r.index,
-            type_badge = badge("type", type_name),
-            proof = r.proof.badge(),
-        );
+    html! {
+        table id=(id) {
+            thead { tr {
+                th class="num" { "#" } th { "time (UTC)" } th { "type" }
+                th { "id" } th { "member" } th { "what" } th { "inclusion proof" }
+            } }
+            tbody {
+                @for r in rows {
+                    @let type_name = r.entry.as_ref().map_or("undecodable", |e| e.kind.type_name());
+                    tr data-index=(r.index) data-type=(type_name) {
+                        td class="num" {
+                            a class="entry-link" href={ "/explorer/entries/" (r.index) } { (r.index) }
+                        }
+                        @match &r.entry {
+                            Ok(e) => {
+                                (html::time_cell(e.time.get()))
+                                td { (badge("type", type_name)) }
+                                td class="id" { (e.id.as_str()) }
+                                td {
+                                    @if let Some(m) = members_of(e, ctx) {
+                                        a class="member-link"
+                                            href={ "/explorer/members/" (url_component(m.as_str())) } {
+                                            (m.as_str())
+                                        }
+                                    }
+                                }
+                                td { (summary(e)) }
+                            }
+                            Err(why) => {
+                                td {}
+                                td { (badge("type", type_name)) }
+                                td class="id" {}
+                                td {}
+                                td { (why) }
+                            }
+                        }
+                        td { (r.proof.badge()) }
+                    }
+                }
+            }
+        }
     }
-    t.push_str("</tbody></table>");
-    t
+    .into()
 }
 
 fn rows(app: &App, ctx: &Ctx, indexes: &[u64]) -> Result<Vec<Row>, PageError> {
@@ -229,49 +232,44 @@ pub(crate) async fn home(State(app): AppState) -> Response {
         let root = open_checkpoint(&ctx.checkpoint.note, &ctx.verifier)
             .map(|(c, _)| hex::encode(c.root))
             .unwrap_or_else(|e| format!("does not verify: {e}"));
-        let mut b = format!(
-            "<h1>{brand}</h1><p class=\"lead\">Public, read-only view of this brand's signed \
-             ledger: every entry below is shown with its inclusion proof, checked against the \
-             latest signed checkpoint.</p><div class=\"cards\">{}{}{}{}</div>",
-            card(
-                "entries",
-                &int(size),
-                &format!(" id=\"size\" data-size=\"{size}\"")
-            ),
-            card(
-                "cosigned size",
-                &int(cosigned.size),
-                &format!(" data-cosigned-size=\"{}\"", cosigned.size)
-            ),
-            card(
-                "cosigners",
-                &format!(
-                    "{}{}",
-                    int(cosigned.cosigners.len() as u64),
-                    if cosigned.final_ { " (final)" } else { "" }
-                ),
-                ""
-            ),
-            card("partners", &int(partners.len() as u64), ""),
-            brand = escape(app.config.brand.as_str()),
-        );
-        let _ = write!(
-            b,
-            "<dl class=\"fields\"><dt>origin</dt><dd class=\"mono\">{}</dd><dt>verifier key</dt>\
-             <dd class=\"hash\" id=\"verifier-key\">{}</dd><dt>root hash at size {}</dt>\
-             <dd class=\"hash\">{}</dd></dl><h2>Latest entries</h2>{}<p>{}</p>",
-            escape(&app.config.origin),
-            escape(&app.verifier_key),
-            int(size),
-            escape(&root),
-            entries_table("entries", &rows, ctx),
-            link("/explorer/log", "The whole log →"),
-        );
+        let b = html! {
+            h1 { (app.config.brand.as_str()) }
+            p class="lead" {
+                "Public, read-only view of this brand's signed ledger: every entry below is shown \
+                 with its inclusion proof, checked against the latest signed checkpoint."
+            }
+            div class="cards" {
+                (card("entries", html! { div class="value" id="size" data-size=(size) { (int(size)) } }))
+                (card(
+                    "cosigned size",
+                    html! {
+                        div class="value" data-cosigned-size=(cosigned.size) { (int(cosigned.size)) }
+                    },
+                ))
+                (card(
+                    "cosigners",
+                    card_value(&format!(
+                        "{}{}",
+                        int(cosigned.cosigners.len() as u64),
+                        if cosigned.final_ { " (final)" } else { "" }
+                    )),
+                ))
+                (card("partners", card_value(&int(partners.len() as u64))))
+            }
+            dl class="fields" {
+                dt { "origin" } dd class="mono" { (app.config.origin) }
+                dt { "verifier key" } dd class="hash" id="verifier-key" { (app.verifier_key) }
+                dt { "root hash at size " (int(size)) } dd class="hash" { (root) }
+            }
+            h2 { "Latest entries" }
+            (entries_table("entries", &rows, ctx))
+            p { (link("/explorer/log", "The whole log →")) }
+        };
         Ok(Page {
             section: Section::Home,
             name: "home",
             title: "Overview".into(),
-            body: b,
+            body: b.into(),
         })
     })
     .await
@@ -346,66 +344,62 @@ pub(crate) async fn log(
             }
         };
         let rows = rows(app, ctx, &scan.indexes)?;
-        let mut options = String::from("<option value=\"\">any type</option>");
-        for t in ENTRY_TYPES {
-            let sel = if Some(*t) == type_name {
-                " selected"
-            } else {
-                ""
-            };
-            let _ = write!(options, "<option value=\"{t}\"{sel}>{t}</option>");
-        }
         let filter = match (&member, type_name) {
             (Some(m), Some(t)) => format!("The {t} entries of member {m}"),
             (Some(m), None) => format!("The entries of member {m}"),
             (None, Some(t)) => format!("The {t} entries"),
             (None, None) => "All entries".into(),
         };
-        let body = format!(
-            "<h1>Log</h1><p class=\"lead\" id=\"filter\">{filter}, {order}; {size} entries under \
-             the latest signed checkpoint. Each entry's inclusion proof is computed against that \
-             checkpoint and verified here.</p>\
-             <form class=\"filters\" method=\"get\" action=\"/explorer/log\">\
-             <label>member<input name=\"member\" value=\"{mv}\" placeholder=\"member id\"></label>\
-             <label>entry type<select name=\"type\">{options}</select></label>\
-             <button type=\"submit\">Search</button></form>{nav}{table}{nav}",
-            filter = escape(&filter),
-            size = int(size),
-            mv = escape(member_q.as_deref().unwrap_or("")),
-            table = entries_table("entries", &rows, ctx),
-        );
+        let body = html! {
+            h1 { "Log" }
+            p class="lead" id="filter" {
+                (filter) ", " (order) "; " (int(size)) " entries under the latest signed checkpoint. \
+                 Each entry's inclusion proof is computed against that checkpoint and verified here."
+            }
+            form class="filters" method="get" action="/explorer/log" {
+                label {
+                    "member"
+                    input name="member" value=(member_q.as_deref().unwrap_or("")) placeholder="member id";
+                }
+                label {
+                    "entry type"
+                    select name="type" {
+                        option value="" { "any type" }
+                        @for t in ENTRY_TYPES {
+                            option value=(t) selected[Some(*t) == type_name] { (t) }
+                        }
+                    }
+                }
+                button type="submit" { "Search" }
+            }
+            (nav)
+            (entries_table("entries", &rows, ctx))
+            (nav)
+        };
         Ok(Page {
             section: Section::Log,
             name: "log",
             title: "Log".into(),
-            body,
+            body: body.into(),
         })
     })
     .await
 }
 
-/// An entry body as nested fields (safe markup); times get a readable date next to them.
-fn fields(v: &Value, key: &str, depth: usize) -> String {
+/// An entry body as nested fields; times get a readable date next to them.
+fn fields(v: &Value, key: &str, depth: usize) -> Html {
     match v {
-        Value::Object(m) if depth < FIELDS_DEPTH_MAX => {
-            let mut out = String::from("<dl class=\"fields\">");
-            for (k, v) in m {
-                let _ = write!(
-                    out,
-                    "<dt>{}</dt><dd data-field=\"{}\">{}</dd>",
-                    escape(k),
-                    escape(k),
-                    fields(v, k, depth + 1)
-                );
+        Value::Object(m) if depth < FIELDS_DEPTH_MAX => html! {
+            dl class="fields" {
+                @for (k, v) in m {
+                    dt { (k) }
+                    dd data-field=(k) { (fields(v, k, depth + 1)) }
+                }
             }
-            out.push_str("</dl>");
-            out
-        }
-        Value::Array(a) if depth < FIELDS_DEPTH_MAX && a.iter().any(|x| x.is_object()) => a
-            .iter()
-            .map(|x| fields(x, key, depth + 1))
-            .collect::<Vec<_>>()
-            .join(""),
+        },
+        Value::Array(a) if depth < FIELDS_DEPTH_MAX && a.iter().any(|x| x.is_object()) => html! {
+            @for x in a { (fields(x, key, depth + 1)) }
+        },
         Value::Number(n) => {
             let is_time = key == "time"
                 || key.ends_with("_at")
@@ -413,17 +407,17 @@ fn fields(v: &Value, key: &str, depth: usize) -> String {
                 || matches!(key, "from" | "to" | "period_origin");
             match n.as_u64() {
                 // Log times are ms since the epoch: anything after 2001 reads as a date.
-                Some(t) if is_time && t > 1_000_000_000_000 => format!(
-                    "<span class=\"mono\">{t}</span> <span class=\"muted\">{}</span>",
-                    html::time(t)
-                ),
-                _ => format!("<span class=\"mono\">{n}</span>"),
+                Some(t) if is_time && t > 1_000_000_000_000 => html! {
+                    span class="mono" { (t) } " " span class="muted" { (html::time(t)) }
+                },
+                _ => html! { span class="mono" { (n) } },
             }
         }
-        Value::String(s) if s.len() >= 40 => format!("<span class=\"hash\">{}</span>", escape(s)),
-        Value::String(s) => format!("<span class=\"mono\">{}</span>", escape(s)),
-        other => format!("<span class=\"mono\">{}</span>", escape(&other.to_string())),
+        Value::String(s) if s.len() >= 40 => html! { span class="hash" { (s) } },
+        Value::String(s) => html! { span class="mono" { (s) } },
+        other => html! { span class="mono" { (other) } },
     }
+    .into()
 }
 
 /// `GET /explorer/entries/{index}`: the decoded entry, its leaf hash and inclusion proof.
@@ -431,93 +425,89 @@ pub(crate) async fn entry(State(app): AppState, Path(index): Path<String>) -> Re
     serve(app, move |app, ctx| {
         let index: u64 = path_param("log index", &index)?;
         let r = load_row(app, ctx, index)?;
-        let (type_name, head, decoded) = match &r.entry {
-            Ok(e) => {
-                let member = members_of(e, ctx).map_or(String::new(), |m| {
-                    format!(
-                        "<dt>member</dt><dd><a id=\"member-link\" class=\"member-link\" \
-                         href=\"/explorer/members/{}\">{}</a></dd>",
-                        url_component(m.as_str()),
-                        escape(m.as_str())
-                    )
-                });
-                (
-                    e.kind.type_name(),
-                    format!(
-                        "<dl class=\"fields\" id=\"entry\" data-index=\"{index}\" data-type=\"{t}\" \
-                         data-id=\"{id}\" data-time=\"{time}\"><dt>index</dt><dd>{index}</dd>\
-                         <dt>id</dt><dd class=\"mono\">{id}</dd><dt>type</dt><dd>{tb}</dd>\
-                         <dt>time</dt><dd><span class=\"mono\">{time}</span> \
-                         <span class=\"muted\">{time_text}</span></dd>{member}\
-                         <dt>what</dt><dd>{what}</dd></dl>",
-                        t = e.kind.type_name(),
-                        id = escape(e.id.as_str()),
-                        tb = badge("type", e.kind.type_name()),
-                        time = e.time.get(),
-                        time_text = html::time(e.time.get()),
-                        what = escape(&summary(e)),
-                    ),
-                    format!(
-                        "<h2>Body</h2>{}",
-                        fields(&e.kind.body_value(), "body", 0)
-                    ),
-                )
-            }
-            Err(why) => (
-                "undecodable",
-                format!(
-                    "<dl class=\"fields\" id=\"entry\" data-index=\"{index}\"><dt>index</dt>\
-                     <dd>{index}</dd><dt>decoding</dt><dd>{}</dd></dl>",
-                    badge("bad", why)
-                ),
-                String::new(),
-            ),
+        let type_name = r
+            .entry
+            .as_ref()
+            .map_or("undecodable", |e| e.kind.type_name());
+        let head = match &r.entry {
+            Ok(e) => html! {
+                dl class="fields" id="entry" data-index=(index) data-type=(type_name)
+                    data-id=(e.id.as_str()) data-time=(e.time.get()) {
+                    dt { "index" } dd { (index) }
+                    dt { "id" } dd class="mono" { (e.id.as_str()) }
+                    dt { "type" } dd { (badge("type", type_name)) }
+                    dt { "time" }
+                    dd {
+                        span class="mono" { (e.time.get()) } " "
+                        span class="muted" { (html::time(e.time.get())) }
+                    }
+                    @if let Some(m) = members_of(e, ctx) {
+                        dt { "member" }
+                        dd {
+                            a id="member-link" class="member-link"
+                                href={ "/explorer/members/" (url_component(m.as_str())) } {
+                                (m.as_str())
+                            }
+                        }
+                    }
+                    dt { "what" } dd { (summary(e)) }
+                }
+                h2 { "Body" }
+                (fields(&e.kind.body_value(), "body", 0))
+            },
+            Err(why) => html! {
+                dl class="fields" id="entry" data-index=(index) {
+                    dt { "index" } dd { (index) }
+                    dt { "decoding" } dd { (badge("bad", why)) }
+                }
+            },
         };
-        let (root, note) = match open_checkpoint(&ctx.checkpoint.note, &ctx.verifier) {
-            Ok((c, _)) => (hex::encode(c.root), ctx.checkpoint.note.clone()),
-            Err(e) => (format!("does not verify: {e}"), ctx.checkpoint.note.clone()),
+        let root = match open_checkpoint(&ctx.checkpoint.note, &ctx.verifier) {
+            Ok((c, _)) => hex::encode(c.root),
+            Err(e) => format!("does not verify: {e}"),
         };
-        let proof_list = if r.proof_hashes.is_empty() {
-            "<span class=\"muted\">empty (the tree has one leaf)</span>".to_string()
-        } else {
-            let mut l = String::from("<ol class=\"hash\" id=\"proof-hashes\">");
-            for h in &r.proof_hashes {
-                let _ = write!(l, "<li>{}</li>", escape(h));
-            }
-            l.push_str("</ol>");
-            l
-        };
+        let note = &ctx.checkpoint.note;
         let size = ctx.checkpoint.size;
         let prev = (index > 0).then(|| format!("/explorer/entries/{}", index - 1));
         let next = (index + 1 < size).then(|| format!("/explorer/entries/{}", index + 1));
-        let body = format!(
-            "<h1>Entry {index} {tb}</h1><p class=\"lead\">{proof}</p>{nav}{head}{decoded}\
-             <h2>Inclusion proof</h2><dl class=\"fields\" id=\"inclusion\" \
-             data-leaf-hash=\"{leaf}\" data-checkpoint-size=\"{size}\"><dt>leaf hash</dt>\
-             <dd class=\"hash\" id=\"leaf-hash\">{leaf}</dd><dt>checkpoint size</dt><dd>{size}</dd>\
-             <dt>root hash</dt><dd class=\"hash\">{root}</dd><dt>proof ({n} hashes)</dt>\
-             <dd>{proof_list}</dd><dt>status</dt><dd>{proof}</dd></dl>\
-             <h2>Signed checkpoint</h2><pre id=\"checkpoint-note\">{note}</pre>\
-             <h2>Canonical bytes</h2><pre id=\"entry-bytes\">{bytes}</pre>",
-            tb = badge("type", type_name),
-            proof = r.proof.badge(),
-            nav = pager(&[
+        let proof = r.proof.badge();
+        let leaf = hex::encode(r.leaf_hash);
+        let body = html! {
+            h1 { "Entry " (index) " " (badge("type", type_name)) }
+            p class="lead" { (proof) }
+            (pager(&[
                 ("« previous", prev),
                 ("next »", next),
                 ("the log", Some("/explorer/log".into()))
-            ]),
-            leaf = hex::encode(r.leaf_hash),
-            size = size,
-            root = escape(&root),
-            n = r.proof_hashes.len(),
-            note = escape(&note),
-            bytes = escape(&r.text),
-        );
+            ]))
+            (head)
+            h2 { "Inclusion proof" }
+            dl class="fields" id="inclusion" data-leaf-hash=(leaf) data-checkpoint-size=(size) {
+                dt { "leaf hash" } dd class="hash" id="leaf-hash" { (leaf) }
+                dt { "checkpoint size" } dd { (size) }
+                dt { "root hash" } dd class="hash" { (root) }
+                dt { "proof (" (r.proof_hashes.len()) " hashes)" }
+                dd {
+                    @if r.proof_hashes.is_empty() {
+                        span class="muted" { "empty (the tree has one leaf)" }
+                    } @else {
+                        ol class="hash" id="proof-hashes" {
+                            @for h in &r.proof_hashes { li { (h) } }
+                        }
+                    }
+                }
+                dt { "status" } dd { (proof) }
+            }
+            h2 { "Signed checkpoint" }
+            pre id="checkpoint-note" { (note) }
+            h2 { "Canonical bytes" }
+            pre id="entry-bytes" { (r.text) }
+        };
         Ok(Page {
             section: Section::Log,
             name: "entry",
             title: format!("Entry {index}"),
-            body,
+            body: body.into(),
         })
     })
     .await

@@ -1,7 +1,6 @@
 //! Members (balance, lots, tier, history) and open holds.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -12,7 +11,9 @@ use ledger::state::{record_prefix, HoldState, MemberState, Policies};
 use ledger::store::Store;
 use ledger::types::{EntryId, MemberId};
 
-use super::html::{self, badge, card, escape, int, pager, query, url_component, Section};
+use maud::html;
+
+use super::html::{self, badge, card, int, pager, query, url_component, Html, Section};
 use super::log::entries_table;
 use super::scan::{of_type, scan_member};
 use super::{load_row, path_param, serve, Page, PageError, Params, PAGE_ROWS_MAX, SCAN_MAX};
@@ -46,12 +47,8 @@ pub(crate) fn records_after(
         .collect()
 }
 
-fn member_link(m: &str) -> String {
-    format!(
-        "<a class=\"member-link\" href=\"/explorer/members/{}\">{}</a>",
-        url_component(m),
-        escape(m)
-    )
+fn member_link(m: &str) -> Html {
+    html! { a class="member-link" href={ "/explorer/members/" (url_component(m)) } { (m) } }.into()
 }
 
 /// `GET /explorer/members?member=&after=`: every member by id (or go to one).
@@ -76,13 +73,6 @@ pub(crate) async fn members(
         let policies: Policies =
             ledger::state::read::policies(&app.store).map_err(ApiError::internal)?;
         let t = now();
-        let mut b = String::from(
-            "<h1>Members</h1><p class=\"lead\">Members by pseudonymous id, with their points \
-             and tier. Nothing else about a member is kept in the log.</p>\
-             <form class=\"filters\" method=\"get\" action=\"/explorer/members\">\
-             <label>member<input name=\"member\" placeholder=\"member id\"></label>\
-             <button type=\"submit\">Open</button></form>",
-        );
         let next = (records.len() == PAGE_ROWS_MAX).then(|| {
             format!(
                 "/explorer/members{}",
@@ -91,38 +81,48 @@ pub(crate) async fn members(
         });
         let first = after.as_ref().map(|_| "/explorer/members".to_string());
         let nav = pager(&[("« first", first), ("next »", next)]);
-        b.push_str(&nav);
-        b.push_str(
-            "<table id=\"members\"><thead><tr><th>member</th><th class=\"num\">balance</th>\
-             <th class=\"num\">available</th><th class=\"num\">pending</th><th>tier</th>\
-             <th class=\"num\">lots</th></tr></thead><tbody>",
-        );
+        let mut views = Vec::with_capacity(records.len());
         for (name, v) in &records {
             let id: MemberId = name.parse().map_err(ApiError::internal)?;
             let m = <MemberState as Record>::decode(v).map_err(ApiError::internal)?;
-            let view = member_view_of(&app.store, &id, m, &policies, t)?;
-            let _ = write!(
-                b,
-                "<tr data-member=\"{m}\" data-balance=\"{bal}\"><td>{link}</td>\
-                 <td class=\"num\">{bal_text}</td><td class=\"num\">{avail}</td>\
-                 <td class=\"num\">{pend}</td><td>{tier}</td><td class=\"num\">{lots}</td></tr>",
-                m = escape(&view.member),
-                bal = view.balance,
-                link = member_link(&view.member),
-                bal_text = int(view.balance),
-                avail = int(view.available),
-                pend = int(view.pending),
-                tier = escape(view.tier.as_deref().unwrap_or("—")),
-                lots = view.lots_total,
-            );
+            views.push(member_view_of(&app.store, &id, m, &policies, t)?);
         }
-        b.push_str("</tbody></table>");
-        b.push_str(&nav);
+        let b = html! {
+            h1 { "Members" }
+            p class="lead" {
+                "Members by pseudonymous id, with their points and tier. Nothing else about a \
+                 member is kept in the log."
+            }
+            form class="filters" method="get" action="/explorer/members" {
+                label { "member" input name="member" placeholder="member id"; }
+                button type="submit" { "Open" }
+            }
+            (nav)
+            table id="members" {
+                thead { tr {
+                    th { "member" } th class="num" { "balance" } th class="num" { "available" }
+                    th class="num" { "pending" } th { "tier" } th class="num" { "lots" }
+                } }
+                tbody {
+                    @for view in &views {
+                        tr data-member=(view.member) data-balance=(view.balance) {
+                            td { (member_link(&view.member)) }
+                            td class="num" { (int(view.balance)) }
+                            td class="num" { (int(view.available)) }
+                            td class="num" { (int(view.pending)) }
+                            td { (view.tier.as_deref().unwrap_or("—")) }
+                            td class="num" { (view.lots_total) }
+                        }
+                    }
+                }
+            }
+            (nav)
+        };
         Ok(Page {
             section: Section::Members,
             name: "members",
             title: "Members".into(),
-            body: b,
+            body: b.into(),
         })
     })
     .await
@@ -172,48 +172,6 @@ fn member_page(
         (Some(t), None) => t.clone(),
         (None, _) => "no tier policy".into(),
     };
-    let mut b = format!(
-        "<h1>Member <span class=\"mono\">{name}</span></h1><p class=\"lead\">Points in lots, \
-         spendable now and held; lots are consumed soonest-expiring first.</p>\
-         <div class=\"cards\" id=\"member\" data-member=\"{name}\" data-balance=\"{bal}\" \
-         data-available=\"{avail}\" data-pending=\"{pend}\" data-tier=\"{tier}\">{}{}{}{}</div>",
-        card("balance", &int(view.balance), " id=\"balance\""),
-        card("available", &int(view.available), " id=\"available\""),
-        card("pending in holds", &int(view.pending), " id=\"pending\""),
-        card("tier", &tier_text, " id=\"tier\""),
-        name = escape(&view.member),
-        bal = view.balance,
-        avail = view.available,
-        pend = view.pending,
-        tier = escape(view.tier.as_deref().unwrap_or("")),
-    );
-    b.push_str("<h2>Lots</h2>");
-    if view.lots.is_empty() {
-        b.push_str("<p class=\"muted\" id=\"lots\">No lots.</p>");
-    } else {
-        b.push_str(
-            "<table id=\"lots\" class=\"compact\"><thead><tr><th class=\"num\">created by entry</th>\
-             <th class=\"num\">remaining</th><th>expires</th></tr></thead><tbody>",
-        );
-        let t = now().get();
-        for l in &view.lots {
-            let expires = match l.expires_at {
-                None => "never".to_string(),
-                Some(e) if e <= t => format!("{} {}", html::time(e), badge("warn", "past expiry")),
-                Some(e) => html::time(e),
-            };
-            let _ = write!(
-                b,
-                "<tr data-lot=\"{lot}\" data-remaining=\"{rem}\"><td class=\"num\">\
-                 <a href=\"/explorer/entries/{lot}\">{lot}</a></td><td class=\"num\">{rem_text}</td>\
-                 <td>{expires}</td></tr>",
-                lot = l.lot,
-                rem = l.remaining,
-                rem_text = int(l.remaining),
-            );
-        }
-        b.push_str("</tbody></table>");
-    }
     let name = id.to_string();
     let next = scan.next.map(|n| {
         format!(
@@ -234,16 +192,59 @@ fn member_page(
             )),
         ),
     ]);
-    let _ = write!(
-        b,
-        "<h2>History</h2><p class=\"muted\">The member's entries in log order.</p>{nav}{}{nav}",
-        entries_table("history", &rows, ctx)
-    );
+    let t = now().get();
+    let b = html! {
+        h1 { "Member " span class="mono" { (view.member) } }
+        p class="lead" {
+            "Points in lots, spendable now and held; lots are consumed soonest-expiring first."
+        }
+        div class="cards" id="member" data-member=(view.member) data-balance=(view.balance)
+            data-available=(view.available) data-pending=(view.pending)
+            data-tier=(view.tier.as_deref().unwrap_or("")) {
+            (card("balance", html! { div class="value" id="balance" { (int(view.balance)) } }))
+            (card("available", html! { div class="value" id="available" { (int(view.available)) } }))
+            (card("pending in holds", html! { div class="value" id="pending" { (int(view.pending)) } }))
+            (card("tier", html! { div class="value" id="tier" { (tier_text) } }))
+        }
+        h2 { "Lots" }
+        @if view.lots.is_empty() {
+            p class="muted" id="lots" { "No lots." }
+        } @else {
+            table id="lots" class="compact" {
+                thead { tr {
+                    th class="num" { "created by entry" } th class="num" { "remaining" }
+                    th { "expires" }
+                } }
+                tbody {
+                    @for l in &view.lots {
+                        tr data-lot=(l.lot) data-remaining=(l.remaining) {
+                            td class="num" { a href={ "/explorer/entries/" (l.lot) } { (l.lot) } }
+                            td class="num" { (int(l.remaining)) }
+                            td {
+                                @match l.expires_at {
+                                    None => "never",
+                                    Some(e) if e <= t => {
+                                        (html::time(e)) " " (badge("warn", "past expiry"))
+                                    }
+                                    Some(e) => (html::time(e)),
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "History" }
+        p class="muted" { "The member's entries in log order." }
+        (nav)
+        (entries_table("history", &rows, ctx))
+        (nav)
+    };
     Ok(Page {
         section: Section::Members,
         name: "member",
         title: format!("Member {id}"),
-        body: b,
+        body: b.into(),
     })
 }
 
@@ -295,60 +296,61 @@ pub(crate) async fn holds(
         let first = after.as_ref().map(|_| "/explorer/holds".to_string());
         let nav = pager(&[("« first", first), ("next »", next)]);
         let held: u64 = open.iter().map(|(h, _)| h.points).sum();
-        let mut b = format!(
-            "<h1>Open holds</h1><p class=\"lead\">Points held for a later post or void, by hold \
-             id. A hold past its expiry is released by the node.</p><div class=\"cards\">{}{}</div>{nav}",
-            card(
-                "open holds on this page",
-                &int(open.len() as u64),
-                &format!(" data-open=\"{}\"", open.len())
-            ),
-            card("points held", &int(held), &format!(" data-held=\"{held}\"")),
-        );
-        if open.is_empty() {
-            b.push_str("<p class=\"muted\" id=\"holds\">No open holds.</p>");
-        } else {
-            b.push_str(
-                "<table id=\"holds\"><thead><tr><th>hold</th><th class=\"num\">entry</th>\
-                 <th>member</th><th class=\"num\">points</th><th>expires (UTC)</th><th>payee</th>\
-                 <th>authorisation</th></tr></thead><tbody>",
-            );
-            for (h, auth) in &open {
-                let expires = if h.expires_at <= t {
-                    format!("{} {}", html::time(h.expires_at), badge("warn", "expired"))
-                } else {
-                    html::time(h.expires_at)
-                };
-                let _ = write!(
-                    b,
-                    "<tr data-hold=\"{id}\" data-points=\"{pts}\" data-member=\"{m}\">\
-                     <td class=\"mono\">{id}</td><td class=\"num\"><a href=\"/explorer/entries/{i}\">{i}</a></td>\
-                     <td>{mlink}</td><td class=\"num\">{pts_text}</td><td>{expires}</td>\
-                     <td>{payee}</td><td class=\"mono\">{auth}</td></tr>",
-                    id = escape(&h.id),
-                    pts = h.points,
-                    m = escape(&h.member),
-                    i = h.index,
-                    mlink = member_link(&h.member),
-                    pts_text = int(h.points),
-                    payee = h.payee.as_deref().map_or("—".into(), |p| {
-                        format!(
-                            "<a href=\"/explorer/partners/{}\">{}</a>",
-                            url_component(p),
-                            escape(p)
-                        )
-                    }),
-                    auth = escape(auth.as_ref().map_or("—", |a| a.as_str())),
-                );
+        let b = html! {
+            h1 { "Open holds" }
+            p class="lead" {
+                "Points held for a later post or void, by hold id. A hold past its expiry is \
+                 released by the node."
             }
-            b.push_str("</tbody></table>");
-        }
-        b.push_str(&nav);
+            div class="cards" {
+                (card(
+                    "open holds on this page",
+                    html! { div class="value" data-open=(open.len()) { (int(open.len() as u64)) } },
+                ))
+                (card("points held", html! { div class="value" data-held=(held) { (int(held)) } }))
+            }
+            (nav)
+            @if open.is_empty() {
+                p class="muted" id="holds" { "No open holds." }
+            } @else {
+                table id="holds" {
+                    thead { tr {
+                        th { "hold" } th class="num" { "entry" } th { "member" }
+                        th class="num" { "points" } th { "expires (UTC)" } th { "payee" }
+                        th { "authorisation" }
+                    } }
+                    tbody {
+                        @for (h, auth) in &open {
+                            tr data-hold=(h.id) data-points=(h.points) data-member=(h.member) {
+                                td class="mono" { (h.id) }
+                                td class="num" { a href={ "/explorer/entries/" (h.index) } { (h.index) } }
+                                td { (member_link(&h.member)) }
+                                td class="num" { (int(h.points)) }
+                                td {
+                                    (html::time(h.expires_at))
+                                    @if h.expires_at <= t { " " (badge("warn", "expired")) }
+                                }
+                                td {
+                                    @match h.payee.as_deref() {
+                                        Some(p) => {
+                                            a href={ "/explorer/partners/" (url_component(p)) } { (p) }
+                                        }
+                                        None => "—",
+                                    }
+                                }
+                                td class="mono" { (auth.as_ref().map_or("—", |a| a.as_str())) }
+                            }
+                        }
+                    }
+                }
+            }
+            (nav)
+        };
         Ok(Page {
             section: Section::Holds,
             name: "holds",
             title: "Open holds".into(),
-            body: b,
+            body: b.into(),
         })
     })
     .await

@@ -17,7 +17,8 @@
 //! - every page is bounded: at most [`PAGE_ROWS_MAX`] rows and [`SCAN_MAX`] records examined
 //!   per request, at most [`RENDERS_MAX`] pages rendered at once (a request waits at most
 //!   [`RENDER_WAIT`], then gets 503);
-//! - every text from the store or the request is escaped ([`html::escape`]).
+//! - every page is built with `maud::html!`, which escapes every text from the store or the
+//!   request by its type ([`html`]); no markup is written by hand into a string.
 
 mod chart;
 mod federation;
@@ -48,7 +49,8 @@ use ledger::types::BrandId;
 use crate::api::App;
 use crate::problem::ApiError;
 use crate::sequencer::CheckpointInfo;
-use html::{escape, Section};
+use html::{Html, Section};
+use maud::html;
 
 /// Most rows one page lists.
 pub const PAGE_ROWS_MAX: usize = 50;
@@ -85,8 +87,7 @@ pub(crate) struct Page {
     /// The `data-page` name of `main`, for tests.
     pub name: &'static str,
     pub title: String,
-    /// Safe markup.
-    pub body: String,
+    pub body: Html,
 }
 
 /// A page that could not be shown: its status and what to say.
@@ -191,7 +192,7 @@ fn chrome<'a>(app: &'a App, ctx: &Ctx) -> html::Chrome<'a> {
     }
 }
 
-fn html_response(status: StatusCode, body: String) -> Response {
+fn html_response(status: StatusCode, body: Html) -> Response {
     (
         status,
         [
@@ -205,7 +206,7 @@ fn html_response(status: StatusCode, body: String) -> Response {
                  form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
             ),
         ],
-        body,
+        body.into_string(),
     )
         .into_response()
 }
@@ -218,12 +219,12 @@ fn error_page(app: &App, ctx: Option<&Ctx>, e: PageError) -> Response {
         s if s.is_client_error() => "Refused",
         _ => "Error",
     };
-    let body = format!(
-        "<h1 id=\"error\" data-status=\"{status}\">{title}</h1>\
-         <p class=\"lead\">{detail}</p><p><a href=\"/explorer\">Back to the overview</a></p>",
-        status = e.status.as_u16(),
-        detail = escape(&sentence(&e.detail)),
-    );
+    let body: Html = html! {
+        h1 id="error" data-status=(e.status.as_u16()) { (title) }
+        p class="lead" { (sentence(&e.detail)) }
+        p { a href="/explorer" { "Back to the overview" } }
+    }
+    .into();
     let size = ctx.map_or_else(|| app.shared.checkpoint().size, |c| c.checkpoint.size);
     let chrome = html::Chrome {
         brand: app.config.brand.as_str(),
@@ -303,19 +304,19 @@ pub(crate) enum Proof {
 
 impl Proof {
     /// A badge saying so, with `data-proof` and `data-proof-size` for tests.
-    pub fn badge(&self) -> String {
+    pub fn badge(&self) -> Html {
         match self {
-            Proof::Verified { size } => format!(
-                "<span class=\"badge ok proof\" data-proof=\"verified\" data-proof-size=\"{size}\" \
-                 title=\"inclusion proof verified against the signed checkpoint\">verified in \
-                 checkpoint size {}</span>",
-                html::int(*size)
-            ),
-            Proof::Failed(why) => format!(
-                "<span class=\"badge bad proof\" data-proof=\"failed\">proof failed: {}</span>",
-                escape(why)
-            ),
+            Proof::Verified { size } => html! {
+                span class="badge ok proof" data-proof="verified" data-proof-size=(size)
+                    title="inclusion proof verified against the signed checkpoint" {
+                    "verified in checkpoint size " (html::int(*size))
+                }
+            },
+            Proof::Failed(why) => html! {
+                span class="badge bad proof" data-proof="failed" { "proof failed: " (why) }
+            },
         }
+        .into()
     }
 }
 

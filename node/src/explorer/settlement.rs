@@ -10,7 +10,6 @@
 //! lines and at most [`STATEMENTS_SHOWN_MAX`] statements.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -22,8 +21,10 @@ use ledger::state::{AgreementState, AgreementTotals, LineTotals};
 use ledger::statement::ObligationLine;
 use ledger::types::{BrandId, EntryId, LogTime};
 
+use maud::html;
+
 use super::chart::{chart, read_bars};
-use super::html::{self, badge, card, escape, query, url_component, Section};
+use super::html::{self, badge, card, query, url_component, Html, Section};
 use super::{path_param, serve, App, Page, PageError, Params, PAGE_ROWS_MAX};
 use crate::api::AppState;
 use crate::federation::reconcile::agreements_with;
@@ -80,55 +81,58 @@ fn money(minor: i64, c: &Currency) -> String {
 /// `GET /explorer/settlement`: every partner's agreements with their positions.
 pub(crate) async fn overview(State(app): AppState) -> Response {
     serve(app, |app, ctx| {
-        let mut b = String::from(
-            "<h1>Settlement</h1><p class=\"lead\">What this brand owes its partners and is owed \
-             by them for cross-brand redemptions, in each agreement's settlement currency. Open \
-             amounts are those of periods no co-signed statement has settled yet; a positive \
-             net position means the partner owes this brand.</p>",
-        );
-        let mut any = false;
-        b.push_str(
-            "<table id=\"positions\"><thead><tr><th>partner</th><th>agreement</th>\
-             <th class=\"num\">open payable</th><th class=\"num\">open receivable</th>\
-             <th class=\"num\">open net</th><th class=\"num\">net all time</th>\
-             <th class=\"num\">statements</th></tr></thead><tbody>",
-        );
+        let mut rows = Vec::new();
         for p in app.federation.partners() {
             for a in agreements_with(&app.store, &ctx.brand, &p.brand)? {
-                any = true;
                 let t = totals(app, &a)?;
-                let c = a.agreement.terms.settlement_currency;
                 let (open, all) = (sides(&t.open, &a, &ctx.brand), sides(&t.all, &a, &ctx.brand));
-                let _ = write!(
-                    b,
-                    "<tr data-partner=\"{brand}\" data-agreement=\"{id}\"><td>\
-                     <a class=\"settlement-link\" href=\"/explorer/settlement/{brand_url}\">{brand}</a></td>\
-                     <td class=\"mono\">{id}</td><td class=\"num\">{op}</td><td class=\"num\">{or}</td>\
-                     <td class=\"num\">{on}</td><td class=\"num\">{an}</td><td class=\"num\">{n}</td></tr>",
-                    brand = escape(p.brand.as_str()),
-                    brand_url = url_component(p.brand.as_str()),
-                    id = escape(a.agreement.terms.agreement.as_str()),
-                    op = money(open.0, &c),
-                    or = money(open.1, &c),
-                    on = money(open.2, &c),
-                    an = money(all.2, &c),
-                    n = a.statements.len(),
-                );
+                rows.push((p.brand.clone(), a, open, all));
             }
         }
-        b.push_str("</tbody></table>");
-        if !any {
-            b = b.replace(
-                "<table id=\"positions\">",
-                "<p class=\"muted\" id=\"no-agreements\">No agreement with any partner yet.</p>\
-                 <table id=\"positions\" hidden>",
-            );
-        }
+        let b = html! {
+            h1 { "Settlement" }
+            p class="lead" {
+                "What this brand owes its partners and is owed by them for cross-brand \
+                 redemptions, in each agreement's settlement currency. Open amounts are those of \
+                 periods no co-signed statement has settled yet; a positive net position means \
+                 the partner owes this brand."
+            }
+            @if rows.is_empty() {
+                p class="muted" id="no-agreements" { "No agreement with any partner yet." }
+            }
+            table id="positions" hidden[rows.is_empty()] {
+                thead { tr {
+                    th { "partner" } th { "agreement" } th class="num" { "open payable" }
+                    th class="num" { "open receivable" } th class="num" { "open net" }
+                    th class="num" { "net all time" } th class="num" { "statements" }
+                } }
+                tbody {
+                    @for (brand, a, open, all) in &rows {
+                        @let c = a.agreement.terms.settlement_currency;
+                        @let id = a.agreement.terms.agreement.as_str();
+                        tr data-partner=(brand.as_str()) data-agreement=(id) {
+                            td {
+                                a class="settlement-link"
+                                    href={ "/explorer/settlement/" (url_component(brand.as_str())) } {
+                                    (brand.as_str())
+                                }
+                            }
+                            td class="mono" { (id) }
+                            td class="num" { (money(open.0, &c)) }
+                            td class="num" { (money(open.1, &c)) }
+                            td class="num" { (money(open.2, &c)) }
+                            td class="num" { (money(all.2, &c)) }
+                            td class="num" { (a.statements.len()) }
+                        }
+                    }
+                }
+            }
+        };
         Ok(Page {
             section: Section::Settlement,
             name: "settlement",
             title: "Settlement".into(),
-            body: b,
+            body: b.into(),
         })
     })
     .await
@@ -193,32 +197,37 @@ pub(crate) async fn partner(
             )));
         }
         let agreements = agreements_with(&app.store, &ctx.brand, &brand)?;
-        let mut b = format!(
-            "<h1>Settlement with <a href=\"/explorer/partners/{url}\">{name}</a></h1>\
-             <p class=\"lead\">Positions of {me} towards {name}, from the obligation lines of \
-             {me}'s own log (the reconciliation compares them with the verified mirror of \
-             {name}'s). Positive: {name} owes {me}.</p>",
-            url = url_component(brand.as_str()),
-            name = escape(brand.as_str()),
-            me = escape(ctx.brand.as_str()),
-        );
-        if agreements.is_empty() {
-            b.push_str(
-                "<p class=\"muted\" id=\"no-agreements\">No agreement with this partner.</p>",
-            );
-        }
         let now = crate::sequencer::now();
+        let mut sections = Vec::with_capacity(agreements.len());
+        let no_agreements = agreements.is_empty();
         for a in agreements {
             let pos = position(app, a)?;
-            b.push_str(&agreement_section(
+            sections.push(agreement_section(
                 app, &pos, &ctx.brand, &brand, &page, now,
             )?);
         }
+        let name = brand.as_str();
+        let me = ctx.brand.as_str();
+        let b = html! {
+            h1 {
+                "Settlement with "
+                a href={ "/explorer/partners/" (url_component(name)) } { (name) }
+            }
+            p class="lead" {
+                "Positions of " (me) " towards " (name) ", from the obligation lines of " (me)
+                "'s own log (the reconciliation compares them with the verified mirror of " (name)
+                "'s). Positive: " (name) " owes " (me) "."
+            }
+            @if no_agreements {
+                p class="muted" id="no-agreements" { "No agreement with this partner." }
+            }
+            @for section in &sections { (section) }
+        };
         Ok(Page {
             section: Section::Settlement,
             name: "settlement-partner",
             title: format!("Settlement with {brand}"),
-            body: b,
+            body: b.into(),
         })
     })
     .await
@@ -231,73 +240,17 @@ fn agreement_section(
     partner: &BrandId,
     page: &LinesPage,
     now: LogTime,
-) -> Result<String, PageError> {
+) -> Result<Html, PageError> {
     let a = &pos.agreement;
     let terms = &a.agreement.terms;
     let c = terms.settlement_currency;
-    let mut b = String::new();
     let (all, open) = (
         sides(&pos.totals.all, a, me),
         sides(&pos.totals.open, a, me),
     );
     let limit = i64::try_from(terms.credit_limit_minor).unwrap_or(i64::MAX);
     let i_pay = terms.directions.iter().any(|d| &d.payer == me);
-    let _ = write!(
-        b,
-        "<section class=\"agreement\" data-agreement=\"{id}\" data-currency=\"{cur}\" \
-         data-payable=\"{ap}\" data-receivable=\"{ar}\" data-net=\"{an}\" \
-         data-open-payable=\"{op}\" data-open-receivable=\"{or}\" data-open-net=\"{on}\" \
-         data-statements=\"{ns}\" data-lines=\"{nl}\">\
-         <h2>Agreement <span class=\"mono\">{id}</span></h2><p class=\"muted\">{dirs}; \
-         settled in {cur} every {period}; fee {fee} bp; credit limit {limit}.</p>\
-         <div class=\"cards\">{c1}{c2}{c3}{c4}{c5}{c6}</div>",
-        id = escape(terms.agreement.as_str()),
-        cur = escape(c.code()),
-        ap = all.0,
-        ar = all.1,
-        an = all.2,
-        op = open.0,
-        or = open.1,
-        on = open.2,
-        ns = a.statements.len(),
-        nl = pos.totals.all.lines(),
-        dirs = escape(
-            &terms
-                .directions
-                .iter()
-                .map(|d| format!("{} pays {}", d.payer, d.payee))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        period = html::duration(terms.period_ms.get()),
-        fee = terms.fee_bps,
-        limit = escape(&money(limit, &c)),
-        c1 = card("open payable", &money(open.0, &c), " id=\"open-payable\""),
-        c2 = card(
-            "open receivable",
-            &money(open.1, &c),
-            " id=\"open-receivable\""
-        ),
-        c3 = signed_card("open net position", open.2, &c, "open-net"),
-        c4 = card("payable, all time", &money(all.0, &c), " id=\"payable\""),
-        c5 = card(
-            "receivable, all time",
-            &money(all.1, &c),
-            " id=\"receivable\""
-        ),
-        c6 = if i_pay {
-            card(
-                "credit left",
-                &money(limit.saturating_sub(open.0), &c),
-                " id=\"credit-left\"",
-            )
-        } else {
-            signed_card("net position, all time", all.2, &c, "net")
-        },
-    );
     let bars = read_bars(&app.store, a, me, now, all.2).map_err(ApiError::internal)?;
-    b.push_str(&chart(&bars, a, me));
-    b.push_str(&statements_table(pos, me));
     let lines = read::latest_lines(
         &app.store,
         &terms.agreement,
@@ -314,89 +267,111 @@ fn agreement_section(
         }
         _ => false,
     };
-    b.push_str(&lines_table(pos, me, partner, page, &lines, more));
-    b.push_str("</section>");
-    Ok(b)
+    let id = terms.agreement.as_str();
+    let value = |id: &str, text: String| html! { div class="value" id=(id) { (text) } };
+    Ok(html! {
+        section class="agreement" data-agreement=(id) data-currency=(c.code())
+            data-payable=(all.0) data-receivable=(all.1) data-net=(all.2)
+            data-open-payable=(open.0) data-open-receivable=(open.1) data-open-net=(open.2)
+            data-statements=(a.statements.len()) data-lines=(pos.totals.all.lines()) {
+            h2 { "Agreement " span class="mono" { (id) } }
+            p class="muted" {
+                (terms
+                    .directions
+                    .iter()
+                    .map(|d| format!("{} pays {}", d.payer, d.payee))
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                "; settled in " (c.code()) " every " (html::duration(terms.period_ms.get()))
+                "; fee " (terms.fee_bps) " bp; credit limit " (money(limit, &c)) "."
+            }
+            div class="cards" {
+                (card("open payable", value("open-payable", money(open.0, &c))))
+                (card("open receivable", value("open-receivable", money(open.1, &c))))
+                (signed_card("open net position", open.2, &c, "open-net"))
+                (card("payable, all time", value("payable", money(all.0, &c))))
+                (card("receivable, all time", value("receivable", money(all.1, &c))))
+                @if i_pay {
+                    (card("credit left", value("credit-left", money(limit.saturating_sub(open.0), &c))))
+                } @else {
+                    (signed_card("net position, all time", all.2, &c, "net"))
+                }
+            }
+            (chart(&bars, a, me))
+            (statements_table(pos, me))
+            (lines_table(pos, me, partner, page, &lines, more))
+        }
+    }
+    .into())
 }
 
-fn signed_card(label: &str, v: i64, c: &Currency, id: &str) -> String {
+fn signed_card(label: &str, v: i64, c: &Currency, id: &str) -> Html {
     let class = match v.signum() {
         1 => " pos",
         -1 => " neg",
         _ => "",
     };
-    format!(
-        "<div class=\"card\"><div class=\"label\">{}</div><div class=\"value{class}\" id=\"{}\">{}</div></div>",
-        escape(label),
-        escape(id),
-        escape(&money(v, c))
+    card(
+        label,
+        html! { div class={ "value" (class) } id=(id) { (money(v, c)) } },
     )
 }
 
-fn statements_table(pos: &Position, me: &BrandId) -> String {
+fn statements_table(pos: &Position, me: &BrandId) -> Html {
     let c = pos.agreement.agreement.terms.settlement_currency;
-    let mut b = String::from("<h3>Co-signed statements</h3>");
-    if pos.statements.is_empty() {
-        b.push_str("<p class=\"muted\">No period is settled yet.</p>");
-        return b;
-    }
     let n = pos.agreement.statements.len();
-    if n > pos.statements.len() {
-        let _ = write!(
-            b,
-            "<p class=\"muted\">The latest {} of {n}.</p>",
-            pos.statements.len()
-        );
+    html! {
+        h3 { "Co-signed statements" }
+        @if pos.statements.is_empty() {
+            p class="muted" { "No period is settled yet." }
+        } @else {
+            @if n > pos.statements.len() {
+                p class="muted" { "The latest " (pos.statements.len()) " of " (n) "." }
+            }
+            table class="statements" {
+                thead { tr {
+                    th class="num" { "period" } th { "from (UTC)" } th { "to" }
+                    th class="num" { "lines" } th { "gross" } th { "net" }
+                    th class="num" { "our position" } th { "signed by" } th class="num" { "entry" }
+                } }
+                tbody {
+                    @for s in &pos.statements {
+                        @let st = &s.statement.statement;
+                        @let gross: Vec<String> = st
+                            .gross
+                            .iter()
+                            .filter(|g| g.lines > 0)
+                            .map(|g| format!("{} → {}: {}", g.payer, g.payee, money(g.total_minor, &c)))
+                            .collect();
+                        @let signers: Vec<String> = s
+                            .statement
+                            .signatures
+                            .iter()
+                            .map(|x| x.brand.to_string())
+                            .collect();
+                        @let i = s.receipt.index;
+                        tr data-period=(s.period) data-net-payer=(st.net.payer.as_str())
+                            data-net-payee=(st.net.payee.as_str()) data-net-amount=(st.net.amount_minor)
+                            data-index=(i) {
+                            td class="num" { (s.period) }
+                            (html::time_cell(st.period.from().get()))
+                            (html::time_cell(st.period.to().get()))
+                            td class="num" { (st.lines) }
+                            td { @if gross.is_empty() { "nothing" } @else { (gross.join("; ")) } }
+                            td {
+                                (st.net.payer.as_str()) " owes " (st.net.payee.as_str()) " "
+                                (money(i64::try_from(st.net.amount_minor).unwrap_or(i64::MAX), &c))
+                            }
+                            td class="num" { (money(st.position_minor(me).unwrap_or(0), &c)) }
+                            td { (signers.join(", ")) }
+                            td class="num" { a href={ "/explorer/entries/" (i) } { (i) } }
+                        }
+                    }
+                }
+            }
+        }
     }
-    b.push_str(
-        "<table class=\"statements\"><thead><tr><th class=\"num\">period</th><th>from (UTC)</th>\
-         <th>to</th><th class=\"num\">lines</th><th>gross</th><th>net</th>\
-         <th class=\"num\">our position</th><th>signed by</th><th class=\"num\">entry</th>\
-         </tr></thead><tbody>",
-    );
-    for s in &pos.statements {
-        let st = &s.statement.statement;
-        let gross: Vec<String> = st
-            .gross
-            .iter()
-            .filter(|g| g.lines > 0)
-            .map(|g| format!("{} → {}: {}", g.payer, g.payee, money(g.total_minor, &c)))
-            .collect();
-        let signers: Vec<String> = s
-            .statement
-            .signatures
-            .iter()
-            .map(|x| x.brand.to_string())
-            .collect();
-        let _ = write!(
-            b,
-            "<tr data-period=\"{k}\" data-net-payer=\"{np}\" data-net-payee=\"{ne}\" \
-             data-net-amount=\"{na}\" data-index=\"{i}\"><td class=\"num\">{k}</td>{from}{to}<td class=\"num\">{lines}</td><td>{gross}</td><td>{np} owes {ne} {net}</td>\
-             <td class=\"num\">{ours}</td><td>{signers}</td><td class=\"num\">\
-             <a href=\"/explorer/entries/{i}\">{i}</a></td></tr>",
-            k = s.period,
-            np = escape(st.net.payer.as_str()),
-            ne = escape(st.net.payee.as_str()),
-            na = st.net.amount_minor,
-            i = s.receipt.index,
-            from = html::time_cell(st.period.from().get()),
-            to = html::time_cell(st.period.to().get()),
-            lines = st.lines,
-            gross = escape(&if gross.is_empty() {
-                "nothing".into()
-            } else {
-                gross.join("; ")
-            }),
-            net = escape(&money(
-                i64::try_from(st.net.amount_minor).unwrap_or(i64::MAX),
-                &c
-            )),
-            ours = escape(&money(st.position_minor(me).unwrap_or(0), &c)),
-            signers = escape(&signers.join(", ")),
-        );
-    }
-    b.push_str("</tbody></table>");
-    b
+    .into()
 }
 
 /// The link to agreement `id`'s lines older than `before`, `rows` a page.
@@ -420,24 +395,11 @@ fn lines_table(
     page: &LinesPage,
     lines: &[ObligationLine],
     more: bool,
-) -> String {
+) -> Html {
     let terms = &pos.agreement.agreement.terms;
     let c = terms.settlement_currency;
     let total = pos.totals.all.lines();
     let before = page.before(&terms.agreement);
-    let mut b = format!(
-        "<h3 id=\"lines-{id}\">Obligation lines</h3><p class=\"muted\">{shown} of {total}, \
-         newest first{from}; positive amounts are owed to {me}.</p>",
-        id = escape(terms.agreement.as_str()),
-        shown = html::int(lines.len() as u64),
-        total = html::int(total),
-        from = if before.is_some() {
-            " (older than the previous page)"
-        } else {
-            ""
-        },
-        me = escape(me.as_str())
-    );
     let older = lines.last().filter(|_| more).map(|l| {
         lines_link(
             partner,
@@ -446,64 +408,65 @@ fn lines_table(
             page.rows,
         )
     });
-    let mut nav = String::from("<div class=\"pager lines-pager\">");
-    if before.is_some() {
-        let _ = write!(
-            nav,
-            "<a class=\"pager-link lines-newest\" href=\"{}\">« newest</a>",
-            escape(&lines_link(partner, &terms.agreement, None, page.rows))
-        );
+    let nav = html! {
+        div class="pager lines-pager" {
+            @if before.is_some() {
+                a class="pager-link lines-newest"
+                    href=(lines_link(partner, &terms.agreement, None, page.rows)) { "« newest" }
+            }
+            @if let Some(h) = &older {
+                a class="pager-link lines-older" href=(h) { "older »" }
+            }
+        }
+    };
+    html! {
+        h3 id={ "lines-" (terms.agreement.as_str()) } { "Obligation lines" }
+        p class="muted" {
+            (html::int(lines.len() as u64)) " of " (html::int(total)) ", newest first"
+            @if before.is_some() { " (older than the previous page)" }
+            "; positive amounts are owed to " (me.as_str()) "."
+        }
+        @if lines.is_empty() {
+            (nav)
+        } @else {
+            table class="lines" {
+                thead { tr {
+                    th { "time (UTC)" } th { "redemption" } th { "refund" } th { "direction" }
+                    th class="num" { "amount" } th class="num" { "period" } th { "state" }
+                    th class="num" { "entry" }
+                } }
+                tbody {
+                    @for l in lines {
+                        @let signed = if &l.payee == me { l.amount_minor } else { -l.amount_minor };
+                        @let i = l.index.get();
+                        tr data-index=(i) data-amount=(signed) {
+                            (html::time_cell(l.time.get()))
+                            td class="mono" { (l.redemption.as_str()) }
+                            td class="mono" { (l.refund.as_ref().map_or("", |r| r.as_str())) }
+                            td { (l.payer.as_str()) " → " (l.payee.as_str()) }
+                            td class="num" { (money(signed, &c)) }
+                            td class="num" {
+                                @match terms.period_of(l.time) {
+                                    Some(k) => (k),
+                                    None => "—",
+                                }
+                            }
+                            td {
+                                @if pos.agreement.settled(l.time) {
+                                    (badge("ok", "settled"))
+                                } @else {
+                                    (badge("warn", "open"))
+                                }
+                            }
+                            td class="num" { a href={ "/explorer/entries/" (i) } { (i) } }
+                        }
+                    }
+                }
+            }
+            (nav)
+        }
     }
-    if let Some(h) = &older {
-        let _ = write!(
-            nav,
-            "<a class=\"pager-link lines-older\" href=\"{}\">older »</a>",
-            escape(h)
-        );
-    }
-    nav.push_str("</div>");
-    if lines.is_empty() {
-        b.push_str(&nav);
-        return b;
-    }
-    b.push_str(
-        "<table class=\"lines\"><thead><tr><th>time (UTC)</th><th>redemption</th><th>refund</th>\
-         <th>direction</th><th class=\"num\">amount</th><th class=\"num\">period</th>\
-         <th>state</th><th class=\"num\">entry</th></tr></thead><tbody>",
-    );
-    for l in lines {
-        let signed = if &l.payee == me {
-            l.amount_minor
-        } else {
-            -l.amount_minor
-        };
-        let settled = pos.agreement.settled(l.time);
-        let _ = write!(
-            b,
-            "<tr data-index=\"{i}\" data-amount=\"{signed}\">{time}\
-             <td class=\"mono\">{red}</td><td class=\"mono\">{rf}</td><td>{payer} → {payee}</td>\
-             <td class=\"num\">{amount}</td><td class=\"num\">{k}</td><td>{state}</td>\
-             <td class=\"num\"><a href=\"/explorer/entries/{i}\">{i}</a></td></tr>",
-            i = l.index.get(),
-            time = html::time_cell(l.time.get()),
-            red = escape(l.redemption.as_str()),
-            rf = escape(l.refund.as_ref().map_or("", |r| r.as_str())),
-            payer = escape(l.payer.as_str()),
-            payee = escape(l.payee.as_str()),
-            amount = escape(&money(signed, &c)),
-            k = terms
-                .period_of(l.time)
-                .map_or("—".into(), |k| k.to_string()),
-            state = if settled {
-                badge("ok", "settled")
-            } else {
-                badge("warn", "open")
-            },
-        );
-    }
-    b.push_str("</tbody></table>");
-    b.push_str(&nav);
-    b
+    .into()
 }
 
 #[cfg(test)]

@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::stream::{self, StreamExt};
 use ledger::checkpoint::{open_checkpoint, Checkpoint, CheckpointError, NoteVerifier};
-use ledger::entry::{Entry, EntryError, ENTRY_BYTES_MAX};
+use ledger::entry::{Entry, EntryError};
 use ledger::merkle::{leaf_hash, Hash};
+use ledger::tiles::bundle_entries;
 use tokio::sync::{mpsc as amp, oneshot};
 
 use crate::client::Client;
@@ -147,20 +148,13 @@ pub fn check_bundle(bundle: u64, width: u64, from: u64, body: &[u8]) -> CheckedB
         entries: Vec::with_capacity(width as usize - skip.min(width as usize)),
         short: false,
     };
-    let mut rest = body;
+    let mut frames = bundle_entries(body);
     let mut k = 0usize;
     while (k as u64) < width {
-        if rest.len() < 2 {
+        let Some(Ok(bytes)) = frames.next() else {
             out.short = true;
             return out;
-        }
-        let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
-        if len > ENTRY_BYTES_MAX || rest.len() < 2 + len {
-            out.short = true;
-            return out;
-        }
-        let bytes = &rest[2..2 + len];
-        rest = &rest[2 + len..];
+        };
         if k >= skip {
             out.leaves.push(leaf_hash(bytes));
             out.entries.push(Entry::from_bytes(bytes));
@@ -168,7 +162,7 @@ pub fn check_bundle(bundle: u64, width: u64, from: u64, body: &[u8]) -> CheckedB
         k += 1;
     }
     // Trailing bytes mean the framing is not the one the node promised.
-    out.short = !rest.is_empty();
+    out.short = !frames.remainder().is_empty();
     out
 }
 

@@ -1,6 +1,6 @@
 //! Scale benchmark: start-up time and memory of a node whose log is large.
 //!
-//! `cargo bench -p node --bench scale -- [--entries 10000000] [--members 1000000]`
+//! `cargo bench -p loyalty-node --bench scale -- [--entries 10000000] [--members 1000000]`
 //!
 //! Writes a log of `--entries` earns spread over `--members` members directly through
 //! `ledger::log::Log` (batches of 4,096, one synced commit and one signed checkpoint each, as

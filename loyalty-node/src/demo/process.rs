@@ -148,7 +148,7 @@ impl DemoNode {
         // The output goes to a file: no colour codes in it.
         cmd.env("NO_COLOR", "1");
         if let Some(point) = fault {
-            cmd.env(crate::fault::FAULT_ENV, point);
+            cmd.env(node::fault::FAULT_ENV, point);
         }
         // Its own process group: Ctrl-C reaches the demo only, which then stops each node.
         #[cfg(unix)]

@@ -1,3 +1,0 @@
-fn main() -> anyhow::Result<()> {
-    node::cli::main()
-}
