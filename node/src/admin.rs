@@ -1,4 +1,4 @@
-//! Admin routes: API keys.
+//! Admin routes: API keys, and the clock guard's state and confirmation.
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -6,7 +6,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::{authorize, ApiJson, AppState};
+use crate::app::{authorize, ApiJson, AppState};
+use crate::clock::ClockStatus;
 use crate::keys::{KeyError, KeyRecord, Scope};
 use crate::problem::ApiError;
 use crate::sequencer::now;
@@ -96,4 +97,27 @@ pub async fn revoke_key(
         key_id: r.key_id,
         revoked: true,
     }))
+}
+
+/// `POST /v1/admin/clock/confirm` (scope `admin`): the operator checked the system clock; writes
+/// resume at the current time.
+#[utoipa::path(post, path = "/v1/admin/clock/confirm",
+    responses((status = 200, body = ClockStatus)), tag = "admin")]
+pub async fn confirm(
+    State(app): AppState,
+    headers: HeaderMap,
+) -> Result<Json<ClockStatus>, ApiError> {
+    authorize(&app, &headers, Scope::Admin)?;
+    Ok(Json(app.clock.confirm()))
+}
+
+/// `GET /v1/admin/clock` (scope `admin`): the guard's state.
+#[utoipa::path(get, path = "/v1/admin/clock",
+    responses((status = 200, body = ClockStatus)), tag = "admin")]
+pub async fn status(
+    State(app): AppState,
+    headers: HeaderMap,
+) -> Result<Json<ClockStatus>, ApiError> {
+    authorize(&app, &headers, Scope::Admin)?;
+    Ok(Json(app.clock.status()))
 }

@@ -17,14 +17,19 @@
 //! - [`demo`]: `loyalty-node demo`, three brands and a narrated scenario on loopback.
 
 pub mod admin;
+pub mod admission;
 pub mod api;
+pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
+pub mod datadir;
 pub mod demo;
 pub mod explorer;
 pub mod fault;
 pub mod federation;
+pub mod federation_routes;
 pub mod guard;
 pub mod ha;
 pub mod keys;
@@ -34,6 +39,8 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod reads;
+pub mod redemption;
+pub mod router;
 pub mod sequencer;
 pub mod server;
 pub mod tiers;

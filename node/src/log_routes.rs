@@ -14,7 +14,7 @@ use ledger::log::receipt_from_store;
 use ledger::merkle::{self, HashReader};
 use ledger::receipt::Receipt;
 
-use crate::api::AppState;
+use crate::app::AppState;
 use crate::problem::ApiError;
 use crate::reads::Page;
 
@@ -185,7 +185,7 @@ pub struct InclusionProof {
     pub proof: Vec<String>,
 }
 
-fn check_size(app: &crate::api::App, size: u64) -> Result<(), ApiError> {
+fn check_size(app: &crate::app::App, size: u64) -> Result<(), ApiError> {
     let committed = app.shared.checkpoint().size;
     if size > committed {
         return Err(ApiError::bad_parameter(format!(
@@ -270,7 +270,7 @@ pub async fn checkpoints(
 /// The signed checkpoints of sizes above `cursor` (or all), ascending, at most `limit`, up to
 /// the latest one.
 pub(crate) fn checkpoints_page(
-    app: &crate::api::App,
+    app: &crate::app::App,
     cursor: Option<u64>,
     limit: usize,
 ) -> Result<Checkpoints, ApiError> {
@@ -426,6 +426,19 @@ pub async fn tile(State(app): AppState, Path(path): Path<String>) -> Result<Resp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tile_paths_round_trip_through_the_server_parser() {
+        for n in [0u64, 5, 999, 1000, 1234067, 1_000_000_000] {
+            let p = format!("entries/{}", crate::federation::sync::tile_index_path(n));
+            let t = parse_tile_path(&p).unwrap();
+            assert_eq!(t.index, n, "{p}");
+        }
+        assert_eq!(
+            crate::federation::sync::tile_index_path(1234067),
+            "x001/x234/067"
+        );
+    }
 
     #[test]
     fn tile_paths_follow_c2sp_encoding() {

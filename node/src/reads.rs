@@ -12,7 +12,7 @@ use ledger::state::read::{self, Record};
 use ledger::state::{record_prefix, HoldState, HoldStatus, MemberState, Policies, RecordSource};
 use ledger::types::{EntryId, LogTime, MemberId};
 
-use crate::api::{authorize, parse_param, AppState};
+use crate::app::{authorize, parse_param, AppState};
 use crate::keys::Scope;
 use crate::problem::ApiError;
 use crate::sequencer::now;
@@ -23,7 +23,7 @@ pub const PAGE_DEFAULT: usize = 100;
 pub const PAGE_MAX: usize = 1000;
 
 fn record<T: Record>(
-    app: &crate::api::App,
+    app: &crate::app::App,
     prefix: &[u8],
     name: &str,
 ) -> Result<Option<T>, ApiError> {
@@ -39,7 +39,7 @@ pub fn store_record<T: Record>(
     read::named(store, prefix, name).map_err(ApiError::internal)
 }
 
-fn policies(app: &crate::api::App) -> Result<Policies, ApiError> {
+fn policies(app: &crate::app::App) -> Result<Policies, ApiError> {
     Ok(record(app, record_prefix::POLICIES, "")?.unwrap_or_default())
 }
 

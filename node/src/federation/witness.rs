@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -22,7 +21,6 @@ use ledger::store::Store;
 use ledger::types::BrandId;
 
 use super::{peer, Federation, Partner};
-use crate::api::AppState;
 use crate::problem::ApiError;
 
 const WITNESS_PREFIX: &[u8] = b"witness/";
@@ -130,15 +128,15 @@ pub fn parse_request(body: &[u8]) -> Result<(u64, Vec<Hash>, &str), ApiError> {
     Ok((old, proof, rest))
 }
 
-/// `POST /v1/witness/add-checkpoint` (C2SP tlog-witness), from a pinned partner only.
+/// The witness's answer to `POST /v1/witness/add-checkpoint` (C2SP tlog-witness), from a
+/// pinned partner only.
 pub async fn add_checkpoint(
-    State(app): AppState,
+    fed: &Federation,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let fed = &app.federation;
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let partner = peer::verify(fed, &method, path, &headers, &body)?;
     let (old, proof, note) = parse_request(&body)?;

@@ -39,8 +39,8 @@ use super::reconcile::{agreement_with, mirror_of, report};
 use super::redeem::{
     bad_answer, quote_and_payer, refusal_status, refused, unprocessable, unreachable,
 };
-use super::{peer, Partner};
-use crate::api::{authorize, check_id, parse_param, ApiJson, App, AppState};
+use crate::app::{authorize, check_id, parse_param, ApiJson, App, AppState};
+use crate::federation::{peer, Partner};
 use crate::keys::Scope;
 use crate::problem::ApiError;
 use crate::reads::store_record;

@@ -1,4 +1,5 @@
-//! Federation routes: partners, verified mirror reads, evidence, the cosigned checkpoint.
+//! Federation routes: partners, verified mirror reads, evidence, the cosigned checkpoint and
+//! the witness endpoint (C2SP tlog-witness) partners submit their checkpoints to.
 
 use std::sync::atomic::Ordering;
 
@@ -13,9 +14,9 @@ use ledger::log::receipt_from_store;
 use ledger::receipt::Receipt;
 use ledger::types::{BrandId, MemberId};
 
-use super::{Evidence, Partner, PartnerError};
-use crate::api::{authorize, parse_param, ApiJson, AppState};
+use crate::app::{authorize, parse_param, ApiJson, AppState};
 use crate::config::PartnerConfig;
+use crate::federation::{witness, Evidence, Partner, PartnerError};
 use crate::keys::Scope;
 use crate::problem::ApiError;
 use crate::reads::{member_view, MemberView, Page};
@@ -287,7 +288,7 @@ pub async fn cosigned(State(app): AppState) -> Json<CosignedCheckpoint> {
 }
 
 /// The latest cosigned checkpoint, or the latest signed one while none is cosigned.
-pub(crate) fn cosigned_checkpoint(app: &crate::api::App) -> CosignedCheckpoint {
+pub(crate) fn cosigned_checkpoint(app: &crate::app::App) -> CosignedCheckpoint {
     let quorum = app.federation.settings.witness_quorum;
     let c = app
         .federation
@@ -369,7 +370,7 @@ pub async fn attestation(
     // Ask the witnesses at once; wait a bounded time for them.
     let cosigned = tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        super::witness::gather(&app.federation),
+        witness::gather(&app.federation),
     )
     .await
     .ok()
@@ -469,4 +470,15 @@ pub async fn verify_attestation(
         valid_until: v.statement.valid_until.map(|u| u.get()),
         cosigners: v.cosigners(),
     }))
+}
+
+/// `POST /v1/witness/add-checkpoint` (C2SP tlog-witness), from a pinned partner only.
+pub async fn add_checkpoint(
+    State(app): AppState,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    witness::add_checkpoint(&app.federation, method, uri, headers, body).await
 }

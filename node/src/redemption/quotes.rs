@@ -20,7 +20,7 @@ use ledger::receipt::Receipt;
 use ledger::state::{record_prefix, AgreementState, Policies, QuoteState};
 use ledger::types::{BrandId, DurationMs, EntryId, MemberId, Points};
 
-use crate::api::{authorize, parse_param, ApiJson, App, AppState};
+use crate::app::{authorize, parse_param, ApiJson, App, AppState};
 use crate::keys::Scope;
 use crate::problem::ApiError;
 use crate::reads::store_record;

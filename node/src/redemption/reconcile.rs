@@ -17,7 +17,7 @@ use ledger::statement::{reconcile as reconcile_lines, to_csv, ObligationLine, Pe
 use ledger::store::Store;
 use ledger::types::{BrandId, EntryId, LogTime};
 
-use crate::api::{authorize, parse_param, AppState};
+use crate::app::{authorize, parse_param, AppState};
 use crate::keys::Scope;
 use crate::problem::ApiError;
 use crate::reads::store_record;
@@ -138,7 +138,7 @@ pub(crate) fn agreements_with(
 }
 
 /// The verified mirror of `brand`, which must be a pinned partner.
-pub(crate) fn mirror_of(app: &crate::api::App, brand: &BrandId) -> Result<Store, ApiError> {
+pub(crate) fn mirror_of(app: &crate::app::App, brand: &BrandId) -> Result<Store, ApiError> {
     let p = app
         .federation
         .partner(brand)

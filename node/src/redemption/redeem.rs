@@ -28,9 +28,10 @@ use ledger::receipt::Receipt;
 use ledger::state::{record_prefix, AgreementState, QuoteState};
 use ledger::types::{EntryId, LogTime};
 
+use super::payer;
 use super::quotes::policies_of;
-use super::{payer, peer, Partner};
-use crate::api::{authorize, parse_param, ApiJson, App, AppState};
+use crate::app::{authorize, parse_param, ApiJson, App, AppState};
+use crate::federation::{peer, Partner};
 use crate::keys::Scope;
 use crate::problem::ApiError;
 use crate::reads::store_record;
@@ -550,7 +551,7 @@ async fn ask_payer(app: &App, id: &EntryId, void: bool) -> Result<RedemptionStat
     let (status, answer) = if void {
         super::agreements::post_peer(fed, &payer, &path, Vec::new()).await
     } else {
-        match super::sync::get(fed, &payer, &path).await {
+        match crate::federation::sync::get(fed, &payer, &path).await {
             Ok(b) => (Some(StatusCode::OK), b),
             Err(e) if e.contains("404") => (Some(StatusCode::NOT_FOUND), e.into_bytes()),
             Err(e) => (None, e.into_bytes()),
@@ -670,7 +671,7 @@ pub fn derived_id(what: &str, id: &EntryId) -> Result<EntryId, ApiError> {
 /// A redemption id a client or partner may choose: not reserved (`sys.`), and short enough
 /// for the ids derived from it.
 pub fn check_redemption_id(id: &EntryId) -> Result<(), ApiError> {
-    crate::api::check_id(id)?;
+    crate::app::check_id(id)?;
     if id.as_str().len() > REDEMPTION_ID_LEN_MAX {
         return Err(unprocessable(
             "redemption_id_too_long",

@@ -24,8 +24,8 @@ use ledger::entry::EntryKind;
 use ledger::log::Write;
 use ledger::receipt::Receipt;
 
-use super::{peer, Federation, Partner};
-use crate::api::{authorize, ApiJson, App, AppState};
+use crate::app::{authorize, ApiJson, App, AppState};
+use crate::federation::{peer, Federation, Partner};
 use crate::keys::Scope;
 use crate::problem::ApiError;
 
@@ -295,11 +295,14 @@ pub(crate) async fn post_peer(
     match req.send().await {
         Ok(resp) => {
             let status = resp.status();
-            let body = super::sync::read_limited(resp, 1 << 20)
+            let body = crate::federation::sync::read_limited(resp, 1 << 20)
                 .await
                 .unwrap_or_default();
             (Some(status), body)
         }
-        Err(e) => (None, super::sync::describe(&e).as_bytes().to_vec()),
+        Err(e) => (
+            None,
+            crate::federation::sync::describe(&e).as_bytes().to_vec(),
+        ),
     }
 }
