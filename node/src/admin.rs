@@ -1,16 +1,28 @@
 //! Admin routes: API keys, and the clock guard's state and confirmation.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::Json;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::app::{authorize, ApiJson, AppState};
+use crate::app::{authorize, ApiJson, App, AppState};
 use crate::clock::ClockStatus;
 use crate::keys::{KeyError, KeyRecord, Scope};
 use crate::problem::ApiError;
 use crate::sequencer::now;
+
+/// The admin routes: API keys and the clock guard.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/v1/admin/keys", post(create_key).get(list_keys))
+        .route("/v1/admin/keys/{key_id}", delete(revoke_key))
+        .route(crate::clock::CONFIRM_PATH, post(confirm))
+        .route("/v1/admin/clock", get(status))
+}
 
 /// `POST /v1/admin/keys`.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -1,9 +1,12 @@
 //! The write routes (spec/api.md): earns, redemptions, adjustments, holds, authorisations,
 //! refunds and policies. Handlers parse, call one core function, map the error.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
+use axum::routing::{post, put};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -21,6 +24,24 @@ use crate::problem::ApiError;
 
 // The shared state and request plumbing, at the paths other modules have used.
 pub use crate::app::{authorize, check_id, parse_param, ApiJson, App, AppState};
+
+/// The write routes.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/v1/members/{member}/earn", post(earn))
+        .route("/v1/earns", post(earn_many))
+        .route("/v1/members/{member}/redeem", post(redeem))
+        .route("/v1/members/{member}/adjust", post(adjust))
+        .route("/v1/members/{member}/holds", post(hold))
+        .route("/v1/holds/{hold}/post", post(post_hold))
+        .route("/v1/holds/{hold}/void", post(void_hold))
+        .route("/v1/redemptions/{redemption}/refund", post(refund))
+        .route("/v1/policy/tiers", put(set_tiers))
+        .route("/v1/policy/expiry", put(set_expiry))
+        .route("/v1/policy/rate-card", put(set_rate_card))
+        .route("/v1/policy/fx-rate", put(set_fx_rate))
+        .route("/v1/members/{member}/authorisations", post(authorise))
+}
 
 /// Answer to a write: whether it was logged now, and its receipt.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

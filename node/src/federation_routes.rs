@@ -2,11 +2,13 @@
 //! the witness endpoint (C2SP tlog-witness) partners submit their checkpoints to.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -14,12 +16,29 @@ use ledger::log::receipt_from_store;
 use ledger::receipt::Receipt;
 use ledger::types::{BrandId, MemberId};
 
-use crate::app::{authorize, parse_param, ApiJson, AppState};
+use crate::app::{authorize, parse_param, ApiJson, App, AppState};
 use crate::config::PartnerConfig;
 use crate::federation::{witness, Evidence, Partner, PartnerError};
 use crate::keys::Scope;
 use crate::problem::ApiError;
 use crate::reads::{member_view, MemberView, Page};
+
+/// The federation's routes.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/v1/checkpoint/cosigned", get(cosigned))
+        .route("/v1/partners", get(list))
+        .route(
+            "/v1/partners/{brand}/members/{member}",
+            get(mirrored_member),
+        )
+        .route("/v1/admin/partners", post(add))
+        .route("/v1/admin/partners/{brand}/unfreeze", post(unfreeze))
+        .route("/v1/evidence", get(evidence))
+        .route("/v1/members/{member}/attestation", post(attestation))
+        .route("/v1/attestations/verify", post(verify_attestation))
+        .route("/v1/witness/add-checkpoint", post(add_checkpoint))
+}
 
 /// A partner and its sync state.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -37,6 +37,7 @@ pub mod listener;
 pub mod log_routes;
 pub mod metrics;
 pub mod openapi;
+pub mod ops;
 pub mod problem;
 pub mod reads;
 pub mod redemption;

@@ -3,10 +3,13 @@
 //! Invariant: everything served is at or below the latest signed checkpoint, so a client never
 //! sees an entry or a hash that no checkpoint commits to.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -14,9 +17,23 @@ use ledger::log::receipt_from_store;
 use ledger::merkle::{self, HashReader};
 use ledger::receipt::Receipt;
 
-use crate::app::AppState;
+use crate::app::{App, AppState};
 use crate::problem::ApiError;
 use crate::reads::Page;
+
+/// The log's routes: key, time, entries, receipts, proofs, checkpoints and tiles.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/v1/log/key", get(key))
+        .route("/v1/log/time", get(time))
+        .route("/v1/log/entries", get(entries))
+        .route("/v1/log/entries/{index}/receipt", get(receipt))
+        .route("/v1/log/proof/inclusion", get(inclusion))
+        .route("/v1/log/proof/consistency", get(consistency))
+        .route("/v1/log/checkpoints", get(checkpoints))
+        .route("/checkpoint", get(checkpoint))
+        .route("/tile/{*path}", get(tile))
+}
 
 /// Entries per full tile and entry bundle (C2SP tlog-tiles).
 pub const TILE_WIDTH: u64 = 256;

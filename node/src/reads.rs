@@ -1,9 +1,12 @@
 //! Read routes for apps: members, history, holds, policy. They read committed state records
 //! from RocksDB and never wait for the sequencer.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -12,10 +15,20 @@ use ledger::state::read::{self, Record};
 use ledger::state::{record_prefix, HoldState, HoldStatus, MemberState, Policies, RecordSource};
 use ledger::types::{EntryId, LogTime, MemberId};
 
-use crate::app::{authorize, parse_param, AppState};
+use crate::app::{authorize, parse_param, App, AppState};
 use crate::keys::Scope;
 use crate::problem::ApiError;
 use crate::sequencer::now;
+
+/// The read routes of members, holds and policies.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/v1/holds/{hold}", get(hold))
+        .route("/v1/members/{member}", get(member))
+        .route("/v1/members/{member}/history", get(history))
+        .route("/v1/members/{member}/lots", get(lots))
+        .route("/v1/policy", get(policy))
+}
 
 /// Default page size.
 pub const PAGE_DEFAULT: usize = 100;

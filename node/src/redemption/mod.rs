@@ -17,3 +17,53 @@ pub mod quotes;
 pub mod reconcile;
 pub mod redeem;
 pub mod settle;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::app::App;
+
+/// The redemption routes: the client's, and the partner's (`/v1/peer/...`, signed requests).
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/v1/redemptions/quote", post(quotes::quote))
+        .route("/v1/redemptions/{redemption}/quote", get(quotes::get_quote))
+        .route(
+            "/v1/redemptions/{redemption}/prepare",
+            post(redeem::prepare),
+        )
+        .route(redeem::PEER_PREPARE_PATH, post(redeem::peer_prepare))
+        .route(
+            "/v1/peer/redemptions/{redemption}",
+            get(redeem::peer_status),
+        )
+        .route(
+            "/v1/peer/redemptions/{redemption}/void",
+            post(redeem::peer_void),
+        )
+        .route("/v1/redemptions/{redemption}/status", get(redeem::status))
+        .route("/v1/redemptions/{redemption}/void", post(redeem::void))
+        .route(
+            "/v1/reconciliation/{partner}",
+            get(reconcile::reconciliation),
+        )
+        .route("/v1/redemptions/{redemption}/commit", post(redeem::commit))
+        .route(
+            "/v1/peer/redemptions/{redemption}/commit",
+            post(redeem::peer_commit),
+        )
+        .route("/v1/redemptions/{redemption}/refunds", post(settle::refund))
+        .route(
+            "/v1/peer/redemptions/{redemption}/refunds",
+            post(settle::peer_refund),
+        )
+        .route(
+            "/v1/statements/{partner}",
+            post(settle::cosign).get(settle::list),
+        )
+        .route(settle::PEER_STATEMENTS_PATH, post(settle::peer_cosign))
+        .route("/v1/admin/agreements", post(agreements::approve))
+        .route(agreements::PEER_PATH, post(agreements::peer_approval))
+}
