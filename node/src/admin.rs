@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::app::{authorize, ApiJson, App, AppState};
+use crate::app::{authorize, scope, ApiJson, App, AppState, Authorized};
 use crate::clock::ClockStatus;
 use crate::keys::{KeyError, KeyRecord, Scope};
 use crate::problem::ApiError;
@@ -87,9 +87,8 @@ pub async fn create_key(
 #[utoipa::path(get, path = "/v1/admin/keys", responses((status = 200, body = KeyList)), tag = "admin")]
 pub async fn list_keys(
     State(app): AppState,
-    headers: HeaderMap,
+    _: Authorized<scope::Admin>,
 ) -> Result<Json<KeyList>, ApiError> {
-    authorize(&app, &headers, Scope::Admin)?;
     Ok(Json(KeyList {
         keys: app.keys.list(),
     }))
@@ -117,9 +116,8 @@ pub async fn revoke_key(
     responses((status = 200, body = ClockStatus)), tag = "admin")]
 pub async fn confirm(
     State(app): AppState,
-    headers: HeaderMap,
+    _: Authorized<scope::Admin>,
 ) -> Result<Json<ClockStatus>, ApiError> {
-    authorize(&app, &headers, Scope::Admin)?;
     Ok(Json(app.clock.confirm()))
 }
 
@@ -128,8 +126,7 @@ pub async fn confirm(
     responses((status = 200, body = ClockStatus)), tag = "admin")]
 pub async fn status(
     State(app): AppState,
-    headers: HeaderMap,
+    _: Authorized<scope::Admin>,
 ) -> Result<Json<ClockStatus>, ApiError> {
-    authorize(&app, &headers, Scope::Admin)?;
     Ok(Json(app.clock.status()))
 }

@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -15,8 +14,7 @@ use ledger::state::read::{self, Record};
 use ledger::state::{record_prefix, HoldState, HoldStatus, MemberState, Policies, RecordSource};
 use ledger::types::{EntryId, LogTime, MemberId};
 
-use crate::app::{authorize, parse_param, App, AppState};
-use crate::keys::Scope;
+use crate::app::{scope, App, AppState, Authorized, Param};
 use crate::problem::ApiError;
 use crate::sequencer::now;
 
@@ -98,11 +96,9 @@ pub struct MemberView {
     responses((status = 200, body = MemberView)), tag = "reads")]
 pub async fn member(
     State(app): AppState,
-    headers: HeaderMap,
-    Path(member): Path<String>,
+    _: Authorized<scope::Read>,
+    Param(id): Param<MemberId>,
 ) -> Result<Json<MemberView>, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
-    let id: MemberId = parse_param("member", &member)?;
     member_view(&app.store, &id)?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("unknown_member", format!("member {id} has no points")))
@@ -209,12 +205,11 @@ pub struct LotsQuery {
     responses((status = 200, body = LotsPage)), tag = "reads")]
 pub async fn lots(
     State(app): AppState,
-    headers: HeaderMap,
-    Path(member): Path<String>,
+    // The query is read first, then the key, then the member (the order of the answers).
     Query(q): Query<LotsQuery>,
+    _: Authorized<scope::Read>,
+    Param(id): Param<MemberId>,
 ) -> Result<Json<LotsPage>, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
-    let id: MemberId = parse_param("member", &member)?;
     let after = match &q.cursor {
         None => None,
         Some(c) => Some(
@@ -287,12 +282,11 @@ pub struct HistoryPage {
     responses((status = 200, body = HistoryPage)), tag = "reads")]
 pub async fn history(
     State(app): AppState,
-    headers: HeaderMap,
-    Path(member): Path<String>,
+    // The query is read first, then the key, then the member (the order of the answers).
     Query(page): Query<Page>,
+    _: Authorized<scope::Read>,
+    Param(id): Param<MemberId>,
 ) -> Result<Json<HistoryPage>, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
-    let id: MemberId = parse_param("member", &member)?;
     let (cursor, limit) = page.parse()?;
     let size = app.shared.checkpoint().size;
     let indexes = history_indexes(&app.store, &id, cursor, limit, size)?;
@@ -348,11 +342,9 @@ pub struct HoldView {
     responses((status = 200, body = HoldView)), tag = "reads")]
 pub async fn hold(
     State(app): AppState,
-    headers: HeaderMap,
-    Path(hold): Path<String>,
+    _: Authorized<scope::Read>,
+    Param(id): Param<EntryId>,
 ) -> Result<Json<HoldView>, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
-    let id: EntryId = parse_param("hold", &hold)?;
     let h: HoldState = record(&app, record_prefix::HOLD, id.as_str())?
         .ok_or_else(|| ApiError::not_found("unknown_hold", format!("no hold with id {id}")))?;
     Ok(Json(hold_view(id.as_str(), &h)))
@@ -399,9 +391,8 @@ pub struct PolicyView {
 #[utoipa::path(get, path = "/v1/policy", responses((status = 200, body = PolicyView)), tag = "reads")]
 pub async fn policy(
     State(app): AppState,
-    headers: HeaderMap,
+    _: Authorized<scope::Read>,
 ) -> Result<Json<PolicyView>, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
     let p = policies(&app)?;
     Ok(Json(PolicyView {
         tier: p
