@@ -213,16 +213,19 @@ pub async fn earn_many(
                 index: Some(c.index),
                 problem: None,
             },
-            Err(e) => EarnOutcome {
-                status: if e.status.is_server_error() {
-                    "failed"
-                } else {
-                    "refused"
+            Err(e) => {
+                let e = ApiError::from(e);
+                EarnOutcome {
+                    status: if e.status.is_server_error() {
+                        "failed"
+                    } else {
+                        "refused"
+                    }
+                    .into(),
+                    index: None,
+                    problem: serde_json::to_value(e.problem()).ok(),
                 }
-                .into(),
-                index: None,
-                problem: serde_json::to_value(e.problem()).ok(),
-            },
+            }
         })
         .collect();
     Ok(Json(EarnsResponse {

@@ -22,10 +22,10 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use ledger::entry::{EntryKind, HexHash, Hold};
-use ledger::log::{receipt_from_store, Write};
+use ledger::log::{receipt_from_store, Write, WriteError};
 use ledger::quote::{make_quote, Ask, Pricing, Quote};
 use ledger::receipt::Receipt;
-use ledger::state::{record_prefix, AgreementState, QuoteState};
+use ledger::state::{record_prefix, AgreementState, QuoteState, StateError};
 use ledger::types::{EntryId, LogTime};
 
 use super::payer;
@@ -35,6 +35,7 @@ use crate::federation::{peer, Partner};
 use crate::keys::Scope;
 use crate::problem::ApiError;
 use crate::reads::store_record;
+use crate::sequencer::SubmitError;
 
 /// The peer route of the payer.
 pub const PEER_PREPARE_PATH: &str = "/v1/peer/redemptions/prepare";
@@ -524,8 +525,8 @@ pub async fn peer_void(
         {
             Ok(_) => {}
             // Released meanwhile by the payer's housekeeping: the status says so.
-            Err(e) if e.code == "hold_not_open" => {}
-            Err(e) => return Err(e),
+            Err(SubmitError::Refused(WriteError::State(StateError::HoldNotOpen { .. }))) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     let after = status_at_payer(&app, &id, &sender.brand)?;
@@ -811,9 +812,10 @@ pub async fn peer_commit(
     let mut answers = answers.into_iter();
     let post = answers
         .next()
-        .unwrap_or_else(|| Err(ApiError::internal("no answer")))?;
+        .ok_or_else(|| ApiError::internal("no answer"))??;
     if let Some(Err(e)) = answers.next() {
         // Cannot happen after the checks above; if it does, the operator must know at once.
+        let e = ApiError::from(e);
         tracing::error!(redemption = %id, error = %e.detail, "posted without its payable");
         return Err(ApiError::internal("the payable obligation was refused"));
     }
