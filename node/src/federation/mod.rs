@@ -3,6 +3,7 @@
 //!
 //! Code map:
 //! - this module: the partner registry, evidence and freezing, persisted in the node's own store;
+//! - [`client`]: the one client of node-to-node requests (signed, size-limited, classified);
 //! - [`peer`]: signing and verifying node-to-node requests;
 //! - [`sync`]: the per-partner tasks that pull, verify and store mirrors;
 //! - [`witness`]: cosigning partners' checkpoints, and gathering cosignatures for our own.
@@ -14,6 +15,7 @@
 //! evidence and the freeze it causes are durable before anything else happens; federation never
 //! enters the sequencer, so a partner never delays local writes.
 
+pub mod client;
 pub mod peer;
 pub mod sync;
 pub mod witness;

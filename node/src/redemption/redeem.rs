@@ -31,6 +31,8 @@ use ledger::types::{EntryId, LogTime};
 use super::payer;
 use super::quotes::policies_of;
 use crate::app::{authorize, parse_param, ApiJson, App, AppState};
+use crate::federation::client::{PeerClient, PeerError, Reply};
+use crate::federation::sync::RESPONSE_BYTES_MAX;
 use crate::federation::{peer, Partner};
 use crate::keys::Scope;
 use crate::problem::ApiError;
@@ -226,10 +228,18 @@ pub async fn prepare(
     };
     crate::fault::point("payee_secret_stored");
     let body = serde_json::to_vec(&req).map_err(ApiError::internal)?;
-    let (status, answer) = super::agreements::post_peer(fed, &payer, PEER_PREPARE_PATH, body).await;
+    let Ok(Reply {
+        status,
+        body: answer,
+    }) = PeerClient::new(fed, &payer)
+        .post_json(PEER_PREPARE_PATH, body)
+        .await
+    else {
+        return Err(unreachable(&payer, "the redemption"));
+    };
     match status {
-        Some(StatusCode::OK) => {}
-        Some(s) if s.is_client_error() => {
+        StatusCode::OK => {}
+        s if s.is_client_error() => {
             return Err(refused(
                 &payer,
                 "the hold",
@@ -237,7 +247,7 @@ pub async fn prepare(
                 &answer,
             ))
         }
-        Some(_) => {
+        _ => {
             return Err(refused(
                 &payer,
                 "the hold",
@@ -245,7 +255,6 @@ pub async fn prepare(
                 &answer,
             ))
         }
-        None => return Err(unreachable(&payer, "the redemption")),
     }
     let receipt: Receipt =
         serde_json::from_slice(&answer).map_err(|_| bad_answer("not a receipt"))?;
@@ -549,13 +558,21 @@ async fn ask_payer(app: &App, id: &EntryId, void: bool) -> Result<RedemptionStat
     } else {
         format!("{PEER_REDEMPTIONS}{id}")
     };
+    let client = PeerClient::new(fed, &payer);
     let (status, answer) = if void {
-        super::agreements::post_peer(fed, &payer, &path, Vec::new()).await
+        match client.post_json(&path, Vec::new()).await {
+            Ok(r) => (Some(r.status), r.body),
+            Err(_) => (None, Vec::new()),
+        }
     } else {
-        match crate::federation::sync::get(fed, &payer, &path).await {
+        match client.get(&path, RESPONSE_BYTES_MAX).await {
             Ok(b) => (Some(StatusCode::OK), b),
-            Err(e) if e.contains("404") => (Some(StatusCode::NOT_FOUND), e.into_bytes()),
-            Err(e) => (None, e.into_bytes()),
+            // Only the payer's own 404 means it holds nothing (any other failure of the GET is
+            // an unreachable payer, as before).
+            Err(PeerError::Status(StatusCode::NOT_FOUND)) => {
+                (Some(StatusCode::NOT_FOUND), Vec::new())
+            }
+            Err(_) => (None, Vec::new()),
         }
     };
     match status {
@@ -853,13 +870,19 @@ pub async fn commit(
     };
     let body = serde_json::to_vec(&req).map_err(ApiError::internal)?;
     let path = format!("{PEER_REDEMPTIONS}{id}/commit");
-    let (status, answer) = super::agreements::post_peer(fed, &payer, &path, body).await;
+    let Ok(Reply {
+        status,
+        body: answer,
+    }) = PeerClient::new(fed, &payer).post_json(&path, body).await
+    else {
+        return Err(unreachable(&payer, "the redemption"));
+    };
     match status {
-        Some(StatusCode::OK) => {}
-        Some(StatusCode::CONFLICT) => {
+        StatusCode::OK => {}
+        StatusCode::CONFLICT => {
             return Err(refused(&payer, "the commit", StatusCode::CONFLICT, &answer))
         }
-        Some(_) => {
+        _ => {
             return Err(refused(
                 &payer,
                 "the commit",
@@ -867,7 +890,6 @@ pub async fn commit(
                 &answer,
             ))
         }
-        None => return Err(unreachable(&payer, "the redemption")),
     }
     let bad = |m: String| bad_answer(m);
     let receipts: PayerCommit =

@@ -40,6 +40,7 @@ use super::redeem::{
     bad_answer, quote_and_payer, refusal_status, refused, unprocessable, unreachable,
 };
 use crate::app::{authorize, check_id, parse_param, ApiJson, App, AppState};
+use crate::federation::client::{PeerClient, Reply};
 use crate::federation::{peer, Partner};
 use crate::keys::Scope;
 use crate::problem::ApiError;
@@ -310,20 +311,26 @@ async fn refund_once(
     let fed = &app.federation;
     let body = serde_json::to_vec(req).map_err(ApiError::internal)?;
     let path = format!("{PEER_REDEMPTIONS}{id}/refunds");
-    let (status, answer) = super::agreements::post_peer(fed, payer, &path, body).await;
+    let Ok(Reply {
+        status,
+        body: answer,
+    }) = PeerClient::new(fed, payer).post_json(&path, body).await
+    else {
+        return Err(unreachable(payer, "the refund"));
+    };
     let pending_key = pending_key(&payer.brand, id);
-    if status.is_some_and(|s| s.is_client_error()) {
+    if status.is_client_error() {
         // A definite refusal: the payer logged nothing, so nothing is pending any more.
         app.store
             .local_write(&[(pending_key.clone(), None)])
             .map_err(ApiError::internal)?;
     }
     match status {
-        Some(StatusCode::OK) => {}
-        Some(s) if s == StatusCode::CONFLICT || s == StatusCode::NOT_FOUND => {
+        StatusCode::OK => {}
+        s if s == StatusCode::CONFLICT || s == StatusCode::NOT_FOUND => {
             return Err(refused(payer, "the refund", StatusCode::CONFLICT, &answer))
         }
-        Some(_) => {
+        _ => {
             return Err(refused(
                 payer,
                 "the refund",
@@ -331,7 +338,6 @@ async fn refund_once(
                 &answer,
             ))
         }
-        None => return Err(unreachable(payer, "the refund")),
     }
     let receipt: Receipt =
         serde_json::from_slice(&answer).map_err(|_| bad_answer("not a receipt"))?;
@@ -555,11 +561,22 @@ pub async fn cosign(
         signatures: vec![mine.clone()],
     };
     let body = serde_json::to_vec(&half).map_err(ApiError::internal)?;
-    let (status, answer) = super::agreements::post_peer(fed, &p, PEER_STATEMENTS_PATH, body).await;
-    match status {
-        Some(StatusCode::OK) => {}
-        Some(s) => return Err(refused(&p, "the statement", refusal_status(s), &answer)),
-        None => return Err(unreachable(&p, "the statement")),
+    let Ok(Reply {
+        status,
+        body: answer,
+    }) = PeerClient::new(fed, &p)
+        .post_json(PEER_STATEMENTS_PATH, body)
+        .await
+    else {
+        return Err(unreachable(&p, "the statement"));
+    };
+    if status != StatusCode::OK {
+        return Err(refused(
+            &p,
+            "the statement",
+            refusal_status(status),
+            &answer,
+        ));
     }
     let signed: SignedStatement =
         serde_json::from_slice(&answer).map_err(|_| bad_answer("not a signed statement"))?;
