@@ -4,14 +4,16 @@
 //!
 //! Code map:
 //! - [`agreements`]: approving and co-signing agreements with partners (spec/redemption.md §2);
-//! - [`payer`]: the payer's bounds on a partner's quote times and hold expiry, and the digest
-//!   of the prepared quote that a commit must match;
+//! - [`payee`]: the payee's steps (prepare, status, void, commit), carried to the payer;
+//! - [`payer`]: the payer's peer routes, its bounds on a partner's quote times and hold expiry,
+//!   and the digest of the prepared quote that a commit must match;
 //! - [`quotes`]: quotes priced from a verified mirror and logged (spec/redemption.md §3);
-//! - [`redeem`]: the prepare and commit steps between payee and payer (spec/redemption.md §3);
+//! - [`redeem`]: what both sides of a redemption share (paths, bodies, derived ids, problems);
 //! - [`settle`]: refunds and co-signed statements;
 //! - [`reconcile`]: reconciliation reports from the own log and the verified mirror.
 
 pub mod agreements;
+pub mod payee;
 pub mod payer;
 pub mod quotes;
 pub mod reconcile;
@@ -30,29 +32,23 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/v1/redemptions/quote", post(quotes::quote))
         .route("/v1/redemptions/{redemption}/quote", get(quotes::get_quote))
-        .route(
-            "/v1/redemptions/{redemption}/prepare",
-            post(redeem::prepare),
-        )
-        .route(redeem::PEER_PREPARE_PATH, post(redeem::peer_prepare))
-        .route(
-            "/v1/peer/redemptions/{redemption}",
-            get(redeem::peer_status),
-        )
+        .route("/v1/redemptions/{redemption}/prepare", post(payee::prepare))
+        .route(redeem::PEER_PREPARE_PATH, post(payer::peer_prepare))
+        .route("/v1/peer/redemptions/{redemption}", get(payer::peer_status))
         .route(
             "/v1/peer/redemptions/{redemption}/void",
-            post(redeem::peer_void),
+            post(payer::peer_void),
         )
-        .route("/v1/redemptions/{redemption}/status", get(redeem::status))
-        .route("/v1/redemptions/{redemption}/void", post(redeem::void))
+        .route("/v1/redemptions/{redemption}/status", get(payee::status))
+        .route("/v1/redemptions/{redemption}/void", post(payee::void))
         .route(
             "/v1/reconciliation/{partner}",
             get(reconcile::reconciliation),
         )
-        .route("/v1/redemptions/{redemption}/commit", post(redeem::commit))
+        .route("/v1/redemptions/{redemption}/commit", post(payee::commit))
         .route(
             "/v1/peer/redemptions/{redemption}/commit",
-            post(redeem::peer_commit),
+            post(payer::peer_commit),
         )
         .route("/v1/redemptions/{redemption}/refunds", post(settle::refund))
         .route(
