@@ -62,9 +62,9 @@ use crate::{admin, api, log_routes, problem, reads};
         crate::redemption::payee::void,
         crate::redemption::payee::commit,
         crate::redemption::reconcile::reconciliation,
-        crate::redemption::settle::refund,
-        crate::redemption::settle::cosign,
-        crate::redemption::settle::list,
+        crate::redemption::refunds::refund,
+        crate::redemption::statements::cosign,
+        crate::redemption::statements::list,
     ),
     components(schemas(problem::Problem))
 )]

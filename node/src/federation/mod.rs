@@ -23,7 +23,8 @@ pub mod witness;
 // Modules that moved out (to `crate::redemption` and `crate::federation_routes`), at the
 // paths other modules have used.
 pub use crate::federation_routes as routes;
-pub use crate::redemption::{reconcile, settle};
+pub use crate::redemption::reconcile;
+pub use crate::redemption::statements as settle;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

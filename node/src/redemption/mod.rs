@@ -9,7 +9,8 @@
 //!   and the digest of the prepared quote that a commit must match;
 //! - [`quotes`]: quotes priced from a verified mirror and logged (spec/redemption.md §3);
 //! - [`redeem`]: what both sides of a redemption share (paths, bodies, derived ids, problems);
-//! - [`settle`]: refunds and co-signed statements;
+//! - [`refunds`]: refunds of committed redemptions, payee and payer sides;
+//! - [`statements`]: co-signed settlement statements;
 //! - [`reconcile`]: reconciliation reports from the own log and the verified mirror.
 
 pub mod agreements;
@@ -18,7 +19,8 @@ pub mod payer;
 pub mod quotes;
 pub mod reconcile;
 pub mod redeem;
-pub mod settle;
+pub mod refunds;
+pub mod statements;
 
 use std::sync::Arc;
 
@@ -50,16 +52,22 @@ pub fn routes() -> Router<Arc<App>> {
             "/v1/peer/redemptions/{redemption}/commit",
             post(payer::peer_commit),
         )
-        .route("/v1/redemptions/{redemption}/refunds", post(settle::refund))
+        .route(
+            "/v1/redemptions/{redemption}/refunds",
+            post(refunds::refund),
+        )
         .route(
             "/v1/peer/redemptions/{redemption}/refunds",
-            post(settle::peer_refund),
+            post(refunds::peer_refund),
         )
         .route(
             "/v1/statements/{partner}",
-            post(settle::cosign).get(settle::list),
+            post(statements::cosign).get(statements::list),
         )
-        .route(settle::PEER_STATEMENTS_PATH, post(settle::peer_cosign))
+        .route(
+            statements::PEER_STATEMENTS_PATH,
+            post(statements::peer_cosign),
+        )
         .route("/v1/admin/agreements", post(agreements::approve))
         .route(agreements::PEER_PATH, post(agreements::peer_approval))
 }
