@@ -16,7 +16,7 @@ use ledger::log::receipt_from_store;
 use ledger::receipt::Receipt;
 use ledger::types::{BrandId, MemberId};
 
-use crate::app::{authorize, parse_param, ApiJson, App, AppState};
+use crate::app::{authorize, parse_param, scope, ApiJson, App, AppState, Authorized};
 use crate::config::PartnerConfig;
 use crate::federation::{witness, Evidence, Partner, PartnerError};
 use crate::keys::Scope;
@@ -119,8 +119,10 @@ fn partner_error(e: PartnerError) -> ApiError {
 }
 
 #[utoipa::path(get, path = "/v1/partners", responses((status = 200, body = Partners)), tag = "federation")]
-pub async fn list(State(app): AppState, headers: HeaderMap) -> Result<Json<Partners>, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
+pub async fn list(
+    State(app): AppState,
+    _: Authorized<scope::Read>,
+) -> Result<Json<Partners>, ApiError> {
     Ok(Json(Partners {
         partners: app
             .federation
@@ -269,10 +271,10 @@ pub struct EvidenceList {
     responses((status = 200, body = EvidenceList)), tag = "federation")]
 pub async fn evidence(
     State(app): AppState,
-    headers: HeaderMap,
+    // The query is read first, then the key (the order of the answers).
     Query(page): Query<Page>,
+    _: Authorized<scope::Read>,
 ) -> Result<Json<EvidenceList>, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
     let (after, limit) = page.parse()?;
     let list = app
         .federation

@@ -25,7 +25,7 @@ use ledger::receipt::Receipt;
 use ledger::types::{EntryId, LogTime};
 
 use super::redeem::*;
-use crate::app::{authorize, parse_param, ApiJson, App, AppState};
+use crate::app::{authorize, parse_param, scope, ApiJson, App, AppState, Authorized, Param};
 use crate::federation::client::{PeerClient, PeerError, Reply};
 use crate::federation::sync::RESPONSE_BYTES_MAX;
 use crate::keys::Scope;
@@ -240,11 +240,9 @@ async fn ask_payer(app: &App, id: &EntryId, void: bool) -> Result<RedemptionStat
     tag = "redemption")]
 pub async fn status(
     State(app): AppState,
-    headers: HeaderMap,
-    Path(redemption): Path<String>,
+    _: Authorized<scope::Read>,
+    Param(id): Param<EntryId>,
 ) -> Result<Json<RedemptionStatus>, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
-    let id: EntryId = parse_param("redemption", &redemption)?;
     Ok(Json(ask_payer(&app, &id, false).await?))
 }
 

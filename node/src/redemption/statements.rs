@@ -27,7 +27,7 @@ use ledger::types::{BrandId, EntryId};
 use super::reconcile::{agreement_with, mirror_of, report};
 use super::redeem::{bad_answer, refusal_status, refused, unprocessable, unreachable};
 use super::refunds::{conflict, receipt_at};
-use crate::app::{authorize, parse_param, ApiJson, App, AppState};
+use crate::app::{authorize, parse_param, scope, ApiJson, App, AppState, Authorized, Param};
 use crate::federation::client::{PeerClient, Reply};
 use crate::federation::peer;
 use crate::keys::Scope;
@@ -324,12 +324,11 @@ pub struct StatementsQuery {
     responses((status = 200, body = Vec<LoggedStatement>)), tag = "redemption")]
 pub async fn list(
     State(app): AppState,
-    headers: HeaderMap,
-    Path(partner): Path<String>,
+    // The query is read first, then the key, then the partner (the order of the answers).
     Query(q): Query<StatementsQuery>,
+    _: Authorized<scope::Read>,
+    Param(brand): Param<BrandId>,
 ) -> Result<Json<Vec<LoggedStatement>>, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
-    let brand: BrandId = parse_param("partner", &partner)?;
     let a = agreement_with(
         &app.store,
         &app.federation.brand,
