@@ -21,7 +21,8 @@ use crate::config::PartnerConfig;
 use crate::federation::{witness, Evidence, Partner, PartnerError};
 use crate::keys::Scope;
 use crate::problem::ApiError;
-use crate::reads::{member_view, MemberView, Page};
+use crate::reads::Page;
+use crate::views::{member_view, MemberView};
 
 /// The federation's routes.
 pub fn routes() -> Router<Arc<App>> {

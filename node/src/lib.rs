@@ -9,6 +9,7 @@
 //! - [`sequencer`]: the single writer thread and its bounded queue;
 //! - [`tiers`]: which tier changes the sequencer logs on its own, and when;
 //! - [`api`] (writes), [`reads`], [`admin`], [`log_routes`], [`ops`]: the HTTP routes;
+//! - [`views`]: the read model (members, lots, holds, history) the reads and the explorer show;
 //! - [`explorer`]: the public, read-only HTML pages under `/explorer`;
 //! - [`problem`]: every error's status and stable code, in one place;
 //! - [`federation`]: partners, verified mirrors, witnessing, the peer client, evidence; its
@@ -25,9 +26,9 @@
 //! - [`demo`]: `loyalty-node demo`, three brands and a narrated scenario on loopback.
 //!
 //! Layers, from the bottom: the domain and its state ([`sequencer`], [`federation`], [`keys`],
-//! [`clock`], [`admission`], [`config`]) know neither [`app`] nor any route; [`app`] holds
-//! them; the route modules build on [`app`]; [`router`], [`server`] and [`cli`] sit on top. No
-//! two top-level modules import each other, directly or through others
+//! [`clock`], [`admission`], [`config`], [`views`]) know neither [`app`] nor any route; [`app`]
+//! holds them; the route modules build on [`app`]; [`router`], [`server`] and [`cli`] sit on
+//! top. No two top-level modules import each other, directly or through others
 //! (`tests/tests/module_graph.rs`).
 
 pub mod admin;
@@ -59,3 +60,4 @@ pub mod router;
 pub mod sequencer;
 pub mod server;
 pub mod tiers;
+pub mod views;

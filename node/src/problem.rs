@@ -10,6 +10,7 @@ use ledger::log::WriteError;
 use ledger::state::StateError;
 
 use crate::sequencer::SubmitError;
+use crate::views::ReadError;
 
 /// The one code -> status table (spec/api.md, "Error codes"; the tests below check that
 /// the two are the same): every stable code the node answers with, by status.
@@ -423,6 +424,12 @@ impl From<SubmitError> for ApiError {
             SubmitError::Refused(w) => w.into(),
             SubmitError::Failed(cause) => ApiError::internal(cause),
         }
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> ApiError {
+        ApiError::internal(e)
     }
 }
 

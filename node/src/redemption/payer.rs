@@ -33,8 +33,8 @@ use super::redeem::*;
 use crate::app::{parse_param, App, AppState};
 use crate::federation::peer;
 use crate::problem::ApiError;
-use crate::reads::store_record;
 use crate::sequencer::SubmitError;
+use crate::views::store_record;
 
 const QUOTE_DIGEST_PREFIX: &[u8] = b"payer-quote-digest/";
 

@@ -23,7 +23,7 @@ use ledger::types::{BrandId, DurationMs, EntryId, MemberId, Points};
 use crate::app::{authorize, scope, ApiJson, App, AppState, Authorized, Param};
 use crate::keys::Scope;
 use crate::problem::ApiError;
-use crate::reads::store_record;
+use crate::views::store_record;
 
 use super::redeem::unprocessable;
 

@@ -19,7 +19,7 @@ use ledger::types::{BrandId, EntryId, LogTime};
 
 use crate::app::{parse_param, scope, AppState, Authorized, Param};
 use crate::problem::ApiError;
-use crate::reads::store_record;
+use crate::views::store_record;
 
 /// Most obligation records read from one log for one report.
 pub const LINES_READ_MAX: usize = 1_000_000;

@@ -18,7 +18,7 @@ use ledger::types::{EntryId, LogTime};
 use crate::app::App;
 use crate::federation::Partner;
 use crate::problem::ApiError;
-use crate::reads::store_record;
+use crate::views::store_record;
 
 /// The peer route of the payer.
 pub const PEER_PREPARE_PATH: &str = "/v1/peer/redemptions/prepare";

@@ -32,7 +32,7 @@ use crate::federation::client::{PeerClient, Reply};
 use crate::federation::{peer, Partner};
 use crate::keys::Scope;
 use crate::problem::ApiError;
-use crate::reads::store_record;
+use crate::views::store_record;
 
 /// Where the payee keeps the refund it is working on, per payer and redemption (node-local).
 const PENDING_PREFIX: &[u8] = b"refund-pending/";

@@ -32,7 +32,7 @@ use crate::federation::client::{PeerClient, Reply};
 use crate::federation::peer;
 use crate::keys::Scope;
 use crate::problem::ApiError;
-use crate::reads::store_record;
+use crate::views::store_record;
 
 /// The peer route for statements.
 pub const PEER_STATEMENTS_PATH: &str = "/v1/peer/statements";
