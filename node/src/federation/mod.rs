@@ -688,3 +688,44 @@ impl Federation {
         &self.store
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The module's invariant, as a check of its source: no file of `node::federation` submits
+    /// a write to the sequencer (it reads the shared checkpoint only), so a partner never
+    /// delays local writes. Cross-brand redemption, which logs its steps, is `crate::redemption`.
+    #[test]
+    fn federation_never_enters_the_sequencer() {
+        let files = [
+            ("mod.rs", include_str!("mod.rs")),
+            ("client.rs", include_str!("client.rs")),
+            ("peer.rs", include_str!("peer.rs")),
+            ("sync.rs", include_str!("sync.rs")),
+            ("witness.rs", include_str!("witness.rs")),
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/federation");
+        let on_disk = std::fs::read_dir(&dir)
+            .expect("read src/federation")
+            .count();
+        assert_eq!(
+            on_disk,
+            files.len(),
+            "every file of {} is checked",
+            dir.display()
+        );
+        // Built from pieces, so that this test's own text does not match.
+        let calls = [
+            [".", "submit("].concat(),
+            ["submit", "_together("].concat(),
+            ["Sequencer", "::"].concat(),
+        ];
+        for (name, text) in files {
+            for call in &calls {
+                assert!(
+                    !text.contains(call.as_str()),
+                    "federation/{name} calls {call}"
+                );
+            }
+        }
+    }
+}
