@@ -1,15 +1,28 @@
-//! Admin routes: API keys.
+//! Admin routes: API keys, and the clock guard's state and confirmation.
+
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::Json;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::{authorize, ApiJson, AppState};
+use crate::app::{authorize, scope, ApiJson, App, AppState, Authorized};
+use crate::clock::ClockStatus;
 use crate::keys::{KeyError, KeyRecord, Scope};
 use crate::problem::ApiError;
 use crate::sequencer::now;
+
+/// The admin routes: API keys and the clock guard.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/v1/admin/keys", post(create_key).get(list_keys))
+        .route("/v1/admin/keys/{key_id}", delete(revoke_key))
+        .route(crate::clock::CONFIRM_PATH, post(confirm))
+        .route("/v1/admin/clock", get(status))
+}
 
 /// `POST /v1/admin/keys`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -74,9 +87,8 @@ pub async fn create_key(
 #[utoipa::path(get, path = "/v1/admin/keys", responses((status = 200, body = KeyList)), tag = "admin")]
 pub async fn list_keys(
     State(app): AppState,
-    headers: HeaderMap,
+    _: Authorized<scope::Admin>,
 ) -> Result<Json<KeyList>, ApiError> {
-    authorize(&app, &headers, Scope::Admin)?;
     Ok(Json(KeyList {
         keys: app.keys.list(),
     }))
@@ -96,4 +108,25 @@ pub async fn revoke_key(
         key_id: r.key_id,
         revoked: true,
     }))
+}
+
+/// `POST /v1/admin/clock/confirm` (scope `admin`): the operator checked the system clock; writes
+/// resume at the current time.
+#[utoipa::path(post, path = "/v1/admin/clock/confirm",
+    responses((status = 200, body = ClockStatus)), tag = "admin")]
+pub async fn confirm(
+    State(app): AppState,
+    _: Authorized<scope::Admin>,
+) -> Result<Json<ClockStatus>, ApiError> {
+    Ok(Json(app.clock.confirm()))
+}
+
+/// `GET /v1/admin/clock` (scope `admin`): the guard's state.
+#[utoipa::path(get, path = "/v1/admin/clock",
+    responses((status = 200, body = ClockStatus)), tag = "admin")]
+pub async fn status(
+    State(app): AppState,
+    _: Authorized<scope::Admin>,
+) -> Result<Json<ClockStatus>, ApiError> {
+    Ok(Json(app.clock.status()))
 }

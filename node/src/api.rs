@@ -1,16 +1,12 @@
-//! The HTTP API (spec/api.md): router, shared application state, authentication, JSON
-//! extraction and the write routes. Handlers parse, call one core function, map the error.
+//! The write routes (spec/api.md): earns, redemptions, adjustments, holds, authorisations,
+//! refunds and policies. Handlers parse, call one core function, map the error.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{FromRequest, MatchedPath, Path, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{post, put};
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -21,38 +17,16 @@ use ledger::entry::{
 use ledger::log::{receipt_from_store, Write};
 use ledger::money::{Currency, Decimal};
 use ledger::receipt::Receipt;
-use ledger::store::Store;
 use ledger::types::{BrandId, DurationMs, EntryId, LogTime, MemberId, Points};
 
-use crate::config::Config;
-use crate::federation::routes as fed;
-use crate::keys::{KeyRecord, Keys, Scope};
-use crate::metrics::Metrics;
-use crate::problem::{from_json_rejection, ApiError};
-use crate::sequencer::{Sequencer, Shared};
-use crate::{admin, log_routes, reads};
+use crate::keys::Scope;
+use crate::problem::ApiError;
 
-/// Everything a handler may use.
-pub struct App {
-    pub config: Config,
-    pub store: Store,
-    pub sequencer: Sequencer,
-    pub shared: Arc<Shared>,
-    pub keys: Keys,
-    pub metrics: Arc<Metrics>,
-    pub verifier_key: String,
-    pub federation: Arc<crate::federation::Federation>,
-    /// The global request admission (concurrency, sender before body, deadlines).
-    pub admission: crate::guard::Admission,
-    /// The guard against forward jumps of the system clock.
-    pub clock: Arc<crate::clock::ClockGuard>,
-}
+// The shared state and request plumbing, at the paths other modules have used.
+pub use crate::app::{authorize, check_id, parse_param, ApiJson, App, AppState};
 
-pub type AppState = State<Arc<App>>;
-
-/// Builds the router with every route, the body limit and metrics.
-pub fn router(app: Arc<App>) -> Router {
-    let body_max = app.config.limits.body_bytes_max;
+/// The write routes.
+pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/v1/members/{member}/earn", post(earn))
         .route("/v1/earns", post(earn_many))
@@ -67,219 +41,6 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/policy/rate-card", put(set_rate_card))
         .route("/v1/policy/fx-rate", put(set_fx_rate))
         .route("/v1/members/{member}/authorisations", post(authorise))
-        .route("/v1/holds/{hold}", get(reads::hold))
-        .route("/v1/members/{member}", get(reads::member))
-        .route("/v1/members/{member}/history", get(reads::history))
-        .route("/v1/members/{member}/lots", get(reads::lots))
-        .route("/v1/policy", get(reads::policy))
-        .route(
-            "/v1/admin/keys",
-            post(admin::create_key).get(admin::list_keys),
-        )
-        .route("/v1/admin/keys/{key_id}", delete(admin::revoke_key))
-        .route(crate::clock::CONFIRM_PATH, post(crate::clock::confirm))
-        .route("/v1/admin/clock", get(crate::clock::status))
-        .route("/v1/log/key", get(log_routes::key))
-        .route("/v1/log/time", get(log_routes::time))
-        .route("/v1/log/entries", get(log_routes::entries))
-        .route("/v1/log/entries/{index}/receipt", get(log_routes::receipt))
-        .route("/v1/log/proof/inclusion", get(log_routes::inclusion))
-        .route("/v1/log/proof/consistency", get(log_routes::consistency))
-        .route("/v1/log/checkpoints", get(log_routes::checkpoints))
-        .route("/checkpoint", get(log_routes::checkpoint))
-        .route("/v1/checkpoint/cosigned", get(fed::cosigned))
-        .route("/v1/partners", get(fed::list))
-        .route(
-            "/v1/partners/{brand}/members/{member}",
-            get(fed::mirrored_member),
-        )
-        .route("/v1/admin/partners", post(fed::add))
-        .route("/v1/admin/partners/{brand}/unfreeze", post(fed::unfreeze))
-        .route("/v1/evidence", get(fed::evidence))
-        .route(
-            "/v1/redemptions/quote",
-            post(crate::federation::quotes::quote),
-        )
-        .route(
-            "/v1/redemptions/{redemption}/quote",
-            get(crate::federation::quotes::get_quote),
-        )
-        .route(
-            "/v1/redemptions/{redemption}/prepare",
-            post(crate::federation::redeem::prepare),
-        )
-        .route(
-            crate::federation::redeem::PEER_PREPARE_PATH,
-            post(crate::federation::redeem::peer_prepare),
-        )
-        .route(
-            "/v1/peer/redemptions/{redemption}",
-            get(crate::federation::redeem::peer_status),
-        )
-        .route(
-            "/v1/peer/redemptions/{redemption}/void",
-            post(crate::federation::redeem::peer_void),
-        )
-        .route(
-            "/v1/redemptions/{redemption}/status",
-            get(crate::federation::redeem::status),
-        )
-        .route(
-            "/v1/redemptions/{redemption}/void",
-            post(crate::federation::redeem::void),
-        )
-        .route(
-            "/v1/reconciliation/{partner}",
-            get(crate::federation::reconcile::reconciliation),
-        )
-        .route(
-            "/v1/redemptions/{redemption}/commit",
-            post(crate::federation::redeem::commit),
-        )
-        .route(
-            "/v1/peer/redemptions/{redemption}/commit",
-            post(crate::federation::redeem::peer_commit),
-        )
-        .route(
-            "/v1/redemptions/{redemption}/refunds",
-            post(crate::federation::settle::refund),
-        )
-        .route(
-            "/v1/peer/redemptions/{redemption}/refunds",
-            post(crate::federation::settle::peer_refund),
-        )
-        .route(
-            "/v1/statements/{partner}",
-            post(crate::federation::settle::cosign).get(crate::federation::settle::list),
-        )
-        .route(
-            crate::federation::settle::PEER_STATEMENTS_PATH,
-            post(crate::federation::settle::peer_cosign),
-        )
-        .route(
-            "/v1/admin/agreements",
-            post(crate::federation::agreements::approve),
-        )
-        .route(
-            crate::federation::agreements::PEER_PATH,
-            post(crate::federation::agreements::peer_approval),
-        )
-        .route("/v1/members/{member}/attestation", post(fed::attestation))
-        .route("/v1/attestations/verify", post(fed::verify_attestation))
-        .route(
-            "/v1/witness/add-checkpoint",
-            post(crate::federation::witness::add_checkpoint),
-        )
-        .route("/tile/{*path}", get(log_routes::tile))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/openapi.json", get(openapi_json))
-        .merge(crate::explorer::routes())
-        .fallback(|| async { ApiError::not_found("not_found", "no such route") })
-        .layer(middleware::from_fn_with_state(
-            app.clone(),
-            crate::guard::admit,
-        ))
-        .layer(middleware::from_fn_with_state(app.clone(), observe))
-        .layer(axum::extract::DefaultBodyLimit::max(body_max))
-        .with_state(app)
-}
-
-async fn observe(State(app): AppState, req: Request, next: Next) -> Response {
-    let t0 = Instant::now();
-    let method = crate::metrics::method_label(req.method().as_str());
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
-    let resp = next.run(req).await;
-    app.metrics
-        .observe_request(method, &route, resp.status().as_u16(), t0.elapsed());
-    resp
-}
-
-/// `GET /v1/openapi.json`: the document is generated once per process and served from memory.
-async fn openapi_json() -> Response {
-    static DOCUMENT: std::sync::OnceLock<axum::body::Bytes> = std::sync::OnceLock::new();
-    let body = DOCUMENT.get_or_init(|| {
-        serde_json::to_vec(&crate::openapi::document())
-            .expect("the OpenAPI document serializes")
-            .into()
-    });
-    ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
-}
-
-async fn readyz(State(app): AppState) -> Response {
-    if app.shared.is_ready() && !app.clock.is_held() {
-        "ready\n".into_response()
-    } else {
-        ApiError::not_ready().into_response()
-    }
-}
-
-async fn metrics(State(app): AppState) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        app.metrics.render(),
-    )
-        .into_response()
-}
-
-/// JSON body extractor whose rejections are problem details.
-pub struct ApiJson<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(r) => Err(from_json_rejection(r)),
-        }
-    }
-}
-
-/// Checks the bearer key and its scope.
-pub fn authorize(app: &App, headers: &HeaderMap, scope: Scope) -> Result<KeyRecord, ApiError> {
-    let key = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "an API key is required: Authorization: Bearer <key>",
-            )
-        })?;
-    let record = app.keys.authenticate(key.trim()).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "unknown or revoked API key",
-        )
-    })?;
-    if !record.allows(scope) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("this key lacks the {scope:?} scope").to_lowercase(),
-        ));
-    }
-    Ok(record)
-}
-
-/// Parses a path segment into a domain type, or `invalid_parameter`.
-pub fn parse_param<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, ApiError>
-where
-    T::Err: std::fmt::Display,
-{
-    s.parse()
-        .map_err(|e: T::Err| ApiError::bad_parameter(format!("{what}: {e}")))
 }
 
 /// Answer to a write: whether it was logged now, and its receipt.
@@ -289,18 +50,6 @@ pub struct WriteResponse {
     pub status: String,
     #[schema(value_type = Object)]
     pub receipt: Receipt,
-}
-
-/// Refuses ids a client may not choose: those under the node's reserved `sys.` prefix.
-pub fn check_id(id: &EntryId) -> Result<(), ApiError> {
-    if id.as_str().starts_with("sys.") {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "reserved_id",
-            "ids starting with \"sys.\" are reserved for the node",
-        ));
-    }
-    Ok(())
 }
 
 /// Submits one write to the sequencer and answers with its receipt.
@@ -464,16 +213,19 @@ pub async fn earn_many(
                 index: Some(c.index),
                 problem: None,
             },
-            Err(e) => EarnOutcome {
-                status: if e.status.is_server_error() {
-                    "failed"
-                } else {
-                    "refused"
+            Err(e) => {
+                let e = ApiError::from(e);
+                EarnOutcome {
+                    status: if e.status.is_server_error() {
+                        "failed"
+                    } else {
+                        "refused"
+                    }
+                    .into(),
+                    index: None,
+                    problem: serde_json::to_value(e.problem()).ok(),
                 }
-                .into(),
-                index: None,
-                problem: serde_json::to_value(e.problem()).ok(),
-            },
+            }
         })
         .collect();
     Ok(Json(EarnsResponse {
@@ -594,7 +346,7 @@ pub async fn hold(
     }
     if b.payee.is_some() {
         // The partner resolves it through the redemption routes, which derive ids from it.
-        crate::federation::redeem::check_redemption_id(&b.id)?;
+        crate::redemption::redeem::check_redemption_id(&b.id)?;
     }
     let kind = EntryKind::Hold(Hold {
         member,

@@ -1,10 +1,9 @@
 //! The node's command line: `init`, `run`, `backup`, `keys`, ... (the `loyalty-node` binary,
 //! crate `loyalty-node`, adds `demo`).
 
-use std::io::{Read, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -15,12 +14,14 @@ use ledger::log::Log;
 use ledger::store::Store;
 use ledger::types::BrandId;
 
-use crate::config::{Config, CONFIG_FILE, DB_DIR, KEY_FILE};
+use crate::config::Config;
+use crate::control::control_request;
+use crate::datadir::{CONFIG_FILE, DB_DIR, KEY_FILE};
+
+// The data directory's names and the signing key, at the paths other modules have used.
+pub use crate::datadir::{check_key_permissions, load_seed, CONTROL_SOCKET};
 use crate::keys::{Keys, Scope};
 use crate::sequencer::now;
-
-/// File name of the control socket in the data directory (backups of a running node).
-pub const CONTROL_SOCKET: &str = "control.sock";
 
 #[derive(Parser)]
 #[command(
@@ -150,6 +151,16 @@ fn migrate(data: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Opens everything and serves until a shutdown signal. A node with an `[ha]` section runs
+/// the role loop of [`crate::ha::node`] instead (standby, takeover, fenced commits).
+pub async fn run(data: PathBuf, config: Config) -> Result<()> {
+    if config.ha.is_some() {
+        return crate::ha::node::run(data, config).await;
+    }
+    let log = crate::server::open_log(&data, &config)?;
+    crate::server::serve(data, config, log, Box::new(ledger::log::NoGate), None).await
+}
+
 /// Entry point of the binary. Every file and directory the node creates is private to its user
 /// (umask 077: directories 0700, files 0600): the store holds redemption preimages and API key
 /// hashes, the data directory the signing key.
@@ -193,7 +204,7 @@ pub fn execute(command: Command) -> Result<()> {
                 .enable_all()
                 .build()
                 .context("start the async runtime")?;
-            rt.block_on(crate::server::run(data, config))
+            rt.block_on(run(data, config))
         }
         Command::Promote { data, wait_s } => {
             let config = Config::load(&data)?;
@@ -273,18 +284,6 @@ fn write_secret(path: &Path, contents: &str) -> Result<()> {
     Ok(())
 }
 
-/// Reads the node's signing key seed from the data directory.
-pub fn load_seed(data: &Path) -> Result<[u8; 32]> {
-    let path = data.join(KEY_FILE);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("read the signing key {}", path.display()))?;
-    check_key_permissions(&path)?;
-    let bytes = hex::decode(text.trim()).context("the signing key is not hex")?;
-    bytes
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("the signing key must be 32 bytes"))
-}
-
 /// Creates `dir` (and its parents) with mode 0700 for the last component.
 fn create_private_dir(dir: &Path) -> Result<()> {
     let mut b = std::fs::DirBuilder::new();
@@ -296,27 +295,6 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     }
     b.create(dir)
         .with_context(|| format!("create {}", dir.display()))
-}
-
-/// Refuses a signing key that group or others may read (issue 13, item 9).
-pub fn check_key_permissions(path: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .with_context(|| format!("read the signing key {}", path.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            bail!(
-                "the signing key {} has mode {:o}: group or others can read it; run chmod 600 {} (and consider the key exposed if others could read it)",
-                path.display(),
-                mode & 0o777,
-                path.display()
-            );
-        }
-    }
-    Ok(())
 }
 
 /// At start-up: the signing key must be private (else the node refuses to start), and the data
@@ -368,37 +346,6 @@ fn backup(data: &Path, to: &Path) -> Result<()> {
     let seed = std::fs::read_to_string(data.join(KEY_FILE))?;
     write_secret(&to.join(KEY_FILE), &seed)?;
     Ok(())
-}
-
-/// Sends one HTTP/1.1 POST over the node's Unix control socket and returns the body.
-fn control_request(socket: &Path, path: &str, body: &str) -> Result<String> {
-    #[cfg(unix)]
-    {
-        let mut s = std::os::unix::net::UnixStream::connect(socket)
-            .with_context(|| format!("connect to {}", socket.display()))?;
-        s.set_read_timeout(Some(Duration::from_secs(600)))?;
-        write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )?;
-        let mut resp = String::new();
-        s.read_to_string(&mut resp)?;
-        let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-        if !head.starts_with("HTTP/1.1 200") {
-            bail!(
-                "the node refused: {} {}",
-                head.lines().next().unwrap_or(""),
-                body
-            );
-        }
-        Ok(body.trim().to_owned())
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (socket, path, body);
-        bail!("backups of a running node need a Unix control socket")
-    }
 }
 
 fn keys(action: KeysAction) -> Result<()> {

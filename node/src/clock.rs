@@ -13,14 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::{authorize, AppState};
-use crate::keys::Scope;
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
 
@@ -152,29 +148,6 @@ pub fn spawn(guard: Arc<ClockGuard>) -> tokio::task::JoinHandle<()> {
             guard.check();
         }
     })
-}
-
-/// `POST /v1/admin/clock/confirm` (scope `admin`): the operator checked the system clock; writes
-/// resume at the current time.
-#[utoipa::path(post, path = "/v1/admin/clock/confirm",
-    responses((status = 200, body = ClockStatus)), tag = "admin")]
-pub async fn confirm(
-    State(app): AppState,
-    headers: HeaderMap,
-) -> Result<Json<ClockStatus>, ApiError> {
-    authorize(&app, &headers, Scope::Admin)?;
-    Ok(Json(app.clock.confirm()))
-}
-
-/// `GET /v1/admin/clock` (scope `admin`): the guard's state.
-#[utoipa::path(get, path = "/v1/admin/clock",
-    responses((status = 200, body = ClockStatus)), tag = "admin")]
-pub async fn status(
-    State(app): AppState,
-    headers: HeaderMap,
-) -> Result<Json<ClockStatus>, ApiError> {
-    authorize(&app, &headers, Scope::Admin)?;
-    Ok(Json(app.clock.status()))
 }
 
 #[cfg(test)]

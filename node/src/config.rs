@@ -7,14 +7,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use ledger::checkpoint::{NoteVerifier, SignatureType};
 use ledger::types::BrandId;
 
-/// File name of the configuration inside the data directory.
-pub const CONFIG_FILE: &str = "config.toml";
-/// File name of the node's Ed25519 secret key (32-byte seed, hex) inside the data directory.
-pub const KEY_FILE: &str = "node.key";
-/// Directory of the RocksDB store inside the data directory.
-pub const DB_DIR: &str = "db";
+// The data directory's layout, at the paths other modules have used.
+pub use crate::datadir::{CONFIG_FILE, DB_DIR, KEY_FILE};
 
 /// Limits on what the node accepts; each is enforced and has an error code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,7 +299,7 @@ impl Ha {
         if !(10..=60_000).contains(&self.replicate_timeout_ms) {
             return invalid("ha.replicate_timeout_ms", "must be 10 to 60000");
         }
-        if self.guard_quorum > crate::federation::PARTNERS_MAX {
+        if self.guard_quorum > PARTNERS_MAX {
             return invalid("ha.guard_quorum", "must be at most 64");
         }
         Ok(())
@@ -436,7 +433,7 @@ impl Config {
             })
         };
         if !ledger::checkpoint::is_valid_key_name(&self.origin)
-            || crate::federation::RESERVED_ORIGINS.contains(&self.origin.as_str())
+            || RESERVED_ORIGINS.contains(&self.origin.as_str())
         {
             return invalid(
                 "origin",
@@ -490,7 +487,7 @@ impl Config {
             return invalid("limits.clock_jump_ms_max", "must be 1000 to 86400000");
         }
         let f = &self.federation;
-        if f.witness_quorum > crate::federation::PARTNERS_MAX {
+        if f.witness_quorum > PARTNERS_MAX {
             return invalid("federation.witness_quorum", "must be at most 64");
         }
         if !(10..=3_600_000).contains(&f.sync_interval_ms) {
@@ -519,12 +516,12 @@ impl Config {
         if let Some(ha) = &self.ha {
             ha.validate()?;
         }
-        if self.partners.len() > crate::federation::PARTNERS_MAX {
+        if self.partners.len() > PARTNERS_MAX {
             return invalid("partners", "at most 64 partners");
         }
         let mut origins = vec![self.origin.clone()];
         for (i, p) in self.partners.iter().enumerate() {
-            match crate::federation::check_partner(&self.brand, p, f.allow_http_partners) {
+            match check_partner(&self.brand, p, f.allow_http_partners) {
                 Err(e) => {
                     return Err(ConfigError::Invalid {
                         key: "partners",
@@ -677,6 +674,69 @@ max_open_files = {open_files}
                 .join("\n"),
         )
     }
+}
+
+/// Most partners one node has.
+pub const PARTNERS_MAX: usize = 64;
+/// Origins that would make one kind of signature readable as another (spec/federation.md §1).
+pub const RESERVED_ORIGINS: [&str; 4] = [
+    "cosignature/v1",
+    "loyalty-peer-request/v1",
+    ledger::agreement::AGREEMENT_DOMAIN,
+    ledger::statement::STATEMENT_DOMAIN,
+];
+
+/// Checks a partner's settings; the message says what is wrong. A URL carries no credentials
+/// (it is shown on the public explorer), and uses `http://` only to a loopback host unless
+/// `allow_http` (`federation.allow_http_partners`).
+pub fn check_partner(
+    own: &BrandId,
+    p: &PartnerConfig,
+    allow_http: bool,
+) -> Result<Option<NoteVerifier>, String> {
+    if &p.brand == own {
+        return Err("a node cannot partner with its own brand".into());
+    }
+    if !(p.url.starts_with("http://") || p.url.starts_with("https://")) || p.url.len() > 2048 {
+        return Err("url must start with http:// or https://".into());
+    }
+    let url = reqwest::Url::parse(&p.url).map_err(|_| "url is not a valid URL".to_string())?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "url must not hold credentials (user:password@): it is shown on the public explorer"
+                .into(),
+        );
+    }
+    if url.scheme() == "http" && !allow_http && !is_loopback(&url) {
+        return Err(
+            "url must use https:// unless its host is a loopback address (set federation.allow_http_partners to allow plain http)"
+                .into(),
+        );
+    }
+    match &p.verifier_key {
+        None => Ok(None),
+        Some(k) => {
+            let v = NoteVerifier::parse(k).map_err(|e| format!("verifier_key: {e}"))?;
+            if v.signature_type() != SignatureType::Ed25519 {
+                return Err("verifier_key must be an Ed25519 (0x01) note key".into());
+            }
+            if RESERVED_ORIGINS.contains(&v.name()) {
+                return Err("verifier_key names a reserved origin".into());
+            }
+            Ok(Some(v))
+        }
+    }
+}
+
+/// Whether a URL's host is a loopback address (`localhost`, 127.0.0.0/8 or `::1`).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    url.host_str().is_some_and(|h| {
+        h.eq_ignore_ascii_case("localhost")
+            || h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|a| a.is_loopback())
+    })
 }
 
 #[cfg(test)]

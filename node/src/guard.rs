@@ -8,45 +8,17 @@
 //! known (a valid API key, or the headers of a pinned partner's signed request), and a body
 //! not received within `limits.body_timeout_ms` is refused with 408 `body_timeout`.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
 
-use crate::api::{App, AppState};
+use crate::app::{App, AppState};
+
+// The admission state, at the path other modules have used.
+pub use crate::admission::Admission;
 use crate::problem::ApiError;
-
-/// The global admission state, shared by every route.
-pub struct Admission {
-    slots: Arc<Semaphore>,
-    queue_wait: Duration,
-    body_timeout: Duration,
-    request_timeout: Duration,
-    body_bytes_max: usize,
-}
-
-impl Admission {
-    /// Admission under the configured limits.
-    pub fn new(limits: &crate::config::Limits) -> Admission {
-        Admission {
-            slots: Arc::new(Semaphore::new(limits.concurrency_max)),
-            queue_wait: Duration::from_millis(limits.queue_wait_ms),
-            body_timeout: Duration::from_millis(limits.body_timeout_ms),
-            request_timeout: Duration::from_millis(limits.request_timeout_ms),
-            body_bytes_max: limits.body_bytes_max,
-        }
-    }
-
-    /// Requests being served now.
-    pub fn in_flight(&self, concurrency_max: usize) -> usize {
-        concurrency_max.saturating_sub(self.slots.available_permits())
-    }
-}
 
 /// Routes that bypass the concurrency limit: cheap, bodiless, and what an operator needs to
 /// see while the node is overloaded.

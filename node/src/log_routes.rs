@@ -3,10 +3,13 @@
 //! Invariant: everything served is at or below the latest signed checkpoint, so a client never
 //! sees an entry or a hash that no checkpoint commits to.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -15,9 +18,23 @@ use ledger::merkle::{self, HashReader};
 use ledger::receipt::Receipt;
 pub use ledger::tiles::{parse_tile_path, TilePath, TILE_WIDTH};
 
-use crate::api::AppState;
+use crate::app::{App, AppState};
 use crate::problem::ApiError;
 use crate::reads::Page;
+
+/// The log's routes: key, time, entries, receipts, proofs, checkpoints and tiles.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/v1/log/key", get(key))
+        .route("/v1/log/time", get(time))
+        .route("/v1/log/entries", get(entries))
+        .route("/v1/log/entries/{index}/receipt", get(receipt))
+        .route("/v1/log/proof/inclusion", get(inclusion))
+        .route("/v1/log/proof/consistency", get(consistency))
+        .route("/v1/log/checkpoints", get(checkpoints))
+        .route("/checkpoint", get(checkpoint))
+        .route("/tile/{*path}", get(tile))
+}
 
 /// Most entries one `/v1/log/entries` answer holds.
 pub const ENTRIES_MAX: u64 = 1000;
@@ -184,7 +201,7 @@ pub struct InclusionProof {
     pub proof: Vec<String>,
 }
 
-fn check_size(app: &crate::api::App, size: u64) -> Result<(), ApiError> {
+fn check_size(app: &crate::app::App, size: u64) -> Result<(), ApiError> {
     let committed = app.shared.checkpoint().size;
     if size > committed {
         return Err(ApiError::bad_parameter(format!(
@@ -269,7 +286,7 @@ pub async fn checkpoints(
 /// The signed checkpoints of sizes above `cursor` (or all), ascending, at most `limit`, up to
 /// the latest one.
 pub(crate) fn checkpoints_page(
-    app: &crate::api::App,
+    app: &crate::app::App,
     cursor: Option<u64>,
     limit: usize,
 ) -> Result<Checkpoints, ApiError> {
@@ -359,6 +376,19 @@ pub async fn tile(State(app): AppState, Path(path): Path<String>) -> Result<Resp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tile_paths_round_trip_through_the_server_parser() {
+        for n in [0u64, 5, 999, 1000, 1234067, 1_000_000_000] {
+            let p = format!("entries/{}", crate::federation::sync::tile_index_path(n));
+            let t = parse_tile_path(&p).unwrap();
+            assert_eq!(t.index, n, "{p}");
+        }
+        assert_eq!(
+            crate::federation::sync::tile_index_path(1234067),
+            "x001/x234/067"
+        );
+    }
 
     #[test]
     fn tile_range_needs_every_leaf_and_never_overflows() {

@@ -3,7 +3,7 @@
 
 use utoipa::OpenApi;
 
-use crate::federation::routes as fed;
+use crate::federation_routes as fed;
 use crate::{admin, api, log_routes, problem, reads};
 
 #[derive(OpenApi)]
@@ -35,8 +35,8 @@ use crate::{admin, api, log_routes, problem, reads};
         admin::create_key,
         admin::list_keys,
         admin::revoke_key,
-        crate::clock::confirm,
-        crate::clock::status,
+        admin::confirm,
+        admin::status,
         log_routes::key,
         log_routes::time,
         log_routes::checkpoint,
@@ -54,17 +54,17 @@ use crate::{admin, api, log_routes, problem, reads};
         fed::cosigned,
         fed::attestation,
         fed::verify_attestation,
-        crate::federation::agreements::approve,
-        crate::federation::quotes::quote,
-        crate::federation::quotes::get_quote,
-        crate::federation::redeem::prepare,
-        crate::federation::redeem::status,
-        crate::federation::redeem::void,
-        crate::federation::redeem::commit,
-        crate::federation::reconcile::reconciliation,
-        crate::federation::settle::refund,
-        crate::federation::settle::cosign,
-        crate::federation::settle::list,
+        crate::redemption::agreements::approve,
+        crate::redemption::quotes::quote,
+        crate::redemption::quotes::get_quote,
+        crate::redemption::payee::prepare,
+        crate::redemption::payee::status,
+        crate::redemption::payee::void,
+        crate::redemption::payee::commit,
+        crate::redemption::reconcile::reconciliation,
+        crate::redemption::refunds::refund,
+        crate::redemption::statements::cosign,
+        crate::redemption::statements::list,
     ),
     components(schemas(problem::Problem))
 )]

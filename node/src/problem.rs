@@ -9,6 +9,9 @@ use utoipa::ToSchema;
 use ledger::log::WriteError;
 use ledger::state::StateError;
 
+use crate::sequencer::SubmitError;
+use crate::views::ReadError;
+
 /// The one code -> status table (spec/api.md, "Error codes"; the tests below check that
 /// the two are the same): every stable code the node answers with, by status.
 /// [`ApiError::new`] asserts (in debug builds) that the pair it builds is in this table. A code
@@ -324,30 +327,76 @@ impl IntoResponse for ApiError {
 
 impl From<StateError> for ApiError {
     fn from(e: StateError) -> ApiError {
-        // spec/api.md, "Error codes": the state machine's refusals are 422 unless listed here.
-        let status = match &e {
-            StateError::UnknownMember(_)
-            | StateError::UnknownAuthorisation(_)
-            | StateError::UnknownAgreement(_)
-            | StateError::UnknownHold(_)
-            | StateError::UnknownRedemption(_)
-            | StateError::UnknownLot { .. } => StatusCode::NOT_FOUND,
-            StateError::HoldNotOpen { .. }
-            | StateError::AuthorisationUsed { .. }
-            | StateError::AgreementExists { .. }
-            | StateError::QuoteExpired { .. }
-            | StateError::ObligationExists { .. }
-            | StateError::CreditLimitExceeded { .. }
-            | StateError::AuthorisationExpired { .. }
-            | StateError::HoldExpired { .. }
-            | StateError::RefundExceedsObligation { .. }
-            | StateError::NoTierPolicy => StatusCode::CONFLICT,
-            StateError::TimeNotIncreasing { .. } | StateError::IndexNotNext { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
-        };
-        ApiError::new(status, e.code(), e.to_string())
+        ApiError::new(state_status(&e), e.code(), e.to_string())
+    }
+}
+
+/// The status of each refusal of the state machine (spec/api.md, "Error codes"), every variant
+/// named: a new variant does not compile until it is given one here.
+fn state_status(e: &StateError) -> StatusCode {
+    use StateError as E;
+    match e {
+        E::UnknownMember { .. }
+        | E::UnknownAuthorisation { .. }
+        | E::UnknownAgreement { .. }
+        | E::UnknownHold { .. }
+        | E::UnknownRedemption { .. }
+        | E::UnknownLot { .. } => StatusCode::NOT_FOUND,
+        E::HoldNotOpen { .. }
+        | E::AuthorisationUsed { .. }
+        | E::AgreementExists { .. }
+        | E::QuoteExpired { .. }
+        | E::ObligationExists { .. }
+        | E::CreditLimitExceeded { .. }
+        | E::AuthorisationExpired { .. }
+        | E::HoldExpired { .. }
+        | E::RefundExceedsObligation { .. }
+        | E::NoTierPolicy { .. } => StatusCode::CONFLICT,
+        E::TimeNotIncreasing { .. } | E::IndexNotNext { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        E::DuplicateId { .. }
+        | E::InsufficientPoints { .. }
+        | E::BalanceOverflow { .. }
+        | E::HoldExpiryNotInFuture { .. }
+        | E::ConditionNotMet { .. }
+        | E::PreimageRequired { .. }
+        | E::UnexpectedPreimage { .. }
+        | E::RefundExceedsRedemption { .. }
+        | E::LotNotExpired { .. }
+        | E::ExpireAmountMismatch { .. }
+        | E::TierFromMismatch { .. }
+        | E::TierNotDue { .. }
+        | E::RateCardInPast { .. }
+        | E::FxSameCurrency { .. }
+        | E::TooManyRates { .. }
+        | E::AttestationTierMismatch { .. }
+        | E::AttestationTierChangeDue { .. }
+        | E::AttestationValidUntilNotInFuture { .. }
+        | E::AttestationTooLong { .. }
+        | E::AuthorisationExpiryNotInFuture { .. }
+        | E::AuthorisationWrongMember { .. }
+        | E::AuthorisationWrongPayee { .. }
+        | E::AuthorisationExceeded { .. }
+        | E::Agreement { .. }
+        | E::TooManyAgreements { .. }
+        | E::QuoteIdMismatch { .. }
+        | E::QuoteAgreementMismatch { .. }
+        | E::ObligationCounterpartMissing { .. }
+        | E::ObligationCounterpartUnexpected { .. }
+        | E::ObligationAgreementMismatch { .. }
+        | E::ObligationHoldMismatch { .. }
+        | E::UnknownObligation { .. }
+        | E::RefundExists { .. }
+        | E::TooManyRefunds { .. }
+        | E::RefundAmountMismatch { .. }
+        | E::RefundNeedsPartner { .. }
+        | E::StatementPeriod { .. }
+        | E::StatementExists { .. }
+        | E::StatementSignature { .. }
+        | E::StatementUncomputable { .. }
+        | E::StatementMismatch { .. }
+        | E::TooManyLines { .. }
+        // The state machine could not read a record it needed (`storage_failure`).
+        | E::Storage { .. } => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
@@ -364,6 +413,23 @@ impl From<WriteError> for ApiError {
                 e.to_string(),
             ),
         }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> ApiError {
+        match e {
+            SubmitError::NotReady => ApiError::not_ready(),
+            SubmitError::Overloaded => ApiError::overloaded(),
+            SubmitError::Refused(w) => w.into(),
+            SubmitError::Failed(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> ApiError {
+        ApiError::internal(e)
     }
 }
 
@@ -433,6 +499,49 @@ mod tests {
             .iter()
             .flat_map(|(s, codes)| codes.iter().map(|c| (*s, (*c).to_owned())))
             .collect()
+    }
+
+    #[test]
+    fn every_submit_error_has_its_status_and_code() {
+        let cases = [
+            (SubmitError::NotReady, 503, "not_ready", Some(1)),
+            (SubmitError::Overloaded, 503, "overloaded", Some(1)),
+            (
+                SubmitError::Failed("disk full".into()),
+                500,
+                "internal",
+                None,
+            ),
+            (
+                SubmitError::Refused(WriteError::IdConflict {
+                    id: "e1".parse().unwrap(),
+                    index: 4,
+                }),
+                409,
+                "id_conflict",
+                None,
+            ),
+            (
+                SubmitError::Refused(WriteError::State(StateError::NoTierPolicy)),
+                409,
+                "no_tier_policy",
+                None,
+            ),
+        ];
+        for (e, status, code, retry) in cases {
+            let what = format!("{e:?}");
+            let a = ApiError::from(e);
+            assert_eq!(
+                (a.status.as_u16(), a.code, a.retry_after_s),
+                (status, code, retry),
+                "{what}"
+            );
+        }
+        // The cause of a failed commit is logged, never answered.
+        assert_eq!(
+            ApiError::from(SubmitError::Failed("disk full".into())).detail,
+            "internal error"
+        );
     }
 
     #[test]

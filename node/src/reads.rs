@@ -1,185 +1,66 @@
 //! Read routes for apps: members, history, holds, policy. They read committed state records
-//! from RocksDB and never wait for the sequencer.
+//! from RocksDB through the read model ([`crate::views`]) and never wait for the sequencer.
 
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
-use axum::Json;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use ledger::state::read::{self, Record};
-use ledger::state::{record_prefix, HoldState, HoldStatus, MemberState, Policies, RecordSource};
+use ledger::state::{record_prefix, HoldState, MemberState, Policies, RecordSource};
 use ledger::types::{EntryId, LogTime, MemberId};
 
-use crate::api::{authorize, parse_param, AppState};
-use crate::keys::Scope;
+use crate::app::{scope, App, AppState, Authorized, Param};
+use crate::views::{self, ReadError};
+
+// The read model's views and record reads, at the paths other modules have used.
 use crate::problem::ApiError;
-use crate::sequencer::now;
+pub use crate::views::{
+    hold_view, store_record, HoldView, LotView, LotsPage, MemberView, LOTS_PAGE_MAX,
+};
+
+/// The read routes of members, holds and policies.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/v1/holds/{hold}", get(hold))
+        .route("/v1/members/{member}", get(member))
+        .route("/v1/members/{member}/history", get(history))
+        .route("/v1/members/{member}/lots", get(lots))
+        .route("/v1/policy", get(policy))
+}
 
 /// Default page size.
 pub const PAGE_DEFAULT: usize = 100;
+
 /// Largest page size.
 pub const PAGE_MAX: usize = 1000;
 
 fn record<T: Record>(
-    app: &crate::api::App,
+    app: &crate::app::App,
     prefix: &[u8],
     name: &str,
-) -> Result<Option<T>, ApiError> {
+) -> Result<Option<T>, ReadError> {
     store_record(&app.store, prefix, name)
 }
 
-/// A state record of any store (the log's or a mirror's).
-pub fn store_record<T: Record>(
-    store: &ledger::store::Store,
-    prefix: &[u8],
-    name: &str,
-) -> Result<Option<T>, ApiError> {
-    read::named(store, prefix, name).map_err(ApiError::internal)
-}
-
-fn policies(app: &crate::api::App) -> Result<Policies, ApiError> {
+fn policies(app: &crate::app::App) -> Result<Policies, ReadError> {
     Ok(record(app, record_prefix::POLICIES, "")?.unwrap_or_default())
-}
-
-/// One lot of a member.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct LotView {
-    /// Index of the entry that created the lot.
-    pub lot: u64,
-    pub remaining: u64,
-    /// Log time the lot expires at; null for never.
-    pub expires_at: Option<u64>,
-}
-
-/// The most lots a member read or one lots page returns.
-pub const LOTS_PAGE_MAX: usize = 50;
-
-/// A member's points and tier.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct MemberView {
-    pub member: String,
-    /// Points in lots (including lots past expiry not yet expired by an entry).
-    pub balance: u64,
-    /// Points spendable now.
-    pub available: u64,
-    /// Points in open holds.
-    pub pending: u64,
-    /// The recorded tier, evaluated as the log records it (null without a tier policy); a
-    /// change that is due is logged by the node within its housekeeping interval.
-    pub tier: Option<String>,
-    /// When the tier lapses without further earning, at the time of the read (null: never or
-    /// no policy).
-    pub tier_valid_until: Option<u64>,
-    /// The first lots, soonest-expiring first (at most 50; `lots_next_cursor` pages on
-    /// through `GET /v1/members/{member}/lots`).
-    pub lots: Vec<LotView>,
-    /// How many lots the member has.
-    pub lots_total: u64,
-    /// Cursor for the next page of lots; null when `lots` holds them all.
-    pub lots_next_cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/members/{member}", params(("member" = String, Path)),
     responses((status = 200, body = MemberView)), tag = "reads")]
 pub async fn member(
     State(app): AppState,
-    headers: HeaderMap,
-    Path(member): Path<String>,
+    _: Authorized<scope::Read>,
+    Param(id): Param<MemberId>,
 ) -> Result<Json<MemberView>, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
-    let id: MemberId = parse_param("member", &member)?;
-    member_view(&app.store, &id)?
+    views::member_view(&app.store, &id)?
         .map(Json)
         .ok_or_else(|| ApiError::not_found("unknown_member", format!("member {id} has no points")))
-}
-
-/// A member as a store's committed records show it (`None`: no such member).
-pub fn member_view(
-    store: &ledger::store::Store,
-    id: &MemberId,
-) -> Result<Option<MemberView>, ApiError> {
-    let Some(m): Option<MemberState> = store_record(store, record_prefix::MEMBER, id.as_str())?
-    else {
-        return Ok(None);
-    };
-    let p: Policies = read::policies(store).map_err(ApiError::internal)?;
-    member_view_of(store, id, m, &p, now()).map(Some)
-}
-
-/// The view of member `id` with summary `m` under policies `p` at log time `t`; reads the
-/// member's lapsed lots, qualifying earnings and first page of lots from `src`.
-pub(crate) fn member_view_of(
-    src: &dyn RecordSource,
-    id: &MemberId,
-    m: MemberState,
-    p: &Policies,
-    t: LogTime,
-) -> Result<MemberView, ApiError> {
-    let lapsed = read::lapsed(src, id, t).map_err(ApiError::internal)?;
-    let (tier, valid_until) = match &p.tier {
-        Some(policy) => {
-            let name = m
-                .tier
-                .clone()
-                .unwrap_or_else(|| policy.tiers[0].name.clone());
-            let until = match policy.tiers.iter().position(|x| x.name == name) {
-                Some(rank) => {
-                    let events = read::qualifying(src, id, &m).map_err(ApiError::internal)?;
-                    ledger::tier::tier_valid_until(policy, &events, rank, t)
-                }
-                None => None,
-            };
-            (Some(name.to_string()), until.map(|u| u.get()))
-        }
-        None => (None, None),
-    };
-    let page = lots_page(src, id, None, LOTS_PAGE_MAX)?;
-    Ok(MemberView {
-        member: id.to_string(),
-        balance: m.balance,
-        available: m.balance.saturating_sub(lapsed),
-        pending: m.pending,
-        tier,
-        tier_valid_until: valid_until,
-        lots: page.lots,
-        lots_total: m.lots,
-        lots_next_cursor: page.next_cursor,
-    })
-}
-
-/// One page of a member's lots.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct LotsPage {
-    pub lots: Vec<LotView>,
-    /// Cursor for the next page; null on the last.
-    pub next_cursor: Option<String>,
-}
-
-fn lots_page(
-    src: &dyn RecordSource,
-    id: &MemberId,
-    after: Option<read::LotCursor>,
-    limit: usize,
-) -> Result<LotsPage, ApiError> {
-    let limit = limit.clamp(1, LOTS_PAGE_MAX);
-    let lots = read::lots(src, id, after, limit).map_err(ApiError::internal)?;
-    let next_cursor = (lots.len() == limit)
-        .then(|| lots.last())
-        .flatten()
-        .map(|l| read::format_lot_cursor((l.expires_at, l.id)));
-    Ok(LotsPage {
-        lots: lots
-            .iter()
-            .map(|l| LotView {
-                lot: l.id.get(),
-                remaining: l.remaining,
-                expires_at: l.expires_at.map(|e| e.get()),
-            })
-            .collect(),
-        next_cursor,
-    })
 }
 
 /// Parameters of a lots page.
@@ -196,12 +77,11 @@ pub struct LotsQuery {
     responses((status = 200, body = LotsPage)), tag = "reads")]
 pub async fn lots(
     State(app): AppState,
-    headers: HeaderMap,
-    Path(member): Path<String>,
+    // The query is read first, then the key, then the member (the order of the answers).
     Query(q): Query<LotsQuery>,
+    _: Authorized<scope::Read>,
+    Param(id): Param<MemberId>,
 ) -> Result<Json<LotsPage>, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
-    let id: MemberId = parse_param("member", &member)?;
     let after = match &q.cursor {
         None => None,
         Some(c) => Some(
@@ -221,7 +101,7 @@ pub async fn lots(
             format!("member {id} has no points"),
         ));
     }
-    Ok(Json(lots_page(&app.store, &id, after, limit)?))
+    Ok(Json(views::lots_page(&app.store, &id, after, limit)?))
 }
 
 /// Cursor pagination parameters.
@@ -274,15 +154,14 @@ pub struct HistoryPage {
     responses((status = 200, body = HistoryPage)), tag = "reads")]
 pub async fn history(
     State(app): AppState,
-    headers: HeaderMap,
-    Path(member): Path<String>,
+    // The query is read first, then the key, then the member (the order of the answers).
     Query(page): Query<Page>,
+    _: Authorized<scope::Read>,
+    Param(id): Param<MemberId>,
 ) -> Result<Json<HistoryPage>, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
-    let id: MemberId = parse_param("member", &member)?;
     let (cursor, limit) = page.parse()?;
     let size = app.shared.checkpoint().size;
-    let indexes = history_indexes(&app.store, &id, cursor, limit, size)?;
+    let indexes = views::history_indexes(&app.store, &id, cursor, limit, size)?;
     let mut entries = Vec::with_capacity(indexes.len());
     for i in indexes {
         let bytes = app
@@ -300,68 +179,16 @@ pub async fn history(
     }))
 }
 
-/// Indexes of a member's entries after `cursor` (exclusive), ascending, at most `limit`, of
-/// those covered by the checkpoint of `size`.
-pub(crate) fn history_indexes(
-    store: &ledger::store::Store,
-    id: &MemberId,
-    cursor: Option<u64>,
-    limit: usize,
-    size: u64,
-) -> Result<Vec<u64>, ApiError> {
-    let mut indexes = store
-        .history(id, cursor, limit)
-        .map_err(ApiError::internal)?;
-    indexes.retain(|i| *i < size);
-    Ok(indexes)
-}
-
-/// A hold and where it stands.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct HoldView {
-    pub id: String,
-    pub index: u64,
-    pub member: String,
-    pub points: u64,
-    pub expires_at: u64,
-    pub payee: Option<String>,
-    /// `open`, `posted` or `voided`.
-    pub status: String,
-    /// Index of the post or void entry.
-    pub resolved_index: Option<u64>,
-}
-
 #[utoipa::path(get, path = "/v1/holds/{hold}", params(("hold" = String, Path)),
     responses((status = 200, body = HoldView)), tag = "reads")]
 pub async fn hold(
     State(app): AppState,
-    headers: HeaderMap,
-    Path(hold): Path<String>,
+    _: Authorized<scope::Read>,
+    Param(id): Param<EntryId>,
 ) -> Result<Json<HoldView>, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
-    let id: EntryId = parse_param("hold", &hold)?;
     let h: HoldState = record(&app, record_prefix::HOLD, id.as_str())?
         .ok_or_else(|| ApiError::not_found("unknown_hold", format!("no hold with id {id}")))?;
     Ok(Json(hold_view(id.as_str(), &h)))
-}
-
-/// The view of hold `id` with state `h`.
-pub(crate) fn hold_view(id: &str, h: &HoldState) -> HoldView {
-    let (status, resolved) = match h.status {
-        HoldStatus::Open => ("open", None),
-        HoldStatus::Posted(i) => ("posted", Some(i.get())),
-        HoldStatus::Voided(i) => ("voided", Some(i.get())),
-    };
-    HoldView {
-        id: id.to_owned(),
-        index: h.index.get(),
-        member: h.member.to_string(),
-        points: h.points,
-        expires_at: h.expires_at.get(),
-        payee: h.payee.as_ref().map(|p| p.to_string()),
-        status: status.into(),
-        resolved_index: resolved,
-    }
 }
 
 /// A rate card in force.
@@ -386,9 +213,8 @@ pub struct PolicyView {
 #[utoipa::path(get, path = "/v1/policy", responses((status = 200, body = PolicyView)), tag = "reads")]
 pub async fn policy(
     State(app): AppState,
-    headers: HeaderMap,
+    _: Authorized<scope::Read>,
 ) -> Result<Json<PolicyView>, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
     let p = policies(&app)?;
     Ok(Json(PolicyView {
         tier: p
@@ -410,4 +236,38 @@ pub async fn policy(
             })
             .collect(),
     }))
+}
+
+// For the explorer, whose page errors convert from `ApiError`: the read model's member and
+// history reads at the paths it uses. (Once it converts from `ReadError`, it can use
+// `crate::views` directly and these go.)
+
+/// [`views::member_view`], its error as an [`ApiError`].
+pub fn member_view(
+    store: &ledger::store::Store,
+    id: &MemberId,
+) -> Result<Option<MemberView>, ApiError> {
+    Ok(views::member_view(store, id)?)
+}
+
+/// [`views::member_view_of`], its error as an [`ApiError`].
+pub(crate) fn member_view_of(
+    src: &dyn RecordSource,
+    id: &MemberId,
+    m: MemberState,
+    p: &Policies,
+    t: LogTime,
+) -> Result<MemberView, ApiError> {
+    Ok(views::member_view_of(src, id, m, p, t)?)
+}
+
+/// [`views::history_indexes`], its error as an [`ApiError`].
+pub(crate) fn history_indexes(
+    store: &ledger::store::Store,
+    id: &MemberId,
+    cursor: Option<u64>,
+    limit: usize,
+    size: u64,
+) -> Result<Vec<u64>, ApiError> {
+    Ok(views::history_indexes(store, id, cursor, limit, size)?)
 }

@@ -17,11 +17,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
 use ledger::entry::{EntryKind, Void};
-use ledger::log::{CommitGate, Log, LogError, NoGate, Outcome, Write};
+use ledger::log::{CommitGate, Log, LogError, NoGate, Outcome, Write, WriteError};
 use ledger::types::{EntryId, LogTime};
 
 use crate::metrics::Metrics;
-use crate::problem::ApiError;
 use crate::tiers::TierKeeper;
 
 /// Most system entries of each kind (tier changes, expiries, releases) written per
@@ -77,10 +76,28 @@ pub struct CheckpointInfo {
     pub note: String,
 }
 
+/// Why a write was not committed. The HTTP layer maps each variant ([`crate::problem`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The node takes no writes now: starting, stopping, stopped after a failed commit, fenced
+    /// off by a newer leader, or a standby.
+    #[error("the node is not ready")]
+    NotReady,
+    /// The write queue is full.
+    #[error("the write queue is full; retry later")]
+    Overloaded,
+    /// The log refused the write (its id, its size or the accounting rules).
+    #[error(transparent)]
+    Refused(#[from] WriteError),
+    /// The commit failed; the sequencer stops and the node must be restarted.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Writes queued together: they land in the same batch (one synced commit).
 struct Request {
     writes: Vec<Write>,
-    reply: oneshot::Sender<Vec<Result<Committed, ApiError>>>,
+    reply: oneshot::Sender<Vec<Result<Committed, SubmitError>>>,
 }
 
 /// What readers share with the sequencer.
@@ -244,11 +261,11 @@ impl Sequencer {
     }
 
     /// Queues a write and waits until it is committed (or refused).
-    pub async fn submit(&self, write: Write) -> Result<Committed, ApiError> {
+    pub async fn submit(&self, write: Write) -> Result<Committed, SubmitError> {
         self.submit_together(vec![write])
             .await?
             .pop()
-            .unwrap_or_else(|| Err(ApiError::not_ready()))
+            .unwrap_or(Err(SubmitError::NotReady))
     }
 
     /// Queues writes that must be committed in the same batch (one synced `WriteBatch`), in
@@ -257,9 +274,9 @@ impl Sequencer {
     pub async fn submit_together(
         &self,
         writes: Vec<Write>,
-    ) -> Result<Vec<Result<Committed, ApiError>>, ApiError> {
+    ) -> Result<Vec<Result<Committed, SubmitError>>, SubmitError> {
         if !self.shared.is_ready() {
-            return Err(ApiError::not_ready());
+            return Err(SubmitError::NotReady);
         }
         let (reply, rx) = oneshot::channel();
         self.shared.depth.fetch_add(1, Ordering::Relaxed);
@@ -267,14 +284,14 @@ impl Sequencer {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.shared.depth.fetch_sub(1, Ordering::Relaxed);
-                return Err(ApiError::overloaded());
+                return Err(SubmitError::Overloaded);
             }
             Err(TrySendError::Disconnected(_)) => {
                 self.shared.depth.fetch_sub(1, Ordering::Relaxed);
-                return Err(ApiError::not_ready());
+                return Err(SubmitError::NotReady);
             }
         }
-        rx.await.map_err(|_| ApiError::not_ready())
+        rx.await.map_err(|_| SubmitError::NotReady)
     }
 }
 
@@ -355,8 +372,8 @@ fn run(
                                     index,
                                     checkpoint: cp.clone(),
                                 }),
-                                Some(Outcome::Refused(e)) => Err(ApiError::from(e)),
-                                None => Err(ApiError::internal("an outcome is missing")),
+                                Some(Outcome::Refused(e)) => Err(SubmitError::Refused(e)),
+                                None => Err(SubmitError::Failed("an outcome is missing".into())),
                             });
                         }
                         let _ = req.reply.send(answers);
@@ -373,9 +390,9 @@ fn run(
                             (0..n)
                                 .map(|_| {
                                     Err(if fenced {
-                                        ApiError::not_ready()
+                                        SubmitError::NotReady
                                     } else {
-                                        ApiError::internal(&e)
+                                        SubmitError::Failed(e.to_string())
                                     })
                                 })
                                 .collect(),
@@ -406,7 +423,7 @@ fn run(
         let n = req.writes.len();
         let _ = req
             .reply
-            .send((0..n).map(|_| Err(ApiError::not_ready())).collect());
+            .send((0..n).map(|_| Err(SubmitError::NotReady)).collect());
     }
     if let Err(e) = log.store().flush() {
         tracing::error!(error = %e, "flush at shutdown failed");

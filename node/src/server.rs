@@ -2,23 +2,19 @@
 //! SIGTERM/SIGINT, then drains in-flight requests and closes the store cleanly.
 
 use anyhow::{Context, Result};
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::post;
-use axum::{Json, Router};
-use serde::Deserialize;
+use axum::Router;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use ledger::checkpoint::NoteSigner;
-use ledger::log::{Log, NoGate};
+use ledger::log::Log;
 
-use crate::api::{router, App};
-use crate::config::{Config, DB_DIR};
+use crate::app::App;
+use crate::config::Config;
+use crate::datadir::DB_DIR;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
-use crate::problem::ApiError;
+use crate::router::router;
 use crate::sequencer::Sequencer;
 
 /// Sets up `tracing` output on stderr, as text or JSON, filtered by `RUST_LOG` (default info).
@@ -35,19 +31,9 @@ pub fn init_tracing(config: &Config) {
     }
 }
 
-/// Opens everything and serves until a shutdown signal. A node with an `[ha]` section runs
-/// the role loop of [`crate::ha::node`] instead (standby, takeover, fenced commits).
-pub async fn run(data: PathBuf, config: Config) -> Result<()> {
-    if config.ha.is_some() {
-        return crate::ha::node::run(data, config).await;
-    }
-    let log = open_log(&data, &config)?;
-    serve(data, config, log, Box::new(NoGate), None).await
-}
-
 /// Opens the node's own log in `data` (migrating an older store first).
 pub fn open_log(data: &std::path::Path, config: &Config) -> Result<Log> {
-    let seed = crate::cli::load_seed(data)?;
+    let seed = crate::datadir::load_seed(data)?;
     let signer = NoteSigner::from_seed(&config.origin, &seed)?;
     Log::open_with(
         &data.join(DB_DIR),
@@ -83,7 +69,7 @@ pub async fn serve(
     gate: Box<dyn crate::sequencer::Gate>,
     leading: Option<Leading>,
 ) -> Result<()> {
-    let seed = crate::cli::load_seed(&data)?;
+    let seed = crate::datadir::load_seed(&data)?;
     let verifier_key = NoteSigner::from_seed(&config.origin, &seed)?.verifier_key_string();
     let store = log.store().clone();
     tracing::info!(brand = %config.brand, origin = %config.origin, size = log.size(), "log opened");
@@ -133,7 +119,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listen on {}", config.listen))?;
-    let control = spawn_control_socket(&data, app.clone())?;
+    let control = crate::control::spawn_control_socket(&data, app.clone())?;
     federation.start();
     tracing::info!(listen = %config.listen, verifier_key = %verifier_key, fd_limit, "serving");
     crate::listener::serve(
@@ -155,7 +141,7 @@ pub async fn serve(
     tracing::info!("shutting down: in-flight requests drained");
     control.abort();
     clock_task.abort();
-    let _ = std::fs::remove_file(data.join(crate::cli::CONTROL_SOCKET));
+    let _ = std::fs::remove_file(data.join(crate::datadir::CONTROL_SOCKET));
     // Dropping the last handle to the sequencer ends its thread, which flushes the store.
     drop(app);
     tokio::task::spawn_blocking(move || seq_thread.join())
@@ -184,71 +170,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BackupRequest {
-    to: PathBuf,
-}
-
-/// Serves `POST /backup` on a Unix socket in the data directory, reachable only by users who
-/// can reach the data directory (which holds the signing key anyway).
-fn spawn_control_socket(
-    data: &std::path::Path,
-    app: Arc<App>,
-) -> Result<tokio::task::JoinHandle<()>> {
-    let path = data.join(crate::cli::CONTROL_SOCKET);
-    let _ = std::fs::remove_file(&path);
-    #[cfg(unix)]
-    {
-        let listener = tokio::net::UnixListener::bind(&path)
-            .with_context(|| format!("bind {}", path.display()))?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        }
-        let router = Router::new()
-            .route(
-                "/backup",
-                post(
-                    |State(app): State<Arc<App>>, Json(b): Json<BackupRequest>| async move {
-                        let store = app.store.clone();
-                        let to = b.to.clone();
-                        match tokio::task::spawn_blocking(move || store.backup(&to)).await {
-                            Ok(Ok(())) => {
-                                tracing::info!(to = %b.to.display(), "backup written");
-                                (
-                                    StatusCode::OK,
-                                    format!("{{\"to\":{:?}}}", b.to.display().to_string()),
-                                )
-                                    .into_response()
-                            }
-                            Ok(Err(e)) => ApiError::internal(e).into_response(),
-                            Err(e) => ApiError::internal(e).into_response(),
-                        }
-                    },
-                ),
-            )
-            .route(
-                "/clock/confirm",
-                // The body is read (and ignored) before answering, so that the client never
-                // writes into a closed connection.
-                post(
-                    |State(app): State<Arc<App>>, _body: axum::body::Bytes| async move {
-                        Json(app.clock.confirm()).into_response()
-                    },
-                ),
-            )
-            .with_state(app);
-        Ok(tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        }))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (path, app);
-        Ok(tokio::spawn(async {}))
     }
 }

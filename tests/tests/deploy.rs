@@ -169,19 +169,32 @@ fn script_default(script: &str, var: &str) -> String {
     rest[..rest.find('}').expect("a closing brace")].to_owned()
 }
 
-/// The routes the node's router serves (`.route("<path>", ...)` in node/src/api.rs).
+/// The routes the node's router serves (`.route("<path>", ...)` in any file of node/src).
 fn routes() -> BTreeSet<String> {
-    let api = read("node/src/api.rs");
+    // Each module of the node exports its own routes (node/src/router.rs composes them).
+    let mut files = vec![root().join("node/src")];
+    let mut sources = Vec::new();
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            for e in std::fs::read_dir(&p).expect("read node/src") {
+                files.push(e.expect("a directory entry").path());
+            }
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            sources.push(std::fs::read_to_string(&p).expect("read a source file"));
+        }
+    }
     let mut routes = BTreeSet::new();
-    for piece in api.split(".route(").skip(1) {
-        let piece = piece.trim_start();
-        if let Some(rest) = piece.strip_prefix('"') {
-            routes.insert(rest[..rest.find('"').expect("a closing quote")].to_owned());
+    for source in &sources {
+        for piece in source.split(".route(").skip(1) {
+            let piece = piece.trim_start();
+            if let Some(rest) = piece.strip_prefix('"') {
+                routes.insert(rest[..rest.find('"').expect("a closing quote")].to_owned());
+            }
         }
     }
     assert!(
         routes.len() > 10,
-        "found too few routes in api.rs: {routes:?}"
+        "found too few routes in node/src: {routes:?}"
     );
     routes
 }

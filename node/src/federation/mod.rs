@@ -3,31 +3,28 @@
 //!
 //! Code map:
 //! - this module: the partner registry, evidence and freezing, persisted in the node's own store;
-//! - [`agreements`]: approving and co-signing agreements with partners (spec/redemption.md §2);
-//! - [`payer`]: the payer's bounds on a partner's quote times and hold expiry, and the digest
-//!   of the prepared quote that a commit must match;
+//! - [`client`]: the one client of node-to-node requests (signed, size-limited, classified);
 //! - [`peer`]: signing and verifying node-to-node requests;
-//! - [`redeem`]: the prepare step between payee and payer (spec/redemption.md §3);
-//! - [`reconcile`]: reconciliation reports from the own log and the verified mirror;
-//! - [`quotes`]: quotes priced from a verified mirror and logged (spec/redemption.md §3);
 //! - [`sync`]: the per-partner tasks that pull, verify and store mirrors;
-//! - [`witness`]: cosigning partners' checkpoints, and gathering cosignatures for our own;
-//! - [`routes`]: the HTTP routes.
+//! - [`witness`]: cosigning partners' checkpoints, and gathering cosignatures for our own.
+//!
+//! Its HTTP routes are in [`crate::federation_routes`]; cross-brand redemption, which builds on
+//! the partners and mirrors kept here, is in [`crate::redemption`].
 //!
 //! Invariants: nothing a partner serves is stored before it is verified against its pinned key;
 //! evidence and the freeze it causes are durable before anything else happens; federation never
 //! enters the sequencer, so a partner never delays local writes.
 
-pub mod agreements;
-pub mod payer;
+pub mod client;
 pub mod peer;
-pub mod quotes;
-pub mod reconcile;
-pub mod redeem;
-pub mod routes;
-pub mod settle;
 pub mod sync;
 pub mod witness;
+
+// Modules that moved out (to `crate::redemption` and `crate::federation_routes`), at the
+// paths other modules have used.
+pub use crate::federation_routes as routes;
+pub use crate::redemption::reconcile;
+pub use crate::redemption::statements as settle;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -46,15 +43,9 @@ use crate::config::{Config, PartnerConfig};
 use crate::metrics::Metrics;
 use crate::sequencer::Shared;
 
-/// Most partners one node has.
-pub const PARTNERS_MAX: usize = 64;
-/// Origins that would make one kind of signature readable as another (spec/federation.md §1).
-pub const RESERVED_ORIGINS: [&str; 4] = [
-    "cosignature/v1",
-    "loyalty-peer-request/v1",
-    ledger::agreement::AGREEMENT_DOMAIN,
-    ledger::statement::STATEMENT_DOMAIN,
-];
+// The partner checks of the configuration, at the paths other modules have used.
+pub use crate::config::{check_partner, PARTNERS_MAX, RESERVED_ORIGINS};
+
 /// Pieces of unproven evidence (spec/federation.md §5) stored per partner at most; later ones
 /// are counted and logged only, so a hostile network path cannot fill the disk.
 pub const UNPROVEN_EVIDENCE_PER_PARTNER_MAX: u64 = 100;
@@ -63,48 +54,6 @@ pub const MIRRORS_DIR: &str = "mirrors";
 
 const PARTNER_PREFIX: &[u8] = b"partner/";
 const EVIDENCE_PREFIX: &[u8] = b"evidence/";
-
-/// Checks a partner's settings; the message says what is wrong. A URL carries no credentials
-/// (it is shown on the public explorer), and uses `http://` only to a loopback host unless
-/// `allow_http` (`federation.allow_http_partners`).
-pub fn check_partner(
-    own: &BrandId,
-    p: &PartnerConfig,
-    allow_http: bool,
-) -> Result<Option<NoteVerifier>, String> {
-    if &p.brand == own {
-        return Err("a node cannot partner with its own brand".into());
-    }
-    if !(p.url.starts_with("http://") || p.url.starts_with("https://")) || p.url.len() > 2048 {
-        return Err("url must start with http:// or https://".into());
-    }
-    let url = reqwest::Url::parse(&p.url).map_err(|_| "url is not a valid URL".to_string())?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(
-            "url must not hold credentials (user:password@): it is shown on the public explorer"
-                .into(),
-        );
-    }
-    if url.scheme() == "http" && !allow_http && !is_loopback(&url) {
-        return Err(
-            "url must use https:// unless its host is a loopback address (set federation.allow_http_partners to allow plain http)"
-                .into(),
-        );
-    }
-    match &p.verifier_key {
-        None => Ok(None),
-        Some(k) => {
-            let v = NoteVerifier::parse(k).map_err(|e| format!("verifier_key: {e}"))?;
-            if v.signature_type() != SignatureType::Ed25519 {
-                return Err("verifier_key must be an Ed25519 (0x01) note key".into());
-            }
-            if RESERVED_ORIGINS.contains(&v.name()) {
-                return Err("verifier_key names a reserved origin".into());
-            }
-            Ok(Some(v))
-        }
-    }
-}
 
 /// The notes and detail kept as evidence. An answer that is not a checkpoint note at all (an
 /// error page, another host's answer) is kept as its SHA-256 and length only: evidence is
@@ -127,17 +76,6 @@ fn evidence_content(m: &Misbehaviour) -> (Vec<String>, String) {
         }
     }
     (m.notes(), m.to_string())
-}
-
-/// Whether a URL's host is a loopback address (`localhost`, 127.0.0.0/8 or `::1`).
-fn is_loopback(url: &reqwest::Url) -> bool {
-    url.host_str().is_some_and(|h| {
-        h.eq_ignore_ascii_case("localhost")
-            || h.trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|a| a.is_loopback())
-    })
 }
 
 /// The witness (cosignature, `0x04`) key a partner uses: its pinned key's name and public key.
@@ -748,5 +686,46 @@ impl Federation {
     /// The node's own store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The module's invariant, as a check of its source: no file of `node::federation` submits
+    /// a write to the sequencer (it reads the shared checkpoint only), so a partner never
+    /// delays local writes. Cross-brand redemption, which logs its steps, is `crate::redemption`.
+    #[test]
+    fn federation_never_enters_the_sequencer() {
+        let files = [
+            ("mod.rs", include_str!("mod.rs")),
+            ("client.rs", include_str!("client.rs")),
+            ("peer.rs", include_str!("peer.rs")),
+            ("sync.rs", include_str!("sync.rs")),
+            ("witness.rs", include_str!("witness.rs")),
+        ];
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/federation");
+        let on_disk = std::fs::read_dir(&dir)
+            .expect("read src/federation")
+            .count();
+        assert_eq!(
+            on_disk,
+            files.len(),
+            "every file of {} is checked",
+            dir.display()
+        );
+        // Built from pieces, so that this test's own text does not match.
+        let calls = [
+            [".", "submit("].concat(),
+            ["submit", "_together("].concat(),
+            ["Sequencer", "::"].concat(),
+        ];
+        for (name, text) in files {
+            for call in &calls {
+                assert!(
+                    !text.contains(call.as_str()),
+                    "federation/{name} calls {call}"
+                );
+            }
+        }
     }
 }

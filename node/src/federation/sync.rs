@@ -24,7 +24,11 @@ use ledger::checkpoint::Checkpoint;
 use ledger::merkle::Hash;
 use ledger::mirror::{CheckedChunk, MirrorError, CHUNK_ENTRIES_MAX};
 
-use super::{peer, Federation, Partner};
+use super::client::PeerClient;
+use super::{Federation, Partner};
+
+// The client's helpers, at the paths other modules have used.
+pub use super::client::{describe, read_limited};
 
 /// Entries per C2SP entry bundle.
 const BUNDLE: u64 = 256;
@@ -56,7 +60,7 @@ fn catchup_pool() -> &'static sdk::verify::pipeline::Pool {
     })
 }
 /// Largest answer read from a partner: a full bundle of the largest entries.
-const RESPONSE_BYTES_MAX: usize = 256 * (2 + ledger::entry::ENTRY_BYTES_MAX);
+pub const RESPONSE_BYTES_MAX: usize = 256 * (2 + ledger::entry::ENTRY_BYTES_MAX);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -132,57 +136,17 @@ pub async fn get(fed: &Federation, partner: &Partner, path: &str) -> Result<Vec<
 }
 
 /// A signed GET whose answer may hold at most `max` bytes. An error names the path, the status
-/// and a fixed description, never the answer's content: errors are shown on the public explorer
-/// (`last_error`), and a partner URL must not become a way to read another host's answers.
+/// or a fixed description, never the answer's content ([`super::client`]).
 pub async fn get_limited(
     fed: &Federation,
     partner: &Partner,
     path: &str,
     max: usize,
 ) -> Result<Vec<u8>, String> {
-    let url = format!("{}{}", partner.url, path);
-    let mut req = fed.http.get(&url);
-    for (k, v) in peer::sign(fed, &partner.brand, "GET", path, b"") {
-        req = req.header(k, v);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| format!("GET {path}: {}", describe(&e)))?;
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(format!("GET {path}: HTTP {}", status.as_u16()));
-    }
-    read_limited(resp, max)
+    PeerClient::new(fed, partner)
+        .get(path, max)
         .await
         .map_err(|e| format!("GET {path}: {e}"))
-}
-
-/// A fixed description of a failed partner request (no URL, no answer).
-pub fn describe(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_redirect() {
-        "redirect refused"
-    } else if e.is_body() || e.is_decode() {
-        "the answer could not be read"
-    } else {
-        "the request failed"
-    }
-}
-
-/// Reads a response body, refusing more than `max` bytes. Errors are fixed messages.
-pub async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e).to_string())? {
-        if body.len() + chunk.len() > max {
-            return Err(format!("answer larger than {max} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// The C2SP tile index encoding: `x001/x234/067`.
@@ -486,16 +450,6 @@ fn map_mirror_error(e: MirrorError) -> RoundError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tile_paths_round_trip_through_the_server_parser() {
-        for n in [0u64, 5, 999, 1000, 1234067, 1_000_000_000] {
-            let p = format!("entries/{}", tile_index_path(n));
-            let t = crate::log_routes::parse_tile_path(&p).unwrap();
-            assert_eq!(t.index, n, "{p}");
-        }
-        assert_eq!(tile_index_path(1234067), "x001/x234/067");
-    }
 
     #[test]
     fn bundles_must_hold_the_expected_count() {

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -21,8 +20,8 @@ use ledger::mirror::Misbehaviour;
 use ledger::store::Store;
 use ledger::types::BrandId;
 
+use super::client::{PeerClient, PeerError, Reply};
 use super::{peer, Federation, Partner};
-use crate::api::AppState;
 use crate::problem::ApiError;
 
 const WITNESS_PREFIX: &[u8] = b"witness/";
@@ -31,6 +30,8 @@ const COSIGNED_PREFIX: &[u8] = b"cosigned/";
 const COSIGNED_LATEST: &[u8] = b"cosigned-latest";
 /// Most consistency proof lines accepted.
 const PROOF_LINES_MAX: usize = 64;
+/// Most bytes read of a witness's answer (its cosignature lines).
+const WITNESS_ANSWER_BYTES_MAX: usize = 64 * 1024;
 /// How long gathering waits for one partner.
 const SUBMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -130,15 +131,15 @@ pub fn parse_request(body: &[u8]) -> Result<(u64, Vec<Hash>, &str), ApiError> {
     Ok((old, proof, rest))
 }
 
-/// `POST /v1/witness/add-checkpoint` (C2SP tlog-witness), from a pinned partner only.
+/// The witness's answer to `POST /v1/witness/add-checkpoint` (C2SP tlog-witness), from a
+/// pinned partner only.
 pub async fn add_checkpoint(
-    State(app): AppState,
+    fed: &Federation,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let fed = &app.federation;
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let partner = peer::verify(fed, &method, path, &headers, &body)?;
     let (old, proof, note) = parse_request(&body)?;
@@ -448,17 +449,16 @@ async fn submit(
         body.push('\n');
         body.push_str(note);
         let path = "/v1/witness/add-checkpoint";
-        let url = format!("{}{path}", partner.url);
-        let mut req = fed.http.post(&url).body(body.clone());
-        for (k, v) in peer::sign(fed, &partner.brand, "POST", path, body.as_bytes()) {
-            req = req.header(k, v);
-        }
-        let resp = req
-            .send()
+        let Reply {
+            status,
+            body: answer,
+        } = PeerClient::new(fed, partner)
+            .post(path, body.into_bytes(), WITNESS_ANSWER_BYTES_MAX)
             .await
-            .map_err(|e| format!("POST {path}: {}", super::sync::describe(&e)))?;
-        let status = resp.status();
-        let answer = super::sync::read_limited(resp, 64 * 1024).await?;
+            .map_err(|e| match e {
+                PeerError::Body(e) => e,
+                e => format!("POST {path}: {e}"),
+            })?;
         let answer = String::from_utf8_lossy(&answer).into_owned();
         match status {
             StatusCode::OK => {

@@ -1,11 +1,14 @@
-//! Federation routes: partners, verified mirror reads, evidence, the cosigned checkpoint.
+//! Federation routes: partners, verified mirror reads, evidence, the cosigned checkpoint and
+//! the witness endpoint (C2SP tlog-witness) partners submit their checkpoints to.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -13,12 +16,30 @@ use ledger::log::receipt_from_store;
 use ledger::receipt::Receipt;
 use ledger::types::{BrandId, MemberId};
 
-use super::{Evidence, Partner, PartnerError};
-use crate::api::{authorize, parse_param, ApiJson, AppState};
+use crate::app::{authorize, parse_param, scope, ApiJson, App, AppState, Authorized};
 use crate::config::PartnerConfig;
+use crate::federation::{witness, Evidence, Partner, PartnerError};
 use crate::keys::Scope;
 use crate::problem::ApiError;
-use crate::reads::{member_view, MemberView, Page};
+use crate::reads::Page;
+use crate::views::{member_view, MemberView};
+
+/// The federation's routes.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/v1/checkpoint/cosigned", get(cosigned))
+        .route("/v1/partners", get(list))
+        .route(
+            "/v1/partners/{brand}/members/{member}",
+            get(mirrored_member),
+        )
+        .route("/v1/admin/partners", post(add))
+        .route("/v1/admin/partners/{brand}/unfreeze", post(unfreeze))
+        .route("/v1/evidence", get(evidence))
+        .route("/v1/members/{member}/attestation", post(attestation))
+        .route("/v1/attestations/verify", post(verify_attestation))
+        .route("/v1/witness/add-checkpoint", post(add_checkpoint))
+}
 
 /// A partner and its sync state.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -99,8 +120,10 @@ fn partner_error(e: PartnerError) -> ApiError {
 }
 
 #[utoipa::path(get, path = "/v1/partners", responses((status = 200, body = Partners)), tag = "federation")]
-pub async fn list(State(app): AppState, headers: HeaderMap) -> Result<Json<Partners>, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
+pub async fn list(
+    State(app): AppState,
+    _: Authorized<scope::Read>,
+) -> Result<Json<Partners>, ApiError> {
     Ok(Json(Partners {
         partners: app
             .federation
@@ -249,10 +272,10 @@ pub struct EvidenceList {
     responses((status = 200, body = EvidenceList)), tag = "federation")]
 pub async fn evidence(
     State(app): AppState,
-    headers: HeaderMap,
+    // The query is read first, then the key (the order of the answers).
     Query(page): Query<Page>,
+    _: Authorized<scope::Read>,
 ) -> Result<Json<EvidenceList>, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
     let (after, limit) = page.parse()?;
     let list = app
         .federation
@@ -287,7 +310,7 @@ pub async fn cosigned(State(app): AppState) -> Json<CosignedCheckpoint> {
 }
 
 /// The latest cosigned checkpoint, or the latest signed one while none is cosigned.
-pub(crate) fn cosigned_checkpoint(app: &crate::api::App) -> CosignedCheckpoint {
+pub(crate) fn cosigned_checkpoint(app: &crate::app::App) -> CosignedCheckpoint {
     let quorum = app.federation.settings.witness_quorum;
     let c = app
         .federation
@@ -369,7 +392,7 @@ pub async fn attestation(
     // Ask the witnesses at once; wait a bounded time for them.
     let cosigned = tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        super::witness::gather(&app.federation),
+        witness::gather(&app.federation),
     )
     .await
     .ok()
@@ -469,4 +492,15 @@ pub async fn verify_attestation(
         valid_until: v.statement.valid_until.map(|u| u.get()),
         cosigners: v.cosigners(),
     }))
+}
+
+/// `POST /v1/witness/add-checkpoint` (C2SP tlog-witness), from a pinned partner only.
+pub async fn add_checkpoint(
+    State(app): AppState,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    witness::add_checkpoint(&app.federation, method, uri, headers, body).await
 }

@@ -7,7 +7,7 @@
 //! from this node's own log or a verified mirror, never from an unverified answer; the quote is
 //! durable (logged) before it is returned.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -20,10 +20,10 @@ use ledger::receipt::Receipt;
 use ledger::state::{record_prefix, AgreementState, Policies, QuoteState};
 use ledger::types::{BrandId, DurationMs, EntryId, MemberId, Points};
 
-use crate::api::{authorize, parse_param, ApiJson, App, AppState};
+use crate::app::{authorize, scope, ApiJson, App, AppState, Authorized, Param};
 use crate::keys::Scope;
 use crate::problem::ApiError;
-use crate::reads::store_record;
+use crate::views::store_record;
 
 use super::redeem::unprocessable;
 
@@ -250,11 +250,9 @@ pub async fn quote(
     responses((status = 200, body = QuoteAnswer)), tag = "redemption")]
 pub async fn get_quote(
     State(app): AppState,
-    headers: HeaderMap,
-    Path(redemption): Path<String>,
+    _: Authorized<scope::Read>,
+    Param(id): Param<EntryId>,
 ) -> Result<Json<QuoteAnswer>, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
-    let id: EntryId = parse_param("redemption", &redemption)?;
     answer(&app, &id, None)
 }
 

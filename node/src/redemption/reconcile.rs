@@ -6,8 +6,8 @@
 //! Invariants: both lists come from verified data only (this node's log and the mirror); the
 //! arithmetic is `ledger::statement`'s (checked integers, the same bytes on both brands).
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -17,10 +17,9 @@ use ledger::statement::{reconcile as reconcile_lines, to_csv, ObligationLine, Pe
 use ledger::store::Store;
 use ledger::types::{BrandId, EntryId, LogTime};
 
-use crate::api::{authorize, parse_param, AppState};
-use crate::keys::Scope;
+use crate::app::{parse_param, scope, AppState, Authorized, Param};
 use crate::problem::ApiError;
-use crate::reads::store_record;
+use crate::views::store_record;
 
 /// Most obligation records read from one log for one report.
 pub const LINES_READ_MAX: usize = 1_000_000;
@@ -138,7 +137,7 @@ pub(crate) fn agreements_with(
 }
 
 /// The verified mirror of `brand`, which must be a pinned partner.
-pub(crate) fn mirror_of(app: &crate::api::App, brand: &BrandId) -> Result<Store, ApiError> {
+pub(crate) fn mirror_of(app: &crate::app::App, brand: &BrandId) -> Result<Store, ApiError> {
     let p = app
         .federation
         .partner(brand)
@@ -177,12 +176,11 @@ pub(crate) fn report(
     tag = "redemption")]
 pub async fn reconciliation(
     State(app): AppState,
-    headers: HeaderMap,
-    Path(partner): Path<String>,
+    // The query is read first, then the key, then the partner (the order of the answers).
     Query(q): Query<ReconcileQuery>,
+    _: Authorized<scope::Read>,
+    Param(brand): Param<BrandId>,
 ) -> Result<Response, ApiError> {
-    authorize(&app, &headers, Scope::Read)?;
-    let brand: BrandId = parse_param("partner", &partner)?;
     let mirror = mirror_of(&app, &brand)?;
     let csv = match q.format.as_deref() {
         None | Some("json") => false,

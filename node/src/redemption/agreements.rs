@@ -24,8 +24,9 @@ use ledger::entry::EntryKind;
 use ledger::log::Write;
 use ledger::receipt::Receipt;
 
-use super::{peer, Federation, Partner};
-use crate::api::{authorize, ApiJson, App, AppState};
+use crate::app::{authorize, ApiJson, App, AppState};
+use crate::federation::client::{PeerClient, Reply};
+use crate::federation::{peer, Federation, Partner};
 use crate::keys::Scope;
 use crate::problem::ApiError;
 
@@ -180,9 +181,14 @@ pub async fn approve(
             .map_err(ApiError::internal)?;
     }
     let body = serde_json::to_vec(&mine).map_err(ApiError::internal)?;
-    let (status, answer) = post_peer(fed, &partner, PEER_PATH, body).await;
-    match status {
-        Some(StatusCode::OK) => {
+    match PeerClient::new(fed, &partner)
+        .post_json(PEER_PATH, body)
+        .await
+    {
+        Ok(Reply {
+            status: StatusCode::OK,
+            body: answer,
+        }) => {
             let theirs: SignedAgreement = serde_json::from_slice(&answer).map_err(|_| {
                 ApiError::new(
                     StatusCode::BAD_GATEWAY,
@@ -206,7 +212,11 @@ pub async fn approve(
                 receipt: Some(receipt),
             }))
         }
-        _ => {
+        other => {
+            let answer = match other {
+                Ok(r) => r.body,
+                Err(e) => e.to_string().into_bytes(),
+            };
             tracing::info!(agreement = %terms.agreement, partner = %partner.brand,
                 answer = %String::from_utf8_lossy(&answer[..answer.len().min(300)]),
                 "agreement approved here; pending the partner's approval");
@@ -274,32 +284,4 @@ pub async fn peer_approval(
     log_agreement(&app, &partner, &full).await?;
     tracing::info!(agreement = %full.terms.agreement, partner = %partner.brand, "agreement logged");
     Ok((StatusCode::OK, Json(full)).into_response())
-}
-
-/// A signed peer POST; the status (`None` when the partner could not be reached) and body.
-pub(crate) async fn post_peer(
-    fed: &Federation,
-    partner: &Partner,
-    path: &str,
-    body: Vec<u8>,
-) -> (Option<StatusCode>, Vec<u8>) {
-    let url = format!("{}{path}", partner.url);
-    let mut req = fed
-        .http
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(body.clone());
-    for (k, v) in peer::sign(fed, &partner.brand, "POST", path, &body) {
-        req = req.header(k, v);
-    }
-    match req.send().await {
-        Ok(resp) => {
-            let status = resp.status();
-            let body = super::sync::read_limited(resp, 1 << 20)
-                .await
-                .unwrap_or_default();
-            (Some(status), body)
-        }
-        Err(e) => (None, super::sync::describe(&e).as_bytes().to_vec()),
-    }
 }

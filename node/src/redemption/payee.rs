@@ -1,0 +1,378 @@
+//! The payee's side of a cross-brand redemption (spec/redemption.md §3): prepare (step 3),
+//! status, void and commit, each a request of the redeeming brand's client that this node
+//! carries to the payer by a signed peer request.
+//!
+//! The redeeming brand (payee, B) keeps a random preimage for the redemption (durably, before it
+//! sends anything), and asks the member's brand (payer, A), by a signed peer request, to hold the
+//! quoted points under the hash of that preimage and the member's spend authorisation. A checks
+//! the quote against its own log (the agreement, the rate card and FX rate in force at the
+//! quote's time, the amount recomputed) and logs the hold; B verifies A's receipt.
+//!
+//! Invariants: B keeps the preimage durably before it sends anything; it accepts only answers
+//! that verify against A's pinned key and are for the entry it asked for; every step is
+//! idempotent by redemption id, so a client retries any of them after a crash or a timeout.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use ledger::entry::{EntryKind, HexHash};
+use ledger::log::{receipt_from_store, Write};
+use ledger::receipt::Receipt;
+use ledger::types::{EntryId, LogTime};
+
+use super::redeem::*;
+use crate::app::{authorize, parse_param, scope, ApiJson, App, AppState, Authorized, Param};
+use crate::federation::client::{PeerClient, PeerError, Reply};
+use crate::federation::sync::RESPONSE_BYTES_MAX;
+use crate::keys::Scope;
+use crate::problem::ApiError;
+
+const SECRET_PREFIX: &[u8] = b"redemption-secret/";
+
+/// What the payee keeps about a redemption it prepared (node-local, synced).
+#[derive(Debug, Serialize, Deserialize)]
+struct PreparedLocally {
+    /// The preimage, hex; revealed only to commit.
+    secret: String,
+    expires_at: LogTime,
+    authorisation: EntryId,
+}
+
+/// `POST /v1/redemptions/{redemption}/prepare` at the payee.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrepareBody {
+    /// The member's spend authorisation at the payer for this brand.
+    #[schema(value_type = String)]
+    pub authorisation: EntryId,
+    /// How long the payer holds the points (default and most: until the quote expires, at
+    /// most an hour).
+    #[serde(default)]
+    pub hold_ms: Option<u64>,
+}
+
+/// The payer's hold, as the payee verified it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Prepared {
+    pub redemption: String,
+    pub payer: String,
+    /// The receipt of the hold in the payer's log, verified against its pinned key.
+    #[schema(value_type = Object)]
+    pub hold: Receipt,
+}
+
+/// The payee's side: keeps the secret, asks the payer to hold, verifies the receipt.
+#[utoipa::path(post, path = "/v1/redemptions/{redemption}/prepare", request_body = PrepareBody,
+    params(("redemption" = String, Path)), responses((status = 200, body = Prepared)),
+    tag = "redemption")]
+pub async fn prepare(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(redemption): Path<String>,
+    ApiJson(b): ApiJson<PrepareBody>,
+) -> Result<Json<Prepared>, ApiError> {
+    authorize(&app, &headers, Scope::Redeem)?;
+    let id: EntryId = parse_param("redemption", &redemption)?;
+    let (quote, payer) = quote_and_payer(&app, &id)?;
+    let now = crate::sequencer::now();
+    if !quote.is_live(now) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "quote_expired",
+            "the quote expired; ask for a new one",
+        ));
+    }
+    let fed = &app.federation;
+    // The secret and the hold's terms first, durably: a retry (after a crash or a timeout)
+    // sends the identical request, and this node can still commit what it prepared.
+    let key = [SECRET_PREFIX, id.as_str().as_bytes()].concat();
+    // Concurrent first prepares of one redemption must agree on one secret.
+    let secret_guard = fed.prepare_lock.lock().await;
+    let prepared: PreparedLocally = match app.store.local_get(&key).map_err(ApiError::internal)? {
+        Some(v) => serde_json::from_slice(&v).map_err(ApiError::internal)?,
+        None => {
+            let mut secret = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
+            let hold_ms = b
+                .hold_ms
+                .unwrap_or(HOLD_TTL_MAX_MS)
+                .min(HOLD_TTL_MAX_MS)
+                .min(quote.expires_at.get().saturating_sub(now.get()))
+                .max(1);
+            let p = PreparedLocally {
+                secret: hex::encode(secret),
+                expires_at: LogTime::new(now.get() + hold_ms).map_err(ApiError::internal)?,
+                authorisation: b.authorisation.clone(),
+            };
+            app.store
+                .local_put(&key, &serde_json::to_vec(&p).map_err(ApiError::internal)?)
+                .map_err(ApiError::internal)?;
+            p
+        }
+    };
+    if prepared.authorisation != b.authorisation {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "id_conflict",
+            "this redemption was prepared with another authorisation",
+        ));
+    }
+    drop(secret_guard);
+    let secret = hex::decode(&prepared.secret).map_err(ApiError::internal)?;
+    let condition = HexHash(Sha256::digest(&secret).into());
+    let expires_at = prepared.expires_at;
+    let req = PrepareRequest {
+        quote: quote.clone(),
+        authorisation: b.authorisation,
+        condition,
+        expires_at,
+    };
+    crate::fault::point("payee_secret_stored");
+    let body = serde_json::to_vec(&req).map_err(ApiError::internal)?;
+    let Ok(Reply {
+        status,
+        body: answer,
+    }) = PeerClient::new(fed, &payer)
+        .post_json(PEER_PREPARE_PATH, body)
+        .await
+    else {
+        return Err(unreachable(&payer, "the redemption"));
+    };
+    match status {
+        StatusCode::OK => {}
+        s if s.is_client_error() => {
+            return Err(refused(
+                &payer,
+                "the hold",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &answer,
+            ))
+        }
+        _ => {
+            return Err(refused(
+                &payer,
+                "the hold",
+                StatusCode::BAD_GATEWAY,
+                &answer,
+            ))
+        }
+    }
+    let receipt: Receipt =
+        serde_json::from_slice(&answer).map_err(|_| bad_answer("not a receipt"))?;
+    let verified = receipt
+        .verify(payer.verifier.as_ref().expect("pinned"))
+        .map_err(|e| bad_answer(e.to_string()))?;
+    let expected = hold_of(&req);
+    if verified.entry.id != id || verified.entry.kind != expected {
+        return Err(bad_answer("the partner's receipt is for another entry"));
+    }
+    Ok(Json(Prepared {
+        redemption: id.to_string(),
+        payer: quote.payer.to_string(),
+        hold: receipt,
+    }))
+}
+
+/// Asks the payer and verifies every receipt against its pinned key.
+async fn ask_payer(app: &App, id: &EntryId, void: bool) -> Result<RedemptionStatus, ApiError> {
+    let (_, payer) = quote_and_payer(app, id)?;
+    let fed = &app.federation;
+    let path = if void {
+        format!("{PEER_REDEMPTIONS}{id}/void")
+    } else {
+        format!("{PEER_REDEMPTIONS}{id}")
+    };
+    let client = PeerClient::new(fed, &payer);
+    let (status, answer) = if void {
+        match client.post_json(&path, Vec::new()).await {
+            Ok(r) => (Some(r.status), r.body),
+            Err(_) => (None, Vec::new()),
+        }
+    } else {
+        match client.get(&path, RESPONSE_BYTES_MAX).await {
+            Ok(b) => (Some(StatusCode::OK), b),
+            // Only the payer's own 404 means it holds nothing (any other failure of the GET is
+            // an unreachable payer, as before).
+            Err(PeerError::Status(StatusCode::NOT_FOUND)) => {
+                (Some(StatusCode::NOT_FOUND), Vec::new())
+            }
+            Err(_) => (None, Vec::new()),
+        }
+    };
+    match status {
+        Some(StatusCode::OK) => {}
+        Some(StatusCode::NOT_FOUND) => {
+            return Err(ApiError::not_found(
+                "unknown_redemption",
+                format!("{} holds nothing for {id}", payer.brand),
+            ))
+        }
+        Some(StatusCode::CONFLICT) => {
+            let mut e = refused(&payer, "it", StatusCode::CONFLICT, &answer);
+            e.code = "hold_not_open";
+            e.partner_code = None;
+            return Err(e);
+        }
+        Some(_) => return Err(refused(&payer, "it", StatusCode::BAD_GATEWAY, &answer)),
+        None => return Err(unreachable(&payer, "the redemption")),
+    }
+    let s: RedemptionStatus =
+        serde_json::from_slice(&answer).map_err(|_| bad_answer("not a status"))?;
+    let key = payer.verifier.as_ref().expect("pinned");
+    let bad = |m: String| bad_answer(m);
+    let hold = s.hold.verify(key).map_err(|e| bad(e.to_string()))?;
+    if hold.entry.id != *id {
+        return Err(bad("the hold receipt is for another entry".into()));
+    }
+    if let Some(r) = &s.resolution {
+        r.verify(key).map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(s)
+}
+
+/// `GET /v1/redemptions/{redemption}/status` at the payee: the payer's answer, verified.
+#[utoipa::path(get, path = "/v1/redemptions/{redemption}/status",
+    params(("redemption" = String, Path)), responses((status = 200, body = RedemptionStatus)),
+    tag = "redemption")]
+pub async fn status(
+    State(app): AppState,
+    _: Authorized<scope::Read>,
+    Param(id): Param<EntryId>,
+) -> Result<Json<RedemptionStatus>, ApiError> {
+    Ok(Json(ask_payer(&app, &id, false).await?))
+}
+
+/// `POST /v1/redemptions/{redemption}/void` at the payee: cancels the hold at the payer.
+#[utoipa::path(post, path = "/v1/redemptions/{redemption}/void",
+    params(("redemption" = String, Path)), responses((status = 200, body = RedemptionStatus)),
+    tag = "redemption")]
+pub async fn void(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(redemption): Path<String>,
+) -> Result<Json<RedemptionStatus>, ApiError> {
+    authorize(&app, &headers, Scope::Redeem)?;
+    let id: EntryId = parse_param("redemption", &redemption)?;
+    Ok(Json(ask_payer(&app, &id, true).await?))
+}
+
+/// A committed redemption as the payee reports it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Committed {
+    pub redemption: String,
+    /// What the payer owes this brand, in minor units of `currency`.
+    pub amount_minor: u64,
+    pub currency: String,
+    /// The payer's receipts (verified against its pinned key).
+    pub payer: PayerCommit,
+    /// The receipt of this brand's `receivable` obligation.
+    #[schema(value_type = Object)]
+    pub receivable: Receipt,
+}
+
+/// `POST /v1/redemptions/{redemption}/commit` at the payee: reveals the preimage to the payer,
+/// verifies its receipts, and logs the receivable. Safe to retry after a crash or a timeout.
+#[utoipa::path(post, path = "/v1/redemptions/{redemption}/commit",
+    params(("redemption" = String, Path)), responses((status = 200, body = Committed)),
+    tag = "redemption")]
+pub async fn commit(
+    State(app): AppState,
+    headers: HeaderMap,
+    Path(redemption): Path<String>,
+) -> Result<Json<Committed>, ApiError> {
+    authorize(&app, &headers, Scope::Redeem)?;
+    let id: EntryId = parse_param("redemption", &redemption)?;
+    let (quote, payer) = quote_and_payer(&app, &id)?;
+    let key = [SECRET_PREFIX, id.as_str().as_bytes()].concat();
+    let prepared: PreparedLocally = serde_json::from_slice(
+        &app.store
+            .local_get(&key)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "not_prepared", "prepare first"))?,
+    )
+    .map_err(ApiError::internal)?;
+    let fed = &app.federation;
+    let req = CommitRequest {
+        preimage: ledger::entry::HexBytes(
+            hex::decode(&prepared.secret).map_err(ApiError::internal)?,
+        ),
+        quote: quote.clone(),
+    };
+    let body = serde_json::to_vec(&req).map_err(ApiError::internal)?;
+    let path = format!("{PEER_REDEMPTIONS}{id}/commit");
+    let Ok(Reply {
+        status,
+        body: answer,
+    }) = PeerClient::new(fed, &payer).post_json(&path, body).await
+    else {
+        return Err(unreachable(&payer, "the redemption"));
+    };
+    match status {
+        StatusCode::OK => {}
+        StatusCode::CONFLICT => {
+            return Err(refused(&payer, "the commit", StatusCode::CONFLICT, &answer))
+        }
+        _ => {
+            return Err(refused(
+                &payer,
+                "the commit",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &answer,
+            ))
+        }
+    }
+    let bad = |m: String| bad_answer(m);
+    let receipts: PayerCommit =
+        serde_json::from_slice(&answer).map_err(|_| bad("not commit receipts".into()))?;
+    let key = payer.verifier.as_ref().expect("pinned");
+    let post = receipts.post.verify(key).map_err(|e| bad(e.to_string()))?;
+    let payable = receipts
+        .payable
+        .verify(key)
+        .map_err(|e| bad(e.to_string()))?;
+    let expected = EntryKind::Obligation(ledger::entry::Obligation {
+        side: ledger::entry::ObligationSide::Payable,
+        quote: quote.clone(),
+        counterpart: None,
+    });
+    if payable.entry.kind != expected
+        || !matches!(&post.entry.kind, EntryKind::Post(p) if p.hold == id)
+    {
+        return Err(bad("the payer's receipts are for other entries".into()));
+    }
+    crate::fault::point("payee_commit_answered");
+    let counterpart = ledger::entry::Counterpart {
+        index: ledger::types::LogIndex::new(receipts.payable.index).map_err(ApiError::internal)?,
+        leaf_hash: HexHash(ledger::merkle::leaf_hash(receipts.payable.entry.as_bytes())),
+        time: payable.entry.time,
+    };
+    let committed = app
+        .sequencer
+        .submit(Write {
+            id: obligation_id(&id)?,
+            kind: EntryKind::Obligation(ledger::entry::Obligation {
+                side: ledger::entry::ObligationSide::Receivable,
+                quote: quote.clone(),
+                counterpart: Some(counterpart),
+            }),
+        })
+        .await?;
+    let receivable = receipt_from_store(
+        &app.store,
+        committed.index,
+        committed.checkpoint.size,
+        &committed.checkpoint.note,
+    )
+    .map_err(ApiError::internal)?;
+    Ok(Json(Committed {
+        redemption: id.to_string(),
+        amount_minor: quote.amount_minor,
+        currency: quote.currency.to_string(),
+        payer: receipts,
+        receivable,
+    }))
+}

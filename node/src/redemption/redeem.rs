@@ -1,0 +1,198 @@
+//! The steps of a cross-brand redemption both sides share (spec/redemption.md §3): the peer
+//! routes' paths, the bodies the payee and the payer exchange, the ids derived from a
+//! redemption's id, and the problems a partner's answer becomes. The payee's steps are in
+//! [`super::payee`], the payer's in [`super::payer`].
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use ledger::entry::{EntryKind, HexHash, Hold};
+use ledger::quote::Quote;
+use ledger::receipt::Receipt;
+use ledger::state::{record_prefix, QuoteState};
+use ledger::types::{EntryId, LogTime};
+
+use crate::app::App;
+use crate::federation::Partner;
+use crate::problem::ApiError;
+use crate::views::store_record;
+
+/// The peer route of the payer.
+pub const PEER_PREPARE_PATH: &str = "/v1/peer/redemptions/prepare";
+
+/// How long a hold lives, at most.
+pub const HOLD_TTL_MAX_MS: u64 = 60 * 60 * 1000;
+
+/// What the payee asks the payer to hold.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrepareRequest {
+    #[schema(value_type = Object)]
+    pub quote: Quote,
+    /// The member's spend authorisation for the payee.
+    #[schema(value_type = String)]
+    pub authorisation: EntryId,
+    /// SHA-256 of the payee's secret preimage.
+    #[schema(value_type = String)]
+    pub condition: HexHash,
+    /// Log time (of the payer) from which the hold can no longer be posted.
+    #[schema(value_type = u64)]
+    pub expires_at: LogTime,
+}
+
+/// The logged quote of a redemption, and its payer, which must be a pinned partner.
+pub(super) fn quote_and_payer(app: &App, id: &EntryId) -> Result<(Quote, Arc<Partner>), ApiError> {
+    let q: QuoteState = store_record(&app.store, record_prefix::QUOTE, id.as_str())?
+        .ok_or_else(|| ApiError::not_found("unknown_quote", format!("no quote {id}")))?;
+    let payer = app
+        .federation
+        .partner(&q.quote.payer)
+        .filter(|p| p.verifier.is_some())
+        .ok_or_else(|| {
+            unprocessable(
+                "unknown_partner",
+                format!("{} is not pinned", q.quote.payer),
+            )
+        })?;
+    Ok((q.quote, payer))
+}
+
+/// The payer answered something that does not verify or is not what was asked.
+pub(super) fn bad_answer(detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_GATEWAY, "partner_bad_answer", detail)
+}
+
+/// The status of `partner_refused` for a partner's answer `partner` (spec/api.md, "Error
+/// codes"): `409` for its 404 and 409, `422` for another 4xx, `502` otherwise.
+pub(super) fn refusal_status(partner: StatusCode) -> StatusCode {
+    match partner {
+        StatusCode::NOT_FOUND | StatusCode::CONFLICT => StatusCode::CONFLICT,
+        s if s.is_client_error() => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// A partner's refusal of `what`, passed on with its code, as `status`.
+pub(super) fn refused(payer: &Partner, what: &str, status: StatusCode, answer: &[u8]) -> ApiError {
+    let v: serde_json::Value = serde_json::from_slice(answer).unwrap_or_default();
+    let partner_code = v["code"].as_str().unwrap_or("partner_refused");
+    ApiError {
+        partner_code: Some(partner_code.to_owned()),
+        ..ApiError::new(
+            status,
+            "partner_refused",
+            format!(
+                "{} refused {what}: {partner_code}: {}",
+                payer.brand,
+                v["detail"].as_str().unwrap_or("")
+            ),
+        )
+    }
+}
+
+/// A partner could not be reached about `what`.
+pub(super) fn unreachable(partner: &Partner, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "partner_unavailable",
+        format!(
+            "{} could not be reached; retry {what} with the same request (every step is idempotent)",
+            partner.brand
+        ),
+    )
+}
+
+pub(super) fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+}
+
+pub(super) fn hold_of(req: &PrepareRequest) -> EntryKind {
+    EntryKind::Hold(Hold {
+        member: req.quote.member.clone(),
+        points: req.quote.points,
+        expires_at: req.expires_at,
+        payee: Some(req.quote.payee.clone()),
+        condition: Some(req.condition),
+        authorisation: Some(req.authorisation.clone()),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Status and void (spec/redemption.md §3, steps 5 and recovery): decided by the payer's log.
+// ---------------------------------------------------------------------------------------
+
+/// A redemption as the payer's log shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedemptionStatus {
+    pub redemption: String,
+    /// `open`, `posted` or `voided`, by the payer's log (an open hold past `expires_at` is
+    /// released by the payer with a `void` at its own log time).
+    pub status: String,
+    pub points: u64,
+    /// The payer's log time from which the hold can no longer be posted.
+    pub expires_at: u64,
+    /// Receipt of the hold.
+    #[schema(value_type = Object)]
+    pub hold: Receipt,
+    /// Receipt of the entry that posted or voided it.
+    #[schema(value_type = Object)]
+    pub resolution: Option<Receipt>,
+}
+
+/// The peer routes' prefix at the payer: `GET {prefix}{id}` and `POST {prefix}{id}/void`.
+pub const PEER_REDEMPTIONS: &str = "/v1/peer/redemptions/";
+
+// ---------------------------------------------------------------------------------------
+// Commit (spec/redemption.md §3, step 4).
+// ---------------------------------------------------------------------------------------
+
+/// What the payee sends the payer to commit: the preimage and the quote it prepared with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitRequest {
+    pub preimage: ledger::entry::HexBytes,
+    pub quote: Quote,
+}
+
+/// The payer's receipts for a commit: the post of the hold and the payable obligation.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayerCommit {
+    #[schema(value_type = Object)]
+    pub post: Receipt,
+    #[schema(value_type = Object)]
+    pub payable: Receipt,
+}
+
+pub(super) fn obligation_id(redemption: &EntryId) -> Result<EntryId, ApiError> {
+    derived_id("obl", redemption)
+}
+
+/// The longest redemption id: the flow's own entries take ids derived from it
+/// ([`derived_id`]), which must stay within the entry id limit.
+pub const REDEMPTION_ID_LEN_MAX: usize = 96;
+
+/// The id of one of the flow's own entries for redemption `id`: `sys.<what>.<id>`, under the
+/// prefix client writes may not use, so no client id can take it.
+pub fn derived_id(what: &str, id: &EntryId) -> Result<EntryId, ApiError> {
+    format!("sys.{what}.{id}")
+        .parse()
+        .map_err(ApiError::internal)
+}
+
+/// A redemption id a client or partner may choose: not reserved (`sys.`), and short enough
+/// for the ids derived from it.
+pub fn check_redemption_id(id: &EntryId) -> Result<(), ApiError> {
+    crate::app::check_id(id)?;
+    if id.as_str().len() > REDEMPTION_ID_LEN_MAX {
+        return Err(unprocessable(
+            "redemption_id_too_long",
+            format!("a redemption id has at most {REDEMPTION_ID_LEN_MAX} characters"),
+        ));
+    }
+    Ok(())
+}
