@@ -12,10 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{
-    verify_cosigned_checkpoint, Checkpoint, CheckpointError, NoteError, NoteVerifier,
-    SignatureType, WitnessCosignature, WitnessPolicy,
-};
+use crate::checkpoint::{Checkpoint, CheckpointError, NoteError, NoteVerifier, SignatureType};
+use crate::witness::{verify_cosigned_checkpoint, WitnessCosignature, WitnessPolicy};
 use crate::entry::EntryKind;
 use crate::receipt::{Receipt, ReceiptError};
 use crate::types::{BrandId, LogTime, MemberId, TierName};

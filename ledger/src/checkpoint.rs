@@ -21,12 +21,8 @@ use base64::Engine as _;
 
 pub use crate::cosignature::*;
 pub use crate::note::*;
-pub use crate::witness::*;
 
-pub mod vectors;
 
-#[cfg(test)]
-mod tests;
 
 /// Errors from parsing, signing and verifying checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

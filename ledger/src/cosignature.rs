@@ -20,7 +20,7 @@ use rand_core::CryptoRngCore;
 
 use crate::note::{
     check_key_name, key_id, validate_note_text, verifier_key_string, NoteError, NoteSignature,
-    NoteVerifier, SignatureType, ED25519_SIGNATURE_LEN,
+    NoteVerifier, SignatureType, COSIGNATURE_V1_LEN,
 };
 
 /// The header line (with its newline) that starts every `cosignature/v1` signed message.
@@ -28,8 +28,6 @@ pub const COSIGNATURE_V1_HEADER: &str = "cosignature/v1\n";
 
 /// Largest timestamp a `cosignature/v1` may carry (2^63 - 1), per c2sp.org/tlog-cosignature.
 pub const MAX_COSIGNATURE_TIME: u64 = i64::MAX as u64;
-
-pub(crate) const COSIGNATURE_V1_LEN: usize = 8 + ED25519_SIGNATURE_LEN;
 
 /// The message a `cosignature/v1` signs: `"cosignature/v1\ntime <t>\n"` followed by the
 /// checkpoint note text (including its final newline, excluding signature lines).

@@ -42,6 +42,7 @@ pub mod tiles;
 pub mod types;
 pub mod value;
 pub mod witness;
+pub mod checkpoint_vectors;
 
 #[cfg(feature = "rocksdb")]
 pub mod log;

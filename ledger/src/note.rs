@@ -33,7 +33,9 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use rand_core::CryptoRngCore;
 use sha2::{Digest, Sha256};
 
-use crate::cosignature::COSIGNATURE_V1_LEN;
+/// Length of a `cosignature/v1` signature (c2sp.org/tlog-cosignature): an 8-byte timestamp and
+/// an Ed25519 signature. The note parser checks it; the cosignature module makes and reads it.
+pub(crate) const COSIGNATURE_V1_LEN: usize = 8 + ED25519_SIGNATURE_LEN;
 
 /// Largest signed note, in bytes (text, blank line and signature lines), that
 /// [`SignedNote::parse`] accepts: 1 MiB.

@@ -13,8 +13,9 @@ use base64::Engine as _;
 use ed25519_dalek::SigningKey;
 use ledger::agreement::{self, AgreementTerms, SignedAgreement};
 use ledger::checkpoint::{
-    self, open_checkpoint, sign_checkpoint, Checkpoint, NoteSigner, NoteVerifier,
+    open_checkpoint, sign_checkpoint, Checkpoint, NoteSigner, NoteVerifier,
 };
+use ledger::checkpoint_vectors;
 use ledger::encoding::EncodingError;
 use ledger::entry::{
     Adjust, Direction, Earn, Entry, EntryError, EntryKind, Expire, ExpiryPolicy, FxRate, HexBytes,
@@ -132,16 +133,16 @@ fn checkpoint_vectors_match_generator_and_check() {
     let text = read_committed("checkpoint.json");
     let committed: Value = serde_json::from_str(&text).expect("checkpoint.json is JSON");
     assert!(
-        committed == checkpoint::vectors::generate(),
-        "spec/vectors/checkpoint.json differs from checkpoint::vectors::generate(); \
+        committed == checkpoint_vectors::generate(),
+        "spec/vectors/checkpoint.json differs from checkpoint_vectors::generate(); \
          regenerate with `UPDATE_VECTORS=1 cargo test -p ledger checkpoint`"
     );
     assert!(
-        text == checkpoint::vectors::render(),
-        "checkpoint.json is not byte-for-byte checkpoint::vectors::render()"
+        text == checkpoint_vectors::render(),
+        "checkpoint.json is not byte-for-byte checkpoint_vectors::render()"
     );
-    assert_eq!(checkpoint::vectors::render(), render(&committed));
-    checkpoint::vectors::check(&committed).expect("checkpoint.json checks");
+    assert_eq!(checkpoint_vectors::render(), render(&committed));
+    checkpoint_vectors::check(&committed).expect("checkpoint.json checks");
 }
 
 #[test]
@@ -231,7 +232,7 @@ const T_AGREEMENT: u64 = T0 + 3_000 + YEAR_MS + 5_000;
 
 /// The example agreement between `brand-a` and `brand-b`, both directions, co-signed by each
 /// brand's node key: the key of origin `loyalty.example/<brand>`, whose secret seed is that of
-/// spec/checkpoint.md §5 (`checkpoint::vectors::seed`).
+/// spec/checkpoint.md §5 (`checkpoint_vectors::seed`).
 fn example_agreement() -> SignedAgreement {
     let direction = |payer: &str, payee: &str| agreement::Direction {
         payer: brand(payer),
@@ -258,7 +259,7 @@ fn example_agreement() -> SignedAgreement {
         .iter()
         .map(|b| {
             let origin = format!("loyalty.example/{b}");
-            let seed = checkpoint::vectors::seed(&origin);
+            let seed = checkpoint_vectors::seed(&origin);
             let signer = NoteSigner::from_seed(&origin, &seed).unwrap();
             agreement::sign(
                 &terms,
@@ -739,7 +740,7 @@ fn example_statement(prior: &[(&'static str, Entry)]) -> (SignedStatement, u64) 
         .iter()
         .map(|b| {
             let origin = format!("loyalty.example/{b}");
-            let seed = checkpoint::vectors::seed(&origin);
+            let seed = checkpoint_vectors::seed(&origin);
             let signer = NoteSigner::from_seed(&origin, &seed).unwrap();
             statement::sign(
                 &st,
@@ -942,7 +943,7 @@ fn generate_entries() -> Value {
 
     let size = tree.size();
     let root = tree.root().unwrap();
-    let signer = NoteSigner::from_seed(ORIGIN, &checkpoint::vectors::seed(ORIGIN)).unwrap();
+    let signer = NoteSigner::from_seed(ORIGIN, &checkpoint_vectors::seed(ORIGIN)).unwrap();
     let cp = Checkpoint {
         origin: ORIGIN.into(),
         size,

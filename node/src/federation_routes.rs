@@ -477,7 +477,7 @@ pub async fn verify_attestation(
             .filter(|p| p.brand != brand)
             .filter_map(|p| p.witness.clone()),
     );
-    let policy = ledger::checkpoint::WitnessPolicy {
+    let policy = ledger::witness::WitnessPolicy {
         log: log_key,
         witnesses,
         quorum: fed.settings.witness_quorum,

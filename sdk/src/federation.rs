@@ -7,9 +7,8 @@
 //! mirrored member's proof against the partner's own key, and [`crate::attestation::verify`]
 //! checks an attestation offline.
 
-use ledger::checkpoint::{
-    open_checkpoint, Checkpoint, NoteError, NoteVerifier, SignatureType, WitnessPolicy,
-};
+use ledger::checkpoint::{open_checkpoint, Checkpoint, NoteError, NoteVerifier, SignatureType};
+use ledger::witness::WitnessPolicy;
 use ledger::entry::EntryKind;
 use ledger::receipt::Receipt;
 use ledger::types::{BrandId, LogTime, MemberId, TierName};

@@ -72,7 +72,8 @@ pub use types::*;
 pub use verify::{verify_log, AuditPoint, ReplayStore, Summary, VerifyError, VerifyOptions};
 
 pub use ledger::attestation::{Attestation, Statement};
-pub use ledger::checkpoint::{NoteVerifier, WitnessPolicy};
+pub use ledger::checkpoint::NoteVerifier;
+pub use ledger::witness::WitnessPolicy;
 pub use ledger::entry::{Direction, Entry, EntryKind, HexBytes, HexHash, Tier};
 pub use ledger::money::{Currency, Decimal};
 pub use ledger::receipt::Receipt;

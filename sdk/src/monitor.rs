@@ -21,7 +21,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use ledger::checkpoint::{NoteVerifier, WitnessPolicy};
+use ledger::checkpoint::NoteVerifier;
+use ledger::witness::WitnessPolicy;
 use serde::{Deserialize, Serialize};
 
 use crate::client::Client;

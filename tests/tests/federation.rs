@@ -19,9 +19,9 @@ use federation_tests::harness::{
 };
 use ledger::attestation::Attestation;
 use ledger::checkpoint::{
-    open_checkpoint, verify_cosigned_checkpoint, CheckpointError, CosignatureSigner, NoteSignature,
-    NoteVerifier, SignedNote, WitnessPolicy,
+    open_checkpoint, CheckpointError, CosignatureSigner, NoteSignature, NoteVerifier, SignedNote,
 };
+use ledger::witness::{verify_cosigned_checkpoint, WitnessPolicy};
 use ledger::receipt::Receipt;
 use sdk::{EarnRequest, EntryKind, SetTiersRequest, Tier};
 use serde_json::{json, Value};

@@ -634,14 +634,22 @@ fn no_crate_has_a_cycle_between_its_top_level_modules() {
         "the workspace lists its crates: {crates:?}"
     );
     let mut problems = Vec::new();
+    let mut modules = 0;
     for c in &crates {
         let files = read_sources(&c.join("src"));
+        assert!(!files.is_empty(), "{} has sources to check", c.display());
         let g = graph(&files);
-        assert!(g.modules.len() >= 2, "{} has modules to check", c.display());
+        // A crate of one or two files (the binary, the worker pool) has no cycle to find; the
+        // sum below keeps the test from passing on a parser that finds nothing.
+        modules += g.modules.len();
+        if c.ends_with("node") {
+            assert!(g.modules.len() >= 10, "{} has modules to check", c.display());
+        }
         for cycle in cycles(&g) {
             problems.push(format!("{}: {}", c.display(), describe(&g, &cycle)));
         }
     }
+    assert!(modules >= 30, "only {modules} modules found in {crates:?}");
     assert!(
         problems.is_empty(),
         "module cycles:\n{}",

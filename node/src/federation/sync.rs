@@ -44,11 +44,11 @@ pub const CATCHUP_YIELD_FACTOR: u32 = 4;
 
 /// The pool that checks, replays and stores partners' chunks: one thread per core, at a lower
 /// priority than the node's own work.
-fn catchup_pool() -> &'static sdk::verify::pipeline::Pool {
-    static POOL: std::sync::OnceLock<sdk::verify::pipeline::Pool> = std::sync::OnceLock::new();
+fn catchup_pool() -> &'static workpool::Pool {
+    static POOL: std::sync::OnceLock<workpool::Pool> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        sdk::verify::pipeline::Pool::with_init(threads, "mirror", || {
+        workpool::Pool::with_init(threads, "mirror", || {
             #[cfg(target_os = "linux")]
             // SAFETY: setpriority on this thread's own id has no memory effects; a failure
             // only leaves the thread at the node's priority.

@@ -6,7 +6,7 @@
 //! witness policy.
 
 use ledger::attestation::Attestation;
-use ledger::checkpoint::{verify_cosigned_checkpoint, VerifiedCheckpoint, WitnessPolicy};
+use ledger::witness::{verify_cosigned_checkpoint, VerifiedCheckpoint, WitnessPolicy};
 use ledger::types::{BrandId, MemberId};
 use reqwest::Method;
 

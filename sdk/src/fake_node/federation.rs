@@ -10,9 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ledger::attestation::{self, Attestation, Statement};
-use ledger::checkpoint::{
-    sign_checkpoint, Checkpoint, CosignatureSigner, NoteSigner, WitnessPolicy,
-};
+use ledger::checkpoint::{sign_checkpoint, Checkpoint, CosignatureSigner, NoteSigner};
+use ledger::witness::WitnessPolicy;
 use ledger::entry::{Earn, Entry, EntryKind, TierAttestation};
 use ledger::merkle::MemoryTree;
 use ledger::receipt::Receipt;

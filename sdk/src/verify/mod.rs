@@ -60,9 +60,9 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use ledger::checkpoint::{
-    open_checkpoint, verify_cosigned_checkpoint, Checkpoint, CheckpointError, NoteVerifier,
-    SignedNote, WitnessPolicy,
+    open_checkpoint, Checkpoint, CheckpointError, NoteVerifier, SignedNote,
 };
+use ledger::witness::{verify_cosigned_checkpoint, WitnessPolicy};
 use ledger::entry::EntryError;
 use ledger::merkle::{verify_consistency, Hash, MerkleError};
 use ledger::state::{InvariantViolation, State, StateError};

@@ -9,19 +9,14 @@
 //! checks finish in; nothing here judges the log beyond one bundle or one note (the replay
 //! does, with the tree and the state).
 //!
-//! The pool is plain `std` threads fed by a channel rather than rayon: the unit of work is a
-//! whole bundle (256 entries, about a millisecond), so work stealing buys nothing, and the
-//! pool has to be awaited from async code, which a oneshot answer per job does simply.
-
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+//! The pool is [`workpool::Pool`] (plain `std` threads fed by a channel), re-exported here.
 
 use futures_util::stream::{self, StreamExt};
 use ledger::checkpoint::{open_checkpoint, Checkpoint, CheckpointError, NoteVerifier};
 use ledger::entry::{Entry, EntryError};
 use ledger::merkle::{leaf_hash, Hash};
 use ledger::tiles::bundle_entries;
-use tokio::sync::{mpsc as amp, oneshot};
+use tokio::sync::mpsc as amp;
 
 use crate::client::Client;
 use crate::error::Error;
@@ -36,92 +31,7 @@ pub const CHECKED_QUEUE: usize = 8;
 /// Pages of the checkpoint list fetched ahead of the replay.
 const CHECKPOINT_PAGES_AHEAD: usize = 2;
 
-type Job = Box<dyn FnOnce() + Send>;
-
-/// A fixed pool of worker threads for CPU-bound checks.
-#[derive(Clone)]
-pub struct Pool {
-    jobs: Arc<Mutex<mpsc::Sender<Job>>>,
-    threads: usize,
-}
-
-impl Pool {
-    /// A pool of `threads` workers (at least one); they exit when the last clone is dropped.
-    pub fn new(threads: usize) -> Pool {
-        Pool::with_init(threads, "verify", || {})
-    }
-
-    /// As [`Pool::new`], with threads named `<name>-<i>` that each run `init` first (to lower
-    /// their scheduling priority, for example).
-    pub fn with_init(threads: usize, name: &str, init: impl Fn() + Send + Sync + 'static) -> Pool {
-        let threads = threads.max(1);
-        let init = Arc::new(init);
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        for i in 0..threads {
-            let (rx, init) = (rx.clone(), init.clone());
-            std::thread::Builder::new()
-                .name(format!("{name}-{i}"))
-                .spawn(move || {
-                    init();
-                    loop {
-                        let job = match rx.lock() {
-                            Ok(r) => r.recv(),
-                            Err(_) => return,
-                        };
-                        match job {
-                            // A job that panics loses its answer (its caller sees that), not
-                            // the worker.
-                            Ok(job) => {
-                                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                            }
-                            Err(_) => return,
-                        }
-                    }
-                })
-                .expect("spawn a pool thread");
-        }
-        Pool {
-            jobs: Arc::new(Mutex::new(tx)),
-            threads,
-        }
-    }
-
-    /// A pool with one worker per core.
-    pub fn per_core() -> Pool {
-        Pool::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
-    }
-
-    /// The number of workers.
-    pub fn threads(&self) -> usize {
-        self.threads
-    }
-
-    /// Runs `f` on a worker and waits for its result without blocking the async task.
-    ///
-    /// # Panics
-    /// When `f` panics.
-    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        self.try_run(f).await.expect("a pool job does not panic")
-    }
-
-    /// As [`Pool::run`], with an error instead of a panic when `f` panicked.
-    pub async fn try_run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, String> {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = tx.send(f());
-        });
-        self.jobs
-            .lock()
-            .expect("pool lock")
-            .send(job)
-            .expect("the pool's workers live as long as the pool");
-        rx.await.map_err(|_| "a pool job panicked".to_owned())
-    }
-}
+pub use workpool::Pool;
 
 /// One entry bundle (or the part of it the run needs), checked.
 #[derive(Debug)]

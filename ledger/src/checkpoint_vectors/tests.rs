@@ -6,7 +6,9 @@ use base64::Engine as _;
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use super::*;
+use crate::checkpoint::*;
+use crate::checkpoint_vectors as vectors;
+use crate::witness::*;
 use proptest::prelude::*;
 
 const GO_VKEY: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
