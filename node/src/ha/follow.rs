@@ -137,7 +137,11 @@ pub async fn follow(
         public_url: config.public_url.clone(),
         status: Mutex::new(FollowStatus::default()),
     });
-    let router = standby_router(app.clone(), ctx.clone());
+    let replica = Arc::new(super::local::LocalReplica::open(
+        app.store.clone(),
+        super::local::body_key(&seed).verifying_key(),
+    )?);
+    let router = standby_router(app.clone(), ctx.clone(), replica);
     let listener = bind(config.listen).await?;
     let (took_tx, mut took_rx) = tokio::sync::mpsc::channel::<(Lease, Locked)>(1);
     let pull = tokio::spawn(pull_loop(ctx.clone()));
@@ -174,7 +178,11 @@ async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener> {
     }
 }
 
-fn standby_router(app: Arc<App>, ctx: Arc<Following>) -> Router {
+fn standby_router(
+    app: Arc<App>,
+    ctx: Arc<Following>,
+    replica: Arc<super::local::LocalReplica>,
+) -> Router {
     use crate::{log_routes, reads};
     let reads = Router::new()
         .route("/v1/holds/{hold}", get(reads::hold))
@@ -205,9 +213,20 @@ fn standby_router(app: Arc<App>, ctx: Arc<Following>) -> Router {
                 .layer::<_, std::convert::Infallible>(tower::limit::ConcurrencyLimitLayer::new(1)),
         )
         .route(STATUS_PATH, get(standby_status))
+        .with_state(ctx.clone())
+        // The leader's node-local records, one body at a time.
+        .route(
+            super::local::LOCAL_PATH,
+            post(super::local::receive)
+                .layer::<_, std::convert::Infallible>(axum::extract::DefaultBodyLimit::max(
+                    super::local::LOCAL_BODY_BYTES_MAX,
+                ))
+                .layer::<_, std::convert::Infallible>(tower::limit::ConcurrencyLimitLayer::new(1))
+                .get(super::local::position),
+        )
+        .with_state(replica)
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "standby\n" }))
-        .with_state(ctx.clone());
+        .route("/readyz", get(|| async { "standby\n" }));
     reads
         .merge(own)
         .fallback(move || {

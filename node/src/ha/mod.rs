@@ -6,6 +6,8 @@
 //! - [`commit`]: the primary's commit gate: replicate, then compare-and-swap, then answer.
 //! - [`standby`]: the standby's log, a verified mirror of its own brand's log.
 //! - [`guard`]: the restore guard, asked before the first signature after a takeover.
+//! - [`local`]: node-local records (API keys, pins, witness records, ...) on the standby.
+//! - [`wire`]: the binary bodies between the two nodes.
 //! - [`follow`]: the standby phase: serve reads, receive and pull batches, watch the leadership.
 //! - [`node`]: the role loop: start as a standby, take over when eligible, lead until fenced.
 //!
@@ -13,6 +15,8 @@
 //! - a batch is answered only after it is durable on the primary **and** either durable on the
 //!   in-sync standby or the standby was first removed from the in-sync set, and after one
 //!   compare-and-swap under the primary's lease recorded the new head;
+//! - a request that wrote node-local records is answered only after they are durable on the
+//!   in-sync standby, or after the standby was removed from the in-sync set ([`local`]);
 //! - only a node listed in sync in the committed head, holding exactly that head (or, when it
 //!   was alone in sync, an extension it wrote itself), may take over; so two nodes never sign
 //!   different checkpoints of the same size that anybody outside could see.
@@ -21,9 +25,11 @@ pub mod commit;
 pub mod etcd;
 pub mod follow;
 pub mod guard;
+pub mod local;
 pub mod lock;
 pub mod node;
 pub mod standby;
+pub mod wire;
 
 use serde::{Deserialize, Serialize};
 

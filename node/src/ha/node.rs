@@ -21,9 +21,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::commit::{CommitStatus, Fence, GUARD_PASSED, GUARD_PENDING, GUARD_REFUSED};
+use super::commit::{CommitStatus, Fence, SharedFence, GUARD_PASSED, GUARD_PENDING, GUARD_REFUSED};
 use super::etcd::EtcdLock;
 use super::follow::follow;
+use super::local::{body_key, Journal, LocalLink, Shipper};
 use super::lock::{Lease, LockBackend, Locked};
 use super::{EXIT_STEPPED_DOWN, STATUS_PATH};
 use crate::api::App;
@@ -99,6 +100,14 @@ async fn lead(
     let guard = Arc::new(AtomicU8::new(GUARD_PENDING));
     let status = Arc::new(Mutex::new(CommitStatus::default()));
     let metrics = Arc::new(crate::metrics::Metrics::new());
+    // Node-local records are journaled from here on, and shipped to the standby.
+    let journal = Arc::new(Journal::new(lease.epoch));
+    let link = LocalLink::new(
+        journal.clone(),
+        Duration::from_millis(ha.replicate_timeout_ms) * 2
+            + Duration::from_secs(ha.lease_ttl_s as u64),
+    );
+    log.store().observe_local(Some(journal));
     let fence = Fence::new(
         backend.clone(),
         lease.clone(),
@@ -109,7 +118,24 @@ async fn lead(
         guard.clone(),
         status.clone(),
         metrics.clone(),
-    );
+    )
+    .with_local(link.clone());
+    let fence = Arc::new(Mutex::new(fence));
+    let seed = crate::cli::load_seed(&data)?;
+    let shipper = Shipper {
+        link: link.clone(),
+        fence: fence.clone(),
+        store: log.store().clone(),
+        key: body_key(&seed),
+        peer_url: ha.peer_url.trim_end_matches('/').to_owned(),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("an HTTP client")?,
+        rt: tokio::runtime::Handle::current(),
+        timeout: Duration::from_millis(ha.replicate_timeout_ms),
+    }
+    .spawn();
     let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<StepDown>(4);
     let reason = Arc::new(Mutex::new(None::<StepDown>));
     let reason_in = reason.clone();
@@ -120,7 +146,14 @@ async fn lead(
     });
     let status_routes = Router::new()
         .route(STATUS_PATH, get(leader_status))
-        .with_state((status.clone(), ha.name.clone()));
+        .with_state((status.clone(), ha.name.clone(), link.clone()));
+    let hold = link.clone();
+    let wrap = Box::new(move |r: Router| {
+        r.layer(axum::middleware::from_fn_with_state(
+            hold,
+            super::local::hold_until_replicated,
+        ))
+    });
     let started = {
         let (backend, lease, ha) = (backend.clone(), lease.clone(), ha.clone());
         Box::new(move |app: Arc<App>| {
@@ -144,15 +177,18 @@ async fn lead(
         data,
         config,
         log,
-        Box::new(fence),
+        Box::new(SharedFence(fence)),
         Some(crate::server::Leading {
             metrics,
             stop,
             started,
             routes: status_routes,
+            wrap,
         }),
     )
     .await?;
+    link.stop();
+    let _ = tokio::task::spawn_blocking(move || shipper.join()).await;
     let why = reason.lock().expect("reason lock").clone();
     match why {
         None => {
@@ -168,9 +204,10 @@ async fn lead(
 }
 
 async fn leader_status(
-    State((status, name)): State<(Arc<Mutex<CommitStatus>>, String)>,
+    State((status, name, link)): State<(Arc<Mutex<CommitStatus>>, String, Arc<LocalLink>)>,
 ) -> Response {
     let s = status.lock().expect("status lock").clone();
+    let local = link.status();
     Json(serde_json::json!({
         "role": "primary",
         "name": name,
@@ -181,6 +218,7 @@ async fn leader_status(
         "batches_replicated": s.batches_replicated,
         "batches_alone": s.batches_alone,
         "fenced": s.fenced,
+        "local": local,
     }))
     .into_response()
 }

@@ -1,0 +1,884 @@
+//! Node-local records on a standby: what the node keeps beside its log (API keys, partner
+//! pins, agreement approvals, witness and cosignature records, evidence, redemption secrets,
+//! tier progress, ...; every record of the store's `local` family outside
+//! [`NOT_REPLICATED`]) reaches the standby before the request that wrote it is answered.
+//!
+//! Why a second stream beside the log's batches, and not the coordination store: these records
+//! grow with traffic (a secret per redemption, a record per cosigned checkpoint) and include
+//! secrets (API key digests, redemption secrets); etcd is sized for a few small coordination
+//! records and its quota is shared by every brand's commit point, so the records travel the
+//! same way as the batches, primary to standby, and etcd only decides who is in sync.
+//!
+//! The stream: every node-local write on the leader is journaled in memory ([`Journal`], a
+//! [`LocalObserver`] of the store) with a sequence number of the leadership's generation
+//! (its lease epoch); a shipper thread sends the journal to the standby
+//! (`POST /v1/ha/local`, ops from the standby's position), which applies each body in one
+//! synced write with its new position. A standby whose position is of another generation,
+//! unknown, or older than the journal holds is re-synchronised: the leader sends every
+//! replicated record in key-ordered pages (the standby deletes, in each page's key range,
+//! what the page does not hold), then the journal from the sequence at which the copy began;
+//! each record's last write wins, so the copy converges to the leader's records.
+//!
+//! Every body is signed with a key derived from the brand's node key (both nodes hold it),
+//! so that nobody else can write records into a standby.
+//!
+//! Invariants:
+//! - a request that wrote a node-local record is answered only once the standby holds every
+//!   record journaled up to the request's end ([`LocalLink::released`]), or after the standby
+//!   was removed from the in-sync set in the coordination store (then the records are
+//!   released as the leader holds them alone);
+//! - the standby is listed in sync only while its stream position is of this generation,
+//!   complete, and holds every released record ([`LocalLink::standby_may_be_in_sync`]); so a
+//!   node that takes over holds every acknowledged record;
+//! - the journal holds at most [`JOURNAL_BYTES_MAX`] bytes and [`JOURNAL_WRITES_MAX`] writes;
+//!   a standby that falls further behind is re-synchronised.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use ledger::store::{LocalObserver, Store, StoreError};
+
+use super::commit::Fence;
+use super::wire::{Reader, WireError, Writer};
+use crate::problem::ApiError;
+
+/// Where the standby receives node-local records (and answers its position to a GET).
+pub const LOCAL_PATH: &str = "/v1/ha/local";
+/// Prefixes of node-local records that stay on their node: the standby's own replication
+/// state (`ha/`) and a mirror's progress (`mirror/`).
+pub const NOT_REPLICATED: [&[u8]; 2] = [b"ha/", b"mirror/"];
+/// Most bytes of node-local writes the leader keeps for its standby.
+pub const JOURNAL_BYTES_MAX: usize = 64 << 20;
+/// Most node-local writes the leader keeps for its standby.
+pub const JOURNAL_WRITES_MAX: usize = 100_000;
+/// Most bytes of records one body carries (a page of the copy, or journaled writes).
+pub const BODY_RECORD_BYTES_MAX: usize = 4 << 20;
+/// Most records one page of the copy carries.
+pub const PAGE_RECORDS_MAX: usize = 1_000;
+/// Largest body the standby accepts on [`LOCAL_PATH`].
+pub const LOCAL_BODY_BYTES_MAX: usize = 2 * BODY_RECORD_BYTES_MAX + (1 << 20);
+/// The standby's position record.
+const POSITION_KEY: &[u8] = b"ha/local-position";
+/// The first bytes of every body (format version 1).
+const MAGIC: &[u8; 4] = b"LHL1";
+const KIND_OPS: u8 = 1;
+const KIND_PAGE: u8 = 2;
+/// How often the shipper retries a standby that did not answer.
+const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+
+/// One write: records put (`Some`) or deleted (`None`).
+pub type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// Whether a node-local record travels to the standby.
+pub fn replicated(key: &[u8]) -> bool {
+    !NOT_REPLICATED.iter().any(|p| key.starts_with(p))
+}
+
+fn ops_bytes(ops: &Ops) -> usize {
+    ops.iter()
+        .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + 16)
+        .sum()
+}
+
+/// Where a standby's copy of the node-local records stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalPosition {
+    /// The leadership generation (lease epoch) whose journal it follows.
+    pub gen: i64,
+    /// Every journaled write before this sequence number is held (once `complete`).
+    pub next: u64,
+    /// Whether the copy is complete (`false`: a re-synchronisation is under way).
+    pub complete: bool,
+}
+
+/// The key both nodes derive from the node key to sign and check replication bodies.
+pub fn body_key(seed: &[u8; 32]) -> SigningKey {
+    let mut h = Sha256::new();
+    h.update(b"loyalty ha node-local records v1\0");
+    h.update(seed);
+    SigningKey::from_bytes(&h.finalize().into())
+}
+
+/// A body from the leader to the standby.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalBody {
+    /// Journaled writes `from`, `from + 1`, ... of generation `gen`.
+    Ops {
+        gen: i64,
+        from: u64,
+        writes: Vec<Ops>,
+    },
+    /// The replicated records with keys in `[from, to)` (`to: None`: to the end) of a copy
+    /// that began at journal sequence `start` of generation `gen`.
+    Page {
+        gen: i64,
+        start: u64,
+        from: Vec<u8>,
+        to: Option<Vec<u8>>,
+        records: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+}
+
+impl LocalBody {
+    /// The signed body.
+    pub fn encode(&self, key: &SigningKey) -> Vec<u8> {
+        let mut w = Writer::with_capacity(4096);
+        w.raw(MAGIC);
+        match self {
+            LocalBody::Ops { gen, from, writes } => {
+                w.u8(KIND_OPS);
+                w.i64(*gen);
+                w.u64(*from);
+                w.u32(writes.len() as u32);
+                for ops in writes {
+                    w.u32(ops.len() as u32);
+                    for (k, v) in ops {
+                        w.bytes(k);
+                        match v {
+                            Some(v) => {
+                                w.u8(1);
+                                w.bytes(v);
+                            }
+                            None => w.u8(0),
+                        }
+                    }
+                }
+            }
+            LocalBody::Page {
+                gen,
+                start,
+                from,
+                to,
+                records,
+            } => {
+                w.u8(KIND_PAGE);
+                w.i64(*gen);
+                w.u64(*start);
+                w.bytes(from);
+                match to {
+                    Some(t) => {
+                        w.u8(1);
+                        w.bytes(t);
+                    }
+                    None => w.u8(0),
+                }
+                w.u32(records.len() as u32);
+                for (k, v) in records {
+                    w.bytes(k);
+                    w.bytes(v);
+                }
+            }
+        }
+        let mut body = w.into_inner();
+        let sig = key.sign(&body);
+        body.extend_from_slice(&sig.to_bytes());
+        body
+    }
+
+    /// Checks the signature and reads the body.
+    pub fn decode(body: &[u8], key: &VerifyingKey) -> Result<LocalBody, WireError> {
+        if body.len() < 64 {
+            return Err(WireError::Short);
+        }
+        let (signed, sig) = body.split_at(body.len() - 64);
+        let sig = Signature::from_slice(sig).map_err(|e| WireError::Invalid(e.to_string()))?;
+        key.verify(signed, &sig).map_err(|_| {
+            WireError::Invalid("the body is not signed by this brand's node key".into())
+        })?;
+        let mut r = Reader::new(signed);
+        r.magic(MAGIC)?;
+        let body = match r.u8()? {
+            KIND_OPS => {
+                let gen = r.i64()?;
+                let from = r.u64()?;
+                let n = r.count(4)?;
+                let mut writes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let m = r.count(5)?;
+                    let mut ops = Vec::with_capacity(m);
+                    for _ in 0..m {
+                        let k = r.bytes()?.to_vec();
+                        let v = match r.u8()? {
+                            0 => None,
+                            1 => Some(r.bytes()?.to_vec()),
+                            t => return Err(WireError::Invalid(format!("op tag {t}"))),
+                        };
+                        ops.push((k, v));
+                    }
+                    writes.push(ops);
+                }
+                LocalBody::Ops { gen, from, writes }
+            }
+            KIND_PAGE => {
+                let gen = r.i64()?;
+                let start = r.u64()?;
+                let from = r.bytes()?.to_vec();
+                let to = match r.u8()? {
+                    0 => None,
+                    1 => Some(r.bytes()?.to_vec()),
+                    t => return Err(WireError::Invalid(format!("bound tag {t}"))),
+                };
+                let n = r.count(8)?;
+                let mut records = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let k = r.bytes()?.to_vec();
+                    let v = r.bytes()?.to_vec();
+                    records.push((k, v));
+                }
+                LocalBody::Page {
+                    gen,
+                    start,
+                    from,
+                    to,
+                    records,
+                }
+            }
+            k => return Err(WireError::Invalid(format!("body kind {k}"))),
+        };
+        r.end()?;
+        Ok(body)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The leader's side.
+
+struct JournalInner {
+    /// Sequence number of `writes[0]`.
+    first: u64,
+    writes: VecDeque<Ops>,
+    bytes: usize,
+}
+
+impl JournalInner {
+    fn next(&self) -> u64 {
+        self.first + self.writes.len() as u64
+    }
+}
+
+/// The leader's journal of node-local writes, bounded; seen by the store as its
+/// [`LocalObserver`].
+pub struct Journal {
+    gen: i64,
+    inner: Mutex<JournalInner>,
+    wake: Condvar,
+}
+
+impl Journal {
+    /// An empty journal of generation `gen` (the leadership's epoch).
+    pub fn new(gen: i64) -> Journal {
+        Journal {
+            gen,
+            inner: Mutex::new(JournalInner {
+                first: 0,
+                writes: VecDeque::new(),
+                bytes: 0,
+            }),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// The sequence number the next write will get.
+    pub fn next(&self) -> u64 {
+        self.inner.lock().expect("journal lock").next()
+    }
+
+    /// The oldest sequence number still held.
+    fn first(&self) -> u64 {
+        self.inner.lock().expect("journal lock").first
+    }
+
+    /// Writes from `from` on, at most about `bytes_max` bytes (at least one); `None` when
+    /// `from` is no longer held.
+    fn from(&self, from: u64, bytes_max: usize) -> Option<Vec<Ops>> {
+        let g = self.inner.lock().expect("journal lock");
+        if from < g.first || from > g.next() {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for ops in g.writes.iter().skip((from - g.first) as usize) {
+            if !out.is_empty() && bytes + ops_bytes(ops) > bytes_max {
+                break;
+            }
+            bytes += ops_bytes(ops);
+            out.push(ops.clone());
+        }
+        Some(out)
+    }
+
+    /// Forgets the writes before `seq`.
+    fn trim_below(&self, seq: u64) {
+        let mut g = self.inner.lock().expect("journal lock");
+        while g.first < seq {
+            let Some(ops) = g.writes.pop_front() else {
+                break;
+            };
+            g.bytes -= ops_bytes(&ops);
+            g.first += 1;
+        }
+    }
+
+    /// Waits up to `timeout` for a write at or after `seq`.
+    fn wait_beyond(&self, seq: u64, timeout: Duration) {
+        let g = self.inner.lock().expect("journal lock");
+        if g.next() > seq {
+            return;
+        }
+        let _ = self.wake.wait_timeout(g, timeout);
+    }
+}
+
+impl LocalObserver for Journal {
+    fn written(&self, records: &[(Vec<u8>, Option<Vec<u8>>)]) {
+        let ops: Ops = records
+            .iter()
+            .filter(|(k, _)| replicated(k))
+            .cloned()
+            .collect();
+        if ops.is_empty() {
+            return;
+        }
+        let mut g = self.inner.lock().expect("journal lock");
+        g.bytes += ops_bytes(&ops);
+        g.writes.push_back(ops);
+        // Bounded: the oldest writes go first (a standby that needed them is copied again).
+        while g.writes.len() > JOURNAL_WRITES_MAX || g.bytes > JOURNAL_BYTES_MAX {
+            let Some(old) = g.writes.pop_front() else {
+                break;
+            };
+            g.bytes -= ops_bytes(&old);
+            g.first += 1;
+        }
+        drop(g);
+        self.wake.notify_all();
+    }
+}
+
+/// What the leader's request layer, its commit gate and its shipper share about the stream.
+pub struct LocalLink {
+    pub journal: Arc<Journal>,
+    /// Every write before this sequence number may be answered.
+    released: tokio::sync::watch::Sender<u64>,
+    /// The standby's position as it last answered (`None`: unknown).
+    standby: Mutex<Option<LocalPosition>>,
+    /// How long a request waits for its records to be released.
+    wait_max: Duration,
+    stopped: AtomicBool,
+}
+
+/// What the leader shows of the stream at `GET /v1/ha/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocalStatus {
+    pub journal_next: u64,
+    pub released: u64,
+    pub standby: Option<LocalPosition>,
+}
+
+impl LocalLink {
+    pub fn new(journal: Arc<Journal>, wait_max: Duration) -> Arc<LocalLink> {
+        let (released, _) = tokio::sync::watch::channel(0);
+        Arc::new(LocalLink {
+            journal,
+            released,
+            standby: Mutex::new(None),
+            wait_max,
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    /// Every write before this sequence number may be answered.
+    pub fn released(&self) -> u64 {
+        *self.released.borrow()
+    }
+
+    fn release(&self, upto: u64) {
+        self.released.send_if_modified(|r| {
+            if upto > *r {
+                *r = upto;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn standby(&self) -> Option<LocalPosition> {
+        *self.standby.lock().expect("standby position lock")
+    }
+
+    fn set_standby(&self, p: Option<LocalPosition>) {
+        *self.standby.lock().expect("standby position lock") = p;
+    }
+
+    /// Whether the standby's copy allows listing it in sync: of this generation, complete,
+    /// and holding every released write. Asked under the commit gate, which alone lists it.
+    pub fn standby_may_be_in_sync(&self) -> bool {
+        self.standby()
+            .is_some_and(|p| p.gen == self.journal.gen && p.complete && p.next >= self.released())
+    }
+
+    pub fn status(&self) -> LocalStatus {
+        LocalStatus {
+            journal_next: self.journal.next(),
+            released: self.released(),
+            standby: self.standby(),
+        }
+    }
+
+    /// Ends the shipper.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.journal.wake.notify_all();
+    }
+
+    /// Waits until every write before `upto` is released; `false` after `wait_max`.
+    async fn wait_released(&self, upto: u64) -> bool {
+        let mut rx = self.released.subscribe();
+        tokio::time::timeout(self.wait_max, rx.wait_for(|r| *r >= upto))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// The leader's request layer: a request during which node-local records were written is
+/// answered once they are released (on the standby, or the standby left the in-sync set).
+pub async fn hold_until_replicated(
+    State(link): State<Arc<LocalLink>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let before = link.journal.next();
+    let response = next.run(req).await;
+    let after = link.journal.next();
+    if after == before || link.released() >= after || link.wait_released(after).await {
+        return response;
+    }
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+        "the write is stored on this node but its standby did not confirm it in time; retry",
+    )
+    .into_response()
+}
+
+/// Sends the journal to the standby, copies the records to a standby that needs it, and
+/// releases writes; runs on a thread of its own until [`LocalLink::stop`].
+pub struct Shipper {
+    pub link: Arc<LocalLink>,
+    pub fence: Arc<Mutex<Fence>>,
+    pub store: Store,
+    pub key: SigningKey,
+    pub peer_url: String,
+    pub http: reqwest::Client,
+    pub rt: tokio::runtime::Handle,
+    pub timeout: Duration,
+}
+
+/// A copy under way: the journal sequence it began at, the next key to send.
+struct Copy {
+    start: u64,
+    cursor: Vec<u8>,
+}
+
+/// What one round sent.
+enum Sent {
+    Nothing,
+    Answered(LocalPosition),
+}
+
+impl Shipper {
+    pub fn spawn(self) -> std::thread::JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("ha-local".into())
+            .spawn(move || self.run())
+            .expect("spawn the node-local records shipper")
+    }
+
+    fn run(self) {
+        let gen = self.link.journal.gen;
+        let mut copy: Option<Copy> = None;
+        let mut last_failure: Option<Instant> = None;
+        while !self.link.stopped.load(Ordering::Acquire) {
+            let next = self.link.journal.next();
+            let pending = self.link.released() < next;
+            let standby = self.link.standby();
+            let normal = standby
+                .is_some_and(|p| p.gen == gen && p.complete && p.next >= self.link.journal.first());
+            if pending {
+                // Writes the standby cannot take as they come (it is being copied, or it did
+                // not answer) are answered once it left the in-sync set; while it is not
+                // listed, at once.
+                self.release_alone_or_drop(!normal || last_failure.is_some());
+            }
+            let caught_up = normal && standby.is_some_and(|p| p.next >= next);
+            if caught_up || last_failure.is_some_and(|t| t.elapsed() < RETRY_INTERVAL) {
+                self.link.journal.wait_beyond(next, RETRY_INTERVAL / 5);
+                continue;
+            }
+            let round = if normal {
+                copy = None;
+                self.send_ops(gen, standby.map_or(0, |p| p.next))
+            } else if standby.is_none() {
+                self.probe()
+            } else {
+                self.send_page(gen, &mut copy)
+            };
+            match round {
+                Ok(Sent::Nothing) => {}
+                Ok(Sent::Answered(p)) => {
+                    last_failure = None;
+                    self.link.set_standby(Some(p));
+                    if p.gen == gen && p.complete {
+                        self.link.release(p.next);
+                        self.link.journal.trim_below(p.next);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "node-local records: the standby did not take them");
+                    last_failure = Some(Instant::now());
+                    self.link.set_standby(None);
+                    copy = None;
+                    if self.link.released() < self.link.journal.next() {
+                        self.release_alone_or_drop(true);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Releases the journal when the standby is not listed in sync; with `drop`, first
+    /// removes it from the in-sync set when it is (it failed to take writes).
+    fn release_alone_or_drop(&self, drop: bool) {
+        let mut f = self.fence.lock().expect("fence lock");
+        if f.is_fenced() {
+            return;
+        }
+        if f.lists_peer() {
+            if !drop {
+                return;
+            }
+            if let Err(e) = f.drop_standby("it did not take node-local records") {
+                tracing::error!(error = %e, "this node can no longer commit");
+                return;
+            }
+        }
+        // Read under the gate: the standby is listed again only by the gate, and only once it
+        // holds everything released.
+        self.link.release(self.link.journal.next());
+    }
+
+    fn post(&self, body: &LocalBody) -> Result<Sent, String> {
+        let bytes = body.encode(&self.key);
+        let req = self
+            .http
+            .post(format!("{}{LOCAL_PATH}", self.peer_url))
+            .timeout(self.timeout)
+            .header("content-type", "application/octet-stream")
+            .body(bytes);
+        self.rt.block_on(async move {
+            let r = req.send().await.map_err(|e| e.to_string())?;
+            let status = r.status();
+            let p: Option<LocalPosition> = r.json().await.map_err(|e| e.to_string())?;
+            match (status.is_success() || status == StatusCode::CONFLICT, p) {
+                (true, Some(p)) => Ok(Sent::Answered(p)),
+                (true, None) => Err("the standby holds no node-local records yet".into()),
+                (false, _) => Err(format!("HTTP {status}")),
+            }
+        })
+    }
+
+    fn probe(&self) -> Result<Sent, String> {
+        let req = self
+            .http
+            .get(format!("{}{LOCAL_PATH}", self.peer_url))
+            .timeout(self.timeout);
+        let p: Option<LocalPosition> = self.rt.block_on(async move {
+            let r = req.send().await.map_err(|e| e.to_string())?;
+            if !r.status().is_success() {
+                return Err(format!("HTTP {}", r.status()));
+            }
+            r.json().await.map_err(|e| e.to_string())
+        })?;
+        // A standby that holds nothing yet is copied: an impossible position says so.
+        Ok(Sent::Answered(p.unwrap_or(LocalPosition {
+            gen: i64::MIN,
+            next: 0,
+            complete: false,
+        })))
+    }
+
+    fn send_ops(&self, gen: i64, from: u64) -> Result<Sent, String> {
+        let Some(writes) = self.link.journal.from(from, BODY_RECORD_BYTES_MAX) else {
+            return Ok(Sent::Nothing);
+        };
+        if writes.is_empty() {
+            return Ok(Sent::Nothing);
+        }
+        self.post(&LocalBody::Ops { gen, from, writes })
+    }
+
+    fn send_page(&self, gen: i64, copy: &mut Option<Copy>) -> Result<Sent, String> {
+        if copy
+            .as_ref()
+            .is_some_and(|c| c.start < self.link.journal.first())
+        {
+            // The journal no longer holds where this copy began: begin again.
+            *copy = None;
+        }
+        let c = copy.get_or_insert_with(|| {
+            let start = self.link.journal.next();
+            tracing::info!(start, "copying the node-local records to the standby");
+            Copy {
+                start,
+                cursor: Vec::new(),
+            }
+        });
+        let scanned = self
+            .store
+            .local_scan_from(b"", &c.cursor, PAGE_RECORDS_MAX)
+            .map_err(|e| e.to_string())?;
+        let mut records = Vec::new();
+        let mut bytes = 0;
+        let mut to = None;
+        for (i, (k, v)) in scanned.iter().enumerate() {
+            if bytes > BODY_RECORD_BYTES_MAX {
+                to = Some(k.clone());
+                break;
+            }
+            if i + 1 == PAGE_RECORDS_MAX {
+                let mut after = k.clone();
+                after.push(0);
+                to = Some(after);
+            }
+            if replicated(k) {
+                bytes += k.len() + v.len();
+                records.push((k.clone(), v.clone()));
+            }
+        }
+        let body = LocalBody::Page {
+            gen,
+            start: c.start,
+            from: c.cursor.clone(),
+            to: to.clone(),
+            records,
+        };
+        let sent = self.post(&body)?;
+        if let Sent::Answered(p) = &sent {
+            let expected = LocalPosition {
+                gen,
+                next: c.start,
+                complete: to.is_none(),
+            };
+            if *p != expected {
+                return Err(format!("the standby answered {p:?} to a page of the copy"));
+            }
+            match to {
+                Some(t) => c.cursor = t,
+                None => {
+                    tracing::info!(
+                        start = c.start,
+                        "the standby holds a copy of the node-local records"
+                    );
+                }
+            }
+        }
+        Ok(sent)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The standby's side.
+
+/// Why a body was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// It does not continue the standby's copy (the answer says where the copy stands).
+    #[error("the body does not continue this standby's copy")]
+    Position,
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The standby's copy of the leader's node-local records.
+pub struct LocalReplica {
+    store: Store,
+    key: VerifyingKey,
+    position: Mutex<Option<LocalPosition>>,
+}
+
+impl LocalReplica {
+    pub fn open(store: Store, key: VerifyingKey) -> Result<LocalReplica, StoreError> {
+        let position = store
+            .local_get(POSITION_KEY)?
+            .and_then(|v| serde_json::from_slice(&v).ok());
+        Ok(LocalReplica {
+            store,
+            key,
+            position: Mutex::new(position),
+        })
+    }
+
+    pub fn position(&self) -> Option<LocalPosition> {
+        *self.position.lock().expect("position lock")
+    }
+
+    /// Checks and applies one body durably; the position after it.
+    pub fn apply(&self, body: &[u8]) -> Result<Option<LocalPosition>, ApplyError> {
+        let body = LocalBody::decode(body, &self.key)?;
+        let mut pos = self.position.lock().expect("position lock");
+        let new = match body {
+            LocalBody::Ops { gen, from, writes } => {
+                let Some(p) = *pos else {
+                    return Err(ApplyError::Position);
+                };
+                let end = from + writes.len() as u64;
+                if p.gen != gen || !p.complete || from > p.next || end < p.next {
+                    return Err(ApplyError::Position);
+                }
+                let new = LocalPosition {
+                    gen,
+                    next: end,
+                    complete: true,
+                };
+                let mut all: Ops = writes
+                    .into_iter()
+                    .skip((p.next - from) as usize)
+                    .flatten()
+                    .filter(|(k, _)| replicated(k))
+                    .collect();
+                all.push(position_record(&new));
+                self.store.local_write_unobserved(&all)?;
+                new
+            }
+            LocalBody::Page {
+                gen,
+                start,
+                from,
+                to,
+                records,
+            } => {
+                // A copy begins with its first page (an empty `from`), never behind this
+                // standby's position in the same generation; later pages continue it.
+                let fresh = from.is_empty()
+                    && pos.is_none_or(|p| gen > p.gen || (gen == p.gen && start >= p.next));
+                let continues = pos.is_some_and(|p| {
+                    p.gen == gen && p.next == start && !p.complete && !from.is_empty()
+                });
+                if !fresh && !continues {
+                    return Err(ApplyError::Position);
+                }
+                if fresh {
+                    // The copy is incomplete until its last page.
+                    let begun = LocalPosition {
+                        gen,
+                        next: start,
+                        complete: false,
+                    };
+                    self.store
+                        .local_write_unobserved(&[position_record(&begun)])?;
+                    *pos = Some(begun);
+                }
+                self.delete_missing(&from, to.as_deref(), &records)?;
+                let new = LocalPosition {
+                    gen,
+                    next: start,
+                    complete: to.is_none(),
+                };
+                let mut all: Ops = records
+                    .into_iter()
+                    .filter(|(k, _)| replicated(k))
+                    .map(|(k, v)| (k, Some(v)))
+                    .collect();
+                all.push(position_record(&new));
+                self.store.local_write_unobserved(&all)?;
+                new
+            }
+        };
+        *pos = Some(new);
+        Ok(Some(new))
+    }
+
+    /// Deletes the replicated records in `[from, to)` that `keep` does not hold.
+    fn delete_missing(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        keep: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        let keep: BTreeMap<&[u8], ()> = keep.iter().map(|(k, _)| (k.as_slice(), ())).collect();
+        let mut cursor = from.to_vec();
+        loop {
+            let page = self.store.local_scan_from(b"", &cursor, PAGE_RECORDS_MAX)?;
+            let mut deletes = Vec::new();
+            let mut done = page.len() < PAGE_RECORDS_MAX;
+            for (k, _) in &page {
+                if to.is_some_and(|t| k.as_slice() >= t) {
+                    done = true;
+                    break;
+                }
+                if replicated(k) && !keep.contains_key(k.as_slice()) {
+                    deletes.push((k.clone(), None));
+                }
+            }
+            if !deletes.is_empty() {
+                self.store.local_write_unobserved(&deletes)?;
+            }
+            match page.last() {
+                Some((k, _)) if !done => {
+                    cursor = k.clone();
+                    cursor.push(0);
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+fn position_record(p: &LocalPosition) -> (Vec<u8>, Option<Vec<u8>>) {
+    (
+        POSITION_KEY.to_vec(),
+        Some(serde_json::to_vec(p).expect("a position serializes")),
+    )
+}
+
+/// `GET /v1/ha/local` on the standby: its position (`null`: it holds no copy).
+pub async fn position(State(replica): State<Arc<LocalReplica>>) -> Response {
+    axum::Json(replica.position()).into_response()
+}
+
+/// `POST /v1/ha/local` on the standby.
+pub async fn receive(
+    State(replica): State<Arc<LocalReplica>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let r = {
+        let replica = replica.clone();
+        tokio::task::spawn_blocking(move || replica.apply(&body)).await
+    };
+    match r {
+        Ok(Ok(p)) => axum::Json(p).into_response(),
+        Ok(Err(ApplyError::Position)) => {
+            (StatusCode::CONFLICT, axum::Json(replica.position())).into_response()
+        }
+        Ok(Err(ApplyError::Wire(e))) => {
+            tracing::warn!(error = %e, "a node-local records body was refused");
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()).into_response()
+        }
+        Ok(Err(e)) => ApiError::internal(e).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
