@@ -793,9 +793,59 @@ async fn a_node_restored_behind_what_a_partner_cosigned_refuses_to_sign() {
             ),
             "{log}"
         );
+        // Restarted by its supervisor, it serves no signed tree head of its older log any
+        // more (the refusal is recorded durably), and it does not lead again: it stays a
+        // standby that says why.
+        pair.wait_role(0, "standby", Duration::from_secs(30)).await;
+        let st = pair.nodes[0]
+            .status(&http, Duration::from_secs(2))
+            .await
+            .unwrap();
+        for path in [
+            "/checkpoint",
+            "/v1/log/checkpoints",
+            "/v1/log/entries/0/receipt",
+        ] {
+            let r = http.get(format!("{a}{path}")).send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 503, "{path}");
+            let p: Value = r.json().await.unwrap();
+            assert_eq!(p["code"], "restore_refused", "{path}: {p}");
+        }
+        let r = http
+            .get(format!("{a}/v1/log/entries?start=0&end=3"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "its entries are still served");
+        wait_until(
+            "the refused node says why it does not lead",
+            Duration::from_secs(10),
+            || {
+                let (node, http) = (&pair.nodes[0], http.clone());
+                async move {
+                    let st = node
+                        .status(&http, Duration::from_secs(1))
+                        .await
+                        .ok_or("no status")?;
+                    let why = st["not_eligible"].as_str().unwrap_or_default().to_owned();
+                    if why.contains("restore guard refused") {
+                        Ok(())
+                    } else {
+                        Err(format!("{st}"))
+                    }
+                }
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2 * LEASE_TTL_S)).await;
+        assert!(
+            pair.nodes[0].restart_if_exited().is_none() && pair.nodes[0].exits.len() == 1,
+            "the refused node does not take over again: {st}\n{}",
+            pair.nodes[0].log_tail(40)
+        );
         // It signed nothing new: the partner saw one history. While the restored node served
-        // its older checkpoint (before it exited), the partner may have recorded what it was
-        // served, a smaller checkpoint (`shrink`, unproven: no freeze); never a fork.
+        // its older checkpoint (before the guard refused), the partner may have recorded what
+        // it was served, a smaller checkpoint (`shrink`, unproven: no freeze); never a fork.
         for e in coffee.evidence().await.unwrap() {
             assert_eq!(
                 (e["kind"].as_str(), e["proven"].as_bool()),

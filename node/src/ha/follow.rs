@@ -36,6 +36,9 @@ const READ_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// What the standby phase shares between its routes and tasks.
 struct Following {
     standby: Arc<Mutex<StandbyLog>>,
+    /// The restore guard's refusal, if one is in force (node/src/ha/refusal.rs).
+    refused: Arc<super::refusal::Refused>,
+    shared: Arc<crate::sequencer::Shared>,
     ha: Ha,
     public_url: String,
     status: Mutex<FollowStatus>,
@@ -133,6 +136,8 @@ pub async fn follow(
     });
     let ctx = Arc::new(Following {
         standby: Arc::new(Mutex::new(standby)),
+        refused: super::refusal::Refused::load(app.store.clone())?,
+        shared: app.shared.clone(),
         ha: ha.clone(),
         public_url: config.public_url.clone(),
         status: Mutex::new(FollowStatus::default()),
@@ -227,8 +232,19 @@ fn standby_router(
         .with_state(replica)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "standby\n" }));
+    let gate = Arc::new(super::refusal::Gate {
+        refused: ctx.refused.clone(),
+        size: {
+            let shared = ctx.shared.clone();
+            Box::new(move || shared.checkpoint().size)
+        },
+    });
     reads
         .merge(own)
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            super::refusal::gate,
+        ))
         .fallback(move || {
             let url = ctx.follow_url();
             async move {
@@ -472,6 +488,18 @@ async fn watch_loop(
             }
         }
         let since = *leaderless_since.get_or_insert_with(Instant::now);
+        if let Some(r) = ctx.refused.active(ctx.shared.checkpoint().size) {
+            let why = format!(
+                "the restore guard refused to let this node sign; it leads again only once it holds the log partners saw ({} entries): {}",
+                r.known, r.detail
+            );
+            let mut st = ctx.status.lock().expect("status lock");
+            if st.not_eligible.as_ref() != Some(&why) {
+                tracing::warn!(reason = %why, "nobody leads, and this node may not take over");
+                st.not_eligible = Some(why);
+            }
+            continue;
+        }
         let Ok(head) = backend.fetch().await else {
             continue;
         };

@@ -5,7 +5,8 @@
 //!   [`etcd`]: its implementation on etcd.
 //! - [`commit`]: the primary's commit gate: replicate, then compare-and-swap, then answer.
 //! - [`standby`]: the standby's log, a verified mirror of its own brand's log.
-//! - [`guard`]: the restore guard, asked before the first signature after a takeover.
+//! - [`guard`]: the restore guard, asked before the first signature after a takeover;
+//!   [`refusal`]: a node it refused serves no signed tree head and does not lead again.
 //! - [`local`]: node-local records (API keys, pins, witness records, ...) on the standby.
 //! - [`wire`]: the binary bodies between the two nodes.
 //! - [`follow`]: the standby phase: serve reads, receive and pull batches, watch the leadership.
@@ -28,6 +29,7 @@ pub mod guard;
 pub mod local;
 pub mod lock;
 pub mod node;
+pub mod refusal;
 pub mod standby;
 pub mod wire;
 

@@ -26,6 +26,7 @@ use super::etcd::EtcdLock;
 use super::follow::follow;
 use super::local::{body_key, Journal, LocalLink, Shipper};
 use super::lock::{Lease, LockBackend, Locked};
+use super::refusal::{Refusal, Refused};
 use super::{EXIT_STEPPED_DOWN, STATUS_PATH};
 use crate::api::App;
 use crate::config::{Config, Ha};
@@ -108,6 +109,8 @@ async fn lead(
             + Duration::from_secs(ha.lease_ttl_s as u64),
     );
     log.store().observe_local(Some(journal));
+    let refused = Refused::load(log.store().clone())?;
+    let held = log.size();
     let fence = Fence::new(
         backend.clone(),
         lease.clone(),
@@ -148,10 +151,19 @@ async fn lead(
         .route(STATUS_PATH, get(leader_status))
         .with_state((status.clone(), ha.name.clone(), link.clone()));
     let hold = link.clone();
+    let gate = Arc::new(super::refusal::Gate {
+        refused: refused.clone(),
+        // A node the guard refused commits nothing: its size stays the one it opened with.
+        size: Box::new(move || held),
+    });
     let wrap = Box::new(move |r: Router| {
         r.layer(axum::middleware::from_fn_with_state(
             hold,
             super::local::hold_until_replicated,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            super::refusal::gate,
         ))
     });
     let started = {
@@ -160,6 +172,7 @@ async fn lead(
             tokio::spawn(restore_guard(
                 app.clone(),
                 guard,
+                refused,
                 ha.guard_quorum,
                 stop_tx.clone(),
             ));
@@ -228,6 +241,7 @@ async fn leader_status(
 async fn restore_guard(
     app: Arc<App>,
     guard: Arc<AtomicU8>,
+    refused: Arc<Refused>,
     quorum: usize,
     stop: tokio::sync::mpsc::Sender<StepDown>,
 ) {
@@ -245,6 +259,20 @@ async fn restore_guard(
         }
         Err(e) => {
             tracing::error!(error = %e, "restore guard: refusing to sign");
+            // No signed tree head of the older log is served from here on (durably, when a
+            // partner saw more): before anything else.
+            let known = match &e {
+                super::guard::GuardError::Behind { known, .. } => *known,
+                super::guard::GuardError::Quorum { .. } => 0,
+            };
+            let r = Refusal {
+                known,
+                held: cp.size,
+                detail: e.to_string(),
+            };
+            if let Err(err) = refused.refuse(r) {
+                tracing::error!(error = %err, "the restore guard's refusal could not be recorded");
+            }
             guard.store(GUARD_REFUSED, Ordering::Release);
             let _ = stop.send(StepDown::GuardRefused(e.to_string())).await;
         }
