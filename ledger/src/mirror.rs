@@ -402,6 +402,40 @@ impl Mirror {
         target_note: &str,
         proof_to_target: &[Hash],
     ) -> Result<(), MirrorError> {
+        self.append_checked_with(
+            start,
+            chunk,
+            target,
+            target_note,
+            proof_to_target,
+            Vec::new(),
+        )
+    }
+
+    /// As [`Mirror::append_verified`], writing the node-local records `local` in the same
+    /// synced batch (a standby stages the next batch with it: one synced write, not two).
+    pub fn append_verified_with(
+        &mut self,
+        start: u64,
+        entries: &[Vec<u8>],
+        target: &Checkpoint,
+        target_note: &str,
+        proof_to_target: &[Hash],
+        local: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), MirrorError> {
+        let chunk = CheckedChunk::check(entries.to_vec());
+        self.append_checked_with(start, chunk, target, target_note, proof_to_target, local)
+    }
+
+    fn append_checked_with(
+        &mut self,
+        start: u64,
+        chunk: CheckedChunk,
+        target: &Checkpoint,
+        target_note: &str,
+        proof_to_target: &[Hash],
+        local: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), MirrorError> {
         let CheckedChunk {
             entries,
             leaves,
@@ -492,6 +526,7 @@ impl Mirror {
         if end == target.size {
             batch.checkpoint = Some((target.size, target_note.to_owned()));
         }
+        batch.local = local;
         batch
             .local
             .push((TARGET_KEY.to_vec(), target_note.as_bytes().to_vec()));

@@ -75,7 +75,7 @@ pub struct Fence {
     last_probe: Option<Instant>,
     acked: bool,
     fenced: Option<String>,
-    local: Option<Arc<super::local::LocalLink>>,
+    local: Option<Arc<super::local::Shipper>>,
 }
 
 /// A [`Fence`] shared by the sequencer and the node-local records' shipper
@@ -148,17 +148,19 @@ impl Fence {
         }
     }
 
-    /// The gate of a leader that replicates its node-local records too (`link`): the standby
-    /// is listed in sync only while its copy of them allows it.
-    pub fn with_local(mut self, link: Arc<super::local::LocalLink>) -> Fence {
-        self.local = Some(link);
+    /// The gate of a leader that replicates its node-local records too (through `shipper`):
+    /// the standby is listed in sync only while its copy of them allows it.
+    pub fn with_local(mut self, shipper: Arc<super::local::Shipper>) -> Fence {
+        self.local = Some(shipper);
         self
     }
 
+    /// Whether the standby's copy of the node-local records allows listing it in sync, after
+    /// a few rounds to bring it up to date when it is behind.
     fn local_ok(&self) -> bool {
         self.local
             .as_ref()
-            .is_none_or(|l| l.standby_may_be_in_sync())
+            .is_none_or(|s| s.link.standby_may_be_in_sync() || s.try_sync())
     }
 
     /// Whether this gate can no longer commit.
@@ -202,10 +204,6 @@ impl Fence {
     /// Ships the batch (with the committed entries the standby lacks) and says whether the
     /// standby acknowledged holding everything up to `p.size` durably.
     fn ship(&mut self, p: &Prepared<'_>) -> bool {
-        if !self.local_ok() {
-            // Its copy of the node-local records is behind: it catches up on both first.
-            return false;
-        }
         let from = match self.peer_pos {
             Some(pos) if pos <= p.start && p.size - pos <= CHUNK_ENTRIES_MAX => pos,
             Some(_) | None => {
@@ -218,24 +216,25 @@ impl Fence {
                 p.start
             }
         };
+        if !self.local_ok() {
+            // Its copy of the node-local records is behind: it catches up on both first.
+            self.last_probe = Some(Instant::now());
+            return false;
+        }
         let mut entries = Vec::with_capacity((p.size - from) as usize);
         let mut i = from;
         while i < p.start {
             match self.store.entries(i, p.start) {
                 Ok(page) if !page.is_empty() => {
                     for e in page {
-                        entries.push(String::from_utf8_lossy(&e).into_owned());
+                        entries.push(e);
                         i += 1;
                     }
                 }
                 _ => return false,
             }
         }
-        entries.extend(
-            p.entries
-                .iter()
-                .map(|(_, b)| String::from_utf8_lossy(b).into_owned()),
-        );
+        entries.extend(p.entries.iter().map(|(_, b)| b.clone()));
         let body = ReplicateBody {
             epoch: self.lease.epoch,
             start: from,
@@ -247,7 +246,8 @@ impl Fence {
             .http
             .post(url)
             .timeout(self.replicate_timeout)
-            .json(&body);
+            .header("content-type", "application/octet-stream")
+            .body(body.encode());
         let t0 = Instant::now();
         let answer = self.rt.block_on(async move {
             let r = req.send().await.ok()?;

@@ -259,7 +259,7 @@ fn standby_router(
 }
 
 async fn replicate(State(ctx): State<Arc<Following>>, body: axum::body::Bytes) -> Response {
-    let body: ReplicateBody = match serde_json::from_slice(&body) {
+    let body = match ReplicateBody::decode(&body) {
         Ok(b) => b,
         Err(e) => {
             return ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string())

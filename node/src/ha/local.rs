@@ -474,94 +474,151 @@ pub async fn hold_until_replicated(
 }
 
 /// Sends the journal to the standby, copies the records to a standby that needs it, and
-/// releases writes; runs on a thread of its own until [`LocalLink::stop`].
+/// releases writes: on a thread of its own ([`Shipper::spawn`]) until [`LocalLink::stop`],
+/// and from the commit gate when a batch finds the standby's copy behind
+/// ([`Shipper::try_sync`]); one round at a time.
 pub struct Shipper {
     pub link: Arc<LocalLink>,
-    pub fence: Arc<Mutex<Fence>>,
     pub store: Store,
     pub key: SigningKey,
     pub peer_url: String,
     pub http: reqwest::Client,
     pub rt: tokio::runtime::Handle,
+    /// How long one body may take, and how long a write may wait for the standby before
+    /// it is dropped from the in-sync set.
     pub timeout: Duration,
+    pub state: Mutex<ShipState>,
 }
 
-/// A copy under way: the journal sequence it began at, the next key to send.
+/// The shipper's progress.
+#[derive(Default)]
+pub struct ShipState {
+    copy: Option<Copy>,
+    /// When the standby last failed to answer.
+    last_failure: Option<Instant>,
+}
+
+/// A copy under way: the journal sequence it began at, the next key to send, and whether it
+/// takes more than one page (then only the shipper's thread continues it).
 struct Copy {
     start: u64,
     cursor: Vec<u8>,
+    long: bool,
 }
 
-/// What one round sent.
+/// What one round did.
 enum Sent {
     Nothing,
     Answered(LocalPosition),
 }
 
 impl Shipper {
-    pub fn spawn(self) -> std::thread::JoinHandle<()> {
+    /// Starts the shipper's thread; `fence` is the commit gate it removes a failing standby
+    /// from the in-sync set through.
+    pub fn spawn(self: &Arc<Self>, fence: Arc<Mutex<Fence>>) -> std::thread::JoinHandle<()> {
+        let me = self.clone();
         std::thread::Builder::new()
             .name("ha-local".into())
-            .spawn(move || self.run())
+            .spawn(move || me.run(&fence))
             .expect("spawn the node-local records shipper")
     }
 
-    fn run(self) {
+    fn failing(st: &ShipState) -> bool {
+        st.last_failure
+            .is_some_and(|t| t.elapsed() < RETRY_INTERVAL)
+    }
+
+    /// One round: journaled writes to a standby whose copy is current, a page of the copy to
+    /// one that needs it, or a probe of a standby whose position is unknown.
+    fn step(&self, st: &mut ShipState) -> Result<Sent, String> {
         let gen = self.link.journal.gen;
-        let mut copy: Option<Copy> = None;
-        let mut last_failure: Option<Instant> = None;
+        let standby = self.link.standby();
+        let normal = standby
+            .is_some_and(|p| p.gen == gen && p.complete && p.next >= self.link.journal.first());
+        let round = if normal {
+            st.copy = None;
+            self.send_ops(gen, standby.map_or(0, |p| p.next))
+        } else if standby.is_none() {
+            self.probe()
+        } else {
+            self.send_page(gen, &mut st.copy)
+        };
+        match &round {
+            Ok(Sent::Nothing) => {}
+            Ok(Sent::Answered(p)) => {
+                st.last_failure = None;
+                self.link.set_standby(Some(*p));
+                if p.gen == gen && p.complete {
+                    self.link.release(p.next);
+                    self.link.journal.trim_below(p.next);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "node-local records: the standby did not take them");
+                st.last_failure = Some(Instant::now());
+                self.link.set_standby(None);
+                st.copy = None;
+            }
+        }
+        round
+    }
+
+    /// From the commit gate: brings a standby whose copy is behind up to date when that takes
+    /// a few rounds (a probe, a one-page copy, the journal); whether its copy now allows
+    /// listing it in sync. A long copy is left to the shipper's thread.
+    pub fn try_sync(&self) -> bool {
+        let mut st = self.state.lock().expect("shipper lock");
+        for _ in 0..4 {
+            if self.link.standby_may_be_in_sync() {
+                return true;
+            }
+            // (Paced by the gate, which tries a standby that failed at most every
+            // PROBE_INTERVAL, as it does with batches.)
+            if st.copy.as_ref().is_some_and(|c| c.long) {
+                return false;
+            }
+            match self.step(&mut st) {
+                Ok(Sent::Answered(_)) => {}
+                Ok(Sent::Nothing) | Err(_) => break,
+            }
+        }
+        self.link.standby_may_be_in_sync()
+    }
+
+    fn run(&self, fence: &Mutex<Fence>) {
+        let mut pending_since: Option<Instant> = None;
         while !self.link.stopped.load(Ordering::Acquire) {
             let next = self.link.journal.next();
-            let pending = self.link.released() < next;
             let standby = self.link.standby();
-            let normal = standby
-                .is_some_and(|p| p.gen == gen && p.complete && p.next >= self.link.journal.first());
-            if pending {
-                // Writes the standby cannot take as they come (it is being copied, or it did
-                // not answer) are answered once it left the in-sync set; while it is not
-                // listed, at once.
-                self.release_alone_or_drop(!normal || last_failure.is_some());
-            }
-            let caught_up = normal && standby.is_some_and(|p| p.next >= next);
-            if caught_up || last_failure.is_some_and(|t| t.elapsed() < RETRY_INTERVAL) {
-                self.link.journal.wait_beyond(next, RETRY_INTERVAL / 5);
-                continue;
-            }
-            let round = if normal {
-                copy = None;
-                self.send_ops(gen, standby.map_or(0, |p| p.next))
-            } else if standby.is_none() {
-                self.probe()
-            } else {
-                self.send_page(gen, &mut copy)
+            let caught_up = standby
+                .is_some_and(|p| p.gen == self.link.journal.gen && p.complete && p.next >= next);
+            let (failing, idle) = {
+                let mut st = self.state.lock().expect("shipper lock");
+                let idle = caught_up
+                    || Self::failing(&st)
+                    || matches!(self.step(&mut st), Ok(Sent::Nothing));
+                (Self::failing(&st), idle)
             };
-            match round {
-                Ok(Sent::Nothing) => {}
-                Ok(Sent::Answered(p)) => {
-                    last_failure = None;
-                    self.link.set_standby(Some(p));
-                    if p.gen == gen && p.complete {
-                        self.link.release(p.next);
-                        self.link.journal.trim_below(p.next);
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "node-local records: the standby did not take them");
-                    last_failure = Some(Instant::now());
-                    self.link.set_standby(None);
-                    copy = None;
-                    if self.link.released() < self.link.journal.next() {
-                        self.release_alone_or_drop(true);
-                    }
-                }
+            // Writes not yet released: at once while the standby is not listed in sync; else
+            // once it holds them, or after it failed or kept them waiting too long, once it
+            // was removed from the in-sync set.
+            if self.link.released() < self.link.journal.next() {
+                let since = *pending_since.get_or_insert_with(Instant::now);
+                self.release_alone_or_drop(fence, failing || since.elapsed() > self.timeout);
+            }
+            if self.link.released() >= self.link.journal.next() {
+                pending_since = None;
+            }
+            if idle {
+                self.link.journal.wait_beyond(next, RETRY_INTERVAL / 5);
             }
         }
     }
 
     /// Releases the journal when the standby is not listed in sync; with `drop`, first
-    /// removes it from the in-sync set when it is (it failed to take writes).
-    fn release_alone_or_drop(&self, drop: bool) {
-        let mut f = self.fence.lock().expect("fence lock");
+    /// removes it from the in-sync set when it is.
+    fn release_alone_or_drop(&self, fence: &Mutex<Fence>, drop: bool) {
+        let mut f = fence.lock().expect("fence lock");
         if f.is_fenced() {
             return;
         }
@@ -569,7 +626,7 @@ impl Shipper {
             if !drop {
                 return;
             }
-            if let Err(e) = f.drop_standby("it did not take node-local records") {
+            if let Err(e) = f.drop_standby("it did not take node-local records in time") {
                 tracing::error!(error = %e, "this node can no longer commit");
                 return;
             }
@@ -643,6 +700,7 @@ impl Shipper {
             Copy {
                 start,
                 cursor: Vec::new(),
+                long: false,
             }
         });
         let scanned = self
@@ -685,7 +743,10 @@ impl Shipper {
                 return Err(format!("the standby answered {p:?} to a page of the copy"));
             }
             match to {
-                Some(t) => c.cursor = t,
+                Some(t) => {
+                    c.cursor = t;
+                    c.long = true;
+                }
                 None => {
                     tracing::info!(
                         start = c.start,

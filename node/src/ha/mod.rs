@@ -45,18 +45,62 @@ pub const REPLICATE_BODY_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// supervisor restarts it, and it comes back as the standby.
 pub const EXIT_STEPPED_DOWN: i32 = 3;
 
-/// A batch shipped by the primary to the standby, before the primary commits it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A batch shipped by the primary to the standby, before the primary commits it. Sent as a
+/// binary body ([`ReplicateBody::encode`], spec/api.md "Standby replication"): the entries'
+/// canonical bytes travel as they are, not as escaped JSON strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicateBody {
     /// The leadership epoch of the sender (informational: the signed note is what is checked).
     pub epoch: i64,
     /// Index of the first entry.
     pub start: u64,
     /// Canonical entries, in order.
-    pub entries: Vec<String>,
+    pub entries: Vec<Vec<u8>>,
     /// The brand's signed checkpoint note of the log ending with these entries.
     pub note: String,
+}
+
+/// The first bytes of a replication body (format version 1).
+const REPLICATE_MAGIC: &[u8; 4] = b"LHR1";
+
+impl ReplicateBody {
+    /// `"LHR1"`, epoch i64, start u64, note, count u32, then each entry (byte strings are a
+    /// u32 length and the bytes; integers big-endian).
+    pub fn encode(&self) -> Vec<u8> {
+        let size: usize = self.entries.iter().map(|e| e.len() + 4).sum();
+        let mut w = wire::Writer::with_capacity(size + self.note.len() + 32);
+        w.raw(REPLICATE_MAGIC);
+        w.i64(self.epoch);
+        w.u64(self.start);
+        w.bytes(self.note.as_bytes());
+        w.u32(self.entries.len() as u32);
+        for e in &self.entries {
+            w.bytes(e);
+        }
+        w.into_inner()
+    }
+
+    /// Reads a body (checks nothing but its shape: the standby checks the batch itself).
+    pub fn decode(body: &[u8]) -> Result<ReplicateBody, wire::WireError> {
+        let mut r = wire::Reader::new(body);
+        r.magic(REPLICATE_MAGIC)?;
+        let epoch = r.i64()?;
+        let start = r.u64()?;
+        let note = String::from_utf8(r.bytes()?.to_vec())
+            .map_err(|_| wire::WireError::Invalid("the note is not UTF-8".into()))?;
+        let n = r.count(4)?;
+        let mut entries = Vec::with_capacity(n);
+        for _ in 0..n {
+            entries.push(r.bytes()?.to_vec());
+        }
+        r.end()?;
+        Ok(ReplicateBody {
+            epoch,
+            start,
+            entries,
+            note,
+        })
+    }
 }
 
 /// Where a standby stands: committed entries held, and the end of the staged batch.

@@ -109,6 +109,20 @@ async fn lead(
             + Duration::from_secs(ha.lease_ttl_s as u64),
     );
     log.store().observe_local(Some(journal));
+    let seed = crate::cli::load_seed(&data)?;
+    let shipper = Arc::new(Shipper {
+        link: link.clone(),
+        store: log.store().clone(),
+        key: body_key(&seed),
+        peer_url: ha.peer_url.trim_end_matches('/').to_owned(),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("an HTTP client")?,
+        rt: tokio::runtime::Handle::current(),
+        timeout: Duration::from_millis(ha.replicate_timeout_ms),
+        state: Mutex::new(Default::default()),
+    });
     let refused = Refused::load(log.store().clone())?;
     let held = log.size();
     let fence = Fence::new(
@@ -122,23 +136,9 @@ async fn lead(
         status.clone(),
         metrics.clone(),
     )
-    .with_local(link.clone());
+    .with_local(shipper.clone());
     let fence = Arc::new(Mutex::new(fence));
-    let seed = crate::cli::load_seed(&data)?;
-    let shipper = Shipper {
-        link: link.clone(),
-        fence: fence.clone(),
-        store: log.store().clone(),
-        key: body_key(&seed),
-        peer_url: ha.peer_url.trim_end_matches('/').to_owned(),
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .context("an HTTP client")?,
-        rt: tokio::runtime::Handle::current(),
-        timeout: Duration::from_millis(ha.replicate_timeout_ms),
-    }
-    .spawn();
+    let shipper_thread = shipper.spawn(fence.clone());
     let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<StepDown>(4);
     let reason = Arc::new(Mutex::new(None::<StepDown>));
     let reason_in = reason.clone();
@@ -201,7 +201,7 @@ async fn lead(
     )
     .await?;
     link.stop();
-    let _ = tokio::task::spawn_blocking(move || shipper.join()).await;
+    let _ = tokio::task::spawn_blocking(move || shipper_thread.join()).await;
     let why = reason.lock().expect("reason lock").clone();
     match why {
         None => {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use ledger::checkpoint::{open_checkpoint, Checkpoint, NoteVerifier};
 use ledger::merkle::{self, Hash, PendingHashes};
 use ledger::mirror::{Mirror, MirrorError, CHUNK_ENTRIES_MAX};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{ReplicateAnswer, ReplicateBody};
 use crate::sequencer::Shared;
@@ -30,8 +30,16 @@ use crate::sequencer::Shared;
 const STAGED_KEY: &[u8] = b"ha/staged";
 
 /// A batch acknowledged but not yet known committed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Staged {
+    start: u64,
+    entries: Vec<Vec<u8>>,
+    note: String,
+}
+
+/// The staged record of an earlier release (JSON, entries as text), still read.
+#[derive(Deserialize)]
+struct StagedJson {
     start: u64,
     entries: Vec<String>,
     note: String,
@@ -40,6 +48,33 @@ struct Staged {
 impl Staged {
     fn end(&self) -> u64 {
         self.start + self.entries.len() as u64
+    }
+
+    /// The node-local record: the replication body's layout.
+    fn encode(&self) -> Vec<u8> {
+        ReplicateBody {
+            epoch: 0,
+            start: self.start,
+            entries: self.entries.clone(),
+            note: self.note.clone(),
+        }
+        .encode()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Staged> {
+        if let Ok(b) = ReplicateBody::decode(bytes) {
+            return Some(Staged {
+                start: b.start,
+                entries: b.entries,
+                note: b.note,
+            });
+        }
+        let j: StagedJson = serde_json::from_slice(bytes).ok()?;
+        Some(Staged {
+            start: j.start,
+            entries: j.entries.into_iter().map(String::into_bytes).collect(),
+            note: j.note,
+        })
     }
 }
 
@@ -76,9 +111,7 @@ impl StandbyLog {
     ) -> Result<StandbyLog, MirrorError> {
         let mirror = Mirror::open_with(dir, verifier, config)?;
         let staged = match mirror.store().local_get(STAGED_KEY)? {
-            Some(v) => serde_json::from_slice::<Staged>(&v)
-                .ok()
-                .filter(|s| s.start == mirror.size()),
+            Some(v) => Staged::decode(&v).filter(|s| s.start == mirror.size()),
             None => None,
         };
         let (size, note) = mirror
@@ -131,34 +164,46 @@ impl StandbyLog {
     }
 
     /// The root over the committed entries followed by `more`.
-    fn root_with(&self, more: &[&String]) -> Result<Hash, MirrorError> {
+    fn root_with(&self, more: &[&Vec<u8>]) -> Result<Hash, MirrorError> {
         let mut pending = PendingHashes::new(self.mirror.store(), self.mirror.size());
         for e in more {
-            pending.push(merkle::leaf_hash(e.as_bytes()))?;
+            pending.push(merkle::leaf_hash(e))?;
         }
         Ok(pending.root()?)
     }
 
-    /// Applies the staged batch to the mirror (it is known committed) and publishes it.
-    fn apply_staged(&mut self) -> Result<(), MirrorError> {
+    /// Applies the staged batch to the mirror (it is known committed) and publishes it; with
+    /// `next`, stages that batch in the same synced write.
+    fn apply_staged(&mut self, next: Option<Staged>) -> Result<(), MirrorError> {
         let Some(st) = self.staged.take() else {
-            return Ok(());
+            return match next {
+                Some(n) => self.stage(n),
+                None => Ok(()),
+            };
         };
         let cp = match self.mirror.check_checkpoint(&st.note) {
             Ok(Some(cp)) => cp,
-            Ok(None) => return Ok(()),
+            Ok(None) => {
+                return match next {
+                    Some(n) => self.stage(n),
+                    None => Ok(()),
+                }
+            }
             Err(m) => return Err(m.into()),
         };
-        let entries: Vec<Vec<u8>> = st.entries.iter().map(|e| e.as_bytes().to_vec()).collect();
+        let local = match &next {
+            Some(n) => vec![(STAGED_KEY.to_vec(), n.encode())],
+            None => Vec::new(),
+        };
         self.mirror
-            .append_verified(st.start, &entries, &cp, &st.note, &[])?;
+            .append_verified_with(st.start, &st.entries, &cp, &st.note, &[], local)?;
         self.shared.set_checkpoint(cp.size, st.note.clone());
+        self.staged = next;
         Ok(())
     }
 
     fn stage(&mut self, st: Staged) -> Result<(), MirrorError> {
-        let bytes = serde_json::to_vec(&st).expect("a staged batch serializes");
-        self.mirror.store().local_put(STAGED_KEY, &bytes)?;
+        self.mirror.store().local_put(STAGED_KEY, &st.encode())?;
         self.staged = Some(st);
         Ok(())
     }
@@ -178,32 +223,34 @@ impl StandbyLog {
         }
         let size = self.mirror.size();
         let chained = self.staged.as_ref().filter(|s| s.end() == body.start);
+        let next = Staged {
+            start: body.start,
+            entries: body.entries.clone(),
+            note: body.note.clone(),
+        };
         if let Some(st) = chained {
-            let all: Vec<&String> = st.entries.iter().chain(&body.entries).collect();
+            let all: Vec<&Vec<u8>> = st.entries.iter().chain(&body.entries).collect();
             if self.root_with(&all)? != cp.root {
                 return Err(ReceiveError::Invalid(
                     "the batch does not extend the staged one to the signed root".into(),
                 ));
             }
-            self.apply_staged()?;
+            // The staged batch is applied and this one staged in one synced write.
+            self.apply_staged(Some(next))?;
         } else if body.start == size {
-            let all: Vec<&String> = body.entries.iter().collect();
+            let all: Vec<&Vec<u8>> = body.entries.iter().collect();
             if self.root_with(&all)? != cp.root {
                 return Err(ReceiveError::Invalid(
                     "the entries do not hash to the signed root".into(),
                 ));
             }
+            self.stage(next)?;
         } else {
             return Err(ReceiveError::Position {
                 start: body.start,
                 size,
             });
         }
-        self.stage(Staged {
-            start: body.start,
-            entries: body.entries.clone(),
-            note: body.note.clone(),
-        })?;
         Ok(self.answer())
     }
 
@@ -219,9 +266,9 @@ impl StandbyLog {
             return Ok(());
         };
         if st.end() == size {
-            let all: Vec<&String> = st.entries.iter().collect();
+            let all: Vec<&Vec<u8>> = st.entries.iter().collect();
             if root_hex(&self.root_with(&all)?) == root {
-                return self.apply_staged();
+                return self.apply_staged(None);
             }
         }
         // Not exactly the committed head: either never committed (and it never will be, the
