@@ -409,11 +409,14 @@ impl Mirror {
             target_note,
             proof_to_target,
             Vec::new(),
+            true,
         )
     }
 
     /// As [`Mirror::append_verified`], writing the node-local records `local` in the same
-    /// synced batch (a standby stages the next batch with it: one synced write, not two).
+    /// batch, synced or not (`sync`): a standby applies a batch a synced record of its own
+    /// proves committed, and clears that record in the same write.
+    #[allow(clippy::too_many_arguments)]
     pub fn append_verified_with(
         &mut self,
         start: u64,
@@ -422,11 +425,21 @@ impl Mirror {
         target_note: &str,
         proof_to_target: &[Hash],
         local: Vec<(Vec<u8>, Vec<u8>)>,
+        sync: bool,
     ) -> Result<(), MirrorError> {
         let chunk = CheckedChunk::check(entries.to_vec());
-        self.append_checked_with(start, chunk, target, target_note, proof_to_target, local)
+        self.append_checked_with(
+            start,
+            chunk,
+            target,
+            target_note,
+            proof_to_target,
+            local,
+            sync,
+        )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn append_checked_with(
         &mut self,
         start: u64,
@@ -435,6 +448,7 @@ impl Mirror {
         target_note: &str,
         proof_to_target: &[Hash],
         local: Vec<(Vec<u8>, Vec<u8>)>,
+        sync: bool,
     ) -> Result<(), MirrorError> {
         let CheckedChunk {
             entries,
@@ -530,7 +544,12 @@ impl Mirror {
         batch
             .local
             .push((TARGET_KEY.to_vec(), target_note.as_bytes().to_vec()));
-        if let Err(e) = self.store.commit(&batch) {
+        let written = if sync {
+            self.store.commit(&batch)
+        } else {
+            self.store.commit_unsynced(&batch)
+        };
+        if let Err(e) = written {
             self.reload()?;
             return Err(e.into());
         }

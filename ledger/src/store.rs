@@ -209,6 +209,18 @@ impl Store {
     /// each key next to the previous one instead of searching from the top, which was the
     /// node's largest user-space cost under write load (profiled, see README "Performance").
     pub fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        self.commit_opt(batch, true)
+    }
+
+    /// As [`Store::commit`], without waiting for stable storage: the batch is still written
+    /// whole or not at all, and becomes durable with the next synced write (RocksDB syncs its
+    /// log in order). For a batch whose loss in a crash is repaired at the next open (a
+    /// standby applying a batch that a synced record says is committed).
+    pub fn commit_unsynced(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        self.commit_opt(batch, false)
+    }
+
+    fn commit_opt(&self, batch: &CommitBatch, sync: bool) -> Result<(), StoreError> {
         let mut hashes: Vec<([u8; 9], &Hash)> = batch
             .hashes
             .iter()
@@ -252,7 +264,7 @@ impl Store {
             wb.put_cf(self.cf(CF_LOCAL), k, v);
         }
         let mut wo = WriteOptions::default();
-        wo.set_sync(true);
+        wo.set_sync(sync);
         self.db.write_opt(wb, &wo)?;
         Ok(())
     }

@@ -273,7 +273,17 @@ async fn replicate(State(ctx): State<Arc<Following>>, body: axum::body::Bytes) -
         })
         .await;
     match r {
-        Ok((Ok(answer), _)) => Json(answer).into_response(),
+        Ok((Ok(answer), _)) => {
+            // The batch the answer proved committed is applied now, off the primary's commit
+            // path (the next batch or read waits for it on the log's lock).
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = ctx.with_log(|s| s.apply_proven()).await {
+                    tracing::warn!(error = %e, "applying a committed batch failed; retried with the next");
+                }
+            });
+            Json(answer).into_response()
+        }
         Ok((Err(ReceiveError::Position { .. }), position)) => {
             (StatusCode::CONFLICT, Json(position)).into_response()
         }

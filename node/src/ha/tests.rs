@@ -75,14 +75,16 @@ fn a_staged_batch_is_applied_only_once_it_is_known_committed() {
         0,
         "a staged batch is not served"
     );
-    // The next signed batch proves the first committed: it is applied, the second staged.
+    // The next signed batch proves the first committed: that is recorded with the second
+    // staged, in one synced write, and the first is applied after the answer.
     let second = s.receive(&shipped.0[1]).unwrap();
-    assert_eq!((second.size, second.staged_end), (5, Some(8)));
-    assert_eq!(s.shared().checkpoint().size, 5);
-    // Acknowledged means durable: the staged batch survives a restart.
+    assert_eq!((second.size, second.staged_end), (0, Some(8)));
+    // A crash before it is applied: the restarted standby applies it at open. Acknowledged
+    // means durable: the staged batch survives too.
     drop(s);
     let mut s = standby(b.path());
     assert_eq!((s.size(), s.staged_end()), (5, Some(8)));
+    assert_eq!(s.shared().checkpoint().size, 5);
     // The committed head covers it exactly: applied.
     let root = hex::encode(log.checkpoint().root);
     s.settle(8, &root).unwrap();
@@ -280,7 +282,10 @@ fn serve_standby(
                 }
                 let mut s = s.lock().unwrap();
                 match s.receive(&b) {
-                    Ok(a) => axum::Json(a).into_response(),
+                    Ok(a) => {
+                        s.apply_proven().unwrap();
+                        axum::Json(a).into_response()
+                    }
                     Err(_) => {
                         (axum::http::StatusCode::CONFLICT, axum::Json(s.position())).into_response()
                     }
