@@ -943,3 +943,40 @@ pub async fn receive(
         Err(e) => ApiError::internal(e).into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_journal_keeps_replicated_writes_in_order_within_its_bounds() {
+        let j = Journal::new(4);
+        j.written(&[(b"ha/staged".to_vec(), Some(b"x".to_vec()))]);
+        assert_eq!(j.next(), 0, "records of ha/ stay on their node");
+        j.written(&[
+            (b"apikey/a".to_vec(), Some(b"1".to_vec())),
+            (b"mirror/target".to_vec(), None),
+        ]);
+        j.written(&[(b"apikey/a".to_vec(), None)]);
+        assert_eq!(j.next(), 2);
+        let w = j.from(0, usize::MAX).unwrap();
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[0], vec![(b"apikey/a".to_vec(), Some(b"1".to_vec()))]);
+        assert_eq!(w[1], vec![(b"apikey/a".to_vec(), None)]);
+        // At least one write per body, however large.
+        assert_eq!(j.from(0, 1).unwrap().len(), 1);
+        j.trim_below(1);
+        assert!(
+            j.from(0, usize::MAX).is_none(),
+            "trimmed: a standby there is copied"
+        );
+        assert_eq!(j.from(1, usize::MAX).unwrap().len(), 1);
+        // Bounded: the oldest writes go first.
+        for i in 0..JOURNAL_WRITES_MAX + 10 {
+            j.written(&[(format!("apikey/{i}").into_bytes(), Some(Vec::new()))]);
+        }
+        assert_eq!(j.next(), 2 + JOURNAL_WRITES_MAX as u64 + 10);
+        assert_eq!(j.first(), j.next() - JOURNAL_WRITES_MAX as u64);
+        assert!(j.from(1, usize::MAX).is_none());
+    }
+}

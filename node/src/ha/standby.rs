@@ -276,11 +276,13 @@ impl StandbyLog {
             // The staged batch is known committed: recorded so, with this one staged, in one
             // synced write; it is applied after the answer ([`StandbyLog::apply_proven`]).
             let proven = self.staged.take().expect("chained");
-            self.mirror.store().local_write(&[
-                (PROVEN_KEY.to_vec(), Some(proven.encode())),
-                (STAGED_KEY.to_vec(), Some(next.encode())),
-            ])
-            .map_err(MirrorError::from)?;
+            self.mirror
+                .store()
+                .local_write(&[
+                    (PROVEN_KEY.to_vec(), Some(proven.encode())),
+                    (STAGED_KEY.to_vec(), Some(next.encode())),
+                ])
+                .map_err(MirrorError::from)?;
             self.proven = Some(proven);
             self.staged = Some(next);
         } else if body.start == size {
