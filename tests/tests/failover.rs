@@ -377,6 +377,25 @@ async fn api_keys_and_partner_pins_survive_a_failover() {
             "the key, its revocation and the pin were journaled and released: {st}"
         );
 
+        // The standby's reads know the new key, and no longer the revoked one.
+        let read = |key: String| {
+            let (http, b) = (http.clone(), b.clone());
+            async move {
+                http.get(format!("{b}/v1/policy"))
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        };
+        assert_eq!(read(app.clone()).await, 200, "the new key on the standby");
+        assert_eq!(
+            read(old.clone()).await,
+            401,
+            "the revoked key on the standby"
+        );
         // kill -9 right after the answers: the standby takes over with the records.
         pair.nodes[0].kill9();
         wait_leads_with(&http, &b, &app, "with-app-key").await;

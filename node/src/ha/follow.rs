@@ -142,10 +142,21 @@ pub async fn follow(
         public_url: config.public_url.clone(),
         status: Mutex::new(FollowStatus::default()),
     });
-    let replica = Arc::new(super::local::LocalReplica::open(
-        app.store.clone(),
-        super::local::body_key(&seed).verifying_key(),
-    )?);
+    let reload = Arc::downgrade(&app);
+    let replica = Arc::new(
+        super::local::LocalReplica::open(
+            app.store.clone(),
+            super::local::body_key(&seed).verifying_key(),
+        )?
+        .on_keys_changed(move || {
+            // Keys created or revoked on the primary hold on this standby's reads too.
+            if let Some(app) = reload.upgrade() {
+                if let Err(e) = app.keys.reload() {
+                    tracing::warn!(error = %e, "reloading the API keys failed");
+                }
+            }
+        }),
+    );
     let router = standby_router(app.clone(), ctx.clone(), replica);
     let listener = bind(config.listen).await?;
     let (took_tx, mut took_rx) = tokio::sync::mpsc::channel::<(Lease, Locked)>(1);

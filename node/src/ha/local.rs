@@ -69,6 +69,8 @@ pub const PAGE_RECORDS_MAX: usize = 1_000;
 pub const LOCAL_BODY_BYTES_MAX: usize = 2 * BODY_RECORD_BYTES_MAX + (1 << 20);
 /// The standby's position record.
 const POSITION_KEY: &[u8] = b"ha/local-position";
+/// The prefix of API key records.
+const API_KEY_PREFIX: &[u8] = crate::keys::PREFIX;
 /// The first bytes of every body (format version 1).
 const MAGIC: &[u8; 4] = b"LHL1";
 const KIND_OPS: u8 = 1;
@@ -779,6 +781,8 @@ pub struct LocalReplica {
     store: Store,
     key: VerifyingKey,
     position: Mutex<Option<LocalPosition>>,
+    /// Called after a body that wrote API key records (the standby's key cache reloads).
+    keys_changed: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl LocalReplica {
@@ -790,7 +794,18 @@ impl LocalReplica {
             store,
             key,
             position: Mutex::new(position),
+            keys_changed: None,
         })
+    }
+
+    /// Calls `f` after every body that wrote API key records.
+    pub fn on_keys_changed(mut self, f: impl Fn() + Send + Sync + 'static) -> LocalReplica {
+        self.keys_changed = Some(Box::new(f));
+        self
+    }
+
+    fn touches_keys<'a>(&self, mut keys: impl Iterator<Item = &'a [u8]>) -> bool {
+        keys.any(|k| k.starts_with(API_KEY_PREFIX))
     }
 
     pub fn position(&self) -> Option<LocalPosition> {
@@ -800,6 +815,23 @@ impl LocalReplica {
     /// Checks and applies one body durably; the position after it.
     pub fn apply(&self, body: &[u8]) -> Result<Option<LocalPosition>, ApplyError> {
         let body = LocalBody::decode(body, &self.key)?;
+        let keys = match &body {
+            LocalBody::Ops { writes, .. } => {
+                self.touches_keys(writes.iter().flatten().map(|(k, _)| k.as_slice()))
+            }
+            // A page may delete keys it does not hold: reload after every page.
+            LocalBody::Page { .. } => true,
+        };
+        let applied = self.apply_body(body)?;
+        if keys {
+            if let Some(f) = &self.keys_changed {
+                f();
+            }
+        }
+        Ok(applied)
+    }
+
+    fn apply_body(&self, body: LocalBody) -> Result<Option<LocalPosition>, ApplyError> {
         let mut pos = self.position.lock().expect("position lock");
         let new = match body {
             LocalBody::Ops { gen, from, writes } => {
