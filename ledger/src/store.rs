@@ -104,7 +104,7 @@ impl Default for StoreConfig {
 }
 
 /// Sees every node-local write of a store (a standby's replication of node-local records,
-/// node/src/ha/local.rs). Not called for [`CommitBatch::local`], which only mirrors use for
+/// node/src/ha/local/). Not called for [`CommitBatch::local`], which only mirrors use for
 /// their own progress.
 pub trait LocalObserver: Send + Sync {
     /// `records` (`None` deletes) were just written durably, as one batch. Called while every

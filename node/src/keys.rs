@@ -127,7 +127,7 @@ impl Keys {
     }
 
     /// Reads every key from the store again: on a standby, whose key records the primary
-    /// writes (node/src/ha/local.rs).
+    /// writes (node/src/ha/local/).
     pub fn reload(&self) -> Result<(), KeyError> {
         let fresh = Keys::load(self.store.clone())?;
         let by_id = fresh.by_id.into_inner().expect("key cache lock");
