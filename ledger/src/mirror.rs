@@ -402,6 +402,54 @@ impl Mirror {
         target_note: &str,
         proof_to_target: &[Hash],
     ) -> Result<(), MirrorError> {
+        self.append_checked_with(
+            start,
+            chunk,
+            target,
+            target_note,
+            proof_to_target,
+            Vec::new(),
+            true,
+        )
+    }
+
+    /// As [`Mirror::append_verified`], writing the node-local records `local` in the same
+    /// batch, synced or not (`sync`): a standby applies a batch a synced record of its own
+    /// proves committed, and clears that record in the same write.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append_verified_with(
+        &mut self,
+        start: u64,
+        entries: &[Vec<u8>],
+        target: &Checkpoint,
+        target_note: &str,
+        proof_to_target: &[Hash],
+        local: Vec<(Vec<u8>, Vec<u8>)>,
+        sync: bool,
+    ) -> Result<(), MirrorError> {
+        let chunk = CheckedChunk::check(entries.to_vec());
+        self.append_checked_with(
+            start,
+            chunk,
+            target,
+            target_note,
+            proof_to_target,
+            local,
+            sync,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn append_checked_with(
+        &mut self,
+        start: u64,
+        chunk: CheckedChunk,
+        target: &Checkpoint,
+        target_note: &str,
+        proof_to_target: &[Hash],
+        local: Vec<(Vec<u8>, Vec<u8>)>,
+        sync: bool,
+    ) -> Result<(), MirrorError> {
         let CheckedChunk {
             entries,
             leaves,
@@ -492,10 +540,16 @@ impl Mirror {
         if end == target.size {
             batch.checkpoint = Some((target.size, target_note.to_owned()));
         }
+        batch.local = local;
         batch
             .local
             .push((TARGET_KEY.to_vec(), target_note.as_bytes().to_vec()));
-        if let Err(e) = self.store.commit(&batch) {
+        let written = if sync {
+            self.store.commit(&batch)
+        } else {
+            self.store.commit_unsynced(&batch)
+        };
+        if let Err(e) = written {
             self.reload()?;
             return Err(e.into());
         }

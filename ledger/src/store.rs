@@ -12,10 +12,13 @@
 //!
 //! Invariants: a [`CommitBatch`] is written as one RocksDB `WriteBatch` with a synced WAL, so
 //! entries, tree hashes, state records and history of a batch become durable together or not
-//! at all. Checkpoints are written only after the batch they cover is durable.
+//! at all. Checkpoints are written only after the batch they cover is durable. While a
+//! [`LocalObserver`] is set, node-local writes ([`Store::local_put`], [`Store::local_write`])
+//! are serialized with each other and the observer sees each one, in the order RocksDB
+//! applied them, before the write returns.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType,
@@ -100,10 +103,20 @@ impl Default for StoreConfig {
     }
 }
 
+/// Sees every node-local write of a store (a standby's replication of node-local records,
+/// node/src/ha/local/). Not called for [`CommitBatch::local`], which only mirrors use for
+/// their own progress.
+pub trait LocalObserver: Send + Sync {
+    /// `records` (`None` deletes) were just written durably, as one batch. Called while every
+    /// other node-local write of the store waits, so calls come in the order of the writes.
+    fn written(&self, records: &[(Vec<u8>, Option<Vec<u8>>)]);
+}
+
 /// A handle on the RocksDB store; cheap to clone and safe to share between threads.
 #[derive(Clone)]
 pub struct Store {
     db: Arc<DB>,
+    observer: Arc<Mutex<Option<Arc<dyn LocalObserver>>>>,
 }
 
 fn be(i: u64) -> [u8; 8] {
@@ -177,7 +190,10 @@ impl Store {
             .map(|n| ColumnFamilyDescriptor::new(*n, opts.clone()))
             .collect::<Vec<_>>();
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
-        Ok(Store { db: Arc::new(db) })
+        Ok(Store {
+            db: Arc::new(db),
+            observer: Arc::new(Mutex::new(None)),
+        })
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -193,6 +209,18 @@ impl Store {
     /// each key next to the previous one instead of searching from the top, which was the
     /// node's largest user-space cost under write load (profiled, see README "Performance").
     pub fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        self.commit_opt(batch, true)
+    }
+
+    /// As [`Store::commit`], without waiting for stable storage: the batch is still written
+    /// whole or not at all, and becomes durable with the next synced write (RocksDB syncs its
+    /// log in order). For a batch whose loss in a crash is repaired at the next open (a
+    /// standby applying a batch that a synced record says is committed).
+    pub fn commit_unsynced(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        self.commit_opt(batch, false)
+    }
+
+    fn commit_opt(&self, batch: &CommitBatch, sync: bool) -> Result<(), StoreError> {
         let mut hashes: Vec<([u8; 9], &Hash)> = batch
             .hashes
             .iter()
@@ -236,7 +264,7 @@ impl Store {
             wb.put_cf(self.cf(CF_LOCAL), k, v);
         }
         let mut wo = WriteOptions::default();
-        wo.set_sync(true);
+        wo.set_sync(sync);
         self.db.write_opt(wb, &wo)?;
         Ok(())
     }
@@ -518,14 +546,33 @@ impl Store {
 
     /// Writes a node-local record durably (synced).
     pub fn local_put(&self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db.put_cf_opt(self.cf(CF_LOCAL), key, value, &wo)?;
-        Ok(())
+        self.local_write(&[(key.to_vec(), Some(value.to_vec()))])
+    }
+
+    /// Sets (or, with `None`, removes) the observer of node-local writes.
+    pub fn observe_local(&self, observer: Option<Arc<dyn LocalObserver>>) {
+        *self.observer.lock().expect("observer lock") = observer;
     }
 
     /// Writes several node-local records (`None` deletes) as one synced batch.
     pub fn local_write(&self, records: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        let observer = self.observer.lock().expect("observer lock");
+        let Some(o) = observer.as_ref() else {
+            // Without an observer, writes need no order among themselves.
+            drop(observer);
+            return self.local_write_unobserved(records);
+        };
+        self.local_write_unobserved(records)?;
+        o.written(records);
+        Ok(())
+    }
+
+    /// As [`Store::local_write`], unseen by the observer: for the records a standby receives
+    /// or keeps for itself.
+    pub fn local_write_unobserved(
+        &self,
+        records: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
         let cf = self.cf(CF_LOCAL);
         for (k, v) in records {

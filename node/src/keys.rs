@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use ledger::store::{Store, StoreError};
 
-const PREFIX: &[u8] = b"apikey/";
+pub const PREFIX: &[u8] = b"apikey/";
 /// Most API keys a node holds.
 pub const KEYS_MAX: usize = 10_000;
 /// Longest key name.
@@ -124,6 +124,15 @@ impl Keys {
             store,
             by_id: RwLock::new(by_id),
         })
+    }
+
+    /// Reads every key from the store again: on a standby, whose key records the primary
+    /// writes (node/src/ha/local/).
+    pub fn reload(&self) -> Result<(), KeyError> {
+        let fresh = Keys::load(self.store.clone())?;
+        let by_id = fresh.by_id.into_inner().expect("key cache lock");
+        *self.by_id.write().expect("key cache lock") = by_id;
+        Ok(())
     }
 
     fn save(&self, r: &KeyRecord) -> Result<(), KeyError> {

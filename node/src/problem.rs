@@ -189,7 +189,17 @@ pub const ERROR_CODES: &[(u16, &[&str])] = &[
             "partner_refused",
         ],
     ),
-    (503, &["overloaded", "not_ready", "timeout", "clock_jump"]),
+    (
+        503,
+        &[
+            "overloaded",
+            "not_ready",
+            "timeout",
+            "clock_jump",
+            // node/src/ha/refusal.rs
+            "restore_refused",
+        ],
+    ),
 ];
 
 /// Whether `code` with `status` is a pair of [`ERROR_CODES`].

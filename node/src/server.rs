@@ -58,6 +58,9 @@ pub struct Leading {
     pub stop: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     pub started: Box<dyn FnOnce(Arc<App>) + Send>,
     pub routes: Router,
+    /// Wraps the whole router (the layer that holds answers until node-local records are
+    /// replicated, [`crate::ha::local`]).
+    pub wrap: Box<dyn FnOnce(Router) -> Router + Send>,
 }
 
 /// Serves `log` (committing through `gate`) until a shutdown signal, or until
@@ -112,7 +115,7 @@ pub async fn serve(
         None => (None, router(app.clone())),
         Some(l) => {
             (l.started)(app.clone());
-            (Some(l.stop), router(app.clone()).merge(l.routes))
+            (Some(l.stop), (l.wrap)(router(app.clone()).merge(l.routes)))
         }
     };
     let fd_limit = crate::listener::ensure_fd_limit(config.limits.connections_max)?;

@@ -11,6 +11,9 @@
 //!   node served is a prefix of the final log, and `loyalty verify`'s replay passes on both
 //!   nodes), and service resumed within [`RESUME_BOUND`] after each failover.
 //!
+//! - `api_keys_and_partner_pins_survive_a_failover`: node-local records reach the standby
+//!   before they are acknowledged, both ways.
+//!
 //! `LOYALTY_FAILOVER_SEED` fixes the schedule; `LOYALTY_FAILOVER_ROUNDS` the number of
 //! failovers (default 20).
 
@@ -288,6 +291,152 @@ async fn a_killed_primary_is_replaced_by_its_standby_and_comes_back_as_standby()
             let v = verify_with_the_cli(url, &pair.verifier_key).await.unwrap();
             assert_eq!(v["entries"], 507, "{v}");
         }
+        drop(etcd);
+    })
+    .await;
+}
+
+/// Creates an API key on `url` (with the admin `key`); its id and secret.
+async fn create_key(http: &reqwest::Client, url: &str, key: &str, name: &str) -> (String, String) {
+    let v: Value = http
+        .post(format!("{url}/v1/admin/keys"))
+        .bearer_auth(key)
+        .json(&json!({"name": name, "scopes": ["read", "earn"]}))
+        .send()
+        .await
+        .expect("POST /v1/admin/keys")
+        .json()
+        .await
+        .expect("a created key");
+    (
+        v["key_id"].as_str().expect("key_id").to_owned(),
+        v["key"].as_str().expect("key").to_owned(),
+    )
+}
+
+/// The brands `url` lists as partners.
+async fn partner_brands(http: &reqwest::Client, url: &str, key: &str) -> Vec<String> {
+    let v: Value = http
+        .get(format!("{url}/v1/partners"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("GET /v1/partners")
+        .json()
+        .await
+        .expect("partners JSON");
+    v["partners"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["brand"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `url` leads and accepts an earn with `key`.
+async fn wait_leads_with(http: &reqwest::Client, url: &str, key: &str, id: &str) {
+    wait_until("the standby leads", RESUME_BOUND, || {
+        let (http, url, key) = (http.clone(), url.to_owned(), key.to_owned());
+        let id = id.to_owned();
+        async move {
+            let r = try_earn(&http, &url, &key, &id, 1).await?;
+            if r.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!("HTTP {}", r.status()))
+            }
+        }
+    })
+    .await;
+}
+
+/// Node-local records (API keys, their revocation, partner pins) written on the primary are
+/// on the standby before they are acknowledged: the primary is killed right after the
+/// answers, and the standby that takes over accepts the key, refuses the revoked one and
+/// knows the partner. The old primary comes back as the standby, is copied the records of
+/// the new generation, and a key created then survives a second failover the other way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_keys_and_partner_pins_survive_a_failover() {
+    use federation_tests::harness::{Node, FAST_FEDERATION};
+    bounded(Duration::from_secs(180), "node-local records", async {
+        let etcd = EtcdCluster::start(1).await;
+        let mut pair = Pair::start("air", &etcd.endpoints()).await;
+        let coffee = Node::start_new("coffee", FAST_FEDERATION).await;
+        let http = http_client();
+        let admin = pair.admin_key.clone();
+        let (a, b) = (pair.nodes[0].url.clone(), pair.nodes[1].url.clone());
+        assert_eq!(pair.wait_in_sync(Duration::from_secs(30)).await, 0);
+
+        let (_, app) = create_key(&http, &a, &admin, "app").await;
+        let (old_id, old) = create_key(&http, &a, &admin, "old").await;
+        let r = http
+            .delete(format!("{a}/v1/admin/keys/{old_id}"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "revoke: {}", r.status());
+        let r = http
+            .post(format!("{a}/v1/admin/partners"))
+            .bearer_auth(&admin)
+            .json(
+                &json!({"brand": "coffee", "url": coffee.url, "verifier_key": coffee.verifier_key}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "pin coffee: {}", r.status());
+        let st = pair.nodes[0]
+            .status(&http, Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert!(
+            st["local"]["released"].as_u64() >= Some(3),
+            "the key, its revocation and the pin were journaled and released: {st}"
+        );
+
+        // The standby's reads know the new key, and no longer the revoked one.
+        let read = |key: String| {
+            let (http, b) = (http.clone(), b.clone());
+            async move {
+                http.get(format!("{b}/v1/policy"))
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        };
+        assert_eq!(read(app.clone()).await, 200, "the new key on the standby");
+        assert_eq!(
+            read(old.clone()).await,
+            401,
+            "the revoked key on the standby"
+        );
+        // kill -9 right after the answers: the standby takes over with the records.
+        pair.nodes[0].kill9();
+        wait_leads_with(&http, &b, &app, "with-app-key").await;
+        let r = earn(&http, &b, &old, "with-revoked-key", 1).await;
+        assert_eq!(r.status().as_u16(), 401, "the revoked key is refused");
+        assert_eq!(partner_brands(&http, &b, &admin).await, vec!["coffee"]);
+
+        // The old primary follows the new one: a copy of the new generation's records, then
+        // in sync; a key created now survives a failover back.
+        pair.nodes[0].start();
+        pair.wait_role(0, "standby", Duration::from_secs(30)).await;
+        assert_eq!(pair.wait_in_sync(Duration::from_secs(30)).await, 1);
+        let (_, later) = create_key(&http, &b, &admin, "later").await;
+        pair.nodes[1].kill9();
+        wait_leads_with(&http, &a, &later, "with-later-key").await;
+        let r = earn(&http, &a, &app, "with-app-key-again", 1).await;
+        assert!(r.status().is_success(), "{}", r.status());
+        let r = earn(&http, &a, &old, "with-revoked-key-again", 1).await;
+        assert_eq!(r.status().as_u16(), 401);
+        assert_eq!(partner_brands(&http, &a, &admin).await, vec!["coffee"]);
+        drop(coffee);
         drop(etcd);
     })
     .await;
@@ -729,9 +878,59 @@ async fn a_node_restored_behind_what_a_partner_cosigned_refuses_to_sign() {
             ),
             "{log}"
         );
+        // Restarted by its supervisor, it serves no signed tree head of its older log any
+        // more (the refusal is recorded durably), and it does not lead again: it stays a
+        // standby that says why.
+        pair.wait_role(0, "standby", Duration::from_secs(30)).await;
+        let st = pair.nodes[0]
+            .status(&http, Duration::from_secs(2))
+            .await
+            .unwrap();
+        for path in [
+            "/checkpoint",
+            "/v1/log/checkpoints",
+            "/v1/log/entries/0/receipt",
+        ] {
+            let r = http.get(format!("{a}{path}")).send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 503, "{path}");
+            let p: Value = r.json().await.unwrap();
+            assert_eq!(p["code"], "restore_refused", "{path}: {p}");
+        }
+        let r = http
+            .get(format!("{a}/v1/log/entries?start=0&end=3"))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "its entries are still served");
+        wait_until(
+            "the refused node says why it does not lead",
+            Duration::from_secs(10),
+            || {
+                let (node, http) = (&pair.nodes[0], http.clone());
+                async move {
+                    let st = node
+                        .status(&http, Duration::from_secs(1))
+                        .await
+                        .ok_or("no status")?;
+                    let why = st["not_eligible"].as_str().unwrap_or_default().to_owned();
+                    if why.contains("restore guard refused") {
+                        Ok(())
+                    } else {
+                        Err(format!("{st}"))
+                    }
+                }
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2 * LEASE_TTL_S)).await;
+        assert!(
+            pair.nodes[0].restart_if_exited().is_none() && pair.nodes[0].exits.len() == 1,
+            "the refused node does not take over again: {st}\n{}",
+            pair.nodes[0].log_tail(40)
+        );
         // It signed nothing new: the partner saw one history. While the restored node served
-        // its older checkpoint (before it exited), the partner may have recorded what it was
-        // served, a smaller checkpoint (`shrink`, unproven: no freeze); never a fork.
+        // its older checkpoint (before the guard refused), the partner may have recorded what
+        // it was served, a smaller checkpoint (`shrink`, unproven: no freeze); never a fork.
         for e in coffee.evidence().await.unwrap() {
             assert_eq!(
                 (e["kind"].as_str(), e["proven"].as_bool()),

@@ -13,7 +13,11 @@
 //! - the in-sync set written with a head names only nodes that durably hold every entry up
 //!   to it: the standby is listed only when it acknowledged this very batch;
 //! - this node's store never holds a batch beyond the committed head while another node is
-//!   listed in sync, so a takeover never has to undo anything here.
+//!   listed in sync, so a takeover never has to undo anything here;
+//! - the standby is listed in sync only while its copy of the node-local records allows it
+//!   ([`super::local::LocalLink::standby_may_be_in_sync`]); the records' shipper removes it
+//!   from the in-sync set through this gate ([`Fence::drop_standby`]), the only writer of the
+//!   head, so that every compare-and-swap starts from the head the last one wrote.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -71,6 +75,31 @@ pub struct Fence {
     last_probe: Option<Instant>,
     acked: bool,
     fenced: Option<String>,
+    local: Option<Arc<super::local::Shipper>>,
+}
+
+/// A [`Fence`] shared by the sequencer and the node-local records' shipper
+/// ([`super::local::Shipper`]); each holds the lock for one step.
+pub struct SharedFence(pub Arc<Mutex<Fence>>);
+
+impl crate::sequencer::Gate for SharedFence {
+    fn commit_gate(&mut self) -> &mut dyn CommitGate {
+        self
+    }
+
+    fn idle(&mut self) {
+        crate::sequencer::Gate::idle(&mut *self.0.lock().expect("fence lock"));
+    }
+}
+
+impl CommitGate for SharedFence {
+    fn before_commit(&mut self, p: &Prepared<'_>) -> Result<(), String> {
+        self.0.lock().expect("fence lock").before_commit(p)
+    }
+
+    fn after_commit(&mut self, p: &Prepared<'_>) -> Result<(), String> {
+        self.0.lock().expect("fence lock").after_commit(p)
+    }
 }
 
 impl Fence {
@@ -115,7 +144,47 @@ impl Fence {
             last_probe: None,
             acked: false,
             fenced: None,
+            local: None,
         }
+    }
+
+    /// The gate of a leader that replicates its node-local records too (through `shipper`):
+    /// the standby is listed in sync only while its copy of them allows it.
+    pub fn with_local(mut self, shipper: Arc<super::local::Shipper>) -> Fence {
+        self.local = Some(shipper);
+        self
+    }
+
+    /// Whether the standby's copy of the node-local records allows listing it in sync, after
+    /// a few rounds to bring it up to date when it is behind.
+    fn local_ok(&self) -> bool {
+        self.local
+            .as_ref()
+            .is_none_or(|s| s.link.standby_may_be_in_sync() || s.try_sync())
+    }
+
+    /// Whether this gate can no longer commit.
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.is_some() || self.lease.is_lost()
+    }
+
+    /// Whether the committed head lists another node than this one in sync.
+    pub fn lists_peer(&self) -> bool {
+        self.locked.head.in_sync.iter().any(|n| n != &self.me)
+    }
+
+    /// Removes the standby from the in-sync set (a compare-and-swap of the unchanged head);
+    /// a failure fences this gate.
+    pub fn drop_standby(&mut self, why: &str) -> Result<(), String> {
+        if !self.lists_peer() {
+            return Ok(());
+        }
+        let mut head = self.locked.head.clone();
+        head.epoch = self.lease.epoch;
+        head.leader = self.me.clone();
+        head.in_sync = vec![self.me.clone()];
+        tracing::warn!(standby = %self.peer_name, why, "the standby leaves the in-sync set");
+        self.cas(head).map_err(|e| self.fence(e))
     }
 
     fn wait_for_guard(&self) -> Result<(), String> {
@@ -147,24 +216,25 @@ impl Fence {
                 p.start
             }
         };
+        if !self.local_ok() {
+            // Its copy of the node-local records is behind: it catches up on both first.
+            self.last_probe = Some(Instant::now());
+            return false;
+        }
         let mut entries = Vec::with_capacity((p.size - from) as usize);
         let mut i = from;
         while i < p.start {
             match self.store.entries(i, p.start) {
                 Ok(page) if !page.is_empty() => {
                     for e in page {
-                        entries.push(String::from_utf8_lossy(&e).into_owned());
+                        entries.push(e);
                         i += 1;
                     }
                 }
                 _ => return false,
             }
         }
-        entries.extend(
-            p.entries
-                .iter()
-                .map(|(_, b)| String::from_utf8_lossy(b).into_owned()),
-        );
+        entries.extend(p.entries.iter().map(|(_, b)| b.clone()));
         let body = ReplicateBody {
             epoch: self.lease.epoch,
             start: from,
@@ -176,7 +246,8 @@ impl Fence {
             .http
             .post(url)
             .timeout(self.replicate_timeout)
-            .json(&body);
+            .header("content-type", "application/octet-stream")
+            .body(body.encode());
         let t0 = Instant::now();
         let answer = self.rt.block_on(async move {
             let r = req.send().await.ok()?;
@@ -318,7 +389,7 @@ impl crate::sequencer::Gate for Fence {
         let size = self.standby_size();
         self.peer_pos = size;
         self.status.lock().expect("status lock").standby_size = size;
-        if size != Some(self.locked.head.size) {
+        if size != Some(self.locked.head.size) || !self.local_ok() {
             return;
         }
         let mut head = self.locked.head.clone();
@@ -360,12 +431,7 @@ impl CommitGate for Fence {
                 .inc();
         } else if self.locked.head.in_sync.iter().any(|n| n != &self.me) {
             // The standby is dropped from the in-sync set before this node goes on alone.
-            let mut head = self.locked.head.clone();
-            head.epoch = self.lease.epoch;
-            head.leader = self.me.clone();
-            head.in_sync = vec![self.me.clone()];
-            tracing::warn!(standby = %self.peer_name, "the standby did not acknowledge; it leaves the in-sync set");
-            self.cas(head).map_err(|e| self.fence(e))?;
+            self.drop_standby("it did not acknowledge the batch")?;
         }
         Ok(())
     }

@@ -36,6 +36,9 @@ const READ_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// What the standby phase shares between its routes and tasks.
 struct Following {
     standby: Arc<Mutex<StandbyLog>>,
+    /// The restore guard's refusal, if one is in force (node/src/ha/refusal.rs).
+    refused: Arc<super::refusal::Refused>,
+    shared: Arc<crate::sequencer::Shared>,
     ha: Ha,
     public_url: String,
     status: Mutex<FollowStatus>,
@@ -133,11 +136,28 @@ pub async fn follow(
     });
     let ctx = Arc::new(Following {
         standby: Arc::new(Mutex::new(standby)),
+        refused: super::refusal::Refused::load(app.store.clone())?,
+        shared: app.shared.clone(),
         ha: ha.clone(),
         public_url: config.public_url.clone(),
         status: Mutex::new(FollowStatus::default()),
     });
-    let router = standby_router(app.clone(), ctx.clone());
+    let reload = Arc::downgrade(&app);
+    let replica = Arc::new(
+        super::local::LocalReplica::open(
+            app.store.clone(),
+            super::local::body_key(&seed).verifying_key(),
+        )?
+        .on_keys_changed(move || {
+            // Keys created or revoked on the primary hold on this standby's reads too.
+            if let Some(app) = reload.upgrade() {
+                if let Err(e) = app.keys.reload() {
+                    tracing::warn!(error = %e, "reloading the API keys failed");
+                }
+            }
+        }),
+    );
+    let router = standby_router(app.clone(), ctx.clone(), replica);
     let listener = bind(config.listen).await?;
     let (took_tx, mut took_rx) = tokio::sync::mpsc::channel::<(Lease, Locked)>(1);
     let pull = tokio::spawn(pull_loop(ctx.clone()));
@@ -174,7 +194,11 @@ async fn bind(addr: std::net::SocketAddr) -> Result<tokio::net::TcpListener> {
     }
 }
 
-fn standby_router(app: Arc<App>, ctx: Arc<Following>) -> Router {
+fn standby_router(
+    app: Arc<App>,
+    ctx: Arc<Following>,
+    replica: Arc<super::local::LocalReplica>,
+) -> Router {
     use crate::{log_routes, reads};
     let reads = Router::new()
         .route("/v1/holds/{hold}", get(reads::hold))
@@ -205,11 +229,33 @@ fn standby_router(app: Arc<App>, ctx: Arc<Following>) -> Router {
                 .layer::<_, std::convert::Infallible>(tower::limit::ConcurrencyLimitLayer::new(1)),
         )
         .route(STATUS_PATH, get(standby_status))
+        .with_state(ctx.clone())
+        // The leader's node-local records, one body at a time.
+        .route(
+            super::local::LOCAL_PATH,
+            post(super::local::receive)
+                .layer::<_, std::convert::Infallible>(axum::extract::DefaultBodyLimit::max(
+                    super::local::LOCAL_BODY_BYTES_MAX,
+                ))
+                .layer::<_, std::convert::Infallible>(tower::limit::ConcurrencyLimitLayer::new(1))
+                .get(super::local::position),
+        )
+        .with_state(replica)
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "standby\n" }))
-        .with_state(ctx.clone());
+        .route("/readyz", get(|| async { "standby\n" }));
+    let gate = Arc::new(super::refusal::Gate {
+        refused: ctx.refused.clone(),
+        size: {
+            let shared = ctx.shared.clone();
+            Box::new(move || shared.checkpoint().size)
+        },
+    });
     reads
         .merge(own)
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            super::refusal::gate,
+        ))
         .fallback(move || {
             let url = ctx.follow_url();
             async move {
@@ -224,7 +270,7 @@ fn standby_router(app: Arc<App>, ctx: Arc<Following>) -> Router {
 }
 
 async fn replicate(State(ctx): State<Arc<Following>>, body: axum::body::Bytes) -> Response {
-    let body: ReplicateBody = match serde_json::from_slice(&body) {
+    let body = match ReplicateBody::decode(&body) {
         Ok(b) => b,
         Err(e) => {
             return ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string())
@@ -238,7 +284,17 @@ async fn replicate(State(ctx): State<Arc<Following>>, body: axum::body::Bytes) -
         })
         .await;
     match r {
-        Ok((Ok(answer), _)) => Json(answer).into_response(),
+        Ok((Ok(answer), _)) => {
+            // The batch the answer proved committed is applied now, off the primary's commit
+            // path (the next batch or read waits for it on the log's lock).
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = ctx.with_log(|s| s.apply_proven()).await {
+                    tracing::warn!(error = %e, "applying a committed batch failed; retried with the next");
+                }
+            });
+            Json(answer).into_response()
+        }
         Ok((Err(ReceiveError::Position { .. }), position)) => {
             (StatusCode::CONFLICT, Json(position)).into_response()
         }
@@ -456,6 +512,18 @@ async fn watch_loop(
             }
         }
         let since = *leaderless_since.get_or_insert_with(Instant::now);
+        if let Some(r) = ctx.refused.active(ctx.shared.checkpoint().size) {
+            let why = format!(
+                "the restore guard refused to let this node sign; it leads again only once it holds the log partners saw ({} entries): {}",
+                r.known, r.detail
+            );
+            let mut st = ctx.status.lock().expect("status lock");
+            if st.not_eligible.as_ref() != Some(&why) {
+                tracing::warn!(reason = %why, "nobody leads, and this node may not take over");
+                st.not_eligible = Some(why);
+            }
+            continue;
+        }
         let Ok(head) = backend.fetch().await else {
             continue;
         };

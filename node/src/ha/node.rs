@@ -21,10 +21,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use super::commit::{CommitStatus, Fence, GUARD_PASSED, GUARD_PENDING, GUARD_REFUSED};
+use super::commit::{CommitStatus, Fence, SharedFence, GUARD_PASSED, GUARD_PENDING, GUARD_REFUSED};
 use super::etcd::EtcdLock;
 use super::follow::follow;
+use super::local::{body_key, Journal, LocalLink, Shipper};
 use super::lock::{Lease, LockBackend, Locked};
+use super::refusal::{Refusal, Refused};
 use super::{EXIT_STEPPED_DOWN, STATUS_PATH};
 use crate::api::App;
 use crate::config::{Config, Ha};
@@ -99,6 +101,30 @@ async fn lead(
     let guard = Arc::new(AtomicU8::new(GUARD_PENDING));
     let status = Arc::new(Mutex::new(CommitStatus::default()));
     let metrics = Arc::new(crate::metrics::Metrics::new());
+    // Node-local records are journaled from here on, and shipped to the standby.
+    let journal = Arc::new(Journal::new(lease.epoch));
+    let link = LocalLink::new(
+        journal.clone(),
+        Duration::from_millis(ha.replicate_timeout_ms) * 2
+            + Duration::from_secs(ha.lease_ttl_s as u64),
+    );
+    log.store().observe_local(Some(journal));
+    let seed = crate::cli::load_seed(&data)?;
+    let shipper = Arc::new(Shipper {
+        link: link.clone(),
+        store: log.store().clone(),
+        key: body_key(&seed),
+        peer_url: ha.peer_url.trim_end_matches('/').to_owned(),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("an HTTP client")?,
+        rt: tokio::runtime::Handle::current(),
+        timeout: Duration::from_millis(ha.replicate_timeout_ms),
+        state: Mutex::new(Default::default()),
+    });
+    let refused = Refused::load(log.store().clone())?;
+    let held = log.size();
     let fence = Fence::new(
         backend.clone(),
         lease.clone(),
@@ -109,7 +135,10 @@ async fn lead(
         guard.clone(),
         status.clone(),
         metrics.clone(),
-    );
+    )
+    .with_local(shipper.clone());
+    let fence = Arc::new(Mutex::new(fence));
+    let shipper_thread = shipper.spawn(fence.clone());
     let (stop_tx, mut stop_rx) = tokio::sync::mpsc::channel::<StepDown>(4);
     let reason = Arc::new(Mutex::new(None::<StepDown>));
     let reason_in = reason.clone();
@@ -120,13 +149,30 @@ async fn lead(
     });
     let status_routes = Router::new()
         .route(STATUS_PATH, get(leader_status))
-        .with_state((status.clone(), ha.name.clone()));
+        .with_state((status.clone(), ha.name.clone(), link.clone()));
+    let hold = link.clone();
+    let gate = Arc::new(super::refusal::Gate {
+        refused: refused.clone(),
+        // A node the guard refused commits nothing: its size stays the one it opened with.
+        size: Box::new(move || held),
+    });
+    let wrap = Box::new(move |r: Router| {
+        r.layer(axum::middleware::from_fn_with_state(
+            hold,
+            super::local::hold_until_replicated,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            super::refusal::gate,
+        ))
+    });
     let started = {
         let (backend, lease, ha) = (backend.clone(), lease.clone(), ha.clone());
         Box::new(move |app: Arc<App>| {
             tokio::spawn(restore_guard(
                 app.clone(),
                 guard,
+                refused,
                 ha.guard_quorum,
                 stop_tx.clone(),
             ));
@@ -144,15 +190,18 @@ async fn lead(
         data,
         config,
         log,
-        Box::new(fence),
+        Box::new(SharedFence(fence)),
         Some(crate::server::Leading {
             metrics,
             stop,
             started,
             routes: status_routes,
+            wrap,
         }),
     )
     .await?;
+    link.stop();
+    let _ = tokio::task::spawn_blocking(move || shipper_thread.join()).await;
     let why = reason.lock().expect("reason lock").clone();
     match why {
         None => {
@@ -168,9 +217,10 @@ async fn lead(
 }
 
 async fn leader_status(
-    State((status, name)): State<(Arc<Mutex<CommitStatus>>, String)>,
+    State((status, name, link)): State<(Arc<Mutex<CommitStatus>>, String, Arc<LocalLink>)>,
 ) -> Response {
     let s = status.lock().expect("status lock").clone();
+    let local = link.status();
     Json(serde_json::json!({
         "role": "primary",
         "name": name,
@@ -181,6 +231,7 @@ async fn leader_status(
         "batches_replicated": s.batches_replicated,
         "batches_alone": s.batches_alone,
         "fenced": s.fenced,
+        "local": local,
     }))
     .into_response()
 }
@@ -190,6 +241,7 @@ async fn leader_status(
 async fn restore_guard(
     app: Arc<App>,
     guard: Arc<AtomicU8>,
+    refused: Arc<Refused>,
     quorum: usize,
     stop: tokio::sync::mpsc::Sender<StepDown>,
 ) {
@@ -207,6 +259,20 @@ async fn restore_guard(
         }
         Err(e) => {
             tracing::error!(error = %e, "restore guard: refusing to sign");
+            // No signed tree head of the older log is served from here on (durably, when a
+            // partner saw more): before anything else.
+            let known = match &e {
+                super::guard::GuardError::Behind { known, .. } => *known,
+                super::guard::GuardError::Quorum { .. } => 0,
+            };
+            let r = Refusal {
+                known,
+                held: cp.size,
+                detail: e.to_string(),
+            };
+            if let Err(err) = refused.refuse(r) {
+                tracing::error!(error = %err, "the restore guard's refusal could not be recorded");
+            }
             guard.store(GUARD_REFUSED, Ordering::Release);
             let _ = stop.send(StepDown::GuardRefused(e.to_string())).await;
         }

@@ -21,17 +21,27 @@ use std::sync::Arc;
 use ledger::checkpoint::{open_checkpoint, Checkpoint, NoteVerifier};
 use ledger::merkle::{self, Hash, PendingHashes};
 use ledger::mirror::{Mirror, MirrorError, CHUNK_ENTRIES_MAX};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{ReplicateAnswer, ReplicateBody};
 use crate::sequencer::Shared;
 
 /// Node-local record holding the staged batch.
 const STAGED_KEY: &[u8] = b"ha/staged";
+/// Node-local record holding a batch known committed and not yet applied (empty: none).
+const PROVEN_KEY: &[u8] = b"ha/proven";
 
 /// A batch acknowledged but not yet known committed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Staged {
+    start: u64,
+    entries: Vec<Vec<u8>>,
+    note: String,
+}
+
+/// The staged record of an earlier release (JSON, entries as text), still read.
+#[derive(Deserialize)]
+struct StagedJson {
     start: u64,
     entries: Vec<String>,
     note: String,
@@ -40,6 +50,33 @@ struct Staged {
 impl Staged {
     fn end(&self) -> u64 {
         self.start + self.entries.len() as u64
+    }
+
+    /// The node-local record: the replication body's layout.
+    fn encode(&self) -> Vec<u8> {
+        ReplicateBody {
+            epoch: 0,
+            start: self.start,
+            entries: self.entries.clone(),
+            note: self.note.clone(),
+        }
+        .encode()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Staged> {
+        if let Ok(b) = ReplicateBody::decode(bytes) {
+            return Some(Staged {
+                start: b.start,
+                entries: b.entries,
+                note: b.note,
+            });
+        }
+        let j: StagedJson = serde_json::from_slice(bytes).ok()?;
+        Some(Staged {
+            start: j.start,
+            entries: j.entries.into_iter().map(String::into_bytes).collect(),
+            note: j.note,
+        })
     }
 }
 
@@ -59,6 +96,9 @@ pub enum ReceiveError {
 /// The standby's log: the mirror plus at most one staged batch.
 pub struct StandbyLog {
     mirror: Mirror,
+    /// A batch known committed (the primary shipped the next one), applied to the mirror
+    /// right after the answer ([`StandbyLog::apply_proven`]), off the primary's commit path.
+    proven: Option<Staged>,
     staged: Option<Staged>,
     shared: Arc<Shared>,
 }
@@ -75,21 +115,57 @@ impl StandbyLog {
         config: ledger::store::StoreConfig,
     ) -> Result<StandbyLog, MirrorError> {
         let mirror = Mirror::open_with(dir, verifier, config)?;
-        let staged = match mirror.store().local_get(STAGED_KEY)? {
-            Some(v) => serde_json::from_slice::<Staged>(&v)
-                .ok()
-                .filter(|s| s.start == mirror.size()),
-            None => None,
+        let proven = match mirror.store().local_get(PROVEN_KEY)? {
+            Some(v) if !v.is_empty() => Staged::decode(&v).filter(|s| s.start == mirror.size()),
+            _ => None,
         };
         let (size, note) = mirror
             .accepted()
             .map(|a| (a.checkpoint.size, a.note.clone()))
             .unwrap_or((0, String::new()));
-        Ok(StandbyLog {
+        let mut log = StandbyLog {
             mirror,
-            staged,
+            proven,
+            staged: None,
             shared: Shared::for_standby(size, note),
-        })
+        };
+        log.apply_proven()?;
+        log.staged = match log.mirror.store().local_get(STAGED_KEY)? {
+            Some(v) => Staged::decode(&v).filter(|s| s.start == log.mirror.size()),
+            None => None,
+        };
+        Ok(log)
+    }
+
+    /// Applies the batch known committed, if any (unsynced: its record, synced before, brings
+    /// it back after a crash), and publishes it.
+    pub fn apply_proven(&mut self) -> Result<(), MirrorError> {
+        let Some(p) = self.proven.take() else {
+            return Ok(());
+        };
+        let clear = vec![(PROVEN_KEY.to_vec(), Vec::new())];
+        let cp = match self.mirror.check_checkpoint(&p.note) {
+            Ok(Some(cp)) => cp,
+            Ok(None) => {
+                self.mirror
+                    .store()
+                    .local_write(&[(PROVEN_KEY.to_vec(), None)])?;
+                return Ok(());
+            }
+            Err(m) => {
+                self.proven = Some(p);
+                return Err(m.into());
+            }
+        };
+        if let Err(e) =
+            self.mirror
+                .append_verified_with(p.start, &p.entries, &cp, &p.note, &[], clear, false)
+        {
+            self.proven = Some(p);
+            return Err(e);
+        }
+        self.shared.set_checkpoint(cp.size, p.note.clone());
+        Ok(())
     }
 
     /// What reads share (the latest committed checkpoint held).
@@ -131,16 +207,17 @@ impl StandbyLog {
     }
 
     /// The root over the committed entries followed by `more`.
-    fn root_with(&self, more: &[&String]) -> Result<Hash, MirrorError> {
+    fn root_with(&self, more: &[&Vec<u8>]) -> Result<Hash, MirrorError> {
         let mut pending = PendingHashes::new(self.mirror.store(), self.mirror.size());
         for e in more {
-            pending.push(merkle::leaf_hash(e.as_bytes()))?;
+            pending.push(merkle::leaf_hash(e))?;
         }
         Ok(pending.root()?)
     }
 
     /// Applies the staged batch to the mirror (it is known committed) and publishes it.
     fn apply_staged(&mut self) -> Result<(), MirrorError> {
+        self.apply_proven()?;
         let Some(st) = self.staged.take() else {
             return Ok(());
         };
@@ -149,16 +226,21 @@ impl StandbyLog {
             Ok(None) => return Ok(()),
             Err(m) => return Err(m.into()),
         };
-        let entries: Vec<Vec<u8>> = st.entries.iter().map(|e| e.as_bytes().to_vec()).collect();
-        self.mirror
-            .append_verified(st.start, &entries, &cp, &st.note, &[])?;
+        self.mirror.append_verified_with(
+            st.start,
+            &st.entries,
+            &cp,
+            &st.note,
+            &[],
+            vec![(PROVEN_KEY.to_vec(), Vec::new())],
+            true,
+        )?;
         self.shared.set_checkpoint(cp.size, st.note.clone());
         Ok(())
     }
 
     fn stage(&mut self, st: Staged) -> Result<(), MirrorError> {
-        let bytes = serde_json::to_vec(&st).expect("a staged batch serializes");
-        self.mirror.store().local_put(STAGED_KEY, &bytes)?;
+        self.mirror.store().local_put(STAGED_KEY, &st.encode())?;
         self.staged = Some(st);
         Ok(())
     }
@@ -168,6 +250,7 @@ impl StandbyLog {
     /// committed (the primary signs the next batch only after the commit), so it is applied
     /// first.
     pub fn receive(&mut self, body: &ReplicateBody) -> Result<ReplicateAnswer, ReceiveError> {
+        self.apply_proven()?;
         let cp = self.open_note(&body.note)?;
         let n = body.entries.len() as u64;
         if n == 0 || n > CHUNK_ENTRIES_MAX || body.start.checked_add(n) != Some(cp.size) {
@@ -178,32 +261,44 @@ impl StandbyLog {
         }
         let size = self.mirror.size();
         let chained = self.staged.as_ref().filter(|s| s.end() == body.start);
+        let next = Staged {
+            start: body.start,
+            entries: body.entries.clone(),
+            note: body.note.clone(),
+        };
         if let Some(st) = chained {
-            let all: Vec<&String> = st.entries.iter().chain(&body.entries).collect();
+            let all: Vec<&Vec<u8>> = st.entries.iter().chain(&body.entries).collect();
             if self.root_with(&all)? != cp.root {
                 return Err(ReceiveError::Invalid(
                     "the batch does not extend the staged one to the signed root".into(),
                 ));
             }
-            self.apply_staged()?;
+            // The staged batch is known committed: recorded so, with this one staged, in one
+            // synced write; it is applied after the answer ([`StandbyLog::apply_proven`]).
+            let proven = self.staged.take().expect("chained");
+            self.mirror
+                .store()
+                .local_write(&[
+                    (PROVEN_KEY.to_vec(), Some(proven.encode())),
+                    (STAGED_KEY.to_vec(), Some(next.encode())),
+                ])
+                .map_err(MirrorError::from)?;
+            self.proven = Some(proven);
+            self.staged = Some(next);
         } else if body.start == size {
-            let all: Vec<&String> = body.entries.iter().collect();
+            let all: Vec<&Vec<u8>> = body.entries.iter().collect();
             if self.root_with(&all)? != cp.root {
                 return Err(ReceiveError::Invalid(
                     "the entries do not hash to the signed root".into(),
                 ));
             }
+            self.stage(next)?;
         } else {
             return Err(ReceiveError::Position {
                 start: body.start,
                 size,
             });
         }
-        self.stage(Staged {
-            start: body.start,
-            entries: body.entries.clone(),
-            note: body.note.clone(),
-        })?;
         Ok(self.answer())
     }
 
@@ -215,11 +310,12 @@ impl StandbyLog {
     /// Settles the staged batch against a committed head (`size`, `root` hex): applied when
     /// the head is exactly its end, dropped when the head does not cover it.
     pub fn settle(&mut self, size: u64, root: &str) -> Result<(), MirrorError> {
+        self.apply_proven()?;
         let Some(st) = &self.staged else {
             return Ok(());
         };
         if st.end() == size {
-            let all: Vec<&String> = st.entries.iter().collect();
+            let all: Vec<&Vec<u8>> = st.entries.iter().collect();
             if root_hex(&self.root_with(&all)?) == root {
                 return self.apply_staged();
             }
@@ -237,6 +333,7 @@ impl StandbyLog {
     /// (already held, or the staged batch was exactly it and is now applied), else the
     /// checkpoint and the accepted size a consistency proof must start from.
     pub fn judge(&mut self, note: &str) -> Result<Option<(Checkpoint, u64)>, MirrorError> {
+        self.apply_proven()?;
         let Some(cp) = self.mirror.check_checkpoint(note)? else {
             return Ok(None);
         };
@@ -269,6 +366,7 @@ impl StandbyLog {
         note: &str,
         proof_to_target: &[Hash],
     ) -> Result<(), MirrorError> {
+        self.apply_proven()?;
         let start = self.mirror.size();
         self.mirror
             .append_verified(start, entries, cp, note, proof_to_target)?;
@@ -290,6 +388,7 @@ impl StandbyLog {
 
     /// Accepts `cp` for entries already held (verified against a larger note before).
     pub fn accept_covered(&mut self, cp: &Checkpoint, note: &str) -> Result<(), MirrorError> {
+        self.apply_proven()?;
         self.mirror.accept_covered(cp, note)?;
         self.shared.set_checkpoint(cp.size, note.to_owned());
         Ok(())

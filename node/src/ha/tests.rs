@@ -45,11 +45,7 @@ impl CommitGate for Capture {
         self.0.push(ReplicateBody {
             epoch: 1,
             start: p.start,
-            entries: p
-                .entries
-                .iter()
-                .map(|(_, b)| String::from_utf8(b.clone()).unwrap())
-                .collect(),
+            entries: p.entries.iter().map(|(_, b)| b.clone()).collect(),
             note: p.note.clone(),
         });
         Ok(())
@@ -79,14 +75,16 @@ fn a_staged_batch_is_applied_only_once_it_is_known_committed() {
         0,
         "a staged batch is not served"
     );
-    // The next signed batch proves the first committed: it is applied, the second staged.
+    // The next signed batch proves the first committed: that is recorded with the second
+    // staged, in one synced write, and the first is applied after the answer.
     let second = s.receive(&shipped.0[1]).unwrap();
-    assert_eq!((second.size, second.staged_end), (5, Some(8)));
-    assert_eq!(s.shared().checkpoint().size, 5);
-    // Acknowledged means durable: the staged batch survives a restart.
+    assert_eq!((second.size, second.staged_end), (0, Some(8)));
+    // A crash before it is applied: the restarted standby applies it at open. Acknowledged
+    // means durable: the staged batch survives too.
     drop(s);
     let mut s = standby(b.path());
     assert_eq!((s.size(), s.staged_end()), (5, Some(8)));
+    assert_eq!(s.shared().checkpoint().size, 5);
     // The committed head covers it exactly: applied.
     let root = hex::encode(log.checkpoint().root);
     s.settle(8, &root).unwrap();
@@ -130,7 +128,10 @@ fn a_batch_that_is_not_what_the_key_signed_or_not_in_place_is_refused() {
     ));
     // Tampered entry under an honest note.
     let mut bad = shipped.0[0].clone();
-    bad.entries[1] = bad.entries[1].replace("\"m1\"", "\"m2\"");
+    bad.entries[1] = String::from_utf8(bad.entries[1].clone())
+        .unwrap()
+        .replace("\"m1\"", "\"m2\"")
+        .into_bytes();
     assert!(matches!(s.receive(&bad), Err(ReceiveError::Invalid(_))));
     // A note signed by another key.
     let other = NoteSigner::from_seed(ORIGIN, &[8; 32]).unwrap();
@@ -272,15 +273,19 @@ fn serve_standby(
     let (s2, down2) = (s.clone(), down.clone());
     let router = axum::Router::new().route(
         super::REPLICATE_PATH,
-        post(move |axum::Json(b): axum::Json<ReplicateBody>| {
+        post(move |b: axum::body::Bytes| {
             let (s, down) = (s2.clone(), down2.clone());
             async move {
+                let b = ReplicateBody::decode(&b).unwrap();
                 if down.load(std::sync::atomic::Ordering::Acquire) {
                     return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
                 }
                 let mut s = s.lock().unwrap();
                 match s.receive(&b) {
-                    Ok(a) => axum::Json(a).into_response(),
+                    Ok(a) => {
+                        s.apply_proven().unwrap();
+                        axum::Json(a).into_response()
+                    }
                     Err(_) => {
                         (axum::http::StatusCode::CONFLICT, axum::Json(s.position())).into_response()
                     }
@@ -332,4 +337,91 @@ fn a_batch_is_committed_with_the_standby_in_sync_only_once_it_holds_it() {
         (heads[n - 1].size, heads[n - 1].in_sync.clone()),
         (8, vec!["a".to_owned()])
     );
+}
+
+#[test]
+fn a_replication_body_reads_back_and_a_damaged_one_is_refused() {
+    let body = ReplicateBody {
+        epoch: 3,
+        start: 10,
+        entries: vec![b"{\"a\":1}".to_vec(), vec![0xff, 0, 1]],
+        note: "origin\n12\nroot\n".into(),
+    };
+    let bytes = body.encode();
+    assert_eq!(ReplicateBody::decode(&bytes).unwrap(), body);
+    for cut in [0, 3, 4, 20, bytes.len() - 1] {
+        assert!(
+            ReplicateBody::decode(&bytes[..cut]).is_err(),
+            "cut at {cut}"
+        );
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(ReplicateBody::decode(&longer).is_err());
+}
+
+#[test]
+fn node_local_bodies_are_applied_only_signed_and_in_place() {
+    use super::local::{body_key, LocalBody, LocalPosition, LocalReplica};
+    let dir = tempfile::tempdir().unwrap();
+    let store = ledger::store::Store::open(dir.path()).unwrap();
+    let key = body_key(&[7; 32]);
+    let replica = LocalReplica::open(store.clone(), key.verifying_key()).unwrap();
+    let put = |k: &str, v: &str| (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()));
+    // Nothing held yet: journaled writes are out of place.
+    let ops = LocalBody::Ops {
+        gen: 5,
+        from: 0,
+        writes: vec![vec![put("apikey/a", "1")]],
+    };
+    assert!(replica.apply(&ops.encode(&key)).is_err());
+    store.local_put(b"apikey/stale", b"x").unwrap();
+    store.local_put(b"ha/staged", b"mine").unwrap();
+    // A copy in two pages: the stale key in the first page's range goes, ha/ stays.
+    let page = |from: &str, to: Option<&str>, records: Vec<(&str, &str)>| LocalBody::Page {
+        gen: 5,
+        start: 0,
+        from: from.as_bytes().to_vec(),
+        to: to.map(|t| t.as_bytes().to_vec()),
+        records: records
+            .into_iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect(),
+    };
+    let first = page("", Some("b"), vec![("apikey/a", "1")]);
+    let p = replica.apply(&first.encode(&key)).unwrap().unwrap();
+    assert_eq!((p.gen, p.next, p.complete), (5, 0, false));
+    assert_eq!(store.local_get(b"apikey/stale").unwrap(), None);
+    // Signed by another key: refused.
+    let last = page("b", None, vec![("partner/coffee", "pin")]);
+    assert!(replica.apply(&last.encode(&body_key(&[8; 32]))).is_err());
+    let p = replica.apply(&last.encode(&key)).unwrap().unwrap();
+    assert!(p.complete);
+    assert_eq!(store.local_get(b"ha/staged").unwrap().unwrap(), b"mine");
+    // Then the journal from where the copy began, a write twice is applied once.
+    let ops = LocalBody::Ops {
+        gen: 5,
+        from: 0,
+        writes: vec![
+            vec![put("apikey/b", "2")],
+            vec![(b"apikey/a".to_vec(), None)],
+        ],
+    };
+    assert_eq!(
+        replica.apply(&ops.encode(&key)).unwrap(),
+        Some(LocalPosition {
+            gen: 5,
+            next: 2,
+            complete: true
+        })
+    );
+    assert!(replica.apply(&ops.encode(&key)).unwrap().is_some());
+    assert_eq!(store.local_get(b"apikey/a").unwrap(), None);
+    assert_eq!(store.local_get(b"apikey/b").unwrap().unwrap(), b"2");
+    // A replayed first page of the same generation behind the position is refused.
+    assert!(replica.apply(&first.encode(&key)).is_err());
+    // The position survives a restart.
+    drop(replica);
+    let replica = LocalReplica::open(store, key.verifying_key()).unwrap();
+    assert_eq!(replica.position().map(|p| p.next), Some(2));
 }
