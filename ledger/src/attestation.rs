@@ -13,10 +13,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, CheckpointError, NoteError, NoteVerifier, SignatureType};
-use crate::witness::{verify_cosigned_checkpoint, WitnessCosignature, WitnessPolicy};
 use crate::entry::EntryKind;
 use crate::receipt::{Receipt, ReceiptError};
 use crate::types::{BrandId, LogTime, MemberId, TierName};
+use crate::witness::{verify_cosigned_checkpoint, WitnessCosignature, WitnessPolicy};
 
 /// What a brand states about one of its members.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

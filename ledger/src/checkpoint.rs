@@ -22,8 +22,6 @@ use base64::Engine as _;
 pub use crate::cosignature::*;
 pub use crate::note::*;
 
-
-
 /// Errors from parsing, signing and verifying checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckpointError {

@@ -27,6 +27,7 @@
 pub mod agreement;
 pub mod attestation;
 pub mod checkpoint;
+pub mod checkpoint_vectors;
 pub mod cosignature;
 pub mod encoding;
 pub mod entry;
@@ -42,7 +43,6 @@ pub mod tiles;
 pub mod types;
 pub mod value;
 pub mod witness;
-pub mod checkpoint_vectors;
 
 #[cfg(feature = "rocksdb")]
 pub mod log;

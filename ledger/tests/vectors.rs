@@ -12,9 +12,7 @@ use std::collections::BTreeSet;
 use base64::Engine as _;
 use ed25519_dalek::SigningKey;
 use ledger::agreement::{self, AgreementTerms, SignedAgreement};
-use ledger::checkpoint::{
-    open_checkpoint, sign_checkpoint, Checkpoint, NoteSigner, NoteVerifier,
-};
+use ledger::checkpoint::{open_checkpoint, sign_checkpoint, Checkpoint, NoteSigner, NoteVerifier};
 use ledger::checkpoint_vectors;
 use ledger::encoding::EncodingError;
 use ledger::entry::{

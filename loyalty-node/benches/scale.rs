@@ -245,7 +245,11 @@ fn main() {
     let key = match std::fs::read_to_string(&key_file) {
         Ok(k) => k.trim().to_owned(),
         Err(_) => {
-            assert!(reuse.is_none(), "--reuse: no log kept in {}", root.display());
+            assert!(
+                reuse.is_none(),
+                "--reuse: no log kept in {}",
+                root.display()
+            );
             std::fs::create_dir_all(&root).expect("the bench directory");
             let key = init_node(&data, port);
             std::fs::write(&key_file, &key).expect("write admin.key");
@@ -297,7 +301,10 @@ fn main() {
         // Compaction settles before anything is measured.
         let t = Instant::now();
         while !log.store().compactions_settled() {
-            assert!(t.elapsed() < Duration::from_secs(3600), "compactions did not settle in an hour");
+            assert!(
+                t.elapsed() < Duration::from_secs(3600),
+                "compactions did not settle in an hour"
+            );
             std::thread::sleep(Duration::from_secs(1));
         }
         settle_s = t.elapsed().as_secs_f64();
@@ -323,7 +330,8 @@ fn main() {
         rt.block_on(async {
             let http = reqwest::Client::new();
             let (child, _, _) = start_node(&http, &empty, &url).await;
-            let (tps, _, _) = earn_round(&http, &url, &key, members, clients, seconds, "empty").await;
+            let (tps, _, _) =
+                earn_round(&http, &url, &key, members, clients, seconds, "empty").await;
             let batch_tps = batch_round(&http, &url, &key, members, 4, seconds).await;
             drop(child);
             (tps, batch_tps)

@@ -361,21 +361,21 @@ fn state_status(e: &StateError) -> StatusCode {
         | E::AuthorisationExpired { .. }
         | E::HoldExpired { .. }
         | E::RefundExceedsObligation { .. }
-        | E::NoTierPolicy { .. } => StatusCode::CONFLICT,
+        | E::NoTierPolicy => StatusCode::CONFLICT,
         E::TimeNotIncreasing { .. } | E::IndexNotNext { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         E::DuplicateId { .. }
         | E::InsufficientPoints { .. }
-        | E::BalanceOverflow { .. }
+        | E::BalanceOverflow
         | E::HoldExpiryNotInFuture { .. }
-        | E::ConditionNotMet { .. }
-        | E::PreimageRequired { .. }
-        | E::UnexpectedPreimage { .. }
+        | E::ConditionNotMet
+        | E::PreimageRequired
+        | E::UnexpectedPreimage
         | E::RefundExceedsRedemption { .. }
         | E::LotNotExpired { .. }
         | E::ExpireAmountMismatch { .. }
         | E::TierFromMismatch { .. }
         | E::TierNotDue { .. }
-        | E::RateCardInPast { .. }
+        | E::RateCardInPast
         | E::FxSameCurrency { .. }
         | E::TooManyRates { .. }
         | E::AttestationTierMismatch { .. }
@@ -390,8 +390,8 @@ fn state_status(e: &StateError) -> StatusCode {
         | E::TooManyAgreements { .. }
         | E::QuoteIdMismatch { .. }
         | E::QuoteAgreementMismatch { .. }
-        | E::ObligationCounterpartMissing { .. }
-        | E::ObligationCounterpartUnexpected { .. }
+        | E::ObligationCounterpartMissing
+        | E::ObligationCounterpartUnexpected
         | E::ObligationAgreementMismatch { .. }
         | E::ObligationHoldMismatch { .. }
         | E::UnknownObligation { .. }

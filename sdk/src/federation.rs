@@ -8,10 +8,10 @@
 //! checks an attestation offline.
 
 use ledger::checkpoint::{open_checkpoint, Checkpoint, NoteError, NoteVerifier, SignatureType};
-use ledger::witness::WitnessPolicy;
 use ledger::entry::EntryKind;
 use ledger::receipt::Receipt;
 use ledger::types::{BrandId, LogTime, MemberId, TierName};
+use ledger::witness::WitnessPolicy;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, VerificationError};

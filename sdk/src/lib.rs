@@ -73,10 +73,10 @@ pub use verify::{verify_log, AuditPoint, ReplayStore, Summary, VerifyError, Veri
 
 pub use ledger::attestation::{Attestation, Statement};
 pub use ledger::checkpoint::NoteVerifier;
-pub use ledger::witness::WitnessPolicy;
 pub use ledger::entry::{Direction, Entry, EntryKind, HexBytes, HexHash, Tier};
 pub use ledger::money::{Currency, Decimal};
 pub use ledger::receipt::Receipt;
 pub use ledger::types::{
     BrandId, DurationMs, EntryId, LogIndex, LogTime, MemberId, Points, TierName,
 };
+pub use ledger::witness::WitnessPolicy;

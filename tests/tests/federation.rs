@@ -21,8 +21,8 @@ use ledger::attestation::Attestation;
 use ledger::checkpoint::{
     open_checkpoint, CheckpointError, CosignatureSigner, NoteSignature, NoteVerifier, SignedNote,
 };
-use ledger::witness::{verify_cosigned_checkpoint, WitnessPolicy};
 use ledger::receipt::Receipt;
+use ledger::witness::{verify_cosigned_checkpoint, WitnessPolicy};
 use sdk::{EarnRequest, EntryKind, SetTiersRequest, Tier};
 use serde_json::{json, Value};
 

@@ -223,7 +223,7 @@ fn paths_from(base: &[String], t: &[Token]) -> Vec<(String, Option<String>)> {
             Some((Tok::Ident(s), _)) => {
                 let rest = &t[1..];
                 if rest.first().map(|x| &x.0) == Some(&Tok::PathSep) {
-                    paths_from(&[s.clone()], &rest[1..])
+                    paths_from(std::slice::from_ref(s), &rest[1..])
                 } else {
                     vec![(s.clone(), None)]
                 }
@@ -643,7 +643,11 @@ fn no_crate_has_a_cycle_between_its_top_level_modules() {
         // sum below keeps the test from passing on a parser that finds nothing.
         modules += g.modules.len();
         if c.ends_with("node") {
-            assert!(g.modules.len() >= 10, "{} has modules to check", c.display());
+            assert!(
+                g.modules.len() >= 10,
+                "{} has modules to check",
+                c.display()
+            );
         }
         for cycle in cycles(&g) {
             problems.push(format!("{}: {}", c.display(), describe(&g, &cycle)));

@@ -122,7 +122,10 @@ mod tests {
             .run(|| std::thread::current().name().map(str::to_owned))
             .await;
         assert_eq!(name.as_deref(), Some("test-0"));
-        assert!(pool.try_run(|| -> u8 { panic!("a bad job") }).await.is_err());
+        assert!(pool
+            .try_run(|| -> u8 { panic!("a bad job") })
+            .await
+            .is_err());
         // The one worker survived the panic.
         assert_eq!(pool.run(|| 7).await, 7);
         assert_eq!(inits.load(Ordering::SeqCst), 1);

@@ -6,8 +6,8 @@
 //! witness policy.
 
 use ledger::attestation::Attestation;
-use ledger::witness::{verify_cosigned_checkpoint, VerifiedCheckpoint, WitnessPolicy};
 use ledger::types::{BrandId, MemberId};
+use ledger::witness::{verify_cosigned_checkpoint, VerifiedCheckpoint, WitnessPolicy};
 use reqwest::Method;
 
 use super::{segment, Call, Client};

@@ -11,10 +11,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use ledger::attestation::{self, Attestation, Statement};
 use ledger::checkpoint::{sign_checkpoint, Checkpoint, CosignatureSigner, NoteSigner};
-use ledger::witness::WitnessPolicy;
 use ledger::entry::{Earn, Entry, EntryKind, TierAttestation};
 use ledger::merkle::MemoryTree;
 use ledger::receipt::Receipt;
+use ledger::witness::WitnessPolicy;
 use serde_json::json;
 
 use super::{entry, problem, pts, signer};

@@ -59,14 +59,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use ledger::checkpoint::{
-    open_checkpoint, Checkpoint, CheckpointError, NoteVerifier, SignedNote,
-};
-use ledger::witness::{verify_cosigned_checkpoint, WitnessPolicy};
+use ledger::checkpoint::{open_checkpoint, Checkpoint, CheckpointError, NoteVerifier, SignedNote};
 use ledger::entry::EntryError;
 use ledger::merkle::{verify_consistency, Hash, MerkleError};
 use ledger::state::{InvariantViolation, State, StateError};
 use ledger::types::{AccountId, LogIndex, LogTime};
+use ledger::witness::{verify_cosigned_checkpoint, WitnessPolicy};
 
 use crate::client::Client;
 use crate::error::Error;
