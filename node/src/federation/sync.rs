@@ -27,6 +27,9 @@ use ledger::mirror::{CheckedChunk, MirrorError, CHUNK_ENTRIES_MAX};
 use super::client::PeerClient;
 use super::{Federation, Partner};
 
+/// The C2SP tile index encoding (`x001/x234/067`), from the tiles module.
+pub use ledger::tiles::tile_index_path;
+
 // The client's helpers, at the paths other modules have used.
 pub use super::client::{describe, read_limited};
 
@@ -149,39 +152,12 @@ pub async fn get_limited(
         .map_err(|e| format!("GET {path}: {e}"))
 }
 
-/// The C2SP tile index encoding: `x001/x234/067`.
-pub fn tile_index_path(n: u64) -> String {
-    let mut groups = vec![format!("{:03}", n % 1000)];
-    let mut rest = n / 1000;
-    while rest > 0 {
-        groups.push(format!("x{:03}", rest % 1000));
-        rest /= 1000;
-    }
-    groups.reverse();
-    groups.join("/")
-}
-
-/// Parses an entry bundle of exactly `count` entries.
+/// Parses an entry bundle of exactly `count` entries (C2SP tlog-tiles framing, read by
+/// [`ledger::tiles::bundle_entries`]).
 pub fn parse_bundle(body: &[u8], count: usize) -> Result<Vec<Vec<u8>>, String> {
-    let mut out = Vec::with_capacity(count);
-    let mut rest = body;
-    while !rest.is_empty() {
-        if rest.len() < 2 {
-            return Err("truncated entry bundle".into());
-        }
-        let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
-        if len > ledger::entry::ENTRY_BYTES_MAX {
-            return Err(format!(
-                "an entry of {len} bytes exceeds the {} allowed",
-                ledger::entry::ENTRY_BYTES_MAX
-            ));
-        }
-        if rest.len() < 2 + len {
-            return Err("truncated entry bundle".into());
-        }
-        out.push(rest[2..2 + len].to_vec());
-        rest = &rest[2 + len..];
-    }
+    let out = ledger::tiles::bundle_entries(body)
+        .map(|e| e.map(<[u8]>::to_vec).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
     if out.len() != count {
         return Err(format!(
             "entry bundle holds {} entries, not {count}",
