@@ -558,6 +558,7 @@ async fn failover_campaign() {
             // lack acknowledged writes), and the brand resumes on the old primary once it
             // reaches etcd again.
             let double = round % 7 == 6;
+            let mut alone_primary = None;
             if round % 3 == 2 || double {
                 for p in &peer {
                     p.set(Faults::both(Flow::Cut));
@@ -567,18 +568,20 @@ async fn failover_campaign() {
                     let pair = &pair;
                     async move {
                         match pair.primary(&http).await {
-                            Some((_, s))
+                            Some((i, s))
                                 if s["in_sync"].as_array().is_some_and(|a| a.len() == 1)
                                     && s["batches_alone"].as_u64() > Some(0) =>
                             {
-                                Ok(s)
+                                Ok((i, s))
                             }
                             s => Err(format!("{s:?}")),
                         }
                     }
                 })
                 .await;
+                let (i, alone) = alone;
                 assert_eq!(alone["fenced"], Value::Null, "{alone}");
+                alone_primary = Some(i);
                 if !double {
                     for p in &peer {
                         p.heal();
@@ -586,10 +589,9 @@ async fn failover_campaign() {
                     *faults.entry("partition primary/standby".into()).or_default() += 1;
                 }
             }
-            let leader = if double {
-                pair.primary(&http).await.expect("the primary going on alone").0
-            } else {
-                pair.wait_in_sync(Duration::from_secs(30)).await
+            let leader = match alone_primary {
+                Some(i) if double => i,
+                _ => pair.wait_in_sync(Duration::from_secs(30)).await,
             };
             let fault = match rng.below(4) {
                 _ if double => Fault::PartitionPrimaryFromEtcd,
