@@ -42,6 +42,30 @@ const RESUME_BOUND: Duration = Duration::from_secs(12);
 /// Workers of the campaign's workload.
 const WORKERS: usize = 4;
 
+/// What each of `urls` answers to a status request and to an earn: the state of the brand
+/// when a round failed.
+async fn probe(http: &reqwest::Client, urls: &[String], key: &str, round: usize) -> String {
+    let mut probes = Vec::new();
+    for u in urls {
+        let st = http
+            .get(format!("{u}/v1/ha/status"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        let st = match st {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(e) => e.to_string(),
+        };
+        let id = format!("probe-{round}-{}", probes.len());
+        let w = match try_earn(http, u, key, &id, 1).await {
+            Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => e,
+        };
+        probes.push(format!("{u}: status {st}; earn {w}"));
+    }
+    probes.join("\n")
+}
+
 /// Whether the node at `url` is a standby that says it may not take over because it is not
 /// in the in-sync set.
 async fn standby_out_of_sync(http: &reqwest::Client, url: &str) -> bool {
@@ -558,12 +582,11 @@ async fn failover_campaign() {
             // lack acknowledged writes), and the brand resumes on the old primary once it
             // reaches etcd again.
             let double = round % 7 == 6;
-            let mut alone_primary = None;
-            if round % 3 == 2 || double {
+            let alone_primary = if round % 3 == 2 || double {
                 for p in &peer {
                     p.set(Faults::both(Flow::Cut));
                 }
-                let alone = wait_until("the primary goes on alone", Duration::from_secs(10), || {
+                let (i, alone) = wait_until("the primary goes on alone", Duration::from_secs(10), || {
                     let http = http.clone();
                     let pair = &pair;
                     async move {
@@ -579,16 +602,17 @@ async fn failover_campaign() {
                     }
                 })
                 .await;
-                let (i, alone) = alone;
                 assert_eq!(alone["fenced"], Value::Null, "{alone}");
-                alone_primary = Some(i);
                 if !double {
                     for p in &peer {
                         p.heal();
                     }
                     *faults.entry("partition primary/standby".into()).or_default() += 1;
                 }
-            }
+                Some(i)
+            } else {
+                None
+            };
             let leader = match alone_primary {
                 Some(i) if double => i,
                 _ => pair.wait_in_sync(Duration::from_secs(30)).await,
@@ -679,17 +703,10 @@ async fn failover_campaign() {
                     panic!("seed {seed}: round {round}: a worker stopped: {r:?}\n{}", pair.logs());
                 }
                 if Instant::now() >= deadline {
-                    let mut probes = Vec::new();
-                    for u in [front.url(), pair.nodes[0].url.clone(), pair.nodes[1].url.clone()] {
-                        let st = http.get(format!("{u}/v1/ha/status")).timeout(Duration::from_secs(2)).send().await;
-                        let st = match st { Ok(r) => r.text().await.unwrap_or_default(), Err(e) => e.to_string() };
-                        let w = try_earn(&http, &u, &key, &format!("probe-{round}-{}", probes.len()), 1).await;
-                        let w = match w { Ok(r) => format!("{} {}", r.status(), r.text().await.unwrap_or_default()), Err(e) => e };
-                        probes.push(format!("{u}: status {st}; earn {w}"));
-                    }
+                    let urls = [front.url(), pair.nodes[0].url.clone(), pair.nodes[1].url.clone()];
                     panic!(
                         "seed {seed}: round {round} ({fault:?}): service not resumed within {RESUME_BOUND:?} (leader {new_leader:?})\n{}\n{}",
-                        probes.join("\n"),
+                        probe(&http, &urls, &key, round).await,
                         pair.logs()
                     );
                 }
