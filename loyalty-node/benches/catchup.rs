@@ -43,40 +43,6 @@ use common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_loyalty-node");
 
-struct Init {
-    url: String,
-    admin_key: String,
-    verifier_key: String,
-}
-
-fn init(data: &Path, brand: &str) -> Init {
-    let port = free_port();
-    let out = Command::new(BIN)
-        .args(["init", "--data"])
-        .arg(data)
-        .args(["--brand", brand, "--listen", &format!("127.0.0.1:{port}")])
-        .output()
-        .expect("run loyalty-node init");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let find = |p: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(p))
-            .unwrap_or_else(|| panic!("init printed no {p}"))
-            .trim()
-            .to_owned()
-    };
-    Init {
-        url: format!("http://127.0.0.1:{port}"),
-        admin_key: find("admin API key (shown once, stored hashed): "),
-        verifier_key: find("verifier key: "),
-    }
-}
-
 /// The partner's init, kept beside its data so that a kept `--dir` can be reused.
 fn init_or_reuse(data: &Path, brand: &str) -> Init {
     let saved = data.with_extension("init");
@@ -88,7 +54,7 @@ fn init_or_reuse(data: &Path, brand: &str) -> Init {
             verifier_key: l.next().unwrap(),
         };
     }
-    let i = init(data, brand);
+    let i = init(BIN, data, brand);
     std::fs::write(
         &saved,
         format!("{}\n{}\n{}\n", i.url, i.admin_key, i.verifier_key),
@@ -405,7 +371,7 @@ fn main() {
 
         if does("catchup") {
             let b_data = tmp.path().join("b");
-            let b = init(&b_data, "brand-b");
+            let b = init(BIN, &b_data, "brand-b");
             let _b = Kill(run(&b_data, &[("LOYALTY_SYNC_INTERVAL_MS", "50")]));
             wait_ready(&http, &b.url).await;
             let t = Instant::now();
@@ -435,7 +401,7 @@ fn main() {
 
         if does("earns") {
             let c_data = tmp.path().join("c");
-            let c = init(&c_data, "brand-c");
+            let c = init(BIN, &c_data, "brand-c");
             let _c = Kill(run(&c_data, &[("LOYALTY_SYNC_INTERVAL_MS", "50")]));
             wait_ready(&http, &c.url).await;
             renice_all(a_pid, 19);

@@ -165,27 +165,6 @@ async fn batch_round(
     total as f64 / t0.elapsed().as_secs_f64()
 }
 
-/// `loyalty-node init` in `data`, listening on `port`: the admin API key.
-fn init_node(data: &Path, port: u16) -> String {
-    let out = Command::new(BIN)
-        .args(["init", "--data"])
-        .arg(data)
-        .args(["--brand", "scale", "--listen", &format!("127.0.0.1:{port}")])
-        .output()
-        .expect("run loyalty-node init");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("admin API key (shown once, stored hashed): "))
-        .expect("admin key")
-        .trim()
-        .to_owned()
-}
-
 /// Starts `loyalty-node run` on `data` and waits for `/readyz`: the process, its pid and the
 /// time it took to be ready.
 async fn start_node(http: &reqwest::Client, data: &Path, url: &str) -> (Kill, u32, Duration) {
@@ -239,7 +218,6 @@ fn main() {
     };
     let data = root.join("node");
     let key_file = root.join("admin.key");
-    let port = free_port();
     // A kept directory that has a key already holds a log: it is reused (`--keep` goes on
     // writing up to `--entries`, `--reuse` writes nothing). `--members` must be the same.
     let key = match std::fs::read_to_string(&key_file) {
@@ -251,7 +229,7 @@ fn main() {
                 root.display()
             );
             std::fs::create_dir_all(&root).expect("the bench directory");
-            let key = init_node(&data, port);
+            let key = init(BIN, &data, "scale").admin_key;
             std::fs::write(&key_file, &key).expect("write admin.key");
             key
         }
@@ -319,9 +297,8 @@ fn main() {
     // The same rounds on an empty log first, side by side.
     let (empty_tps, empty_batch_tps) = {
         let empty = tmp.path().join("empty");
-        let port = free_port();
-        let key = std::sync::Arc::new(init_node(&empty, port));
-        let url = format!("http://127.0.0.1:{port}");
+        let Init { url, admin_key, .. } = init(BIN, &empty, "scale");
+        let key = std::sync::Arc::new(admin_key);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -1,7 +1,8 @@
 //! Helpers shared by the node's benches (`#[path]`-included; not a bench of its own).
 #![allow(dead_code)]
 
-use std::process::Child;
+use std::path::Path;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 /// The value after `--name` on the command line.
@@ -36,5 +37,41 @@ impl Drop for Kill {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// What `loyalty-node init` printed for a new data directory.
+pub struct Init {
+    pub url: String,
+    pub admin_key: String,
+    pub verifier_key: String,
+}
+
+/// `bin init` in `data` for `brand`, listening on a free loopback port.
+pub fn init(bin: &str, data: &Path, brand: &str) -> Init {
+    let port = free_port();
+    let out = Command::new(bin)
+        .args(["init", "--data"])
+        .arg(data)
+        .args(["--brand", brand, "--listen", &format!("127.0.0.1:{port}")])
+        .output()
+        .expect("run loyalty-node init");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let find = |p: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(p))
+            .unwrap_or_else(|| panic!("init printed no {p}"))
+            .trim()
+            .to_owned()
+    };
+    Init {
+        url: format!("http://127.0.0.1:{port}"),
+        admin_key: find("admin API key (shown once, stored hashed): "),
+        verifier_key: find("verifier key: "),
     }
 }
