@@ -7,8 +7,12 @@
 //!   checkpoint it signs covers exactly the durable entries, never more;
 //! - after a failed write the `Log` refuses further writes (its memory may be ahead of the
 //!   disk) until it is reopened, which reloads the durable state;
-//! - [`Log::open`] refuses a store whose entries, tree, state and checkpoint disagree.
+//! - [`Log::open`] refuses a store whose entries, tree, state and checkpoint disagree;
+//! - a linked chain of writes ([`Log::append_linked_with`]) is applied all or none within one
+//!   batch: either every write of it succeeds and its entries are those the writes would log
+//!   unlinked, or none of its entries is in the batch and no state change of it remains.
 
+use std::ops::Range;
 use std::path::Path;
 
 use crate::checkpoint::{
@@ -23,6 +27,9 @@ use crate::types::{EntryId, LogIndex, LogTime, MAX_TIME_MS};
 
 /// The most writes one [`Log::append`] call accepts.
 pub const BATCH_WRITES_MAX: usize = 8192;
+
+/// The most writes one linked chain holds ([`Log::append_linked_with`]).
+pub const LINKED_WRITES_MAX: usize = 64;
 
 /// A write asked of the log: an idempotency id and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +61,15 @@ pub enum WriteError {
     /// Its entry would be longer than [`ENTRY_BYTES_MAX`], so no reader could decode it.
     #[error("the entry would be {size} bytes, more than the limit of {max}")]
     TooLarge { size: usize, max: usize },
+    /// Another write of its linked chain, `refused`, was refused, so nothing of the chain was
+    /// logged (TigerBeetle's `linked_event_failed`).
+    #[error(
+        "write {refused} of the same linked chain was refused; nothing of the chain was logged"
+    )]
+    LinkedWriteFailed { refused: EntryId },
+    /// Its linked chain holds more than [`LINKED_WRITES_MAX`] writes; nothing of it was logged.
+    #[error("a linked chain holds at most {max} writes, not {len}")]
+    ChainTooLong { len: usize, max: usize },
 }
 
 /// A failure of the log itself (storage, corruption); not the caller's input.
@@ -73,6 +89,10 @@ pub enum LogError {
     Poisoned,
     #[error("a batch holds at most {BATCH_WRITES_MAX} writes")]
     BatchTooLarge,
+    /// The chains of a batch are not ascending, disjoint, non-empty ranges of its writes;
+    /// nothing was applied and the log is still usable.
+    #[error("invalid linked chains: {0}")]
+    InvalidChains(String),
     #[error("no entry at index {0}")]
     NoSuchEntry(u64),
     #[error("state storage: {0}")]
@@ -166,19 +186,33 @@ pub fn migrate(store: &Store, progress: &mut dyn FnMut(u64)) -> Result<bool, Log
     Ok(true)
 }
 
+/// Checks that `chains` are ascending, disjoint, non-empty ranges within `len` writes.
+fn check_chains(chains: &[Range<usize>], len: usize) -> Result<(), LogError> {
+    let mut next = 0;
+    for c in chains {
+        if c.start < next || c.start >= c.end || c.end > len {
+            return Err(LogError::InvalidChains(format!(
+                "{c:?} (after {next}, of {len} writes)"
+            )));
+        }
+        next = c.end;
+    }
+    Ok(())
+}
+
 /// Why [`apply_one`] did not apply an entry.
 enum ApplyError {
     Refused(StateError),
     Log(LogError),
 }
 
-/// Applies one entry to the state and adds it to the batch being built.
+/// Applies one entry to the state and adds it to the batch being built (its leaf hash is
+/// added when the batch is complete, [`Log::append_linked_with`]).
 /// `id_unused`: the caller has just found the entry's id unused on `state`.
 fn apply_one(
     state: &mut State,
     entry: &Entry,
     bytes: Vec<u8>,
-    pending: &mut PendingHashes<'_, Store>,
     batch: &mut CommitBatch,
     id_unused: bool,
 ) -> Result<(), ApplyError> {
@@ -191,9 +225,6 @@ fn apply_one(
     };
     match applied {
         Ok(applied) => {
-            pending
-                .push(merkle::leaf_hash(&bytes))
-                .map_err(|e| ApplyError::Log(e.into()))?;
             if let Some(m) = applied.member {
                 batch.history.push((m, index));
             }
@@ -381,7 +412,7 @@ impl Log {
     /// same id and another body, or one the rules refuse, yields [`Outcome::Refused`] and
     /// leaves no trace. Returns after the accepted entries are on stable storage.
     pub fn append(&mut self, writes: &[Write], now: LogTime) -> Result<Vec<Outcome>, LogError> {
-        self.append_with(writes, now, &mut NoGate)
+        self.append_linked_with(writes, &[], now, &mut NoGate)
     }
 
     /// As [`Log::append`], with `gate` asked before and after the local commit (a node with a
@@ -394,127 +425,206 @@ impl Log {
         now: LogTime,
         gate: &mut dyn CommitGate,
     ) -> Result<Vec<Outcome>, LogError> {
+        self.append_linked_with(writes, &[], now, gate)
+    }
+
+    /// As [`Log::append`], with the writes in each range of `chains` linked: a chain is
+    /// applied all or none (spec/protocol.md §6, "Linked writes"). See
+    /// [`Log::append_linked_with`].
+    pub fn append_linked(
+        &mut self,
+        writes: &[Write],
+        chains: &[Range<usize>],
+        now: LogTime,
+    ) -> Result<Vec<Outcome>, LogError> {
+        self.append_linked_with(writes, chains, now, &mut NoGate)
+    }
+
+    /// As [`Log::append_with`], with the writes in each range of `chains` (ascending,
+    /// disjoint, non-empty ranges of indexes into `writes`, else [`LogError::InvalidChains`]
+    /// before anything is applied) linked into a chain, applied all or none (spec/protocol.md
+    /// §6, "Linked writes"), as TigerBeetle's linked events: its writes are applied in order;
+    /// when one is refused, everything the chain's earlier writes (and the tier changes they
+    /// caused) did is undone, none of its entries is in the batch, the refused write's outcome
+    /// is its error and every other write of the chain gets [`WriteError::LinkedWriteFailed`].
+    /// A chain of more than [`LINKED_WRITES_MAX`] writes is refused whole
+    /// ([`WriteError::ChainTooLong`]). A write found logged before ([`Outcome::Existing`])
+    /// does not break its chain. Writes outside the chains are applied alone, as by
+    /// [`Log::append`]. When the whole chain succeeds, its entries are exactly those its
+    /// writes would log unlinked.
+    pub fn append_linked_with(
+        &mut self,
+        writes: &[Write],
+        chains: &[Range<usize>],
+        now: LogTime,
+        gate: &mut dyn CommitGate,
+    ) -> Result<Vec<Outcome>, LogError> {
         if self.poisoned {
             return Err(LogError::Poisoned);
         }
         if writes.len() > BATCH_WRITES_MAX {
             return Err(LogError::BatchTooLarge);
         }
+        check_chains(chains, writes.len())?;
         let start = self.state.size();
         let mut batch = CommitBatch::default();
-        let mut pending = PendingHashes::new(&self.store, start);
         let mut outcomes = Vec::with_capacity(writes.len());
-        for w in writes {
-            let existing = match self.state.id_record(&w.id) {
-                Ok(r) => r,
+        let mut chains = chains.iter().peekable();
+        while outcomes.len() < writes.len() {
+            let i = outcomes.len();
+            let applied = match chains.next_if(|c| c.start == i) {
+                Some(c) => self.apply_chain(&writes[c.clone()], now, &mut batch),
+                None => self
+                    .apply_write(&writes[i], now, &mut batch)
+                    .map(|o| vec![o]),
+            };
+            match applied {
+                Ok(o) => outcomes.extend(o),
                 Err(e) => {
                     self.poisoned = true;
-                    return Err(LogError::State(e));
-                }
-            };
-            if let Some(r) = existing {
-                outcomes.push(if r.intent == w.kind.intent_digest() {
-                    Outcome::Existing(r.index.get())
-                } else {
-                    Outcome::Refused(WriteError::IdConflict {
-                        id: w.id.clone(),
-                        index: r.index.get(),
-                    })
-                });
-                continue;
-            }
-            let index = self.state.size();
-            let entry = Entry {
-                time: self.next_time(now),
-                id: w.id.clone(),
-                kind: w.kind.clone(),
-            };
-            // Every reader refuses an entry above the limit (spec/protocol.md §2), so the log
-            // must never hold one: check before the state machine sees it.
-            let bytes = entry.to_bytes();
-            if bytes.len() > ENTRY_BYTES_MAX {
-                outcomes.push(Outcome::Refused(WriteError::TooLarge {
-                    size: bytes.len(),
-                    max: ENTRY_BYTES_MAX,
-                }));
-                continue;
-            }
-            match apply_one(
-                &mut self.state,
-                &entry,
-                bytes,
-                &mut pending,
-                &mut batch,
-                true,
-            ) {
-                Ok(()) => outcomes.push(Outcome::Appended(index)),
-                Err(ApplyError::Refused(e)) => {
-                    outcomes.push(Outcome::Refused(e.into()));
-                    continue;
-                }
-                Err(ApplyError::Log(e)) => {
-                    self.poisoned = true;
                     return Err(e);
-                }
-            }
-            // An earning that lifts the member's tier is followed by the tier change in the
-            // same commit (spec/protocol.md §4.6: upgrade at once), so that no read or
-            // attestation after the earn's answer sees the old tier.
-            if let EntryKind::Earn(e) = &w.kind {
-                let at = self.next_time(now);
-                let due = match self.state.tier_change_due(&e.member, at) {
-                    Ok(due) => due,
-                    Err(e) => {
-                        self.poisoned = true;
-                        return Err(LogError::State(e));
-                    }
-                };
-                if let Some(change) = due {
-                    let entry = Entry {
-                        time: at,
-                        id: format!("sys.tier.{index}")
-                            .parse()
-                            .expect("system ids are valid entry ids"),
-                        kind: EntryKind::TierChange(change),
-                    };
-                    let bytes = entry.to_bytes();
-                    match apply_one(
-                        &mut self.state,
-                        &entry,
-                        bytes,
-                        &mut pending,
-                        &mut batch,
-                        false,
-                    ) {
-                        Ok(()) | Err(ApplyError::Refused(_)) => {}
-                        Err(ApplyError::Log(e)) => {
-                            self.poisoned = true;
-                            return Err(e);
-                        }
-                    }
                 }
             }
         }
         if batch.entries.is_empty() {
             return Ok(outcomes);
         }
-        let size = self.state.size();
-        let root = match pending.root() {
-            Ok(r) => r,
-            Err(e) => {
-                self.poisoned = true;
-                return Err(e.into());
-            }
+        if let Err(e) = self.commit(start, batch, gate) {
+            self.poisoned = true;
+            return Err(e);
+        }
+        Ok(outcomes)
+    }
+
+    /// Applies one write on top of the batch being built: its outcome, and on success its
+    /// entry (and the tier change an earning makes due) added to `batch`. A [`LogError`]
+    /// leaves the state unusable (the caller poisons the log).
+    fn apply_write(
+        &mut self,
+        w: &Write,
+        now: LogTime,
+        batch: &mut CommitBatch,
+    ) -> Result<Outcome, LogError> {
+        if let Some(r) = self.state.id_record(&w.id).map_err(LogError::State)? {
+            return Ok(if r.intent == w.kind.intent_digest() {
+                Outcome::Existing(r.index.get())
+            } else {
+                Outcome::Refused(WriteError::IdConflict {
+                    id: w.id.clone(),
+                    index: r.index.get(),
+                })
+            });
+        }
+        let index = self.state.size();
+        let entry = Entry {
+            time: self.next_time(now),
+            id: w.id.clone(),
+            kind: w.kind.clone(),
         };
+        // Every reader refuses an entry above the limit (spec/protocol.md §2), so the log
+        // must never hold one: check before the state machine sees it.
+        let bytes = entry.to_bytes();
+        if bytes.len() > ENTRY_BYTES_MAX {
+            return Ok(Outcome::Refused(WriteError::TooLarge {
+                size: bytes.len(),
+                max: ENTRY_BYTES_MAX,
+            }));
+        }
+        match apply_one(&mut self.state, &entry, bytes, batch, true) {
+            Ok(()) => {}
+            Err(ApplyError::Refused(e)) => return Ok(Outcome::Refused(e.into())),
+            Err(ApplyError::Log(e)) => return Err(e),
+        }
+        // An earning that lifts the member's tier is followed by the tier change in the
+        // same commit (spec/protocol.md §4.6: upgrade at once), so that no read or
+        // attestation after the earn's answer sees the old tier.
+        if let EntryKind::Earn(e) = &w.kind {
+            let at = self.next_time(now);
+            let due = self
+                .state
+                .tier_change_due(&e.member, at)
+                .map_err(LogError::State)?;
+            if let Some(change) = due {
+                let entry = Entry {
+                    time: at,
+                    id: format!("sys.tier.{index}")
+                        .parse()
+                        .expect("system ids are valid entry ids"),
+                    kind: EntryKind::TierChange(change),
+                };
+                let bytes = entry.to_bytes();
+                match apply_one(&mut self.state, &entry, bytes, batch, false) {
+                    Ok(()) | Err(ApplyError::Refused(_)) => {}
+                    Err(ApplyError::Log(e)) => return Err(e),
+                }
+            }
+        }
+        Ok(Outcome::Appended(index))
+    }
+
+    /// Applies a linked chain of writes all or none (see [`Log::append_linked_with`]), under a
+    /// savepoint of the state: the cost of undoing it is that of the chain, not of the state.
+    fn apply_chain(
+        &mut self,
+        chain: &[Write],
+        now: LogTime,
+        batch: &mut CommitBatch,
+    ) -> Result<Vec<Outcome>, LogError> {
+        if chain.len() > LINKED_WRITES_MAX {
+            let refused = WriteError::ChainTooLong {
+                len: chain.len(),
+                max: LINKED_WRITES_MAX,
+            };
+            return Ok(vec![Outcome::Refused(refused); chain.len()]);
+        }
+        let (entries, history) = (batch.entries.len(), batch.history.len());
+        self.state.savepoint();
+        let mut outcomes = Vec::with_capacity(chain.len());
+        for w in chain {
+            let outcome = match self.apply_write(w, now, batch) {
+                Ok(o) => o,
+                Err(e) => {
+                    self.state.rollback_to_savepoint();
+                    return Err(e);
+                }
+            };
+            if let Outcome::Refused(e) = outcome {
+                self.state.rollback_to_savepoint();
+                batch.entries.truncate(entries);
+                batch.history.truncate(history);
+                let failed = Outcome::Refused(WriteError::LinkedWriteFailed {
+                    refused: w.id.clone(),
+                });
+                let mut all = vec![failed; chain.len()];
+                all[outcomes.len()] = Outcome::Refused(e);
+                return Ok(all);
+            }
+            outcomes.push(outcome);
+        }
+        self.state.release_savepoint();
+        Ok(outcomes)
+    }
+
+    /// Commits the entries of `batch` (the log was `start` entries long before them) with
+    /// their subtree hashes and the state's changes as one synced write, then stores and uses
+    /// the checkpoint covering them; `gate` is asked before and after. An error leaves the
+    /// log's memory ahead of its disk (the caller poisons it).
+    fn commit(
+        &mut self,
+        start: u64,
+        mut batch: CommitBatch,
+        gate: &mut dyn CommitGate,
+    ) -> Result<(), LogError> {
+        let size = self.state.size();
+        debug_assert_eq!(size, start + batch.entries.len() as u64);
+        let mut pending = PendingHashes::new(&self.store, start);
+        for (_, bytes) in &batch.entries {
+            pending.push(merkle::leaf_hash(bytes))?;
+        }
+        let root = pending.root()?;
         batch.hashes = pending.into_writes();
         batch.state = self.state.take_changes();
-        let (cp, note) = match self.note_for(size, root) {
-            Ok(n) => n,
-            Err(e) => {
-                self.poisoned = true;
-                return Err(e);
-            }
-        };
+        let (cp, note) = self.note_for(size, root)?;
         let prepared = Prepared {
             start,
             entries: &batch.entries,
@@ -522,26 +632,14 @@ impl Log {
             root,
             note,
         };
-        if let Err(reason) = gate.before_commit(&prepared) {
-            self.poisoned = true;
-            return Err(LogError::Fenced(reason));
-        }
-        if let Err(e) = self.store.commit(&batch) {
-            self.poisoned = true;
-            return Err(e.into());
-        }
+        gate.before_commit(&prepared).map_err(LogError::Fenced)?;
+        self.store.commit(&batch)?;
         // The batch is durable: only now is the checkpoint covering it stored and used.
-        if let Err(e) = self.store.put_checkpoint(size, &prepared.note, false) {
-            self.poisoned = true;
-            return Err(e.into());
-        }
+        self.store.put_checkpoint(size, &prepared.note, false)?;
         self.checkpoint = cp;
         self.checkpoint_note.clone_from(&prepared.note);
-        if let Err(reason) = gate.after_commit(&prepared) {
-            self.poisoned = true;
-            return Err(LogError::Fenced(reason));
-        }
-        Ok(outcomes)
+        gate.after_commit(&prepared).map_err(LogError::Fenced)?;
+        Ok(())
     }
 
     /// A receipt for the entry at `index` against the latest checkpoint.

@@ -5,6 +5,9 @@
 //! [`State::apply`] takes one entry and its log index and either changes the state and returns
 //! the transfers it made, or returns a typed error and changes nothing. The node's sequencer
 //! and the auditor's replay call the same function, so replay is the definition of the state.
+//! A writer applying a linked chain of writes opens a savepoint ([`State::savepoint`]) and, when
+//! one of them is refused, rolls the state back to it: the state, its pending record writes and
+//! the changes it will hand to the store are then exactly as they were at the savepoint.
 //!
 //! Invariants (checked by [`State::check_invariants`], asserted in debug builds after every
 //! entry):
@@ -59,7 +62,7 @@ use crate::types::{
 pub mod legacy;
 pub mod read;
 pub mod records;
-use records::Records;
+use records::{JournaledRecords, Records};
 pub use records::{RecordSource, StorageError};
 
 /// The most rate entries (`rate_card` and `fx_rate` together) a log may hold
@@ -939,13 +942,38 @@ pub struct State {
     open_payables: BTreeMap<EntryId, i64>,
     /// The line totals of every agreement with a line (`ot/`).
     totals: BTreeMap<EntryId, AgreementTotals>,
-    records: Records,
+    records: JournaledRecords,
     /// Set when a storage read failed mid-entry: the pending writes may be half an entry.
     poisoned: bool,
     /// The meta record and these system accounts' records are behind their resident values:
     /// they are written once per batch ([`State::take_changes`]), not once per entry.
     meta_dirty: bool,
     accounts_dirty: BTreeSet<AccountId>,
+    /// How to undo the resident changes since [`State::savepoint`], while one is open.
+    savepoint: Option<Box<Savepoint>>,
+}
+
+/// The resident part of the state as it was at [`State::savepoint`], kept as the prior values
+/// of what changed since (the records keep their own journal): its size grows with the entries
+/// applied since the savepoint, never with the state.
+#[derive(Clone, Default)]
+struct Savepoint {
+    meta: Meta,
+    meta_dirty: bool,
+    /// A system account's balance before its first change, and whether it was dirty.
+    accounts: Vec<(AccountId, Option<i128>, bool)>,
+    /// The tier and expiry policies before their first change.
+    tier: Option<Option<TierPolicy>>,
+    expiry: Option<Option<ExpiryPolicy>>,
+    /// How many rate cards and FX rates were kept (they are only ever appended).
+    rate_cards: usize,
+    fx_rates: usize,
+    /// Agreements added, and settled periods added to an agreement.
+    agreements_added: Vec<EntryId>,
+    statements_added: Vec<(EntryId, u64)>,
+    /// An agreement's open payable total and line totals before each change.
+    open_payables: Vec<(EntryId, Option<i64>)>,
+    totals: Vec<(EntryId, Option<AgreementTotals>)>,
 }
 
 impl std::fmt::Debug for State {
@@ -991,7 +1019,7 @@ impl State {
     /// [`State::take_changes`] returns nothing.
     pub fn for_replay() -> State {
         State {
-            records: Records::untracked(),
+            records: Records::untracked().into(),
             ..State::default()
         }
     }
@@ -1000,7 +1028,7 @@ impl State {
     /// the time it takes does not grow with members or entries.
     pub fn open(source: Arc<dyn RecordSource>) -> Result<State, RecordError> {
         let mut s = State {
-            records: Records::over(source),
+            records: Records::over(source).into(),
             ..State::default()
         };
         s.load_global()?;
@@ -1022,7 +1050,8 @@ impl State {
             records: Records::Memory {
                 map,
                 changed: Some(Default::default()),
-            },
+            }
+            .into(),
             ..State::default()
         };
         s.load_global()?;
@@ -1122,6 +1151,10 @@ impl State {
     }
 
     fn add_open_payable(&mut self, agreement: &EntryId, delta: i64) {
+        if let Some(sp) = &mut self.savepoint {
+            let prior = self.open_payables.get(agreement).copied();
+            sp.open_payables.push((agreement.clone(), prior));
+        }
         let v = self.open_payables.entry(agreement.clone()).or_default();
         *v += delta;
         let v = *v;
@@ -1527,11 +1560,18 @@ impl State {
             EntryKind::Void(b) => self.void(index, now, b)?,
             EntryKind::Refund(b) => self.refund(now, b)?,
             EntryKind::TierPolicy(b) => {
+                if let Some(sp) = &mut self.savepoint {
+                    sp.tier.get_or_insert_with(|| self.policies.tier.clone());
+                }
                 self.policies.tier = Some(b.clone());
                 self.put_policies();
                 Applied::default()
             }
             EntryKind::ExpiryPolicy(b) => {
+                if let Some(sp) = &mut self.savepoint {
+                    sp.expiry
+                        .get_or_insert_with(|| self.policies.expiry.clone());
+                }
                 self.policies.expiry = Some(b.clone());
                 self.put_policies();
                 Applied::default()
@@ -1593,6 +1633,11 @@ impl State {
     fn move_points(&mut self, from: AccountId, to: AccountId, points: u64) -> Transfer {
         for (a, d) in [(&from, -(points as i128)), (&to, points as i128)] {
             if !matches!(a, AccountId::Member(_)) {
+                if let Some(sp) = &mut self.savepoint {
+                    let prior = self.accounts.get(a).copied();
+                    sp.accounts
+                        .push((a.clone(), prior, self.accounts_dirty.contains(a)));
+                }
                 *self.accounts.entry(a.clone()).or_insert(0) += d;
                 if !self.accounts_dirty.contains(a) {
                     self.accounts_dirty.insert(a.clone());
@@ -2127,6 +2172,9 @@ impl State {
                 max: AGREEMENTS_MAX,
             });
         }
+        if let Some(sp) = &mut self.savepoint {
+            sp.agreements_added.push(id.clone());
+        }
         self.agreements.insert(
             id.clone(),
             AgreementState {
@@ -2236,6 +2284,10 @@ impl State {
             return;
         };
         let terms = &a.agreement.terms;
+        if let Some(sp) = &mut self.savepoint {
+            let prior = self.totals.get(&q.agreement).copied();
+            sp.totals.push((q.agreement.clone(), prior));
+        }
         let totals = self.totals.entry(q.agreement.clone()).or_default();
         totals.all.add(terms, &q.payer, amount);
         if !a.settled(time) {
@@ -2517,10 +2569,16 @@ impl State {
             self.add_open_payable(&id, -settled);
         }
         if let Some(p) = period {
+            if let Some(sp) = &mut self.savepoint {
+                sp.totals.push((id.clone(), self.totals.get(&id).copied()));
+            }
             let totals = self.totals.entry(id.clone()).or_default();
             totals.open.remove(&p);
             let totals = *totals;
             self.write(records::named(record_prefix::TOTALS, id.as_str()), &totals);
+        }
+        if let Some(sp) = &mut self.savepoint {
+            sp.statements_added.push((id.clone(), k));
         }
         self.agreements
             .get_mut(&id)
@@ -3244,10 +3302,90 @@ impl State {
         Ok(())
     }
 
+    // ---- Savepoints ------------------------------------------------------------------------
+
+    /// Opens a savepoint: from now on the state records how to undo what [`State::apply`]
+    /// changes, until [`State::release_savepoint`] keeps it or [`State::rollback_to_savepoint`]
+    /// undoes it. The cost is the prior values of what the entries applied meanwhile change
+    /// (O(those entries), never O(state)). A writer opens one around a linked chain of writes
+    /// (spec/protocol.md §6, "Linked writes"). One at a time; pending changes are not drained
+    /// while it is open.
+    pub fn savepoint(&mut self) {
+        assert!(self.savepoint.is_none(), "a savepoint is already open");
+        self.records.begin();
+        self.savepoint = Some(Box::new(Savepoint {
+            meta: self.meta.clone(),
+            meta_dirty: self.meta_dirty,
+            rate_cards: self.policies.rate_cards.len(),
+            fx_rates: self.policies.fx_rates.len(),
+            ..Savepoint::default()
+        }));
+    }
+
+    /// Keeps everything applied since [`State::savepoint`] and closes the savepoint.
+    pub fn release_savepoint(&mut self) {
+        self.records.release();
+        self.savepoint = None;
+    }
+
+    /// Undoes everything applied since [`State::savepoint`] (the state, its pending record
+    /// writes and what [`State::take_changes`] will return are then exactly as they were at
+    /// the savepoint) and closes the savepoint. Without an open savepoint, does nothing.
+    pub fn rollback_to_savepoint(&mut self) {
+        let Some(sp) = self.savepoint.take() else {
+            return;
+        };
+        self.records.rollback();
+        let sp = *sp;
+        self.meta = sp.meta;
+        self.meta_dirty = sp.meta_dirty;
+        for (a, prior, dirty) in sp.accounts.into_iter().rev() {
+            match prior {
+                Some(v) => self.accounts.insert(a.clone(), v),
+                None => self.accounts.remove(&a),
+            };
+            if !dirty {
+                self.accounts_dirty.remove(&a);
+            }
+        }
+        if let Some(tier) = sp.tier {
+            self.policies.tier = tier;
+        }
+        if let Some(expiry) = sp.expiry {
+            self.policies.expiry = expiry;
+        }
+        self.policies.rate_cards.truncate(sp.rate_cards);
+        self.policies.fx_rates.truncate(sp.fx_rates);
+        for (id, k) in sp.statements_added.into_iter().rev() {
+            if let Some(a) = self.agreements.get_mut(&id) {
+                a.statements.remove(&k);
+            }
+        }
+        for id in sp.agreements_added.into_iter().rev() {
+            self.agreements.remove(&id);
+        }
+        for (id, prior) in sp.open_payables.into_iter().rev() {
+            match prior {
+                Some(v) => self.open_payables.insert(id, v),
+                None => self.open_payables.remove(&id),
+            };
+        }
+        for (id, prior) in sp.totals.into_iter().rev() {
+            match prior {
+                Some(v) => self.totals.insert(id, v),
+                None => self.totals.remove(&id),
+            };
+        }
+    }
+
     /// Drains the records changed since the last call, as storage writes: `(key, Some(value))`
     /// to put, `(key, None)` to delete, in key order. The store writes them in the same batch
     /// as the entries.
     pub fn take_changes(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        assert!(
+            self.savepoint.is_none(),
+            "changes drained while a savepoint is open"
+        );
         for (k, v) in self.resident_records() {
             self.records.put(k, v);
         }

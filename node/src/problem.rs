@@ -422,6 +422,11 @@ impl From<WriteError> for ApiError {
                 "entry_too_large",
                 e.to_string(),
             ),
+            // A chain is the node's own (a commit's post and payable): a handler answers the
+            // refused write's error, so these reach a client only if the node is wrong.
+            WriteError::LinkedWriteFailed { .. } | WriteError::ChainTooLong { .. } => {
+                ApiError::internal(e)
+            }
         }
     }
 }

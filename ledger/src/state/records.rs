@@ -308,6 +308,167 @@ impl Records {
     }
 }
 
+/// What one key held in [`Records`] before a write, so that the write can be undone
+/// ([`Records::restore`]).
+#[derive(Clone)]
+pub(crate) enum Prior {
+    /// In memory: the key's value, and whether it was among the changes not yet drained.
+    Memory {
+        value: Option<Vec<u8>>,
+        changed: bool,
+    },
+    /// Over a source: the key's pending write (`None`: none pending).
+    Pending(Option<Option<Vec<u8>>>),
+}
+
+impl Records {
+    /// What `key` holds now, to be given back to [`Records::restore`] after a write.
+    fn prior(&self, key: &[u8]) -> Prior {
+        match self {
+            Records::Memory { map, changed } => Prior::Memory {
+                value: BTreeMap::get(map, key).cloned(),
+                changed: changed.as_ref().is_some_and(|c| c.contains(key)),
+            },
+            Records::Source { pending, .. } => Prior::Pending(pending.get(key).cloned()),
+        }
+    }
+
+    /// Puts `key` back as `prior` found it.
+    fn restore(&mut self, key: Vec<u8>, prior: Prior) {
+        match (self, prior) {
+            (
+                Records::Memory { map, changed },
+                Prior::Memory {
+                    value,
+                    changed: was,
+                },
+            ) => {
+                if let Some(c) = changed {
+                    if was {
+                        c.insert(key.clone());
+                    } else {
+                        c.remove(&key);
+                    }
+                }
+                match value {
+                    Some(v) => map.insert(key, v),
+                    None => map.remove(&key),
+                };
+            }
+            (Records::Source { pending, .. }, Prior::Pending(p)) => {
+                match p {
+                    Some(v) => pending.insert(key, v),
+                    None => pending.remove(&key),
+                };
+            }
+            // A prior is only taken from, and given back to, the same records.
+            _ => unreachable!("a prior restored to records of another kind"),
+        }
+    }
+}
+
+/// [`Records`] whose writes since [`JournaledRecords::begin`] can be undone
+/// ([`JournaledRecords::rollback`]): the record part of a [`super::State`] savepoint (a linked
+/// chain of writes, spec/protocol.md §6, "Linked writes").
+///
+/// Invariants: while a journal is open, every put and delete first records the key's prior
+/// content, so the journal holds one prior per write made since `begin` and rolling back
+/// restores every key, in reverse order, to what it held at `begin` (pending writes and the
+/// list of changes included); changes are never drained while a journal is open.
+#[derive(Clone, Default)]
+pub(crate) struct JournaledRecords {
+    records: Records,
+    journal: Option<Vec<(Vec<u8>, Prior)>>,
+}
+
+impl From<Records> for JournaledRecords {
+    fn from(records: Records) -> Self {
+        JournaledRecords {
+            records,
+            journal: None,
+        }
+    }
+}
+
+impl std::ops::Deref for JournaledRecords {
+    type Target = Records;
+    fn deref(&self) -> &Records {
+        &self.records
+    }
+}
+
+impl JournaledRecords {
+    // The reads of [`Records`], ahead of the [`RecordSource`] methods of the same names.
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.records.get(key)
+    }
+
+    pub(crate) fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<KeyValues, StorageError> {
+        self.records.range(start, end, limit)
+    }
+
+    pub(crate) fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        if let Some(j) = &mut self.journal {
+            j.push((key.clone(), self.records.prior(&key)));
+        }
+        self.records.put(key, value);
+    }
+
+    pub(crate) fn delete(&mut self, key: Vec<u8>) {
+        if let Some(j) = &mut self.journal {
+            j.push((key.clone(), self.records.prior(&key)));
+        }
+        self.records.delete(key);
+    }
+
+    /// Starts recording how to undo the writes from now on.
+    pub(crate) fn begin(&mut self) {
+        assert!(self.journal.is_none(), "a journal is already open");
+        self.journal = Some(Vec::new());
+    }
+
+    /// Keeps the writes since [`JournaledRecords::begin`] and closes the journal.
+    pub(crate) fn release(&mut self) {
+        self.journal = None;
+    }
+
+    /// Undoes every write since [`JournaledRecords::begin`] and closes the journal.
+    pub(crate) fn rollback(&mut self) {
+        let journal = self.journal.take().unwrap_or_default();
+        for (key, prior) in journal.into_iter().rev() {
+            self.records.restore(key, prior);
+        }
+    }
+
+    /// As [`Records::take_changes`]; never while a journal is open.
+    pub(crate) fn take_changes(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        assert!(
+            self.journal.is_none(),
+            "changes drained while a journal is open"
+        );
+        self.records.take_changes()
+    }
+}
+
+impl RecordSource for JournaledRecords {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        RecordSource::get(&self.records, key)
+    }
+
+    fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<KeyValues, String> {
+        RecordSource::range(&self.records, start, end, limit)
+    }
+
+    fn range_rev(&self, start: &[u8], end: &[u8], limit: usize) -> Result<KeyValues, String> {
+        RecordSource::range_rev(&self.records, start, end, limit)
+    }
+}
+
 impl RecordSource for Records {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
         Records::get(self, key).map_err(|e| e.0)

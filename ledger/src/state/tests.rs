@@ -1884,6 +1884,72 @@ proptest! {
     }
 }
 
+/// Applies `entries`, the log's entries from index `from` on, to `s`.
+fn apply_all(s: &mut State, entries: &[Entry], from: usize) {
+    for (i, e) in entries.iter().enumerate() {
+        s.apply(LogIndex::new((from + i) as u64).unwrap(), e)
+            .unwrap();
+    }
+}
+
+/// Rolls back a savepoint around `entries[at..until]` on `s` (which holds `entries[..at]`)
+/// and checks that nothing of them remains; then that a released savepoint keeps them.
+fn check_rollback(
+    mut s: State,
+    entries: &[Entry],
+    at: usize,
+    until: usize,
+) -> Result<(), TestCaseError> {
+    let before = s.clone();
+    s.savepoint();
+    apply_all(&mut s, &entries[at..until], at);
+    s.rollback_to_savepoint();
+    prop_assert!(s == before, "a rolled back savepoint left a change");
+    prop_assert_eq!(s.clone().take_changes(), before.clone().take_changes());
+    // The log goes on as if the rolled back entries had never been applied.
+    s.savepoint();
+    apply_all(&mut s, &entries[at..], at);
+    s.release_savepoint();
+    let mut full = before;
+    apply_all(&mut full, &entries[at..], at);
+    prop_assert!(s == full, "a released savepoint lost a change");
+    prop_assert_eq!(s.take_changes(), full.take_changes());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 100, .. ProptestConfig::default() })]
+
+    /// A savepoint rolled back (a linked chain refused, spec/protocol.md §6) leaves the state,
+    /// record for record, and the changes it will hand to the store exactly as they were,
+    /// whatever entries of `run` were applied since (every type, agreements and statements,
+    /// rates and policies included), in memory and over a source with pending writes.
+    #[test]
+    fn rolling_back_a_savepoint_restores_the_state_record_for_record(
+        ops in prop::collection::vec(op(), 1..80),
+        cuts in (any::<prop::sample::Index>(), any::<prop::sample::Index>(), any::<prop::sample::Index>()),
+    ) {
+        let l = run(&ops);
+        let n = l.entries.len();
+        let mut c = [cuts.0.index(n + 1), cuts.1.index(n + 1), cuts.2.index(n + 1)];
+        c.sort_unstable();
+        let [committed, at, until] = c;
+        // In memory: the first `committed` entries drained, the next ones pending.
+        let mut s = State::new();
+        apply_all(&mut s, &l.entries[..committed], 0);
+        s.take_changes();
+        apply_all(&mut s, &l.entries[committed..at], committed);
+        check_rollback(s, &l.entries, at, until)?;
+        // Over a source holding the records of the first `committed` entries.
+        let mut base = State::new();
+        apply_all(&mut base, &l.entries[..committed], 0);
+        let source: records::MemorySource = base.records().unwrap().into_iter().collect();
+        let mut s = State::open(Arc::new(source)).unwrap();
+        apply_all(&mut s, &l.entries[committed..at], committed);
+        check_rollback(s, &l.entries, at, until)?;
+    }
+}
+
 #[test]
 fn never_expiring_credits_join_one_lot() {
     let mut l = Log::new();
