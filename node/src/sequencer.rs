@@ -1,5 +1,6 @@
 //! The sequencer (DESIGN §8): one thread owns the log and every write. It drains a bounded
-//! queue, applies the writes in order, commits them as one synced RocksDB batch, signs one
+//! queue, applies the writes in order (the writes of a linked request all or none,
+//! [`Sequencer::submit_linked`]), commits them as one synced RocksDB batch, signs one
 //! checkpoint, then answers the whole batch. It also writes the entries the rules require of
 //! the node itself: tier changes that fell due or that a new tier policy causes
 //! ([`crate::tiers`]), expiry of due lots, release of expired holds.
@@ -8,7 +9,6 @@
 //! the queue never holds more than `queue_depth_max` writes (more are refused at once with
 //! `overloaded`); reads never wait for the sequencer (they read committed data from RocksDB).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, RwLock};
@@ -94,17 +94,17 @@ pub enum SubmitError {
     Failed(String),
 }
 
-/// Writes queued together: they land in the same batch (one synced commit).
+/// Writes queued together: they land in the same batch (one synced commit); `linked`: as one
+/// linked chain, all or none ([`Log::append_linked_with`]).
 struct Request {
     writes: Vec<Write>,
+    linked: bool,
     reply: oneshot::Sender<Vec<Result<Committed, SubmitError>>>,
 }
 
 /// What readers share with the sequencer.
 pub struct Shared {
     checkpoint: RwLock<Arc<CheckpointInfo>>,
-    /// The state machine's open payable total per agreement, as of the latest checkpoint.
-    open_payables: RwLock<Arc<BTreeMap<EntryId, i64>>>,
     ready: AtomicBool,
     depth: AtomicUsize,
     /// While this flag is set (the clock guard holds writes after a clock jump), the
@@ -116,18 +116,6 @@ impl Shared {
     /// The latest signed checkpoint.
     pub fn checkpoint(&self) -> Arc<CheckpointInfo> {
         self.checkpoint.read().expect("checkpoint lock").clone()
-    }
-
-    /// The open payable total of `agreement` (payables and their refunds outside settled
-    /// periods) as the state machine holds it after the latest commit: what it checks a new
-    /// payable's credit limit against, without reading every payable back.
-    pub fn open_payable(&self, agreement: &EntryId) -> i64 {
-        self.open_payables
-            .read()
-            .expect("open payables lock")
-            .get(agreement)
-            .copied()
-            .unwrap_or(0)
     }
 
     /// Pauses the housekeeping whenever `flag` is set (set once, at start).
@@ -146,7 +134,6 @@ impl Shared {
     pub fn for_standby(size: u64, note: String) -> Arc<Shared> {
         Arc::new(Shared {
             checkpoint: RwLock::new(Arc::new(CheckpointInfo { size, note })),
-            open_payables: RwLock::new(Arc::new(BTreeMap::new())),
             ready: AtomicBool::new(false),
             depth: AtomicUsize::new(0),
             housekeeping_held: std::sync::OnceLock::new(),
@@ -233,7 +220,6 @@ impl Sequencer {
                 size: log.size(),
                 note: log.checkpoint_note().to_owned(),
             })),
-            open_payables: RwLock::new(open_payables(&log)),
             ready: AtomicBool::new(true),
             depth: AtomicUsize::new(0),
             housekeeping_held: std::sync::OnceLock::new(),
@@ -269,18 +255,55 @@ impl Sequencer {
     }
 
     /// Queues writes that must be committed in the same batch (one synced `WriteBatch`), in
-    /// order, and waits for all of them. Each may still be refused on its own: callers check
-    /// beforehand what would make a later write refuse after an earlier one was appended.
+    /// order, and waits for all of them. Each is applied, or refused, on its own; for writes
+    /// that stand or fall together, see [`Sequencer::submit_linked`].
     pub async fn submit_together(
         &self,
         writes: Vec<Write>,
+    ) -> Result<Vec<Result<Committed, SubmitError>>, SubmitError> {
+        self.queue(writes, false).await
+    }
+
+    /// Queues writes as one linked chain (spec/protocol.md §6, "Linked writes") and waits:
+    /// they are committed in the same batch, in order, all or none. Answers every write's
+    /// commit, or the error of the write that was refused (then nothing of the chain is
+    /// logged; the log gives the others [`WriteError::LinkedWriteFailed`]). At most
+    /// [`ledger::log::LINKED_WRITES_MAX`] writes (more are refused with
+    /// [`WriteError::ChainTooLong`]).
+    pub async fn submit_linked(&self, writes: Vec<Write>) -> Result<Vec<Committed>, SubmitError> {
+        let answers = self.queue(writes, true).await?;
+        let mut committed = Vec::with_capacity(answers.len());
+        let mut linked = None;
+        for answer in answers {
+            match answer {
+                Ok(c) => committed.push(c),
+                Err(e @ SubmitError::Refused(WriteError::LinkedWriteFailed { .. })) => {
+                    linked.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match linked {
+            Some(e) => Err(e),
+            None => Ok(committed),
+        }
+    }
+
+    async fn queue(
+        &self,
+        writes: Vec<Write>,
+        linked: bool,
     ) -> Result<Vec<Result<Committed, SubmitError>>, SubmitError> {
         if !self.shared.is_ready() {
             return Err(SubmitError::NotReady);
         }
         let (reply, rx) = oneshot::channel();
         self.shared.depth.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(Request { writes, reply }) {
+        match self.tx.try_send(Request {
+            writes,
+            linked,
+            reply,
+        }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.shared.depth.fetch_sub(1, Ordering::Relaxed);
@@ -342,16 +365,13 @@ fn run(
         );
         metrics.queue_depth.set(shared.queue_depth() as i64);
         if !batch.is_empty() {
-            let writes: Vec<Write> = batch
-                .iter()
-                .flat_map(|r| r.writes.iter().cloned())
-                .collect();
+            let (writes, chains) = flatten(&batch);
             let _span = tracing::debug_span!("batch", size = writes.len()).entered();
             let t0 = Instant::now();
-            match log.append_with(&writes, now(), gate.commit_gate()) {
+            match log.append_linked_with(&writes, &chains, now(), gate.commit_gate()) {
                 Ok(outcomes) => {
                     metrics.observe_batch(writes.len(), t0.elapsed());
-                    let cp = publish(&log, &shared, &metrics, &writes);
+                    let cp = publish(&log, &shared, &metrics);
                     if let Err(e) = follow_policies(&log, tiers.as_mut(), &writes, &outcomes) {
                         // The pass record is node-local: a policy met without it is followed
                         // at the next housekeeping anyway ([`TierKeeper::plan`]).
@@ -431,40 +451,33 @@ fn run(
     tracing::info!(size = log.size(), "sequencer stopped");
 }
 
+/// The writes of a batch's requests, in order, and the ranges of those of linked requests.
+fn flatten(batch: &[Request]) -> (Vec<Write>, Vec<std::ops::Range<usize>>) {
+    let mut writes = Vec::new();
+    let mut chains = Vec::new();
+    for r in batch {
+        let start = writes.len();
+        writes.extend(r.writes.iter().cloned());
+        if r.linked && !r.writes.is_empty() {
+            chains.push(start..writes.len());
+        }
+    }
+    (writes, chains)
+}
+
 fn fail(shared: &Shared, e: &dyn std::fmt::Display) {
     tracing::error!(error = %e, "a commit failed; the sequencer stops and the node must be restarted");
     shared.ready.store(false, Ordering::Release);
 }
 
-fn publish(log: &Log, shared: &Shared, metrics: &Metrics, writes: &[Write]) -> Arc<CheckpointInfo> {
+fn publish(log: &Log, shared: &Shared, metrics: &Metrics) -> Arc<CheckpointInfo> {
     let cp = Arc::new(CheckpointInfo {
         size: log.size(),
         note: log.checkpoint_note().to_owned(),
     });
     *shared.checkpoint.write().expect("checkpoint lock") = cp.clone();
-    // Only these entries change an open payable total; earns and the like leave it alone.
-    let moves_payables = writes.iter().any(|w| {
-        matches!(
-            w.kind,
-            EntryKind::Obligation(_) | EntryKind::ObligationRefund(_) | EntryKind::Statement(_)
-        )
-    });
-    if moves_payables {
-        *shared.open_payables.write().expect("open payables lock") = open_payables(log);
-    }
     metrics.log_size.set(log.size() as i64);
     cp
-}
-
-/// The state's open payable total of every agreement.
-fn open_payables(log: &Log) -> Arc<BTreeMap<EntryId, i64>> {
-    let state = log.state();
-    Arc::new(
-        state
-            .agreements()
-            .map(|(id, _)| (id.clone(), state.open_payable(id)))
-            .collect(),
-    )
 }
 
 /// Starts a policy pass for each `tier_policy` appended by a committed batch.
@@ -543,7 +556,7 @@ fn housekeeping(
                 }
             }
         }
-        publish(log, shared, metrics, &writes);
+        publish(log, shared, metrics);
     }
     tiers.finish(log.store(), plan, &refused, at)
 }
@@ -551,3 +564,6 @@ fn housekeeping(
 fn system_id(s: &str) -> EntryId {
     s.parse().expect("system ids are valid entry ids")
 }
+
+#[cfg(test)]
+mod tests;

@@ -182,8 +182,9 @@ pub struct Federation {
     admin_lock: tokio::sync::Mutex<()>,
     pub(crate) witness_lock: tokio::sync::Mutex<()>,
     pub(crate) gather_lock: tokio::sync::Mutex<()>,
-    /// Serialises cross-brand commits, so a credit-limit check holds until its payable is logged.
-    pub(crate) commit_lock: tokio::sync::Mutex<()>,
+    /// Serialises the refunds this node logs as a payer: each one's amount is computed from
+    /// the refunds logged before it.
+    pub(crate) payer_refund_lock: tokio::sync::Mutex<()>,
     /// Serialises the creation of a redemption's secret at the payee.
     pub(crate) prepare_lock: tokio::sync::Mutex<()>,
     /// Serialises keeping a prepared quote's digest at the payer.
@@ -257,7 +258,7 @@ impl Federation {
             admin_lock: tokio::sync::Mutex::new(()),
             witness_lock: tokio::sync::Mutex::new(()),
             gather_lock: tokio::sync::Mutex::new(()),
-            commit_lock: tokio::sync::Mutex::new(()),
+            payer_refund_lock: tokio::sync::Mutex::new(()),
             prepare_lock: tokio::sync::Mutex::new(()),
             payer_prepare_lock: tokio::sync::Mutex::new(()),
             refund_lock: tokio::sync::Mutex::new(()),

@@ -381,9 +381,6 @@ pub async fn peer_commit(
     let id: EntryId = parse_param("redemption", &id)?;
     check_redemption_id(&id)?;
     let q = &req.quote;
-    // One commit at a time: a duplicate waits and then finds the hold posted, and a credit-limit
-    // check holds until its payable is logged.
-    let _guard = fed.commit_lock.lock().await;
     let h: HoldState = store_record(&app.store, record_prefix::HOLD, id.as_str())?
         .filter(|h: &HoldState| h.payee.as_ref() == Some(&sender.brand))
         .ok_or_else(|| {
@@ -448,31 +445,14 @@ pub async fn peer_commit(
     // Re-priced from this log (not the quote's liveness: the hold's expiry, judged by this
     // log's time when the post is applied, governs now).
     check_valuation(&app, q, false)?;
-    // The credit limit is checked under the lock taken above, so the payable cannot be refused
-    // after the post in the same batch was appended.
-    let agreement: AgreementState =
-        store_record(&app.store, record_prefix::AGREEMENT, q.agreement.as_str())?
-            .ok_or_else(|| unprocessable("unknown_agreement", "no such agreement here"))?;
-    // The state machine's own total, published with the last commit; payables and refunds
-    // are logged only under this lock, so no other one is in flight.
-    let open = app
-        .shared
-        .open_payable(&agreement.agreement.terms.agreement);
-    let after = open.saturating_add(i64::try_from(q.amount_minor).unwrap_or(i64::MAX));
-    if after > 0 && after as u64 > agreement.agreement.terms.credit_limit_minor {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "credit_limit_exceeded",
-            format!(
-                "{open} + {} exceeds the agreement's credit limit of {}",
-                q.amount_minor, agreement.agreement.terms.credit_limit_minor
-            ),
-        ));
-    }
     crate::fault::delay("payer_commit_checked").await;
-    let answers = app
+    // The post and the payable are one linked chain: both are logged or neither is. The state
+    // machine refuses the payable past the agreement's credit limit (`credit_limit_exceeded`)
+    // and the post past the hold's expiry; then the hold stays as it was. A duplicate commit
+    // finds both logged (`existing`).
+    let committed = app
         .sequencer
-        .submit_together(vec![
+        .submit_linked(vec![
             Write {
                 id: derived_id("post", &id)?,
                 kind: EntryKind::Post(ledger::entry::Post {
@@ -491,16 +471,9 @@ pub async fn peer_commit(
         ])
         .await?;
     crate::fault::point("payer_commit_logged");
-    let mut answers = answers.into_iter();
-    let post = answers
-        .next()
-        .ok_or_else(|| ApiError::internal("no answer"))??;
-    if let Some(Err(e)) = answers.next() {
-        // Cannot happen after the checks above; if it does, the operator must know at once.
-        let e = ApiError::from(e);
-        tracing::error!(redemption = %id, error = %e.detail, "posted without its payable");
-        return Err(ApiError::internal("the payable obligation was refused"));
-    }
+    let post = committed
+        .first()
+        .ok_or_else(|| ApiError::internal("no answer"))?;
     tracing::info!(redemption = %id, partner = %sender.brand, amount = q.amount_minor, "committed");
     Ok(Json(receipts(post.index)?))
 }

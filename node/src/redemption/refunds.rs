@@ -126,9 +126,8 @@ pub async fn peer_refund(
         peer::verify_json(fed, &method, &uri, &headers, &body, "refund request")?;
     let id: EntryId = parse_param("redemption", &id)?;
     check_refund_id(&req.refund)?;
-    // Refunds and commits of this node are serialised: the cumulative rule reads the refunds
-    // logged before.
-    let _guard = fed.commit_lock.lock().await;
+    // Refunds of this node are serialised: the cumulative rule reads the refunds logged before.
+    let _guard = fed.payer_refund_lock.lock().await;
     let o: ObligationState = store_record(
         &app.store,
         record_prefix::OBLIGATION,

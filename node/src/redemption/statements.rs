@@ -221,17 +221,12 @@ pub async fn cosign(
             "the partner's statement is not ours with both valid signatures",
         ));
     }
-    {
-        // A statement changes the open payables the commit path checks the credit limit
-        // against, so it is logged under the same lock as commits and refunds.
-        let _guard = fed.commit_lock.lock().await;
-        app.sequencer
-            .submit(Write {
-                id: statement_entry_id(&terms.agreement, k)?,
-                kind: EntryKind::Statement(signed),
-            })
-            .await?;
-    }
+    app.sequencer
+        .submit(Write {
+            id: statement_entry_id(&terms.agreement, k)?,
+            kind: EntryKind::Statement(signed),
+        })
+        .await?;
     tracing::info!(partner = %brand, agreement = %terms.agreement, period = k, "statement co-signed");
     logged(&app, &refresh(&app, &a)?, k)?
         .map(Json)
@@ -296,16 +291,12 @@ pub async fn peer_cosign(
         statement: ours,
         signatures,
     };
-    {
-        // As in `cosign`: under the commit lock, for the credit limit's sake.
-        let _guard = fed.commit_lock.lock().await;
-        app.sequencer
-            .submit(Write {
-                id: statement_entry_id(&terms.agreement, k)?,
-                kind: EntryKind::Statement(signed.clone()),
-            })
-            .await?;
-    }
+    app.sequencer
+        .submit(Write {
+            id: statement_entry_id(&terms.agreement, k)?,
+            kind: EntryKind::Statement(signed.clone()),
+        })
+        .await?;
     tracing::info!(partner = %sender.brand, agreement = %terms.agreement, period = k, "statement co-signed");
     Ok(Json(signed))
 }
