@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::{authorize, scope, ApiJson, App, AppState, Authorized};
 use crate::clock::ClockStatus;
@@ -16,12 +17,12 @@ use crate::problem::ApiError;
 use crate::sequencer::now;
 
 /// The admin routes: API keys and the clock guard.
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/v1/admin/keys", post(create_key).get(list_keys))
-        .route("/v1/admin/keys/{key_id}", delete(revoke_key))
-        .route(crate::clock::CONFIRM_PATH, post(confirm))
-        .route("/v1/admin/clock", get(status))
+pub fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(revoke_key))
+        .routes(routes!(confirm))
+        .routes(routes!(status))
 }
 
 /// `POST /v1/admin/keys`.

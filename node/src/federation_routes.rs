@@ -7,10 +7,12 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::post;
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use ledger::log::receipt_from_store;
 use ledger::receipt::Receipt;
@@ -25,19 +27,17 @@ use crate::reads::Page;
 use crate::views::{member_view, MemberView};
 
 /// The federation's routes.
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/v1/checkpoint/cosigned", get(cosigned))
-        .route("/v1/partners", get(list))
-        .route(
-            "/v1/partners/{brand}/members/{member}",
-            get(mirrored_member),
-        )
-        .route("/v1/admin/partners", post(add))
-        .route("/v1/admin/partners/{brand}/unfreeze", post(unfreeze))
-        .route("/v1/evidence", get(evidence))
-        .route("/v1/members/{member}/attestation", post(attestation))
-        .route("/v1/attestations/verify", post(verify_attestation))
+pub fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(cosigned))
+        .routes(routes!(list))
+        .routes(routes!(mirrored_member))
+        .routes(routes!(add))
+        .routes(routes!(unfreeze))
+        .routes(routes!(evidence))
+        .routes(routes!(attestation))
+        .routes(routes!(verify_attestation))
+        // C2SP tlog-witness, not part of this API's document.
         .route("/v1/witness/add-checkpoint", post(add_checkpoint))
 }
 

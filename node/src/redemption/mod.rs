@@ -25,49 +25,42 @@ pub mod statements;
 use std::sync::Arc;
 
 use axum::routing::{get, post};
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::App;
 
-/// The redemption routes: the client's, and the partner's (`/v1/peer/...`, signed requests).
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/v1/redemptions/quote", post(quotes::quote))
-        .route("/v1/redemptions/{redemption}/quote", get(quotes::get_quote))
-        .route("/v1/redemptions/{redemption}/prepare", post(payee::prepare))
+/// The redemption routes: the client's, and the partner's (`/v1/peer/...`, signed requests,
+/// which the API's document leaves out).
+pub fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(quotes::quote))
+        .routes(routes!(quotes::get_quote))
+        .routes(routes!(payee::prepare))
+        .routes(routes!(payee::status))
+        .routes(routes!(payee::void))
+        .routes(routes!(payee::commit))
+        .routes(routes!(refunds::refund))
+        .routes(routes!(statements::cosign, statements::list))
+        .routes(routes!(reconcile::reconciliation))
+        .routes(routes!(agreements::approve))
         .route(redeem::PEER_PREPARE_PATH, post(payer::peer_prepare))
         .route("/v1/peer/redemptions/{redemption}", get(payer::peer_status))
         .route(
             "/v1/peer/redemptions/{redemption}/void",
             post(payer::peer_void),
         )
-        .route("/v1/redemptions/{redemption}/status", get(payee::status))
-        .route("/v1/redemptions/{redemption}/void", post(payee::void))
-        .route(
-            "/v1/reconciliation/{partner}",
-            get(reconcile::reconciliation),
-        )
-        .route("/v1/redemptions/{redemption}/commit", post(payee::commit))
         .route(
             "/v1/peer/redemptions/{redemption}/commit",
             post(payer::peer_commit),
-        )
-        .route(
-            "/v1/redemptions/{redemption}/refunds",
-            post(refunds::refund),
         )
         .route(
             "/v1/peer/redemptions/{redemption}/refunds",
             post(refunds::peer_refund),
         )
         .route(
-            "/v1/statements/{partner}",
-            post(statements::cosign).get(statements::list),
-        )
-        .route(
             statements::PEER_STATEMENTS_PATH,
             post(statements::peer_cosign),
         )
-        .route("/v1/admin/agreements", post(agreements::approve))
         .route(agreements::PEER_PATH, post(agreements::peer_approval))
 }
