@@ -502,5 +502,23 @@ pub async fn add_checkpoint(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    witness::add_checkpoint(&app.federation, method, uri, headers, body).await
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let partner = crate::federation::peer::verify(&app.federation, &method, path, &headers, &body)?;
+    let (status, content_type, text) =
+        match witness::add_checkpoint(&app.federation, partner, &body).await? {
+            witness::WitnessAnswer::Cosignature(line) => {
+                (StatusCode::OK, "text/x.tlog.cosignature", line)
+            }
+            witness::WitnessAnswer::SizeMismatch(size) => (
+                StatusCode::CONFLICT,
+                "text/x.tlog.size",
+                format!("{size}\n"),
+            ),
+        };
+    Ok((
+        status,
+        [(axum::http::header::CONTENT_TYPE, content_type)],
+        text,
+    )
+        .into_response())
 }
