@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use crate::app::{authorize, scope, ApiJson, App, AppState, Authorized};
 use crate::clock::ClockStatus;
-use crate::keys::{KeyError, KeyRecord, Scope};
+use crate::keys::{KeyRecord, Scope};
 use crate::problem::ApiError;
 use crate::sequencer::now;
 
@@ -56,14 +56,6 @@ pub struct Revoked {
     pub revoked: bool,
 }
 
-fn map(e: KeyError) -> ApiError {
-    match e {
-        KeyError::Invalid(m) => ApiError::bad_body(m),
-        KeyError::Unknown(k) => ApiError::not_found("not_found", format!("no key {k}")),
-        KeyError::Store(s) => ApiError::internal(s),
-    }
-}
-
 #[utoipa::path(post, path = "/v1/admin/keys", request_body = CreateKey,
     responses((status = 200, body = CreatedKey)), tag = "admin")]
 pub async fn create_key(
@@ -72,10 +64,7 @@ pub async fn create_key(
     ApiJson(b): ApiJson<CreateKey>,
 ) -> Result<Json<CreatedKey>, ApiError> {
     authorize(&app, &headers, Scope::Admin)?;
-    let (key, r) = app
-        .keys
-        .create(&b.name, &b.scopes, now().get())
-        .map_err(map)?;
+    let (key, r) = app.keys.create(&b.name, &b.scopes, now().get())?;
     tracing::info!(key_id = %r.key_id, name = %r.name, "api key created");
     Ok(Json(CreatedKey {
         key_id: r.key_id,
@@ -103,7 +92,7 @@ pub async fn revoke_key(
     Path(key_id): Path<String>,
 ) -> Result<Json<Revoked>, ApiError> {
     authorize(&app, &headers, Scope::Admin)?;
-    let r = app.keys.revoke(&key_id).map_err(map)?;
+    let r = app.keys.revoke(&key_id)?;
     tracing::info!(key_id = %r.key_id, "api key revoked");
     Ok(Json(Revoked {
         key_id: r.key_id,

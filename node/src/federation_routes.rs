@@ -20,7 +20,7 @@ use ledger::types::{BrandId, MemberId};
 
 use crate::app::{authorize, parse_param, scope, ApiJson, App, AppState, Authorized};
 use crate::config::PartnerConfig;
-use crate::federation::{witness, Evidence, Partner, PartnerError};
+use crate::federation::{witness, Evidence, Partner};
 use crate::keys::Scope;
 use crate::problem::ApiError;
 use crate::reads::Page;
@@ -101,24 +101,6 @@ pub fn status(p: &Partner) -> PartnerStatus {
     }
 }
 
-fn partner_error(e: PartnerError) -> ApiError {
-    match e {
-        PartnerError::Invalid(m) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_partner", m)
-        }
-        PartnerError::KeyPinned(_) => {
-            ApiError::new(StatusCode::CONFLICT, "partner_key_pinned", e.to_string())
-        }
-        PartnerError::Unknown(_) => ApiError::not_found("unknown_partner", e.to_string()),
-        PartnerError::TooMany => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "too_many_partners",
-            e.to_string(),
-        ),
-        PartnerError::Internal(m) => ApiError::internal(m),
-    }
-}
-
 #[utoipa::path(get, path = "/v1/partners", responses((status = 200, body = Partners)), tag = "federation")]
 pub async fn list(
     State(app): AppState,
@@ -153,8 +135,7 @@ pub async fn add(
             url: req.url,
             verifier_key: req.verifier_key,
         })
-        .await
-        .map_err(partner_error)?;
+        .await?;
     tracing::info!(partner = %p.brand, pinned = p.verifier.is_some(), "partner set");
     Ok((StatusCode::CREATED, Json(status(&p))).into_response())
 }
@@ -168,11 +149,7 @@ pub async fn unfreeze(
 ) -> Result<Json<PartnerStatus>, ApiError> {
     authorize(&app, &headers, Scope::Admin)?;
     let brand: BrandId = parse_param("brand", &brand)?;
-    let p = app
-        .federation
-        .unfreeze(&brand)
-        .await
-        .map_err(partner_error)?;
+    let p = app.federation.unfreeze(&brand).await?;
     Ok(Json(status(&p)))
 }
 

@@ -13,6 +13,8 @@ use crate::admission::AdmissionError;
 use crate::clock::WritesHeld;
 use crate::federation::peer::PeerRequestError;
 use crate::federation::witness::WitnessError;
+use crate::federation::PartnerError;
+use crate::keys::KeyError;
 use crate::redemption_error::{RedemptionError, Refusal};
 use crate::sequencer::SubmitError;
 use crate::views::ReadError;
@@ -464,6 +466,32 @@ impl From<AdmissionError> for ApiError {
         ApiError {
             retry_after_s,
             ..ApiError::new(status, code, e.to_string())
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> ApiError {
+        match e {
+            KeyError::Invalid(m) => ApiError::bad_body(m),
+            KeyError::Unknown(_) => ApiError::not_found("not_found", e.to_string()),
+            KeyError::Store(s) => ApiError::internal(s),
+        }
+    }
+}
+
+impl From<PartnerError> for ApiError {
+    fn from(e: PartnerError) -> ApiError {
+        use PartnerError as E;
+        use StatusCode as S;
+        match e {
+            E::Invalid(m) => ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_partner", m),
+            E::KeyPinned(_) => ApiError::new(S::CONFLICT, "partner_key_pinned", e.to_string()),
+            E::Unknown(_) => ApiError::not_found("unknown_partner", e.to_string()),
+            E::TooMany => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "too_many_partners", e.to_string())
+            }
+            E::Internal(m) => ApiError::internal(m),
         }
     }
 }
@@ -958,6 +986,61 @@ mod tests {
             (held.status.as_u16(), held.code, held.retry_after_s),
             (503, "clock_jump", Some(60))
         );
+    }
+
+    #[test]
+    fn key_and_partner_errors_answer_their_status_code_and_message() {
+        let b: ledger::types::BrandId = "b".parse().unwrap();
+        let cases = [
+            (
+                ApiError::from(KeyError::Invalid("empty name".into())),
+                400,
+                "invalid_body",
+                "empty name",
+            ),
+            (
+                ApiError::from(KeyError::Unknown("k1".into())),
+                404,
+                "not_found",
+                "no key k1",
+            ),
+            (
+                ApiError::from(PartnerError::Invalid("bad url".into())),
+                422,
+                "invalid_partner",
+                "bad url",
+            ),
+            (
+                ApiError::from(PartnerError::KeyPinned(b.clone())),
+                409,
+                "partner_key_pinned",
+                "partner b has a pinned key and a mirror; rotating keys is an operator procedure",
+            ),
+            (
+                ApiError::from(PartnerError::Unknown(b)),
+                404,
+                "unknown_partner",
+                "no partner b",
+            ),
+            (
+                ApiError::from(PartnerError::TooMany),
+                422,
+                "too_many_partners",
+                "at most 64 partners",
+            ),
+            (
+                ApiError::from(PartnerError::Internal("disk".into())),
+                500,
+                "internal",
+                "internal error",
+            ),
+        ];
+        for (a, status, code, detail) in cases {
+            assert_eq!(
+                (a.status.as_u16(), a.code, a.detail.as_str()),
+                (status, code, detail)
+            );
+        }
     }
 
     #[test]
