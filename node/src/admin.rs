@@ -4,24 +4,25 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::{authorize, scope, ApiJson, App, AppState, Authorized};
 use crate::clock::ClockStatus;
-use crate::keys::{KeyError, KeyRecord, Scope};
+use crate::keys::{KeyRecord, Scope};
 use crate::problem::ApiError;
 use crate::sequencer::now;
 
 /// The admin routes: API keys and the clock guard.
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/v1/admin/keys", post(create_key).get(list_keys))
-        .route("/v1/admin/keys/{key_id}", delete(revoke_key))
-        .route(crate::clock::CONFIRM_PATH, post(confirm))
-        .route("/v1/admin/clock", get(status))
+pub fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(create_key, list_keys))
+        .routes(routes!(revoke_key))
+        .routes(routes!(confirm))
+        .routes(routes!(status))
 }
 
 /// `POST /v1/admin/keys`.
@@ -55,14 +56,6 @@ pub struct Revoked {
     pub revoked: bool,
 }
 
-fn map(e: KeyError) -> ApiError {
-    match e {
-        KeyError::Invalid(m) => ApiError::bad_body(m),
-        KeyError::Unknown(k) => ApiError::not_found("not_found", format!("no key {k}")),
-        KeyError::Store(s) => ApiError::internal(s),
-    }
-}
-
 #[utoipa::path(post, path = "/v1/admin/keys", request_body = CreateKey,
     responses((status = 200, body = CreatedKey)), tag = "admin")]
 pub async fn create_key(
@@ -71,10 +64,7 @@ pub async fn create_key(
     ApiJson(b): ApiJson<CreateKey>,
 ) -> Result<Json<CreatedKey>, ApiError> {
     authorize(&app, &headers, Scope::Admin)?;
-    let (key, r) = app
-        .keys
-        .create(&b.name, &b.scopes, now().get())
-        .map_err(map)?;
+    let (key, r) = app.keys.create(&b.name, &b.scopes, now().get())?;
     tracing::info!(key_id = %r.key_id, name = %r.name, "api key created");
     Ok(Json(CreatedKey {
         key_id: r.key_id,
@@ -102,7 +92,7 @@ pub async fn revoke_key(
     Path(key_id): Path<String>,
 ) -> Result<Json<Revoked>, ApiError> {
     authorize(&app, &headers, Scope::Admin)?;
-    let r = app.keys.revoke(&key_id).map_err(map)?;
+    let r = app.keys.revoke(&key_id)?;
     tracing::info!(key_id = %r.key_id, "api key revoked");
     Ok(Json(Revoked {
         key_id: r.key_id,

@@ -6,6 +6,27 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+/// Why the request guard refuses a request before its route sees it; mapped to statuses and
+/// codes in [`crate::problem`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AdmissionError {
+    /// Every slot stayed taken for the whole wait.
+    #[error("the node is serving as many requests as it allows; retry later")]
+    Busy,
+    /// The request was not served within its deadline.
+    #[error("the request took too long")]
+    Timeout,
+    #[error("the request body was not received in time")]
+    BodyTimeout,
+    #[error("the request body exceeds the limit")]
+    BodyTooLarge,
+    #[error("the request body could not be read")]
+    BodyUnreadable,
+    /// A request of a client route without an unrevoked API key.
+    #[error("an API key is required: Authorization: Bearer <key>")]
+    Unauthenticated,
+}
+
 /// The global admission state, shared by every route.
 pub struct Admission {
     pub(crate) slots: Arc<Semaphore>,

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{post, put};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use ledger::entry::{
     Adjust, Direction, Earn, EntryKind, ExpiryPolicy, FxRate, HexBytes, HexHash, Hold, Post,
@@ -26,21 +27,21 @@ use crate::problem::ApiError;
 pub use crate::app::{authorize, check_id, parse_param, ApiJson, App, AppState};
 
 /// The write routes.
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/v1/members/{member}/earn", post(earn))
-        .route("/v1/earns", post(earn_many))
-        .route("/v1/members/{member}/redeem", post(redeem))
-        .route("/v1/members/{member}/adjust", post(adjust))
-        .route("/v1/members/{member}/holds", post(hold))
-        .route("/v1/holds/{hold}/post", post(post_hold))
-        .route("/v1/holds/{hold}/void", post(void_hold))
-        .route("/v1/redemptions/{redemption}/refund", post(refund))
-        .route("/v1/policy/tiers", put(set_tiers))
-        .route("/v1/policy/expiry", put(set_expiry))
-        .route("/v1/policy/rate-card", put(set_rate_card))
-        .route("/v1/policy/fx-rate", put(set_fx_rate))
-        .route("/v1/members/{member}/authorisations", post(authorise))
+pub fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(earn))
+        .routes(routes!(earn_many))
+        .routes(routes!(redeem))
+        .routes(routes!(adjust))
+        .routes(routes!(hold))
+        .routes(routes!(post_hold))
+        .routes(routes!(void_hold))
+        .routes(routes!(refund))
+        .routes(routes!(set_tiers))
+        .routes(routes!(set_expiry))
+        .routes(routes!(set_rate_card))
+        .routes(routes!(set_fx_rate))
+        .routes(routes!(authorise))
 }
 
 /// Answer to a write: whether it was logged now, and its receipt.

@@ -162,9 +162,14 @@ where
     }
 }
 
-/// Refuses ids a client may not choose: those under the node's reserved `sys.` prefix.
+/// Whether a client may not choose `id`: it is under the node's reserved `sys.` prefix.
+pub fn is_reserved_id(id: &EntryId) -> bool {
+    id.as_str().starts_with("sys.")
+}
+
+/// Refuses ids a client may not choose ([`is_reserved_id`]).
 pub fn check_id(id: &EntryId) -> Result<(), ApiError> {
-    if id.as_str().starts_with("sys.") {
+    if is_reserved_id(id) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "reserved_id",

@@ -13,12 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::metrics::Metrics;
-use crate::problem::ApiError;
 
 /// How often the guard reads the clocks.
 pub const CLOCK_CHECK_INTERVAL: Duration = Duration::from_millis(500);
@@ -36,6 +34,12 @@ pub struct ClockGuard {
     base: Mutex<(u64, Instant)>,
     metrics: Arc<Metrics>,
 }
+
+/// The guard's refusal of a write while it holds (`503 clock_jump` with `Retry-After`, mapped
+/// in [`crate::problem`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the system clock jumped forward; writes are stopped until an operator confirms the time")]
+pub struct WritesHeld;
 
 /// What the guard reports.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -125,15 +129,12 @@ impl ClockGuard {
         }
     }
 
-    /// The answer to a write while held.
-    pub fn refusal() -> ApiError {
-        ApiError {
-            retry_after_s: Some(60),
-            ..ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "clock_jump",
-                "the system clock jumped forward; writes are stopped until an operator confirms the time",
-            )
+    /// Whether a write may go ahead now: [`WritesHeld`] while the guard holds.
+    pub fn admit_write(&self) -> Result<(), WritesHeld> {
+        if self.is_held() {
+            Err(WritesHeld)
+        } else {
+            Ok(())
         }
     }
 }

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::post;
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use ledger::log::receipt_from_store;
 use ledger::receipt::Receipt;
@@ -18,26 +20,24 @@ use ledger::types::{BrandId, MemberId};
 
 use crate::app::{authorize, parse_param, scope, ApiJson, App, AppState, Authorized};
 use crate::config::PartnerConfig;
-use crate::federation::{witness, Evidence, Partner, PartnerError};
+use crate::federation::{witness, Evidence, Partner};
 use crate::keys::Scope;
 use crate::problem::ApiError;
 use crate::reads::Page;
 use crate::views::{member_view, MemberView};
 
 /// The federation's routes.
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/v1/checkpoint/cosigned", get(cosigned))
-        .route("/v1/partners", get(list))
-        .route(
-            "/v1/partners/{brand}/members/{member}",
-            get(mirrored_member),
-        )
-        .route("/v1/admin/partners", post(add))
-        .route("/v1/admin/partners/{brand}/unfreeze", post(unfreeze))
-        .route("/v1/evidence", get(evidence))
-        .route("/v1/members/{member}/attestation", post(attestation))
-        .route("/v1/attestations/verify", post(verify_attestation))
+pub fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(cosigned))
+        .routes(routes!(list))
+        .routes(routes!(mirrored_member))
+        .routes(routes!(add))
+        .routes(routes!(unfreeze))
+        .routes(routes!(evidence))
+        .routes(routes!(attestation))
+        .routes(routes!(verify_attestation))
+        // C2SP tlog-witness, not part of this API's document.
         .route("/v1/witness/add-checkpoint", post(add_checkpoint))
 }
 
@@ -101,24 +101,6 @@ pub fn status(p: &Partner) -> PartnerStatus {
     }
 }
 
-fn partner_error(e: PartnerError) -> ApiError {
-    match e {
-        PartnerError::Invalid(m) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_partner", m)
-        }
-        PartnerError::KeyPinned(_) => {
-            ApiError::new(StatusCode::CONFLICT, "partner_key_pinned", e.to_string())
-        }
-        PartnerError::Unknown(_) => ApiError::not_found("unknown_partner", e.to_string()),
-        PartnerError::TooMany => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "too_many_partners",
-            e.to_string(),
-        ),
-        PartnerError::Internal(m) => ApiError::internal(m),
-    }
-}
-
 #[utoipa::path(get, path = "/v1/partners", responses((status = 200, body = Partners)), tag = "federation")]
 pub async fn list(
     State(app): AppState,
@@ -153,8 +135,7 @@ pub async fn add(
             url: req.url,
             verifier_key: req.verifier_key,
         })
-        .await
-        .map_err(partner_error)?;
+        .await?;
     tracing::info!(partner = %p.brand, pinned = p.verifier.is_some(), "partner set");
     Ok((StatusCode::CREATED, Json(status(&p))).into_response())
 }
@@ -168,11 +149,7 @@ pub async fn unfreeze(
 ) -> Result<Json<PartnerStatus>, ApiError> {
     authorize(&app, &headers, Scope::Admin)?;
     let brand: BrandId = parse_param("brand", &brand)?;
-    let p = app
-        .federation
-        .unfreeze(&brand)
-        .await
-        .map_err(partner_error)?;
+    let p = app.federation.unfreeze(&brand).await?;
     Ok(Json(status(&p)))
 }
 
@@ -502,5 +479,23 @@ pub async fn add_checkpoint(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    witness::add_checkpoint(&app.federation, method, uri, headers, body).await
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let partner = crate::federation::peer::verify(&app.federation, &method, path, &headers, &body)?;
+    let (status, content_type, text) =
+        match witness::add_checkpoint(&app.federation, partner, &body).await? {
+            witness::WitnessAnswer::Cosignature(line) => {
+                (StatusCode::OK, "text/x.tlog.cosignature", line)
+            }
+            witness::WitnessAnswer::SizeMismatch(size) => (
+                StatusCode::CONFLICT,
+                "text/x.tlog.size",
+                format!("{size}\n"),
+            ),
+        };
+    Ok((
+        status,
+        [(axum::http::header::CONTENT_TYPE, content_type)],
+        text,
+    )
+        .into_response())
 }

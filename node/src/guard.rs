@@ -10,7 +10,7 @@
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -18,6 +18,8 @@ use crate::app::{App, AppState};
 
 // The admission state, at the path other modules have used.
 pub use crate::admission::Admission;
+use crate::admission::AdmissionError;
+use crate::federation::peer::PeerRequestError;
 use crate::problem::ApiError;
 
 /// Routes that bypass the concurrency limit: cheap, bodiless, and what an operator needs to
@@ -52,14 +54,13 @@ pub async fn admit(State(app): AppState, req: Request, next: Next) -> Response {
         Ok(Ok(p)) => p,
         _ => {
             app.metrics.admission_refused.inc();
-            return busy().into_response();
+            return ApiError::from(AdmissionError::Busy).into_response();
         }
     };
-    if app.clock.is_held()
-        && has_body(req.method())
-        && path.as_deref() != Some(crate::clock::CONFIRM_PATH)
-    {
-        return crate::clock::ClockGuard::refusal().into_response();
+    if has_body(req.method()) && path.as_deref() != Some(crate::clock::CONFIRM_PATH) {
+        if let Err(held) = app.clock.admit_write() {
+            return ApiError::from(held).into_response();
+        }
     }
     let req = if has_body(req.method()) && path.is_some() {
         if let Err(e) = check_sender(&app, path.as_deref().unwrap_or(""), &req) {
@@ -67,34 +68,17 @@ pub async fn admit(State(app): AppState, req: Request, next: Next) -> Response {
         }
         match read_body(adm, req).await {
             Ok(r) => r,
-            Err(e) => return e.into_response(),
+            Err(e) => return ApiError::from(e).into_response(),
         }
     } else {
         req
     };
     let answer = match tokio::time::timeout(adm.request_timeout, next.run(req)).await {
         Ok(r) => r,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            "the request took too long",
-        )
-        .into_response(),
+        Err(_) => ApiError::from(AdmissionError::Timeout).into_response(),
     };
     drop(permit);
     answer
-}
-
-/// 503 `overloaded` with `Retry-After`: every slot stayed taken for the whole wait.
-fn busy() -> ApiError {
-    ApiError {
-        retry_after_s: Some(1),
-        ..ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "the node is serving as many requests as it allows; retry later",
-        )
-    }
 }
 
 /// Knows the sender from the headers alone: an unrevoked API key, or the well-formed headers
@@ -109,11 +93,7 @@ fn check_sender(app: &App, path: &str, req: &Request) -> Result<(), ApiError> {
             .partner(&h.sender)
             .is_none_or(|p| p.verifier.is_none())
         {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unknown_peer",
-                format!("{} is not a pinned partner of this node", h.sender),
-            ));
+            return Err(PeerRequestError::UnknownPeer(h.sender).into());
         }
         return Ok(());
     }
@@ -123,39 +103,25 @@ fn check_sender(app: &App, path: &str, req: &Request) -> Result<(), ApiError> {
         .and_then(|v| v.strip_prefix("Bearer "));
     match key.and_then(|k| app.keys.authenticate(k.trim())) {
         Some(_) => Ok(()),
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "an API key is required: Authorization: Bearer <key>",
-        )),
+        None => Err(AdmissionError::Unauthenticated.into()),
     }
 }
 
 /// Reads the whole body within the body deadline and the size limit, and puts it back.
-async fn read_body(adm: &Admission, req: Request) -> Result<Request, ApiError> {
+async fn read_body(adm: &Admission, req: Request) -> Result<Request, AdmissionError> {
     let (parts, body) = req.into_parts();
     let limit = adm.body_bytes_max;
     let bytes =
         match tokio::time::timeout(adm.body_timeout, axum::body::to_bytes(body, limit)).await {
-            Err(_) => {
-                return Err(ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body_timeout",
-                    "the request body was not received in time",
-                ))
-            }
+            Err(_) => return Err(AdmissionError::BodyTimeout),
             Ok(Err(e)) => {
                 let too_large = std::error::Error::source(&e)
                     .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
                     || e.into_inner().is::<http_body_util::LengthLimitError>();
                 return Err(if too_large {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
-                        "the request body exceeds the limit",
-                    )
+                    AdmissionError::BodyTooLarge
                 } else {
-                    ApiError::bad_body("the request body could not be read")
+                    AdmissionError::BodyUnreadable
                 });
             }
             Ok(Ok(b)) => b,

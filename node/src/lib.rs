@@ -15,7 +15,7 @@
 //! - [`federation`]: partners, verified mirrors, witnessing, the peer client, evidence; its
 //!   routes in [`federation_routes`];
 //! - [`redemption`]: cross-brand redemption (agreements, quotes, payee and payer steps,
-//!   refunds, statements, reconciliation);
+//!   refunds, statements, reconciliation); what its steps refuse, in [`redemption_error`];
 //! - [`keys`]: API keys, stored hashed;
 //! - [`metrics`], [`openapi`]: operations;
 //! - [`clock`]: the guard that stops writes after a forward jump of the system clock;
@@ -55,6 +55,7 @@ pub mod ops;
 pub mod problem;
 pub mod reads;
 pub mod redemption;
+pub mod redemption_error;
 pub mod router;
 pub mod sequencer;
 pub mod server;

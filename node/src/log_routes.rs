@@ -9,9 +9,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use ledger::log::receipt_from_store;
 use ledger::merkle::{self, HashReader};
@@ -23,17 +25,22 @@ use crate::problem::ApiError;
 use crate::reads::Page;
 
 /// The log's routes: key, time, entries, receipts, proofs, checkpoints and tiles.
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/v1/log/key", get(key))
-        .route("/v1/log/time", get(time))
-        .route("/v1/log/entries", get(entries))
-        .route("/v1/log/entries/{index}/receipt", get(receipt))
-        .route("/v1/log/proof/inclusion", get(inclusion))
-        .route("/v1/log/proof/consistency", get(consistency))
-        .route("/v1/log/checkpoints", get(checkpoints))
-        .route("/checkpoint", get(checkpoint))
-        .route("/tile/{*path}", get(tile))
+pub fn routes() -> OpenApiRouter<Arc<App>> {
+    // A tile's path has several segments, which OpenAPI cannot say: it is documented as
+    // `/tile/{path}` and routed as the wildcard `/tile/{*path}`.
+    let (_, tile_doc, _) = routes!(tile);
+    let mut router = OpenApiRouter::new()
+        .routes(routes!(key))
+        .routes(routes!(time))
+        .routes(routes!(entries))
+        .routes(routes!(receipt))
+        .routes(routes!(inclusion))
+        .routes(routes!(consistency))
+        .routes(routes!(checkpoints))
+        .routes(routes!(checkpoint))
+        .route("/tile/{*path}", get(tile));
+    router.get_openapi_mut().paths.paths.extend(tile_doc.paths);
+    router
 }
 
 /// Most entries one `/v1/log/entries` answer holds.

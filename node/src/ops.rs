@@ -1,5 +1,5 @@
 //! Operational routes: liveness (`/healthz`), readiness (`/readyz`), metrics (`/metrics`) and
-//! the OpenAPI document (`/v1/openapi.json`).
+//! the OpenAPI document (`/v1/openapi.json`), which the router composes and hands in.
 
 use std::sync::Arc;
 
@@ -12,24 +12,22 @@ use axum::Router;
 use crate::app::{App, AppState};
 use crate::problem::ApiError;
 
-/// The operational routes.
-pub fn routes() -> Router<Arc<App>> {
+/// The operational routes; `GET /v1/openapi.json` answers `document`, serialized once here
+/// and served from memory.
+pub fn routes(document: &serde_json::Value) -> Router<Arc<App>> {
+    let body: axum::body::Bytes = serde_json::to_vec(document)
+        .expect("the OpenAPI document serializes")
+        .into();
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/v1/openapi.json", get(openapi_json))
-}
-
-/// `GET /v1/openapi.json`: the document is generated once per process and served from memory.
-async fn openapi_json() -> Response {
-    static DOCUMENT: std::sync::OnceLock<axum::body::Bytes> = std::sync::OnceLock::new();
-    let body = DOCUMENT.get_or_init(|| {
-        serde_json::to_vec(&crate::openapi::document())
-            .expect("the OpenAPI document serializes")
-            .into()
-    });
-    ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
+        .route(
+            "/v1/openapi.json",
+            get(move || async move {
+                ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+            }),
+        )
 }
 
 async fn readyz(State(app): AppState) -> Response {

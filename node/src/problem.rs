@@ -9,6 +9,13 @@ use utoipa::ToSchema;
 use ledger::log::WriteError;
 use ledger::state::StateError;
 
+use crate::admission::AdmissionError;
+use crate::clock::WritesHeld;
+use crate::federation::peer::PeerRequestError;
+use crate::federation::witness::WitnessError;
+use crate::federation::PartnerError;
+use crate::keys::KeyError;
+use crate::redemption_error::{RedemptionError, Refusal};
 use crate::sequencer::SubmitError;
 use crate::views::ReadError;
 
@@ -448,6 +455,181 @@ impl From<ReadError> for ApiError {
     }
 }
 
+impl From<AdmissionError> for ApiError {
+    /// Every refusal of the request guard (`crate::guard`), by name.
+    fn from(e: AdmissionError) -> ApiError {
+        use AdmissionError as E;
+        use StatusCode as S;
+        let (status, code, retry_after_s) = match e {
+            E::Busy => (S::SERVICE_UNAVAILABLE, "overloaded", Some(1)),
+            E::Timeout => (S::SERVICE_UNAVAILABLE, "timeout", None),
+            E::BodyTimeout => (S::REQUEST_TIMEOUT, "body_timeout", None),
+            E::BodyTooLarge => (S::PAYLOAD_TOO_LARGE, "body_too_large", None),
+            E::BodyUnreadable => (S::BAD_REQUEST, "invalid_body", None),
+            E::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated", None),
+        };
+        ApiError {
+            retry_after_s,
+            ..ApiError::new(status, code, e.to_string())
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> ApiError {
+        match e {
+            KeyError::Invalid(m) => ApiError::bad_body(m),
+            KeyError::Unknown(_) => ApiError::not_found("not_found", e.to_string()),
+            KeyError::Store(s) => ApiError::internal(s),
+        }
+    }
+}
+
+impl From<PartnerError> for ApiError {
+    fn from(e: PartnerError) -> ApiError {
+        use PartnerError as E;
+        use StatusCode as S;
+        match e {
+            E::Invalid(m) => ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_partner", m),
+            E::KeyPinned(_) => ApiError::new(S::CONFLICT, "partner_key_pinned", e.to_string()),
+            E::Unknown(_) => ApiError::not_found("unknown_partner", e.to_string()),
+            E::TooMany => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "too_many_partners", e.to_string())
+            }
+            E::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
+impl From<WritesHeld> for ApiError {
+    fn from(e: WritesHeld) -> ApiError {
+        ApiError {
+            retry_after_s: Some(60),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "clock_jump", e.to_string())
+        }
+    }
+}
+
+impl From<PeerRequestError> for ApiError {
+    /// Every refusal of a peer request, by name (spec/federation.md §2).
+    fn from(e: PeerRequestError) -> ApiError {
+        use PeerRequestError as E;
+        use StatusCode as S;
+        let (status, code) = match e {
+            E::Unsigned(_) | E::Malformed(_) => (S::UNAUTHORIZED, "peer_unsigned"),
+            E::UnknownPeer(_) => (S::UNAUTHORIZED, "unknown_peer"),
+            E::BadSignature(_) => (S::UNAUTHORIZED, "peer_bad_signature"),
+            E::Stale { .. } => (S::UNAUTHORIZED, "peer_stale"),
+            E::Replayed => (S::UNAUTHORIZED, "peer_replayed"),
+            E::RateLimited => (S::TOO_MANY_REQUESTS, "peer_rate_limited"),
+            E::Frozen(_) => (S::FORBIDDEN, "partner_frozen"),
+            E::InvalidBody { .. } => (S::BAD_REQUEST, "invalid_body"),
+            E::Internal(cause) => return ApiError::internal(cause),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<WitnessError> for ApiError {
+    /// Every refusal of the witness, by name (spec/federation.md §4).
+    fn from(e: WitnessError) -> ApiError {
+        use StatusCode as S;
+        use WitnessError as E;
+        let (status, code) = match e {
+            E::InvalidBody(_) => (S::BAD_REQUEST, "invalid_body"),
+            E::UnknownLog { .. } => (S::NOT_FOUND, "unknown_log"),
+            E::BadSignature(_) => (S::FORBIDDEN, "bad_checkpoint_signature"),
+            E::PartnerFrozen(_) => (S::FORBIDDEN, "partner_frozen"),
+            E::Inconsistent(_) => (S::UNPROCESSABLE_ENTITY, "inconsistent_checkpoint"),
+            E::Internal(cause) => return ApiError::internal(cause),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<RedemptionError> for ApiError {
+    /// Every refusal of a redemption step, by name (spec/api.md, "Error codes"; the codes a
+    /// partner's refusal may carry are in "Partner refusals").
+    fn from(e: RedemptionError) -> ApiError {
+        use RedemptionError as E;
+        use StatusCode as S;
+        let answer = |status: StatusCode, code: &'static str, e: &RedemptionError| {
+            ApiError::new(status, code, e.to_string())
+        };
+        match e {
+            E::InvalidBody(_) => answer(S::BAD_REQUEST, "invalid_body", &e),
+            E::InvalidParameter(_) => answer(S::BAD_REQUEST, "invalid_parameter", &e),
+            E::ReservedId => answer(S::UNPROCESSABLE_ENTITY, "reserved_id", &e),
+            E::RedemptionIdTooLong { .. } => {
+                answer(S::UNPROCESSABLE_ENTITY, "redemption_id_too_long", &e)
+            }
+            E::RefundIdTooLong { .. } => answer(S::UNPROCESSABLE_ENTITY, "refund_id_too_long", &e),
+            E::IdConflict(_) => answer(S::CONFLICT, "id_conflict", &e),
+            E::UnknownQuote(_) => answer(S::NOT_FOUND, "unknown_quote", &e),
+            E::UnknownAgreement(_) => answer(S::NOT_FOUND, "unknown_agreement", &e),
+            E::AgreementNotHere(_) => answer(S::UNPROCESSABLE_ENTITY, "unknown_agreement", &e),
+            E::UnknownRedemption(_) => answer(S::NOT_FOUND, "unknown_redemption", &e),
+            E::UnknownPartner(_) => answer(S::NOT_FOUND, "unknown_partner", &e),
+            E::PartnerNotPinned(_) => answer(S::UNPROCESSABLE_ENTITY, "unknown_partner", &e),
+            E::PartnerUnpinned(_) => answer(S::UNPROCESSABLE_ENTITY, "partner_unpinned", &e),
+            E::MirrorUnpinned(_) => answer(S::CONFLICT, "partner_unpinned", &e),
+            E::PartnerFrozen(_) => answer(S::FORBIDDEN, "partner_frozen", &e),
+            E::NotAParty(_) => answer(S::UNPROCESSABLE_ENTITY, "agreement_not_a_party", &e),
+            E::SenderNotAParty => answer(S::FORBIDDEN, "agreement_not_a_party", &e),
+            E::AgreementNotApproved => answer(S::CONFLICT, "agreement_not_approved", &e),
+            E::AgreementTermsDiffer(_) => answer(S::CONFLICT, "agreement_terms_differ", &e),
+            E::Agreement(ref a) => answer(S::UNPROCESSABLE_ENTITY, a.code(), &e),
+            E::QuoteDirectionNotAgreed(_) => {
+                answer(S::UNPROCESSABLE_ENTITY, "quote_direction_not_agreed", &e)
+            }
+            E::NoRateCard(_) => answer(S::UNPROCESSABLE_ENTITY, "no_rate_card", &e),
+            E::NoFxRate(_) => answer(S::UNPROCESSABLE_ENTITY, "no_fx_rate", &e),
+            E::Quote(ref q) => answer(S::UNPROCESSABLE_ENTITY, q.code(), &e),
+            E::QuoteExpired(_) => answer(S::CONFLICT, "quote_expired", &e),
+            E::QuoteOutOfBounds(_) => answer(S::UNPROCESSABLE_ENTITY, "quote_out_of_bounds", &e),
+            E::HoldOutOfBounds(_) => answer(S::UNPROCESSABLE_ENTITY, "hold_out_of_bounds", &e),
+            E::QuoteWrongParties => answer(S::UNPROCESSABLE_ENTITY, "quote_wrong_parties", &e),
+            E::QuoteMismatch(_) => answer(S::UNPROCESSABLE_ENTITY, "quote_mismatch", &e),
+            E::ConditionNotMet => answer(S::UNPROCESSABLE_ENTITY, "condition_not_met", &e),
+            E::HoldNotOpen(_) => answer(S::CONFLICT, "hold_not_open", &e),
+            E::NotPrepared => answer(S::CONFLICT, "not_prepared", &e),
+            E::CreditLimitExceeded(_) => answer(S::CONFLICT, "credit_limit_exceeded", &e),
+            E::NotCommitted(_) => answer(S::CONFLICT, "not_committed", &e),
+            E::RefundExceedsObligation(_) => answer(S::CONFLICT, "refund_exceeds_obligation", &e),
+            E::PeriodOpen(_) => answer(S::CONFLICT, "period_open", &e),
+            E::StatementDisagreed(_) => answer(S::CONFLICT, "statement_disagreed", &e),
+            E::StatementBadSignature(_) => {
+                answer(S::UNPROCESSABLE_ENTITY, "statement_bad_signature", &e)
+            }
+            E::StatementPeriodInvalid => {
+                answer(S::UNPROCESSABLE_ENTITY, "statement_period_invalid", &e)
+            }
+            E::Statement(ref st) => answer(S::UNPROCESSABLE_ENTITY, st.code(), &e),
+            E::TooManyLines(s) => s.into(),
+            E::PartnerUnavailable { .. } => answer(S::BAD_GATEWAY, "partner_unavailable", &e),
+            E::PartnerRefused {
+                refusal,
+                ref partner_code,
+                ..
+            } => {
+                let status = match refusal {
+                    Refusal::Conflict => S::CONFLICT,
+                    Refusal::Invalid => S::UNPROCESSABLE_ENTITY,
+                    Refusal::Failed => S::BAD_GATEWAY,
+                };
+                ApiError {
+                    partner_code: Some(partner_code.clone()),
+                    ..answer(status, "partner_refused", &e)
+                }
+            }
+            E::PartnerBadAnswer(_) => answer(S::BAD_GATEWAY, "partner_bad_answer", &e),
+            E::Submit(s) => s.into(),
+            E::Read(r) => r.into(),
+            E::Internal(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
 /// Maps axum's body and path rejections to problem details.
 pub fn from_json_rejection(r: axum::extract::rejection::JsonRejection) -> ApiError {
     use axum::extract::rejection::JsonRejection as J;
@@ -667,6 +849,203 @@ mod tests {
             status: "posted",
         });
         assert_eq!(conflict.status, StatusCode::CONFLICT);
+    }
+
+    #[test]
+    fn redemption_refusals_answer_their_status_code_and_message() {
+        let id = |s: &str| s.parse::<EntryId>().unwrap();
+        let brand = |s: &str| s.parse::<ledger::types::BrandId>().unwrap();
+        use RedemptionError as E;
+        let cases = [
+            (E::InvalidBody("give exactly one".into()), 400, "invalid_body", "give exactly one"),
+            (E::ReservedId, 422, "reserved_id", "ids starting with \"sys.\" are reserved for the node"),
+            (E::RedemptionIdTooLong { max: 96 }, 422, "redemption_id_too_long", "a redemption id has at most 96 characters"),
+            (E::UnknownQuote(id("r-1")), 404, "unknown_quote", "no quote r-1"),
+            (E::UnknownAgreement("no agreement a-1".into()), 404, "unknown_agreement", "no agreement a-1"),
+            (E::AgreementNotHere("no agreement a-1 here".into()), 422, "unknown_agreement", "no agreement a-1 here"),
+            (E::UnknownPartner("no partner b".into()), 404, "unknown_partner", "no partner b"),
+            (E::PartnerNotPinned("b is not pinned".into()), 422, "unknown_partner", "b is not pinned"),
+            (E::PartnerUnpinned(brand("b")), 422, "partner_unpinned", "b is not a pinned partner, so nothing of it is verified"),
+            (E::MirrorUnpinned(brand("b")), 409, "partner_unpinned", "b is not pinned, so nothing of it is verified"),
+            (E::NotAParty(brand("b")), 422, "agreement_not_a_party", "b is not a party to these terms"),
+            (E::SenderNotAParty, 403, "agreement_not_a_party", "the sender is not the other party of these terms"),
+            (E::QuoteExpired("the quote expired"), 409, "quote_expired", "the quote expired"),
+            (E::NotPrepared, 409, "not_prepared", "prepare first"),
+            (E::NotCommitted(id("r-1")), 409, "not_committed", "redemption r-1 is not committed; void it instead"),
+            (E::HoldNotOpen("voided".into()), 409, "hold_not_open", "voided"),
+            (E::StatementPeriodInvalid, 422, "statement_period_invalid", "not a settlement period"),
+            (E::PartnerUnavailable { partner: brand("b"), what: "the refund" }, 502, "partner_unavailable",
+                "b could not be reached; retry the refund with the same request (every step is idempotent)"),
+            (E::PartnerBadAnswer("not a receipt".into()), 502, "partner_bad_answer", "not a receipt"),
+            (E::Submit(SubmitError::Overloaded), 503, "overloaded", "the write queue is full; retry later"),
+            (E::internal("disk full"), 500, "internal", "internal error"),
+        ];
+        for (e, status, code, detail) in cases {
+            let what = format!("{e:?}");
+            let a = ApiError::from(e);
+            assert_eq!(
+                (a.status.as_u16(), a.code, a.detail.as_str(), a.partner_code),
+                (status, code, detail, None),
+                "{what}"
+            );
+        }
+        let answer = br#"{"code":"too_many_refunds","detail":"64 at most"}"#;
+        for (refusal, status) in [
+            (Refusal::Conflict, 409),
+            (Refusal::Invalid, 422),
+            (Refusal::Failed, 502),
+        ] {
+            let a = ApiError::from(RedemptionError::refused(
+                &brand("b"),
+                "the refund",
+                refusal,
+                answer,
+            ));
+            assert_eq!((a.status.as_u16(), a.code), (status, "partner_refused"));
+            assert_eq!(
+                a.detail,
+                "b refused the refund: too_many_refunds: 64 at most"
+            );
+            assert_eq!(a.partner_code.as_deref(), Some("too_many_refunds"));
+        }
+    }
+
+    #[test]
+    fn peer_witness_and_clock_refusals_answer_their_status_and_code() {
+        let b: ledger::types::BrandId = "b".parse().unwrap();
+        use PeerRequestError as P;
+        let peer = [
+            (P::Unsigned("loyalty-peer"), 401, "peer_unsigned"),
+            (P::Malformed("loyalty-peer-time"), 401, "peer_unsigned"),
+            (P::UnknownPeer(b.clone()), 401, "unknown_peer"),
+            (P::BadSignature(b.clone()), 401, "peer_bad_signature"),
+            (
+                P::Stale {
+                    time_ms: 1,
+                    skew_ms: 2,
+                    now_ms: 3,
+                },
+                401,
+                "peer_stale",
+            ),
+            (P::Replayed, 401, "peer_replayed"),
+            (P::RateLimited, 429, "peer_rate_limited"),
+            (P::Frozen(b.clone()), 403, "partner_frozen"),
+            (
+                P::InvalidBody {
+                    what: "statement".into(),
+                    detail: "eof".into(),
+                },
+                400,
+                "invalid_body",
+            ),
+            (P::Internal("bad key".into()), 500, "internal"),
+        ];
+        for (e, status, code) in peer {
+            let what = format!("{e:?}");
+            let a = ApiError::from(e);
+            assert_eq!((a.status.as_u16(), a.code), (status, code), "{what}");
+        }
+        assert_eq!(
+            ApiError::from(P::Unsigned("loyalty-peer")).detail,
+            "a peer request needs the loyalty-peer header (spec/federation.md §2)"
+        );
+        use WitnessError as W;
+        let witness = [
+            (W::InvalidBody("no `old` line".into()), 400, "invalid_body"),
+            (
+                W::UnknownLog {
+                    origin: "x".into(),
+                    partner: b.clone(),
+                },
+                404,
+                "unknown_log",
+            ),
+            (W::PartnerFrozen(b), 403, "partner_frozen"),
+            (W::Internal("disk".into()), 500, "internal"),
+        ];
+        for (e, status, code) in witness {
+            let what = format!("{e:?}");
+            let a = ApiError::from(e);
+            assert_eq!((a.status.as_u16(), a.code), (status, code), "{what}");
+        }
+        use AdmissionError as A;
+        let admission = [
+            (A::Busy, 503, "overloaded", Some(1)),
+            (A::Timeout, 503, "timeout", None),
+            (A::BodyTimeout, 408, "body_timeout", None),
+            (A::BodyTooLarge, 413, "body_too_large", None),
+            (A::BodyUnreadable, 400, "invalid_body", None),
+            (A::Unauthenticated, 401, "unauthenticated", None),
+        ];
+        for (e, status, code, retry) in admission {
+            let a = ApiError::from(e);
+            assert_eq!(
+                (a.status.as_u16(), a.code, a.retry_after_s),
+                (status, code, retry),
+                "{e:?}"
+            );
+        }
+        let held = ApiError::from(WritesHeld);
+        assert_eq!(
+            (held.status.as_u16(), held.code, held.retry_after_s),
+            (503, "clock_jump", Some(60))
+        );
+    }
+
+    #[test]
+    fn key_and_partner_errors_answer_their_status_code_and_message() {
+        let b: ledger::types::BrandId = "b".parse().unwrap();
+        let cases = [
+            (
+                ApiError::from(KeyError::Invalid("empty name".into())),
+                400,
+                "invalid_body",
+                "empty name",
+            ),
+            (
+                ApiError::from(KeyError::Unknown("k1".into())),
+                404,
+                "not_found",
+                "no key k1",
+            ),
+            (
+                ApiError::from(PartnerError::Invalid("bad url".into())),
+                422,
+                "invalid_partner",
+                "bad url",
+            ),
+            (
+                ApiError::from(PartnerError::KeyPinned(b.clone())),
+                409,
+                "partner_key_pinned",
+                "partner b has a pinned key and a mirror; rotating keys is an operator procedure",
+            ),
+            (
+                ApiError::from(PartnerError::Unknown(b)),
+                404,
+                "unknown_partner",
+                "no partner b",
+            ),
+            (
+                ApiError::from(PartnerError::TooMany),
+                422,
+                "too_many_partners",
+                "at most 64 partners",
+            ),
+            (
+                ApiError::from(PartnerError::Internal("disk".into())),
+                500,
+                "internal",
+                "internal error",
+            ),
+        ];
+        for (a, status, code, detail) in cases {
+            assert_eq!(
+                (a.status.as_u16(), a.code, a.detail.as_str()),
+                (status, code, detail)
+            );
+        }
     }
 
     #[test]

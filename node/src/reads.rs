@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use ledger::state::read::{self, Record};
 use ledger::state::{record_prefix, HoldState, MemberState, Policies, RecordSource};
@@ -24,13 +25,13 @@ pub use crate::views::{
 };
 
 /// The read routes of members, holds and policies.
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/v1/holds/{hold}", get(hold))
-        .route("/v1/members/{member}", get(member))
-        .route("/v1/members/{member}/history", get(history))
-        .route("/v1/members/{member}/lots", get(lots))
-        .route("/v1/policy", get(policy))
+pub fn routes() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::new()
+        .routes(routes!(hold))
+        .routes(routes!(member))
+        .routes(routes!(history))
+        .routes(routes!(lots))
+        .routes(routes!(policy))
 }
 
 /// Default page size.

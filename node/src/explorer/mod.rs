@@ -113,6 +113,12 @@ impl PageError {
     }
 }
 
+impl From<crate::redemption_error::RedemptionError> for PageError {
+    fn from(e: crate::redemption_error::RedemptionError) -> PageError {
+        ApiError::from(e).into()
+    }
+}
+
 impl From<ApiError> for PageError {
     fn from(e: ApiError) -> PageError {
         PageError {

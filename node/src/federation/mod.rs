@@ -695,8 +695,8 @@ mod tests {
     /// The module's invariant, as a check of its source: no file of `node::federation` submits
     /// a write to the sequencer (it reads the shared checkpoint only), so a partner never
     /// delays local writes. Cross-brand redemption, which logs its steps, is `crate::redemption`.
-    #[test]
-    fn federation_never_enters_the_sequencer() {
+    /// Every file of `node::federation`, by name, and its text.
+    fn files() -> [(&'static str, &'static str); 5] {
         let files = [
             ("mod.rs", include_str!("mod.rs")),
             ("client.rs", include_str!("client.rs")),
@@ -714,18 +714,35 @@ mod tests {
             "every file of {} is checked",
             dir.display()
         );
+        files
+    }
+
+    #[test]
+    fn federation_never_enters_the_sequencer() {
         // Built from pieces, so that this test's own text does not match.
         let calls = [
             [".", "submit("].concat(),
             ["submit", "_together("].concat(),
             ["Sequencer", "::"].concat(),
         ];
-        for (name, text) in files {
+        for (name, text) in files() {
             for call in &calls {
                 assert!(
                     !text.contains(call.as_str()),
                     "federation/{name} calls {call}"
                 );
+            }
+        }
+    }
+
+    /// Federation knows no HTTP answer: its peer checks and its witness return their own errors
+    /// (`PeerRequestError`, `WitnessError`), which `crate::problem` maps.
+    #[test]
+    fn federation_never_builds_an_http_error() {
+        let names = [["Api", "Error"].concat(), ["problem", "::"].concat()];
+        for (name, text) in files() {
+            for n in &names {
+                assert!(!text.contains(n.as_str()), "federation/{name} names {n}");
             }
         }
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method};
 use base64::Engine;
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -15,7 +15,6 @@ use sha2::{Digest, Sha256};
 use ledger::types::BrandId;
 
 use super::{Federation, Partner};
-use crate::problem::ApiError;
 
 pub const H_PEER: &str = "loyalty-peer";
 pub const H_TIME: &str = "loyalty-peer-time";
@@ -24,6 +23,41 @@ pub const H_SIGNATURE: &str = "loyalty-peer-signature";
 /// Most nonces remembered per sender; beyond it that sender's requests are refused until its
 /// old ones expire (one partner cannot crowd out the others).
 pub const NONCES_PER_PEER_MAX: usize = 200_000;
+
+/// Why a peer request is refused before it is acted on (spec/federation.md §2); mapped to
+/// statuses and codes in [`crate::problem`].
+#[derive(Debug, thiserror::Error)]
+pub enum PeerRequestError {
+    /// A header of a signed request is missing.
+    #[error("a peer request needs the {0} header (spec/federation.md §2)")]
+    Unsigned(&'static str),
+    /// A header of a signed request is not of its form.
+    #[error("malformed {0} header")]
+    Malformed(&'static str),
+    #[error("{0} is not a pinned partner of this node")]
+    UnknownPeer(BrandId),
+    #[error("the signature does not verify with {0}'s pinned key")]
+    BadSignature(BrandId),
+    #[error("request time {time_ms} is more than {skew_ms} ms from this node's clock {now_ms}, or before it started")]
+    Stale {
+        time_ms: u64,
+        skew_ms: u64,
+        now_ms: u64,
+    },
+    #[error("this nonce was used before: a replayed request")]
+    Replayed,
+    /// The sender has [`NONCES_PER_PEER_MAX`] requests within the clock-skew window.
+    #[error("too many requests from this peer within the clock-skew window")]
+    RateLimited,
+    #[error("the partnership with {0} is frozen by evidence; an operator must clear it")]
+    Frozen(BrandId),
+    /// The signed body is not the JSON the route takes.
+    #[error("not a {what}: {detail}")]
+    InvalidBody { what: String, detail: String },
+    /// A pinned key that is not an Ed25519 key (cannot happen for a parsed key); logged.
+    #[error("{0}")]
+    Internal(String),
+}
 
 /// The signed message.
 #[allow(clippy::too_many_arguments)]
@@ -96,7 +130,7 @@ impl NonceCache {
         nonce: [u8; 16],
         expires: u64,
         now: u64,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, PeerRequestError> {
         let mut seen = self.seen.lock().expect("nonce lock");
         let peer = seen.entry(brand.clone()).or_default();
         if peer.nonces.len() >= NONCES_PER_PEER_MAX / 2 && peer.next_expiry <= now {
@@ -104,11 +138,7 @@ impl NonceCache {
             peer.next_expiry = peer.nonces.values().copied().min().unwrap_or(u64::MAX);
         }
         if peer.nonces.len() >= NONCES_PER_PEER_MAX {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "peer_rate_limited",
-                "too many requests from this peer within the clock-skew window",
-            ));
+            return Err(PeerRequestError::RateLimited);
         }
         if peer.nonces.contains_key(&nonce) {
             return Ok(false);
@@ -117,10 +147,6 @@ impl NonceCache {
         peer.nonces.insert(nonce, expires);
         Ok(true)
     }
-}
-
-fn unauthorized(code: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, code, detail)
 }
 
 /// Verifies a peer request (as [`verify`]) and decodes its JSON body as `T`; `what` names the
@@ -132,11 +158,13 @@ pub fn verify_json<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
     what: &str,
-) -> Result<(Arc<Partner>, T), ApiError> {
+) -> Result<(Arc<Partner>, T), PeerRequestError> {
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let sender = verify(fed, method, path, headers, body)?;
-    let value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_body(format!("not a {what}: {e}")))?;
+    let value = serde_json::from_slice(body).map_err(|e| PeerRequestError::InvalidBody {
+        what: what.to_owned(),
+        detail: e.to_string(),
+    })?;
     Ok((sender, value))
 }
 
@@ -155,20 +183,15 @@ pub struct PeerHeaders {
 /// Reads and parses the headers of a peer request (spec/federation.md §2). Refuses a missing
 /// header with `peer_unsigned`, and a malformed one (brand id, decimal time of at most 16
 /// digits, 32 lowercase hex digits of nonce, base64 of a 64-byte signature) likewise.
-pub fn parse_headers(headers: &HeaderMap) -> Result<PeerHeaders, ApiError> {
-    let get = |name: &str| -> Result<&str, ApiError> {
+pub fn parse_headers(headers: &HeaderMap) -> Result<PeerHeaders, PeerRequestError> {
+    let get = |name: &'static str| -> Result<&str, PeerRequestError> {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                unauthorized(
-                    "peer_unsigned",
-                    format!("a peer request needs the {name} header (spec/federation.md §2)"),
-                )
-            })
+            .ok_or(PeerRequestError::Unsigned(name))
     };
     let (sender, time, nonce, sig) = (get(H_PEER)?, get(H_TIME)?, get(H_NONCE)?, get(H_SIGNATURE)?);
-    let malformed = |what: &str| unauthorized("peer_unsigned", format!("malformed {what} header"));
+    let malformed = PeerRequestError::Malformed;
     let sender: BrandId = sender.parse().map_err(|_| malformed(H_PEER))?;
     if time.is_empty() || time.len() > 16 || !time.bytes().all(|b| b.is_ascii_digit()) {
         return Err(malformed(H_TIME));
@@ -204,7 +227,7 @@ pub fn check_signed(
     path_and_query: &str,
     body: &[u8],
     h: &PeerHeaders,
-) -> Result<(), ApiError> {
+) -> Result<(), PeerRequestError> {
     let msg = message(
         h.sender.as_str(),
         receiver,
@@ -215,15 +238,7 @@ pub fn check_signed(
         &h.nonce_hex,
     );
     key.verify_strict(msg.as_bytes(), &Signature::from_bytes(&h.signature))
-        .map_err(|_| {
-            unauthorized(
-                "peer_bad_signature",
-                format!(
-                    "the signature does not verify with {}'s pinned key",
-                    h.sender
-                ),
-            )
-        })
+        .map_err(|_| PeerRequestError::BadSignature(h.sender.clone()))
 }
 
 /// Verifies a peer request; returns the pinned, unfrozen partner that sent it.
@@ -233,20 +248,16 @@ pub fn verify(
     path_and_query: &str,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Arc<Partner>, ApiError> {
+) -> Result<Arc<Partner>, PeerRequestError> {
     let h = parse_headers(headers)?;
     let sender = &h.sender;
     let partner = fed
         .partner(sender)
         .filter(|p| p.verifier.is_some())
-        .ok_or_else(|| {
-            unauthorized(
-                "unknown_peer",
-                format!("{sender} is not a pinned partner of this node"),
-            )
-        })?;
+        .ok_or_else(|| PeerRequestError::UnknownPeer(sender.clone()))?;
     let key = partner.verifier.as_ref().expect("filtered on pinned");
-    let vk = VerifyingKey::from_bytes(&key.public_key()).map_err(ApiError::internal)?;
+    let vk = VerifyingKey::from_bytes(&key.public_key())
+        .map_err(|e| PeerRequestError::Internal(e.to_string()))?;
     check_signed(
         &vk,
         fed.brand.as_str(),
@@ -259,30 +270,20 @@ pub fn verify(
     let now = crate::sequencer::now().get();
     let skew = fed.settings.peer_clock_skew_ms;
     if time_ms.abs_diff(now) > skew || time_ms < fed.started_ms {
-        return Err(unauthorized(
-            "peer_stale",
-            format!(
-                "request time {time_ms} is more than {skew} ms from this node's clock {now}, or before it started"
-            ),
-        ));
+        return Err(PeerRequestError::Stale {
+            time_ms,
+            skew_ms: skew,
+            now_ms: now,
+        });
     }
     if !fed
         .nonces
         .insert(sender, nonce_bytes, time_ms.saturating_add(2 * skew), now)?
     {
-        return Err(unauthorized(
-            "peer_replayed",
-            "this nonce was used before: a replayed request",
-        ));
+        return Err(PeerRequestError::Replayed);
     }
     if partner.frozen.load(Ordering::Acquire) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "partner_frozen",
-            format!(
-                "the partnership with {sender} is frozen by evidence; an operator must clear it"
-            ),
-        ));
+        return Err(PeerRequestError::Frozen(sender.clone()));
     }
     Ok(partner)
 }
@@ -342,15 +343,15 @@ mod tests {
             ("b", "POST", "/v1/peer/x", b"{ }"),
         ] {
             let err = check_signed(&vk, receiver, method, path, body, &h).unwrap_err();
-            assert_eq!(err.code, "peer_bad_signature");
+            assert!(matches!(err, PeerRequestError::BadSignature(_)), "{err}");
         }
         let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]).verifying_key();
         let err = check_signed(&other, "b", "POST", "/v1/peer/x", b"{}", &h).unwrap_err();
-        assert_eq!(err.code, "peer_bad_signature");
+        assert!(matches!(err, PeerRequestError::BadSignature(_)), "{err}");
         let mut later = h.clone();
         later.time_ms += 1;
         let err = check_signed(&vk, "b", "POST", "/v1/peer/x", b"{}", &later).unwrap_err();
-        assert_eq!(err.code, "peer_bad_signature");
+        assert!(matches!(err, PeerRequestError::BadSignature(_)), "{err}");
     }
 
     #[test]
@@ -360,10 +361,10 @@ mod tests {
         for name in [H_PEER, H_TIME, H_NONCE, H_SIGNATURE] {
             let mut h = good.clone();
             h.remove(name);
-            assert_eq!(
-                parse_headers(&h).unwrap_err().code,
-                "peer_unsigned",
-                "{name}"
+            let err = parse_headers(&h).unwrap_err();
+            assert!(
+                matches!(err, PeerRequestError::Unsigned(n) if n == name),
+                "{name}: {err}"
             );
         }
         for (name, value) in [
@@ -379,10 +380,10 @@ mod tests {
         ] {
             let mut h = good.clone();
             h.insert(name, value.parse().unwrap());
-            assert_eq!(
-                parse_headers(&h).unwrap_err().code,
-                "peer_unsigned",
-                "{name}: {value}"
+            let err = parse_headers(&h).unwrap_err();
+            assert!(
+                matches!(err, PeerRequestError::Malformed(n) if n == name),
+                "{name}: {value}: {err}"
             );
         }
     }
@@ -406,7 +407,7 @@ mod tests {
             assert!(c.insert(&b, n, 100, 0).unwrap());
         }
         let err = c.insert(&b, [9; 16], 100, 0).unwrap_err();
-        assert_eq!(err.code, "peer_rate_limited");
+        assert!(matches!(err, PeerRequestError::RateLimited), "{err}");
         assert!(c.insert(&d, [9; 16], 100, 0).unwrap());
         // Once they expire, b's nonces are pruned and b is served again.
         assert!(c.insert(&b, [9; 16], 300, 200).unwrap());

@@ -8,9 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
@@ -21,8 +19,7 @@ use ledger::store::Store;
 use ledger::types::BrandId;
 
 use super::client::{PeerClient, PeerError, Reply};
-use super::{peer, Federation, Partner};
-use crate::problem::ApiError;
+use super::{Federation, Partner};
 
 const WITNESS_PREFIX: &[u8] = b"witness/";
 const COSIGNED_BY_PREFIX: &[u8] = b"cosigned-by/";
@@ -89,17 +86,51 @@ pub fn cosigned_at(store: &Store, size: u64) -> anyhow::Result<Option<Cosigned>>
     )
 }
 
-fn text_response(status: StatusCode, content_type: &'static str, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+/// Why the witness does not cosign a partner's checkpoint; mapped to statuses and codes in
+/// [`crate::problem`]. (An `old` size that is not the one cosigned last is not an error but
+/// the protocol's answer, [`WitnessAnswer::SizeMismatch`].)
+#[derive(Debug, thiserror::Error)]
+pub enum WitnessError {
+    /// The request is not `old <n>`, proof lines, a blank line and a signed note.
+    #[error("{0}")]
+    InvalidBody(String),
+    /// The checkpoint's origin is not the partner's log.
+    #[error("{origin} is not the log of {partner}")]
+    UnknownLog { origin: String, partner: BrandId },
+    #[error("the checkpoint does not verify with the pinned key: {0}")]
+    BadSignature(CheckpointError),
+    #[error("the partnership with {0} is frozen by evidence")]
+    PartnerFrozen(BrandId),
+    /// The checkpoint contradicts what was cosigned or verified before (evidence is kept).
+    #[error("{0}")]
+    Inconsistent(Misbehaviour),
+    /// A failure of this node (storage, encoding); its cause is logged, never answered.
+    #[error("{0}")]
+    Internal(String),
 }
 
-fn bad_request(detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", detail)
+impl WitnessError {
+    fn internal(cause: impl std::fmt::Display) -> WitnessError {
+        WitnessError::Internal(cause.to_string())
+    }
+}
+
+/// The witness's answer to a checkpoint it does not refuse (C2SP tlog-witness).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WitnessAnswer {
+    /// The cosignature line (`text/x.tlog.cosignature`).
+    Cosignature(String),
+    /// `old` is not the size cosigned last, which is this (`409`, `text/x.tlog.size`).
+    SizeMismatch(u64),
+}
+
+fn bad_request(detail: impl Into<String>) -> WitnessError {
+    WitnessError::InvalidBody(detail.into())
 }
 
 /// Parses `old <n>\n<proof lines>\n\n<note>`: the size the sender last saw cosigned, at most
 /// `PROOF_LINES_MAX` base64 proof hashes, and the checkpoint note (not yet parsed).
-pub fn parse_request(body: &[u8]) -> Result<(u64, Vec<Hash>, &str), ApiError> {
+pub fn parse_request(body: &[u8]) -> Result<(u64, Vec<Hash>, &str), WitnessError> {
     let text = std::str::from_utf8(body).map_err(|_| bad_request("body is not UTF-8"))?;
     let (first, mut rest) = text
         .split_once('\n')
@@ -131,81 +162,62 @@ pub fn parse_request(body: &[u8]) -> Result<(u64, Vec<Hash>, &str), ApiError> {
     Ok((old, proof, rest))
 }
 
-/// The witness's answer to `POST /v1/witness/add-checkpoint` (C2SP tlog-witness), from a
-/// pinned partner only.
+/// The witness's answer to `POST /v1/witness/add-checkpoint` (C2SP tlog-witness) with `body`,
+/// from `partner`, whose signed peer request was verified (so pinned).
 pub async fn add_checkpoint(
     fed: &Federation,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let partner = peer::verify(fed, &method, path, &headers, &body)?;
-    let (old, proof, note) = parse_request(&body)?;
+    partner: Arc<Partner>,
+    body: &[u8],
+) -> Result<WitnessAnswer, WitnessError> {
+    let (old, proof, note) = parse_request(body)?;
     let verifier = partner.verifier.as_ref().expect("peer is pinned");
     let cp = match open_checkpoint(note, verifier) {
         Ok((cp, _)) => cp,
         Err(CheckpointError::OriginMismatch { got, .. }) => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_log",
-                format!("{got} is not the log of {}", partner.brand),
-            ))
+            return Err(WitnessError::UnknownLog {
+                origin: got,
+                partner: partner.brand.clone(),
+            })
         }
-        Err(e) => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "bad_checkpoint_signature",
-                format!("the checkpoint does not verify with the pinned key: {e}"),
-            ))
-        }
+        Err(e) => return Err(WitnessError::BadSignature(e)),
     };
     if old > cp.size {
         return Err(bad_request("old size is larger than the checkpoint"));
     }
     let _guard = fed.witness_lock.lock().await;
     if partner.frozen.load(Ordering::Acquire) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "partner_frozen",
-            format!(
-                "the partnership with {} is frozen by evidence",
-                partner.brand
-            ),
-        ));
+        return Err(WitnessError::PartnerFrozen(partner.brand.clone()));
     }
     // Keyed by origin: a rotated key with a new origin starts a new history.
     let key = [WITNESS_PREFIX, cp.origin.as_bytes()].concat();
-    let state: Option<WitnessState> =
-        match fed.store().local_get(&key).map_err(ApiError::internal)? {
-            Some(v) => Some(serde_json::from_slice(&v).map_err(ApiError::internal)?),
-            None => None,
-        };
+    let state: Option<WitnessState> = match fed
+        .store()
+        .local_get(&key)
+        .map_err(WitnessError::internal)?
+    {
+        Some(v) => Some(serde_json::from_slice(&v).map_err(WitnessError::internal)?),
+        None => None,
+    };
     let (known_size, known_root, known_note) = match &state {
         Some(s) => (
             s.size,
             hex::decode(&s.root)
                 .ok()
                 .and_then(|b| Hash::try_from(b).ok())
-                .ok_or_else(|| ApiError::internal("bad witness record"))?,
+                .ok_or_else(|| WitnessError::internal("bad witness record"))?,
             s.note.clone(),
         ),
         None => (0, merkle::empty_root(), String::new()),
     };
     if old != known_size {
-        return Ok(text_response(
-            StatusCode::CONFLICT,
-            "text/x.tlog.size",
-            format!("{known_size}\n"),
-        ));
+        return Ok(WitnessAnswer::SizeMismatch(known_size));
     }
     // The mirror's lock may be held while a chunk is stored: read it off the async workers.
     let contradiction = {
         let (p, c, n) = (partner.clone(), cp.clone(), note.to_owned());
         tokio::task::spawn_blocking(move || mirror_contradicts(&p, &c, &n))
             .await
-            .map_err(ApiError::internal)?
+            .map_err(WitnessError::internal)?
     };
     let misbehaviour = if let Some(m) = contradiction {
         Some(m)
@@ -231,13 +243,9 @@ pub async fn add_checkpoint(
         if known_size > 0 || matches!(m, Misbehaviour::Fork { .. }) {
             // With a prior checkpoint, two signed notes that do not fit together: evidence.
             fed.record_evidence(&partner, &m)
-                .map_err(ApiError::internal)?;
+                .map_err(WitnessError::internal)?;
         }
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "inconsistent_checkpoint",
-            m.to_string(),
-        ));
+        return Err(WitnessError::Inconsistent(m));
     }
     if cp.size > known_size || state.is_none() {
         let record = WitnessState {
@@ -249,9 +257,9 @@ pub async fn add_checkpoint(
         fed.store()
             .local_put(
                 &key,
-                &serde_json::to_vec(&record).map_err(ApiError::internal)?,
+                &serde_json::to_vec(&record).map_err(WitnessError::internal)?,
             )
-            .map_err(ApiError::internal)?;
+            .map_err(WitnessError::internal)?;
     }
     let text = &SignedNote::parse(note)
         .map_err(|e| bad_request(e.to_string()))?
@@ -260,13 +268,9 @@ pub async fn add_checkpoint(
     let sig = fed
         .cosigner
         .cosign(text, now_s)
-        .map_err(ApiError::internal)?;
+        .map_err(WitnessError::internal)?;
     fed.metrics.cosigned_for(partner.brand.as_str());
-    Ok(text_response(
-        StatusCode::OK,
-        "text/x.tlog.cosignature",
-        sig.to_line(),
-    ))
+    Ok(WitnessAnswer::Cosignature(sig.to_line()))
 }
 
 /// A fork between a checkpoint and the entries the partner's mirror verified (when the mirror

@@ -10,11 +10,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -24,11 +20,10 @@ use ledger::entry::EntryKind;
 use ledger::log::Write;
 use ledger::receipt::Receipt;
 
-use crate::app::{authorize, ApiJson, App, AppState};
+use crate::app::App;
 use crate::federation::client::{PeerClient, Reply};
-use crate::federation::{peer, Federation, Partner};
-use crate::keys::Scope;
-use crate::problem::ApiError;
+use crate::federation::{Federation, Partner};
+use crate::redemption_error::RedemptionError;
 
 const APPROVED_PREFIX: &[u8] = b"agreement-approved/";
 /// The peer route a node sends its signed approval to.
@@ -50,18 +45,14 @@ fn approved_key(id: &str) -> Vec<u8> {
     [APPROVED_PREFIX, id.as_bytes()].concat()
 }
 
-fn our_key(app: &App) -> Result<NoteVerifier, ApiError> {
-    NoteVerifier::parse(&app.verifier_key).map_err(ApiError::internal)
+fn our_key(app: &App) -> Result<NoteVerifier, RedemptionError> {
+    NoteVerifier::parse(&app.verifier_key).map_err(RedemptionError::internal)
 }
 
 /// The other party of `terms`, which must be a pinned, unfrozen partner.
-fn counterparty(fed: &Federation, terms: &AgreementTerms) -> Result<Arc<Partner>, ApiError> {
+fn counterparty(fed: &Federation, terms: &AgreementTerms) -> Result<Arc<Partner>, RedemptionError> {
     if !terms.is_party(&fed.brand) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "agreement_not_a_party",
-            format!("{} is not a party to these terms", fed.brand),
-        ));
+        return Err(RedemptionError::NotAParty(fed.brand.clone()));
     }
     let other = terms
         .brands
@@ -72,24 +63,14 @@ fn counterparty(fed: &Federation, terms: &AgreementTerms) -> Result<Arc<Partner>
         .partner(other)
         .filter(|p| p.verifier.is_some())
         .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_partner",
-                format!("{other} is not a pinned partner of this node"),
-            )
+            RedemptionError::PartnerNotPinned(format!(
+                "{other} is not a pinned partner of this node"
+            ))
         })?;
     if p.frozen.load(Ordering::Acquire) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "partner_frozen",
-            format!("the partnership with {other} is frozen by evidence"),
-        ));
+        return Err(RedemptionError::PartnerFrozen(other.clone()));
     }
     Ok(p)
-}
-
-fn invalid(e: ledger::agreement::AgreementError) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string())
 }
 
 /// Orders signatures as the terms order the brands (both nodes log identical bytes).
@@ -110,7 +91,7 @@ async fn log_agreement(
     app: &App,
     partner: &Partner,
     agreement: &SignedAgreement,
-) -> Result<Receipt, ApiError> {
+) -> Result<Receipt, RedemptionError> {
     let ours = our_key(app)?;
     let theirs = partner.verifier.clone().expect("counterparty is pinned");
     agreement
@@ -123,7 +104,7 @@ async fn log_agreement(
                 None
             }
         })
-        .map_err(invalid)?;
+        .map_err(RedemptionError::Agreement)?;
     let committed = app
         .sequencer
         .submit(Write {
@@ -137,22 +118,17 @@ async fn log_agreement(
         committed.checkpoint.size,
         &committed.checkpoint.note,
     )
-    .map_err(ApiError::internal)
+    .map_err(RedemptionError::internal)
 }
 
-/// `POST /v1/admin/agreements`: this node's operator approves the terms. The node signs them,
-/// keeps the approval, and sends it to the partner; if the partner approved the same terms,
-/// both nodes log the co-signed agreement.
-#[utoipa::path(post, path = "/v1/admin/agreements",
-    request_body(content = Object, description = "ledger::agreement::AgreementTerms"),
-    responses((status = 200, body = AgreementOutcome)), tag = "federation")]
-pub async fn approve(
-    State(app): AppState,
-    headers: HeaderMap,
-    ApiJson(terms): ApiJson<AgreementTerms>,
-) -> Result<Json<AgreementOutcome>, ApiError> {
-    authorize(&app, &headers, Scope::Admin)?;
-    terms.validate().map_err(invalid)?;
+/// This node's operator approves `terms`: the node signs them, keeps the approval, and sends
+/// it to the partner; if the partner approved the same terms, both nodes log the co-signed
+/// agreement.
+pub(super) async fn approve(
+    app: &App,
+    terms: AgreementTerms,
+) -> Result<AgreementOutcome, RedemptionError> {
+    terms.validate().map_err(RedemptionError::Agreement)?;
     let fed = &app.federation;
     let partner = counterparty(fed, &terms)?;
     let own = sign(&terms, &fed.brand, &fed.signing_key, &app.verifier_key);
@@ -163,12 +139,15 @@ pub async fn approve(
     // The approval is durable before it leaves the node; approving other terms under the
     // same id is refused.
     let key = approved_key(terms.agreement.as_str());
-    if let Some(v) = app.store.local_get(&key).map_err(ApiError::internal)? {
-        let prior: SignedAgreement = serde_json::from_slice(&v).map_err(ApiError::internal)?;
+    if let Some(v) = app
+        .store
+        .local_get(&key)
+        .map_err(RedemptionError::internal)?
+    {
+        let prior: SignedAgreement =
+            serde_json::from_slice(&v).map_err(RedemptionError::internal)?;
         if prior.terms != terms {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "agreement_terms_differ",
+            return Err(RedemptionError::AgreementTermsDiffer(
                 "another approval with this agreement id has other terms",
             ));
         }
@@ -176,11 +155,11 @@ pub async fn approve(
         app.store
             .local_put(
                 &key,
-                &serde_json::to_vec(&mine).map_err(ApiError::internal)?,
+                &serde_json::to_vec(&mine).map_err(RedemptionError::internal)?,
             )
-            .map_err(ApiError::internal)?;
+            .map_err(RedemptionError::internal)?;
     }
-    let body = serde_json::to_vec(&mine).map_err(ApiError::internal)?;
+    let body = serde_json::to_vec(&mine).map_err(RedemptionError::internal)?;
     match PeerClient::new(fed, &partner)
         .post_json(PEER_PATH, body)
         .await
@@ -190,27 +169,23 @@ pub async fn approve(
             body: answer,
         }) => {
             let theirs: SignedAgreement = serde_json::from_slice(&answer).map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "partner_bad_answer",
-                    "the partner's answer is not a signed agreement",
+                RedemptionError::PartnerBadAnswer(
+                    "the partner's answer is not a signed agreement".into(),
                 )
             })?;
             if theirs.terms != terms {
-                return Err(ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "partner_bad_answer",
-                    "the partner answered other terms",
+                return Err(RedemptionError::PartnerBadAnswer(
+                    "the partner answered other terms".into(),
                 ));
             }
             let full = ordered(&terms, theirs.signatures.clone());
-            let receipt = log_agreement(&app, &partner, &full).await?;
+            let receipt = log_agreement(app, &partner, &full).await?;
             tracing::info!(agreement = %terms.agreement, partner = %partner.brand, "agreement logged");
-            Ok(Json(AgreementOutcome {
+            Ok(AgreementOutcome {
                 status: "logged".into(),
                 agreement: full,
                 receipt: Some(receipt),
-            }))
+            })
         }
         other => {
             let answer = match other {
@@ -220,55 +195,46 @@ pub async fn approve(
             tracing::info!(agreement = %terms.agreement, partner = %partner.brand,
                 answer = %String::from_utf8_lossy(&answer[..answer.len().min(300)]),
                 "agreement approved here; pending the partner's approval");
-            Ok(Json(AgreementOutcome {
+            Ok(AgreementOutcome {
                 status: "pending".into(),
                 agreement: mine,
                 receipt: None,
-            }))
+            })
         }
     }
 }
 
-/// `POST /v1/peer/agreements` (signed peer request): the partner's signed approval. Answered
-/// with the co-signed agreement, logged here, when this node's operator approved the same terms.
-pub async fn peer_approval(
-    State(app): AppState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+/// The partner's signed approval (a signed peer request of `sender`): the co-signed
+/// agreement, logged here, when this node's operator approved the same terms.
+pub(super) async fn peer_approval(
+    app: &App,
+    sender: &Partner,
+    theirs: SignedAgreement,
+) -> Result<SignedAgreement, RedemptionError> {
     let fed = &app.federation;
-    let (sender, theirs): (_, SignedAgreement) =
-        peer::verify_json(fed, &method, &uri, &headers, &body, "signed agreement")?;
-    theirs.terms.validate().map_err(invalid)?;
+    theirs
+        .terms
+        .validate()
+        .map_err(RedemptionError::Agreement)?;
     let partner = counterparty(fed, &theirs.terms)?;
     if partner.brand != sender.brand {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "agreement_not_a_party",
-            "the sender is not the other party of these terms",
-        ));
+        return Err(RedemptionError::SenderNotAParty);
     }
-    theirs.verify_signature_of(&sender.brand).map_err(invalid)?;
+    theirs
+        .verify_signature_of(&sender.brand)
+        .map_err(RedemptionError::Agreement)?;
     let approved = match app
         .store
         .local_get(&approved_key(theirs.terms.agreement.as_str()))
-        .map_err(ApiError::internal)?
+        .map_err(RedemptionError::internal)?
     {
-        Some(v) => serde_json::from_slice::<SignedAgreement>(&v).map_err(ApiError::internal)?,
-        None => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "agreement_not_approved",
-                "this brand's operator has not approved these terms (yet)",
-            ))
+        Some(v) => {
+            serde_json::from_slice::<SignedAgreement>(&v).map_err(RedemptionError::internal)?
         }
+        None => return Err(RedemptionError::AgreementNotApproved),
     };
     if approved.terms != theirs.terms {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "agreement_terms_differ",
+        return Err(RedemptionError::AgreementTermsDiffer(
             "this brand approved other terms under this agreement id",
         ));
     }
@@ -281,7 +247,7 @@ pub async fn peer_approval(
             .cloned(),
     );
     let full = ordered(&theirs.terms, sigs);
-    log_agreement(&app, &partner, &full).await?;
+    log_agreement(app, &partner, &full).await?;
     tracing::info!(agreement = %full.terms.agreement, partner = %partner.brand, "agreement logged");
-    Ok((StatusCode::OK, Json(full)).into_response())
+    Ok(full)
 }

@@ -12,9 +12,7 @@
 //! that verify against A's pinned key and are for the entry it asked for; every step is
 //! idempotent by redemption id, so a client retries any of them after a crash or a timeout.
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -25,11 +23,10 @@ use ledger::receipt::Receipt;
 use ledger::types::{EntryId, LogTime};
 
 use super::redeem::*;
-use crate::app::{authorize, parse_param, scope, ApiJson, App, AppState, Authorized, Param};
+use crate::app::App;
 use crate::federation::client::{PeerClient, PeerError, Reply};
 use crate::federation::sync::RESPONSE_BYTES_MAX;
-use crate::keys::Scope;
-use crate::problem::ApiError;
+use crate::redemption_error::{RedemptionError, Refusal};
 
 const SECRET_PREFIX: &[u8] = b"redemption-secret/";
 
@@ -65,24 +62,16 @@ pub struct Prepared {
     pub hold: Receipt,
 }
 
-/// The payee's side: keeps the secret, asks the payer to hold, verifies the receipt.
-#[utoipa::path(post, path = "/v1/redemptions/{redemption}/prepare", request_body = PrepareBody,
-    params(("redemption" = String, Path)), responses((status = 200, body = Prepared)),
-    tag = "redemption")]
-pub async fn prepare(
-    State(app): AppState,
-    headers: HeaderMap,
-    Path(redemption): Path<String>,
-    ApiJson(b): ApiJson<PrepareBody>,
-) -> Result<Json<Prepared>, ApiError> {
-    authorize(&app, &headers, Scope::Redeem)?;
-    let id: EntryId = parse_param("redemption", &redemption)?;
-    let (quote, payer) = quote_and_payer(&app, &id)?;
+/// The payee's side of prepare: keeps the secret, asks the payer to hold, verifies the receipt.
+pub(super) async fn prepare(
+    app: &App,
+    id: EntryId,
+    b: PrepareBody,
+) -> Result<Prepared, RedemptionError> {
+    let (quote, payer) = quote_and_payer(app, &id)?;
     let now = crate::sequencer::now();
     if !quote.is_live(now) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "quote_expired",
+        return Err(RedemptionError::QuoteExpired(
             "the quote expired; ask for a new one",
         ));
     }
@@ -92,8 +81,12 @@ pub async fn prepare(
     let key = [SECRET_PREFIX, id.as_str().as_bytes()].concat();
     // Concurrent first prepares of one redemption must agree on one secret.
     let secret_guard = fed.prepare_lock.lock().await;
-    let prepared: PreparedLocally = match app.store.local_get(&key).map_err(ApiError::internal)? {
-        Some(v) => serde_json::from_slice(&v).map_err(ApiError::internal)?,
+    let prepared: PreparedLocally = match app
+        .store
+        .local_get(&key)
+        .map_err(RedemptionError::internal)?
+    {
+        Some(v) => serde_json::from_slice(&v).map_err(RedemptionError::internal)?,
         None => {
             let mut secret = [0u8; 32];
             rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
@@ -105,24 +98,25 @@ pub async fn prepare(
                 .max(1);
             let p = PreparedLocally {
                 secret: hex::encode(secret),
-                expires_at: LogTime::new(now.get() + hold_ms).map_err(ApiError::internal)?,
+                expires_at: LogTime::new(now.get() + hold_ms).map_err(RedemptionError::internal)?,
                 authorisation: b.authorisation.clone(),
             };
             app.store
-                .local_put(&key, &serde_json::to_vec(&p).map_err(ApiError::internal)?)
-                .map_err(ApiError::internal)?;
+                .local_put(
+                    &key,
+                    &serde_json::to_vec(&p).map_err(RedemptionError::internal)?,
+                )
+                .map_err(RedemptionError::internal)?;
             p
         }
     };
     if prepared.authorisation != b.authorisation {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "id_conflict",
-            "this redemption was prepared with another authorisation",
+        return Err(RedemptionError::IdConflict(
+            "this redemption was prepared with another authorisation".into(),
         ));
     }
     drop(secret_guard);
-    let secret = hex::decode(&prepared.secret).map_err(ApiError::internal)?;
+    let secret = hex::decode(&prepared.secret).map_err(RedemptionError::internal)?;
     let condition = HexHash(Sha256::digest(&secret).into());
     let expires_at = prepared.expires_at;
     let req = PrepareRequest {
@@ -132,7 +126,7 @@ pub async fn prepare(
         expires_at,
     };
     crate::fault::point("payee_secret_stored");
-    let body = serde_json::to_vec(&req).map_err(ApiError::internal)?;
+    let body = serde_json::to_vec(&req).map_err(RedemptionError::internal)?;
     let Ok(Reply {
         status,
         body: answer,
@@ -145,21 +139,9 @@ pub async fn prepare(
     match status {
         StatusCode::OK => {}
         s if s.is_client_error() => {
-            return Err(refused(
-                &payer,
-                "the hold",
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &answer,
-            ))
+            return Err(refused(&payer, "the hold", Refusal::Invalid, &answer))
         }
-        _ => {
-            return Err(refused(
-                &payer,
-                "the hold",
-                StatusCode::BAD_GATEWAY,
-                &answer,
-            ))
-        }
+        _ => return Err(refused(&payer, "the hold", Refusal::Failed, &answer)),
     }
     let receipt: Receipt =
         serde_json::from_slice(&answer).map_err(|_| bad_answer("not a receipt"))?;
@@ -170,15 +152,20 @@ pub async fn prepare(
     if verified.entry.id != id || verified.entry.kind != expected {
         return Err(bad_answer("the partner's receipt is for another entry"));
     }
-    Ok(Json(Prepared {
+    Ok(Prepared {
         redemption: id.to_string(),
         payer: quote.payer.to_string(),
         hold: receipt,
-    }))
+    })
 }
 
-/// Asks the payer and verifies every receipt against its pinned key.
-async fn ask_payer(app: &App, id: &EntryId, void: bool) -> Result<RedemptionStatus, ApiError> {
+/// Asks the payer for the status of redemption `id` (or to void it) and verifies every receipt
+/// against its pinned key.
+pub(super) async fn ask_payer(
+    app: &App,
+    id: &EntryId,
+    void: bool,
+) -> Result<RedemptionStatus, RedemptionError> {
     let (_, payer) = quote_and_payer(app, id)?;
     let fed = &app.federation;
     let path = if void {
@@ -206,18 +193,17 @@ async fn ask_payer(app: &App, id: &EntryId, void: bool) -> Result<RedemptionStat
     match status {
         Some(StatusCode::OK) => {}
         Some(StatusCode::NOT_FOUND) => {
-            return Err(ApiError::not_found(
-                "unknown_redemption",
-                format!("{} holds nothing for {id}", payer.brand),
-            ))
+            return Err(RedemptionError::UnknownRedemption(format!(
+                "{} holds nothing for {id}",
+                payer.brand
+            )))
         }
         Some(StatusCode::CONFLICT) => {
-            let mut e = refused(&payer, "it", StatusCode::CONFLICT, &answer);
-            e.code = "hold_not_open";
-            e.partner_code = None;
-            return Err(e);
+            // The payer's refusal, told as this node's own `hold_not_open`.
+            let refusal = refused(&payer, "it", Refusal::Conflict, &answer);
+            return Err(RedemptionError::HoldNotOpen(refusal.to_string()));
         }
-        Some(_) => return Err(refused(&payer, "it", StatusCode::BAD_GATEWAY, &answer)),
+        Some(_) => return Err(refused(&payer, "it", Refusal::Failed, &answer)),
         None => return Err(unreachable(&payer, "the redemption")),
     }
     let s: RedemptionStatus =
@@ -234,32 +220,6 @@ async fn ask_payer(app: &App, id: &EntryId, void: bool) -> Result<RedemptionStat
     Ok(s)
 }
 
-/// `GET /v1/redemptions/{redemption}/status` at the payee: the payer's answer, verified.
-#[utoipa::path(get, path = "/v1/redemptions/{redemption}/status",
-    params(("redemption" = String, Path)), responses((status = 200, body = RedemptionStatus)),
-    tag = "redemption")]
-pub async fn status(
-    State(app): AppState,
-    _: Authorized<scope::Read>,
-    Param(id): Param<EntryId>,
-) -> Result<Json<RedemptionStatus>, ApiError> {
-    Ok(Json(ask_payer(&app, &id, false).await?))
-}
-
-/// `POST /v1/redemptions/{redemption}/void` at the payee: cancels the hold at the payer.
-#[utoipa::path(post, path = "/v1/redemptions/{redemption}/void",
-    params(("redemption" = String, Path)), responses((status = 200, body = RedemptionStatus)),
-    tag = "redemption")]
-pub async fn void(
-    State(app): AppState,
-    headers: HeaderMap,
-    Path(redemption): Path<String>,
-) -> Result<Json<RedemptionStatus>, ApiError> {
-    authorize(&app, &headers, Scope::Redeem)?;
-    let id: EntryId = parse_param("redemption", &redemption)?;
-    Ok(Json(ask_payer(&app, &id, true).await?))
-}
-
 /// A committed redemption as the payee reports it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Committed {
@@ -274,35 +234,26 @@ pub struct Committed {
     pub receivable: Receipt,
 }
 
-/// `POST /v1/redemptions/{redemption}/commit` at the payee: reveals the preimage to the payer,
-/// verifies its receipts, and logs the receivable. Safe to retry after a crash or a timeout.
-#[utoipa::path(post, path = "/v1/redemptions/{redemption}/commit",
-    params(("redemption" = String, Path)), responses((status = 200, body = Committed)),
-    tag = "redemption")]
-pub async fn commit(
-    State(app): AppState,
-    headers: HeaderMap,
-    Path(redemption): Path<String>,
-) -> Result<Json<Committed>, ApiError> {
-    authorize(&app, &headers, Scope::Redeem)?;
-    let id: EntryId = parse_param("redemption", &redemption)?;
-    let (quote, payer) = quote_and_payer(&app, &id)?;
+/// The payee's side of commit: reveals the preimage to the payer, verifies its receipts, and
+/// logs the receivable. Safe to retry after a crash or a timeout.
+pub(super) async fn commit(app: &App, id: EntryId) -> Result<Committed, RedemptionError> {
+    let (quote, payer) = quote_and_payer(app, &id)?;
     let key = [SECRET_PREFIX, id.as_str().as_bytes()].concat();
     let prepared: PreparedLocally = serde_json::from_slice(
         &app.store
             .local_get(&key)
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "not_prepared", "prepare first"))?,
+            .map_err(RedemptionError::internal)?
+            .ok_or(RedemptionError::NotPrepared)?,
     )
-    .map_err(ApiError::internal)?;
+    .map_err(RedemptionError::internal)?;
     let fed = &app.federation;
     let req = CommitRequest {
         preimage: ledger::entry::HexBytes(
-            hex::decode(&prepared.secret).map_err(ApiError::internal)?,
+            hex::decode(&prepared.secret).map_err(RedemptionError::internal)?,
         ),
         quote: quote.clone(),
     };
-    let body = serde_json::to_vec(&req).map_err(ApiError::internal)?;
+    let body = serde_json::to_vec(&req).map_err(RedemptionError::internal)?;
     let path = format!("{PEER_REDEMPTIONS}{id}/commit");
     let Ok(Reply {
         status,
@@ -314,16 +265,9 @@ pub async fn commit(
     match status {
         StatusCode::OK => {}
         StatusCode::CONFLICT => {
-            return Err(refused(&payer, "the commit", StatusCode::CONFLICT, &answer))
+            return Err(refused(&payer, "the commit", Refusal::Conflict, &answer))
         }
-        _ => {
-            return Err(refused(
-                &payer,
-                "the commit",
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &answer,
-            ))
-        }
+        _ => return Err(refused(&payer, "the commit", Refusal::Invalid, &answer)),
     }
     let bad = |m: String| bad_answer(m);
     let receipts: PayerCommit =
@@ -346,7 +290,8 @@ pub async fn commit(
     }
     crate::fault::point("payee_commit_answered");
     let counterpart = ledger::entry::Counterpart {
-        index: ledger::types::LogIndex::new(receipts.payable.index).map_err(ApiError::internal)?,
+        index: ledger::types::LogIndex::new(receipts.payable.index)
+            .map_err(RedemptionError::internal)?,
         leaf_hash: HexHash(ledger::merkle::leaf_hash(receipts.payable.entry.as_bytes())),
         time: payable.entry.time,
     };
@@ -367,12 +312,12 @@ pub async fn commit(
         committed.checkpoint.size,
         &committed.checkpoint.note,
     )
-    .map_err(ApiError::internal)?;
-    Ok(Json(Committed {
+    .map_err(RedemptionError::internal)?;
+    Ok(Committed {
         redemption: id.to_string(),
         amount_minor: quote.amount_minor,
         currency: quote.currency.to_string(),
         payer: receipts,
         receivable,
-    }))
+    })
 }

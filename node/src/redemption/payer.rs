@@ -14,10 +14,6 @@
 //! from now; the digest of that quote is stored (synced) before the hold is logged, and a
 //! commit whose quote has another digest is refused.
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::Json;
 use sha2::{Digest, Sha256};
 
 use ledger::entry::{EntryKind, HexHash};
@@ -30,9 +26,9 @@ use ledger::types::{EntryId, LogTime};
 
 use super::quotes::{policies_of, QUOTE_TTL_MAX_MS};
 use super::redeem::*;
-use crate::app::{parse_param, App, AppState};
-use crate::federation::peer;
-use crate::problem::ApiError;
+use crate::app::App;
+use crate::federation::Partner;
+use crate::redemption_error::RedemptionError;
 use crate::sequencer::SubmitError;
 use crate::views::store_record;
 
@@ -44,9 +40,9 @@ pub fn check_prepare_times(
     hold_expires_at: LogTime,
     now: LogTime,
     skew_ms: u64,
-) -> Result<(), ApiError> {
+) -> Result<(), RedemptionError> {
     let (now, quoted, expires) = (now.get(), quote.quoted_at.get(), quote.expires_at.get());
-    let out = |detail: String| unprocessable("quote_out_of_bounds", detail);
+    let out = RedemptionError::QuoteOutOfBounds;
     let lifetime = expires
         .checked_sub(quoted)
         .filter(|l| *l > 0)
@@ -68,7 +64,7 @@ pub fn check_prepare_times(
         ));
     }
     let hold = hold_expires_at.get();
-    let hold_out = |detail: String| unprocessable("hold_out_of_bounds", detail);
+    let hold_out = RedemptionError::HoldOutOfBounds;
     if hold <= now {
         return Err(hold_out("the hold would expire before it is made".into()));
     }
@@ -86,8 +82,8 @@ pub fn check_prepare_times(
 
 /// The digest of a quote as this node decoded it (its JSON with the fields in declaration
 /// order, so equal quotes have equal digests).
-pub fn quote_digest(quote: &Quote) -> Result<[u8; 32], ApiError> {
-    let bytes = serde_json::to_vec(quote).map_err(ApiError::internal)?;
+pub fn quote_digest(quote: &Quote) -> Result<[u8; 32], RedemptionError> {
+    let bytes = serde_json::to_vec(quote).map_err(RedemptionError::internal)?;
     Ok(Sha256::digest(bytes).into())
 }
 
@@ -98,50 +94,44 @@ fn key(redemption: &EntryId) -> Vec<u8> {
 /// Keeps the digest of the quote a hold is made for (synced), before the hold is logged; a
 /// prepare of the same redemption with another quote is refused (payer rule 4). Callers hold
 /// a lock across check and store.
-pub fn keep_quote_digest(store: &Store, quote: &Quote) -> Result<(), ApiError> {
+pub fn keep_quote_digest(store: &Store, quote: &Quote) -> Result<(), RedemptionError> {
     let digest = quote_digest(quote)?;
     let key = key(&quote.redemption);
-    match store.local_get(&key).map_err(ApiError::internal)? {
+    match store.local_get(&key).map_err(RedemptionError::internal)? {
         Some(kept) if kept.as_slice() == digest.as_slice() => Ok(()),
-        Some(_) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "id_conflict",
-            "this redemption was prepared with another quote",
+        Some(_) => Err(RedemptionError::IdConflict(
+            "this redemption was prepared with another quote".into(),
         )),
-        None => store.local_put(&key, &digest).map_err(ApiError::internal),
+        None => store
+            .local_put(&key, &digest)
+            .map_err(RedemptionError::internal),
     }
 }
 
 /// Whether `quote` is exactly the quote the hold of its redemption was prepared with:
 /// `Some(true)` or `Some(false)`, or `None` for a hold prepared before digests were kept.
-pub fn is_prepared_quote(store: &Store, quote: &Quote) -> Result<Option<bool>, ApiError> {
+pub fn is_prepared_quote(store: &Store, quote: &Quote) -> Result<Option<bool>, RedemptionError> {
     let kept = store
         .local_get(&key(&quote.redemption))
-        .map_err(ApiError::internal)?;
+        .map_err(RedemptionError::internal)?;
     Ok(match kept {
         None => None,
         Some(k) => Some(k.as_slice() == quote_digest(quote)?.as_slice()),
     })
 }
 
-/// The payer's side (signed peer request): checks the quote against its own log and holds.
-pub async fn peer_prepare(
-    State(app): AppState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Receipt>, ApiError> {
+/// The payer's side of prepare (a signed peer request of `sender`): checks the quote against
+/// its own log and holds.
+pub(super) async fn prepare(
+    app: &App,
+    sender: &Partner,
+    req: PrepareRequest,
+) -> Result<Receipt, RedemptionError> {
     let fed = &app.federation;
-    let (sender, req): (_, PrepareRequest) =
-        peer::verify_json(fed, &method, &uri, &headers, &body, "prepare request")?;
     let q = &req.quote;
     check_redemption_id(&q.redemption)?;
     if q.payee != sender.brand || q.payer != fed.brand {
-        return Err(unprocessable(
-            "quote_wrong_parties",
-            "the quote must be the sender's, for points of this brand",
-        ));
+        return Err(RedemptionError::QuoteWrongParties);
     }
     // A retry of a logged hold is answered from the log (idempotent), whatever time it is now.
     let logged: Option<ledger::state::IdRecord> =
@@ -150,7 +140,7 @@ pub async fn peer_prepare(
         // Payer rules (spec/redemption.md §3.1): the payee's times, bounded by this clock.
         let now = crate::sequencer::now();
         check_prepare_times(q, req.expires_at, now, fed.settings.peer_clock_skew_ms)?;
-        check_valuation(&app, q, true)?;
+        check_valuation(app, q, true)?;
     }
     {
         // The quote's digest is kept with the hold, so that only this quote can commit it; a
@@ -160,10 +150,8 @@ pub async fn peer_prepare(
         if logged.is_none() {
             keep_quote_digest(&app.store, q)?;
         } else if is_prepared_quote(&app.store, q)? == Some(false) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "id_conflict",
-                "this redemption was prepared with another quote",
+            return Err(RedemptionError::IdConflict(
+                "this redemption was prepared with another quote".into(),
             ));
         }
     }
@@ -181,65 +169,47 @@ pub async fn peer_prepare(
         committed.checkpoint.size,
         &committed.checkpoint.note,
     )
-    .map_err(ApiError::internal)?;
+    .map_err(RedemptionError::internal)?;
     tracing::info!(redemption = %q.redemption, partner = %sender.brand, points = q.points.get(),
         "points held for a partner");
-    Ok(Json(receipt))
+    Ok(receipt)
 }
 
 /// The payer recomputes the quote from its own log: same agreement, the rate card and FX rate
 /// in force at the quote's time, the same amount.
-fn check_valuation(app: &App, q: &Quote, require_live: bool) -> Result<(), ApiError> {
+fn check_valuation(app: &App, q: &Quote, require_live: bool) -> Result<(), RedemptionError> {
     let agreement: AgreementState =
         store_record(&app.store, record_prefix::AGREEMENT, q.agreement.as_str())?.ok_or_else(
-            || {
-                unprocessable(
-                    "unknown_agreement",
-                    format!("no agreement {} here", q.agreement),
-                )
-            },
+            || RedemptionError::AgreementNotHere(format!("no agreement {} here", q.agreement)),
         )?;
     let terms = &agreement.agreement.terms;
     let policies = policies_of(app, &app.federation.brand)?;
-    let (card_index, card) = policies.rate_card_at(None, q.quoted_at).ok_or_else(|| {
-        unprocessable(
-            "quote_mismatch",
-            "no rate card in force at the quote's time",
-        )
-    })?;
+    let mismatch = |detail: &str| RedemptionError::QuoteMismatch(detail.into());
+    let (card_index, card) = policies
+        .rate_card_at(None, q.quoted_at)
+        .ok_or_else(|| mismatch("no rate card in force at the quote's time"))?;
     if card_index.get() != q.rate_card_index {
-        return Err(unprocessable(
-            "quote_mismatch",
-            format!(
-                "the quote used rate card {} but {} was in force",
-                q.rate_card_index,
-                card_index.get()
-            ),
-        ));
+        return Err(RedemptionError::QuoteMismatch(format!(
+            "the quote used rate card {} but {} was in force",
+            q.rate_card_index,
+            card_index.get()
+        )));
     }
     let fx = match (card.currency == terms.settlement_currency, q.fx_rate_index) {
         (true, None) => None,
         (false, Some(i)) => {
             // The FX source's rate: this log's, or the verified mirror of the payee's.
             let source = policies_of(app, &terms.fx_source)
-                .map_err(|_| unprocessable("quote_mismatch", "FX source not mirrored"))?;
+                .map_err(|_| mismatch("FX source not mirrored"))?;
             let (fi, r) = source
                 .fx_rate_at(card.currency, terms.settlement_currency, q.quoted_at)
-                .ok_or_else(|| unprocessable("quote_mismatch", "no FX rate in force"))?;
+                .ok_or_else(|| mismatch("no FX rate in force"))?;
             if fi.get() != i {
-                return Err(unprocessable(
-                    "quote_mismatch",
-                    "another FX rate was in force",
-                ));
+                return Err(mismatch("another FX rate was in force"));
             }
             Some((i, r.rate))
         }
-        _ => {
-            return Err(unprocessable(
-                "quote_mismatch",
-                "FX use does not fit the currencies",
-            ))
-        }
+        _ => return Err(mismatch("FX use does not fit the currencies")),
     };
     let pricing = Pricing {
         rate_card_index: card_index.get(),
@@ -260,39 +230,32 @@ fn check_valuation(app: &App, q: &Quote, require_live: bool) -> Result<(), ApiEr
             .get()
             .checked_sub(q.quoted_at.get())
             .and_then(|l| ledger::types::DurationMs::new(l).ok())
-            .ok_or_else(|| unprocessable("quote_mismatch", "bad quote lifetime"))?,
+            .ok_or_else(|| mismatch("bad quote lifetime"))?,
     )
-    .map_err(|e| unprocessable(e.code(), e.to_string()))?;
+    .map_err(RedemptionError::Quote)?;
     if &mine != q {
-        return Err(unprocessable(
-            "quote_mismatch",
-            "the quote does not match this brand's valuation",
-        ));
+        return Err(mismatch("the quote does not match this brand's valuation"));
     }
     if require_live && !q.is_live(crate::sequencer::now()) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "quote_expired",
-            "the quote expired",
-        ));
+        return Err(RedemptionError::QuoteExpired("the quote expired"));
     }
     Ok(())
 }
 
-fn status_at_payer(
+/// Redemption `id` of `payee` as this (the payer's) log shows it.
+pub(super) fn status_at_payer(
     app: &App,
     id: &EntryId,
     payee: &ledger::types::BrandId,
-) -> Result<RedemptionStatus, ApiError> {
+) -> Result<RedemptionStatus, RedemptionError> {
     use ledger::state::{HoldState, HoldStatus};
     let h: HoldState = store_record(&app.store, record_prefix::HOLD, id.as_str())?
         .filter(|h: &HoldState| h.payee.as_ref() == Some(payee))
-        .ok_or_else(|| {
-            ApiError::not_found("unknown_redemption", format!("no hold {id} for {payee}"))
-        })?;
+        .ok_or_else(|| RedemptionError::UnknownRedemption(format!("no hold {id} for {payee}")))?;
     let cp = app.shared.checkpoint();
-    let receipt =
-        |i: u64| receipt_from_store(&app.store, i, cp.size, &cp.note).map_err(ApiError::internal);
+    let receipt = |i: u64| {
+        receipt_from_store(&app.store, i, cp.size, &cp.note).map_err(RedemptionError::internal)
+    };
     let (status, resolved) = match h.status {
         HoldStatus::Open => ("open", None),
         HoldStatus::Posted(i) => ("posted", Some(i.get())),
@@ -308,35 +271,15 @@ fn status_at_payer(
     })
 }
 
-/// `GET /v1/peer/redemptions/{id}` at the payer (signed peer request from the payee).
-pub async fn peer_status(
-    State(app): AppState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<RedemptionStatus>, ApiError> {
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let sender = peer::verify(&app.federation, &method, path, &headers, b"")?;
-    let id: EntryId = parse_param("redemption", &id)?;
-    Ok(Json(status_at_payer(&app, &id, &sender.brand)?))
-}
-
-/// `POST /v1/peer/redemptions/{id}/void` at the payer: the payee cancels; the hold is voided
+/// The payer's side of void (a signed peer request of `sender`, the payee): the hold is voided
 /// (idempotent) unless it was posted.
-pub async fn peer_void(
-    State(app): AppState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Json<RedemptionStatus>, ApiError> {
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let sender = peer::verify(&app.federation, &method, path, &headers, &body)?;
-    let id: EntryId = parse_param("redemption", &id)?;
+pub(super) async fn void(
+    app: &App,
+    sender: &Partner,
+    id: EntryId,
+) -> Result<RedemptionStatus, RedemptionError> {
     check_redemption_id(&id)?;
-    let before = status_at_payer(&app, &id, &sender.brand)?;
+    let before = status_at_payer(app, &id, &sender.brand)?;
     if before.status == "open" {
         let void_id = derived_id("void", &id)?;
         match app
@@ -353,41 +296,31 @@ pub async fn peer_void(
             Err(e) => return Err(e.into()),
         }
     }
-    let after = status_at_payer(&app, &id, &sender.brand)?;
+    let after = status_at_payer(app, &id, &sender.brand)?;
     if after.status == "posted" {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "hold_not_open",
-            "the redemption was committed; refund it instead",
+        return Err(RedemptionError::HoldNotOpen(
+            "the redemption was committed; refund it instead".into(),
         ));
     }
-    Ok(Json(after))
+    Ok(after)
 }
 
-/// `POST /v1/peer/redemptions/{id}/commit` at the payer (signed, from the payee): posts the hold
+/// The payer's side of commit (a signed peer request of `sender`, the payee): posts the hold
 /// with the preimage and logs the payable obligation in the same batch.
-pub async fn peer_commit(
-    State(app): AppState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Json<PayerCommit>, ApiError> {
+pub(super) async fn commit(
+    app: &App,
+    sender: &Partner,
+    id: EntryId,
+    req: CommitRequest,
+) -> Result<PayerCommit, RedemptionError> {
     use ledger::state::{HoldState, HoldStatus, ObligationState};
     let fed = &app.federation;
-    let (sender, req): (_, CommitRequest) =
-        peer::verify_json(fed, &method, &uri, &headers, &body, "commit request")?;
-    let id: EntryId = parse_param("redemption", &id)?;
     check_redemption_id(&id)?;
     let q = &req.quote;
     let h: HoldState = store_record(&app.store, record_prefix::HOLD, id.as_str())?
         .filter(|h: &HoldState| h.payee.as_ref() == Some(&sender.brand))
         .ok_or_else(|| {
-            ApiError::not_found(
-                "unknown_redemption",
-                format!("no hold {id} for {}", sender.brand),
-            )
+            RedemptionError::UnknownRedemption(format!("no hold {id} for {}", sender.brand))
         })?;
     if q.redemption != id
         || q.payee != sender.brand
@@ -395,30 +328,28 @@ pub async fn peer_commit(
         || q.points.get() != h.points
         || q.member != h.member
     {
-        return Err(unprocessable(
-            "quote_mismatch",
-            "the quote is not the one this hold was made for",
+        return Err(RedemptionError::QuoteMismatch(
+            "the quote is not the one this hold was made for".into(),
         ));
     }
     // Exactly the prepared quote (payer rule 4); a hold prepared before digests were kept
     // falls back to the checks above and the re-pricing below.
     if is_prepared_quote(&app.store, q)? == Some(false) {
-        return Err(unprocessable(
-            "quote_mismatch",
-            "the quote is not the one this hold was prepared with",
+        return Err(RedemptionError::QuoteMismatch(
+            "the quote is not the one this hold was prepared with".into(),
         ));
     }
     let obl_id = obligation_id(&id)?;
-    let receipts = |post_index: u64| -> Result<PayerCommit, ApiError> {
+    let receipts = |post_index: u64| -> Result<PayerCommit, RedemptionError> {
         let o: ObligationState = store_record(
             &app.store,
             record_prefix::OBLIGATION,
             &format!("payable/{}/{id}", fed.brand),
         )?
-        .ok_or_else(|| ApiError::internal("a posted partner hold without its payable"))?;
+        .ok_or_else(|| RedemptionError::internal("a posted partner hold without its payable"))?;
         let cp = app.shared.checkpoint();
         let r = |i: u64| {
-            receipt_from_store(&app.store, i, cp.size, &cp.note).map_err(ApiError::internal)
+            receipt_from_store(&app.store, i, cp.size, &cp.note).map_err(RedemptionError::internal)
         };
         Ok(PayerCommit {
             post: r(post_index)?,
@@ -426,25 +357,20 @@ pub async fn peer_commit(
         })
     };
     match h.status {
-        HoldStatus::Posted(i) => return Ok(Json(receipts(i.get())?)),
+        HoldStatus::Posted(i) => return receipts(i.get()),
         HoldStatus::Voided(_) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "hold_not_open",
-                "the hold was voided or released; nothing was committed",
+            return Err(RedemptionError::HoldNotOpen(
+                "the hold was voided or released; nothing was committed".into(),
             ))
         }
         HoldStatus::Open => {}
     }
     if h.condition != Some(HexHash(Sha256::digest(&req.preimage.0).into())) {
-        return Err(unprocessable(
-            "condition_not_met",
-            "the preimage does not match the hold's condition",
-        ));
+        return Err(RedemptionError::ConditionNotMet);
     }
     // Re-priced from this log (not the quote's liveness: the hold's expiry, judged by this
     // log's time when the post is applied, governs now).
-    check_valuation(&app, q, false)?;
+    check_valuation(app, q, false)?;
     crate::fault::delay("payer_commit_checked").await;
     // The post and the payable are one linked chain: both are logged or neither is. The state
     // machine refuses the payable past the agreement's credit limit (`credit_limit_exceeded`)
@@ -473,9 +399,9 @@ pub async fn peer_commit(
     crate::fault::point("payer_commit_logged");
     let post = committed
         .first()
-        .ok_or_else(|| ApiError::internal("no answer"))?;
+        .ok_or_else(|| RedemptionError::internal("no answer"))?;
     tracing::info!(redemption = %id, partner = %sender.brand, amount = q.amount_minor, "committed");
-    Ok(Json(receipts(post.index)?))
+    receipts(post.index)
 }
 
 #[cfg(test)]
@@ -499,8 +425,13 @@ mod tests {
     const NOW: u64 = 1_800_000_000_000;
     const SKEW: u64 = 60_000;
 
-    fn code(r: Result<(), ApiError>) -> &'static str {
-        r.err().map_or("ok", |e| e.code)
+    fn code(r: Result<(), RedemptionError>) -> &'static str {
+        match r {
+            Ok(()) => "ok",
+            Err(RedemptionError::QuoteOutOfBounds(_)) => "quote_out_of_bounds",
+            Err(RedemptionError::HoldOutOfBounds(_)) => "hold_out_of_bounds",
+            Err(e) => panic!("not a refusal of the prepare's times: {e:?}"),
+        }
     }
 
     #[test]

@@ -7,9 +7,6 @@
 //! from this node's own log or a verified mirror, never from an unverified answer; the quote is
 //! durable (logged) before it is returned.
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -20,12 +17,9 @@ use ledger::receipt::Receipt;
 use ledger::state::{record_prefix, AgreementState, Policies, QuoteState};
 use ledger::types::{BrandId, DurationMs, EntryId, MemberId, Points};
 
-use crate::app::{authorize, scope, ApiJson, App, AppState, Authorized, Param};
-use crate::keys::Scope;
-use crate::problem::ApiError;
+use crate::app::App;
+use crate::redemption_error::RedemptionError;
 use crate::views::store_record;
-
-use super::redeem::unprocessable;
 
 /// Default and largest lifetime of a quote.
 pub const QUOTE_TTL_DEFAULT_MS: u64 = 5 * 60 * 1000;
@@ -73,19 +67,14 @@ pub struct QuoteAnswer {
 
 /// The policies (rate cards, FX rates) of `brand`'s log: this node's own, or its verified
 /// mirror of a pinned partner's. Never an unverified answer.
-pub(crate) fn policies_of(app: &App, brand: &BrandId) -> Result<Policies, ApiError> {
+pub(crate) fn policies_of(app: &App, brand: &BrandId) -> Result<Policies, RedemptionError> {
     let store = if *brand == app.federation.brand {
         app.store.clone()
     } else {
         app.federation
             .partner(brand)
             .and_then(|p| p.mirror_store.clone())
-            .ok_or_else(|| {
-                unprocessable(
-                    "partner_unpinned",
-                    format!("{brand} is not a pinned partner, so nothing of it is verified"),
-                )
-            })?
+            .ok_or_else(|| RedemptionError::PartnerUnpinned(brand.clone()))?
     };
     Ok(store_record(&store, record_prefix::POLICIES, "")?.unwrap_or_default())
 }
@@ -93,7 +82,7 @@ pub(crate) fn policies_of(app: &App, brand: &BrandId) -> Result<Policies, ApiErr
 /// Whether `q` is the quote asking for `price` gives: the fewest points that pay the price, by
 /// the quote's own recorded inputs (its rate card and FX entry by index, not by time, so a mirror
 /// that caught up since cannot make a retry look different).
-fn answers_price(app: &App, q: &Quote, price: u64) -> Result<bool, ApiError> {
+fn answers_price(app: &App, q: &Quote, price: u64) -> Result<bool, RedemptionError> {
     use ledger::value::{points_for_price, Valuation};
     let payer = policies_of(app, &q.payer)?;
     let Some((_, card)) = payer
@@ -108,7 +97,7 @@ fn answers_price(app: &App, q: &Quote, price: u64) -> Result<bool, ApiError> {
         Some(fi) => {
             let a: AgreementState =
                 store_record(&app.store, record_prefix::AGREEMENT, q.agreement.as_str())?
-                    .ok_or_else(|| ApiError::internal("a quote without its agreement"))?;
+                    .ok_or_else(|| RedemptionError::internal("a quote without its agreement"))?;
             let source = policies_of(app, &a.agreement.terms.fx_source)?;
             match source.fx_rates.iter().find(|(i, _)| i.get() == fi) {
                 Some((_, r)) => Some(r.rate),
@@ -127,27 +116,24 @@ fn answers_price(app: &App, q: &Quote, price: u64) -> Result<bool, ApiError> {
     Ok(points_for_price(price, &v).is_ok_and(|p| p == q.points))
 }
 
-#[utoipa::path(post, path = "/v1/redemptions/quote", request_body = QuoteBody,
-    responses((status = 200, body = QuoteAnswer)), tag = "redemption")]
-pub async fn quote(
-    State(app): AppState,
-    headers: HeaderMap,
-    ApiJson(b): ApiJson<QuoteBody>,
-) -> Result<Json<QuoteAnswer>, ApiError> {
-    authorize(&app, &headers, Scope::Redeem)?;
+/// Quotes redemption `b` (idempotent by its id): the quote logged before, or a new one,
+/// priced from the verified mirror and logged.
+pub(super) async fn quote(app: &App, b: QuoteBody) -> Result<QuoteAnswer, RedemptionError> {
     let ask = match (b.points, b.price_minor) {
         (Some(p), None) => Ask::Points(p),
         (None, Some(m)) => Ask::PriceMinor(m),
         _ => {
-            return Err(ApiError::bad_body(
-                "give exactly one of `points` and `price_minor`",
+            return Err(RedemptionError::InvalidBody(
+                "give exactly one of `points` and `price_minor`".into(),
             ))
         }
     };
     super::redeem::check_redemption_id(&b.redemption)?;
     let ttl = b.ttl_ms.unwrap_or(QUOTE_TTL_DEFAULT_MS);
     if !(1..=QUOTE_TTL_MAX_MS).contains(&ttl) {
-        return Err(ApiError::bad_body("ttl_ms must be 1 to 86400000"));
+        return Err(RedemptionError::InvalidBody(
+            "ttl_ms must be 1 to 86400000".into(),
+        ));
     }
     // Idempotent by redemption id: the quote logged before is the answer (concurrent first
     // requests are serialised so that they agree on one quote).
@@ -161,59 +147,49 @@ pub async fn quote(
             && q.member == b.member
             && match ask {
                 Ask::Points(p) => q.points == p,
-                Ask::PriceMinor(price) => answers_price(&app, q, price)?,
+                Ask::PriceMinor(price) => answers_price(app, q, price)?,
             };
         if !same {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "id_conflict",
-                format!("redemption {} was quoted with other terms", b.redemption),
-            ));
+            return Err(RedemptionError::IdConflict(format!(
+                "redemption {} was quoted with other terms",
+                b.redemption
+            )));
         }
-        return answer(&app, &b.redemption, None);
+        return answer(app, &b.redemption, None);
     }
     let fed = &app.federation;
     let me = fed.brand.clone();
     let agreement: AgreementState =
         store_record(&app.store, record_prefix::AGREEMENT, b.agreement.as_str())?.ok_or_else(
-            || ApiError::not_found("unknown_agreement", format!("no agreement {}", b.agreement)),
+            || RedemptionError::UnknownAgreement(format!("no agreement {}", b.agreement)),
         )?;
     let terms = &agreement.agreement.terms;
     if !terms.allows(&b.payer, &me) {
-        return Err(unprocessable(
-            "quote_direction_not_agreed",
-            format!(
-                "agreement {} does not redeem {} points at {me}",
-                b.agreement, b.payer
-            ),
-        ));
+        return Err(RedemptionError::QuoteDirectionNotAgreed(format!(
+            "agreement {} does not redeem {} points at {me}",
+            b.agreement, b.payer
+        )));
     }
     // The payer's rate card, from the verified mirror.
     let now = crate::sequencer::now();
-    let payer_policies = policies_of(&app, &b.payer)?;
+    let payer_policies = policies_of(app, &b.payer)?;
     let (card_index, card) = payer_policies.rate_card_at(None, now).ok_or_else(|| {
-        unprocessable(
-            "no_rate_card",
-            format!(
-                "the verified mirror of {} holds no rate card in force",
-                b.payer
-            ),
-        )
+        RedemptionError::NoRateCard(format!(
+            "the verified mirror of {} holds no rate card in force",
+            b.payer
+        ))
     })?;
     let fx = if card.currency == terms.settlement_currency {
         None
     } else {
-        let source = policies_of(&app, &terms.fx_source)?;
+        let source = policies_of(app, &terms.fx_source)?;
         let (i, r) = source
             .fx_rate_at(card.currency, terms.settlement_currency, now)
             .ok_or_else(|| {
-                unprocessable(
-                    "no_fx_rate",
-                    format!(
-                        "no {}→{} rate of {} in force",
-                        card.currency, terms.settlement_currency, terms.fx_source
-                    ),
-                )
+                RedemptionError::NoFxRate(format!(
+                    "no {}→{} rate of {} in force",
+                    card.currency, terms.settlement_currency, terms.fx_source
+                ))
             })?;
         Some((i.get(), r.rate))
     };
@@ -232,9 +208,9 @@ pub async fn quote(
         ask,
         &pricing,
         now,
-        DurationMs::new(ttl).map_err(|e| ApiError::bad_body(e.to_string()))?,
+        DurationMs::new(ttl).map_err(|e| RedemptionError::InvalidBody(e.to_string()))?,
     )
-    .map_err(|e| unprocessable(e.code(), e.to_string()))?;
+    .map_err(RedemptionError::Quote)?;
     let committed = app
         .sequencer
         .submit(Write {
@@ -242,27 +218,18 @@ pub async fn quote(
             kind: EntryKind::Quote(q),
         })
         .await?;
-    answer(&app, &b.redemption, Some(committed))
+    answer(app, &b.redemption, Some(committed))
 }
 
-#[utoipa::path(get, path = "/v1/redemptions/{redemption}/quote",
-    params(("redemption" = String, Path)),
-    responses((status = 200, body = QuoteAnswer)), tag = "redemption")]
-pub async fn get_quote(
-    State(app): AppState,
-    _: Authorized<scope::Read>,
-    Param(id): Param<EntryId>,
-) -> Result<Json<QuoteAnswer>, ApiError> {
-    answer(&app, &id, None)
-}
-
-fn answer(
+/// The logged quote of redemption `id` with its receipt (under the checkpoint that
+/// `committed` signed, or the latest).
+pub(super) fn answer(
     app: &App,
     id: &EntryId,
     committed: Option<crate::sequencer::Committed>,
-) -> Result<Json<QuoteAnswer>, ApiError> {
+) -> Result<QuoteAnswer, RedemptionError> {
     let q: QuoteState = store_record(&app.store, record_prefix::QUOTE, id.as_str())?
-        .ok_or_else(|| ApiError::not_found("unknown_quote", format!("no quote {id}")))?;
+        .ok_or_else(|| RedemptionError::UnknownQuote(id.clone()))?;
     let (size, note) = match committed {
         Some(c) => (c.checkpoint.size, c.checkpoint.note.clone()),
         None => {
@@ -270,11 +237,11 @@ fn answer(
             (cp.size, cp.note.clone())
         }
     };
-    let receipt =
-        receipt_from_store(&app.store, q.index.get(), size, &note).map_err(ApiError::internal)?;
-    Ok(Json(QuoteAnswer {
+    let receipt = receipt_from_store(&app.store, q.index.get(), size, &note)
+        .map_err(RedemptionError::internal)?;
+    Ok(QuoteAnswer {
         live: q.quote.is_live(crate::sequencer::now()),
         quote: q.quote,
         receipt,
-    }))
+    })
 }

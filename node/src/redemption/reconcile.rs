@@ -6,19 +6,15 @@
 //! Invariants: both lists come from verified data only (this node's log and the mirror); the
 //! arithmetic is `ledger::statement`'s (checked integers, the same bytes on both brands).
 
-use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use ledger::state::{record_prefix, AgreementState};
-use ledger::statement::{reconcile as reconcile_lines, to_csv, ObligationLine, Period};
+use ledger::statement::{reconcile as reconcile_lines, ObligationLine, Period};
 use ledger::store::Store;
 use ledger::types::{BrandId, EntryId, LogTime};
 
-use crate::app::{parse_param, scope, AppState, Authorized, Param};
-use crate::problem::ApiError;
+use crate::redemption_error::RedemptionError;
 use crate::views::store_record;
 
 /// Most obligation records read from one log for one report.
@@ -45,12 +41,10 @@ pub(crate) fn lines(
     store: &Store,
     agreement: &EntryId,
     period: Period,
-) -> Result<Vec<ObligationLine>, ApiError> {
+) -> Result<Vec<ObligationLine>, RedemptionError> {
     ledger::state::read::lines_in(store, agreement, period, LINES_READ_MAX).map_err(|e| match e {
-        e @ ledger::state::StateError::TooManyLines { .. } => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string())
-        }
-        e => ApiError::internal(e),
+        e @ ledger::state::StateError::TooManyLines { .. } => RedemptionError::TooManyLines(e),
+        e => RedemptionError::internal(e),
     })
 }
 
@@ -60,7 +54,7 @@ fn add_counterparts(
     lines: &mut Vec<ObligationLine>,
     other: &[ObligationLine],
     store: &Store,
-) -> Result<(), ApiError> {
+) -> Result<(), RedemptionError> {
     use ledger::entry::ObligationSide;
     use ledger::state::ObligationState;
     let have: std::collections::BTreeSet<(BrandId, EntryId, Option<EntryId>)> = lines
@@ -89,28 +83,26 @@ pub(crate) fn agreement_with(
     me: &BrandId,
     partner: &BrandId,
     wanted: Option<&str>,
-) -> Result<AgreementState, ApiError> {
+) -> Result<AgreementState, RedemptionError> {
     if let Some(id) = wanted {
-        let id: EntryId = parse_param("agreement", id)?;
+        let id: EntryId = id
+            .parse()
+            .map_err(|e| RedemptionError::InvalidParameter(format!("agreement: {e}")))?;
         let a: Option<AgreementState> = store_record(store, record_prefix::AGREEMENT, id.as_str())?;
         return a
             .filter(|a| a.agreement.terms.is_party(partner) && a.agreement.terms.is_party(me))
             .ok_or_else(|| {
-                ApiError::not_found(
-                    "unknown_agreement",
-                    format!("no agreement {id} with {partner}"),
-                )
+                RedemptionError::UnknownAgreement(format!("no agreement {id} with {partner}"))
             });
     }
     let mut found = agreements_with(store, me, partner)?;
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => Err(ApiError::not_found(
-            "unknown_agreement",
-            format!("no agreement with {partner}"),
-        )),
-        _ => Err(ApiError::bad_parameter(
-            "several agreements with this partner: give ?agreement=",
+        0 => Err(RedemptionError::UnknownAgreement(format!(
+            "no agreement with {partner}"
+        ))),
+        _ => Err(RedemptionError::InvalidParameter(
+            "several agreements with this partner: give ?agreement=".into(),
         )),
     }
 }
@@ -120,14 +112,14 @@ pub(crate) fn agreements_with(
     store: &Store,
     me: &BrandId,
     partner: &BrandId,
-) -> Result<Vec<AgreementState>, ApiError> {
+) -> Result<Vec<AgreementState>, RedemptionError> {
     let mut found: Vec<AgreementState> = Vec::new();
     for (_, v) in store
         .state_scan(record_prefix::AGREEMENT, ledger::state::AGREEMENTS_MAX)
-        .map_err(ApiError::internal)?
+        .map_err(RedemptionError::internal)?
     {
         let a = <AgreementState as ledger::state::read::Record>::decode(&v)
-            .map_err(ApiError::internal)?;
+            .map_err(RedemptionError::internal)?;
         let t = &a.agreement.terms;
         if t.is_party(me) && t.is_party(partner) {
             found.push(a);
@@ -137,18 +129,14 @@ pub(crate) fn agreements_with(
 }
 
 /// The verified mirror of `brand`, which must be a pinned partner.
-pub(crate) fn mirror_of(app: &crate::app::App, brand: &BrandId) -> Result<Store, ApiError> {
+pub(crate) fn mirror_of(app: &crate::app::App, brand: &BrandId) -> Result<Store, RedemptionError> {
     let p = app
         .federation
         .partner(brand)
-        .ok_or_else(|| ApiError::not_found("unknown_partner", format!("no partner {brand}")))?;
-    p.mirror_store.clone().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "partner_unpinned",
-            format!("{brand} is not pinned, so nothing of it is verified"),
-        )
-    })
+        .ok_or_else(|| RedemptionError::UnknownPartner(format!("no partner {brand}")))?;
+    p.mirror_store
+        .clone()
+        .ok_or_else(|| RedemptionError::MirrorUnpinned(brand.clone()))
 }
 
 /// The reconciliation of `terms` for `period` from the own log and the mirror.
@@ -157,7 +145,7 @@ pub(crate) fn report(
     mirror: &Store,
     terms: &ledger::agreement::AgreementTerms,
     period: Period,
-) -> Result<ledger::statement::Reconciliation, ApiError> {
+) -> Result<ledger::statement::Reconciliation, RedemptionError> {
     // Each side's lines in the period; then, for a line one side has in the period and the
     // other does not, the other side's line of the same key wherever its time falls (one
     // point read each), so that a line cut off by the period boundary is reported as such.
@@ -166,48 +154,45 @@ pub(crate) fn report(
     let ours_in = ours.clone();
     add_counterparts(&mut ours, &theirs, store)?;
     add_counterparts(&mut theirs, &ours_in, mirror)?;
-    reconcile_lines(terms, period, &ours, &theirs)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))
+    reconcile_lines(terms, period, &ours, &theirs).map_err(RedemptionError::Statement)
 }
 
-#[utoipa::path(get, path = "/v1/reconciliation/{partner}",
-    params(("partner" = String, Path), ReconcileQuery),
-    responses((status = 200, description = "ledger::statement::Reconciliation as JSON, or CSV")),
-    tag = "redemption")]
-pub async fn reconciliation(
-    State(app): AppState,
-    // The query is read first, then the key, then the partner (the order of the answers).
-    Query(q): Query<ReconcileQuery>,
-    _: Authorized<scope::Read>,
-    Param(brand): Param<BrandId>,
-) -> Result<Response, ApiError> {
-    let mirror = mirror_of(&app, &brand)?;
-    let csv = match q.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(_) => return Err(ApiError::bad_parameter("format must be json or csv")),
+/// How a reconciliation report is answered: `json` (default) or `csv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Json,
+    Csv,
+}
+
+/// The reconciliation with `partner` that query `q` asks for, and its format.
+pub(super) async fn reconciliation(
+    app: &crate::app::App,
+    partner: BrandId,
+    q: ReconcileQuery,
+) -> Result<(ledger::statement::Reconciliation, ReportFormat), RedemptionError> {
+    let mirror = mirror_of(app, &partner)?;
+    let format = match q.format.as_deref() {
+        None | Some("json") => ReportFormat::Json,
+        Some("csv") => ReportFormat::Csv,
+        Some(_) => {
+            return Err(RedemptionError::InvalidParameter(
+                "format must be json or csv".into(),
+            ))
+        }
     };
+    let bad = RedemptionError::InvalidParameter;
     let period = Period::new(
-        LogTime::new(q.from).map_err(|e| ApiError::bad_parameter(format!("from: {e}")))?,
-        LogTime::new(q.to).map_err(|e| ApiError::bad_parameter(format!("to: {e}")))?,
+        LogTime::new(q.from).map_err(|e| bad(format!("from: {e}")))?,
+        LogTime::new(q.to).map_err(|e| bad(format!("to: {e}")))?,
     )
-    .map_err(|e| ApiError::bad_parameter(e.to_string()))?;
+    .map_err(|e| bad(e.to_string()))?;
     let store = app.store.clone();
     let me = app.federation.brand.clone();
-    let wanted = q.agreement.clone();
-    let report = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
-        let agreement = agreement_with(&store, &me, &brand, wanted.as_deref())?;
+    let report = tokio::task::spawn_blocking(move || {
+        let agreement = agreement_with(&store, &me, &partner, q.agreement.as_deref())?;
         report(&store, &mirror, &agreement.agreement.terms, period)
     })
     .await
-    .map_err(ApiError::internal)??;
-    Ok(if csv {
-        (
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            to_csv(&report),
-        )
-            .into_response()
-    } else {
-        axum::Json(report).into_response()
-    })
+    .map_err(RedemptionError::internal)??;
+    Ok((report, format))
 }

@@ -1,6 +1,6 @@
 //! The steps of a cross-brand redemption both sides share (spec/redemption.md §3): the peer
 //! routes' paths, the bodies the payee and the payer exchange, the ids derived from a
-//! redemption's id, and the problems a partner's answer becomes. The payee's steps are in
+//! redemption's id, and the errors a partner's answer becomes. The payee's steps are in
 //! [`super::payee`], the payer's in [`super::payer`].
 
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use ledger::types::{EntryId, LogTime};
 
 use crate::app::App;
 use crate::federation::Partner;
-use crate::problem::ApiError;
+use crate::redemption_error::{RedemptionError, Refusal};
 use crate::views::store_record;
 
 /// The peer route of the payer.
@@ -44,69 +44,54 @@ pub struct PrepareRequest {
 }
 
 /// The logged quote of a redemption, and its payer, which must be a pinned partner.
-pub(super) fn quote_and_payer(app: &App, id: &EntryId) -> Result<(Quote, Arc<Partner>), ApiError> {
+pub(super) fn quote_and_payer(
+    app: &App,
+    id: &EntryId,
+) -> Result<(Quote, Arc<Partner>), RedemptionError> {
     let q: QuoteState = store_record(&app.store, record_prefix::QUOTE, id.as_str())?
-        .ok_or_else(|| ApiError::not_found("unknown_quote", format!("no quote {id}")))?;
+        .ok_or_else(|| RedemptionError::UnknownQuote(id.clone()))?;
     let payer = app
         .federation
         .partner(&q.quote.payer)
         .filter(|p| p.verifier.is_some())
         .ok_or_else(|| {
-            unprocessable(
-                "unknown_partner",
-                format!("{} is not pinned", q.quote.payer),
-            )
+            RedemptionError::PartnerNotPinned(format!("{} is not pinned", q.quote.payer))
         })?;
     Ok((q.quote, payer))
 }
 
 /// The payer answered something that does not verify or is not what was asked.
-pub(super) fn bad_answer(detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_GATEWAY, "partner_bad_answer", detail)
+pub(super) fn bad_answer(detail: impl Into<String>) -> RedemptionError {
+    RedemptionError::PartnerBadAnswer(detail.into())
 }
 
-/// The status of `partner_refused` for a partner's answer `partner` (spec/api.md, "Error
-/// codes"): `409` for its 404 and 409, `422` for another 4xx, `502` otherwise.
-pub(super) fn refusal_status(partner: StatusCode) -> StatusCode {
+/// How this node passes on a partner's refusal with status `partner` (spec/api.md, "Error
+/// codes"): its 404 and 409 as a conflict, another 4xx as a refusal of the request, anything
+/// else as its failure.
+pub(super) fn refusal_of(partner: StatusCode) -> Refusal {
     match partner {
-        StatusCode::NOT_FOUND | StatusCode::CONFLICT => StatusCode::CONFLICT,
-        s if s.is_client_error() => StatusCode::UNPROCESSABLE_ENTITY,
-        _ => StatusCode::BAD_GATEWAY,
+        StatusCode::NOT_FOUND | StatusCode::CONFLICT => Refusal::Conflict,
+        s if s.is_client_error() => Refusal::Invalid,
+        _ => Refusal::Failed,
     }
 }
 
-/// A partner's refusal of `what`, passed on with its code, as `status`.
-pub(super) fn refused(payer: &Partner, what: &str, status: StatusCode, answer: &[u8]) -> ApiError {
-    let v: serde_json::Value = serde_json::from_slice(answer).unwrap_or_default();
-    let partner_code = v["code"].as_str().unwrap_or("partner_refused");
-    ApiError {
-        partner_code: Some(partner_code.to_owned()),
-        ..ApiError::new(
-            status,
-            "partner_refused",
-            format!(
-                "{} refused {what}: {partner_code}: {}",
-                payer.brand,
-                v["detail"].as_str().unwrap_or("")
-            ),
-        )
-    }
+/// A partner's refusal of `what`, passed on with its code.
+pub(super) fn refused(
+    payer: &Partner,
+    what: &'static str,
+    refusal: Refusal,
+    answer: &[u8],
+) -> RedemptionError {
+    RedemptionError::refused(&payer.brand, what, refusal, answer)
 }
 
 /// A partner could not be reached about `what`.
-pub(super) fn unreachable(partner: &Partner, what: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_GATEWAY,
-        "partner_unavailable",
-        format!(
-            "{} could not be reached; retry {what} with the same request (every step is idempotent)",
-            partner.brand
-        ),
-    )
-}
-
-pub(super) fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+pub(super) fn unreachable(partner: &Partner, what: &'static str) -> RedemptionError {
+    RedemptionError::PartnerUnavailable {
+        partner: partner.brand.clone(),
+        what,
+    }
 }
 
 pub(super) fn hold_of(req: &PrepareRequest) -> EntryKind {
@@ -168,7 +153,7 @@ pub struct PayerCommit {
     pub payable: Receipt,
 }
 
-pub(super) fn obligation_id(redemption: &EntryId) -> Result<EntryId, ApiError> {
+pub(super) fn obligation_id(redemption: &EntryId) -> Result<EntryId, RedemptionError> {
     derived_id("obl", redemption)
 }
 
@@ -178,21 +163,22 @@ pub const REDEMPTION_ID_LEN_MAX: usize = 96;
 
 /// The id of one of the flow's own entries for redemption `id`: `sys.<what>.<id>`, under the
 /// prefix client writes may not use, so no client id can take it.
-pub fn derived_id(what: &str, id: &EntryId) -> Result<EntryId, ApiError> {
+pub fn derived_id(what: &str, id: &EntryId) -> Result<EntryId, RedemptionError> {
     format!("sys.{what}.{id}")
         .parse()
-        .map_err(ApiError::internal)
+        .map_err(RedemptionError::internal)
 }
 
 /// A redemption id a client or partner may choose: not reserved (`sys.`), and short enough
 /// for the ids derived from it.
-pub fn check_redemption_id(id: &EntryId) -> Result<(), ApiError> {
-    crate::app::check_id(id)?;
+pub fn check_redemption_id(id: &EntryId) -> Result<(), RedemptionError> {
+    if crate::app::is_reserved_id(id) {
+        return Err(RedemptionError::ReservedId);
+    }
     if id.as_str().len() > REDEMPTION_ID_LEN_MAX {
-        return Err(unprocessable(
-            "redemption_id_too_long",
-            format!("a redemption id has at most {REDEMPTION_ID_LEN_MAX} characters"),
-        ));
+        return Err(RedemptionError::RedemptionIdTooLong {
+            max: REDEMPTION_ID_LEN_MAX,
+        });
     }
     Ok(())
 }

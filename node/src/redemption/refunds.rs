@@ -12,10 +12,7 @@
 //! Invariants: every step is idempotent by refund id; nothing the payer sends is logged before
 //! its signature verifies against the pinned key.
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::Json;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -26,12 +23,11 @@ use ledger::receipt::Receipt;
 use ledger::state::{record_prefix, AgreementState, ObligationState};
 use ledger::types::{BrandId, EntryId, LogIndex, Points};
 
-use super::redeem::{bad_answer, quote_and_payer, refused, unprocessable, unreachable};
-use crate::app::{authorize, check_id, parse_param, ApiJson, App, AppState};
+use super::redeem::{bad_answer, quote_and_payer, refused, unreachable};
+use crate::app::App;
 use crate::federation::client::{PeerClient, Reply};
-use crate::federation::{peer, Partner};
-use crate::keys::Scope;
-use crate::problem::ApiError;
+use crate::federation::Partner;
+use crate::redemption_error::{RedemptionError, Refusal};
 use crate::views::store_record;
 
 /// Where the payee keeps the refund it is working on, per payer and redemption (node-local).
@@ -49,11 +45,11 @@ fn refund_entry_id(
     other: &BrandId,
     redemption: &EntryId,
     refund: &EntryId,
-) -> Result<EntryId, ApiError> {
+) -> Result<EntryId, RedemptionError> {
     let h = Sha256::digest(format!("{other}\n{redemption}\n{refund}"));
     format!("sys.rfd.{}", &hex::encode(h)[..32])
         .parse()
-        .map_err(ApiError::internal)
+        .map_err(RedemptionError::internal)
 }
 
 /// The node-local key of the refund the payee is working on for `payer`'s redemption `id`.
@@ -63,13 +59,14 @@ fn pending_key(payer: &BrandId, id: &EntryId) -> Vec<u8> {
 
 /// A refund id a payee's app may choose: not reserved (`sys.`), and at most
 /// [`REFUND_ID_LEN_MAX`] characters.
-pub fn check_refund_id(id: &EntryId) -> Result<(), ApiError> {
-    check_id(id)?;
+pub fn check_refund_id(id: &EntryId) -> Result<(), RedemptionError> {
+    if crate::app::is_reserved_id(id) {
+        return Err(RedemptionError::ReservedId);
+    }
     if id.as_str().len() > REFUND_ID_LEN_MAX {
-        return Err(unprocessable(
-            "refund_id_too_long",
-            format!("a refund id has at most {REFUND_ID_LEN_MAX} characters"),
-        ));
+        return Err(RedemptionError::RefundIdTooLong {
+            max: REFUND_ID_LEN_MAX,
+        });
     }
     Ok(())
 }
@@ -106,25 +103,20 @@ pub struct Refunded {
     pub receivable: Receipt,
 }
 
-pub(super) fn receipt_at(app: &App, index: u64) -> Result<Receipt, ApiError> {
+pub(super) fn receipt_at(app: &App, index: u64) -> Result<Receipt, RedemptionError> {
     let cp = app.shared.checkpoint();
-    receipt_from_store(&app.store, index, cp.size, &cp.note).map_err(ApiError::internal)
+    receipt_from_store(&app.store, index, cp.size, &cp.note).map_err(RedemptionError::internal)
 }
 
-/// `POST /v1/peer/redemptions/{id}/refunds` at the payer (signed, from the payee): logs the
-/// payable side of the refund (the points go back to the member) and answers with its receipt.
-pub async fn peer_refund(
-    State(app): AppState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Json<Receipt>, ApiError> {
+/// The payer's side of a refund (a signed peer request of `sender`, the payee): logs the
+/// payable side of the refund (the points go back to the member); its receipt.
+pub(super) async fn payer_refund(
+    app: &App,
+    sender: &Partner,
+    id: EntryId,
+    req: RefundRequest,
+) -> Result<Receipt, RedemptionError> {
     let fed = &app.federation;
-    let (sender, req): (_, RefundRequest) =
-        peer::verify_json(fed, &method, &uri, &headers, &body, "refund request")?;
-    let id: EntryId = parse_param("redemption", &id)?;
     check_refund_id(&req.refund)?;
     // Refunds of this node are serialised: the cumulative rule reads the refunds logged before.
     let _guard = fed.payer_refund_lock.lock().await;
@@ -135,38 +127,35 @@ pub async fn peer_refund(
     )?
     .filter(|o: &ObligationState| o.quote.payee == sender.brand)
     .ok_or_else(|| {
-        ApiError::not_found(
-            "unknown_redemption",
-            format!("no committed redemption {id} for {}", sender.brand),
-        )
+        RedemptionError::UnknownRedemption(format!(
+            "no committed redemption {id} for {}",
+            sender.brand
+        ))
     })?;
     if let Some(r) = o.refunds.iter().find(|r| r.refund == req.refund) {
         if r.points != req.points.get() {
-            return Err(conflict(
-                "id_conflict",
-                format!("refund {} was logged with {} points", req.refund, r.points),
-            ));
+            return Err(RedemptionError::IdConflict(format!(
+                "refund {} was logged with {} points",
+                req.refund, r.points
+            )));
         }
-        return Ok(Json(receipt_at(&app, r.index.get())?));
+        return receipt_at(app, r.index.get());
     }
     let total = o.quote.points.get();
     let refunded = o.refunded_points();
     if req.points.get() > total - refunded {
-        return Err(conflict(
-            "refund_exceeds_obligation",
-            format!(
-                "{} of {total} points are refunded; {} more cannot be",
-                refunded,
-                req.points.get()
-            ),
-        ));
+        return Err(RedemptionError::RefundExceedsObligation(format!(
+            "{} of {total} points are refunded; {} more cannot be",
+            refunded,
+            req.points.get()
+        )));
     }
     let a: AgreementState = store_record(
         &app.store,
         record_prefix::AGREEMENT,
         o.quote.agreement.as_str(),
     )?
-    .ok_or_else(|| ApiError::internal("an obligation without its agreement"))?;
+    .ok_or_else(|| RedemptionError::internal("an obligation without its agreement"))?;
     let amount = ledger::value::refund_minor(
         o.quote.amount_minor,
         total,
@@ -174,7 +163,7 @@ pub async fn peer_refund(
         req.points.get(),
         a.agreement.terms.rounding,
     )
-    .map_err(ApiError::internal)?;
+    .map_err(RedemptionError::internal)?;
     let committed = app
         .sequencer
         .submit(Write {
@@ -192,35 +181,26 @@ pub async fn peer_refund(
         .await?;
     crate::fault::point("payer_refund_logged");
     tracing::info!(redemption = %id, refund = %req.refund, points = req.points.get(), amount, "refunded");
-    Ok(Json(
-        receipt_from_store(
-            &app.store,
-            committed.index,
-            committed.checkpoint.size,
-            &committed.checkpoint.note,
-        )
-        .map_err(ApiError::internal)?,
-    ))
+    receipt_from_store(
+        &app.store,
+        committed.index,
+        committed.checkpoint.size,
+        &committed.checkpoint.note,
+    )
+    .map_err(RedemptionError::internal)
 }
 
-/// `POST /v1/redemptions/{redemption}/refunds` at the redeeming brand (payee): refunds `points`
-/// of a committed redemption on both sides. Safe to retry with the same refund id after a
-/// crash or a timeout.
-#[utoipa::path(post, path = "/v1/redemptions/{redemption}/refunds", request_body = RefundRequest,
-    params(("redemption" = String, Path)), responses((status = 200, body = Refunded)),
-    tag = "redemption")]
-pub async fn refund(
-    State(app): AppState,
-    headers: HeaderMap,
-    Path(redemption): Path<String>,
-    ApiJson(req): ApiJson<RefundRequest>,
-) -> Result<Json<Refunded>, ApiError> {
-    authorize(&app, &headers, Scope::Redeem)?;
-    let id: EntryId = parse_param("redemption", &redemption)?;
+/// The payee's side of a refund: refunds `points` of committed redemption `id` on both sides.
+/// Safe to retry with the same refund id after a crash or a timeout.
+pub(super) async fn refund(
+    app: &App,
+    id: EntryId,
+    req: RefundRequest,
+) -> Result<Refunded, RedemptionError> {
     check_refund_id(&req.refund)?;
     let fed = &app.federation;
     // Quotes are logged only by the redeeming brand, so a quote here is this node's.
-    let (_, payer) = quote_and_payer(&app, &id)?;
+    let (_, payer) = quote_and_payer(app, &id)?;
     let _guard = fed.refund_lock.lock().await;
     let pending_key = pending_key(&payer.brand, &id);
     // A refund of this redemption that was started and not finished goes first, so both logs
@@ -228,15 +208,16 @@ pub async fn refund(
     if let Some(v) = app
         .store
         .local_get(&pending_key)
-        .map_err(ApiError::internal)?
+        .map_err(RedemptionError::internal)?
     {
-        let pending: RefundRequest = serde_json::from_slice(&v).map_err(ApiError::internal)?;
+        let pending: RefundRequest =
+            serde_json::from_slice(&v).map_err(RedemptionError::internal)?;
         if pending.refund != req.refund {
-            match refund_once(&app, &payer, &id, &pending).await {
+            match refund_once(app, &payer, &id, &pending).await {
                 Ok(_) => {}
                 // The payer refused it for good, and its record is gone: go on with this one.
-                Err(e) if e.code == "partner_refused" => {
-                    tracing::warn!(redemption = %id, refund = %pending.refund, detail = %e.detail, "pending refund refused by the payer; dropped");
+                Err(e @ RedemptionError::PartnerRefused { .. }) => {
+                    tracing::warn!(redemption = %id, refund = %pending.refund, detail = %e, "pending refund refused by the payer; dropped");
                 }
                 Err(e) => return Err(e),
             }
@@ -247,40 +228,32 @@ pub async fn refund(
         record_prefix::OBLIGATION,
         &format!("receivable/{}/{id}", payer.brand),
     )?
-    .ok_or_else(|| {
-        conflict(
-            "not_committed",
-            format!("redemption {id} is not committed; void it instead"),
-        )
-    })?;
+    .ok_or_else(|| RedemptionError::NotCommitted(id.clone()))?;
     match rec.refunds.iter().find(|r| r.refund == req.refund) {
         Some(r) if r.points != req.points.get() => {
-            return Err(conflict(
-                "id_conflict",
-                format!("refund {} was logged with {} points", req.refund, r.points),
-            ))
+            return Err(RedemptionError::IdConflict(format!(
+                "refund {} was logged with {} points",
+                req.refund, r.points
+            )))
         }
         Some(_) => {}
         None => {
             let left = rec.quote.points.get() - rec.refunded_points();
             if req.points.get() > left {
-                return Err(conflict(
-                    "refund_exceeds_obligation",
-                    format!(
-                        "only {left} of the redemption's {} points are left to refund",
-                        rec.quote.points
-                    ),
-                ));
+                return Err(RedemptionError::RefundExceedsObligation(format!(
+                    "only {left} of the redemption's {} points are left to refund",
+                    rec.quote.points
+                )));
             }
             app.store
                 .local_write(&[(
                     pending_key.clone(),
-                    Some(serde_json::to_vec(&req).map_err(ApiError::internal)?),
+                    Some(serde_json::to_vec(&req).map_err(RedemptionError::internal)?),
                 )])
-                .map_err(ApiError::internal)?;
+                .map_err(RedemptionError::internal)?;
         }
     }
-    refund_once(&app, &payer, &id, &req).await.map(Json)
+    refund_once(app, &payer, &id, &req).await
 }
 
 /// Asks the payer for its side of refund `req` (idempotent), verifies it, logs this brand's
@@ -290,9 +263,9 @@ async fn refund_once(
     payer: &Partner,
     id: &EntryId,
     req: &RefundRequest,
-) -> Result<Refunded, ApiError> {
+) -> Result<Refunded, RedemptionError> {
     let fed = &app.federation;
-    let body = serde_json::to_vec(req).map_err(ApiError::internal)?;
+    let body = serde_json::to_vec(req).map_err(RedemptionError::internal)?;
     let path = format!("{PEER_REDEMPTIONS}{id}/refunds");
     let Ok(Reply {
         status,
@@ -306,21 +279,14 @@ async fn refund_once(
         // A definite refusal: the payer logged nothing, so nothing is pending any more.
         app.store
             .local_write(&[(pending_key.clone(), None)])
-            .map_err(ApiError::internal)?;
+            .map_err(RedemptionError::internal)?;
     }
     match status {
         StatusCode::OK => {}
         s if s == StatusCode::CONFLICT || s == StatusCode::NOT_FOUND => {
-            return Err(refused(payer, "the refund", StatusCode::CONFLICT, &answer))
+            return Err(refused(payer, "the refund", Refusal::Conflict, &answer))
         }
-        _ => {
-            return Err(refused(
-                payer,
-                "the refund",
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &answer,
-            ))
-        }
+        _ => return Err(refused(payer, "the refund", Refusal::Invalid, &answer)),
     }
     let receipt: Receipt =
         serde_json::from_slice(&answer).map_err(|_| bad_answer("not a receipt"))?;
@@ -341,7 +307,7 @@ async fn refund_once(
     };
     crate::fault::point("payee_refund_answered");
     let counterpart = Counterpart {
-        index: LogIndex::new(receipt.index).map_err(ApiError::internal)?,
+        index: LogIndex::new(receipt.index).map_err(RedemptionError::internal)?,
         leaf_hash: HexHash(ledger::merkle::leaf_hash(receipt.entry.as_bytes())),
         time: verified.entry.time,
     };
@@ -362,13 +328,13 @@ async fn refund_once(
         .await?;
     app.store
         .local_write(&[(pending_key, None)])
-        .map_err(ApiError::internal)?;
+        .map_err(RedemptionError::internal)?;
     let rec: ObligationState = store_record(
         &app.store,
         record_prefix::OBLIGATION,
         &format!("receivable/{}/{id}", payer.brand),
     )?
-    .ok_or_else(|| ApiError::internal("a refund without its obligation"))?;
+    .ok_or_else(|| RedemptionError::internal("a refund without its obligation"))?;
     Ok(Refunded {
         redemption: id.to_string(),
         refund: req.refund.to_string(),
@@ -383,10 +349,6 @@ async fn refund_once(
             committed.checkpoint.size,
             &committed.checkpoint.note,
         )
-        .map_err(ApiError::internal)?,
+        .map_err(RedemptionError::internal)?,
     })
-}
-
-pub(super) fn conflict(code: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, code, detail)
 }

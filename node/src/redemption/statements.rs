@@ -9,10 +9,7 @@
 //! Invariants: every step is idempotent by agreement and period; nothing a partner sends is
 //! logged before its signature verifies against the pinned key and the key the agreement names.
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::Json;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -25,13 +22,12 @@ use ledger::statement::{self, period_bounds, SignedStatement};
 use ledger::types::{BrandId, EntryId};
 
 use super::reconcile::{agreement_with, mirror_of, report};
-use super::redeem::{bad_answer, refusal_status, refused, unprocessable, unreachable};
-use super::refunds::{conflict, receipt_at};
-use crate::app::{authorize, parse_param, scope, ApiJson, App, AppState, Authorized, Param};
+use super::redeem::{bad_answer, refusal_of, refused, unreachable};
+use super::refunds::receipt_at;
+use crate::app::App;
 use crate::federation::client::{PeerClient, Reply};
-use crate::federation::peer;
-use crate::keys::Scope;
-use crate::problem::ApiError;
+use crate::federation::Partner;
+use crate::redemption_error::RedemptionError;
 use crate::views::store_record;
 
 /// The peer route for statements.
@@ -71,12 +67,12 @@ pub struct LoggedStatement {
 }
 
 /// The entry id of the statement of `agreement` for period `k`, the same in both logs.
-fn statement_entry_id(agreement: &EntryId, k: u64) -> Result<EntryId, ApiError> {
+fn statement_entry_id(agreement: &EntryId, k: u64) -> Result<EntryId, RedemptionError> {
     format!("sys.stmt.{k}.{agreement}").parse().or_else(|_| {
         let h = Sha256::digest(agreement.as_str());
         format!("sys.stmt.{k}.{}", &hex::encode(h)[..32])
             .parse()
-            .map_err(ApiError::internal)
+            .map_err(RedemptionError::internal)
     })
 }
 
@@ -85,14 +81,16 @@ pub(crate) fn logged(
     app: &App,
     a: &AgreementState,
     k: u64,
-) -> Result<Option<LoggedStatement>, ApiError> {
+) -> Result<Option<LoggedStatement>, RedemptionError> {
     let Some(index) = a.statements.get(&k) else {
         return Ok(None);
     };
     let receipt = receipt_at(app, index.get())?;
-    let entry = Entry::from_bytes(receipt.entry.as_bytes()).map_err(ApiError::internal)?;
+    let entry = Entry::from_bytes(receipt.entry.as_bytes()).map_err(RedemptionError::internal)?;
     let EntryKind::Statement(statement) = entry.kind else {
-        return Err(ApiError::internal("a statement index names another entry"));
+        return Err(RedemptionError::internal(
+            "a statement index names another entry",
+        ));
     };
     Ok(Some(LoggedStatement {
         period: k,
@@ -101,13 +99,13 @@ pub(crate) fn logged(
     }))
 }
 
-fn refresh(app: &App, a: &AgreementState) -> Result<AgreementState, ApiError> {
+fn refresh(app: &App, a: &AgreementState) -> Result<AgreementState, RedemptionError> {
     store_record(
         &app.store,
         record_prefix::AGREEMENT,
         a.agreement.terms.agreement.as_str(),
     )?
-    .ok_or_else(|| ApiError::internal("the agreement vanished"))
+    .ok_or_else(|| RedemptionError::internal("the agreement vanished"))
 }
 
 /// Reconciles the period from this node's side; the statement only when every line matches.
@@ -116,18 +114,16 @@ async fn agreed_statement(
     partner: &BrandId,
     a: &AgreementState,
     period: statement::Period,
-) -> Result<statement::Statement, ApiError> {
+) -> Result<statement::Statement, RedemptionError> {
     let store = app.store.clone();
     let mirror = mirror_of(app, partner)?;
     let terms = a.agreement.terms.clone();
     let r = tokio::task::spawn_blocking(move || report(&store, &mirror, &terms, period))
         .await
-        .map_err(ApiError::internal)??;
+        .map_err(RedemptionError::internal)??;
     if !r.agreed {
         use ledger::statement::LineStatus as S;
-        return Err(conflict(
-            "statement_disagreed",
-            format!(
+        return Err(RedemptionError::StatementDisagreed(format!(
                 "the lines of {} do not all match: {} matched, {} missing here, {} missing at {partner}, {} differ in amount, {} cut off; see GET /v1/reconciliation/{partner}?agreement={}&from={}&to={} (a mirror that has not caught up yet also shows as missing)",
                 period,
                 r.count(S::Matched),
@@ -138,33 +134,24 @@ async fn agreed_statement(
                 a.agreement.terms.agreement,
                 period.from(),
                 period.to(),
-            ),
-        ));
+            )));
     }
     Ok(r.ours)
 }
 
-/// `POST /v1/statements/{partner}`: reconciles a settlement period that has ended with the
-/// partner, and when every line matches, co-signs the statement with it and logs it on both
-/// sides. Idempotent by agreement and period.
-#[utoipa::path(post, path = "/v1/statements/{partner}", request_body = StatementBody,
-    params(("partner" = String, Path)), responses((status = 200, body = LoggedStatement)),
-    tag = "redemption")]
-pub async fn cosign(
-    State(app): AppState,
-    headers: HeaderMap,
-    Path(partner): Path<String>,
-    ApiJson(b): ApiJson<StatementBody>,
-) -> Result<Json<LoggedStatement>, ApiError> {
-    authorize(&app, &headers, Scope::Admin)?;
-    let brand: BrandId = parse_param("partner", &partner)?;
+/// Reconciles a settlement period that has ended with partner `brand`, and when every line
+/// matches, co-signs the statement with it and logs it on both sides. Idempotent by agreement
+/// and period.
+pub(super) async fn cosign(
+    app: &App,
+    brand: BrandId,
+    b: StatementBody,
+) -> Result<LoggedStatement, RedemptionError> {
     let fed = &app.federation;
     let p = fed
         .partner(&brand)
         .filter(|p| p.verifier.is_some())
-        .ok_or_else(|| {
-            ApiError::not_found("unknown_partner", format!("no pinned partner {brand}"))
-        })?;
+        .ok_or_else(|| RedemptionError::UnknownPartner(format!("no pinned partner {brand}")))?;
     let a = agreement_with(&app.store, &fed.brand, &brand, b.agreement.as_deref())?;
     let terms = &a.agreement.terms;
     let k = match (b.period, b.at) {
@@ -172,28 +159,34 @@ pub async fn cosign(
         (None, Some(t)) => ledger::types::LogTime::new(t)
             .ok()
             .and_then(|t| terms.period_of(t))
-            .ok_or_else(|| ApiError::bad_body("`at` is before the agreement's first period"))?,
-        _ => return Err(ApiError::bad_body("give exactly one of `period` and `at`")),
+            .ok_or_else(|| {
+                RedemptionError::InvalidBody("`at` is before the agreement's first period".into())
+            })?,
+        _ => {
+            return Err(RedemptionError::InvalidBody(
+                "give exactly one of `period` and `at`".into(),
+            ))
+        }
     };
-    let period = period_bounds(terms, k).map_err(|e| ApiError::bad_body(e.to_string()))?;
+    let period =
+        period_bounds(terms, k).map_err(|e| RedemptionError::InvalidBody(e.to_string()))?;
     // No lock across the partner's answer: two nodes that start at once both send, both sign
     // the same deterministic bytes, and the same entry under the same id is logged once.
-    if let Some(done) = logged(&app, &refresh(&app, &a)?, k)? {
-        return Ok(Json(done));
+    if let Some(done) = logged(app, &refresh(app, &a)?, k)? {
+        return Ok(done);
     }
     if crate::sequencer::now() < period.to() {
-        return Err(conflict(
-            "period_open",
-            format!("settlement period {k} {period} has not ended"),
-        ));
+        return Err(RedemptionError::PeriodOpen(format!(
+            "settlement period {k} {period} has not ended"
+        )));
     }
-    let ours = agreed_statement(&app, &brand, &a, period).await?;
+    let ours = agreed_statement(app, &brand, &a, period).await?;
     let mine = statement::sign(&ours, &fed.brand, &fed.signing_key, &app.verifier_key);
     let half = SignedStatement {
         statement: ours.clone(),
         signatures: vec![mine.clone()],
     };
-    let body = serde_json::to_vec(&half).map_err(ApiError::internal)?;
+    let body = serde_json::to_vec(&half).map_err(RedemptionError::internal)?;
     let Ok(Reply {
         status,
         body: answer,
@@ -204,12 +197,7 @@ pub async fn cosign(
         return Err(unreachable(&p, "the statement"));
     };
     if status != StatusCode::OK {
-        return Err(refused(
-            &p,
-            "the statement",
-            refusal_status(status),
-            &answer,
-        ));
+        return Err(refused(&p, "the statement", refusal_of(status), &answer));
     }
     let signed: SignedStatement =
         serde_json::from_slice(&answer).map_err(|_| bad_answer("not a signed statement"))?;
@@ -228,23 +216,19 @@ pub async fn cosign(
         })
         .await?;
     tracing::info!(partner = %brand, agreement = %terms.agreement, period = k, "statement co-signed");
-    logged(&app, &refresh(&app, &a)?, k)?
-        .map(Json)
-        .ok_or_else(|| ApiError::internal("the statement was not kept"))
+    logged(app, &refresh(app, &a)?, k)?
+        .ok_or_else(|| RedemptionError::internal("the statement was not kept"))
 }
 
-/// `POST /v1/peer/statements` (signed): a partner's half-signed statement; answered with both
-/// signatures, and logged, when this node's own reconciliation gives the same statement.
-pub async fn peer_cosign(
-    State(app): AppState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<SignedStatement>, ApiError> {
+/// The partner's side of co-signing (a signed peer request of `sender`): its half-signed
+/// statement, signed here too and logged when this node's own reconciliation gives the same
+/// statement.
+pub(super) async fn peer_cosign(
+    app: &App,
+    sender: &Partner,
+    half: SignedStatement,
+) -> Result<SignedStatement, RedemptionError> {
     let fed = &app.federation;
-    let (sender, half): (_, SignedStatement) =
-        peer::verify_json(fed, &method, &uri, &headers, &body, "statement")?;
     let a = agreement_with(
         &app.store,
         &fed.brand,
@@ -253,29 +237,25 @@ pub async fn peer_cosign(
     )?;
     let terms = &a.agreement.terms;
     half.verify_signature_of(&a.agreement, &sender.brand)
-        .map_err(|e| unprocessable("statement_bad_signature", e.to_string()))?;
+        .map_err(|e| RedemptionError::StatementBadSignature(e.to_string()))?;
     let k = half
         .statement
         .period
         .settlement_index(terms)
-        .ok_or_else(|| unprocessable("statement_period_invalid", "not a settlement period"))?;
-    if let Some(done) = logged(&app, &refresh(&app, &a)?, k)? {
-        return Ok(Json(done.statement));
+        .ok_or(RedemptionError::StatementPeriodInvalid)?;
+    if let Some(done) = logged(app, &refresh(app, &a)?, k)? {
+        return Ok(done.statement);
     }
     if crate::sequencer::now() < half.statement.period.to() {
-        return Err(conflict(
-            "period_open",
-            format!(
-                "settlement period {k} {} has not ended by this brand's clock",
-                half.statement.period
-            ),
-        ));
+        return Err(RedemptionError::PeriodOpen(format!(
+            "settlement period {k} {} has not ended by this brand's clock",
+            half.statement.period
+        )));
     }
-    let ours = agreed_statement(&app, &sender.brand, &a, half.statement.period).await?;
+    let ours = agreed_statement(app, &sender.brand, &a, half.statement.period).await?;
     if ours != half.statement {
-        return Err(conflict(
-            "statement_disagreed",
-            "the statement differs from the one this brand computes",
+        return Err(RedemptionError::StatementDisagreed(
+            "the statement differs from the one this brand computes".into(),
         ));
     }
     let mine = statement::sign(&ours, &fed.brand, &fed.signing_key, &app.verifier_key);
@@ -298,7 +278,7 @@ pub async fn peer_cosign(
         })
         .await?;
     tracing::info!(partner = %sender.brand, agreement = %terms.agreement, period = k, "statement co-signed");
-    Ok(Json(signed))
+    Ok(signed)
 }
 
 /// `?agreement=`.
@@ -309,26 +289,17 @@ pub struct StatementsQuery {
     pub agreement: Option<String>,
 }
 
-/// `GET /v1/statements/{partner}`: every co-signed statement logged with the partner, by period.
-#[utoipa::path(get, path = "/v1/statements/{partner}",
-    params(("partner" = String, Path), StatementsQuery),
-    responses((status = 200, body = Vec<LoggedStatement>)), tag = "redemption")]
-pub async fn list(
-    State(app): AppState,
-    // The query is read first, then the key, then the partner (the order of the answers).
-    Query(q): Query<StatementsQuery>,
-    _: Authorized<scope::Read>,
-    Param(brand): Param<BrandId>,
-) -> Result<Json<Vec<LoggedStatement>>, ApiError> {
-    let a = agreement_with(
-        &app.store,
-        &app.federation.brand,
-        &brand,
-        q.agreement.as_deref(),
-    )?;
+/// Every co-signed statement logged with partner `brand`, by period: of the agreement named
+/// `wanted`, or of the only one there is.
+pub(super) fn list(
+    app: &App,
+    brand: &BrandId,
+    wanted: Option<&str>,
+) -> Result<Vec<LoggedStatement>, RedemptionError> {
+    let a = agreement_with(&app.store, &app.federation.brand, brand, wanted)?;
     let mut out = Vec::new();
     for k in a.statements.keys() {
-        out.extend(logged(&app, &a, *k)?);
+        out.extend(logged(app, &a, *k)?);
     }
-    Ok(Json(out))
+    Ok(out)
 }
