@@ -1115,7 +1115,19 @@ impl State {
     // ---- Typed record access -------------------------------------------------------------
 
     fn read<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StateError> {
-        read::value(&self.records, key)
+        self.decode_at(key, records::decode)
+    }
+
+    /// The record under `key`, decoded by `decode` from where it is held (no copy of it).
+    fn decode_at<T>(
+        &self,
+        key: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<T, String>,
+    ) -> Result<Option<T>, StateError> {
+        match self.records.with(key, decode)? {
+            None => Ok(None),
+            Some(r) => r.map(Some).map_err(|e| RecordError::at(key, e).into()),
+        }
     }
 
     fn write<T: Serialize>(&mut self, key: Vec<u8>, v: &T) {
@@ -1178,7 +1190,8 @@ impl State {
 
     /// A member's summary, if they ever held points.
     pub fn member(&self, id: &MemberId) -> Result<Option<MemberState>, StateError> {
-        read::member(&self.records, id)
+        let key = records::named(record_prefix::MEMBER, id.as_str());
+        self.decode_at(&key, <MemberState as read::Record>::decode)
     }
 
     /// Number of members.
@@ -1355,7 +1368,8 @@ impl State {
     /// The entry that used `id`, if any: one point read (a bloom filter probe on RocksDB for
     /// an id never used).
     pub fn id_record(&self, id: &EntryId) -> Result<Option<IdRecord>, StateError> {
-        read::named(&self.records, record_prefix::ID, id.as_str())
+        let key = records::named(record_prefix::ID, id.as_str());
+        self.decode_at(&key, <IdRecord as read::Record>::decode)
     }
 
     /// The balance of an account.

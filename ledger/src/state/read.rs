@@ -6,8 +6,6 @@
 //! Invariant: every function here reads a bounded number of records (a page, or the records
 //! a member's due work is made of), never a whole key space.
 
-use serde::de::DeserializeOwned;
-
 use super::records::{self, prefix, RecordSource};
 use super::{
     AgreementState, AuthorisationState, HoldState, IdRecord, Lot, MemberState, ObligationState,
@@ -77,19 +75,6 @@ pub fn record<T: Record>(src: &dyn RecordSource, key: &[u8]) -> Result<Option<T>
     match src.get(key).map_err(storage)? {
         None => Ok(None),
         Some(v) => T::decode(&v)
-            .map(Some)
-            .map_err(|e| RecordError::at(key, e).into()),
-    }
-}
-
-/// A binary value (not a [`Record`] kind: a lot's or a qualifying earning's points).
-pub(crate) fn value<T: DeserializeOwned>(
-    src: &dyn RecordSource,
-    key: &[u8],
-) -> Result<Option<T>, StateError> {
-    match src.get(key).map_err(storage)? {
-        None => Ok(None),
-        Some(v) => records::decode(&v)
             .map(Some)
             .map_err(|e| RecordError::at(key, e).into()),
     }

@@ -147,6 +147,22 @@ impl Records {
         }
     }
 
+    /// The record under `key`, handed to `f`: without a copy when it is held here (in memory
+    /// or pending), which is every read of a replay in memory.
+    pub(crate) fn with<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, StorageError> {
+        match self {
+            Records::Memory { map, .. } => Ok(BTreeMap::get(map, key).map(|v| f(v))),
+            Records::Source { source, pending } => match pending.get(key) {
+                Some(v) => Ok(v.as_deref().map(f)),
+                None => Ok(source.get(key).map_err(StorageError)?.as_deref().map(f)),
+            },
+        }
+    }
+
     pub(crate) fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         match self {
             Records::Memory { map, changed } => {
