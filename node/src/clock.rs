@@ -17,6 +17,8 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use loyalty_wire::ErrorCode;
+
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
 
@@ -131,7 +133,7 @@ impl ClockGuard {
             retry_after_s: Some(60),
             ..ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "clock_jump",
+                ErrorCode::ClockJump,
                 "the system clock jumped forward; writes are stopped until an operator confirms the time",
             )
         }

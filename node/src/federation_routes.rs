@@ -16,6 +16,8 @@ use ledger::log::receipt_from_store;
 use ledger::receipt::Receipt;
 use ledger::types::{BrandId, MemberId};
 
+use loyalty_wire::ErrorCode;
+
 use crate::app::{authorize, parse_param, scope, ApiJson, App, AppState, Authorized};
 use crate::config::PartnerConfig;
 use crate::federation::{witness, Evidence, Partner, PartnerError};
@@ -103,16 +105,20 @@ pub fn status(p: &Partner) -> PartnerStatus {
 
 fn partner_error(e: PartnerError) -> ApiError {
     match e {
-        PartnerError::Invalid(m) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_partner", m)
-        }
-        PartnerError::KeyPinned(_) => {
-            ApiError::new(StatusCode::CONFLICT, "partner_key_pinned", e.to_string())
-        }
-        PartnerError::Unknown(_) => ApiError::not_found("unknown_partner", e.to_string()),
+        PartnerError::Invalid(m) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InvalidPartner,
+            m,
+        ),
+        PartnerError::KeyPinned(_) => ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::PartnerKeyPinned,
+            e.to_string(),
+        ),
+        PartnerError::Unknown(_) => ApiError::not_found(ErrorCode::UnknownPartner, e.to_string()),
         PartnerError::TooMany => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "too_many_partners",
+            ErrorCode::TooManyPartners,
             e.to_string(),
         ),
         PartnerError::Internal(m) => ApiError::internal(m),
@@ -201,14 +207,13 @@ pub async fn mirrored_member(
     authorize(&app, &headers, Scope::Read)?;
     let brand: BrandId = parse_param("brand", &brand)?;
     let member: MemberId = parse_param("member", &member)?;
-    let p = app
-        .federation
-        .partner(&brand)
-        .ok_or_else(|| ApiError::not_found("unknown_partner", format!("no partner {brand}")))?;
+    let p = app.federation.partner(&brand).ok_or_else(|| {
+        ApiError::not_found(ErrorCode::UnknownPartner, format!("no partner {brand}"))
+    })?;
     let store = p.mirror_store.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
-            "partner_unpinned",
+            ErrorCode::PartnerUnpinned,
             format!("{brand} has no pinned key, so nothing of it is mirrored"),
         )
     })?;
@@ -219,13 +224,13 @@ pub async fn mirrored_member(
             .map_err(ApiError::internal)?
             .ok_or_else(|| {
                 ApiError::not_found(
-                    "not_mirrored",
+                    ErrorCode::NotMirrored,
                     format!("nothing of {brand} is verified yet"),
                 )
             })?;
         let view = member_view(&store, &member)?.ok_or_else(|| {
             ApiError::not_found(
-                "unknown_member",
+                ErrorCode::UnknownMember,
                 format!("member {member} has no points at {brand}"),
             )
         })?;
@@ -353,20 +358,19 @@ pub async fn attestation(
     authorize(&app, &headers, Scope::Earn)?;
     let member: MemberId = parse_param("member", &member)?;
     let view = member_view(&app.store, &member)?.ok_or_else(|| {
-        ApiError::not_found("unknown_member", format!("member {member} has no points"))
+        ApiError::not_found(
+            ErrorCode::UnknownMember,
+            format!("member {member} has no points"),
+        )
     })?;
     let tier = view.tier.ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
-            "no_tier_policy",
+            ErrorCode::NoTierPolicy,
             "this brand has no tier policy, so there is no tier to attest",
         )
     })?;
-    let tier: ledger::types::TierName = tier.parse().map_err(ApiError::internal)?;
-    let valid_until = view
-        .tier_valid_until
-        .map(|u| ledger::types::LogTime::new(u).map_err(ApiError::internal))
-        .transpose()?;
+    let valid_until = view.tier_valid_until;
     // One entry per (member, tier, valid_until): asking again returns the same statement.
     let digest = Sha256::digest(
         format!(
@@ -450,21 +454,21 @@ pub async fn verify_attestation(
         let p = fed.partner(&brand).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_partner",
+                ErrorCode::UnknownPartner,
                 format!("{brand} is not a partner of this node"),
             )
         })?;
         if p.frozen.load(Ordering::Acquire) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "partner_frozen",
+                ErrorCode::PartnerFrozen,
                 format!("the partnership with {brand} is frozen by evidence"),
             ));
         }
         p.verifier.clone().ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "partner_unpinned",
+                ErrorCode::PartnerUnpinned,
                 format!("{brand} has no pinned key"),
             )
         })?
@@ -483,7 +487,13 @@ pub async fn verify_attestation(
         quorum: fed.settings.witness_quorum,
     };
     let v = ledger::attestation::verify(&att, &brand, &policy, Some(crate::sequencer::now()))
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::parse(e.code()),
+                e.to_string(),
+            )
+        })?;
     Ok(Json(AttestationVerdict {
         valid: true,
         brand: v.statement.brand.to_string(),

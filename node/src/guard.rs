@@ -14,6 +14,8 @@ use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use loyalty_wire::ErrorCode;
+
 use crate::app::{App, AppState};
 
 // The admission state, at the path other modules have used.
@@ -76,7 +78,7 @@ pub async fn admit(State(app): AppState, req: Request, next: Next) -> Response {
         Ok(r) => r,
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
+            ErrorCode::Timeout,
             "the request took too long",
         )
         .into_response(),
@@ -91,7 +93,7 @@ fn busy() -> ApiError {
         retry_after_s: Some(1),
         ..ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
+            ErrorCode::Overloaded,
             "the node is serving as many requests as it allows; retry later",
         )
     }
@@ -111,7 +113,7 @@ fn check_sender(app: &App, path: &str, req: &Request) -> Result<(), ApiError> {
         {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "unknown_peer",
+                ErrorCode::UnknownPeer,
                 format!("{} is not a pinned partner of this node", h.sender),
             ));
         }
@@ -125,7 +127,7 @@ fn check_sender(app: &App, path: &str, req: &Request) -> Result<(), ApiError> {
         Some(_) => Ok(()),
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            ErrorCode::Unauthenticated,
             "an API key is required: Authorization: Bearer <key>",
         )),
     }
@@ -140,7 +142,7 @@ async fn read_body(adm: &Admission, req: Request) -> Result<Request, ApiError> {
             Err(_) => {
                 return Err(ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
-                    "body_timeout",
+                    ErrorCode::BodyTimeout,
                     "the request body was not received in time",
                 ))
             }
@@ -151,7 +153,7 @@ async fn read_body(adm: &Admission, req: Request) -> Result<Request, ApiError> {
                 return Err(if too_large {
                     ApiError::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
-                        "body_too_large",
+                        ErrorCode::BodyTooLarge,
                         "the request body exceeds the limit",
                     )
                 } else {

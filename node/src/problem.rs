@@ -3,11 +3,13 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use ledger::log::WriteError;
 use ledger::state::StateError;
+
+use loyalty_wire::ErrorCode;
+
+pub use loyalty_wire::Problem;
 
 use crate::sequencer::SubmitError;
 use crate::views::ReadError;
@@ -17,234 +19,221 @@ use crate::views::ReadError;
 /// [`ApiError::new`] asserts (in debug builds) that the pair it builds is in this table. A code
 /// is under one status, except the five spec/api.md names (`partner_refused`, `unknown_partner`,
 /// `unknown_agreement`, `partner_unpinned`, `agreement_not_a_party`).
-pub const ERROR_CODES: &[(u16, &[&str])] = &[
-    (400, &["invalid_body", "invalid_parameter"]),
+pub const ERROR_CODES: &[(u16, &[ErrorCode])] = &[
+    (400, &[ErrorCode::InvalidBody, ErrorCode::InvalidParameter]),
     (
         401,
         &[
-            "unauthenticated",
-            "peer_unsigned",
-            "unknown_peer",
-            "peer_bad_signature",
-            "peer_stale",
-            "peer_replayed",
+            ErrorCode::Unauthenticated,
+            ErrorCode::PeerUnsigned,
+            ErrorCode::UnknownPeer,
+            ErrorCode::PeerBadSignature,
+            ErrorCode::PeerStale,
+            ErrorCode::PeerReplayed,
         ],
     ),
     (
         403,
         &[
-            "forbidden",
-            "partner_frozen",
-            "bad_checkpoint_signature",
-            "agreement_not_a_party",
+            ErrorCode::Forbidden,
+            ErrorCode::PartnerFrozen,
+            ErrorCode::BadCheckpointSignature,
+            ErrorCode::AgreementNotAParty,
         ],
     ),
     (
         404,
         &[
-            "unknown_member",
-            "unknown_authorisation",
-            "unknown_agreement",
-            "unknown_quote",
-            "unknown_redemption",
-            "unknown_hold",
-            "unknown_lot",
-            "unknown_partner",
-            "unknown_log",
-            "not_mirrored",
-            "not_found",
+            ErrorCode::UnknownMember,
+            ErrorCode::UnknownAuthorisation,
+            ErrorCode::UnknownAgreement,
+            ErrorCode::UnknownQuote,
+            ErrorCode::UnknownRedemption,
+            ErrorCode::UnknownHold,
+            ErrorCode::UnknownLot,
+            ErrorCode::UnknownPartner,
+            ErrorCode::UnknownLog,
+            ErrorCode::NotMirrored,
+            ErrorCode::NotFound,
         ],
     ),
-    (408, &["body_timeout"]),
+    (408, &[ErrorCode::BodyTimeout]),
     (
         409,
         &[
-            "id_conflict",
-            "hold_not_open",
-            "hold_expired",
-            "quote_expired",
-            "obligation_exists",
-            "agreement_exists",
-            "credit_limit_exceeded",
-            "authorisation_used",
-            "authorisation_expired",
-            "agreement_not_approved",
-            "agreement_terms_differ",
-            "partner_key_pinned",
-            "partner_unpinned",
-            "no_tier_policy",
-            "not_prepared",
-            "not_committed",
-            "refund_exceeds_obligation",
-            "period_open",
-            "statement_disagreed",
-            "partner_refused",
+            ErrorCode::IdConflict,
+            ErrorCode::HoldNotOpen,
+            ErrorCode::HoldExpired,
+            ErrorCode::QuoteExpired,
+            ErrorCode::ObligationExists,
+            ErrorCode::AgreementExists,
+            ErrorCode::CreditLimitExceeded,
+            ErrorCode::AuthorisationUsed,
+            ErrorCode::AuthorisationExpired,
+            ErrorCode::AgreementNotApproved,
+            ErrorCode::AgreementTermsDiffer,
+            ErrorCode::PartnerKeyPinned,
+            ErrorCode::PartnerUnpinned,
+            ErrorCode::NoTierPolicy,
+            ErrorCode::NotPrepared,
+            ErrorCode::NotCommitted,
+            ErrorCode::RefundExceedsObligation,
+            ErrorCode::PeriodOpen,
+            ErrorCode::StatementDisagreed,
+            ErrorCode::PartnerRefused,
         ],
     ),
-    (413, &["body_too_large"]),
-    (415, &["unsupported_media_type"]),
+    (413, &[ErrorCode::BodyTooLarge]),
+    (415, &[ErrorCode::UnsupportedMediaType]),
     (
         422,
         &[
-            "too_many_items",
-            "duplicate_id",
-            "entry_too_large",
-            "insufficient_points",
-            "balance_overflow",
-            "hold_expiry_not_in_future",
-            "condition_not_met",
-            "preimage_required",
-            "unexpected_preimage",
-            "refund_exceeds_redemption",
-            "rate_card_in_past",
-            "too_many_rates",
-            "fx_same_currency",
-            "authorisation_required",
-            "authorisation_expiry_not_in_future",
-            "authorisation_wrong_member",
-            "authorisation_wrong_payee",
-            "authorisation_exceeded",
-            "agreement_not_a_party",
-            "agreement_invalid_terms",
-            "agreement_bad_signature",
-            "agreement_unpinned_key",
-            "quote_direction_not_agreed",
-            "agreement_not_yet_valid",
-            "no_rate_card",
-            "no_fx_rate",
-            "zero_amount",
-            "overflow",
-            "fx_mismatch",
-            "reserved_id",
-            "invalid_partner",
-            "too_many_partners",
-            "inconsistent_checkpoint",
-            "attestation_tier_mismatch",
-            "attestation_tier_change_due",
-            "attestation_valid_until_not_in_future",
-            "attestation_too_long",
-            "attestation_wrong_brand",
-            "attestation_bad_receipt",
-            "attestation_invalid_policy",
-            "attestation_bad_cosignature",
-            "attestation_quorum",
-            "attestation_not_attestation",
-            "attestation_mismatch",
-            "attestation_expired",
-            "redemption_id_too_long",
-            "refund_id_too_long",
-            "quote_out_of_bounds",
-            "hold_out_of_bounds",
-            "unknown_partner",
-            "partner_refused",
-            "quote_mismatch",
-            "quote_wrong_parties",
-            "refund_needs_partner",
-            "unknown_obligation",
-            "refund_exists",
-            "too_many_refunds",
-            "refund_amount_mismatch",
-            "statement_bad_signature",
-            "statement_period_invalid",
-            "statement_exists",
-            "statement_mismatch",
-            "statement_invalid_terms",
-            "statement_invalid_period",
-            "statement_period_out_of_range",
-            "statement_too_many_lines",
-            "too_many_lines",
-            "statement_invalid_line",
-            "statement_duplicate_line",
-            "statement_overflow",
-            "unknown_agreement",
-            "partner_unpinned",
-            "expire_amount_mismatch",
-            "lot_not_expired",
-            "tier_from_mismatch",
-            "tier_not_due",
-            "quote_id_mismatch",
-            "quote_agreement_mismatch",
-            "obligation_agreement_mismatch",
-            "obligation_counterpart_missing",
-            "obligation_counterpart_unexpected",
-            "obligation_hold_mismatch",
-            "too_many_agreements",
-            "agreement_missing_signature",
-            "agreement_duplicate_signature",
-            "agreement_malformed_signature",
-            "fee_out_of_range",
-            "division_by_zero",
-            "scale_too_large",
-            "quote_bad_lifetime",
-            "ttl_ms",
+            ErrorCode::TooManyItems,
+            ErrorCode::DuplicateId,
+            ErrorCode::EntryTooLarge,
+            ErrorCode::InsufficientPoints,
+            ErrorCode::BalanceOverflow,
+            ErrorCode::HoldExpiryNotInFuture,
+            ErrorCode::ConditionNotMet,
+            ErrorCode::PreimageRequired,
+            ErrorCode::UnexpectedPreimage,
+            ErrorCode::RefundExceedsRedemption,
+            ErrorCode::RateCardInPast,
+            ErrorCode::TooManyRates,
+            ErrorCode::FxSameCurrency,
+            ErrorCode::AuthorisationRequired,
+            ErrorCode::AuthorisationExpiryNotInFuture,
+            ErrorCode::AuthorisationWrongMember,
+            ErrorCode::AuthorisationWrongPayee,
+            ErrorCode::AuthorisationExceeded,
+            ErrorCode::AgreementNotAParty,
+            ErrorCode::AgreementInvalidTerms,
+            ErrorCode::AgreementBadSignature,
+            ErrorCode::AgreementUnpinnedKey,
+            ErrorCode::QuoteDirectionNotAgreed,
+            ErrorCode::AgreementNotYetValid,
+            ErrorCode::NoRateCard,
+            ErrorCode::NoFxRate,
+            ErrorCode::ZeroAmount,
+            ErrorCode::Overflow,
+            ErrorCode::FxMismatch,
+            ErrorCode::ReservedId,
+            ErrorCode::InvalidPartner,
+            ErrorCode::TooManyPartners,
+            ErrorCode::InconsistentCheckpoint,
+            ErrorCode::AttestationTierMismatch,
+            ErrorCode::AttestationTierChangeDue,
+            ErrorCode::AttestationValidUntilNotInFuture,
+            ErrorCode::AttestationTooLong,
+            ErrorCode::AttestationWrongBrand,
+            ErrorCode::AttestationBadReceipt,
+            ErrorCode::AttestationInvalidPolicy,
+            ErrorCode::AttestationBadCosignature,
+            ErrorCode::AttestationQuorum,
+            ErrorCode::AttestationNotAttestation,
+            ErrorCode::AttestationMismatch,
+            ErrorCode::AttestationExpired,
+            ErrorCode::RedemptionIdTooLong,
+            ErrorCode::RefundIdTooLong,
+            ErrorCode::QuoteOutOfBounds,
+            ErrorCode::HoldOutOfBounds,
+            ErrorCode::UnknownPartner,
+            ErrorCode::PartnerRefused,
+            ErrorCode::QuoteMismatch,
+            ErrorCode::QuoteWrongParties,
+            ErrorCode::RefundNeedsPartner,
+            ErrorCode::UnknownObligation,
+            ErrorCode::RefundExists,
+            ErrorCode::TooManyRefunds,
+            ErrorCode::RefundAmountMismatch,
+            ErrorCode::StatementBadSignature,
+            ErrorCode::StatementPeriodInvalid,
+            ErrorCode::StatementExists,
+            ErrorCode::StatementMismatch,
+            ErrorCode::StatementInvalidTerms,
+            ErrorCode::StatementInvalidPeriod,
+            ErrorCode::StatementPeriodOutOfRange,
+            ErrorCode::StatementTooManyLines,
+            ErrorCode::TooManyLines,
+            ErrorCode::StatementInvalidLine,
+            ErrorCode::StatementDuplicateLine,
+            ErrorCode::StatementOverflow,
+            ErrorCode::UnknownAgreement,
+            ErrorCode::PartnerUnpinned,
+            ErrorCode::ExpireAmountMismatch,
+            ErrorCode::LotNotExpired,
+            ErrorCode::TierFromMismatch,
+            ErrorCode::TierNotDue,
+            ErrorCode::QuoteIdMismatch,
+            ErrorCode::QuoteAgreementMismatch,
+            ErrorCode::ObligationAgreementMismatch,
+            ErrorCode::ObligationCounterpartMissing,
+            ErrorCode::ObligationCounterpartUnexpected,
+            ErrorCode::ObligationHoldMismatch,
+            ErrorCode::TooManyAgreements,
+            ErrorCode::AgreementMissingSignature,
+            ErrorCode::AgreementDuplicateSignature,
+            ErrorCode::AgreementMalformedSignature,
+            ErrorCode::FeeOutOfRange,
+            ErrorCode::DivisionByZero,
+            ErrorCode::ScaleTooLarge,
+            ErrorCode::QuoteBadLifetime,
         ],
     ),
-    (429, &["peer_rate_limited"]),
-    (500, &["internal", "time_not_increasing", "index_not_next"]),
+    (429, &[ErrorCode::PeerRateLimited]),
+    (
+        500,
+        &[
+            ErrorCode::Internal,
+            ErrorCode::TimeNotIncreasing,
+            ErrorCode::IndexNotNext,
+        ],
+    ),
     (
         502,
         &[
-            "partner_unavailable",
-            "partner_bad_answer",
-            "partner_refused",
+            ErrorCode::PartnerUnavailable,
+            ErrorCode::PartnerBadAnswer,
+            ErrorCode::PartnerRefused,
         ],
     ),
     (
         503,
         &[
-            "overloaded",
-            "not_ready",
-            "timeout",
-            "clock_jump",
+            ErrorCode::Overloaded,
+            ErrorCode::NotReady,
+            ErrorCode::Timeout,
+            ErrorCode::ClockJump,
             // node/src/ha/refusal.rs
-            "restore_refused",
+            ErrorCode::RestoreRefused,
         ],
     ),
 ];
 
 /// Whether `code` with `status` is a pair of [`ERROR_CODES`].
-pub fn is_documented(code: &str, status: StatusCode) -> bool {
+pub fn is_documented(code: &ErrorCode, status: StatusCode) -> bool {
     ERROR_CODES
         .iter()
-        .any(|(s, codes)| *s == status.as_u16() && codes.contains(&code))
+        .any(|(s, codes)| *s == status.as_u16() && codes.contains(code))
 }
 
 /// An error answer: status, stable code and a human-readable detail.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub detail: String,
     pub retry_after_s: Option<u32>,
     /// For `partner_refused`: the partner's own stable code (spec/api.md, "Partner refusals").
-    pub partner_code: Option<String>,
-}
-
-/// The problem-details body (RFC 9457) with the project's `code` extension.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Problem {
-    /// `urn:loyalty:problem:<code>`.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// Short summary of the problem class.
-    pub title: String,
-    /// The HTTP status.
-    pub status: u16,
-    /// What exactly went wrong.
-    pub detail: String,
-    /// Stable machine-readable code.
-    pub code: String,
-    /// For `partner_refused` only: the partner's own stable code.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub partner_code: Option<String>,
+    pub partner_code: Option<ErrorCode>,
 }
 
 impl ApiError {
     /// An error with `status` and `code`, a pair of [`ERROR_CODES`] (asserted in debug builds,
     /// so every test that meets an error checks the table).
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> ApiError {
         debug_assert!(
-            is_documented(code, status),
+            is_documented(&code, status),
             "{} {code} is not in the code -> status table (node::problem::ERROR_CODES, spec/api.md)",
             status.as_u16()
         );
@@ -258,14 +247,14 @@ impl ApiError {
     }
 
     pub fn bad_body(detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", detail)
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidBody, detail)
     }
 
     pub fn bad_parameter(detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", detail)
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidParameter, detail)
     }
 
-    pub fn not_found(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn not_found(code: ErrorCode, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, code, detail)
     }
 
@@ -273,7 +262,7 @@ impl ApiError {
         tracing::error!(error = %detail, "internal error");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "internal error",
         )
     }
@@ -283,7 +272,7 @@ impl ApiError {
             retry_after_s: Some(1),
             ..ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
+                ErrorCode::Overloaded,
                 "the write queue is full; retry later",
             )
         }
@@ -294,7 +283,7 @@ impl ApiError {
             retry_after_s: Some(1),
             ..ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
+                ErrorCode::NotReady,
                 "the node is not ready",
             )
         }
@@ -313,7 +302,7 @@ impl ApiError {
             title: title(self.status).into(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
-            code: self.code.into(),
+            code: self.code.clone(),
             partner_code: self.partner_code.clone(),
         }
     }
@@ -337,7 +326,7 @@ impl IntoResponse for ApiError {
 
 impl From<StateError> for ApiError {
     fn from(e: StateError) -> ApiError {
-        ApiError::new(state_status(&e), e.code(), e.to_string())
+        ApiError::new(state_status(&e), ErrorCode::parse(e.code()), e.to_string())
     }
 }
 
@@ -414,12 +403,12 @@ impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> ApiError {
         match e {
             WriteError::IdConflict { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "id_conflict", e.to_string())
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::IdConflict, e.to_string())
             }
             WriteError::State(s) => s.into(),
             WriteError::TooLarge { .. } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "entry_too_large",
+                ErrorCode::EntryTooLarge,
                 e.to_string(),
             ),
         }
@@ -449,12 +438,12 @@ pub fn from_json_rejection(r: axum::extract::rejection::JsonRejection) -> ApiErr
     match r {
         J::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "expected Content-Type: application/json",
         ),
         J::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             "the request body exceeds the limit",
         ),
         other => ApiError::bad_body(other.body_text()),
@@ -507,7 +496,7 @@ mod tests {
     fn node_table() -> BTreeSet<(u16, String)> {
         ERROR_CODES
             .iter()
-            .flat_map(|(s, codes)| codes.iter().map(|c| (*s, (*c).to_owned())))
+            .flat_map(|(s, codes)| codes.iter().map(|c| (*s, c.as_str().to_owned())))
             .collect()
     }
 
@@ -542,7 +531,7 @@ mod tests {
             let what = format!("{e:?}");
             let a = ApiError::from(e);
             assert_eq!(
-                (a.status.as_u16(), a.code, a.retry_after_s),
+                (a.status.as_u16(), a.code.as_str(), a.retry_after_s),
                 (status, code, retry),
                 "{what}"
             );
@@ -574,10 +563,10 @@ mod tests {
     fn a_code_has_one_status_except_the_documented_five() {
         let mut seen: Vec<(&str, u16)> = Vec::new();
         for (status, codes) in ERROR_CODES {
-            for code in *codes {
-                if let Some((_, other)) = seen.iter().find(|(c, _)| c == code) {
+            for code in codes.iter().map(ErrorCode::as_str) {
+                if let Some((_, other)) = seen.iter().find(|(c, _)| *c == code) {
                     assert!(
-                        SEVERAL_STATUSES.contains(code),
+                        SEVERAL_STATUSES.contains(&code),
                         "{code} is under {other} and {status}"
                     );
                 }
@@ -611,7 +600,7 @@ mod tests {
             };
             let status = StatusCode::from_u16(status).expect("a status");
             assert!(
-                is_documented(code, status),
+                is_documented(&ErrorCode::parse(code), status),
                 "spec/api.md names `{} {code}`, which the code table does not have",
                 status.as_u16()
             );
@@ -667,10 +656,10 @@ mod tests {
     #[test]
     fn a_partner_refusal_carries_the_partners_code_and_no_other_problem_does() {
         let refused = ApiError {
-            partner_code: Some("too_many_refunds".into()),
+            partner_code: Some(ErrorCode::TooManyRefunds),
             ..ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "partner_refused",
+                ErrorCode::PartnerRefused,
                 "brand-a refused the refund",
             )
         };

@@ -9,6 +9,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 
+use loyalty_wire::ErrorCode;
+
 use crate::app::{App, AppState};
 use crate::problem::ApiError;
 
@@ -25,7 +27,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(crate::redemption::routes())
         .merge(crate::ops::routes())
         .merge(crate::explorer::routes())
-        .fallback(|| async { ApiError::not_found("not_found", "no such route") })
+        .fallback(|| async { ApiError::not_found(ErrorCode::NotFound, "no such route") })
         .layer(middleware::from_fn_with_state(
             app.clone(),
             crate::guard::admit,

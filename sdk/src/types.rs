@@ -44,4 +44,3 @@ pub struct EarnsResult {
 
 /// The C2SP tlog-tiles path of tile index `n` (`1234067` is `x001/x234/067`).
 pub use ledger::tiles::tile_index_path;
-

@@ -5,8 +5,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// What an API key may do (admin implies every scope).
+/// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Read members, holds, history and policy.
@@ -46,23 +47,21 @@ impl fmt::Display for Scope {
 /// `POST /v1/admin/keys`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = CreateKey))]
 pub struct CreateKeyRequest {
-    /// A name for people (which app uses the key).
     pub name: String,
-    /// What the key may do.
     pub scopes: Vec<Scope>,
 }
 
-/// A key just created; `key` is shown this once and never again.
+/// A new key: shown once.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct CreatedKey {
-    /// The key's public id.
     pub key_id: String,
-    /// The secret API key.
+    /// The secret key. It is not stored and cannot be shown again.
     pub key: String,
-    /// Its name.
     pub name: String,
-    /// Its scopes.
     pub scopes: Vec<Scope>,
 }
 
@@ -77,34 +76,31 @@ impl fmt::Debug for CreatedKey {
     }
 }
 
-/// One API key, as listed (without its secret).
+/// A stored key: everything but the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = KeyRecord))]
 pub struct KeyInfo {
-    /// The key's public id.
     pub key_id: String,
-    /// Its name.
     pub name: String,
-    /// Its scopes.
     pub scopes: Vec<Scope>,
-    /// Creation time, Unix ms.
+    /// Unix ms.
     pub created_at: u64,
-    /// Whether it was revoked.
     pub revoked: bool,
 }
 
-/// `GET /v1/admin/keys`.
+/// Every key, without secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct KeyList {
-    /// Every key.
     pub keys: Vec<KeyInfo>,
 }
 
-/// `DELETE /v1/admin/keys/{key_id}`.
+/// Answer to a revocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = Revoked))]
 pub struct RevokedKey {
-    /// The revoked key's id.
     pub key_id: String,
-    /// Always true.
     pub revoked: bool,
 }
-

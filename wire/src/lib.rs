@@ -11,11 +11,13 @@
 
 pub mod keys;
 pub mod log;
+pub mod problem;
 pub mod reads;
 pub mod writes;
 
 pub use keys::*;
 pub use log::*;
+pub use problem::{ErrorCode, Problem};
 pub use reads::*;
 pub use writes::*;
 
@@ -139,4 +141,3 @@ mod tests {
         assert_eq!(p.rate_cards[0].point_value.to_string(), "0.01");
     }
 }
-

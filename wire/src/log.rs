@@ -5,29 +5,17 @@ use ledger::checkpoint::{NoteError, NoteVerifier};
 use ledger::entry::HexHash;
 use serde::{Deserialize, Serialize};
 
-/// `GET /v1/log/key`: the node's own statement of its log key.
+/// The log's identity (`GET /v1/log/key`): the node's own statement of its log key.
 ///
 /// A verifier must pin the key it got out of band (from the brand's website, a partner's
 /// config, ...); this answer is only a convenience to compare against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(description = "The log's identity."))]
 pub struct LogKey {
-    /// The log's origin (the key's name).
     pub origin: String,
-    /// The C2SP verifier key string.
+    /// C2SP verifier key `name+hexid+base64key`.
     pub verifier_key: String,
-}
-
-/// `GET /v1/log/time`: the node's log time (spec/api.md, "The node's log time").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogTimeView {
-    /// The earliest log time the node's next entry can get. Choose a future `valid_from` or
-    /// `expires_at` from it (plus a margin for the request's queueing), not from your clock.
-    pub now: u64,
-    /// The latest signed checkpoint's size.
-    pub size: u64,
-    /// The time of the latest entry under that checkpoint (`None` for an empty log).
-    pub last_entry_time: Option<u64>,
 }
 
 impl LogKey {
@@ -37,60 +25,72 @@ impl LogKey {
     }
 }
 
-/// One entry of the log as served by `GET /v1/log/entries`: its canonical bytes as text.
+/// The node's log time, for clients that must choose a future one (spec/api.md, "The node's
+/// log time").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct LogTimeView {
+    /// The earliest log time the next entry can get: the node's clock, or one more than the
+    /// latest entry's time when the clock has not passed it. A `valid_from` or `expires_at`
+    /// chosen from it needs a margin for the request's own queueing.
+    pub now: u64,
+    /// The latest signed checkpoint's size.
+    pub size: u64,
+    /// The time of the latest entry under that checkpoint (`null` for an empty log).
+    pub last_entry_time: Option<u64>,
+}
+
+/// One raw entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = RawEntry))]
 pub struct LogEntry {
-    /// Its index.
     pub index: u64,
-    /// Its canonical bytes (UTF-8 JSON), verbatim.
+    /// Canonical entry bytes as text.
     pub entry: String,
 }
 
-/// `GET /v1/log/entries`.
+/// Entries of a range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = Entries))]
 pub struct LogEntries {
-    /// Entries in index order.
     pub entries: Vec<LogEntry>,
 }
 
-/// `GET /v1/log/proof/inclusion`.
+/// An inclusion proof.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct InclusionProof {
-    /// The leaf index.
     pub index: u64,
-    /// The tree size.
     pub size: u64,
-    /// The RFC 6962 audit path.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Vec<String>))]
     pub proof: Vec<HexHash>,
 }
 
-/// `GET /v1/log/proof/consistency`.
+/// A consistency proof.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct ConsistencyProof {
-    /// The old tree size.
     pub old: u64,
-    /// The new tree size.
     pub new: u64,
-    /// The RFC 6962 consistency path.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Vec<String>))]
     pub proof: Vec<HexHash>,
 }
 
-/// One signed checkpoint as listed by `GET /v1/log/checkpoints`.
+/// One signed checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct CheckpointItem {
-    /// The tree size the node says it signed.
     pub size: u64,
-    /// The signed note (C2SP tlog-checkpoint), unverified.
     pub note: String,
 }
 
-/// `GET /v1/log/checkpoints`: one page.
+/// A page of checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = Checkpoints))]
 pub struct CheckpointPage {
-    /// Checkpoints by increasing size.
     pub checkpoints: Vec<CheckpointItem>,
-    /// Pass back as `cursor` for the next page; `None` at the end.
-    #[serde(default)]
     pub next_cursor: Option<String>,
 }
-

@@ -20,86 +20,92 @@ pub enum HoldStatusKind {
     Voided,
 }
 
-/// `GET /v1/holds/{hold}`.
+/// A hold and where it stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = HoldView))]
 pub struct HoldInfo {
-    /// The hold's id.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub id: EntryId,
-    /// The index of the hold entry.
     pub index: u64,
-    /// Whose points are held.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub member: MemberId,
-    /// Points held.
     pub points: u64,
-    /// When the hold expires.
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64))]
     pub expires_at: LogTime,
-    /// The partner brand the points are held for.
-    #[serde(default)]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>))]
     pub payee: Option<BrandId>,
-    /// Open, posted or voided.
+    /// `open`, `posted` or `voided`.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub status: HoldStatusKind,
-    /// The index of the entry that posted or voided the hold.
-    #[serde(default)]
+    /// Index of the post or void entry.
     pub resolved_index: Option<u64>,
 }
 
-/// One lot of a member: points credited at once, with one expiry.
+/// One lot of a member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = LotView))]
 pub struct LotInfo {
-    /// The lot, named by the index of the entry that created it.
+    /// Index of the entry that created the lot.
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64))]
     pub lot: LogIndex,
-    /// Points left in the lot.
     pub remaining: u64,
-    /// When the lot's points expire; `None` for never.
-    #[serde(default)]
+    /// Log time the lot expires at; null for never.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<u64>))]
     pub expires_at: Option<LogTime>,
 }
 
-/// `GET /v1/members/{member}`.
+/// A member's points and tier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = MemberView))]
 pub struct MemberInfo {
-    /// The member.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub member: MemberId,
-    /// Points in the member's lots, including held and expired-not-yet-logged ones.
+    /// Points in lots (including lots past expiry not yet expired by an entry).
     pub balance: u64,
     /// Points spendable now.
     pub available: u64,
     /// Points in open holds.
     pub pending: u64,
-    /// The member's tier, when a tier policy is in force.
-    #[serde(default)]
+    /// The recorded tier, evaluated as the log records it (null without a tier policy); a
+    /// change that is due is logged by the node within its housekeeping interval.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>))]
     pub tier: Option<TierName>,
-    /// Until when the member keeps the tier without earning more.
-    #[serde(default)]
+    /// When the tier lapses without further earning, at the time of the read (null: never or
+    /// no policy).
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<u64>))]
     pub tier_valid_until: Option<LogTime>,
-    /// The first lots (at most 50), soonest-expiring first; `Client::member_lots` (SDK)
-    /// pages on from `lots_next_cursor`.
+    /// The first lots, soonest-expiring first (at most 50; `lots_next_cursor` pages on
+    /// through `GET /v1/members/{member}/lots`).
     #[serde(default)]
+    #[cfg_attr(feature = "utoipa", schema(required = true))]
     pub lots: Vec<LotInfo>,
     /// How many lots the member has.
     #[serde(default)]
+    #[cfg_attr(feature = "utoipa", schema(required = true))]
     pub lots_total: u64,
-    /// Cursor for the next page of lots; `None` when `lots` holds them all.
-    #[serde(default)]
+    /// Cursor for the next page of lots; null when `lots` holds them all.
     pub lots_next_cursor: Option<String>,
 }
 
-/// `GET /v1/members/{member}/lots`: one page of a member's lots.
+/// One page of a member's lots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct LotsPage {
-    /// Lots, soonest-expiring first.
     pub lots: Vec<LotInfo>,
-    /// Cursor for the next page; `None` on the last.
-    #[serde(default)]
+    /// Cursor for the next page; null on the last.
     pub next_cursor: Option<String>,
 }
 
-/// One entry of a member's history.
+/// One entry of a history page.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct HistoryItem {
-    /// The entry's log index.
     pub index: u64,
-    /// The entry, decoded.
+    /// The decoded entry.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Object))]
     pub entry: Entry,
 }
 
@@ -129,40 +135,49 @@ impl Serialize for HistoryItem {
     }
 }
 
-/// `GET /v1/members/{member}/history`: one page.
+/// A page of a member's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct HistoryPage {
-    /// Entries about the member, in log order.
     pub entries: Vec<HistoryItem>,
-    /// Pass back as `cursor` for the next page; `None` at the end.
-    #[serde(default)]
     pub next_cursor: Option<String>,
 }
 
-/// A rate card in force or scheduled.
+/// A rate card in force.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = RateCardView))]
 pub struct RateCardInfo {
-    /// The index of the rate card's entry.
     pub index: u64,
-    /// The base fiat currency.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub currency: Currency,
-    /// The value of one point.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub point_value: Decimal,
-    /// From when it applies.
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64))]
     pub valid_from: LogTime,
 }
 
-/// `GET /v1/policy`.
+/// The brand's policies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = PolicyView))]
 pub struct PolicyInfo {
-    /// The tier policy, if any.
-    #[serde(default)]
+    #[serde(serialize_with = "keys_sorted")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<Object>))]
     pub tier: Option<TierPolicy>,
-    /// The expiry policy, if any.
-    #[serde(default)]
+    #[serde(serialize_with = "keys_sorted")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<Object>))]
     pub expiry: Option<ExpiryPolicy>,
-    /// Rate cards, oldest first.
-    #[serde(default)]
     pub rate_cards: Vec<RateCardInfo>,
 }
 
+/// Writes a policy as a JSON object with its members in sorted order, as the node has always
+/// sent them (the policy as a `serde_json::Value`), not in the order of its fields.
+fn keys_sorted<T: Serialize, S: serde::Serializer>(
+    value: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    serde_json::to_value(value)
+        .map_err(serde::ser::Error::custom)?
+        .serialize(s)
+}

@@ -15,12 +15,14 @@ use serde::{Deserialize, Serialize};
 /// `POST /v1/members/{member}/earn`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = EarnBody))]
 pub struct EarnRequest {
-    /// The write's idempotency id.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub id: EntryId,
-    /// Points credited.
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64, minimum = 1))]
     pub points: Points,
-    /// Whether the points count towards tiers; `None` means the node's default, true.
+    /// Whether the points count towards tiers (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qualifying: Option<bool>,
 }
@@ -54,14 +56,15 @@ impl EarnRequest {
 /// One earn of a `POST /v1/earns` request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct EarnItem {
-    /// The member credited.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub member: MemberId,
-    /// The write's idempotency id.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub id: EntryId,
-    /// Points credited.
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64, minimum = 1))]
     pub points: Points,
-    /// Whether the points count towards tiers; `None` means the node's default, true.
+    /// Whether the points count towards tiers (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qualifying: Option<bool>,
 }
@@ -91,10 +94,12 @@ impl EarnItem {
 /// `POST /v1/members/{member}/redeem`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = RedeemBody))]
 pub struct RedeemRequest {
-    /// The write's idempotency id.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub id: EntryId,
-    /// Points spent.
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64, minimum = 1))]
     pub points: Points,
 }
 
@@ -113,17 +118,19 @@ impl RedeemRequest {
     }
 }
 
-/// `POST /v1/members/{member}/adjust` (admin).
+/// `POST /v1/members/{member}/adjust`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = AdjustBody))]
 pub struct AdjustRequest {
-    /// The write's idempotency id.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub id: EntryId,
-    /// Points credited or debited.
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64, minimum = 1))]
     pub points: Points,
-    /// Credit (to the member) or debit (from the member).
+    /// `credit` or `debit`.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub direction: Direction,
-    /// Why, 1 to 256 bytes without control characters.
     pub reason: String,
 }
 
@@ -142,21 +149,27 @@ impl AdjustRequest {
 /// `POST /v1/members/{member}/holds`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = HoldBody))]
 pub struct HoldRequest {
-    /// The write's idempotency id; it names the hold.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub id: EntryId,
-    /// Points reserved.
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64, minimum = 1))]
     pub points: Points,
-    /// Log time from which the hold can no longer be posted.
+    /// Log time (ms) from which the hold can no longer be posted.
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64))]
     pub expires_at: LogTime,
-    /// The partner brand the points are held for, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>))]
     pub payee: Option<BrandId>,
-    /// SHA-256 of a preimage that posting must reveal, if any.
+    /// Hex SHA-256 of the preimage that posting must reveal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>))]
     pub condition: Option<HexHash>,
-    /// The member's spend authorisation for `payee` (required with a payee).
+    /// The spend authorisation (its id) the member's brand issued for `payee`; required when
+    /// there is a payee.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>))]
     pub authorisation: Option<EntryId>,
 }
 
@@ -186,18 +199,22 @@ impl HoldRequest {
     }
 }
 
-/// `POST /v1/members/{member}/authorisations`: the member lets one partner hold their points
-/// once (spec/protocol.md §4.10).
+/// `POST /v1/members/{member}/authorisations`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = AuthorisationBody))]
 pub struct AuthoriseRequest {
-    /// The authorisation's id (idempotency id; a hold names it).
+    /// The authorisation's id (a hold names it).
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub id: EntryId,
-    /// The only partner that may hold the points.
+    /// The only partner brand that may hold the points.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub payee: BrandId,
-    /// The most points the hold may take.
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64, minimum = 1))]
     pub max_points: Points,
     /// Log time from which it can no longer be used.
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64))]
     pub expires_at: LogTime,
 }
 
@@ -213,17 +230,22 @@ impl AuthoriseRequest {
     }
 }
 
-/// `PUT /v1/policy/fx-rate`: an FX rate, exact, valid from a log time.
+/// `PUT /v1/policy/fx-rate`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = FxRateBody))]
 pub struct SetFxRateRequest {
-    /// The write's idempotency id.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub id: EntryId,
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub from: Currency,
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub to: Currency,
-    /// Units of `to` per one unit of `from` (sent as a string).
+    /// Units of `to` per one unit of `from`, an exact decimal string.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub rate: Decimal,
-    /// Log time from which the rate applies; not before it is logged.
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64))]
     pub valid_from: LogTime,
 }
 
@@ -242,11 +264,14 @@ impl SetFxRateRequest {
 /// `POST /v1/holds/{hold}/post`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = PostBody))]
 pub struct PostRequest {
-    /// The write's idempotency id.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub id: EntryId,
-    /// The preimage of the hold's condition, required when the hold has one.
+    /// Hex preimage of the hold's condition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<String>))]
     pub preimage: Option<HexBytes>,
 }
 
@@ -268,8 +293,10 @@ impl PostRequest {
 /// `POST /v1/holds/{hold}/void`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = VoidBody))]
 pub struct VoidRequest {
-    /// The write's idempotency id.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub id: EntryId,
 }
 
@@ -283,10 +310,12 @@ impl VoidRequest {
 /// `POST /v1/redemptions/{redemption}/refund`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = RefundBody))]
 pub struct RefundRequest {
-    /// The write's idempotency id.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub id: EntryId,
-    /// Points returned; at most what is left of the redemption.
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64, minimum = 1))]
     pub points: Points,
 }
 
@@ -300,17 +329,19 @@ impl RefundRequest {
     }
 }
 
-/// `PUT /v1/policy/tiers` (admin): replaces the tier policy.
+/// `PUT /v1/policy/tiers`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = TiersBody))]
 pub struct SetTiersRequest {
-    /// The write's idempotency id.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub id: EntryId,
-    /// Tiers by strictly ascending threshold; the first has threshold 0.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Vec<Object>))]
     pub tiers: Vec<Tier>,
-    /// Length of the rolling qualification window.
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64))]
     pub window_ms: DurationMs,
-    /// How long a member keeps a tier after no longer qualifying.
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64))]
     pub grace_ms: DurationMs,
 }
 
@@ -325,14 +356,17 @@ impl SetTiersRequest {
     }
 }
 
-/// `PUT /v1/policy/expiry` (admin): replaces the expiry policy.
+/// `PUT /v1/policy/expiry`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = ExpiryBody))]
 pub struct SetExpiryRequest {
-    /// The write's idempotency id.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub id: EntryId,
-    /// How long a lot lives; `None` means points never expire.
+    /// Lot lifetime; omit for points that never expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Option<u64>))]
     pub lot_lifetime_ms: Option<DurationMs>,
 }
 
@@ -345,17 +379,21 @@ impl SetExpiryRequest {
     }
 }
 
-/// `PUT /v1/policy/rate-card` (admin): publishes a rate card.
+/// `PUT /v1/policy/rate-card`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = RateCardBody))]
 pub struct SetRateCardRequest {
-    /// The write's idempotency id.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub id: EntryId,
-    /// The brand's base fiat currency.
+    /// ISO 4217 code with a minor unit.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub currency: Currency,
-    /// The value of one point, an exact decimal (sent as a string).
+    /// Exact decimal string, e.g. "0.0125".
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub point_value: Decimal,
-    /// Log time from which the card applies; not before it is logged.
+    #[cfg_attr(feature = "utoipa", schema(value_type = u64))]
     pub valid_from: LogTime,
 }
 
@@ -380,12 +418,70 @@ pub enum WriteStatus {
     Existing,
 }
 
-/// A write's answer as sent on the wire.
+/// Answer to a write: whether it was logged now, and its receipt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 pub struct WriteResponse {
-    /// Logged now or before.
+    /// `appended` (logged now) or `existing` (the same write was logged before).
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
     pub status: WriteStatus,
-    /// Proof that the entry is in the log.
+    #[cfg_attr(feature = "utoipa", schema(value_type = Object))]
     pub receipt: Receipt,
 }
 
+/// Most earns in one `POST /v1/earns` request.
+pub const EARNS_PER_REQUEST_MAX: usize = 500;
+
+/// `POST /v1/earns`: up to [`EARNS_PER_REQUEST_MAX`] earns, committed in one synced batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct EarnsBody {
+    pub earns: Vec<EarnItem>,
+}
+
+/// What became of one earn of a `POST /v1/earns` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EarnStatus {
+    /// Logged by this request.
+    Appended,
+    /// Logged before under the same id.
+    Existing,
+    /// Refused on its own (the request's other earns are unaffected); see `problem`.
+    Refused,
+    /// Not committed because the node failed (a 5xx problem); retrying with the same id is safe.
+    Failed,
+    /// A status this version does not know (a newer node's); read only, never sent.
+    #[serde(other)]
+    Unknown,
+}
+
+/// The outcome of one earn of a `POST /v1/earns` request, in request order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "utoipa", schema(as = EarnOutcome))]
+pub struct EarnAnswer {
+    /// `appended`, `existing` (the same earn was logged before under this id) or `refused`.
+    #[cfg_attr(feature = "utoipa", schema(value_type = String))]
+    pub status: EarnStatus,
+    /// The entry's log index (not for `refused`); its receipt is
+    /// `GET /v1/log/entries/{index}/receipt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
+    /// Why this earn was refused (the others are unaffected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "utoipa", schema(value_type = Object))]
+    pub problem: Option<serde_json::Value>,
+}
+
+/// Answer to `POST /v1/earns`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+pub struct EarnsResponse {
+    /// The signed checkpoint that covers every appended or existing earn of the request.
+    pub checkpoint: String,
+    /// Its tree size.
+    pub size: u64,
+    pub results: Vec<EarnAnswer>,
+}

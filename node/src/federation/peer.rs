@@ -14,6 +14,8 @@ use sha2::{Digest, Sha256};
 
 use ledger::types::BrandId;
 
+use loyalty_wire::ErrorCode;
+
 use super::{Federation, Partner};
 use crate::problem::ApiError;
 
@@ -106,7 +108,7 @@ impl NonceCache {
         if peer.nonces.len() >= NONCES_PER_PEER_MAX {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "peer_rate_limited",
+                ErrorCode::PeerRateLimited,
                 "too many requests from this peer within the clock-skew window",
             ));
         }
@@ -119,7 +121,7 @@ impl NonceCache {
     }
 }
 
-fn unauthorized(code: &'static str, detail: impl Into<String>) -> ApiError {
+fn unauthorized(code: ErrorCode, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, code, detail)
 }
 
@@ -162,13 +164,14 @@ pub fn parse_headers(headers: &HeaderMap) -> Result<PeerHeaders, ApiError> {
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| {
                 unauthorized(
-                    "peer_unsigned",
+                    ErrorCode::PeerUnsigned,
                     format!("a peer request needs the {name} header (spec/federation.md §2)"),
                 )
             })
     };
     let (sender, time, nonce, sig) = (get(H_PEER)?, get(H_TIME)?, get(H_NONCE)?, get(H_SIGNATURE)?);
-    let malformed = |what: &str| unauthorized("peer_unsigned", format!("malformed {what} header"));
+    let malformed =
+        |what: &str| unauthorized(ErrorCode::PeerUnsigned, format!("malformed {what} header"));
     let sender: BrandId = sender.parse().map_err(|_| malformed(H_PEER))?;
     if time.is_empty() || time.len() > 16 || !time.bytes().all(|b| b.is_ascii_digit()) {
         return Err(malformed(H_TIME));
@@ -217,7 +220,7 @@ pub fn check_signed(
     key.verify_strict(msg.as_bytes(), &Signature::from_bytes(&h.signature))
         .map_err(|_| {
             unauthorized(
-                "peer_bad_signature",
+                ErrorCode::PeerBadSignature,
                 format!(
                     "the signature does not verify with {}'s pinned key",
                     h.sender
@@ -241,7 +244,7 @@ pub fn verify(
         .filter(|p| p.verifier.is_some())
         .ok_or_else(|| {
             unauthorized(
-                "unknown_peer",
+                ErrorCode::UnknownPeer,
                 format!("{sender} is not a pinned partner of this node"),
             )
         })?;
@@ -260,7 +263,7 @@ pub fn verify(
     let skew = fed.settings.peer_clock_skew_ms;
     if time_ms.abs_diff(now) > skew || time_ms < fed.started_ms {
         return Err(unauthorized(
-            "peer_stale",
+            ErrorCode::PeerStale,
             format!(
                 "request time {time_ms} is more than {skew} ms from this node's clock {now}, or before it started"
             ),
@@ -271,14 +274,14 @@ pub fn verify(
         .insert(sender, nonce_bytes, time_ms.saturating_add(2 * skew), now)?
     {
         return Err(unauthorized(
-            "peer_replayed",
+            ErrorCode::PeerReplayed,
             "this nonce was used before: a replayed request",
         ));
     }
     if partner.frozen.load(Ordering::Acquire) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "partner_frozen",
+            ErrorCode::PartnerFrozen,
             format!(
                 "the partnership with {sender} is frozen by evidence; an operator must clear it"
             ),

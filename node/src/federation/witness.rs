@@ -20,6 +20,8 @@ use ledger::mirror::Misbehaviour;
 use ledger::store::Store;
 use ledger::types::BrandId;
 
+use loyalty_wire::ErrorCode;
+
 use super::client::{PeerClient, PeerError, Reply};
 use super::{peer, Federation, Partner};
 use crate::problem::ApiError;
@@ -94,7 +96,7 @@ fn text_response(status: StatusCode, content_type: &'static str, body: String) -
 }
 
 fn bad_request(detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", detail)
+    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidBody, detail)
 }
 
 /// Parses `old <n>\n<proof lines>\n\n<note>`: the size the sender last saw cosigned, at most
@@ -149,14 +151,14 @@ pub async fn add_checkpoint(
         Err(CheckpointError::OriginMismatch { got, .. }) => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                "unknown_log",
+                ErrorCode::UnknownLog,
                 format!("{got} is not the log of {}", partner.brand),
             ))
         }
         Err(e) => {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "bad_checkpoint_signature",
+                ErrorCode::BadCheckpointSignature,
                 format!("the checkpoint does not verify with the pinned key: {e}"),
             ))
         }
@@ -168,7 +170,7 @@ pub async fn add_checkpoint(
     if partner.frozen.load(Ordering::Acquire) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "partner_frozen",
+            ErrorCode::PartnerFrozen,
             format!(
                 "the partnership with {} is frozen by evidence",
                 partner.brand
@@ -235,7 +237,7 @@ pub async fn add_checkpoint(
         }
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "inconsistent_checkpoint",
+            ErrorCode::InconsistentCheckpoint,
             m.to_string(),
         ));
     }

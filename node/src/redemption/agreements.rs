@@ -24,6 +24,8 @@ use ledger::entry::EntryKind;
 use ledger::log::Write;
 use ledger::receipt::Receipt;
 
+use loyalty_wire::ErrorCode;
+
 use crate::app::{authorize, ApiJson, App, AppState};
 use crate::federation::client::{PeerClient, Reply};
 use crate::federation::{peer, Federation, Partner};
@@ -59,7 +61,7 @@ fn counterparty(fed: &Federation, terms: &AgreementTerms) -> Result<Arc<Partner>
     if !terms.is_party(&fed.brand) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "agreement_not_a_party",
+            ErrorCode::AgreementNotAParty,
             format!("{} is not a party to these terms", fed.brand),
         ));
     }
@@ -74,14 +76,14 @@ fn counterparty(fed: &Federation, terms: &AgreementTerms) -> Result<Arc<Partner>
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_partner",
+                ErrorCode::UnknownPartner,
                 format!("{other} is not a pinned partner of this node"),
             )
         })?;
     if p.frozen.load(Ordering::Acquire) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "partner_frozen",
+            ErrorCode::PartnerFrozen,
             format!("the partnership with {other} is frozen by evidence"),
         ));
     }
@@ -89,7 +91,11 @@ fn counterparty(fed: &Federation, terms: &AgreementTerms) -> Result<Arc<Partner>
 }
 
 fn invalid(e: ledger::agreement::AgreementError) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string())
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::parse(e.code()),
+        e.to_string(),
+    )
 }
 
 /// Orders signatures as the terms order the brands (both nodes log identical bytes).
@@ -168,7 +174,7 @@ pub async fn approve(
         if prior.terms != terms {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "agreement_terms_differ",
+                ErrorCode::AgreementTermsDiffer,
                 "another approval with this agreement id has other terms",
             ));
         }
@@ -192,14 +198,14 @@ pub async fn approve(
             let theirs: SignedAgreement = serde_json::from_slice(&answer).map_err(|_| {
                 ApiError::new(
                     StatusCode::BAD_GATEWAY,
-                    "partner_bad_answer",
+                    ErrorCode::PartnerBadAnswer,
                     "the partner's answer is not a signed agreement",
                 )
             })?;
             if theirs.terms != terms {
                 return Err(ApiError::new(
                     StatusCode::BAD_GATEWAY,
-                    "partner_bad_answer",
+                    ErrorCode::PartnerBadAnswer,
                     "the partner answered other terms",
                 ));
             }
@@ -246,7 +252,7 @@ pub async fn peer_approval(
     if partner.brand != sender.brand {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "agreement_not_a_party",
+            ErrorCode::AgreementNotAParty,
             "the sender is not the other party of these terms",
         ));
     }
@@ -260,7 +266,7 @@ pub async fn peer_approval(
         None => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "agreement_not_approved",
+                ErrorCode::AgreementNotApproved,
                 "this brand's operator has not approved these terms (yet)",
             ))
         }
@@ -268,7 +274,7 @@ pub async fn peer_approval(
     if approved.terms != theirs.terms {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "agreement_terms_differ",
+            ErrorCode::AgreementTermsDiffer,
             "this brand approved other terms under this agreement id",
         ));
     }

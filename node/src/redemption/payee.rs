@@ -24,6 +24,8 @@ use ledger::log::{receipt_from_store, Write};
 use ledger::receipt::Receipt;
 use ledger::types::{EntryId, LogTime};
 
+use loyalty_wire::ErrorCode;
+
 use super::redeem::*;
 use crate::app::{authorize, parse_param, scope, ApiJson, App, AppState, Authorized, Param};
 use crate::federation::client::{PeerClient, PeerError, Reply};
@@ -82,7 +84,7 @@ pub async fn prepare(
     if !quote.is_live(now) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "quote_expired",
+            ErrorCode::QuoteExpired,
             "the quote expired; ask for a new one",
         ));
     }
@@ -117,7 +119,7 @@ pub async fn prepare(
     if prepared.authorisation != b.authorisation {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "id_conflict",
+            ErrorCode::IdConflict,
             "this redemption was prepared with another authorisation",
         ));
     }
@@ -207,13 +209,13 @@ async fn ask_payer(app: &App, id: &EntryId, void: bool) -> Result<RedemptionStat
         Some(StatusCode::OK) => {}
         Some(StatusCode::NOT_FOUND) => {
             return Err(ApiError::not_found(
-                "unknown_redemption",
+                ErrorCode::UnknownRedemption,
                 format!("{} holds nothing for {id}", payer.brand),
             ))
         }
         Some(StatusCode::CONFLICT) => {
             let mut e = refused(&payer, "it", StatusCode::CONFLICT, &answer);
-            e.code = "hold_not_open";
+            e.code = ErrorCode::HoldNotOpen;
             e.partner_code = None;
             return Err(e);
         }
@@ -292,7 +294,7 @@ pub async fn commit(
         &app.store
             .local_get(&key)
             .map_err(ApiError::internal)?
-            .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "not_prepared", "prepare first"))?,
+            .ok_or_else(|| super::refunds::conflict(ErrorCode::NotPrepared, "prepare first"))?,
     )
     .map_err(ApiError::internal)?;
     let fed = &app.federation;

@@ -28,6 +28,8 @@ use ledger::state::{record_prefix, AgreementState, StateError};
 use ledger::store::Store;
 use ledger::types::{EntryId, LogTime};
 
+use loyalty_wire::ErrorCode;
+
 use super::quotes::{policies_of, QUOTE_TTL_MAX_MS};
 use super::redeem::*;
 use crate::app::{parse_param, App, AppState};
@@ -46,7 +48,7 @@ pub fn check_prepare_times(
     skew_ms: u64,
 ) -> Result<(), ApiError> {
     let (now, quoted, expires) = (now.get(), quote.quoted_at.get(), quote.expires_at.get());
-    let out = |detail: String| unprocessable("quote_out_of_bounds", detail);
+    let out = |detail: String| unprocessable(ErrorCode::QuoteOutOfBounds, detail);
     let lifetime = expires
         .checked_sub(quoted)
         .filter(|l| *l > 0)
@@ -68,7 +70,7 @@ pub fn check_prepare_times(
         ));
     }
     let hold = hold_expires_at.get();
-    let hold_out = |detail: String| unprocessable("hold_out_of_bounds", detail);
+    let hold_out = |detail: String| unprocessable(ErrorCode::HoldOutOfBounds, detail);
     if hold <= now {
         return Err(hold_out("the hold would expire before it is made".into()));
     }
@@ -105,7 +107,7 @@ pub fn keep_quote_digest(store: &Store, quote: &Quote) -> Result<(), ApiError> {
         Some(kept) if kept.as_slice() == digest.as_slice() => Ok(()),
         Some(_) => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "id_conflict",
+            ErrorCode::IdConflict,
             "this redemption was prepared with another quote",
         )),
         None => store.local_put(&key, &digest).map_err(ApiError::internal),
@@ -139,7 +141,7 @@ pub async fn peer_prepare(
     check_redemption_id(&q.redemption)?;
     if q.payee != sender.brand || q.payer != fed.brand {
         return Err(unprocessable(
-            "quote_wrong_parties",
+            ErrorCode::QuoteWrongParties,
             "the quote must be the sender's, for points of this brand",
         ));
     }
@@ -162,7 +164,7 @@ pub async fn peer_prepare(
         } else if is_prepared_quote(&app.store, q)? == Some(false) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "id_conflict",
+                ErrorCode::IdConflict,
                 "this redemption was prepared with another quote",
             ));
         }
@@ -194,7 +196,7 @@ fn check_valuation(app: &App, q: &Quote, require_live: bool) -> Result<(), ApiEr
         store_record(&app.store, record_prefix::AGREEMENT, q.agreement.as_str())?.ok_or_else(
             || {
                 unprocessable(
-                    "unknown_agreement",
+                    ErrorCode::UnknownAgreement,
                     format!("no agreement {} here", q.agreement),
                 )
             },
@@ -203,13 +205,13 @@ fn check_valuation(app: &App, q: &Quote, require_live: bool) -> Result<(), ApiEr
     let policies = policies_of(app, &app.federation.brand)?;
     let (card_index, card) = policies.rate_card_at(None, q.quoted_at).ok_or_else(|| {
         unprocessable(
-            "quote_mismatch",
+            ErrorCode::QuoteMismatch,
             "no rate card in force at the quote's time",
         )
     })?;
     if card_index.get() != q.rate_card_index {
         return Err(unprocessable(
-            "quote_mismatch",
+            ErrorCode::QuoteMismatch,
             format!(
                 "the quote used rate card {} but {} was in force",
                 q.rate_card_index,
@@ -222,13 +224,13 @@ fn check_valuation(app: &App, q: &Quote, require_live: bool) -> Result<(), ApiEr
         (false, Some(i)) => {
             // The FX source's rate: this log's, or the verified mirror of the payee's.
             let source = policies_of(app, &terms.fx_source)
-                .map_err(|_| unprocessable("quote_mismatch", "FX source not mirrored"))?;
+                .map_err(|_| unprocessable(ErrorCode::QuoteMismatch, "FX source not mirrored"))?;
             let (fi, r) = source
                 .fx_rate_at(card.currency, terms.settlement_currency, q.quoted_at)
-                .ok_or_else(|| unprocessable("quote_mismatch", "no FX rate in force"))?;
+                .ok_or_else(|| unprocessable(ErrorCode::QuoteMismatch, "no FX rate in force"))?;
             if fi.get() != i {
                 return Err(unprocessable(
-                    "quote_mismatch",
+                    ErrorCode::QuoteMismatch,
                     "another FX rate was in force",
                 ));
             }
@@ -236,7 +238,7 @@ fn check_valuation(app: &App, q: &Quote, require_live: bool) -> Result<(), ApiEr
         }
         _ => {
             return Err(unprocessable(
-                "quote_mismatch",
+                ErrorCode::QuoteMismatch,
                 "FX use does not fit the currencies",
             ))
         }
@@ -260,19 +262,19 @@ fn check_valuation(app: &App, q: &Quote, require_live: bool) -> Result<(), ApiEr
             .get()
             .checked_sub(q.quoted_at.get())
             .and_then(|l| ledger::types::DurationMs::new(l).ok())
-            .ok_or_else(|| unprocessable("quote_mismatch", "bad quote lifetime"))?,
+            .ok_or_else(|| unprocessable(ErrorCode::QuoteMismatch, "bad quote lifetime"))?,
     )
-    .map_err(|e| unprocessable(e.code(), e.to_string()))?;
+    .map_err(|e| unprocessable(ErrorCode::parse(e.code()), e.to_string()))?;
     if &mine != q {
         return Err(unprocessable(
-            "quote_mismatch",
+            ErrorCode::QuoteMismatch,
             "the quote does not match this brand's valuation",
         ));
     }
     if require_live && !q.is_live(crate::sequencer::now()) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "quote_expired",
+            ErrorCode::QuoteExpired,
             "the quote expired",
         ));
     }
@@ -288,7 +290,10 @@ fn status_at_payer(
     let h: HoldState = store_record(&app.store, record_prefix::HOLD, id.as_str())?
         .filter(|h: &HoldState| h.payee.as_ref() == Some(payee))
         .ok_or_else(|| {
-            ApiError::not_found("unknown_redemption", format!("no hold {id} for {payee}"))
+            ApiError::not_found(
+                ErrorCode::UnknownRedemption,
+                format!("no hold {id} for {payee}"),
+            )
         })?;
     let cp = app.shared.checkpoint();
     let receipt =
@@ -357,7 +362,7 @@ pub async fn peer_void(
     if after.status == "posted" {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "hold_not_open",
+            ErrorCode::HoldNotOpen,
             "the redemption was committed; refund it instead",
         ));
     }
@@ -388,7 +393,7 @@ pub async fn peer_commit(
         .filter(|h: &HoldState| h.payee.as_ref() == Some(&sender.brand))
         .ok_or_else(|| {
             ApiError::not_found(
-                "unknown_redemption",
+                ErrorCode::UnknownRedemption,
                 format!("no hold {id} for {}", sender.brand),
             )
         })?;
@@ -399,7 +404,7 @@ pub async fn peer_commit(
         || q.member != h.member
     {
         return Err(unprocessable(
-            "quote_mismatch",
+            ErrorCode::QuoteMismatch,
             "the quote is not the one this hold was made for",
         ));
     }
@@ -407,7 +412,7 @@ pub async fn peer_commit(
     // falls back to the checks above and the re-pricing below.
     if is_prepared_quote(&app.store, q)? == Some(false) {
         return Err(unprocessable(
-            "quote_mismatch",
+            ErrorCode::QuoteMismatch,
             "the quote is not the one this hold was prepared with",
         ));
     }
@@ -433,7 +438,7 @@ pub async fn peer_commit(
         HoldStatus::Voided(_) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "hold_not_open",
+                ErrorCode::HoldNotOpen,
                 "the hold was voided or released; nothing was committed",
             ))
         }
@@ -441,7 +446,7 @@ pub async fn peer_commit(
     }
     if h.condition != Some(HexHash(Sha256::digest(&req.preimage.0).into())) {
         return Err(unprocessable(
-            "condition_not_met",
+            ErrorCode::ConditionNotMet,
             "the preimage does not match the hold's condition",
         ));
     }
@@ -452,7 +457,7 @@ pub async fn peer_commit(
     // after the post in the same batch was appended.
     let agreement: AgreementState =
         store_record(&app.store, record_prefix::AGREEMENT, q.agreement.as_str())?
-            .ok_or_else(|| unprocessable("unknown_agreement", "no such agreement here"))?;
+            .ok_or_else(|| unprocessable(ErrorCode::UnknownAgreement, "no such agreement here"))?;
     // The state machine's own total, published with the last commit; payables and refunds
     // are logged only under this lock, so no other one is in flight.
     let open = app
@@ -462,7 +467,7 @@ pub async fn peer_commit(
     if after > 0 && after as u64 > agreement.agreement.terms.credit_limit_minor {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "credit_limit_exceeded",
+            ErrorCode::CreditLimitExceeded,
             format!(
                 "{open} + {} exceeds the agreement's credit limit of {}",
                 q.amount_minor, agreement.agreement.terms.credit_limit_minor
@@ -526,8 +531,8 @@ mod tests {
     const NOW: u64 = 1_800_000_000_000;
     const SKEW: u64 = 60_000;
 
-    fn code(r: Result<(), ApiError>) -> &'static str {
-        r.err().map_or("ok", |e| e.code)
+    fn code(r: Result<(), ApiError>) -> String {
+        r.err().map_or("ok".into(), |e| e.code.to_string())
     }
 
     #[test]

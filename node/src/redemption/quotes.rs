@@ -20,6 +20,8 @@ use ledger::receipt::Receipt;
 use ledger::state::{record_prefix, AgreementState, Policies, QuoteState};
 use ledger::types::{BrandId, DurationMs, EntryId, MemberId, Points};
 
+use loyalty_wire::ErrorCode;
+
 use crate::app::{authorize, scope, ApiJson, App, AppState, Authorized, Param};
 use crate::keys::Scope;
 use crate::problem::ApiError;
@@ -82,7 +84,7 @@ pub(crate) fn policies_of(app: &App, brand: &BrandId) -> Result<Policies, ApiErr
             .and_then(|p| p.mirror_store.clone())
             .ok_or_else(|| {
                 unprocessable(
-                    "partner_unpinned",
+                    ErrorCode::PartnerUnpinned,
                     format!("{brand} is not a pinned partner, so nothing of it is verified"),
                 )
             })?
@@ -166,7 +168,7 @@ pub async fn quote(
         if !same {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "id_conflict",
+                ErrorCode::IdConflict,
                 format!("redemption {} was quoted with other terms", b.redemption),
             ));
         }
@@ -175,13 +177,12 @@ pub async fn quote(
     let fed = &app.federation;
     let me = fed.brand.clone();
     let agreement: AgreementState =
-        store_record(&app.store, record_prefix::AGREEMENT, b.agreement.as_str())?.ok_or_else(
-            || ApiError::not_found("unknown_agreement", format!("no agreement {}", b.agreement)),
-        )?;
+        store_record(&app.store, record_prefix::AGREEMENT, b.agreement.as_str())?
+            .ok_or_else(|| unknown_agreement(&b.agreement))?;
     let terms = &agreement.agreement.terms;
     if !terms.allows(&b.payer, &me) {
         return Err(unprocessable(
-            "quote_direction_not_agreed",
+            ErrorCode::QuoteDirectionNotAgreed,
             format!(
                 "agreement {} does not redeem {} points at {me}",
                 b.agreement, b.payer
@@ -193,7 +194,7 @@ pub async fn quote(
     let payer_policies = policies_of(&app, &b.payer)?;
     let (card_index, card) = payer_policies.rate_card_at(None, now).ok_or_else(|| {
         unprocessable(
-            "no_rate_card",
+            ErrorCode::NoRateCard,
             format!(
                 "the verified mirror of {} holds no rate card in force",
                 b.payer
@@ -208,7 +209,7 @@ pub async fn quote(
             .fx_rate_at(card.currency, terms.settlement_currency, now)
             .ok_or_else(|| {
                 unprocessable(
-                    "no_fx_rate",
+                    ErrorCode::NoFxRate,
                     format!(
                         "no {}→{} rate of {} in force",
                         card.currency, terms.settlement_currency, terms.fx_source
@@ -234,7 +235,7 @@ pub async fn quote(
         now,
         DurationMs::new(ttl).map_err(|e| ApiError::bad_body(e.to_string()))?,
     )
-    .map_err(|e| unprocessable(e.code(), e.to_string()))?;
+    .map_err(|e| unprocessable(ErrorCode::parse(e.code()), e.to_string()))?;
     let committed = app
         .sequencer
         .submit(Write {
@@ -262,7 +263,7 @@ fn answer(
     committed: Option<crate::sequencer::Committed>,
 ) -> Result<Json<QuoteAnswer>, ApiError> {
     let q: QuoteState = store_record(&app.store, record_prefix::QUOTE, id.as_str())?
-        .ok_or_else(|| ApiError::not_found("unknown_quote", format!("no quote {id}")))?;
+        .ok_or_else(|| ApiError::not_found(ErrorCode::UnknownQuote, format!("no quote {id}")))?;
     let (size, note) = match committed {
         Some(c) => (c.checkpoint.size, c.checkpoint.note.clone()),
         None => {
@@ -277,4 +278,9 @@ fn answer(
         quote: q.quote,
         receipt,
     }))
+}
+
+/// `404 unknown_agreement` for agreement `id`.
+fn unknown_agreement(id: &EntryId) -> ApiError {
+    ApiError::not_found(ErrorCode::UnknownAgreement, format!("no agreement {id}"))
 }

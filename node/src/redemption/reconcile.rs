@@ -17,6 +17,8 @@ use ledger::statement::{reconcile as reconcile_lines, to_csv, ObligationLine, Pe
 use ledger::store::Store;
 use ledger::types::{BrandId, EntryId, LogTime};
 
+use loyalty_wire::ErrorCode;
+
 use crate::app::{parse_param, scope, AppState, Authorized, Param};
 use crate::problem::ApiError;
 use crate::views::store_record;
@@ -47,9 +49,11 @@ pub(crate) fn lines(
     period: Period,
 ) -> Result<Vec<ObligationLine>, ApiError> {
     ledger::state::read::lines_in(store, agreement, period, LINES_READ_MAX).map_err(|e| match e {
-        e @ ledger::state::StateError::TooManyLines { .. } => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string())
-        }
+        e @ ledger::state::StateError::TooManyLines { .. } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::parse(e.code()),
+            e.to_string(),
+        ),
         e => ApiError::internal(e),
     })
 }
@@ -97,7 +101,7 @@ pub(crate) fn agreement_with(
             .filter(|a| a.agreement.terms.is_party(partner) && a.agreement.terms.is_party(me))
             .ok_or_else(|| {
                 ApiError::not_found(
-                    "unknown_agreement",
+                    ErrorCode::UnknownAgreement,
                     format!("no agreement {id} with {partner}"),
                 )
             });
@@ -106,7 +110,7 @@ pub(crate) fn agreement_with(
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(ApiError::not_found(
-            "unknown_agreement",
+            ErrorCode::UnknownAgreement,
             format!("no agreement with {partner}"),
         )),
         _ => Err(ApiError::bad_parameter(
@@ -138,14 +142,13 @@ pub(crate) fn agreements_with(
 
 /// The verified mirror of `brand`, which must be a pinned partner.
 pub(crate) fn mirror_of(app: &crate::app::App, brand: &BrandId) -> Result<Store, ApiError> {
-    let p = app
-        .federation
-        .partner(brand)
-        .ok_or_else(|| ApiError::not_found("unknown_partner", format!("no partner {brand}")))?;
+    let p = app.federation.partner(brand).ok_or_else(|| {
+        ApiError::not_found(ErrorCode::UnknownPartner, format!("no partner {brand}"))
+    })?;
     p.mirror_store.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
-            "partner_unpinned",
+            ErrorCode::PartnerUnpinned,
             format!("{brand} is not pinned, so nothing of it is verified"),
         )
     })
@@ -166,8 +169,13 @@ pub(crate) fn report(
     let ours_in = ours.clone();
     add_counterparts(&mut ours, &theirs, store)?;
     add_counterparts(&mut theirs, &ours_in, mirror)?;
-    reconcile_lines(terms, period, &ours, &theirs)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))
+    reconcile_lines(terms, period, &ours, &theirs).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::parse(e.code()),
+            e.to_string(),
+        )
+    })
 }
 
 #[utoipa::path(get, path = "/v1/reconciliation/{partner}",

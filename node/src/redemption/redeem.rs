@@ -15,6 +15,8 @@ use ledger::receipt::Receipt;
 use ledger::state::{record_prefix, QuoteState};
 use ledger::types::{EntryId, LogTime};
 
+use loyalty_wire::ErrorCode;
+
 use crate::app::App;
 use crate::federation::Partner;
 use crate::problem::ApiError;
@@ -46,14 +48,14 @@ pub struct PrepareRequest {
 /// The logged quote of a redemption, and its payer, which must be a pinned partner.
 pub(super) fn quote_and_payer(app: &App, id: &EntryId) -> Result<(Quote, Arc<Partner>), ApiError> {
     let q: QuoteState = store_record(&app.store, record_prefix::QUOTE, id.as_str())?
-        .ok_or_else(|| ApiError::not_found("unknown_quote", format!("no quote {id}")))?;
+        .ok_or_else(|| ApiError::not_found(ErrorCode::UnknownQuote, format!("no quote {id}")))?;
     let payer = app
         .federation
         .partner(&q.quote.payer)
         .filter(|p| p.verifier.is_some())
         .ok_or_else(|| {
             unprocessable(
-                "unknown_partner",
+                ErrorCode::UnknownPartner,
                 format!("{} is not pinned", q.quote.payer),
             )
         })?;
@@ -62,7 +64,7 @@ pub(super) fn quote_and_payer(app: &App, id: &EntryId) -> Result<(Quote, Arc<Par
 
 /// The payer answered something that does not verify or is not what was asked.
 pub(super) fn bad_answer(detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_GATEWAY, "partner_bad_answer", detail)
+    ApiError::new(StatusCode::BAD_GATEWAY, ErrorCode::PartnerBadAnswer, detail)
 }
 
 /// The status of `partner_refused` for a partner's answer `partner` (spec/api.md, "Error
@@ -80,10 +82,10 @@ pub(super) fn refused(payer: &Partner, what: &str, status: StatusCode, answer: &
     let v: serde_json::Value = serde_json::from_slice(answer).unwrap_or_default();
     let partner_code = v["code"].as_str().unwrap_or("partner_refused");
     ApiError {
-        partner_code: Some(partner_code.to_owned()),
+        partner_code: Some(ErrorCode::parse(partner_code)),
         ..ApiError::new(
             status,
-            "partner_refused",
+            ErrorCode::PartnerRefused,
             format!(
                 "{} refused {what}: {partner_code}: {}",
                 payer.brand,
@@ -97,7 +99,7 @@ pub(super) fn refused(payer: &Partner, what: &str, status: StatusCode, answer: &
 pub(super) fn unreachable(partner: &Partner, what: &str) -> ApiError {
     ApiError::new(
         StatusCode::BAD_GATEWAY,
-        "partner_unavailable",
+        ErrorCode::PartnerUnavailable,
         format!(
             "{} could not be reached; retry {what} with the same request (every step is idempotent)",
             partner.brand
@@ -105,7 +107,7 @@ pub(super) fn unreachable(partner: &Partner, what: &str) -> ApiError {
     )
 }
 
-pub(super) fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
+pub(super) fn unprocessable(code: ErrorCode, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
 }
 
@@ -190,7 +192,7 @@ pub fn check_redemption_id(id: &EntryId) -> Result<(), ApiError> {
     crate::app::check_id(id)?;
     if id.as_str().len() > REDEMPTION_ID_LEN_MAX {
         return Err(unprocessable(
-            "redemption_id_too_long",
+            ErrorCode::RedemptionIdTooLong,
             format!("a redemption id has at most {REDEMPTION_ID_LEN_MAX} characters"),
         ));
     }

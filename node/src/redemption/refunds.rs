@@ -26,6 +26,8 @@ use ledger::receipt::Receipt;
 use ledger::state::{record_prefix, AgreementState, ObligationState};
 use ledger::types::{BrandId, EntryId, LogIndex, Points};
 
+use loyalty_wire::ErrorCode;
+
 use super::redeem::{bad_answer, quote_and_payer, refused, unprocessable, unreachable};
 use crate::app::{authorize, check_id, parse_param, ApiJson, App, AppState};
 use crate::federation::client::{PeerClient, Reply};
@@ -67,7 +69,7 @@ pub fn check_refund_id(id: &EntryId) -> Result<(), ApiError> {
     check_id(id)?;
     if id.as_str().len() > REFUND_ID_LEN_MAX {
         return Err(unprocessable(
-            "refund_id_too_long",
+            ErrorCode::RefundIdTooLong,
             format!("a refund id has at most {REFUND_ID_LEN_MAX} characters"),
         ));
     }
@@ -137,14 +139,14 @@ pub async fn peer_refund(
     .filter(|o: &ObligationState| o.quote.payee == sender.brand)
     .ok_or_else(|| {
         ApiError::not_found(
-            "unknown_redemption",
+            ErrorCode::UnknownRedemption,
             format!("no committed redemption {id} for {}", sender.brand),
         )
     })?;
     if let Some(r) = o.refunds.iter().find(|r| r.refund == req.refund) {
         if r.points != req.points.get() {
             return Err(conflict(
-                "id_conflict",
+                ErrorCode::IdConflict,
                 format!("refund {} was logged with {} points", req.refund, r.points),
             ));
         }
@@ -154,7 +156,7 @@ pub async fn peer_refund(
     let refunded = o.refunded_points();
     if req.points.get() > total - refunded {
         return Err(conflict(
-            "refund_exceeds_obligation",
+            ErrorCode::RefundExceedsObligation,
             format!(
                 "{} of {total} points are refunded; {} more cannot be",
                 refunded,
@@ -236,7 +238,7 @@ pub async fn refund(
             match refund_once(&app, &payer, &id, &pending).await {
                 Ok(_) => {}
                 // The payer refused it for good, and its record is gone: go on with this one.
-                Err(e) if e.code == "partner_refused" => {
+                Err(e) if e.code == ErrorCode::PartnerRefused => {
                     tracing::warn!(redemption = %id, refund = %pending.refund, detail = %e.detail, "pending refund refused by the payer; dropped");
                 }
                 Err(e) => return Err(e),
@@ -250,14 +252,14 @@ pub async fn refund(
     )?
     .ok_or_else(|| {
         conflict(
-            "not_committed",
+            ErrorCode::NotCommitted,
             format!("redemption {id} is not committed; void it instead"),
         )
     })?;
     match rec.refunds.iter().find(|r| r.refund == req.refund) {
         Some(r) if r.points != req.points.get() => {
             return Err(conflict(
-                "id_conflict",
+                ErrorCode::IdConflict,
                 format!("refund {} was logged with {} points", req.refund, r.points),
             ))
         }
@@ -266,7 +268,7 @@ pub async fn refund(
             let left = rec.quote.points.get() - rec.refunded_points();
             if req.points.get() > left {
                 return Err(conflict(
-                    "refund_exceeds_obligation",
+                    ErrorCode::RefundExceedsObligation,
                     format!(
                         "only {left} of the redemption's {} points are left to refund",
                         rec.quote.points
@@ -388,6 +390,6 @@ async fn refund_once(
     })
 }
 
-pub(super) fn conflict(code: &'static str, detail: impl Into<String>) -> ApiError {
+pub(super) fn conflict(code: ErrorCode, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, code, detail)
 }

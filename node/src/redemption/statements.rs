@@ -24,6 +24,8 @@ use ledger::state::{record_prefix, AgreementState};
 use ledger::statement::{self, period_bounds, SignedStatement};
 use ledger::types::{BrandId, EntryId};
 
+use loyalty_wire::ErrorCode;
+
 use super::reconcile::{agreement_with, mirror_of, report};
 use super::redeem::{bad_answer, refusal_status, refused, unprocessable, unreachable};
 use super::refunds::{conflict, receipt_at};
@@ -126,7 +128,7 @@ async fn agreed_statement(
     if !r.agreed {
         use ledger::statement::LineStatus as S;
         return Err(conflict(
-            "statement_disagreed",
+            ErrorCode::StatementDisagreed,
             format!(
                 "the lines of {} do not all match: {} matched, {} missing here, {} missing at {partner}, {} differ in amount, {} cut off; see GET /v1/reconciliation/{partner}?agreement={}&from={}&to={} (a mirror that has not caught up yet also shows as missing)",
                 period,
@@ -163,7 +165,10 @@ pub async fn cosign(
         .partner(&brand)
         .filter(|p| p.verifier.is_some())
         .ok_or_else(|| {
-            ApiError::not_found("unknown_partner", format!("no pinned partner {brand}"))
+            ApiError::not_found(
+                ErrorCode::UnknownPartner,
+                format!("no pinned partner {brand}"),
+            )
         })?;
     let a = agreement_with(&app.store, &fed.brand, &brand, b.agreement.as_deref())?;
     let terms = &a.agreement.terms;
@@ -183,7 +188,7 @@ pub async fn cosign(
     }
     if crate::sequencer::now() < period.to() {
         return Err(conflict(
-            "period_open",
+            ErrorCode::PeriodOpen,
             format!("settlement period {k} {period} has not ended"),
         ));
     }
@@ -258,18 +263,20 @@ pub async fn peer_cosign(
     )?;
     let terms = &a.agreement.terms;
     half.verify_signature_of(&a.agreement, &sender.brand)
-        .map_err(|e| unprocessable("statement_bad_signature", e.to_string()))?;
+        .map_err(|e| unprocessable(ErrorCode::StatementBadSignature, e.to_string()))?;
     let k = half
         .statement
         .period
         .settlement_index(terms)
-        .ok_or_else(|| unprocessable("statement_period_invalid", "not a settlement period"))?;
+        .ok_or_else(|| {
+            unprocessable(ErrorCode::StatementPeriodInvalid, "not a settlement period")
+        })?;
     if let Some(done) = logged(&app, &refresh(&app, &a)?, k)? {
         return Ok(Json(done.statement));
     }
     if crate::sequencer::now() < half.statement.period.to() {
         return Err(conflict(
-            "period_open",
+            ErrorCode::PeriodOpen,
             format!(
                 "settlement period {k} {} has not ended by this brand's clock",
                 half.statement.period
@@ -279,7 +286,7 @@ pub async fn peer_cosign(
     let ours = agreed_statement(&app, &sender.brand, &a, half.statement.period).await?;
     if ours != half.statement {
         return Err(conflict(
-            "statement_disagreed",
+            ErrorCode::StatementDisagreed,
             "the statement differs from the one this brand computes",
         ));
     }
