@@ -13,8 +13,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 macro_rules! error_codes {
     ($($(#[$doc:meta])* $variant:ident = $code:literal,)*) => {
         /// A stable machine-readable error code (spec/api.md, "Error codes"): what a caller
-        /// acts on. It travels as its snake_case string (`insufficient_points`).
-        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        /// acts on. It travels as its snake_case string (`insufficient_points`), and its `Debug`
+        /// form is that string too (`Other("...")` for an unknown one), so logs and error
+        /// messages show the code as the API writes it.
+        #[derive(Clone, PartialEq, Eq, Hash)]
         pub enum ErrorCode {
             $($(#[$doc])* $variant,)*
             /// A code this version does not know, verbatim.
@@ -339,6 +341,15 @@ impl ErrorCode {
     }
 }
 
+impl fmt::Debug for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorCode::Other(s) => f.debug_tuple("Other").field(s).finish(),
+            known => f.write_str(known.as_str()),
+        }
+    }
+}
+
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -418,6 +429,8 @@ mod tests {
         assert_eq!(new, ErrorCode::Other("a_newer_nodes_code".into()));
         assert_eq!(new.as_str(), "a_newer_nodes_code");
         assert!(!new.is_known());
+        assert_eq!(format!("{:?}", ErrorCode::HoldNotOpen), "hold_not_open");
+        assert_eq!(format!("{new:?}"), r#"Other("a_newer_nodes_code")"#);
     }
 
     /// The codes of spec/api.md's "Error codes" table: the backquoted snake_case words of
