@@ -17,6 +17,7 @@ use ledger::receipt::Receipt;
 use ledger::types::{BrandId, MemberId};
 
 use loyalty_wire::ErrorCode;
+pub use loyalty_wire::{AttestationVerdict, CosignedCheckpoint, PartnerList, PartnerStatus};
 
 use crate::app::{authorize, parse_param, scope, ApiJson, App, AppState, Authorized};
 use crate::config::PartnerConfig;
@@ -43,37 +44,6 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/v1/witness/add-checkpoint", post(add_checkpoint))
 }
 
-/// A partner and its sync state.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PartnerStatus {
-    pub brand: String,
-    pub url: String,
-    /// The pinned C2SP verifier key; null while unpinned.
-    pub verifier_key: Option<String>,
-    pub pinned: bool,
-    /// Frozen by evidence until an operator clears it.
-    pub frozen: bool,
-    /// Entries of the partner's log verified and mirrored.
-    pub verified_size: u64,
-    /// Size of the partner's latest checkpoint seen.
-    pub partner_size: u64,
-    /// `partner_size - verified_size`.
-    pub lag: u64,
-    /// When the last sync round succeeded, ms since the epoch.
-    pub last_sync_ms: Option<u64>,
-    pub last_error: Option<String>,
-    /// The size of this node's log the partner last cosigned.
-    pub cosigned_size: u64,
-    /// Pieces of evidence stored against the partner.
-    pub evidence: u64,
-}
-
-/// `GET /v1/partners`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Partners {
-    pub partners: Vec<PartnerStatus>,
-}
-
 /// Adds or updates a partner.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -88,7 +58,7 @@ pub fn status(p: &Partner) -> PartnerStatus {
     let s = p.status.lock().expect("status lock").clone();
     let verified = p.verified_size();
     PartnerStatus {
-        brand: p.brand.to_string(),
+        brand: p.brand.clone(),
         url: p.url.clone(),
         verifier_key: p.verifier.as_ref().map(|v| v.to_string()),
         pinned: p.verifier.is_some(),
@@ -125,12 +95,12 @@ fn partner_error(e: PartnerError) -> ApiError {
     }
 }
 
-#[utoipa::path(get, path = "/v1/partners", responses((status = 200, body = Partners)), tag = "federation")]
+#[utoipa::path(get, path = "/v1/partners", responses((status = 200, body = PartnerList)), tag = "federation")]
 pub async fn list(
     State(app): AppState,
     _: Authorized<scope::Read>,
-) -> Result<Json<Partners>, ApiError> {
-    Ok(Json(Partners {
+) -> Result<Json<PartnerList>, ApiError> {
+    Ok(Json(PartnerList {
         partners: app
             .federation
             .partners()
@@ -295,19 +265,6 @@ pub async fn evidence(
     }))
 }
 
-/// The latest checkpoint with the cosignatures gathered for it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CosignedCheckpoint {
-    pub size: u64,
-    /// The signed note followed by the witnesses' cosignature lines.
-    pub note: String,
-    /// Witness key names that cosigned.
-    pub cosigners: Vec<String>,
-    /// Whether it meets the node's witness quorum (`federation.witness_quorum`).
-    #[serde(rename = "final")]
-    pub final_: bool,
-}
-
 #[utoipa::path(get, path = "/v1/checkpoint/cosigned",
     responses((status = 200, body = CosignedCheckpoint)), tag = "log")]
 pub async fn cosigned(State(app): AppState) -> Json<CosignedCheckpoint> {
@@ -325,7 +282,7 @@ pub(crate) fn cosigned_checkpoint(app: &crate::app::App) -> CosignedCheckpoint {
         .clone();
     match c {
         Some(c) => CosignedCheckpoint {
-            final_: c.cosigners.len() >= quorum,
+            is_final: c.cosigners.len() >= quorum,
             size: c.size,
             note: c.note,
             cosigners: c.cosigners,
@@ -336,7 +293,7 @@ pub(crate) fn cosigned_checkpoint(app: &crate::app::App) -> CosignedCheckpoint {
                 size: cp.size,
                 note: cp.note.clone(),
                 cosigners: Vec::new(),
-                final_: quorum == 0,
+                is_final: quorum == 0,
             }
         }
     }
@@ -423,18 +380,6 @@ pub async fn attestation(
     }))
 }
 
-/// The verdict on an attestation.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AttestationVerdict {
-    pub valid: bool,
-    pub brand: String,
-    pub member: String,
-    pub tier: String,
-    pub valid_until: Option<u64>,
-    /// Witnesses (of this node's policy) that cosigned the checkpoint.
-    pub cosigners: Vec<String>,
-}
-
 /// `POST /v1/attestations/verify`: checks an attestation with this node's pinned keys and
 /// witness policy (spec/federation.md §6).
 #[utoipa::path(post, path = "/v1/attestations/verify",
@@ -496,10 +441,10 @@ pub async fn verify_attestation(
         })?;
     Ok(Json(AttestationVerdict {
         valid: true,
-        brand: v.statement.brand.to_string(),
-        member: v.statement.member.to_string(),
-        tier: v.statement.tier.to_string(),
-        valid_until: v.statement.valid_until.map(|u| u.get()),
+        brand: v.statement.brand.clone(),
+        member: v.statement.member.clone(),
+        tier: v.statement.tier.clone(),
+        valid_until: v.statement.valid_until,
         cosigners: v.cosigners(),
     }))
 }

@@ -10,51 +10,13 @@
 use ledger::checkpoint::{open_checkpoint, Checkpoint, NoteError, NoteVerifier, SignatureType};
 use ledger::entry::EntryKind;
 use ledger::receipt::Receipt;
-use ledger::types::{BrandId, LogTime, MemberId, TierName};
+use ledger::types::BrandId;
 use ledger::witness::WitnessPolicy;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, VerificationError};
 use crate::types::MemberInfo;
-
-/// One partner as `GET /v1/partners` reports it (spec/federation.md §3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartnerStatus {
-    /// The partner's brand id.
-    pub brand: BrandId,
-    /// Base URL of its node.
-    pub url: String,
-    /// Its pinned C2SP verifier key; `None` while unpinned (nothing is fetched).
-    #[serde(default)]
-    pub verifier_key: Option<String>,
-    /// Whether a key is pinned.
-    pub pinned: bool,
-    /// Whether evidence froze the partnership (§5).
-    pub frozen: bool,
-    /// Entries of the partner's log verified and stored in the mirror.
-    pub verified_size: u64,
-    /// Size of the latest partner checkpoint seen.
-    pub partner_size: u64,
-    /// `partner_size - verified_size`.
-    pub lag: u64,
-    /// When the last successful sync round ended, ms since the Unix epoch.
-    #[serde(default)]
-    pub last_sync_ms: Option<u64>,
-    /// Why the last sync round failed, if it did.
-    #[serde(default)]
-    pub last_error: Option<String>,
-    /// The size of this node's own log that the partner last cosigned as its witness.
-    pub cosigned_size: u64,
-    /// Evidence records held against the partner.
-    pub evidence: u64,
-}
-
-/// `GET /v1/partners`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartnerList {
-    /// Every configured partner.
-    pub partners: Vec<PartnerStatus>,
-}
+pub use loyalty_wire::{AttestationVerdict, CosignedCheckpoint, PartnerList, PartnerStatus};
 
 /// `POST /v1/admin/partners`: adds a partner, or pins the key of an unpinned one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,42 +151,6 @@ pub struct EvidenceList {
     pub evidence: Vec<Evidence>,
 }
 
-/// `GET /v1/checkpoint/cosigned`: the node's latest checkpoint with every cosignature its
-/// witnesses gave for that size (spec/federation.md §4), unverified.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CosignedCheckpoint {
-    /// The checkpoint's tree size.
-    pub size: u64,
-    /// The signed note, with the log's signature and the cosignature lines.
-    pub note: String,
-    /// The key names of the witnesses whose cosignatures the note carries.
-    pub cosigners: Vec<String>,
-    /// Whether the node's witness quorum cosigned it.
-    #[serde(rename = "final")]
-    pub is_final: bool,
-}
-
-/// `POST /v1/attestations/verify`: the node's verdict on an attestation it verified with
-/// its pinned partner keys and witness policy. A refusal is an RFC 9457 problem instead
-/// (status 422, an `attestation_*` code).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttestationVerdict {
-    /// Always true in a success answer.
-    pub valid: bool,
-    /// The attesting brand.
-    pub brand: BrandId,
-    /// The member, by the attesting brand's id.
-    pub member: MemberId,
-    /// The attested tier.
-    pub tier: TierName,
-    /// Until when the tier is attested; `None` for the base tier (forever).
-    #[serde(default)]
-    pub valid_until: Option<LogTime>,
-    /// The witnesses that cosigned the attestation's checkpoint.
-    #[serde(default)]
-    pub cosigners: Vec<String>,
-}
-
 /// Builds the [`WitnessPolicy`] of a log: its key, the witness keys and the quorum. A witness
 /// may be given by its `0x04` key or by the partner's `0x01` log key, from which its witness
 /// key is derived (spec/federation.md §1); duplicates count once. Fails with
@@ -265,6 +191,7 @@ pub fn witness_policy(
 mod tests {
     use super::*;
     use ledger::checkpoint::{CosignatureSigner, NoteSigner};
+    use ledger::types::LogTime;
     use serde_json::json;
 
     /// A mirrored member whose latest entry at the partner is a `post` of their hold (which

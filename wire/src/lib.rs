@@ -9,12 +9,14 @@
 //! This crate knows no HTTP client or server and does no I/O: it depends on `serde` and on
 //! the ledger's domain types (built without RocksDB).
 
+pub mod federation;
 pub mod keys;
 pub mod log;
 pub mod problem;
 pub mod reads;
 pub mod writes;
 
+pub use federation::*;
 pub use keys::*;
 pub use log::*;
 pub use problem::{ErrorCode, Problem};
