@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, VerificationError};
 use crate::types::MemberInfo;
+pub use loyalty_wire::redemption::{
+    AgreementOutcome, Committed, LoggedStatement, PayerCommit, Prepared, QuoteAnswer, QuoteRequest,
+    RedemptionStatus, RefundRequest, Refunded,
+};
 pub use loyalty_wire::{AttestationVerdict, CosignedCheckpoint, PartnerList, PartnerStatus};
 
 /// `POST /v1/admin/partners`: adds a partner, or pins the key of an unpinned one.
@@ -355,98 +359,6 @@ mod tests {
     }
 }
 
-/// The answer to [`crate::Client::approve_agreement`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgreementOutcome {
-    /// `logged` (co-signed and logged on this node) or `pending` (the other party has not
-    /// approved the same terms yet).
-    pub status: String,
-    /// The terms with the signatures gathered so far.
-    pub agreement: ledger::agreement::SignedAgreement,
-    /// The receipt of the agreement entry, once logged.
-    pub receipt: Option<ledger::receipt::Receipt>,
-}
-
-/// `POST /v1/redemptions/quote`: price a member's redemption of a partner's points here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QuoteRequest {
-    /// The redemption's id (also the quote's); reuse it to retry.
-    pub redemption: ledger::types::EntryId,
-    /// The agreement under which the payer's points are redeemed here.
-    pub agreement: ledger::types::EntryId,
-    /// The member's brand.
-    pub payer: BrandId,
-    /// The member, by the payer's pseudonymous id.
-    pub member: ledger::types::MemberId,
-    /// The value of this many points (give this or `price_minor`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub points: Option<ledger::types::Points>,
-    /// The points for this price, in minor units of the settlement currency.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub price_minor: Option<u64>,
-    /// How long the quote holds, in ms (node default 5 minutes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl_ms: Option<u64>,
-}
-
-/// A logged quote, as `POST /v1/redemptions/quote` and `GET /v1/redemptions/{id}/quote`
-/// return it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QuoteAnswer {
-    pub quote: ledger::quote::Quote,
-    /// Whether it can still be used.
-    pub live: bool,
-    /// The receipt of the `quote` entry in the redeeming brand's log.
-    pub receipt: ledger::receipt::Receipt,
-}
-
-/// The answer to [`crate::Client::prepare`]: the member's brand holds the points.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Prepared {
-    pub redemption: String,
-    /// The member's brand.
-    pub payer: String,
-    /// The receipt of the hold in the payer's log (the node verified it against the payer's
-    /// pinned key; verify it again with that key if you pin it too).
-    pub hold: ledger::receipt::Receipt,
-}
-
-/// A redemption as the member's brand's log shows it (`status`, `void`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedemptionStatus {
-    pub redemption: String,
-    /// `open`, `posted` or `voided`.
-    pub status: String,
-    pub points: u64,
-    pub expires_at: u64,
-    pub hold: ledger::receipt::Receipt,
-    pub resolution: Option<ledger::receipt::Receipt>,
-}
-
-/// The payer's receipts for a commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PayerCommit {
-    pub post: ledger::receipt::Receipt,
-    pub payable: ledger::receipt::Receipt,
-}
-
-/// A committed redemption: what the member's brand owes, with both sides' receipts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Committed {
-    pub redemption: String,
-    pub amount_minor: u64,
-    pub currency: String,
-    pub payer: PayerCommit,
-    pub receivable: ledger::receipt::Receipt,
-}
-
 /// What [`crate::Client::redeem_at_partner`] needs: a member of `payer` redeems its points here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedeemAtPartner {
@@ -461,46 +373,4 @@ pub struct RedeemAtPartner {
     pub price_minor: Option<u64>,
     /// The member's spend authorisation at `payer` for this brand.
     pub authorisation: ledger::types::EntryId,
-}
-
-/// `POST /v1/redemptions/{redemption}/refunds`: a refund of a committed redemption, decided at
-/// the redeeming brand.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RefundRequest {
-    /// The refund's id; reuse it to retry.
-    pub refund: ledger::types::EntryId,
-    /// Points returned to the member: at most what is left of the redemption.
-    pub points: ledger::types::Points,
-}
-
-/// A refund, logged on both sides: what it takes off the member's brand's obligation, with
-/// both receipts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Refunded {
-    pub redemption: String,
-    pub refund: String,
-    pub points: u64,
-    /// Minor units of `currency` taken off the obligation (the cumulative rule; may be 0).
-    pub amount_minor: u64,
-    pub currency: String,
-    /// Points of the redemption refunded so far, this refund included.
-    pub refunded_points: u64,
-    /// The member's brand's `obligation_refund` receipt.
-    pub payer: ledger::receipt::Receipt,
-    /// This brand's `obligation_refund` receipt.
-    pub receivable: ledger::receipt::Receipt,
-}
-
-/// A co-signed settlement statement as a node logged it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoggedStatement {
-    /// The settlement period's number.
-    pub period: u64,
-    /// The statement with both brands' signatures.
-    pub statement: ledger::statement::SignedStatement,
-    /// The receipt of the `statement` entry in the node's log.
-    pub receipt: ledger::receipt::Receipt,
 }

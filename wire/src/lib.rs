@@ -14,6 +14,7 @@ pub mod keys;
 pub mod log;
 pub mod problem;
 pub mod reads;
+pub mod redemption;
 pub mod writes;
 
 pub use federation::*;

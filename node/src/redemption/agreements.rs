@@ -15,8 +15,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use ledger::agreement::{sign, AgreementTerms, SignedAgreement};
 use ledger::checkpoint::NoteVerifier;
@@ -24,6 +22,7 @@ use ledger::entry::EntryKind;
 use ledger::log::Write;
 use ledger::receipt::Receipt;
 
+pub use loyalty_wire::redemption::AgreementOutcome;
 use loyalty_wire::ErrorCode;
 
 use crate::app::{authorize, ApiJson, App, AppState};
@@ -35,18 +34,6 @@ use crate::problem::ApiError;
 const APPROVED_PREFIX: &[u8] = b"agreement-approved/";
 /// The peer route a node sends its signed approval to.
 pub const PEER_PATH: &str = "/v1/peer/agreements";
-
-/// What became of an approval.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AgreementOutcome {
-    /// `logged` (both signed; logged here) or `pending` (the partner has not approved yet).
-    pub status: String,
-    #[schema(value_type = Object)]
-    pub agreement: SignedAgreement,
-    /// The receipt of the agreement entry in this node's log, once logged.
-    #[schema(value_type = Object)]
-    pub receipt: Option<Receipt>,
-}
 
 fn approved_key(id: &str) -> Vec<u8> {
     [APPROVED_PREFIX, id.as_bytes()].concat()

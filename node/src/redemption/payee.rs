@@ -17,13 +17,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
 
 use ledger::entry::{EntryKind, HexHash};
 use ledger::log::{receipt_from_store, Write};
 use ledger::receipt::Receipt;
 use ledger::types::{EntryId, LogTime};
 
+pub use loyalty_wire::redemption::{Committed, PrepareBody, Prepared};
 use loyalty_wire::ErrorCode;
 
 use super::redeem::*;
@@ -42,29 +42,6 @@ struct PreparedLocally {
     secret: String,
     expires_at: LogTime,
     authorisation: EntryId,
-}
-
-/// `POST /v1/redemptions/{redemption}/prepare` at the payee.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PrepareBody {
-    /// The member's spend authorisation at the payer for this brand.
-    #[schema(value_type = String)]
-    pub authorisation: EntryId,
-    /// How long the payer holds the points (default and most: until the quote expires, at
-    /// most an hour).
-    #[serde(default)]
-    pub hold_ms: Option<u64>,
-}
-
-/// The payer's hold, as the payee verified it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Prepared {
-    pub redemption: String,
-    pub payer: String,
-    /// The receipt of the hold in the payer's log, verified against its pinned key.
-    #[schema(value_type = Object)]
-    pub hold: Receipt,
 }
 
 /// The payee's side: keeps the secret, asks the payer to hold, verifies the receipt.
@@ -260,20 +237,6 @@ pub async fn void(
     authorize(&app, &headers, Scope::Redeem)?;
     let id: EntryId = parse_param("redemption", &redemption)?;
     Ok(Json(ask_payer(&app, &id, true).await?))
-}
-
-/// A committed redemption as the payee reports it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Committed {
-    pub redemption: String,
-    /// What the payer owes this brand, in minor units of `currency`.
-    pub amount_minor: u64,
-    pub currency: String,
-    /// The payer's receipts (verified against its pinned key).
-    pub payer: PayerCommit,
-    /// The receipt of this brand's `receivable` obligation.
-    #[schema(value_type = Object)]
-    pub receivable: Receipt,
 }
 
 /// `POST /v1/redemptions/{redemption}/commit` at the payee: reveals the preimage to the payer,
