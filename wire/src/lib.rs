@@ -1,6 +1,6 @@
 //! The wire types of a brand node's HTTP API (spec/api.md): the request bodies, the views
-//! (answers) and, in one place, the types both sides share. The node serves them and the SDK
-//! reads them, so the two cannot drift apart.
+//! (answers) and the error codes ([`ErrorCode`], in [`Problem`] documents), defined once. The
+//! node serves them and the SDK reads them, so the two cannot drift apart.
 //!
 //! Invariant: the JSON of every type here is the API's, byte for byte (field names and order,
 //! omitted optional fields, number formats); the node's OpenAPI document (spec/openapi.json)

@@ -133,7 +133,7 @@ error_codes! {
     PeriodOpen = "period_open",
     /// 409 (spec/api.md, "Error codes").
     StatementDisagreed = "statement_disagreed",
-    /// 409, 422 or 502: a partner refused a cross-brand call; [`Error::partner_code`] says why.
+    /// 409, 422 or 502: a partner refused a cross-brand call; the problem's `partner_code` says why.
     PartnerRefused = "partner_refused",
     /// 413: the body exceeds 64 KiB.
     BodyTooLarge = "body_too_large",
