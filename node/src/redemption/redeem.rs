@@ -80,9 +80,11 @@ pub(super) fn refusal_status(partner: StatusCode) -> StatusCode {
 /// A partner's refusal of `what`, passed on with its code, as `status`.
 pub(super) fn refused(payer: &Partner, what: &str, status: StatusCode, answer: &[u8]) -> ApiError {
     let v: serde_json::Value = serde_json::from_slice(answer).unwrap_or_default();
-    let partner_code = v["code"].as_str().unwrap_or("partner_refused");
+    let partner_code = v["code"]
+        .as_str()
+        .map_or(ErrorCode::PartnerRefused, ErrorCode::parse);
     ApiError {
-        partner_code: Some(ErrorCode::parse(partner_code)),
+        partner_code: Some(partner_code.clone()),
         ..ApiError::new(
             status,
             ErrorCode::PartnerRefused,
