@@ -448,14 +448,15 @@ impl From<AdmissionError> for ApiError {
     /// Every refusal of the request guard (`crate::guard`), by name.
     fn from(e: AdmissionError) -> ApiError {
         use AdmissionError as E;
+        use ErrorCode as C;
         use StatusCode as S;
         let (status, code, retry_after_s) = match e {
-            E::Busy => (S::SERVICE_UNAVAILABLE, ErrorCode::Overloaded, Some(1)),
-            E::Timeout => (S::SERVICE_UNAVAILABLE, ErrorCode::Timeout, None),
-            E::BodyTimeout => (S::REQUEST_TIMEOUT, ErrorCode::BodyTimeout, None),
-            E::BodyTooLarge => (S::PAYLOAD_TOO_LARGE, ErrorCode::BodyTooLarge, None),
-            E::BodyUnreadable => (S::BAD_REQUEST, ErrorCode::InvalidBody, None),
-            E::Unauthenticated => (S::UNAUTHORIZED, ErrorCode::Unauthenticated, None),
+            E::Busy => (S::SERVICE_UNAVAILABLE, C::Overloaded, Some(1)),
+            E::Timeout => (S::SERVICE_UNAVAILABLE, C::Timeout, None),
+            E::BodyTimeout => (S::REQUEST_TIMEOUT, C::BodyTimeout, None),
+            E::BodyTooLarge => (S::PAYLOAD_TOO_LARGE, C::BodyTooLarge, None),
+            E::BodyUnreadable => (S::BAD_REQUEST, C::InvalidBody, None),
+            E::Unauthenticated => (S::UNAUTHORIZED, C::Unauthenticated, None),
         };
         ApiError {
             retry_after_s,
@@ -476,19 +477,14 @@ impl From<KeyError> for ApiError {
 
 impl From<PartnerError> for ApiError {
     fn from(e: PartnerError) -> ApiError {
+        use ErrorCode as C;
         use PartnerError as E;
         use StatusCode as S;
         match e {
-            E::Invalid(m) => ApiError::new(S::UNPROCESSABLE_ENTITY, ErrorCode::InvalidPartner, m),
-            E::KeyPinned(_) => {
-                ApiError::new(S::CONFLICT, ErrorCode::PartnerKeyPinned, e.to_string())
-            }
-            E::Unknown(_) => ApiError::not_found(ErrorCode::UnknownPartner, e.to_string()),
-            E::TooMany => ApiError::new(
-                S::UNPROCESSABLE_ENTITY,
-                ErrorCode::TooManyPartners,
-                e.to_string(),
-            ),
+            E::Invalid(m) => ApiError::new(S::UNPROCESSABLE_ENTITY, C::InvalidPartner, m),
+            E::KeyPinned(_) => ApiError::new(S::CONFLICT, C::PartnerKeyPinned, e.to_string()),
+            E::Unknown(_) => ApiError::not_found(C::UnknownPartner, e.to_string()),
+            E::TooMany => ApiError::new(S::UNPROCESSABLE_ENTITY, C::TooManyPartners, e.to_string()),
             E::Internal(m) => ApiError::internal(m),
         }
     }
@@ -510,17 +506,18 @@ impl From<WritesHeld> for ApiError {
 impl From<PeerRequestError> for ApiError {
     /// Every refusal of a peer request, by name (spec/federation.md §2).
     fn from(e: PeerRequestError) -> ApiError {
+        use ErrorCode as C;
         use PeerRequestError as E;
         use StatusCode as S;
         let (status, code) = match e {
-            E::Unsigned(_) | E::Malformed(_) => (S::UNAUTHORIZED, ErrorCode::PeerUnsigned),
-            E::UnknownPeer(_) => (S::UNAUTHORIZED, ErrorCode::UnknownPeer),
-            E::BadSignature(_) => (S::UNAUTHORIZED, ErrorCode::PeerBadSignature),
-            E::Stale { .. } => (S::UNAUTHORIZED, ErrorCode::PeerStale),
-            E::Replayed => (S::UNAUTHORIZED, ErrorCode::PeerReplayed),
-            E::RateLimited => (S::TOO_MANY_REQUESTS, ErrorCode::PeerRateLimited),
-            E::Frozen(_) => (S::FORBIDDEN, ErrorCode::PartnerFrozen),
-            E::InvalidBody { .. } => (S::BAD_REQUEST, ErrorCode::InvalidBody),
+            E::Unsigned(_) | E::Malformed(_) => (S::UNAUTHORIZED, C::PeerUnsigned),
+            E::UnknownPeer(_) => (S::UNAUTHORIZED, C::UnknownPeer),
+            E::BadSignature(_) => (S::UNAUTHORIZED, C::PeerBadSignature),
+            E::Stale { .. } => (S::UNAUTHORIZED, C::PeerStale),
+            E::Replayed => (S::UNAUTHORIZED, C::PeerReplayed),
+            E::RateLimited => (S::TOO_MANY_REQUESTS, C::PeerRateLimited),
+            E::Frozen(_) => (S::FORBIDDEN, C::PartnerFrozen),
+            E::InvalidBody { .. } => (S::BAD_REQUEST, C::InvalidBody),
             E::Internal(cause) => return ApiError::internal(cause),
         };
         ApiError::new(status, code, e.to_string())
@@ -530,14 +527,15 @@ impl From<PeerRequestError> for ApiError {
 impl From<WitnessError> for ApiError {
     /// Every refusal of the witness, by name (spec/federation.md §4).
     fn from(e: WitnessError) -> ApiError {
+        use ErrorCode as C;
         use StatusCode as S;
         use WitnessError as E;
         let (status, code) = match e {
-            E::InvalidBody(_) => (S::BAD_REQUEST, ErrorCode::InvalidBody),
-            E::UnknownLog { .. } => (S::NOT_FOUND, ErrorCode::UnknownLog),
-            E::BadSignature(_) => (S::FORBIDDEN, ErrorCode::BadCheckpointSignature),
-            E::PartnerFrozen(_) => (S::FORBIDDEN, ErrorCode::PartnerFrozen),
-            E::Inconsistent(_) => (S::UNPROCESSABLE_ENTITY, ErrorCode::InconsistentCheckpoint),
+            E::InvalidBody(_) => (S::BAD_REQUEST, C::InvalidBody),
+            E::UnknownLog { .. } => (S::NOT_FOUND, C::UnknownLog),
+            E::BadSignature(_) => (S::FORBIDDEN, C::BadCheckpointSignature),
+            E::PartnerFrozen(_) => (S::FORBIDDEN, C::PartnerFrozen),
+            E::Inconsistent(_) => (S::UNPROCESSABLE_ENTITY, C::InconsistentCheckpoint),
             E::Internal(cause) => return ApiError::internal(cause),
         };
         ApiError::new(status, code, e.to_string())
@@ -548,88 +546,63 @@ impl From<RedemptionError> for ApiError {
     /// Every refusal of a redemption step, by name (spec/api.md, "Error codes"; the codes a
     /// partner's refusal may carry are in "Partner refusals").
     fn from(e: RedemptionError) -> ApiError {
+        use ErrorCode as C;
         use RedemptionError as E;
         use StatusCode as S;
         let answer = |status: StatusCode, code: ErrorCode, e: &RedemptionError| {
             ApiError::new(status, code, e.to_string())
         };
         match e {
-            E::InvalidBody(_) => answer(S::BAD_REQUEST, ErrorCode::InvalidBody, &e),
-            E::InvalidParameter(_) => answer(S::BAD_REQUEST, ErrorCode::InvalidParameter, &e),
-            E::ReservedId => answer(S::UNPROCESSABLE_ENTITY, ErrorCode::ReservedId, &e),
+            E::InvalidBody(_) => answer(S::BAD_REQUEST, C::InvalidBody, &e),
+            E::InvalidParameter(_) => answer(S::BAD_REQUEST, C::InvalidParameter, &e),
+            E::ReservedId => answer(S::UNPROCESSABLE_ENTITY, C::ReservedId, &e),
             E::RedemptionIdTooLong { .. } => {
-                answer(S::UNPROCESSABLE_ENTITY, ErrorCode::RedemptionIdTooLong, &e)
+                answer(S::UNPROCESSABLE_ENTITY, C::RedemptionIdTooLong, &e)
             }
-            E::RefundIdTooLong { .. } => {
-                answer(S::UNPROCESSABLE_ENTITY, ErrorCode::RefundIdTooLong, &e)
+            E::RefundIdTooLong { .. } => answer(S::UNPROCESSABLE_ENTITY, C::RefundIdTooLong, &e),
+            E::IdConflict(_) => answer(S::CONFLICT, C::IdConflict, &e),
+            E::UnknownQuote(_) => answer(S::NOT_FOUND, C::UnknownQuote, &e),
+            E::UnknownAgreement(_) => answer(S::NOT_FOUND, C::UnknownAgreement, &e),
+            E::AgreementNotHere(_) => answer(S::UNPROCESSABLE_ENTITY, C::UnknownAgreement, &e),
+            E::UnknownRedemption(_) => answer(S::NOT_FOUND, C::UnknownRedemption, &e),
+            E::UnknownPartner(_) => answer(S::NOT_FOUND, C::UnknownPartner, &e),
+            E::PartnerNotPinned(_) => answer(S::UNPROCESSABLE_ENTITY, C::UnknownPartner, &e),
+            E::PartnerUnpinned(_) => answer(S::UNPROCESSABLE_ENTITY, C::PartnerUnpinned, &e),
+            E::MirrorUnpinned(_) => answer(S::CONFLICT, C::PartnerUnpinned, &e),
+            E::PartnerFrozen(_) => answer(S::FORBIDDEN, C::PartnerFrozen, &e),
+            E::NotAParty(_) => answer(S::UNPROCESSABLE_ENTITY, C::AgreementNotAParty, &e),
+            E::SenderNotAParty => answer(S::FORBIDDEN, C::AgreementNotAParty, &e),
+            E::AgreementNotApproved => answer(S::CONFLICT, C::AgreementNotApproved, &e),
+            E::AgreementTermsDiffer(_) => answer(S::CONFLICT, C::AgreementTermsDiffer, &e),
+            E::Agreement(ref a) => answer(S::UNPROCESSABLE_ENTITY, C::parse(a.code()), &e),
+            E::QuoteDirectionNotAgreed(_) => {
+                answer(S::UNPROCESSABLE_ENTITY, C::QuoteDirectionNotAgreed, &e)
             }
-            E::IdConflict(_) => answer(S::CONFLICT, ErrorCode::IdConflict, &e),
-            E::UnknownQuote(_) => answer(S::NOT_FOUND, ErrorCode::UnknownQuote, &e),
-            E::UnknownAgreement(_) => answer(S::NOT_FOUND, ErrorCode::UnknownAgreement, &e),
-            E::AgreementNotHere(_) => {
-                answer(S::UNPROCESSABLE_ENTITY, ErrorCode::UnknownAgreement, &e)
+            E::NoRateCard(_) => answer(S::UNPROCESSABLE_ENTITY, C::NoRateCard, &e),
+            E::NoFxRate(_) => answer(S::UNPROCESSABLE_ENTITY, C::NoFxRate, &e),
+            E::Quote(ref q) => answer(S::UNPROCESSABLE_ENTITY, C::parse(q.code()), &e),
+            E::QuoteExpired(_) => answer(S::CONFLICT, C::QuoteExpired, &e),
+            E::QuoteOutOfBounds(_) => answer(S::UNPROCESSABLE_ENTITY, C::QuoteOutOfBounds, &e),
+            E::HoldOutOfBounds(_) => answer(S::UNPROCESSABLE_ENTITY, C::HoldOutOfBounds, &e),
+            E::QuoteWrongParties => answer(S::UNPROCESSABLE_ENTITY, C::QuoteWrongParties, &e),
+            E::QuoteMismatch(_) => answer(S::UNPROCESSABLE_ENTITY, C::QuoteMismatch, &e),
+            E::ConditionNotMet => answer(S::UNPROCESSABLE_ENTITY, C::ConditionNotMet, &e),
+            E::HoldNotOpen(_) => answer(S::CONFLICT, C::HoldNotOpen, &e),
+            E::NotPrepared => answer(S::CONFLICT, C::NotPrepared, &e),
+            E::CreditLimitExceeded(_) => answer(S::CONFLICT, C::CreditLimitExceeded, &e),
+            E::NotCommitted(_) => answer(S::CONFLICT, C::NotCommitted, &e),
+            E::RefundExceedsObligation(_) => answer(S::CONFLICT, C::RefundExceedsObligation, &e),
+            E::PeriodOpen(_) => answer(S::CONFLICT, C::PeriodOpen, &e),
+            E::StatementDisagreed(_) => answer(S::CONFLICT, C::StatementDisagreed, &e),
+            E::StatementBadSignature(_) => {
+                answer(S::UNPROCESSABLE_ENTITY, C::StatementBadSignature, &e)
             }
-            E::UnknownRedemption(_) => answer(S::NOT_FOUND, ErrorCode::UnknownRedemption, &e),
-            E::UnknownPartner(_) => answer(S::NOT_FOUND, ErrorCode::UnknownPartner, &e),
-            E::PartnerNotPinned(_) => {
-                answer(S::UNPROCESSABLE_ENTITY, ErrorCode::UnknownPartner, &e)
+            E::StatementPeriodInvalid => {
+                answer(S::UNPROCESSABLE_ENTITY, C::StatementPeriodInvalid, &e)
             }
-            E::PartnerUnpinned(_) => {
-                answer(S::UNPROCESSABLE_ENTITY, ErrorCode::PartnerUnpinned, &e)
-            }
-            E::MirrorUnpinned(_) => answer(S::CONFLICT, ErrorCode::PartnerUnpinned, &e),
-            E::PartnerFrozen(_) => answer(S::FORBIDDEN, ErrorCode::PartnerFrozen, &e),
-            E::NotAParty(_) => answer(S::UNPROCESSABLE_ENTITY, ErrorCode::AgreementNotAParty, &e),
-            E::SenderNotAParty => answer(S::FORBIDDEN, ErrorCode::AgreementNotAParty, &e),
-            E::AgreementNotApproved => answer(S::CONFLICT, ErrorCode::AgreementNotApproved, &e),
-            E::AgreementTermsDiffer(_) => answer(S::CONFLICT, ErrorCode::AgreementTermsDiffer, &e),
-            E::Agreement(ref a) => answer(S::UNPROCESSABLE_ENTITY, ErrorCode::parse(a.code()), &e),
-            E::QuoteDirectionNotAgreed(_) => answer(
-                S::UNPROCESSABLE_ENTITY,
-                ErrorCode::QuoteDirectionNotAgreed,
-                &e,
-            ),
-            E::NoRateCard(_) => answer(S::UNPROCESSABLE_ENTITY, ErrorCode::NoRateCard, &e),
-            E::NoFxRate(_) => answer(S::UNPROCESSABLE_ENTITY, ErrorCode::NoFxRate, &e),
-            E::Quote(ref q) => answer(S::UNPROCESSABLE_ENTITY, ErrorCode::parse(q.code()), &e),
-            E::QuoteExpired(_) => answer(S::CONFLICT, ErrorCode::QuoteExpired, &e),
-            E::QuoteOutOfBounds(_) => {
-                answer(S::UNPROCESSABLE_ENTITY, ErrorCode::QuoteOutOfBounds, &e)
-            }
-            E::HoldOutOfBounds(_) => {
-                answer(S::UNPROCESSABLE_ENTITY, ErrorCode::HoldOutOfBounds, &e)
-            }
-            E::QuoteWrongParties => {
-                answer(S::UNPROCESSABLE_ENTITY, ErrorCode::QuoteWrongParties, &e)
-            }
-            E::QuoteMismatch(_) => answer(S::UNPROCESSABLE_ENTITY, ErrorCode::QuoteMismatch, &e),
-            E::ConditionNotMet => answer(S::UNPROCESSABLE_ENTITY, ErrorCode::ConditionNotMet, &e),
-            E::HoldNotOpen(_) => answer(S::CONFLICT, ErrorCode::HoldNotOpen, &e),
-            E::NotPrepared => answer(S::CONFLICT, ErrorCode::NotPrepared, &e),
-            E::CreditLimitExceeded(_) => answer(S::CONFLICT, ErrorCode::CreditLimitExceeded, &e),
-            E::NotCommitted(_) => answer(S::CONFLICT, ErrorCode::NotCommitted, &e),
-            E::RefundExceedsObligation(_) => {
-                answer(S::CONFLICT, ErrorCode::RefundExceedsObligation, &e)
-            }
-            E::PeriodOpen(_) => answer(S::CONFLICT, ErrorCode::PeriodOpen, &e),
-            E::StatementDisagreed(_) => answer(S::CONFLICT, ErrorCode::StatementDisagreed, &e),
-            E::StatementBadSignature(_) => answer(
-                S::UNPROCESSABLE_ENTITY,
-                ErrorCode::StatementBadSignature,
-                &e,
-            ),
-            E::StatementPeriodInvalid => answer(
-                S::UNPROCESSABLE_ENTITY,
-                ErrorCode::StatementPeriodInvalid,
-                &e,
-            ),
-            E::Statement(ref st) => {
-                answer(S::UNPROCESSABLE_ENTITY, ErrorCode::parse(st.code()), &e)
-            }
+            E::Statement(ref st) => answer(S::UNPROCESSABLE_ENTITY, C::parse(st.code()), &e),
             E::TooManyLines(s) => s.into(),
-            E::PartnerUnavailable { .. } => {
-                answer(S::BAD_GATEWAY, ErrorCode::PartnerUnavailable, &e)
-            }
+            E::PartnerUnavailable { .. } => answer(S::BAD_GATEWAY, C::PartnerUnavailable, &e),
             E::PartnerRefused {
                 refusal,
                 ref partner_code,
@@ -642,10 +615,10 @@ impl From<RedemptionError> for ApiError {
                 };
                 ApiError {
                     partner_code: Some(partner_code.clone()),
-                    ..answer(status, ErrorCode::PartnerRefused, &e)
+                    ..answer(status, C::PartnerRefused, &e)
                 }
             }
-            E::PartnerBadAnswer(_) => answer(S::BAD_GATEWAY, ErrorCode::PartnerBadAnswer, &e),
+            E::PartnerBadAnswer(_) => answer(S::BAD_GATEWAY, C::PartnerBadAnswer, &e),
             E::Submit(s) => s.into(),
             E::Read(r) => r.into(),
             E::Internal(cause) => ApiError::internal(cause),
