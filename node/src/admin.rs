@@ -5,14 +5,13 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use loyalty_wire::{CreateKeyRequest, CreatedKey, KeyInfo, KeyList, RevokedKey};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::{authorize, scope, ApiJson, App, AppState, Authorized};
 use crate::clock::ClockStatus;
-use crate::keys::{KeyRecord, Scope};
+use crate::keys::Scope;
 use crate::problem::ApiError;
 use crate::sequencer::now;
 
@@ -25,43 +24,12 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(status))
 }
 
-/// `POST /v1/admin/keys`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateKey {
-    pub name: String,
-    pub scopes: Vec<Scope>,
-}
-
-/// A new key: shown once.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CreatedKey {
-    pub key_id: String,
-    /// The secret key. It is not stored and cannot be shown again.
-    pub key: String,
-    pub name: String,
-    pub scopes: Vec<Scope>,
-}
-
-/// Every key, without secrets.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct KeyList {
-    pub keys: Vec<KeyRecord>,
-}
-
-/// Answer to a revocation.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Revoked {
-    pub key_id: String,
-    pub revoked: bool,
-}
-
-#[utoipa::path(post, path = "/v1/admin/keys", request_body = CreateKey,
+#[utoipa::path(post, path = "/v1/admin/keys", request_body = CreateKeyRequest,
     responses((status = 200, body = CreatedKey)), tag = "admin")]
 pub async fn create_key(
     State(app): AppState,
     headers: HeaderMap,
-    ApiJson(b): ApiJson<CreateKey>,
+    ApiJson(b): ApiJson<CreateKeyRequest>,
 ) -> Result<Json<CreatedKey>, ApiError> {
     authorize(&app, &headers, Scope::Admin)?;
     let (key, r) = app.keys.create(&b.name, &b.scopes, now().get())?;
@@ -79,22 +47,32 @@ pub async fn list_keys(
     State(app): AppState,
     _: Authorized<scope::Admin>,
 ) -> Result<Json<KeyList>, ApiError> {
-    Ok(Json(KeyList {
-        keys: app.keys.list(),
-    }))
+    let keys = app
+        .keys
+        .list()
+        .into_iter()
+        .map(|k| KeyInfo {
+            key_id: k.key_id,
+            name: k.name,
+            scopes: k.scopes,
+            created_at: k.created_at,
+            revoked: k.revoked,
+        })
+        .collect();
+    Ok(Json(KeyList { keys }))
 }
 
 #[utoipa::path(delete, path = "/v1/admin/keys/{key_id}", params(("key_id" = String, Path)),
-    responses((status = 200, body = Revoked)), tag = "admin")]
+    responses((status = 200, body = RevokedKey)), tag = "admin")]
 pub async fn revoke_key(
     State(app): AppState,
     headers: HeaderMap,
     Path(key_id): Path<String>,
-) -> Result<Json<Revoked>, ApiError> {
+) -> Result<Json<RevokedKey>, ApiError> {
     authorize(&app, &headers, Scope::Admin)?;
     let r = app.keys.revoke(&key_id)?;
     tracing::info!(key_id = %r.key_id, "api key revoked");
-    Ok(Json(Revoked {
+    Ok(Json(RevokedKey {
         key_id: r.key_id,
         revoked: true,
     }))

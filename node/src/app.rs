@@ -17,6 +17,8 @@ use serde::de::DeserializeOwned;
 use ledger::store::Store;
 use ledger::types::EntryId;
 
+use loyalty_wire::ErrorCode;
+
 use crate::config::Config;
 use crate::keys::{KeyRecord, Keys, Scope};
 use crate::metrics::Metrics;
@@ -63,21 +65,21 @@ pub fn authorize(app: &App, headers: &HeaderMap, scope: Scope) -> Result<KeyReco
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "unauthenticated",
+                ErrorCode::Unauthenticated,
                 "an API key is required: Authorization: Bearer <key>",
             )
         })?;
     let record = app.keys.authenticate(key.trim()).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            ErrorCode::Unauthenticated,
             "unknown or revoked API key",
         )
     })?;
     if !record.allows(scope) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             format!("this key lacks the {scope:?} scope").to_lowercase(),
         ));
     }
@@ -172,7 +174,7 @@ pub fn check_id(id: &EntryId) -> Result<(), ApiError> {
     if is_reserved_id(id) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "reserved_id",
+            ErrorCode::ReservedId,
             "ids starting with \"sys.\" are reserved for the node",
         ));
     }

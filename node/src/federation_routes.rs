@@ -18,6 +18,9 @@ use ledger::log::receipt_from_store;
 use ledger::receipt::Receipt;
 use ledger::types::{BrandId, MemberId};
 
+use loyalty_wire::ErrorCode;
+pub use loyalty_wire::{AttestationVerdict, CosignedCheckpoint, PartnerList, PartnerStatus};
+
 use crate::app::{authorize, parse_param, scope, ApiJson, App, AppState, Authorized};
 use crate::config::PartnerConfig;
 use crate::federation::{witness, Evidence, Partner};
@@ -41,37 +44,6 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
         .route("/v1/witness/add-checkpoint", post(add_checkpoint))
 }
 
-/// A partner and its sync state.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PartnerStatus {
-    pub brand: String,
-    pub url: String,
-    /// The pinned C2SP verifier key; null while unpinned.
-    pub verifier_key: Option<String>,
-    pub pinned: bool,
-    /// Frozen by evidence until an operator clears it.
-    pub frozen: bool,
-    /// Entries of the partner's log verified and mirrored.
-    pub verified_size: u64,
-    /// Size of the partner's latest checkpoint seen.
-    pub partner_size: u64,
-    /// `partner_size - verified_size`.
-    pub lag: u64,
-    /// When the last sync round succeeded, ms since the epoch.
-    pub last_sync_ms: Option<u64>,
-    pub last_error: Option<String>,
-    /// The size of this node's log the partner last cosigned.
-    pub cosigned_size: u64,
-    /// Pieces of evidence stored against the partner.
-    pub evidence: u64,
-}
-
-/// `GET /v1/partners`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Partners {
-    pub partners: Vec<PartnerStatus>,
-}
-
 /// Adds or updates a partner.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -86,7 +58,7 @@ pub fn status(p: &Partner) -> PartnerStatus {
     let s = p.status.lock().expect("status lock").clone();
     let verified = p.verified_size();
     PartnerStatus {
-        brand: p.brand.to_string(),
+        brand: p.brand.clone(),
         url: p.url.clone(),
         verifier_key: p.verifier.as_ref().map(|v| v.to_string()),
         pinned: p.verifier.is_some(),
@@ -101,12 +73,12 @@ pub fn status(p: &Partner) -> PartnerStatus {
     }
 }
 
-#[utoipa::path(get, path = "/v1/partners", responses((status = 200, body = Partners)), tag = "federation")]
+#[utoipa::path(get, path = "/v1/partners", responses((status = 200, body = PartnerList)), tag = "federation")]
 pub async fn list(
     State(app): AppState,
     _: Authorized<scope::Read>,
-) -> Result<Json<Partners>, ApiError> {
-    Ok(Json(Partners {
+) -> Result<Json<PartnerList>, ApiError> {
+    Ok(Json(PartnerList {
         partners: app
             .federation
             .partners()
@@ -178,14 +150,13 @@ pub async fn mirrored_member(
     authorize(&app, &headers, Scope::Read)?;
     let brand: BrandId = parse_param("brand", &brand)?;
     let member: MemberId = parse_param("member", &member)?;
-    let p = app
-        .federation
-        .partner(&brand)
-        .ok_or_else(|| ApiError::not_found("unknown_partner", format!("no partner {brand}")))?;
+    let p = app.federation.partner(&brand).ok_or_else(|| {
+        ApiError::not_found(ErrorCode::UnknownPartner, format!("no partner {brand}"))
+    })?;
     let store = p.mirror_store.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
-            "partner_unpinned",
+            ErrorCode::PartnerUnpinned,
             format!("{brand} has no pinned key, so nothing of it is mirrored"),
         )
     })?;
@@ -196,13 +167,13 @@ pub async fn mirrored_member(
             .map_err(ApiError::internal)?
             .ok_or_else(|| {
                 ApiError::not_found(
-                    "not_mirrored",
+                    ErrorCode::NotMirrored,
                     format!("nothing of {brand} is verified yet"),
                 )
             })?;
         let view = member_view(&store, &member)?.ok_or_else(|| {
             ApiError::not_found(
-                "unknown_member",
+                ErrorCode::UnknownMember,
                 format!("member {member} has no points at {brand}"),
             )
         })?;
@@ -267,19 +238,6 @@ pub async fn evidence(
     }))
 }
 
-/// The latest checkpoint with the cosignatures gathered for it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CosignedCheckpoint {
-    pub size: u64,
-    /// The signed note followed by the witnesses' cosignature lines.
-    pub note: String,
-    /// Witness key names that cosigned.
-    pub cosigners: Vec<String>,
-    /// Whether it meets the node's witness quorum (`federation.witness_quorum`).
-    #[serde(rename = "final")]
-    pub final_: bool,
-}
-
 #[utoipa::path(get, path = "/v1/checkpoint/cosigned",
     responses((status = 200, body = CosignedCheckpoint)), tag = "log")]
 pub async fn cosigned(State(app): AppState) -> Json<CosignedCheckpoint> {
@@ -297,7 +255,7 @@ pub(crate) fn cosigned_checkpoint(app: &crate::app::App) -> CosignedCheckpoint {
         .clone();
     match c {
         Some(c) => CosignedCheckpoint {
-            final_: c.cosigners.len() >= quorum,
+            is_final: c.cosigners.len() >= quorum,
             size: c.size,
             note: c.note,
             cosigners: c.cosigners,
@@ -308,7 +266,7 @@ pub(crate) fn cosigned_checkpoint(app: &crate::app::App) -> CosignedCheckpoint {
                 size: cp.size,
                 note: cp.note.clone(),
                 cosigners: Vec::new(),
-                final_: quorum == 0,
+                is_final: quorum == 0,
             }
         }
     }
@@ -330,20 +288,19 @@ pub async fn attestation(
     authorize(&app, &headers, Scope::Earn)?;
     let member: MemberId = parse_param("member", &member)?;
     let view = member_view(&app.store, &member)?.ok_or_else(|| {
-        ApiError::not_found("unknown_member", format!("member {member} has no points"))
+        ApiError::not_found(
+            ErrorCode::UnknownMember,
+            format!("member {member} has no points"),
+        )
     })?;
     let tier = view.tier.ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
-            "no_tier_policy",
+            ErrorCode::NoTierPolicy,
             "this brand has no tier policy, so there is no tier to attest",
         )
     })?;
-    let tier: ledger::types::TierName = tier.parse().map_err(ApiError::internal)?;
-    let valid_until = view
-        .tier_valid_until
-        .map(|u| ledger::types::LogTime::new(u).map_err(ApiError::internal))
-        .transpose()?;
+    let valid_until = view.tier_valid_until;
     // One entry per (member, tier, valid_until): asking again returns the same statement.
     let digest = Sha256::digest(
         format!(
@@ -396,18 +353,6 @@ pub async fn attestation(
     }))
 }
 
-/// The verdict on an attestation.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AttestationVerdict {
-    pub valid: bool,
-    pub brand: String,
-    pub member: String,
-    pub tier: String,
-    pub valid_until: Option<u64>,
-    /// Witnesses (of this node's policy) that cosigned the checkpoint.
-    pub cosigners: Vec<String>,
-}
-
 /// `POST /v1/attestations/verify`: checks an attestation with this node's pinned keys and
 /// witness policy (spec/federation.md §6).
 #[utoipa::path(post, path = "/v1/attestations/verify",
@@ -427,21 +372,21 @@ pub async fn verify_attestation(
         let p = fed.partner(&brand).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_partner",
+                ErrorCode::UnknownPartner,
                 format!("{brand} is not a partner of this node"),
             )
         })?;
         if p.frozen.load(Ordering::Acquire) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "partner_frozen",
+                ErrorCode::PartnerFrozen,
                 format!("the partnership with {brand} is frozen by evidence"),
             ));
         }
         p.verifier.clone().ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "partner_unpinned",
+                ErrorCode::PartnerUnpinned,
                 format!("{brand} has no pinned key"),
             )
         })?
@@ -460,13 +405,19 @@ pub async fn verify_attestation(
         quorum: fed.settings.witness_quorum,
     };
     let v = ledger::attestation::verify(&att, &brand, &policy, Some(crate::sequencer::now()))
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::parse(e.code()),
+                e.to_string(),
+            )
+        })?;
     Ok(Json(AttestationVerdict {
         valid: true,
-        brand: v.statement.brand.to_string(),
-        member: v.statement.member.to_string(),
-        tier: v.statement.tier.to_string(),
-        valid_until: v.statement.valid_until.map(|u| u.get()),
+        brand: v.statement.brand.clone(),
+        member: v.statement.member.clone(),
+        tier: v.statement.tier.clone(),
+        valid_until: v.statement.valid_until,
         cosigners: v.cosigners(),
     }))
 }

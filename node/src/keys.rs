@@ -12,7 +12,6 @@ use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use utoipa::ToSchema;
 
 use ledger::store::{Store, StoreError};
 
@@ -23,32 +22,10 @@ pub const KEYS_MAX: usize = 10_000;
 pub const KEY_NAME_LEN_MAX: usize = 64;
 
 /// What a key may do.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    Read,
-    Earn,
-    Redeem,
-    Admin,
-}
-
-impl std::str::FromStr for Scope {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "read" => Ok(Scope::Read),
-            "earn" => Ok(Scope::Earn),
-            "redeem" => Ok(Scope::Redeem),
-            "admin" => Ok(Scope::Admin),
-            _ => Err(format!("unknown scope {s:?} (read, earn, redeem, admin)")),
-        }
-    }
-}
+pub use loyalty_wire::Scope;
 
 /// A stored key: everything but the secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
     pub key_id: String,
     pub name: String,
@@ -57,7 +34,6 @@ pub struct KeyRecord {
     pub created_at: u64,
     pub revoked: bool,
     #[serde(skip_serializing_if = "String::is_empty", default)]
-    #[schema(ignore)]
     pub hash: String,
 }
 

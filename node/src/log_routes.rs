@@ -10,8 +10,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -19,6 +19,12 @@ use ledger::log::receipt_from_store;
 use ledger::merkle::{self, HashReader};
 use ledger::receipt::Receipt;
 pub use ledger::tiles::{parse_tile_path, TilePath, TILE_WIDTH};
+
+use ledger::entry::HexHash;
+pub use loyalty_wire::{
+    CheckpointItem, CheckpointPage, ConsistencyProof, ErrorCode, InclusionProof, LogEntries,
+    LogEntry, LogKey, LogTimeView,
+};
 
 use crate::app::{App, AppState};
 use crate::problem::ApiError;
@@ -46,34 +52,12 @@ pub fn routes() -> OpenApiRouter<Arc<App>> {
 /// Most entries one `/v1/log/entries` answer holds.
 pub const ENTRIES_MAX: u64 = 1000;
 
-/// The log's identity.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct LogKey {
-    pub origin: String,
-    /// C2SP verifier key `name+hexid+base64key`.
-    pub verifier_key: String,
-}
-
 #[utoipa::path(get, path = "/v1/log/key", responses((status = 200, body = LogKey)), tag = "log")]
 pub async fn key(State(app): AppState) -> Json<LogKey> {
     Json(LogKey {
         origin: app.config.origin.clone(),
         verifier_key: app.verifier_key.clone(),
     })
-}
-
-/// The node's log time, for clients that must choose a future one (spec/api.md, "The node's
-/// log time").
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct LogTimeView {
-    /// The earliest log time the next entry can get: the node's clock, or one more than the
-    /// latest entry's time when the clock has not passed it. A `valid_from` or `expires_at`
-    /// chosen from it needs a margin for the request's own queueing.
-    pub now: u64,
-    /// The latest signed checkpoint's size.
-    pub size: u64,
-    /// The time of the latest entry under that checkpoint (`null` for an empty log).
-    pub last_entry_time: Option<u64>,
 }
 
 #[utoipa::path(get, path = "/v1/log/time", responses((status = 200, body = LogTimeView)), tag = "log")]
@@ -129,26 +113,12 @@ pub struct Range {
     pub end: u64,
 }
 
-/// One raw entry.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct RawEntry {
-    pub index: u64,
-    /// Canonical entry bytes as text.
-    pub entry: String,
-}
-
-/// Entries of a range.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Entries {
-    pub entries: Vec<RawEntry>,
-}
-
 #[utoipa::path(get, path = "/v1/log/entries", params(Range),
-    responses((status = 200, body = Entries)), tag = "log")]
+    responses((status = 200, body = LogEntries)), tag = "log")]
 pub async fn entries(
     State(app): AppState,
     Query(r): Query<Range>,
-) -> Result<Json<Entries>, ApiError> {
+) -> Result<Json<LogEntries>, ApiError> {
     let size = app.shared.checkpoint().size;
     if r.start > r.end || r.end - r.start > ENTRIES_MAX {
         return Err(ApiError::bad_parameter(format!(
@@ -165,13 +135,13 @@ pub async fn entries(
             .into_iter()
             .enumerate()
         {
-            out.push(RawEntry {
+            out.push(LogEntry {
                 index: r.start + k as u64,
                 entry: String::from_utf8(bytes).map_err(ApiError::internal)?,
             });
         }
     }
-    Ok(Json(Entries { entries: out }))
+    Ok(Json(LogEntries { entries: out }))
 }
 
 #[utoipa::path(get, path = "/v1/log/entries/{index}/receipt", params(("index" = u64, Path)),
@@ -183,7 +153,7 @@ pub async fn receipt(
     let cp = app.shared.checkpoint();
     if index >= cp.size {
         return Err(ApiError::not_found(
-            "not_found",
+            ErrorCode::NotFound,
             format!("no entry {index}"),
         ));
     }
@@ -198,14 +168,6 @@ pub async fn receipt(
 pub struct InclusionQuery {
     pub index: u64,
     pub size: u64,
-}
-
-/// An inclusion proof.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct InclusionProof {
-    pub index: u64,
-    pub size: u64,
-    pub proof: Vec<String>,
 }
 
 fn check_size(app: &crate::app::App, size: u64) -> Result<(), ApiError> {
@@ -230,7 +192,7 @@ pub async fn inclusion(
     Ok(Json(InclusionProof {
         index: q.index,
         size: q.size,
-        proof: proof.iter().map(hex::encode).collect(),
+        proof: proof.into_iter().map(HexHash).collect(),
     }))
 }
 
@@ -240,14 +202,6 @@ pub async fn inclusion(
 pub struct ConsistencyQuery {
     pub old: u64,
     pub new: u64,
-}
-
-/// A consistency proof.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ConsistencyProof {
-    pub old: u64,
-    pub new: u64,
-    pub proof: Vec<String>,
 }
 
 #[utoipa::path(get, path = "/v1/log/proof/consistency", params(ConsistencyQuery),
@@ -262,30 +216,16 @@ pub async fn consistency(
     Ok(Json(ConsistencyProof {
         old: q.old,
         new: q.new,
-        proof: proof.iter().map(hex::encode).collect(),
+        proof: proof.into_iter().map(HexHash).collect(),
     }))
 }
 
-/// One signed checkpoint.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CheckpointItem {
-    pub size: u64,
-    pub note: String,
-}
-
-/// A page of checkpoints.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Checkpoints {
-    pub checkpoints: Vec<CheckpointItem>,
-    pub next_cursor: Option<String>,
-}
-
 #[utoipa::path(get, path = "/v1/log/checkpoints", params(Page),
-    responses((status = 200, body = Checkpoints)), tag = "log")]
+    responses((status = 200, body = CheckpointPage)), tag = "log")]
 pub async fn checkpoints(
     State(app): AppState,
     Query(page): Query<Page>,
-) -> Result<Json<Checkpoints>, ApiError> {
+) -> Result<Json<CheckpointPage>, ApiError> {
     let (cursor, limit) = page.parse()?;
     checkpoints_page(&app, cursor, limit).map(Json)
 }
@@ -296,7 +236,7 @@ pub(crate) fn checkpoints_page(
     app: &crate::app::App,
     cursor: Option<u64>,
     limit: usize,
-) -> Result<Checkpoints, ApiError> {
+) -> Result<CheckpointPage, ApiError> {
     let committed = app.shared.checkpoint().size;
     let list: Vec<CheckpointItem> = app
         .store
@@ -307,7 +247,7 @@ pub(crate) fn checkpoints_page(
         .map(|(size, note)| CheckpointItem { size, note })
         .collect();
     let next_cursor = (list.len() == limit).then(|| list[limit - 1].size.to_string());
-    Ok(Checkpoints {
+    Ok(CheckpointPage {
         checkpoints: list,
         next_cursor,
     })
@@ -317,11 +257,12 @@ pub(crate) fn checkpoints_page(
 /// bundle) or of its hashes at tree level `8 * L` (a level-`L` tile). `not_found` when the
 /// tree does not have all of them yet, or the tile lies beyond any tree.
 pub fn tile_range(t: &TilePath, size: u64) -> Result<std::ops::Range<u64>, ApiError> {
-    let missing = || ApiError::not_found("not_found", "the tree does not have this tile yet");
+    let missing =
+        || ApiError::not_found(ErrorCode::NotFound, "the tree does not have this tile yet");
     let first = t
         .index
         .checked_mul(TILE_WIDTH)
-        .ok_or_else(|| ApiError::not_found("not_found", "no such tile"))?;
+        .ok_or_else(|| ApiError::not_found(ErrorCode::NotFound, "no such tile"))?;
     let end = first.checked_add(t.width).ok_or_else(missing)?;
     // Hashes at tree level h cover 2^h leaves each; the tile needs `end` of them.
     let h = t.level.map_or(0, |l| u32::from(l) * 8);
@@ -336,7 +277,7 @@ pub fn tile_range(t: &TilePath, size: u64) -> Result<std::ops::Range<u64>, ApiEr
     responses((status = 200, description = "tile bytes", content_type = "application/octet-stream")), tag = "log")]
 pub async fn tile(State(app): AppState, Path(path): Path<String>) -> Result<Response, ApiError> {
     let t = parse_tile_path(&path)
-        .ok_or_else(|| ApiError::not_found("not_found", "not a tile path"))?;
+        .ok_or_else(|| ApiError::not_found(ErrorCode::NotFound, "not a tile path"))?;
     let size = app.shared.checkpoint().size;
     let range = tile_range(&t, size)?;
     let mut body = Vec::new();

@@ -3,11 +3,13 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use ledger::log::WriteError;
 use ledger::state::StateError;
+
+use loyalty_wire::ErrorCode;
+
+pub use loyalty_wire::Problem;
 
 use crate::admission::AdmissionError;
 use crate::clock::WritesHeld;
@@ -24,234 +26,221 @@ use crate::views::ReadError;
 /// [`ApiError::new`] asserts (in debug builds) that the pair it builds is in this table. A code
 /// is under one status, except the five spec/api.md names (`partner_refused`, `unknown_partner`,
 /// `unknown_agreement`, `partner_unpinned`, `agreement_not_a_party`).
-pub const ERROR_CODES: &[(u16, &[&str])] = &[
-    (400, &["invalid_body", "invalid_parameter"]),
+pub const ERROR_CODES: &[(u16, &[ErrorCode])] = &[
+    (400, &[ErrorCode::InvalidBody, ErrorCode::InvalidParameter]),
     (
         401,
         &[
-            "unauthenticated",
-            "peer_unsigned",
-            "unknown_peer",
-            "peer_bad_signature",
-            "peer_stale",
-            "peer_replayed",
+            ErrorCode::Unauthenticated,
+            ErrorCode::PeerUnsigned,
+            ErrorCode::UnknownPeer,
+            ErrorCode::PeerBadSignature,
+            ErrorCode::PeerStale,
+            ErrorCode::PeerReplayed,
         ],
     ),
     (
         403,
         &[
-            "forbidden",
-            "partner_frozen",
-            "bad_checkpoint_signature",
-            "agreement_not_a_party",
+            ErrorCode::Forbidden,
+            ErrorCode::PartnerFrozen,
+            ErrorCode::BadCheckpointSignature,
+            ErrorCode::AgreementNotAParty,
         ],
     ),
     (
         404,
         &[
-            "unknown_member",
-            "unknown_authorisation",
-            "unknown_agreement",
-            "unknown_quote",
-            "unknown_redemption",
-            "unknown_hold",
-            "unknown_lot",
-            "unknown_partner",
-            "unknown_log",
-            "not_mirrored",
-            "not_found",
+            ErrorCode::UnknownMember,
+            ErrorCode::UnknownAuthorisation,
+            ErrorCode::UnknownAgreement,
+            ErrorCode::UnknownQuote,
+            ErrorCode::UnknownRedemption,
+            ErrorCode::UnknownHold,
+            ErrorCode::UnknownLot,
+            ErrorCode::UnknownPartner,
+            ErrorCode::UnknownLog,
+            ErrorCode::NotMirrored,
+            ErrorCode::NotFound,
         ],
     ),
-    (408, &["body_timeout"]),
+    (408, &[ErrorCode::BodyTimeout]),
     (
         409,
         &[
-            "id_conflict",
-            "hold_not_open",
-            "hold_expired",
-            "quote_expired",
-            "obligation_exists",
-            "agreement_exists",
-            "credit_limit_exceeded",
-            "authorisation_used",
-            "authorisation_expired",
-            "agreement_not_approved",
-            "agreement_terms_differ",
-            "partner_key_pinned",
-            "partner_unpinned",
-            "no_tier_policy",
-            "not_prepared",
-            "not_committed",
-            "refund_exceeds_obligation",
-            "period_open",
-            "statement_disagreed",
-            "partner_refused",
+            ErrorCode::IdConflict,
+            ErrorCode::HoldNotOpen,
+            ErrorCode::HoldExpired,
+            ErrorCode::QuoteExpired,
+            ErrorCode::ObligationExists,
+            ErrorCode::AgreementExists,
+            ErrorCode::CreditLimitExceeded,
+            ErrorCode::AuthorisationUsed,
+            ErrorCode::AuthorisationExpired,
+            ErrorCode::AgreementNotApproved,
+            ErrorCode::AgreementTermsDiffer,
+            ErrorCode::PartnerKeyPinned,
+            ErrorCode::PartnerUnpinned,
+            ErrorCode::NoTierPolicy,
+            ErrorCode::NotPrepared,
+            ErrorCode::NotCommitted,
+            ErrorCode::RefundExceedsObligation,
+            ErrorCode::PeriodOpen,
+            ErrorCode::StatementDisagreed,
+            ErrorCode::PartnerRefused,
         ],
     ),
-    (413, &["body_too_large"]),
-    (415, &["unsupported_media_type"]),
+    (413, &[ErrorCode::BodyTooLarge]),
+    (415, &[ErrorCode::UnsupportedMediaType]),
     (
         422,
         &[
-            "too_many_items",
-            "duplicate_id",
-            "entry_too_large",
-            "insufficient_points",
-            "balance_overflow",
-            "hold_expiry_not_in_future",
-            "condition_not_met",
-            "preimage_required",
-            "unexpected_preimage",
-            "refund_exceeds_redemption",
-            "rate_card_in_past",
-            "too_many_rates",
-            "fx_same_currency",
-            "authorisation_required",
-            "authorisation_expiry_not_in_future",
-            "authorisation_wrong_member",
-            "authorisation_wrong_payee",
-            "authorisation_exceeded",
-            "agreement_not_a_party",
-            "agreement_invalid_terms",
-            "agreement_bad_signature",
-            "agreement_unpinned_key",
-            "quote_direction_not_agreed",
-            "agreement_not_yet_valid",
-            "no_rate_card",
-            "no_fx_rate",
-            "zero_amount",
-            "overflow",
-            "fx_mismatch",
-            "reserved_id",
-            "invalid_partner",
-            "too_many_partners",
-            "inconsistent_checkpoint",
-            "attestation_tier_mismatch",
-            "attestation_tier_change_due",
-            "attestation_valid_until_not_in_future",
-            "attestation_too_long",
-            "attestation_wrong_brand",
-            "attestation_bad_receipt",
-            "attestation_invalid_policy",
-            "attestation_bad_cosignature",
-            "attestation_quorum",
-            "attestation_not_attestation",
-            "attestation_mismatch",
-            "attestation_expired",
-            "redemption_id_too_long",
-            "refund_id_too_long",
-            "quote_out_of_bounds",
-            "hold_out_of_bounds",
-            "unknown_partner",
-            "partner_refused",
-            "quote_mismatch",
-            "quote_wrong_parties",
-            "refund_needs_partner",
-            "unknown_obligation",
-            "refund_exists",
-            "too_many_refunds",
-            "refund_amount_mismatch",
-            "statement_bad_signature",
-            "statement_period_invalid",
-            "statement_exists",
-            "statement_mismatch",
-            "statement_invalid_terms",
-            "statement_invalid_period",
-            "statement_period_out_of_range",
-            "statement_too_many_lines",
-            "too_many_lines",
-            "statement_invalid_line",
-            "statement_duplicate_line",
-            "statement_overflow",
-            "unknown_agreement",
-            "partner_unpinned",
-            "expire_amount_mismatch",
-            "lot_not_expired",
-            "tier_from_mismatch",
-            "tier_not_due",
-            "quote_id_mismatch",
-            "quote_agreement_mismatch",
-            "obligation_agreement_mismatch",
-            "obligation_counterpart_missing",
-            "obligation_counterpart_unexpected",
-            "obligation_hold_mismatch",
-            "too_many_agreements",
-            "agreement_missing_signature",
-            "agreement_duplicate_signature",
-            "agreement_malformed_signature",
-            "fee_out_of_range",
-            "division_by_zero",
-            "scale_too_large",
-            "quote_bad_lifetime",
-            "ttl_ms",
+            ErrorCode::TooManyItems,
+            ErrorCode::DuplicateId,
+            ErrorCode::EntryTooLarge,
+            ErrorCode::InsufficientPoints,
+            ErrorCode::BalanceOverflow,
+            ErrorCode::HoldExpiryNotInFuture,
+            ErrorCode::ConditionNotMet,
+            ErrorCode::PreimageRequired,
+            ErrorCode::UnexpectedPreimage,
+            ErrorCode::RefundExceedsRedemption,
+            ErrorCode::RateCardInPast,
+            ErrorCode::TooManyRates,
+            ErrorCode::FxSameCurrency,
+            ErrorCode::AuthorisationRequired,
+            ErrorCode::AuthorisationExpiryNotInFuture,
+            ErrorCode::AuthorisationWrongMember,
+            ErrorCode::AuthorisationWrongPayee,
+            ErrorCode::AuthorisationExceeded,
+            ErrorCode::AgreementNotAParty,
+            ErrorCode::AgreementInvalidTerms,
+            ErrorCode::AgreementBadSignature,
+            ErrorCode::AgreementUnpinnedKey,
+            ErrorCode::QuoteDirectionNotAgreed,
+            ErrorCode::AgreementNotYetValid,
+            ErrorCode::NoRateCard,
+            ErrorCode::NoFxRate,
+            ErrorCode::ZeroAmount,
+            ErrorCode::Overflow,
+            ErrorCode::FxMismatch,
+            ErrorCode::ReservedId,
+            ErrorCode::InvalidPartner,
+            ErrorCode::TooManyPartners,
+            ErrorCode::InconsistentCheckpoint,
+            ErrorCode::AttestationTierMismatch,
+            ErrorCode::AttestationTierChangeDue,
+            ErrorCode::AttestationValidUntilNotInFuture,
+            ErrorCode::AttestationTooLong,
+            ErrorCode::AttestationWrongBrand,
+            ErrorCode::AttestationBadReceipt,
+            ErrorCode::AttestationInvalidPolicy,
+            ErrorCode::AttestationBadCosignature,
+            ErrorCode::AttestationQuorum,
+            ErrorCode::AttestationNotAttestation,
+            ErrorCode::AttestationMismatch,
+            ErrorCode::AttestationExpired,
+            ErrorCode::RedemptionIdTooLong,
+            ErrorCode::RefundIdTooLong,
+            ErrorCode::QuoteOutOfBounds,
+            ErrorCode::HoldOutOfBounds,
+            ErrorCode::UnknownPartner,
+            ErrorCode::PartnerRefused,
+            ErrorCode::QuoteMismatch,
+            ErrorCode::QuoteWrongParties,
+            ErrorCode::RefundNeedsPartner,
+            ErrorCode::UnknownObligation,
+            ErrorCode::RefundExists,
+            ErrorCode::TooManyRefunds,
+            ErrorCode::RefundAmountMismatch,
+            ErrorCode::StatementBadSignature,
+            ErrorCode::StatementPeriodInvalid,
+            ErrorCode::StatementExists,
+            ErrorCode::StatementMismatch,
+            ErrorCode::StatementInvalidTerms,
+            ErrorCode::StatementInvalidPeriod,
+            ErrorCode::StatementPeriodOutOfRange,
+            ErrorCode::StatementTooManyLines,
+            ErrorCode::TooManyLines,
+            ErrorCode::StatementInvalidLine,
+            ErrorCode::StatementDuplicateLine,
+            ErrorCode::StatementOverflow,
+            ErrorCode::UnknownAgreement,
+            ErrorCode::PartnerUnpinned,
+            ErrorCode::ExpireAmountMismatch,
+            ErrorCode::LotNotExpired,
+            ErrorCode::TierFromMismatch,
+            ErrorCode::TierNotDue,
+            ErrorCode::QuoteIdMismatch,
+            ErrorCode::QuoteAgreementMismatch,
+            ErrorCode::ObligationAgreementMismatch,
+            ErrorCode::ObligationCounterpartMissing,
+            ErrorCode::ObligationCounterpartUnexpected,
+            ErrorCode::ObligationHoldMismatch,
+            ErrorCode::TooManyAgreements,
+            ErrorCode::AgreementMissingSignature,
+            ErrorCode::AgreementDuplicateSignature,
+            ErrorCode::AgreementMalformedSignature,
+            ErrorCode::FeeOutOfRange,
+            ErrorCode::DivisionByZero,
+            ErrorCode::ScaleTooLarge,
+            ErrorCode::QuoteBadLifetime,
         ],
     ),
-    (429, &["peer_rate_limited"]),
-    (500, &["internal", "time_not_increasing", "index_not_next"]),
+    (429, &[ErrorCode::PeerRateLimited]),
+    (
+        500,
+        &[
+            ErrorCode::Internal,
+            ErrorCode::TimeNotIncreasing,
+            ErrorCode::IndexNotNext,
+        ],
+    ),
     (
         502,
         &[
-            "partner_unavailable",
-            "partner_bad_answer",
-            "partner_refused",
+            ErrorCode::PartnerUnavailable,
+            ErrorCode::PartnerBadAnswer,
+            ErrorCode::PartnerRefused,
         ],
     ),
     (
         503,
         &[
-            "overloaded",
-            "not_ready",
-            "timeout",
-            "clock_jump",
+            ErrorCode::Overloaded,
+            ErrorCode::NotReady,
+            ErrorCode::Timeout,
+            ErrorCode::ClockJump,
             // node/src/ha/refusal.rs
-            "restore_refused",
+            ErrorCode::RestoreRefused,
         ],
     ),
 ];
 
 /// Whether `code` with `status` is a pair of [`ERROR_CODES`].
-pub fn is_documented(code: &str, status: StatusCode) -> bool {
+pub fn is_documented(code: &ErrorCode, status: StatusCode) -> bool {
     ERROR_CODES
         .iter()
-        .any(|(s, codes)| *s == status.as_u16() && codes.contains(&code))
+        .any(|(s, codes)| *s == status.as_u16() && codes.contains(code))
 }
 
 /// An error answer: status, stable code and a human-readable detail.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub detail: String,
     pub retry_after_s: Option<u32>,
     /// For `partner_refused`: the partner's own stable code (spec/api.md, "Partner refusals").
-    pub partner_code: Option<String>,
-}
-
-/// The problem-details body (RFC 9457) with the project's `code` extension.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Problem {
-    /// `urn:loyalty:problem:<code>`.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// Short summary of the problem class.
-    pub title: String,
-    /// The HTTP status.
-    pub status: u16,
-    /// What exactly went wrong.
-    pub detail: String,
-    /// Stable machine-readable code.
-    pub code: String,
-    /// For `partner_refused` only: the partner's own stable code.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub partner_code: Option<String>,
+    pub partner_code: Option<ErrorCode>,
 }
 
 impl ApiError {
     /// An error with `status` and `code`, a pair of [`ERROR_CODES`] (asserted in debug builds,
     /// so every test that meets an error checks the table).
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> ApiError {
         debug_assert!(
-            is_documented(code, status),
+            is_documented(&code, status),
             "{} {code} is not in the code -> status table (node::problem::ERROR_CODES, spec/api.md)",
             status.as_u16()
         );
@@ -265,14 +254,14 @@ impl ApiError {
     }
 
     pub fn bad_body(detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", detail)
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidBody, detail)
     }
 
     pub fn bad_parameter(detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", detail)
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidParameter, detail)
     }
 
-    pub fn not_found(code: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn not_found(code: ErrorCode, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, code, detail)
     }
 
@@ -280,7 +269,7 @@ impl ApiError {
         tracing::error!(error = %detail, "internal error");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "internal error",
         )
     }
@@ -290,7 +279,7 @@ impl ApiError {
             retry_after_s: Some(1),
             ..ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
+                ErrorCode::Overloaded,
                 "the write queue is full; retry later",
             )
         }
@@ -301,7 +290,7 @@ impl ApiError {
             retry_after_s: Some(1),
             ..ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
+                ErrorCode::NotReady,
                 "the node is not ready",
             )
         }
@@ -320,7 +309,7 @@ impl ApiError {
             title: title(self.status).into(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
-            code: self.code.into(),
+            code: self.code.clone(),
             partner_code: self.partner_code.clone(),
         }
     }
@@ -344,7 +333,7 @@ impl IntoResponse for ApiError {
 
 impl From<StateError> for ApiError {
     fn from(e: StateError) -> ApiError {
-        ApiError::new(state_status(&e), e.code(), e.to_string())
+        ApiError::new(state_status(&e), ErrorCode::parse(e.code()), e.to_string())
     }
 }
 
@@ -421,12 +410,12 @@ impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> ApiError {
         match e {
             WriteError::IdConflict { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "id_conflict", e.to_string())
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::IdConflict, e.to_string())
             }
             WriteError::State(s) => s.into(),
             WriteError::TooLarge { .. } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "entry_too_large",
+                ErrorCode::EntryTooLarge,
                 e.to_string(),
             ),
             // A chain is the node's own (a commit's post and payable): a handler answers the
@@ -459,14 +448,15 @@ impl From<AdmissionError> for ApiError {
     /// Every refusal of the request guard (`crate::guard`), by name.
     fn from(e: AdmissionError) -> ApiError {
         use AdmissionError as E;
+        use ErrorCode as C;
         use StatusCode as S;
         let (status, code, retry_after_s) = match e {
-            E::Busy => (S::SERVICE_UNAVAILABLE, "overloaded", Some(1)),
-            E::Timeout => (S::SERVICE_UNAVAILABLE, "timeout", None),
-            E::BodyTimeout => (S::REQUEST_TIMEOUT, "body_timeout", None),
-            E::BodyTooLarge => (S::PAYLOAD_TOO_LARGE, "body_too_large", None),
-            E::BodyUnreadable => (S::BAD_REQUEST, "invalid_body", None),
-            E::Unauthenticated => (S::UNAUTHORIZED, "unauthenticated", None),
+            E::Busy => (S::SERVICE_UNAVAILABLE, C::Overloaded, Some(1)),
+            E::Timeout => (S::SERVICE_UNAVAILABLE, C::Timeout, None),
+            E::BodyTimeout => (S::REQUEST_TIMEOUT, C::BodyTimeout, None),
+            E::BodyTooLarge => (S::PAYLOAD_TOO_LARGE, C::BodyTooLarge, None),
+            E::BodyUnreadable => (S::BAD_REQUEST, C::InvalidBody, None),
+            E::Unauthenticated => (S::UNAUTHORIZED, C::Unauthenticated, None),
         };
         ApiError {
             retry_after_s,
@@ -479,7 +469,7 @@ impl From<KeyError> for ApiError {
     fn from(e: KeyError) -> ApiError {
         match e {
             KeyError::Invalid(m) => ApiError::bad_body(m),
-            KeyError::Unknown(_) => ApiError::not_found("not_found", e.to_string()),
+            KeyError::Unknown(_) => ApiError::not_found(ErrorCode::NotFound, e.to_string()),
             KeyError::Store(s) => ApiError::internal(s),
         }
     }
@@ -487,15 +477,14 @@ impl From<KeyError> for ApiError {
 
 impl From<PartnerError> for ApiError {
     fn from(e: PartnerError) -> ApiError {
+        use ErrorCode as C;
         use PartnerError as E;
         use StatusCode as S;
         match e {
-            E::Invalid(m) => ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_partner", m),
-            E::KeyPinned(_) => ApiError::new(S::CONFLICT, "partner_key_pinned", e.to_string()),
-            E::Unknown(_) => ApiError::not_found("unknown_partner", e.to_string()),
-            E::TooMany => {
-                ApiError::new(S::UNPROCESSABLE_ENTITY, "too_many_partners", e.to_string())
-            }
+            E::Invalid(m) => ApiError::new(S::UNPROCESSABLE_ENTITY, C::InvalidPartner, m),
+            E::KeyPinned(_) => ApiError::new(S::CONFLICT, C::PartnerKeyPinned, e.to_string()),
+            E::Unknown(_) => ApiError::not_found(C::UnknownPartner, e.to_string()),
+            E::TooMany => ApiError::new(S::UNPROCESSABLE_ENTITY, C::TooManyPartners, e.to_string()),
             E::Internal(m) => ApiError::internal(m),
         }
     }
@@ -505,7 +494,11 @@ impl From<WritesHeld> for ApiError {
     fn from(e: WritesHeld) -> ApiError {
         ApiError {
             retry_after_s: Some(60),
-            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "clock_jump", e.to_string())
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::ClockJump,
+                e.to_string(),
+            )
         }
     }
 }
@@ -513,17 +506,18 @@ impl From<WritesHeld> for ApiError {
 impl From<PeerRequestError> for ApiError {
     /// Every refusal of a peer request, by name (spec/federation.md §2).
     fn from(e: PeerRequestError) -> ApiError {
+        use ErrorCode as C;
         use PeerRequestError as E;
         use StatusCode as S;
         let (status, code) = match e {
-            E::Unsigned(_) | E::Malformed(_) => (S::UNAUTHORIZED, "peer_unsigned"),
-            E::UnknownPeer(_) => (S::UNAUTHORIZED, "unknown_peer"),
-            E::BadSignature(_) => (S::UNAUTHORIZED, "peer_bad_signature"),
-            E::Stale { .. } => (S::UNAUTHORIZED, "peer_stale"),
-            E::Replayed => (S::UNAUTHORIZED, "peer_replayed"),
-            E::RateLimited => (S::TOO_MANY_REQUESTS, "peer_rate_limited"),
-            E::Frozen(_) => (S::FORBIDDEN, "partner_frozen"),
-            E::InvalidBody { .. } => (S::BAD_REQUEST, "invalid_body"),
+            E::Unsigned(_) | E::Malformed(_) => (S::UNAUTHORIZED, C::PeerUnsigned),
+            E::UnknownPeer(_) => (S::UNAUTHORIZED, C::UnknownPeer),
+            E::BadSignature(_) => (S::UNAUTHORIZED, C::PeerBadSignature),
+            E::Stale { .. } => (S::UNAUTHORIZED, C::PeerStale),
+            E::Replayed => (S::UNAUTHORIZED, C::PeerReplayed),
+            E::RateLimited => (S::TOO_MANY_REQUESTS, C::PeerRateLimited),
+            E::Frozen(_) => (S::FORBIDDEN, C::PartnerFrozen),
+            E::InvalidBody { .. } => (S::BAD_REQUEST, C::InvalidBody),
             E::Internal(cause) => return ApiError::internal(cause),
         };
         ApiError::new(status, code, e.to_string())
@@ -533,14 +527,15 @@ impl From<PeerRequestError> for ApiError {
 impl From<WitnessError> for ApiError {
     /// Every refusal of the witness, by name (spec/federation.md §4).
     fn from(e: WitnessError) -> ApiError {
+        use ErrorCode as C;
         use StatusCode as S;
         use WitnessError as E;
         let (status, code) = match e {
-            E::InvalidBody(_) => (S::BAD_REQUEST, "invalid_body"),
-            E::UnknownLog { .. } => (S::NOT_FOUND, "unknown_log"),
-            E::BadSignature(_) => (S::FORBIDDEN, "bad_checkpoint_signature"),
-            E::PartnerFrozen(_) => (S::FORBIDDEN, "partner_frozen"),
-            E::Inconsistent(_) => (S::UNPROCESSABLE_ENTITY, "inconsistent_checkpoint"),
+            E::InvalidBody(_) => (S::BAD_REQUEST, C::InvalidBody),
+            E::UnknownLog { .. } => (S::NOT_FOUND, C::UnknownLog),
+            E::BadSignature(_) => (S::FORBIDDEN, C::BadCheckpointSignature),
+            E::PartnerFrozen(_) => (S::FORBIDDEN, C::PartnerFrozen),
+            E::Inconsistent(_) => (S::UNPROCESSABLE_ENTITY, C::InconsistentCheckpoint),
             E::Internal(cause) => return ApiError::internal(cause),
         };
         ApiError::new(status, code, e.to_string())
@@ -551,62 +546,63 @@ impl From<RedemptionError> for ApiError {
     /// Every refusal of a redemption step, by name (spec/api.md, "Error codes"; the codes a
     /// partner's refusal may carry are in "Partner refusals").
     fn from(e: RedemptionError) -> ApiError {
+        use ErrorCode as C;
         use RedemptionError as E;
         use StatusCode as S;
-        let answer = |status: StatusCode, code: &'static str, e: &RedemptionError| {
+        let answer = |status: StatusCode, code: ErrorCode, e: &RedemptionError| {
             ApiError::new(status, code, e.to_string())
         };
         match e {
-            E::InvalidBody(_) => answer(S::BAD_REQUEST, "invalid_body", &e),
-            E::InvalidParameter(_) => answer(S::BAD_REQUEST, "invalid_parameter", &e),
-            E::ReservedId => answer(S::UNPROCESSABLE_ENTITY, "reserved_id", &e),
+            E::InvalidBody(_) => answer(S::BAD_REQUEST, C::InvalidBody, &e),
+            E::InvalidParameter(_) => answer(S::BAD_REQUEST, C::InvalidParameter, &e),
+            E::ReservedId => answer(S::UNPROCESSABLE_ENTITY, C::ReservedId, &e),
             E::RedemptionIdTooLong { .. } => {
-                answer(S::UNPROCESSABLE_ENTITY, "redemption_id_too_long", &e)
+                answer(S::UNPROCESSABLE_ENTITY, C::RedemptionIdTooLong, &e)
             }
-            E::RefundIdTooLong { .. } => answer(S::UNPROCESSABLE_ENTITY, "refund_id_too_long", &e),
-            E::IdConflict(_) => answer(S::CONFLICT, "id_conflict", &e),
-            E::UnknownQuote(_) => answer(S::NOT_FOUND, "unknown_quote", &e),
-            E::UnknownAgreement(_) => answer(S::NOT_FOUND, "unknown_agreement", &e),
-            E::AgreementNotHere(_) => answer(S::UNPROCESSABLE_ENTITY, "unknown_agreement", &e),
-            E::UnknownRedemption(_) => answer(S::NOT_FOUND, "unknown_redemption", &e),
-            E::UnknownPartner(_) => answer(S::NOT_FOUND, "unknown_partner", &e),
-            E::PartnerNotPinned(_) => answer(S::UNPROCESSABLE_ENTITY, "unknown_partner", &e),
-            E::PartnerUnpinned(_) => answer(S::UNPROCESSABLE_ENTITY, "partner_unpinned", &e),
-            E::MirrorUnpinned(_) => answer(S::CONFLICT, "partner_unpinned", &e),
-            E::PartnerFrozen(_) => answer(S::FORBIDDEN, "partner_frozen", &e),
-            E::NotAParty(_) => answer(S::UNPROCESSABLE_ENTITY, "agreement_not_a_party", &e),
-            E::SenderNotAParty => answer(S::FORBIDDEN, "agreement_not_a_party", &e),
-            E::AgreementNotApproved => answer(S::CONFLICT, "agreement_not_approved", &e),
-            E::AgreementTermsDiffer(_) => answer(S::CONFLICT, "agreement_terms_differ", &e),
-            E::Agreement(ref a) => answer(S::UNPROCESSABLE_ENTITY, a.code(), &e),
+            E::RefundIdTooLong { .. } => answer(S::UNPROCESSABLE_ENTITY, C::RefundIdTooLong, &e),
+            E::IdConflict(_) => answer(S::CONFLICT, C::IdConflict, &e),
+            E::UnknownQuote(_) => answer(S::NOT_FOUND, C::UnknownQuote, &e),
+            E::UnknownAgreement(_) => answer(S::NOT_FOUND, C::UnknownAgreement, &e),
+            E::AgreementNotHere(_) => answer(S::UNPROCESSABLE_ENTITY, C::UnknownAgreement, &e),
+            E::UnknownRedemption(_) => answer(S::NOT_FOUND, C::UnknownRedemption, &e),
+            E::UnknownPartner(_) => answer(S::NOT_FOUND, C::UnknownPartner, &e),
+            E::PartnerNotPinned(_) => answer(S::UNPROCESSABLE_ENTITY, C::UnknownPartner, &e),
+            E::PartnerUnpinned(_) => answer(S::UNPROCESSABLE_ENTITY, C::PartnerUnpinned, &e),
+            E::MirrorUnpinned(_) => answer(S::CONFLICT, C::PartnerUnpinned, &e),
+            E::PartnerFrozen(_) => answer(S::FORBIDDEN, C::PartnerFrozen, &e),
+            E::NotAParty(_) => answer(S::UNPROCESSABLE_ENTITY, C::AgreementNotAParty, &e),
+            E::SenderNotAParty => answer(S::FORBIDDEN, C::AgreementNotAParty, &e),
+            E::AgreementNotApproved => answer(S::CONFLICT, C::AgreementNotApproved, &e),
+            E::AgreementTermsDiffer(_) => answer(S::CONFLICT, C::AgreementTermsDiffer, &e),
+            E::Agreement(ref a) => answer(S::UNPROCESSABLE_ENTITY, C::parse(a.code()), &e),
             E::QuoteDirectionNotAgreed(_) => {
-                answer(S::UNPROCESSABLE_ENTITY, "quote_direction_not_agreed", &e)
+                answer(S::UNPROCESSABLE_ENTITY, C::QuoteDirectionNotAgreed, &e)
             }
-            E::NoRateCard(_) => answer(S::UNPROCESSABLE_ENTITY, "no_rate_card", &e),
-            E::NoFxRate(_) => answer(S::UNPROCESSABLE_ENTITY, "no_fx_rate", &e),
-            E::Quote(ref q) => answer(S::UNPROCESSABLE_ENTITY, q.code(), &e),
-            E::QuoteExpired(_) => answer(S::CONFLICT, "quote_expired", &e),
-            E::QuoteOutOfBounds(_) => answer(S::UNPROCESSABLE_ENTITY, "quote_out_of_bounds", &e),
-            E::HoldOutOfBounds(_) => answer(S::UNPROCESSABLE_ENTITY, "hold_out_of_bounds", &e),
-            E::QuoteWrongParties => answer(S::UNPROCESSABLE_ENTITY, "quote_wrong_parties", &e),
-            E::QuoteMismatch(_) => answer(S::UNPROCESSABLE_ENTITY, "quote_mismatch", &e),
-            E::ConditionNotMet => answer(S::UNPROCESSABLE_ENTITY, "condition_not_met", &e),
-            E::HoldNotOpen(_) => answer(S::CONFLICT, "hold_not_open", &e),
-            E::NotPrepared => answer(S::CONFLICT, "not_prepared", &e),
-            E::CreditLimitExceeded(_) => answer(S::CONFLICT, "credit_limit_exceeded", &e),
-            E::NotCommitted(_) => answer(S::CONFLICT, "not_committed", &e),
-            E::RefundExceedsObligation(_) => answer(S::CONFLICT, "refund_exceeds_obligation", &e),
-            E::PeriodOpen(_) => answer(S::CONFLICT, "period_open", &e),
-            E::StatementDisagreed(_) => answer(S::CONFLICT, "statement_disagreed", &e),
+            E::NoRateCard(_) => answer(S::UNPROCESSABLE_ENTITY, C::NoRateCard, &e),
+            E::NoFxRate(_) => answer(S::UNPROCESSABLE_ENTITY, C::NoFxRate, &e),
+            E::Quote(ref q) => answer(S::UNPROCESSABLE_ENTITY, C::parse(q.code()), &e),
+            E::QuoteExpired(_) => answer(S::CONFLICT, C::QuoteExpired, &e),
+            E::QuoteOutOfBounds(_) => answer(S::UNPROCESSABLE_ENTITY, C::QuoteOutOfBounds, &e),
+            E::HoldOutOfBounds(_) => answer(S::UNPROCESSABLE_ENTITY, C::HoldOutOfBounds, &e),
+            E::QuoteWrongParties => answer(S::UNPROCESSABLE_ENTITY, C::QuoteWrongParties, &e),
+            E::QuoteMismatch(_) => answer(S::UNPROCESSABLE_ENTITY, C::QuoteMismatch, &e),
+            E::ConditionNotMet => answer(S::UNPROCESSABLE_ENTITY, C::ConditionNotMet, &e),
+            E::HoldNotOpen(_) => answer(S::CONFLICT, C::HoldNotOpen, &e),
+            E::NotPrepared => answer(S::CONFLICT, C::NotPrepared, &e),
+            E::CreditLimitExceeded(_) => answer(S::CONFLICT, C::CreditLimitExceeded, &e),
+            E::NotCommitted(_) => answer(S::CONFLICT, C::NotCommitted, &e),
+            E::RefundExceedsObligation(_) => answer(S::CONFLICT, C::RefundExceedsObligation, &e),
+            E::PeriodOpen(_) => answer(S::CONFLICT, C::PeriodOpen, &e),
+            E::StatementDisagreed(_) => answer(S::CONFLICT, C::StatementDisagreed, &e),
             E::StatementBadSignature(_) => {
-                answer(S::UNPROCESSABLE_ENTITY, "statement_bad_signature", &e)
+                answer(S::UNPROCESSABLE_ENTITY, C::StatementBadSignature, &e)
             }
             E::StatementPeriodInvalid => {
-                answer(S::UNPROCESSABLE_ENTITY, "statement_period_invalid", &e)
+                answer(S::UNPROCESSABLE_ENTITY, C::StatementPeriodInvalid, &e)
             }
-            E::Statement(ref st) => answer(S::UNPROCESSABLE_ENTITY, st.code(), &e),
+            E::Statement(ref st) => answer(S::UNPROCESSABLE_ENTITY, C::parse(st.code()), &e),
             E::TooManyLines(s) => s.into(),
-            E::PartnerUnavailable { .. } => answer(S::BAD_GATEWAY, "partner_unavailable", &e),
+            E::PartnerUnavailable { .. } => answer(S::BAD_GATEWAY, C::PartnerUnavailable, &e),
             E::PartnerRefused {
                 refusal,
                 ref partner_code,
@@ -619,10 +615,10 @@ impl From<RedemptionError> for ApiError {
                 };
                 ApiError {
                     partner_code: Some(partner_code.clone()),
-                    ..answer(status, "partner_refused", &e)
+                    ..answer(status, C::PartnerRefused, &e)
                 }
             }
-            E::PartnerBadAnswer(_) => answer(S::BAD_GATEWAY, "partner_bad_answer", &e),
+            E::PartnerBadAnswer(_) => answer(S::BAD_GATEWAY, C::PartnerBadAnswer, &e),
             E::Submit(s) => s.into(),
             E::Read(r) => r.into(),
             E::Internal(cause) => ApiError::internal(cause),
@@ -636,12 +632,12 @@ pub fn from_json_rejection(r: axum::extract::rejection::JsonRejection) -> ApiErr
     match r {
         J::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "expected Content-Type: application/json",
         ),
         J::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             "the request body exceeds the limit",
         ),
         other => ApiError::bad_body(other.body_text()),
@@ -694,7 +690,7 @@ mod tests {
     fn node_table() -> BTreeSet<(u16, String)> {
         ERROR_CODES
             .iter()
-            .flat_map(|(s, codes)| codes.iter().map(|c| (*s, (*c).to_owned())))
+            .flat_map(|(s, codes)| codes.iter().map(|c| (*s, c.as_str().to_owned())))
             .collect()
     }
 
@@ -729,7 +725,7 @@ mod tests {
             let what = format!("{e:?}");
             let a = ApiError::from(e);
             assert_eq!(
-                (a.status.as_u16(), a.code, a.retry_after_s),
+                (a.status.as_u16(), a.code.as_str(), a.retry_after_s),
                 (status, code, retry),
                 "{what}"
             );
@@ -761,10 +757,10 @@ mod tests {
     fn a_code_has_one_status_except_the_documented_five() {
         let mut seen: Vec<(&str, u16)> = Vec::new();
         for (status, codes) in ERROR_CODES {
-            for code in *codes {
-                if let Some((_, other)) = seen.iter().find(|(c, _)| c == code) {
+            for code in codes.iter().map(ErrorCode::as_str) {
+                if let Some((_, other)) = seen.iter().find(|(c, _)| *c == code) {
                     assert!(
-                        SEVERAL_STATUSES.contains(code),
+                        SEVERAL_STATUSES.contains(&code),
                         "{code} is under {other} and {status}"
                     );
                 }
@@ -798,7 +794,7 @@ mod tests {
             };
             let status = StatusCode::from_u16(status).expect("a status");
             assert!(
-                is_documented(code, status),
+                is_documented(&ErrorCode::parse(code), status),
                 "spec/api.md names `{} {code}`, which the code table does not have",
                 status.as_u16()
             );
@@ -884,7 +880,12 @@ mod tests {
             let what = format!("{e:?}");
             let a = ApiError::from(e);
             assert_eq!(
-                (a.status.as_u16(), a.code, a.detail.as_str(), a.partner_code),
+                (
+                    a.status.as_u16(),
+                    a.code.as_str(),
+                    a.detail.as_str(),
+                    a.partner_code
+                ),
                 (status, code, detail, None),
                 "{what}"
             );
@@ -901,12 +902,15 @@ mod tests {
                 refusal,
                 answer,
             ));
-            assert_eq!((a.status.as_u16(), a.code), (status, "partner_refused"));
+            assert_eq!(
+                (a.status.as_u16(), a.code.as_str()),
+                (status, "partner_refused")
+            );
             assert_eq!(
                 a.detail,
                 "b refused the refund: too_many_refunds: 64 at most"
             );
-            assert_eq!(a.partner_code.as_deref(), Some("too_many_refunds"));
+            assert_eq!(a.partner_code, Some(ErrorCode::TooManyRefunds));
         }
     }
 
@@ -944,7 +948,11 @@ mod tests {
         for (e, status, code) in peer {
             let what = format!("{e:?}");
             let a = ApiError::from(e);
-            assert_eq!((a.status.as_u16(), a.code), (status, code), "{what}");
+            assert_eq!(
+                (a.status.as_u16(), a.code.as_str()),
+                (status, code),
+                "{what}"
+            );
         }
         assert_eq!(
             ApiError::from(P::Unsigned("loyalty-peer")).detail,
@@ -967,7 +975,11 @@ mod tests {
         for (e, status, code) in witness {
             let what = format!("{e:?}");
             let a = ApiError::from(e);
-            assert_eq!((a.status.as_u16(), a.code), (status, code), "{what}");
+            assert_eq!(
+                (a.status.as_u16(), a.code.as_str()),
+                (status, code),
+                "{what}"
+            );
         }
         use AdmissionError as A;
         let admission = [
@@ -981,14 +993,14 @@ mod tests {
         for (e, status, code, retry) in admission {
             let a = ApiError::from(e);
             assert_eq!(
-                (a.status.as_u16(), a.code, a.retry_after_s),
+                (a.status.as_u16(), a.code.as_str(), a.retry_after_s),
                 (status, code, retry),
                 "{e:?}"
             );
         }
         let held = ApiError::from(WritesHeld);
         assert_eq!(
-            (held.status.as_u16(), held.code, held.retry_after_s),
+            (held.status.as_u16(), held.code.as_str(), held.retry_after_s),
             (503, "clock_jump", Some(60))
         );
     }
@@ -1042,7 +1054,7 @@ mod tests {
         ];
         for (a, status, code, detail) in cases {
             assert_eq!(
-                (a.status.as_u16(), a.code, a.detail.as_str()),
+                (a.status.as_u16(), a.code.as_str(), a.detail.as_str()),
                 (status, code, detail)
             );
         }
@@ -1051,10 +1063,10 @@ mod tests {
     #[test]
     fn a_partner_refusal_carries_the_partners_code_and_no_other_problem_does() {
         let refused = ApiError {
-            partner_code: Some("too_many_refunds".into()),
+            partner_code: Some(ErrorCode::TooManyRefunds),
             ..ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "partner_refused",
+                ErrorCode::PartnerRefused,
                 "brand-a refused the refund",
             )
         };

@@ -5,15 +5,16 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use ledger::state::read::{self, Record};
 use ledger::state::{record_prefix, HoldState, MemberState, Policies, RecordSource};
 use ledger::types::{EntryId, LogTime, MemberId};
+
+use loyalty_wire::ErrorCode;
 
 use crate::app::{scope, App, AppState, Authorized, Param};
 use crate::views::{self, ReadError};
@@ -22,6 +23,9 @@ use crate::views::{self, ReadError};
 use crate::problem::ApiError;
 pub use crate::views::{
     hold_view, store_record, HoldView, LotView, LotsPage, MemberView, LOTS_PAGE_MAX,
+};
+pub use loyalty_wire::{
+    HistoryItem, HistoryPage, PolicyInfo as PolicyView, RateCardInfo as RateCardView,
 };
 
 /// The read routes of members, holds and policies.
@@ -61,7 +65,12 @@ pub async fn member(
 ) -> Result<Json<MemberView>, ApiError> {
     views::member_view(&app.store, &id)?
         .map(Json)
-        .ok_or_else(|| ApiError::not_found("unknown_member", format!("member {id} has no points")))
+        .ok_or_else(|| {
+            ApiError::not_found(
+                ErrorCode::UnknownMember,
+                format!("member {id} has no points"),
+            )
+        })
 }
 
 /// Parameters of a lots page.
@@ -98,7 +107,7 @@ pub async fn lots(
     }
     if store_record::<MemberState>(&app.store, record_prefix::MEMBER, id.as_str())?.is_none() {
         return Err(ApiError::not_found(
-            "unknown_member",
+            ErrorCode::UnknownMember,
             format!("member {id} has no points"),
         ));
     }
@@ -135,22 +144,6 @@ impl Page {
     }
 }
 
-/// One entry of a history page.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct HistoryItem {
-    pub index: u64,
-    /// The decoded entry.
-    #[schema(value_type = Object)]
-    pub entry: Value,
-}
-
-/// A page of a member's history.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct HistoryPage {
-    pub entries: Vec<HistoryItem>,
-    pub next_cursor: Option<String>,
-}
-
 #[utoipa::path(get, path = "/v1/members/{member}/history", params(("member" = String, Path), Page),
     responses((status = 200, body = HistoryPage)), tag = "reads")]
 pub async fn history(
@@ -170,7 +163,7 @@ pub async fn history(
             .entry(i)
             .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::internal(format!("history names missing entry {i}")))?;
-        let entry: Value = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+        let entry = ledger::entry::Entry::from_bytes(&bytes).map_err(ApiError::internal)?;
         entries.push(HistoryItem { index: i, entry });
     }
     let next_cursor = (entries.len() == limit).then(|| entries[limit - 1].index.to_string());
@@ -187,28 +180,10 @@ pub async fn hold(
     _: Authorized<scope::Read>,
     Param(id): Param<EntryId>,
 ) -> Result<Json<HoldView>, ApiError> {
-    let h: HoldState = record(&app, record_prefix::HOLD, id.as_str())?
-        .ok_or_else(|| ApiError::not_found("unknown_hold", format!("no hold with id {id}")))?;
-    Ok(Json(hold_view(id.as_str(), &h)))
-}
-
-/// A rate card in force.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct RateCardView {
-    pub index: u64,
-    pub currency: String,
-    pub point_value: String,
-    pub valid_from: u64,
-}
-
-/// The brand's policies.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PolicyView {
-    #[schema(value_type = Option<Object>)]
-    pub tier: Option<Value>,
-    #[schema(value_type = Option<Object>)]
-    pub expiry: Option<Value>,
-    pub rate_cards: Vec<RateCardView>,
+    let h: HoldState = record(&app, record_prefix::HOLD, id.as_str())?.ok_or_else(|| {
+        ApiError::not_found(ErrorCode::UnknownHold, format!("no hold with id {id}"))
+    })?;
+    Ok(Json(hold_view(&id, &h)))
 }
 
 #[utoipa::path(get, path = "/v1/policy", responses((status = 200, body = PolicyView)), tag = "reads")]
@@ -218,22 +193,16 @@ pub async fn policy(
 ) -> Result<Json<PolicyView>, ApiError> {
     let p = policies(&app)?;
     Ok(Json(PolicyView {
-        tier: p
-            .tier
-            .as_ref()
-            .map(|t| serde_json::to_value(t).unwrap_or(Value::Null)),
-        expiry: p
-            .expiry
-            .as_ref()
-            .map(|e| serde_json::to_value(e).unwrap_or(Value::Null)),
+        tier: p.tier.clone(),
+        expiry: p.expiry.clone(),
         rate_cards: p
             .rate_cards
             .iter()
             .map(|(i, c)| RateCardView {
                 index: i.get(),
-                currency: c.currency.to_string(),
-                point_value: c.point_value.to_string(),
-                valid_from: c.valid_from.get(),
+                currency: c.currency,
+                point_value: c.point_value,
+                valid_from: c.valid_from,
             })
             .collect(),
     }))

@@ -12,6 +12,8 @@ use ledger::state::StateError;
 use ledger::statement::StatementError;
 use ledger::types::{BrandId, EntryId};
 
+use loyalty_wire::ErrorCode;
+
 use crate::sequencer::SubmitError;
 use crate::views::ReadError;
 
@@ -145,7 +147,7 @@ pub enum RedemptionError {
         what: &'static str,
         refusal: Refusal,
         /// The partner's own stable code.
-        partner_code: String,
+        partner_code: ErrorCode,
         partner_detail: String,
     },
     /// The partner answered something that does not verify or is not what was asked.
@@ -180,7 +182,9 @@ impl RedemptionError {
             partner: partner.clone(),
             what,
             refusal,
-            partner_code: v["code"].as_str().unwrap_or("partner_refused").to_owned(),
+            partner_code: v["code"]
+                .as_str()
+                .map_or(ErrorCode::PartnerRefused, ErrorCode::parse),
             partner_detail: v["detail"].as_str().unwrap_or("").to_owned(),
         }
     }

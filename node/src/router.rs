@@ -10,6 +10,8 @@ use axum::response::Response;
 use axum::Router;
 use utoipa_axum::router::OpenApiRouter;
 
+use loyalty_wire::ErrorCode;
+
 use crate::app::{App, AppState};
 use crate::problem::ApiError;
 
@@ -42,7 +44,7 @@ pub fn router(app: Arc<App>) -> Router {
     routes
         .merge(crate::ops::routes(&to_json(document)))
         .merge(crate::explorer::routes())
-        .fallback(|| async { ApiError::not_found("not_found", "no such route") })
+        .fallback(|| async { ApiError::not_found(ErrorCode::NotFound, "no such route") })
         .layer(middleware::from_fn_with_state(
             app.clone(),
             crate::guard::admit,

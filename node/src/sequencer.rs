@@ -44,22 +44,8 @@ impl Gate for NoGate {
     }
 }
 
-/// Whether a write was logged now or found logged before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteStatus {
-    Appended,
-    Existing,
-}
-
-impl WriteStatus {
-    /// The status as the API writes it: `appended` or `existing`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WriteStatus::Appended => "appended",
-            WriteStatus::Existing => "existing",
-        }
-    }
-}
+/// Whether a write was logged now or found logged before (the API's `status`).
+pub use loyalty_wire::WriteStatus;
 
 /// The answer to a committed write.
 #[derive(Debug, Clone)]

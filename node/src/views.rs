@@ -6,12 +6,12 @@
 //! Invariants: every read is one record, a page (lots, history) or a member's due work, never a
 //! key space; nothing here waits for the sequencer.
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
 use ledger::state::read::{self, Record};
 use ledger::state::{record_prefix, HoldState, HoldStatus, MemberState, Policies, RecordSource};
-use ledger::types::{LogTime, MemberId};
+use ledger::types::{EntryId, LogTime, MemberId};
+pub use loyalty_wire::{
+    HoldInfo as HoldView, HoldStatusKind, LotInfo as LotView, LotsPage, MemberInfo as MemberView,
+};
 
 use crate::sequencer::now;
 
@@ -35,43 +35,8 @@ pub fn store_record<T: Record>(
     read::named(store, prefix, name).map_err(ReadError::of)
 }
 
-/// One lot of a member.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct LotView {
-    /// Index of the entry that created the lot.
-    pub lot: u64,
-    pub remaining: u64,
-    /// Log time the lot expires at; null for never.
-    pub expires_at: Option<u64>,
-}
-
 /// The most lots a member read or one lots page returns.
 pub const LOTS_PAGE_MAX: usize = 50;
-
-/// A member's points and tier.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct MemberView {
-    pub member: String,
-    /// Points in lots (including lots past expiry not yet expired by an entry).
-    pub balance: u64,
-    /// Points spendable now.
-    pub available: u64,
-    /// Points in open holds.
-    pub pending: u64,
-    /// The recorded tier, evaluated as the log records it (null without a tier policy); a
-    /// change that is due is logged by the node within its housekeeping interval.
-    pub tier: Option<String>,
-    /// When the tier lapses without further earning, at the time of the read (null: never or
-    /// no policy).
-    pub tier_valid_until: Option<u64>,
-    /// The first lots, soonest-expiring first (at most 50; `lots_next_cursor` pages on
-    /// through `GET /v1/members/{member}/lots`).
-    pub lots: Vec<LotView>,
-    /// How many lots the member has.
-    pub lots_total: u64,
-    /// Cursor for the next page of lots; null when `lots` holds them all.
-    pub lots_next_cursor: Option<String>,
-}
 
 /// A member as a store's committed records show it (`None`: no such member).
 pub fn member_view(
@@ -109,13 +74,13 @@ pub fn member_view_of(
                 }
                 None => None,
             };
-            (Some(name.to_string()), until.map(|u| u.get()))
+            (Some(name), until)
         }
         None => (None, None),
     };
     let page = lots_page(src, id, None, LOTS_PAGE_MAX)?;
     Ok(MemberView {
-        member: id.to_string(),
+        member: id.clone(),
         balance: m.balance,
         available: m.balance.saturating_sub(lapsed),
         pending: m.pending,
@@ -125,14 +90,6 @@ pub fn member_view_of(
         lots_total: m.lots,
         lots_next_cursor: page.next_cursor,
     })
-}
-
-/// One page of a member's lots.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct LotsPage {
-    pub lots: Vec<LotView>,
-    /// Cursor for the next page; null on the last.
-    pub next_cursor: Option<String>,
 }
 
 /// One page of a member's lots from `src`, after `after`, at most `limit` (clamped to
@@ -153,9 +110,9 @@ pub(crate) fn lots_page(
         lots: lots
             .iter()
             .map(|l| LotView {
-                lot: l.id.get(),
+                lot: l.id,
                 remaining: l.remaining,
-                expires_at: l.expires_at.map(|e| e.get()),
+                expires_at: l.expires_at,
             })
             .collect(),
         next_cursor,
@@ -176,36 +133,21 @@ pub fn history_indexes(
     Ok(indexes)
 }
 
-/// A hold and where it stands.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct HoldView {
-    pub id: String,
-    pub index: u64,
-    pub member: String,
-    pub points: u64,
-    pub expires_at: u64,
-    pub payee: Option<String>,
-    /// `open`, `posted` or `voided`.
-    pub status: String,
-    /// Index of the post or void entry.
-    pub resolved_index: Option<u64>,
-}
-
 /// The view of hold `id` with state `h`.
-pub fn hold_view(id: &str, h: &HoldState) -> HoldView {
+pub fn hold_view(id: &EntryId, h: &HoldState) -> HoldView {
     let (status, resolved) = match h.status {
-        HoldStatus::Open => ("open", None),
-        HoldStatus::Posted(i) => ("posted", Some(i.get())),
-        HoldStatus::Voided(i) => ("voided", Some(i.get())),
+        HoldStatus::Open => (HoldStatusKind::Open, None),
+        HoldStatus::Posted(i) => (HoldStatusKind::Posted, Some(i.get())),
+        HoldStatus::Voided(i) => (HoldStatusKind::Voided, Some(i.get())),
     };
     HoldView {
-        id: id.to_owned(),
+        id: id.clone(),
         index: h.index.get(),
-        member: h.member.to_string(),
+        member: h.member.clone(),
         points: h.points,
-        expires_at: h.expires_at.get(),
-        payee: h.payee.as_ref().map(|p| p.to_string()),
-        status: status.into(),
+        expires_at: h.expires_at,
+        payee: h.payee.clone(),
+        status,
         resolved_index: resolved,
     }
 }

@@ -21,7 +21,7 @@ use rand_core::{OsRng, RngCore};
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{Error, ErrorCode, VerificationError};
 use crate::id::check_not_reserved;
@@ -382,26 +382,11 @@ impl Client {
                 .validate()
                 .map_err(|x| Error::Invalid(x.to_string()))?;
         }
-        #[derive(Serialize)]
-        struct Body<'a> {
-            earns: &'a [EarnItem],
-        }
-        #[derive(Deserialize)]
-        struct Outcome {
-            status: String,
-            #[serde(default)]
-            index: Option<u64>,
-            #[serde(default)]
-            problem: Option<serde_json::Value>,
-        }
-        #[derive(Deserialize)]
-        struct Answer {
-            checkpoint: String,
-            size: u64,
-            results: Vec<Outcome>,
-        }
-        let a: Answer = self
-            .json(Call::new(Method::POST, "/v1/earns").json(&Body { earns })?)
+        let body = EarnsBody {
+            earns: earns.to_vec(),
+        };
+        let a: EarnsResponse = self
+            .json(Call::new(Method::POST, "/v1/earns").json(&body)?)
             .await?;
         let mismatch = |field: &'static str, expected: String, got: String| {
             Error::from(VerificationError::Mismatch {
@@ -433,10 +418,10 @@ impl Client {
                     format!("{other:?}"),
                 )),
             };
-            results.push(match o.status.as_str() {
-                "appended" => logged(WriteStatus::Appended)?,
-                "existing" => logged(WriteStatus::Existing)?,
-                _ => {
+            results.push(match o.status {
+                EarnStatus::Appended => logged(WriteStatus::Appended)?,
+                EarnStatus::Existing => logged(WriteStatus::Existing)?,
+                EarnStatus::Refused | EarnStatus::Failed | EarnStatus::Unknown => {
                     let p = o.problem.unwrap_or_default();
                     EarnOutcome::Refused {
                         status: p["status"].as_u64().unwrap_or(0) as u16,

@@ -3,8 +3,6 @@
 //! Invariant: an [`Error::Api`] always carries the node's stable `code` (spec/api.md, "Error
 //! codes") parsed into an [`ErrorCode`]; callers branch on the code, never on `detail`.
 
-use std::fmt;
-
 use ledger::entry::EntryError;
 use ledger::receipt::ReceiptError;
 use serde::Deserialize;
@@ -140,193 +138,9 @@ pub enum VerificationError {
     Attestation(#[from] ledger::attestation::AttestationError),
 }
 
-/// The stable error codes of spec/api.md, "Error codes".
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    /// 400: malformed JSON, unknown or missing field, wrong type, out-of-range value.
-    InvalidBody,
-    /// 400: a path or query parameter is invalid.
-    InvalidParameter,
-    /// 401: no key, unknown key, revoked key.
-    Unauthenticated,
-    /// 403: the key lacks the route's scope.
-    Forbidden,
-    /// 404: the member has never held points.
-    UnknownMember,
-    /// 404: no hold with that id.
-    UnknownHold,
-    /// 404: no redemption with that id.
-    UnknownRedemption,
-    /// 404: nothing at that path.
-    NotFound,
-    /// 409: the id was used before by a write with another body.
-    IdConflict,
-    /// 409: the hold is already posted or voided.
-    HoldNotOpen,
-    /// 409: the hold has expired.
-    HoldExpired,
-    /// 413: the body exceeds 64 KiB.
-    BodyTooLarge,
-    /// 415: the body is not `application/json`.
-    UnsupportedMediaType,
-    /// 422: the member has fewer available points than asked.
-    InsufficientPoints,
-    /// 422: the member's balance would exceed 2^53-1 points.
-    BalanceOverflow,
-    /// 422: a hold must expire after the time it is logged.
-    HoldExpiryNotInFuture,
-    /// 422: the preimage does not match the hold's condition.
-    ConditionNotMet,
-    /// 422: the hold has a condition and no preimage was given.
-    PreimageRequired,
-    /// 422: the hold has no condition and a preimage was given.
-    UnexpectedPreimage,
-    /// 422: the refund exceeds what is left of the redemption.
-    RefundExceedsRedemption,
-    /// 422: a rate card must not be valid from before it is logged.
-    RateCardInPast,
-    /// 422: ids starting with `sys.` are reserved for the node.
-    ReservedId,
-    /// 500: the node failed internally.
-    Internal,
-    /// 503: the write queue is full; retry after the `Retry-After` delay.
-    Overloaded,
-    /// 503: the node is starting or stopping.
-    NotReady,
-    /// 503: the write was not committed in time; retrying with the same id is safe.
-    Timeout,
-    /// 408: the request body did not arrive within the node's body timeout; nothing was done.
-    BodyTimeout,
-    /// 503: the node's system clock jumped forward and writes are stopped until its operator
-    /// confirms the time.
-    ClockJump,
-    /// 409: a partner's pinned key cannot be replaced through the API.
-    PartnerKeyPinned,
-    /// 403: evidence froze the partnership (spec/federation.md §5).
-    PartnerFrozen,
-    /// 422: the attestation's statement is about another brand than expected.
-    AttestationWrongBrand,
-    /// 422: the attestation's receipt does not verify against the brand's key.
-    AttestationBadReceipt,
-    /// 422: the witness policy is unusable.
-    AttestationInvalidPolicy,
-    /// 422: a witness cosignature on the attestation's checkpoint does not verify.
-    AttestationBadCosignature,
-    /// 422: too few witnesses cosigned the attestation's checkpoint.
-    AttestationQuorum,
-    /// 422: the receipt is not for a `tier_attestation` entry.
-    AttestationNotAttestation,
-    /// 422: the statement differs from the logged attestation.
-    AttestationMismatch,
-    /// 422: the attestation's `valid_until` has passed.
-    AttestationExpired,
-    /// 409, 422 or 502: a partner refused a cross-brand call; [`Error::partner_code`] says why.
-    PartnerRefused,
-    /// 502: the partner could not be reached; retry the same request.
-    PartnerUnavailable,
-    /// 502: the partner's answer does not verify or is not what was asked.
-    PartnerBadAnswer,
-    /// 409: the payer's open obligation to the payee would exceed the agreement's credit limit.
-    CreditLimitExceeded,
-    /// 409: the refund exceeds what is left of the redemption.
-    RefundExceedsObligation,
-    /// 422: the redemption has had the most refunds it can have.
-    TooManyRefunds,
-    /// A code this SDK version does not know, verbatim.
-    Other(String),
-}
-
-const CODES: &[(&str, ErrorCode)] = &[
-    ("invalid_body", ErrorCode::InvalidBody),
-    ("invalid_parameter", ErrorCode::InvalidParameter),
-    ("unauthenticated", ErrorCode::Unauthenticated),
-    ("forbidden", ErrorCode::Forbidden),
-    ("unknown_member", ErrorCode::UnknownMember),
-    ("unknown_hold", ErrorCode::UnknownHold),
-    ("unknown_redemption", ErrorCode::UnknownRedemption),
-    ("not_found", ErrorCode::NotFound),
-    ("id_conflict", ErrorCode::IdConflict),
-    ("hold_not_open", ErrorCode::HoldNotOpen),
-    ("hold_expired", ErrorCode::HoldExpired),
-    ("body_too_large", ErrorCode::BodyTooLarge),
-    ("unsupported_media_type", ErrorCode::UnsupportedMediaType),
-    ("insufficient_points", ErrorCode::InsufficientPoints),
-    ("balance_overflow", ErrorCode::BalanceOverflow),
-    (
-        "hold_expiry_not_in_future",
-        ErrorCode::HoldExpiryNotInFuture,
-    ),
-    ("condition_not_met", ErrorCode::ConditionNotMet),
-    ("preimage_required", ErrorCode::PreimageRequired),
-    ("unexpected_preimage", ErrorCode::UnexpectedPreimage),
-    (
-        "refund_exceeds_redemption",
-        ErrorCode::RefundExceedsRedemption,
-    ),
-    ("rate_card_in_past", ErrorCode::RateCardInPast),
-    ("reserved_id", ErrorCode::ReservedId),
-    ("internal", ErrorCode::Internal),
-    ("overloaded", ErrorCode::Overloaded),
-    ("not_ready", ErrorCode::NotReady),
-    ("timeout", ErrorCode::Timeout),
-    ("body_timeout", ErrorCode::BodyTimeout),
-    ("clock_jump", ErrorCode::ClockJump),
-    ("partner_key_pinned", ErrorCode::PartnerKeyPinned),
-    ("partner_frozen", ErrorCode::PartnerFrozen),
-    ("attestation_wrong_brand", ErrorCode::AttestationWrongBrand),
-    ("attestation_bad_receipt", ErrorCode::AttestationBadReceipt),
-    (
-        "attestation_invalid_policy",
-        ErrorCode::AttestationInvalidPolicy,
-    ),
-    (
-        "attestation_bad_cosignature",
-        ErrorCode::AttestationBadCosignature,
-    ),
-    ("attestation_quorum", ErrorCode::AttestationQuorum),
-    (
-        "attestation_not_attestation",
-        ErrorCode::AttestationNotAttestation,
-    ),
-    ("attestation_mismatch", ErrorCode::AttestationMismatch),
-    ("attestation_expired", ErrorCode::AttestationExpired),
-    ("partner_refused", ErrorCode::PartnerRefused),
-    ("partner_unavailable", ErrorCode::PartnerUnavailable),
-    ("partner_bad_answer", ErrorCode::PartnerBadAnswer),
-    ("credit_limit_exceeded", ErrorCode::CreditLimitExceeded),
-    (
-        "refund_exceeds_obligation",
-        ErrorCode::RefundExceedsObligation,
-    ),
-    ("too_many_refunds", ErrorCode::TooManyRefunds),
-];
-
-impl ErrorCode {
-    /// The code for a `code` string; unknown strings become [`ErrorCode::Other`].
-    pub fn parse(s: &str) -> ErrorCode {
-        CODES
-            .iter()
-            .find(|(name, _)| *name == s)
-            .map_or_else(|| ErrorCode::Other(s.to_owned()), |(_, c)| c.clone())
-    }
-
-    /// The code as the node writes it.
-    pub fn as_str(&self) -> &str {
-        match self {
-            ErrorCode::Other(s) => s,
-            known => CODES
-                .iter()
-                .find(|(_, c)| c == known)
-                .map_or("other", |(name, _)| name),
-        }
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The stable error codes of spec/api.md, "Error codes" (the wire crate's, shared with the
+/// node); a code this SDK version does not know is kept verbatim as [`ErrorCode::Other`].
+pub use loyalty_wire::ErrorCode;
 
 #[cfg(test)]
 mod tests {
@@ -334,17 +148,19 @@ mod tests {
 
     #[test]
     fn every_code_round_trips_through_its_string() {
-        for (name, code) in CODES {
-            assert_eq!(&ErrorCode::parse(name), code);
-            assert_eq!(code.as_str(), *name);
+        for code in ErrorCode::ALL {
+            assert_eq!(&ErrorCode::parse(code.as_str()), code);
         }
+        // Every code of spec/api.md is known, `unknown_lot` too (it was `Other` before the
+        // SDK shared the node's codes); a newer node's code is kept verbatim.
+        assert_eq!(ErrorCode::parse("unknown_lot"), ErrorCode::UnknownLot);
         assert_eq!(
-            ErrorCode::parse("unknown_lot"),
-            ErrorCode::Other("unknown_lot".into())
+            ErrorCode::parse("a_newer_nodes_code"),
+            ErrorCode::Other("a_newer_nodes_code".into())
         );
         assert_eq!(
-            ErrorCode::Other("unknown_lot".into()).as_str(),
-            "unknown_lot"
+            ErrorCode::Other("a_newer_nodes_code".into()).as_str(),
+            "a_newer_nodes_code"
         );
     }
 
@@ -418,8 +234,8 @@ mod tests {
 
     #[test]
     fn unknown_codes_and_non_json_bodies_are_kept() {
-        let e = Error::from_problem(404, br#"{"code":"unknown_lot","detail":"no lot"}"#);
-        assert_eq!(e.code(), Some(&ErrorCode::Other("unknown_lot".into())));
+        let e = Error::from_problem(404, br#"{"code":"unknown_widget","detail":"no widget"}"#);
+        assert_eq!(e.code(), Some(&ErrorCode::Other("unknown_widget".into())));
         let e = Error::from_problem(502, b"<html>Bad gateway</html>");
         match e {
             Error::Api { code, detail, .. } => {

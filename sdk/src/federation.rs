@@ -10,51 +10,17 @@
 use ledger::checkpoint::{open_checkpoint, Checkpoint, NoteError, NoteVerifier, SignatureType};
 use ledger::entry::EntryKind;
 use ledger::receipt::Receipt;
-use ledger::types::{BrandId, LogTime, MemberId, TierName};
+use ledger::types::BrandId;
 use ledger::witness::WitnessPolicy;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, VerificationError};
 use crate::types::MemberInfo;
-
-/// One partner as `GET /v1/partners` reports it (spec/federation.md §3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartnerStatus {
-    /// The partner's brand id.
-    pub brand: BrandId,
-    /// Base URL of its node.
-    pub url: String,
-    /// Its pinned C2SP verifier key; `None` while unpinned (nothing is fetched).
-    #[serde(default)]
-    pub verifier_key: Option<String>,
-    /// Whether a key is pinned.
-    pub pinned: bool,
-    /// Whether evidence froze the partnership (§5).
-    pub frozen: bool,
-    /// Entries of the partner's log verified and stored in the mirror.
-    pub verified_size: u64,
-    /// Size of the latest partner checkpoint seen.
-    pub partner_size: u64,
-    /// `partner_size - verified_size`.
-    pub lag: u64,
-    /// When the last successful sync round ended, ms since the Unix epoch.
-    #[serde(default)]
-    pub last_sync_ms: Option<u64>,
-    /// Why the last sync round failed, if it did.
-    #[serde(default)]
-    pub last_error: Option<String>,
-    /// The size of this node's own log that the partner last cosigned as its witness.
-    pub cosigned_size: u64,
-    /// Evidence records held against the partner.
-    pub evidence: u64,
-}
-
-/// `GET /v1/partners`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartnerList {
-    /// Every configured partner.
-    pub partners: Vec<PartnerStatus>,
-}
+pub use loyalty_wire::redemption::{
+    AgreementOutcome, Committed, LoggedStatement, PayerCommit, Prepared, QuoteAnswer, QuoteRequest,
+    RedemptionStatus, RefundRequest, Refunded,
+};
+pub use loyalty_wire::{AttestationVerdict, CosignedCheckpoint, PartnerList, PartnerStatus};
 
 /// `POST /v1/admin/partners`: adds a partner, or pins the key of an unpinned one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,42 +155,6 @@ pub struct EvidenceList {
     pub evidence: Vec<Evidence>,
 }
 
-/// `GET /v1/checkpoint/cosigned`: the node's latest checkpoint with every cosignature its
-/// witnesses gave for that size (spec/federation.md §4), unverified.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CosignedCheckpoint {
-    /// The checkpoint's tree size.
-    pub size: u64,
-    /// The signed note, with the log's signature and the cosignature lines.
-    pub note: String,
-    /// The key names of the witnesses whose cosignatures the note carries.
-    pub cosigners: Vec<String>,
-    /// Whether the node's witness quorum cosigned it.
-    #[serde(rename = "final")]
-    pub is_final: bool,
-}
-
-/// `POST /v1/attestations/verify`: the node's verdict on an attestation it verified with
-/// its pinned partner keys and witness policy. A refusal is an RFC 9457 problem instead
-/// (status 422, an `attestation_*` code).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttestationVerdict {
-    /// Always true in a success answer.
-    pub valid: bool,
-    /// The attesting brand.
-    pub brand: BrandId,
-    /// The member, by the attesting brand's id.
-    pub member: MemberId,
-    /// The attested tier.
-    pub tier: TierName,
-    /// Until when the tier is attested; `None` for the base tier (forever).
-    #[serde(default)]
-    pub valid_until: Option<LogTime>,
-    /// The witnesses that cosigned the attestation's checkpoint.
-    #[serde(default)]
-    pub cosigners: Vec<String>,
-}
-
 /// Builds the [`WitnessPolicy`] of a log: its key, the witness keys and the quorum. A witness
 /// may be given by its `0x04` key or by the partner's `0x01` log key, from which its witness
 /// key is derived (spec/federation.md §1); duplicates count once. Fails with
@@ -265,6 +195,7 @@ pub fn witness_policy(
 mod tests {
     use super::*;
     use ledger::checkpoint::{CosignatureSigner, NoteSigner};
+    use ledger::types::LogTime;
     use serde_json::json;
 
     /// A mirrored member whose latest entry at the partner is a `post` of their hold (which
@@ -428,98 +359,6 @@ mod tests {
     }
 }
 
-/// The answer to [`crate::Client::approve_agreement`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgreementOutcome {
-    /// `logged` (co-signed and logged on this node) or `pending` (the other party has not
-    /// approved the same terms yet).
-    pub status: String,
-    /// The terms with the signatures gathered so far.
-    pub agreement: ledger::agreement::SignedAgreement,
-    /// The receipt of the agreement entry, once logged.
-    pub receipt: Option<ledger::receipt::Receipt>,
-}
-
-/// `POST /v1/redemptions/quote`: price a member's redemption of a partner's points here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QuoteRequest {
-    /// The redemption's id (also the quote's); reuse it to retry.
-    pub redemption: ledger::types::EntryId,
-    /// The agreement under which the payer's points are redeemed here.
-    pub agreement: ledger::types::EntryId,
-    /// The member's brand.
-    pub payer: BrandId,
-    /// The member, by the payer's pseudonymous id.
-    pub member: ledger::types::MemberId,
-    /// The value of this many points (give this or `price_minor`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub points: Option<ledger::types::Points>,
-    /// The points for this price, in minor units of the settlement currency.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub price_minor: Option<u64>,
-    /// How long the quote holds, in ms (node default 5 minutes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl_ms: Option<u64>,
-}
-
-/// A logged quote, as `POST /v1/redemptions/quote` and `GET /v1/redemptions/{id}/quote`
-/// return it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QuoteAnswer {
-    pub quote: ledger::quote::Quote,
-    /// Whether it can still be used.
-    pub live: bool,
-    /// The receipt of the `quote` entry in the redeeming brand's log.
-    pub receipt: ledger::receipt::Receipt,
-}
-
-/// The answer to [`crate::Client::prepare`]: the member's brand holds the points.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Prepared {
-    pub redemption: String,
-    /// The member's brand.
-    pub payer: String,
-    /// The receipt of the hold in the payer's log (the node verified it against the payer's
-    /// pinned key; verify it again with that key if you pin it too).
-    pub hold: ledger::receipt::Receipt,
-}
-
-/// A redemption as the member's brand's log shows it (`status`, `void`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedemptionStatus {
-    pub redemption: String,
-    /// `open`, `posted` or `voided`.
-    pub status: String,
-    pub points: u64,
-    pub expires_at: u64,
-    pub hold: ledger::receipt::Receipt,
-    pub resolution: Option<ledger::receipt::Receipt>,
-}
-
-/// The payer's receipts for a commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PayerCommit {
-    pub post: ledger::receipt::Receipt,
-    pub payable: ledger::receipt::Receipt,
-}
-
-/// A committed redemption: what the member's brand owes, with both sides' receipts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Committed {
-    pub redemption: String,
-    pub amount_minor: u64,
-    pub currency: String,
-    pub payer: PayerCommit,
-    pub receivable: ledger::receipt::Receipt,
-}
-
 /// What [`crate::Client::redeem_at_partner`] needs: a member of `payer` redeems its points here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedeemAtPartner {
@@ -534,46 +373,4 @@ pub struct RedeemAtPartner {
     pub price_minor: Option<u64>,
     /// The member's spend authorisation at `payer` for this brand.
     pub authorisation: ledger::types::EntryId,
-}
-
-/// `POST /v1/redemptions/{redemption}/refunds`: a refund of a committed redemption, decided at
-/// the redeeming brand.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RefundRequest {
-    /// The refund's id; reuse it to retry.
-    pub refund: ledger::types::EntryId,
-    /// Points returned to the member: at most what is left of the redemption.
-    pub points: ledger::types::Points,
-}
-
-/// A refund, logged on both sides: what it takes off the member's brand's obligation, with
-/// both receipts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Refunded {
-    pub redemption: String,
-    pub refund: String,
-    pub points: u64,
-    /// Minor units of `currency` taken off the obligation (the cumulative rule; may be 0).
-    pub amount_minor: u64,
-    pub currency: String,
-    /// Points of the redemption refunded so far, this refund included.
-    pub refunded_points: u64,
-    /// The member's brand's `obligation_refund` receipt.
-    pub payer: ledger::receipt::Receipt,
-    /// This brand's `obligation_refund` receipt.
-    pub receivable: ledger::receipt::Receipt,
-}
-
-/// A co-signed settlement statement as a node logged it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoggedStatement {
-    /// The settlement period's number.
-    pub period: u64,
-    /// The statement with both brands' signatures.
-    pub statement: ledger::statement::SignedStatement,
-    /// The receipt of the `statement` entry in the node's log.
-    pub receipt: ledger::receipt::Receipt,
 }

@@ -90,9 +90,9 @@ pub(crate) async fn checkpoints(
                     "cosigners",
                     html! {
                         div class="value" id="cosigners"
-                            data-cosigners=(cosigned.cosigners.join(",")) data-final=(cosigned.final_) {
+                            data-cosigners=(cosigned.cosigners.join(",")) data-final=(cosigned.is_final) {
                             (cosigned.cosigners.len())
-                            @if cosigned.final_ { " · final" } @else { " · not final" }
+                            @if cosigned.is_final { " · final" } @else { " · not final" }
                         }
                     },
                 ))
@@ -248,7 +248,7 @@ pub(crate) async fn partners(State(app): AppState) -> Response {
                                 data-pinned=(p.pinned) {
                                 td {
                                     a class="partner-link" id={ "partner-link-" (p.brand) }
-                                        href={ "/explorer/partners/" (url_component(&p.brand)) } {
+                                        href={ "/explorer/partners/" (url_component(p.brand.as_str())) } {
                                         (p.brand)
                                     }
                                 }

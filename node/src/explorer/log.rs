@@ -251,7 +251,7 @@ pub(crate) async fn home(State(app): AppState) -> Response {
                     card_value(&format!(
                         "{}{}",
                         int(cosigned.cosigners.len() as u64),
-                        if cosigned.final_ { " (final)" } else { "" }
+                        if cosigned.is_final { " (final)" } else { "" }
                     )),
                 ))
                 (card("partners", card_value(&int(partners.len() as u64))))

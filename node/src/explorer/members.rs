@@ -21,6 +21,7 @@ use crate::api::AppState;
 use crate::problem::ApiError;
 use crate::reads::{hold_view, member_view, member_view_of};
 use crate::sequencer::now;
+use crate::views::HoldStatusKind;
 
 /// State records whose key starts with `prefix`, from the one after name `after` (or the
 /// first), at most `limit`, as (name, value).
@@ -106,11 +107,11 @@ pub(crate) async fn members(
                 tbody {
                     @for view in &views {
                         tr data-member=(view.member) data-balance=(view.balance) {
-                            td { (member_link(&view.member)) }
+                            td { (member_link(view.member.as_str())) }
                             td class="num" { (int(view.balance)) }
                             td class="num" { (int(view.available)) }
                             td class="num" { (int(view.pending)) }
-                            td { (view.tier.as_deref().unwrap_or("—")) }
+                            td { (view.tier.as_ref().map(|t| t.as_str()).unwrap_or("—")) }
                             td class="num" { (view.lots_total) }
                         }
                     }
@@ -168,8 +169,8 @@ fn member_page(
         .map(|&i| load_row(app, ctx, i))
         .collect::<Result<_, _>>()?;
     let tier_text = match (&view.tier, view.tier_valid_until) {
-        (Some(t), Some(u)) => format!("{t} until {}", html::time(u)),
-        (Some(t), None) => t.clone(),
+        (Some(t), Some(u)) => format!("{t} until {}", html::time(u.get())),
+        (Some(t), None) => t.to_string(),
         (None, _) => "no tier policy".into(),
     };
     let name = id.to_string();
@@ -200,7 +201,7 @@ fn member_page(
         }
         div class="cards" id="member" data-member=(view.member) data-balance=(view.balance)
             data-available=(view.available) data-pending=(view.pending)
-            data-tier=(view.tier.as_deref().unwrap_or("")) {
+            data-tier=(view.tier.as_ref().map(|t| t.as_str()).unwrap_or("")) {
             (card("balance", html! { div class="value" id="balance" { (int(view.balance)) } }))
             (card("available", html! { div class="value" id="available" { (int(view.available)) } }))
             (card("pending in holds", html! { div class="value" id="pending" { (int(view.pending)) } }))
@@ -223,10 +224,10 @@ fn member_page(
                             td {
                                 @match l.expires_at {
                                     None => "never",
-                                    Some(e) if e <= t => {
-                                        (html::time(e)) " " (badge("warn", "past expiry"))
+                                    Some(e) if e.get() <= t => {
+                                        (html::time(e.get())) " " (badge("warn", "past expiry"))
                                     }
-                                    Some(e) => (html::time(e)),
+                                    Some(e) => (html::time(e.get())),
                                 }
                             }
                         }
@@ -274,8 +275,8 @@ pub(crate) async fn holds(
                 examined += 1;
                 cursor = Some(name.clone());
                 let h = <HoldState as Record>::decode(v).map_err(ApiError::internal)?;
-                let view = hold_view(name, &h);
-                if view.status == "open" {
+                let view = hold_view(&name.parse().map_err(ApiError::internal)?, &h);
+                if view.status == HoldStatusKind::Open {
                     open.push((view, h.authorisation));
                     if open.len() == PAGE_ROWS_MAX {
                         break 'scan;
@@ -324,14 +325,14 @@ pub(crate) async fn holds(
                             tr data-hold=(h.id) data-points=(h.points) data-member=(h.member) {
                                 td class="mono" { (h.id) }
                                 td class="num" { a href={ "/explorer/entries/" (h.index) } { (h.index) } }
-                                td { (member_link(&h.member)) }
+                                td { (member_link(h.member.as_str())) }
                                 td class="num" { (int(h.points)) }
                                 td {
-                                    (html::time(h.expires_at))
-                                    @if h.expires_at <= t { " " (badge("warn", "expired")) }
+                                    (html::time(h.expires_at.get()))
+                                    @if h.expires_at.get() <= t { " " (badge("warn", "expired")) }
                                 }
                                 td {
-                                    @match h.payee.as_deref() {
+                                    @match h.payee.as_ref().map(|p| p.as_str()) {
                                         Some(p) => {
                                             a href={ "/explorer/partners/" (url_component(p)) } { (p) }
                                         }

@@ -18,6 +18,8 @@ use serde::Serialize;
 use ledger::checkpoint::NoteSigner;
 use ledger::merkle::Hash;
 
+use loyalty_wire::ErrorCode;
+
 use super::lock::{Head, LeaderInfo, Lease, LockBackend, Locked};
 use super::node::WATCH_INTERVAL;
 use super::standby::{ReceiveError, StandbyLog};
@@ -261,7 +263,7 @@ fn standby_router(
             async move {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "not_ready",
+                    ErrorCode::NotReady,
                     format!("this node is a standby; writes go to the primary ({url})"),
                 )
             }
@@ -273,8 +275,12 @@ async fn replicate(State(ctx): State<Arc<Following>>, body: axum::body::Bytes) -
     let body = match ReplicateBody::decode(&body) {
         Ok(b) => b,
         Err(e) => {
-            return ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string())
-                .into_response()
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidBody,
+                e.to_string(),
+            )
+            .into_response()
         }
     };
     let r = ctx
@@ -300,7 +306,7 @@ async fn replicate(State(ctx): State<Arc<Following>>, body: axum::body::Bytes) -
         }
         Ok((Err(ReceiveError::Invalid(e)), _)) => {
             tracing::warn!(error = %e, "a replicated batch was refused");
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e).into_response()
+            ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidBody, e).into_response()
         }
         Ok((Err(e), _)) => ApiError::internal(e).into_response(),
         Err(e) => ApiError::internal(e).into_response(),
@@ -353,17 +359,10 @@ async fn consistency_proof(
         READ_BYTES_MAX,
     )
     .await?;
-    let p: crate::log_routes::ConsistencyProof =
+    // A proof hash that is not 32 bytes of hex does not decode.
+    let p: loyalty_wire::ConsistencyProof =
         serde_json::from_slice(&body).map_err(|e| format!("consistency proof: {e}"))?;
-    p.proof
-        .iter()
-        .map(|h| {
-            hex::decode(h)
-                .ok()
-                .and_then(|b| Hash::try_from(b).ok())
-                .ok_or_else(|| "a proof hash is not 32 bytes of hex".to_owned())
-        })
-        .collect()
+    Ok(p.proof.into_iter().map(|h| h.0).collect())
 }
 
 /// One catch-up round from the primary's public log routes.
@@ -399,7 +398,7 @@ async fn pull_once(ctx: &Arc<Following>, http: &reqwest::Client, url: &str) -> R
             READ_BYTES_MAX,
         )
         .await?;
-        let entries: crate::log_routes::Entries =
+        let entries: loyalty_wire::LogEntries =
             serde_json::from_slice(&body).map_err(|e| format!("entries: {e}"))?;
         let entries: Vec<Vec<u8>> = entries
             .entries

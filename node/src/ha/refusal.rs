@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use ledger::store::{Store, StoreError};
 
+use loyalty_wire::ErrorCode;
+
 use crate::problem::ApiError;
 
 /// The node-local record of a refusal (not replicated: `ha/`).
@@ -108,7 +110,7 @@ pub async fn gate(State(refused): State<Arc<Gate>>, req: Request, next: Next) ->
         if let Some(r) = refused.refused.active((refused.size)()) {
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "restore_refused",
+                ErrorCode::RestoreRefused,
                 format!(
                     "the restore guard refused to let this node sign, and it serves no signed tree head: {}",
                     r.detail

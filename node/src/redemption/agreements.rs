@@ -11,14 +11,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use ledger::agreement::{sign, AgreementTerms, SignedAgreement};
 use ledger::checkpoint::NoteVerifier;
 use ledger::entry::EntryKind;
 use ledger::log::Write;
 use ledger::receipt::Receipt;
+
+pub use loyalty_wire::redemption::AgreementOutcome;
 
 use crate::app::App;
 use crate::federation::client::{PeerClient, Reply};
@@ -28,18 +28,6 @@ use crate::redemption_error::RedemptionError;
 const APPROVED_PREFIX: &[u8] = b"agreement-approved/";
 /// The peer route a node sends its signed approval to.
 pub const PEER_PATH: &str = "/v1/peer/agreements";
-
-/// What became of an approval.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AgreementOutcome {
-    /// `logged` (both signed; logged here) or `pending` (the partner has not approved yet).
-    pub status: String,
-    #[schema(value_type = Object)]
-    pub agreement: SignedAgreement,
-    /// The receipt of the agreement entry in this node's log, once logged.
-    #[schema(value_type = Object)]
-    pub receipt: Option<Receipt>,
-}
 
 fn approved_key(id: &str) -> Vec<u8> {
     [APPROVED_PREFIX, id.as_bytes()].concat()

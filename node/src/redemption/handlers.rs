@@ -19,7 +19,7 @@ use ledger::types::{BrandId, EntryId};
 use super::agreements::{self, AgreementOutcome};
 use super::payee::{self, Committed, PrepareBody, Prepared};
 use super::payer;
-use super::quotes::{self, QuoteAnswer, QuoteBody};
+use super::quotes::{self, QuoteAnswer, QuoteRequest};
 use super::reconcile::{self, ReconcileQuery, ReportFormat};
 use super::redeem::{CommitRequest, PayerCommit, PrepareRequest, RedemptionStatus};
 use super::refunds::{self, RefundRequest, Refunded};
@@ -29,12 +29,12 @@ use crate::federation::peer;
 use crate::keys::Scope;
 use crate::problem::ApiError;
 
-#[utoipa::path(post, path = "/v1/redemptions/quote", request_body = QuoteBody,
+#[utoipa::path(post, path = "/v1/redemptions/quote", request_body = QuoteRequest,
     responses((status = 200, body = QuoteAnswer)), tag = "redemption")]
 pub async fn quote(
     State(app): AppState,
     headers: HeaderMap,
-    ApiJson(b): ApiJson<QuoteBody>,
+    ApiJson(b): ApiJson<QuoteRequest>,
 ) -> Result<Json<QuoteAnswer>, ApiError> {
     authorize(&app, &headers, Scope::Redeem)?;
     Ok(Json(quotes::quote(&app, b).await?))

@@ -15,12 +15,13 @@
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
 
 use ledger::entry::{EntryKind, HexHash};
 use ledger::log::{receipt_from_store, Write};
 use ledger::receipt::Receipt;
 use ledger::types::{EntryId, LogTime};
+
+pub use loyalty_wire::redemption::{Committed, PrepareBody, Prepared};
 
 use super::redeem::*;
 use crate::app::App;
@@ -37,29 +38,6 @@ struct PreparedLocally {
     secret: String,
     expires_at: LogTime,
     authorisation: EntryId,
-}
-
-/// `POST /v1/redemptions/{redemption}/prepare` at the payee.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PrepareBody {
-    /// The member's spend authorisation at the payer for this brand.
-    #[schema(value_type = String)]
-    pub authorisation: EntryId,
-    /// How long the payer holds the points (default and most: until the quote expires, at
-    /// most an hour).
-    #[serde(default)]
-    pub hold_ms: Option<u64>,
-}
-
-/// The payer's hold, as the payee verified it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Prepared {
-    pub redemption: String,
-    pub payer: String,
-    /// The receipt of the hold in the payer's log, verified against its pinned key.
-    #[schema(value_type = Object)]
-    pub hold: Receipt,
 }
 
 /// The payee's side of prepare: keeps the secret, asks the payer to hold, verifies the receipt.
@@ -218,20 +196,6 @@ pub(super) async fn ask_payer(
         r.verify(key).map_err(|e| bad(e.to_string()))?;
     }
     Ok(s)
-}
-
-/// A committed redemption as the payee reports it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Committed {
-    pub redemption: String,
-    /// What the payer owes this brand, in minor units of `currency`.
-    pub amount_minor: u64,
-    pub currency: String,
-    /// The payer's receipts (verified against its pinned key).
-    pub payer: PayerCommit,
-    /// The receipt of this brand's `receivable` obligation.
-    #[schema(value_type = Object)]
-    pub receivable: Receipt,
 }
 
 /// The payee's side of commit: reveals the preimage to the payer, verifies its receipts, and

@@ -7,15 +7,13 @@
 //! from this node's own log or a verified mirror, never from an unverified answer; the quote is
 //! durable (logged) before it is returned.
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
 use ledger::entry::EntryKind;
 use ledger::log::{receipt_from_store, Write};
 use ledger::quote::{make_quote, Ask, Pricing, Quote};
-use ledger::receipt::Receipt;
 use ledger::state::{record_prefix, AgreementState, Policies, QuoteState};
-use ledger::types::{BrandId, DurationMs, EntryId, MemberId, Points};
+use ledger::types::{BrandId, DurationMs, EntryId};
+
+pub use loyalty_wire::redemption::{QuoteAnswer, QuoteRequest};
 
 use crate::app::App;
 use crate::redemption_error::RedemptionError;
@@ -24,46 +22,6 @@ use crate::views::store_record;
 /// Default and largest lifetime of a quote.
 pub const QUOTE_TTL_DEFAULT_MS: u64 = 5 * 60 * 1000;
 pub const QUOTE_TTL_MAX_MS: u64 = 24 * 60 * 60 * 1000;
-
-/// `POST /v1/redemptions/quote`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct QuoteBody {
-    /// The redemption's id (also the quote's).
-    #[schema(value_type = String)]
-    pub redemption: EntryId,
-    /// The agreement under which the payer's points are redeemed here.
-    #[schema(value_type = String)]
-    pub agreement: EntryId,
-    /// The member's brand.
-    #[schema(value_type = String)]
-    pub payer: BrandId,
-    /// The member, by the payer's pseudonymous id.
-    #[schema(value_type = String)]
-    pub member: MemberId,
-    /// The value of this many points …
-    #[schema(value_type = Option<u64>)]
-    #[serde(default)]
-    pub points: Option<Points>,
-    /// … or the points for this price, in minor units of the settlement currency.
-    #[serde(default)]
-    pub price_minor: Option<u64>,
-    /// How long the quote holds (default 5 minutes, at most 24 hours).
-    #[serde(default)]
-    pub ttl_ms: Option<u64>,
-}
-
-/// A logged quote.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct QuoteAnswer {
-    #[schema(value_type = Object)]
-    pub quote: Quote,
-    /// Whether it can still be used now.
-    pub live: bool,
-    /// The receipt of the `quote` entry.
-    #[schema(value_type = Object)]
-    pub receipt: Receipt,
-}
 
 /// The policies (rate cards, FX rates) of `brand`'s log: this node's own, or its verified
 /// mirror of a pinned partner's. Never an unverified answer.
@@ -118,7 +76,7 @@ fn answers_price(app: &App, q: &Quote, price: u64) -> Result<bool, RedemptionErr
 
 /// Quotes redemption `b` (idempotent by its id): the quote logged before, or a new one,
 /// priced from the verified mirror and logged.
-pub(super) async fn quote(app: &App, b: QuoteBody) -> Result<QuoteAnswer, RedemptionError> {
+pub(super) async fn quote(app: &App, b: QuoteRequest) -> Result<QuoteAnswer, RedemptionError> {
     let ask = match (b.points, b.price_minor) {
         (Some(p), None) => Ask::Points(p),
         (None, Some(m)) => Ask::PriceMinor(m),

@@ -11,9 +11,10 @@ use utoipa::ToSchema;
 
 use ledger::entry::{EntryKind, HexHash, Hold};
 use ledger::quote::Quote;
-use ledger::receipt::Receipt;
 use ledger::state::{record_prefix, QuoteState};
 use ledger::types::{EntryId, LogTime};
+
+pub use loyalty_wire::redemption::{PayerCommit, RedemptionStatus};
 
 use crate::app::App;
 use crate::federation::Partner;
@@ -109,25 +110,6 @@ pub(super) fn hold_of(req: &PrepareRequest) -> EntryKind {
 // Status and void (spec/redemption.md §3, steps 5 and recovery): decided by the payer's log.
 // ---------------------------------------------------------------------------------------
 
-/// A redemption as the payer's log shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RedemptionStatus {
-    pub redemption: String,
-    /// `open`, `posted` or `voided`, by the payer's log (an open hold past `expires_at` is
-    /// released by the payer with a `void` at its own log time).
-    pub status: String,
-    pub points: u64,
-    /// The payer's log time from which the hold can no longer be posted.
-    pub expires_at: u64,
-    /// Receipt of the hold.
-    #[schema(value_type = Object)]
-    pub hold: Receipt,
-    /// Receipt of the entry that posted or voided it.
-    #[schema(value_type = Object)]
-    pub resolution: Option<Receipt>,
-}
-
 /// The peer routes' prefix at the payer: `GET {prefix}{id}` and `POST {prefix}{id}/void`.
 pub const PEER_REDEMPTIONS: &str = "/v1/peer/redemptions/";
 
@@ -141,16 +123,6 @@ pub const PEER_REDEMPTIONS: &str = "/v1/peer/redemptions/";
 pub struct CommitRequest {
     pub preimage: ledger::entry::HexBytes,
     pub quote: Quote,
-}
-
-/// The payer's receipts for a commit: the post of the hold and the payable obligation.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PayerCommit {
-    #[schema(value_type = Object)]
-    pub post: Receipt,
-    #[schema(value_type = Object)]
-    pub payable: Receipt,
 }
 
 pub(super) fn obligation_id(redemption: &EntryId) -> Result<EntryId, RedemptionError> {

@@ -13,15 +13,15 @@
 //! its signature verifies against the pinned key.
 
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
 
 use ledger::entry::{Counterpart, EntryKind, HexHash, ObligationRefund, ObligationSide};
 use ledger::log::{receipt_from_store, Write};
 use ledger::receipt::Receipt;
 use ledger::state::{record_prefix, AgreementState, ObligationState};
-use ledger::types::{BrandId, EntryId, LogIndex, Points};
+use ledger::types::{BrandId, EntryId, LogIndex};
+
+pub use loyalty_wire::redemption::{RefundRequest, Refunded};
 
 use super::redeem::{bad_answer, quote_and_payer, refused, unreachable};
 use crate::app::App;
@@ -69,38 +69,6 @@ pub fn check_refund_id(id: &EntryId) -> Result<(), RedemptionError> {
         });
     }
     Ok(())
-}
-
-/// A refund: its id (chosen by the payee's app) and the points it returns to the member.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RefundRequest {
-    /// The refund's id; a retry with the same id and points is answered from the logs.
-    #[schema(value_type = String)]
-    pub refund: EntryId,
-    /// Points returned to the member: at most what is left of the redemption.
-    #[schema(value_type = u64, minimum = 1)]
-    pub points: Points,
-}
-
-/// A refund as the payee reports it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Refunded {
-    pub redemption: String,
-    pub refund: String,
-    pub points: u64,
-    /// What the refund takes off the payer's obligation, in minor units of `currency` (0 when
-    /// the cumulative rule rounds it away; a later refund catches up).
-    pub amount_minor: u64,
-    pub currency: String,
-    /// Points of the redemption refunded so far, this refund included.
-    pub refunded_points: u64,
-    /// The payer's `obligation_refund` receipt (verified against its pinned key).
-    #[schema(value_type = Object)]
-    pub payer: Receipt,
-    /// The receipt of this brand's `obligation_refund` (receivable side).
-    #[schema(value_type = Object)]
-    pub receivable: Receipt,
 }
 
 pub(super) fn receipt_at(app: &App, index: u64) -> Result<Receipt, RedemptionError> {

@@ -10,16 +10,17 @@
 //! logged before its signature verifies against the pinned key and the key the agreement names.
 
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use ledger::entry::{Entry, EntryKind};
 use ledger::log::Write;
-use ledger::receipt::Receipt;
 use ledger::state::{record_prefix, AgreementState};
 use ledger::statement::{self, period_bounds, SignedStatement};
 use ledger::types::{BrandId, EntryId};
+
+pub use loyalty_wire::redemption::LoggedStatement;
 
 use super::reconcile::{agreement_with, mirror_of, report};
 use super::redeem::{bad_answer, refusal_of, refused, unreachable};
@@ -51,19 +52,6 @@ pub struct StatementBody {
     /// Any log time (ms) in the period, instead of its number.
     #[serde(default)]
     pub at: Option<u64>,
-}
-
-/// A co-signed statement as logged.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct LoggedStatement {
-    /// The settlement period's number.
-    pub period: u64,
-    /// The statement with both brands' signatures.
-    #[schema(value_type = Object)]
-    pub statement: SignedStatement,
-    /// The receipt of the `statement` entry in this node's log.
-    #[schema(value_type = Object)]
-    pub receipt: Receipt,
 }
 
 /// The entry id of the statement of `agreement` for period `k`, the same in both logs.

@@ -1,6 +1,8 @@
 //! The leader's side of the node-local records' stream: the journal, the request layer that
 //! holds answers until their records are released, and the shipper.
 
+use loyalty_wire::ErrorCode;
+
 use super::*;
 
 struct JournalInner {
@@ -216,7 +218,7 @@ pub async fn hold_until_replicated(
     }
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "not_ready",
+        ErrorCode::NotReady,
         "the write is stored on this node but its standby did not confirm it in time; retry",
     )
     .into_response()

@@ -1,6 +1,8 @@
 //! The standby's side of the node-local records' stream: it checks and applies each body in
 //! one synced write with its position.
 
+use loyalty_wire::ErrorCode;
+
 use super::*;
 
 /// Why a body was not applied.
@@ -208,7 +210,12 @@ pub async fn receive(
         }
         Ok(Err(ApplyError::Wire(e))) => {
             tracing::warn!(error = %e, "a node-local records body was refused");
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()).into_response()
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidBody,
+                e.to_string(),
+            )
+            .into_response()
         }
         Ok(Err(e)) => ApiError::internal(e).into_response(),
         Err(e) => ApiError::internal(e).into_response(),
