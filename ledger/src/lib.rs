@@ -43,10 +43,3 @@ pub mod tiles;
 pub mod types;
 pub mod value;
 pub mod witness;
-
-#[cfg(feature = "rocksdb")]
-pub mod log;
-#[cfg(feature = "rocksdb")]
-pub mod mirror;
-#[cfg(feature = "rocksdb")]
-pub mod store;

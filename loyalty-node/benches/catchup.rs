@@ -24,7 +24,7 @@
 //! Every process is real and on loopback, sharing the machine: the partner node, the
 //! catching-up node, the `loyalty` CLI (beside this bench: `cargo build --release --workspace
 //! --bins`, or `LOYALTY_CLI`) and the load generator. The partner's log is written directly
-//! through `ledger::log::Log` (batches of 4096) before it starts; with `--dir` it is kept and
+//! through `ledger_store::log::Log` (batches of 4096) before it starts; with `--dir` it is kept and
 //! reused by the next run.
 
 use std::path::{Path, PathBuf};
@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use ledger::checkpoint::NoteSigner;
 use ledger::entry::{Earn, EntryKind};
-use ledger::log::{Log, Write};
 use ledger::types::{LogTime, Points};
+use ledger_store::log::{Log, Write};
 
 #[path = "common/mod.rs"]
 mod common;

@@ -3,7 +3,7 @@
 //! `cargo bench -p loyalty-node --bench scale -- [--entries 10000000] [--members 1000000]`
 //!
 //! Writes a log of `--entries` earns spread over `--members` members directly through
-//! `ledger::log::Log` (batches of 4,096, one synced commit and one signed checkpoint each, as
+//! `ledger_store::log::Log` (batches of 4,096, one synced commit and one signed checkpoint each, as
 //! the sequencer does), then starts the real `loyalty-node` on it and measures:
 //! - the start-up time: from spawning the process to `/readyz` answering 200 (the log is
 //!   opened, the stored tree checked against the last checkpoint, every state record loaded);
@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 
 use ledger::checkpoint::NoteSigner;
 use ledger::entry::{Earn, EntryKind};
-use ledger::log::{Log, Write};
 use ledger::types::{LogTime, Points};
+use ledger_store::log::{Log, Write};
 
 #[path = "common/mod.rs"]
 mod common;

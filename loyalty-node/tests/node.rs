@@ -358,7 +358,7 @@ async fn every_route_works_through_the_sdk() {
     // And with the replay's state in a RocksDB store of the auditor's (`loyalty verify
     // --disk`): the same result, the records written there, and a member as the node has it.
     let dir = tempfile::tempdir().unwrap();
-    let store = ledger::store::Store::open(dir.path()).unwrap();
+    let store = ledger_store::store::Store::open(dir.path()).unwrap();
     let state = ledger::state::State::open(Arc::new(store.clone())).unwrap();
     let flushes = Arc::new(Mutex::new(0u32));
     let (s2, f2) = (store.clone(), flushes.clone());

@@ -10,8 +10,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use ledger::entry::EntryKind;
-use ledger::log::{receipt_from_store, Write};
 use ledger::types::{EntryId, MemberId};
+use ledger_store::log::{receipt_from_store, Write};
 pub use loyalty_wire::{
     AdjustRequest, AuthoriseRequest, EarnAnswer, EarnItem, EarnRequest, EarnStatus, EarnsBody,
     EarnsResponse, HoldRequest, PostRequest, RedeemRequest, RefundRequest, SetExpiryRequest,

@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
 
-use ledger::store::Store;
 use ledger::types::EntryId;
+use ledger_store::store::Store;
 
 use loyalty_wire::ErrorCode;
 

@@ -10,9 +10,9 @@ use clap::{Parser, Subcommand};
 use rand_core::{OsRng, RngCore};
 
 use ledger::checkpoint::NoteSigner;
-use ledger::log::Log;
-use ledger::store::Store;
 use ledger::types::BrandId;
+use ledger_store::log::Log;
+use ledger_store::store::Store;
 
 use crate::config::Config;
 use crate::control::control_request;
@@ -135,7 +135,7 @@ fn migrate(data: &Path) -> Result<()> {
     let store = Store::open_with(&data.join(DB_DIR), config.storage.log())
         .with_context(|| format!("open the store in {}", data.display()))?;
     let t0 = std::time::Instant::now();
-    let migrated = ledger::log::migrate(&store, &mut |done| {
+    let migrated = ledger_store::log::migrate(&store, &mut |done| {
         eprintln!("migrating: {done} state records converted");
     })?;
     if migrated {
@@ -158,7 +158,7 @@ pub async fn run(data: PathBuf, config: Config) -> Result<()> {
         return crate::ha::node::run(data, config).await;
     }
     let log = crate::server::open_log(&data, &config)?;
-    crate::server::serve(data, config, log, Box::new(ledger::log::NoGate), None).await
+    crate::server::serve(data, config, log, Box::new(ledger_store::log::NoGate), None).await
 }
 
 /// Entry point of the binary. Every file and directory the node creates is private to its user

@@ -131,8 +131,8 @@ pub const STORAGE_MIB_MAX: usize = 64 * 1024;
 
 impl Storage {
     /// The budget of the node's own store.
-    pub fn log(&self) -> ledger::store::StoreConfig {
-        ledger::store::StoreConfig {
+    pub fn log(&self) -> ledger_store::store::StoreConfig {
+        ledger_store::store::StoreConfig {
             block_cache_bytes: self.block_cache_mib << 20,
             memtable_bytes: self.memtable_mib << 20,
             max_open_files: self.max_open_files,
@@ -140,8 +140,8 @@ impl Storage {
     }
 
     /// The budget of one partner's mirror.
-    pub fn mirror(&self) -> ledger::store::StoreConfig {
-        ledger::store::StoreConfig {
+    pub fn mirror(&self) -> ledger_store::store::StoreConfig {
+        ledger_store::store::StoreConfig {
             block_cache_bytes: self.mirror_block_cache_mib << 20,
             memtable_bytes: self.mirror_memtable_mib << 20,
             max_open_files: MIRROR_MAX_OPEN_FILES,
@@ -453,7 +453,7 @@ impl Config {
         if !(1..=1_000_000).contains(&l.queue_depth_max) {
             return invalid("limits.queue_depth_max", "must be 1 to 1000000");
         }
-        if !(1..=ledger::log::BATCH_WRITES_MAX).contains(&l.batch_writes_max) {
+        if !(1..=ledger_store::log::BATCH_WRITES_MAX).contains(&l.batch_writes_max) {
             return invalid("limits.batch_writes_max", "must be 1 to 8192");
         }
         if !(100..=600_000).contains(&l.request_timeout_ms) {

@@ -14,9 +14,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use ledger::log::receipt_from_store;
 use ledger::receipt::Receipt;
 use ledger::types::{BrandId, MemberId};
+use ledger_store::log::receipt_from_store;
 
 use loyalty_wire::ErrorCode;
 pub use loyalty_wire::{AttestationVerdict, CosignedCheckpoint, PartnerList, PartnerStatus};
@@ -182,11 +182,11 @@ pub async fn mirrored_member(
         let mut after = None;
         loop {
             let page = store
-                .history(&member, after, ledger::store::HISTORY_PAGE_MAX)
+                .history(&member, after, ledger_store::store::HISTORY_PAGE_MAX)
                 .map_err(ApiError::internal)?;
             let Some(&tail) = page.last() else { break };
             last = page.iter().rev().find(|&&i| i < size).copied().or(last);
-            if page.len() < ledger::store::HISTORY_PAGE_MAX || tail >= size {
+            if page.len() < ledger_store::store::HISTORY_PAGE_MAX || tail >= size {
                 break;
             }
             after = Some(tail);
@@ -314,7 +314,7 @@ pub async fn attestation(
         .map_err(ApiError::internal)?;
     let committed = app
         .sequencer
-        .submit(ledger::log::Write {
+        .submit(ledger_store::log::Write {
             id,
             kind: EntryKind::TierAttestation(TierAttestation {
                 member: member.clone(),

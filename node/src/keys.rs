@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use ledger::store::{Store, StoreError};
+use ledger_store::store::{Store, StoreError};
 
 pub const PREFIX: &[u8] = b"apikey/";
 /// Most API keys a node holds.

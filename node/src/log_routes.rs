@@ -15,10 +15,10 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use ledger::log::receipt_from_store;
 use ledger::merkle::{self, HashReader};
 use ledger::receipt::Receipt;
 pub use ledger::tiles::{parse_tile_path, TilePath, TILE_WIDTH};
+use ledger_store::log::receipt_from_store;
 
 use ledger::entry::HexHash;
 pub use loyalty_wire::{

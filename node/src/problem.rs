@@ -4,8 +4,8 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use ledger::log::WriteError;
 use ledger::state::StateError;
+use ledger_store::log::WriteError;
 
 use loyalty_wire::ErrorCode;
 

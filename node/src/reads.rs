@@ -214,7 +214,7 @@ pub async fn policy(
 
 /// [`views::member_view`], its error as an [`ApiError`].
 pub fn member_view(
-    store: &ledger::store::Store,
+    store: &ledger_store::store::Store,
     id: &MemberId,
 ) -> Result<Option<MemberView>, ApiError> {
     Ok(views::member_view(store, id)?)
@@ -233,7 +233,7 @@ pub(crate) fn member_view_of(
 
 /// [`views::history_indexes`], its error as an [`ApiError`].
 pub(crate) fn history_indexes(
-    store: &ledger::store::Store,
+    store: &ledger_store::store::Store,
     id: &MemberId,
     cursor: Option<u64>,
     limit: usize,

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
 use ledger::entry::{EntryKind, Void};
-use ledger::log::{CommitGate, Log, LogError, NoGate, Outcome, Write, WriteError};
 use ledger::types::{EntryId, LogTime};
+use ledger_store::log::{CommitGate, Log, LogError, NoGate, Outcome, Write, WriteError};
 
 use crate::metrics::Metrics;
 use crate::tiers::TierKeeper;
@@ -254,7 +254,7 @@ impl Sequencer {
     /// they are committed in the same batch, in order, all or none. Answers every write's
     /// commit, or the error of the write that was refused (then nothing of the chain is
     /// logged; the log gives the others [`WriteError::LinkedWriteFailed`]). At most
-    /// [`ledger::log::LINKED_WRITES_MAX`] writes (more are refused with
+    /// [`ledger_store::log::LINKED_WRITES_MAX`] writes (more are refused with
     /// [`WriteError::ChainTooLong`]).
     pub async fn submit_linked(&self, writes: Vec<Write>) -> Result<Vec<Committed>, SubmitError> {
         let answers = self.queue(writes, true).await?;
@@ -342,7 +342,7 @@ fn run(
         }
         // A batch never exceeds what one append accepts; the last request may wait for the next.
         let mut carry = None;
-        if count > ledger::log::BATCH_WRITES_MAX && batch.len() > 1 {
+        if count > ledger_store::log::BATCH_WRITES_MAX && batch.len() > 1 {
             carry = batch.pop();
         }
         shared.depth.fetch_sub(

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ledger::checkpoint::NoteSigner;
-use ledger::log::Log;
+use ledger_store::log::Log;
 
 use crate::app::App;
 use crate::config::Config;

@@ -40,12 +40,12 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use ledger::entry::{Entry, EntryKind, TierChange, TierPolicy};
-use ledger::log::LogError;
 use ledger::state::record_prefix;
 use ledger::state::records::{self, after, prefix_end};
 use ledger::state::State;
-use ledger::store::{Store, StoreError};
 use ledger::types::{LogTime, MemberId};
+use ledger_store::log::LogError;
+use ledger_store::store::{Store, StoreError};
 
 /// Most deferred-index keys read per pass.
 pub const TIER_DEFERRED_READS_MAX: usize = 1024;
@@ -56,7 +56,7 @@ pub const TIER_PASS_MEMBERS_MAX: usize = 1024;
 /// Most entries read back to find the `tier_policy` entry of a policy met without seeing its
 /// entry appended (a crash between its commit and the pass record's write): it is in the last
 /// commit, so one batch suffices.
-pub const POLICY_SEARCH_ENTRIES_MAX: u64 = ledger::log::BATCH_WRITES_MAX as u64 * 2;
+pub const POLICY_SEARCH_ENTRIES_MAX: u64 = ledger_store::log::BATCH_WRITES_MAX as u64 * 2;
 
 /// The walk cursor: the first due-index key not yet read.
 const WALK_KEY: &[u8] = b"tiers/walk";
@@ -129,7 +129,7 @@ fn member_key(member: &MemberId) -> Vec<u8> {
 /// entries of a log of `size` entries; `size` if there is none.
 fn find_policy_index(store: &Store, size: u64) -> Result<u64, LogError> {
     let floor = size.saturating_sub(POLICY_SEARCH_ENTRIES_MAX);
-    let page = ledger::log::BATCH_WRITES_MAX as u64 / 8;
+    let page = ledger_store::log::BATCH_WRITES_MAX as u64 / 8;
     let mut end = size;
     while end > floor {
         let start = end.saturating_sub(page).max(floor);
@@ -360,8 +360,8 @@ impl TierKeeper {
 mod tests {
     use super::*;
     use ledger::entry::{Earn, Tier};
-    use ledger::log::{Log, Outcome, Write};
     use ledger::types::{DurationMs, Points};
+    use ledger_store::log::{Log, Outcome, Write};
 
     fn t(v: u64) -> LogTime {
         LogTime::new(v).unwrap()

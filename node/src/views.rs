@@ -28,7 +28,7 @@ impl ReadError {
 
 /// A state record of any store (the log's or a mirror's).
 pub fn store_record<T: Record>(
-    store: &ledger::store::Store,
+    store: &ledger_store::store::Store,
     prefix: &[u8],
     name: &str,
 ) -> Result<Option<T>, ReadError> {
@@ -40,7 +40,7 @@ pub const LOTS_PAGE_MAX: usize = 50;
 
 /// A member as a store's committed records show it (`None`: no such member).
 pub fn member_view(
-    store: &ledger::store::Store,
+    store: &ledger_store::store::Store,
     id: &MemberId,
 ) -> Result<Option<MemberView>, ReadError> {
     let Some(m): Option<MemberState> = store_record(store, record_prefix::MEMBER, id.as_str())?
@@ -122,7 +122,7 @@ pub(crate) fn lots_page(
 /// Indexes of a member's entries after `cursor` (exclusive), ascending, at most `limit`, of
 /// those covered by the checkpoint of `size`.
 pub fn history_indexes(
-    store: &ledger::store::Store,
+    store: &ledger_store::store::Store,
     id: &MemberId,
     cursor: Option<u64>,
     limit: usize,

@@ -10,7 +10,7 @@
 //!   of each per round, and alerts on a fork, a shrink, a bad entry or a replay mismatch.
 //! - The `loyalty` command-line tool (feature `cli`, on by default) is a thin shell over both.
 //!
-//! The SDK depends on `ledger` without its `rocksdb` feature, so an app never builds C++;
+//! The SDK depends on the pure `ledger` (on `ledger-store` only with `disk`): an app never builds C++;
 //! it reuses the ledger's types ([`MemberId`], [`EntryId`], [`Points`], ...) so that values
 //! the node would refuse cannot be built, and the ledger's own verification code.
 //!

@@ -8,8 +8,8 @@ use axum::response::Response;
 
 use ledger::state::read::Record;
 use ledger::state::{record_prefix, HoldState, MemberState, Policies};
-use ledger::store::Store;
 use ledger::types::{EntryId, MemberId};
+use ledger_store::store::Store;
 
 use maud::html;
 

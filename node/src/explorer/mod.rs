@@ -42,9 +42,9 @@ use tokio::sync::Semaphore;
 
 use ledger::checkpoint::NoteVerifier;
 use ledger::entry::Entry;
-use ledger::log::receipt_from_store;
 use ledger::merkle::{leaf_hash, Hash};
 use ledger::types::BrandId;
+use ledger_store::log::receipt_from_store;
 
 use crate::api::App;
 use crate::problem::ApiError;

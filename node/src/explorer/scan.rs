@@ -6,8 +6,8 @@
 //! exactly where it stopped.
 
 use ledger::entry::Entry;
-use ledger::store::{Store, HISTORY_PAGE_MAX};
 use ledger::types::MemberId;
+use ledger_store::store::{Store, HISTORY_PAGE_MAX};
 
 use super::PageError;
 use crate::problem::ApiError;
@@ -127,14 +127,14 @@ mod tests {
     /// A log of `n` entries in one store: earns of 1 point, to `alice` at every index
     /// divisible by 3 and to `bob` otherwise, and a `redeem` of alice's at every index
     /// divisible by 10 (instead of the earn).
-    fn log_of(n: u64) -> (tempfile::TempDir, ledger::log::Log) {
+    fn log_of(n: u64) -> (tempfile::TempDir, ledger_store::log::Log) {
         use ledger::entry::{Earn, Redeem};
         let dir = tempfile::tempdir().unwrap();
         let signer =
             ledger::checkpoint::NoteSigner::from_seed("test.example/log", &[7; 32]).unwrap();
-        let mut log = ledger::log::Log::open(dir.path(), signer).unwrap();
+        let mut log = ledger_store::log::Log::open(dir.path(), signer).unwrap();
         let one = ledger::types::Points::new(1).unwrap();
-        let writes: Vec<ledger::log::Write> = (0..n)
+        let writes: Vec<ledger_store::log::Write> = (0..n)
             .map(|i| {
                 let member: MemberId = if i % 3 == 0 { "alice" } else { "bob" }.parse().unwrap();
                 let kind = if i % 10 == 0 && i > 0 {
@@ -149,7 +149,7 @@ mod tests {
                         qualifying: true,
                     })
                 };
-                ledger::log::Write {
+                ledger_store::log::Write {
                     id: format!("w{i}").parse().unwrap(),
                     kind,
                 }

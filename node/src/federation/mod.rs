@@ -35,9 +35,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use ledger::checkpoint::{NoteVerifier, SignatureType};
-use ledger::mirror::{Mirror, Misbehaviour};
-use ledger::store::Store;
 use ledger::types::BrandId;
+use ledger_store::mirror::{Mirror, Misbehaviour};
+use ledger_store::store::Store;
 
 use crate::config::{Config, PartnerConfig};
 use crate::metrics::Metrics;
@@ -164,7 +164,7 @@ pub struct Federation {
     pub origin: String,
     pub settings: crate::config::Federation,
     /// The memory budget of each partner's mirror.
-    mirror_storage: ledger::store::StoreConfig,
+    mirror_storage: ledger_store::store::StoreConfig,
     store: Store,
     data: PathBuf,
     pub(crate) signing_key: ed25519_dalek::SigningKey,

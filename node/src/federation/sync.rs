@@ -1,6 +1,6 @@
 //! Sync (spec/federation.md §3): one task per pinned partner pulls its checkpoint, proves it
 //! consistent with the accepted one, fetches the entries through C2SP entry bundles, and hands
-//! them to [`ledger::mirror::Mirror`], which verifies, replays and stores them.
+//! them to [`ledger_store::mirror::Mirror`], which verifies, replays and stores them.
 //!
 //! Catching up is a pipeline of chunks ([`CHUNK_ENTRIES_MAX`] entries, one synced batch each):
 //! while one chunk is replayed and stored, the next is fetched ([`BUNDLES_IN_FLIGHT`] bundles at
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use ledger::checkpoint::Checkpoint;
 use ledger::merkle::Hash;
-use ledger::mirror::{CheckedChunk, MirrorError, CHUNK_ENTRIES_MAX};
+use ledger_store::mirror::{CheckedChunk, MirrorError, CHUNK_ENTRIES_MAX};
 
 use super::client::PeerClient;
 use super::{Federation, Partner};
@@ -71,7 +71,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub enum RoundError {
     /// Evidence: stored, and the partner frozen.
-    Misbehaviour(ledger::mirror::Misbehaviour),
+    Misbehaviour(ledger_store::mirror::Misbehaviour),
     /// Anything else; retried.
     Other(String),
 }

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use ledger::checkpoint::{open_checkpoint, Checkpoint, CheckpointError, NoteSignature, SignedNote};
 use ledger::merkle::{self, Hash};
-use ledger::mirror::Misbehaviour;
-use ledger::store::Store;
 use ledger::types::BrandId;
+use ledger_store::mirror::Misbehaviour;
+use ledger_store::store::Store;
 
 use super::client::{PeerClient, PeerError, Reply};
 use super::{Federation, Partner};

@@ -23,9 +23,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ledger::log::{CommitGate, Prepared};
-use ledger::mirror::CHUNK_ENTRIES_MAX;
-use ledger::store::Store;
+use ledger_store::log::{CommitGate, Prepared};
+use ledger_store::mirror::CHUNK_ENTRIES_MAX;
+use ledger_store::store::Store;
 
 use super::lock::{Head, Lease, LockBackend, LockError, Locked};
 use super::{ReplicateAnswer, ReplicateBody, REPLICATE_PATH};

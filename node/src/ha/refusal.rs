@@ -19,7 +19,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use ledger::store::{Store, StoreError};
+use ledger_store::store::{Store, StoreError};
 
 use loyalty_wire::ErrorCode;
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use ledger::checkpoint::{open_checkpoint, Checkpoint, NoteVerifier};
 use ledger::merkle::{self, Hash, PendingHashes};
-use ledger::mirror::{Mirror, MirrorError, CHUNK_ENTRIES_MAX};
+use ledger_store::mirror::{Mirror, MirrorError, CHUNK_ENTRIES_MAX};
 use serde::Deserialize;
 
 use super::{ReplicateAnswer, ReplicateBody};
@@ -112,7 +112,7 @@ impl StandbyLog {
     pub fn open(
         dir: &std::path::Path,
         verifier: NoteVerifier,
-        config: ledger::store::StoreConfig,
+        config: ledger_store::store::StoreConfig,
     ) -> Result<StandbyLog, MirrorError> {
         let mirror = Mirror::open_with(dir, verifier, config)?;
         let proven = match mirror.store().local_get(PROVEN_KEY)? {
@@ -174,7 +174,7 @@ impl StandbyLog {
     }
 
     /// The store, for reads.
-    pub fn store(&self) -> ledger::store::Store {
+    pub fn store(&self) -> ledger_store::store::Store {
         self.mirror.store().clone()
     }
 

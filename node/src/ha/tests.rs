@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use ledger::checkpoint::NoteSigner;
 use ledger::entry::{Earn, EntryKind};
-use ledger::log::{CommitGate, Log, LogError, Prepared, Write};
 use ledger::types::{LogTime, Points};
+use ledger_store::log::{CommitGate, Log, LogError, Prepared, Write};
 
 use super::commit::{CommitStatus, Fence, GUARD_PASSED};
 use super::lock::{Head, LeaderInfo, Lease, LockBackend, Locked, MemoryLock};
@@ -364,7 +364,7 @@ fn a_replication_body_reads_back_and_a_damaged_one_is_refused() {
 fn node_local_bodies_are_applied_only_signed_and_in_place() {
     use super::local::{body_key, LocalBody, LocalPosition, LocalReplica};
     let dir = tempfile::tempdir().unwrap();
-    let store = ledger::store::Store::open(dir.path()).unwrap();
+    let store = ledger_store::store::Store::open(dir.path()).unwrap();
     let key = body_key(&[7; 32]);
     let replica = LocalReplica::open(store.clone(), key.verifying_key()).unwrap();
     let put = |k: &str, v: &str| (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()));

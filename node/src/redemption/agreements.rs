@@ -15,8 +15,8 @@ use axum::http::StatusCode;
 use ledger::agreement::{sign, AgreementTerms, SignedAgreement};
 use ledger::checkpoint::NoteVerifier;
 use ledger::entry::EntryKind;
-use ledger::log::Write;
 use ledger::receipt::Receipt;
+use ledger_store::log::Write;
 
 pub use loyalty_wire::redemption::AgreementOutcome;
 
@@ -100,7 +100,7 @@ async fn log_agreement(
             kind: EntryKind::Agreement(agreement.clone()),
         })
         .await?;
-    ledger::log::receipt_from_store(
+    ledger_store::log::receipt_from_store(
         &app.store,
         committed.index,
         committed.checkpoint.size,

@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use ledger::entry::{EntryKind, HexHash};
-use ledger::log::{receipt_from_store, Write};
 use ledger::receipt::Receipt;
 use ledger::types::{EntryId, LogTime};
+use ledger_store::log::{receipt_from_store, Write};
 
 pub use loyalty_wire::redemption::{Committed, PrepareBody, Prepared};
 

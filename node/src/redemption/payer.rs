@@ -17,12 +17,12 @@
 use sha2::{Digest, Sha256};
 
 use ledger::entry::{EntryKind, HexHash};
-use ledger::log::{receipt_from_store, Write, WriteError};
 use ledger::quote::{make_quote, Ask, Pricing, Quote};
 use ledger::receipt::Receipt;
 use ledger::state::{record_prefix, AgreementState, StateError};
-use ledger::store::Store;
 use ledger::types::{EntryId, LogTime};
+use ledger_store::log::{receipt_from_store, Write, WriteError};
+use ledger_store::store::Store;
 
 use super::quotes::{policies_of, QUOTE_TTL_MAX_MS};
 use super::redeem::*;

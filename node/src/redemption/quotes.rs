@@ -8,10 +8,10 @@
 //! durable (logged) before it is returned.
 
 use ledger::entry::EntryKind;
-use ledger::log::{receipt_from_store, Write};
 use ledger::quote::{make_quote, Ask, Pricing, Quote};
 use ledger::state::{record_prefix, AgreementState, Policies, QuoteState};
 use ledger::types::{BrandId, DurationMs, EntryId};
+use ledger_store::log::{receipt_from_store, Write};
 
 pub use loyalty_wire::redemption::{QuoteAnswer, QuoteRequest};
 

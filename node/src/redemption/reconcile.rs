@@ -11,8 +11,8 @@ use utoipa::IntoParams;
 
 use ledger::state::{record_prefix, AgreementState};
 use ledger::statement::{reconcile as reconcile_lines, ObligationLine, Period};
-use ledger::store::Store;
 use ledger::types::{BrandId, EntryId, LogTime};
+use ledger_store::store::Store;
 
 use crate::redemption_error::RedemptionError;
 use crate::views::store_record;

@@ -16,10 +16,10 @@ use axum::http::StatusCode;
 use sha2::{Digest, Sha256};
 
 use ledger::entry::{Counterpart, EntryKind, HexHash, ObligationRefund, ObligationSide};
-use ledger::log::{receipt_from_store, Write};
 use ledger::receipt::Receipt;
 use ledger::state::{record_prefix, AgreementState, ObligationState};
 use ledger::types::{BrandId, EntryId, LogIndex};
+use ledger_store::log::{receipt_from_store, Write};
 
 pub use loyalty_wire::redemption::{RefundRequest, Refunded};
 

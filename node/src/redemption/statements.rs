@@ -15,10 +15,10 @@ use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use ledger::entry::{Entry, EntryKind};
-use ledger::log::Write;
 use ledger::state::{record_prefix, AgreementState};
 use ledger::statement::{self, period_bounds, SignedStatement};
 use ledger::types::{BrandId, EntryId};
+use ledger_store::log::Write;
 
 pub use loyalty_wire::redemption::LoggedStatement;
 

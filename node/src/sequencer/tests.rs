@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use ledger::checkpoint::NoteSigner;
 use ledger::entry::{Earn, EntryKind, Hold, Post, Redeem};
-use ledger::log::{Log, Write, WriteError};
 use ledger::state::StateError;
 use ledger::types::{LogTime, Points};
+use ledger_store::log::{Log, Write, WriteError};
 
 use super::{Sequencer, SubmitError, WriteStatus};
 use crate::metrics::Metrics;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ledger::state::State;
-use ledger::store::{CommitBatch, Store, StoreConfig};
+use ledger_store::store::{CommitBatch, Store, StoreConfig};
 
 use super::{AuditPoint, ReplayStore, FLUSH_EVERY_DEFAULT};
 
@@ -28,7 +28,7 @@ pub const AUDIT_STORE_CONFIG: StoreConfig = StoreConfig {
 pub enum DiskError {
     /// RocksDB refused (another process holds the directory, a corrupt store, ...).
     #[error("the audit store: {0}")]
-    Store(#[from] ledger::store::StoreError),
+    Store(#[from] ledger_store::store::StoreError),
     /// The records do not form a state.
     #[error("the audit store's state: {0}")]
     State(String),

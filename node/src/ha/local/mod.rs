@@ -46,7 +46,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use ledger::store::{LocalObserver, Store, StoreError};
+use ledger_store::store::{LocalObserver, Store, StoreError};
 
 use super::commit::Fence;
 use super::wire::{Reader, WireError, Writer};

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use ledger::checkpoint::NoteSigner;
 use ledger::entry::{Earn, Entry, EntryKind, Hold, Redeem, ENTRY_BYTES_MAX};
-use ledger::log::{Log, LogError, Outcome, Write, WriteError};
 use ledger::state::StateError;
-use ledger::store::{CommitBatch, Store};
 use ledger::types::{LogTime, Points};
+use ledger_store::log::{Log, LogError, Outcome, Write, WriteError};
+use ledger_store::store::{CommitBatch, Store};
 
 const ORIGIN: &str = "loyalty.example/brand-a";
 
@@ -680,7 +680,7 @@ fn chains_and_single_writes_share_a_batch_without_affecting_each_other() {
 /// whole, and nothing of it is logged.
 #[test]
 fn malformed_and_overlong_chains_are_refused_and_log_nothing() {
-    use ledger::log::LINKED_WRITES_MAX;
+    use ledger_store::log::LINKED_WRITES_MAX;
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), signer()).unwrap();
     let writes: Vec<Write> = (0..4).map(|i| earn(&format!("e{i}"), "alice", 1)).collect();
@@ -720,8 +720,8 @@ struct Recorder {
     refuse: bool,
 }
 
-impl ledger::log::CommitGate for Recorder {
-    fn before_commit(&mut self, batch: &ledger::log::Prepared<'_>) -> Result<(), String> {
+impl ledger_store::log::CommitGate for Recorder {
+    fn before_commit(&mut self, batch: &ledger_store::log::Prepared<'_>) -> Result<(), String> {
         self.commits
             .push(batch.entries.iter().map(|(i, _)| *i).collect());
         if self.refuse {
@@ -730,7 +730,7 @@ impl ledger::log::CommitGate for Recorder {
             Ok(())
         }
     }
-    fn after_commit(&mut self, _: &ledger::log::Prepared<'_>) -> Result<(), String> {
+    fn after_commit(&mut self, _: &ledger_store::log::Prepared<'_>) -> Result<(), String> {
         Ok(())
     }
 }

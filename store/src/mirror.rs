@@ -18,12 +18,12 @@
 
 use std::path::Path;
 
-use crate::checkpoint::{open_checkpoint, Checkpoint, NoteVerifier};
-use crate::entry::Entry;
-use crate::merkle::{self, Hash, PendingHashes};
-use crate::state::State;
 use crate::store::{CommitBatch, Store};
-use crate::types::LogIndex;
+use ledger::checkpoint::{open_checkpoint, Checkpoint, NoteVerifier};
+use ledger::entry::Entry;
+use ledger::merkle::{self, Hash, PendingHashes};
+use ledger::state::State;
+use ledger::types::LogIndex;
 
 /// Most entries verified and stored as one chunk.
 pub const CHUNK_ENTRIES_MAX: u64 = 16_384;
@@ -634,10 +634,10 @@ impl Mirror {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::{sign_checkpoint, NoteSigner};
-    use crate::entry::{Earn, EntryKind, Redeem};
-    use crate::merkle::MemoryTree;
-    use crate::types::LogTime;
+    use ledger::checkpoint::{sign_checkpoint, NoteSigner};
+    use ledger::entry::{Earn, EntryKind, Redeem};
+    use ledger::merkle::MemoryTree;
+    use ledger::types::LogTime;
 
     struct Partner {
         signer: NoteSigner,
@@ -668,7 +668,7 @@ mod tests {
             for _ in 0..n {
                 self.push(EntryKind::Earn(Earn {
                     member: "m1".parse().unwrap(),
-                    points: crate::types::Points::new(10).unwrap(),
+                    points: ledger::types::Points::new(10).unwrap(),
                     qualifying: true,
                 }));
             }
@@ -757,7 +757,7 @@ mod tests {
         q.earn(9);
         q.push(EntryKind::Earn(Earn {
             member: "m2".parse().unwrap(),
-            points: crate::types::Points::new(1).unwrap(),
+            points: ledger::types::Points::new(1).unwrap(),
             qualifying: true,
         }));
         let (_, forked) = q.note(10);
@@ -794,7 +794,7 @@ mod tests {
         // An invalid entry under a valid signature.
         p.push(EntryKind::Redeem(Redeem {
             member: "nobody".parse().unwrap(),
-            points: crate::types::Points::new(1).unwrap(),
+            points: ledger::types::Points::new(1).unwrap(),
         }));
         let (cp, note) = p.note(16);
         let err = m

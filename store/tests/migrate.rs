@@ -10,11 +10,11 @@ use ledger::entry::{
     Earn, Entry, EntryKind, Expire, ExpiryPolicy, Hold, Post, Redeem, Refund, Tier, TierPolicy,
     Void,
 };
-use ledger::log::{Log, Outcome, Write};
 use ledger::merkle::{self, PendingHashes};
 use ledger::state::{HoldStatus, State, LOTS_PAGE_MAX};
-use ledger::store::{CommitBatch, Store, StoreConfig};
 use ledger::types::{AccountId, DurationMs, EntryId, LogIndex, LogTime, MemberId, Points};
+use ledger_store::log::{Log, Outcome, Write};
+use ledger_store::store::{CommitBatch, Store, StoreConfig};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 

@@ -15,15 +15,15 @@
 use std::ops::Range;
 use std::path::Path;
 
-use crate::checkpoint::{
+use crate::store::{CommitBatch, Store, StoreConfig, StoreError};
+use ledger::checkpoint::{
     open_checkpoint, sign_checkpoint, Checkpoint, CheckpointError, NoteSigner,
 };
-use crate::entry::{Entry, EntryKind, ENTRY_BYTES_MAX};
-use crate::merkle::{self, Hash, MemoryTree, MerkleError, PendingHashes};
-use crate::receipt::Receipt;
-use crate::state::{legacy, record_prefix, records, RecordError, State, StateError};
-use crate::store::{CommitBatch, Store, StoreConfig, StoreError};
-use crate::types::{EntryId, LogIndex, LogTime, MAX_TIME_MS};
+use ledger::entry::{Entry, EntryKind, ENTRY_BYTES_MAX};
+use ledger::merkle::{self, Hash, MemoryTree, MerkleError, PendingHashes};
+use ledger::receipt::Receipt;
+use ledger::state::{legacy, record_prefix, records, RecordError, State, StateError};
+use ledger::types::{EntryId, LogIndex, LogTime, MAX_TIME_MS};
 
 /// The most writes one [`Log::append`] call accepts.
 pub const BATCH_WRITES_MAX: usize = 8192;
@@ -159,7 +159,7 @@ pub fn migrate(store: &Store, progress: &mut dyn FnMut(u64)) -> Result<bool, Log
     let agreements = store.state_range(
         record_prefix::AGREEMENT,
         &records::prefix_end(record_prefix::AGREEMENT),
-        crate::state::AGREEMENTS_MAX + 1,
+        ledger::state::AGREEMENTS_MAX + 1,
     )?;
     let mut cx = legacy::context(
         policies.as_deref(),

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use ledger::checkpoint::NoteSigner;
 use ledger::entry::{Earn, EntryKind};
-use ledger::log::{Log, Outcome, Write};
 use ledger::types::{LogTime, Points};
+use ledger_store::log::{Log, Outcome, Write};
 
 fn earn(n: u64) -> Write {
     Write {

@@ -3,8 +3,8 @@
 //! Column families:
 //! - `entries`: big-endian u64 index -> canonical entry bytes;
 //! - `tree`: level byte || big-endian u64 index -> 32-byte hash of a complete subtree;
-//! - `state`: state records (see [`crate::state::record_prefix`]), read on demand by the state
-//!   machine through [`crate::state::RecordSource`]; a whole-key bloom filter makes the probe
+//! - `state`: state records (see [`ledger::state::record_prefix`]), read on demand by the state
+//!   machine through [`ledger::state::RecordSource`]; a whole-key bloom filter makes the probe
 //!   for an id never used cost no disk read;
 //! - `history`: member id || 0x00 || big-endian u64 index -> empty (a member's entries);
 //! - `checkpoints`: big-endian u64 tree size -> signed checkpoint note text;
@@ -25,8 +25,8 @@ use rocksdb::{
     Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
 
-use crate::merkle::{Hash, HashReader, MerkleError};
-use crate::types::MemberId;
+use ledger::merkle::{Hash, HashReader, MerkleError};
+use ledger::types::MemberId;
 
 const CF_ENTRIES: &str = "entries";
 const CF_TREE: &str = "tree";
@@ -612,7 +612,7 @@ impl Store {
     }
 }
 
-impl crate::state::RecordSource for Store {
+impl ledger::state::RecordSource for Store {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
         self.state_record(key).map_err(|e| e.to_string())
     }
