@@ -6,7 +6,9 @@
 //! type (a test in [`super`] checks it).
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,6 +17,7 @@ use ledger::agreement::{AgreementTerms, SignedAgreement};
 use ledger::receipt::Receipt;
 use ledger::statement::{to_csv, SignedStatement};
 use ledger::types::{BrandId, EntryId};
+use serde::de::DeserializeOwned;
 
 use super::agreements::{self, AgreementOutcome};
 use super::payee::{self, Committed, PrepareBody, Prepared};
@@ -24,8 +27,8 @@ use super::reconcile::{self, ReconcileQuery, ReportFormat};
 use super::redeem::{CommitRequest, PayerCommit, PrepareRequest, RedemptionStatus};
 use super::refunds::{self, RefundRequest, Refunded};
 use super::statements::{self, LoggedStatement, StatementBody, StatementsQuery};
-use crate::app::{authorize, parse_param, scope, ApiJson, AppState, Authorized, Param};
-use crate::federation::peer;
+use crate::app::{authorize, parse_param, scope, ApiJson, App, AppState, Authorized, Param};
+use crate::federation::{peer, Partner};
 use crate::keys::Scope;
 use crate::problem::ApiError;
 
@@ -110,19 +113,8 @@ pub async fn commit(
 /// The payer's side (signed peer request): checks the quote against its own log and holds.
 pub async fn peer_prepare(
     State(app): AppState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    PeerJson(sender, req): PeerJson<PrepareRequest>,
 ) -> Result<Json<Receipt>, ApiError> {
-    let (sender, req): (_, PrepareRequest) = peer::verify_json(
-        &app.federation,
-        &method,
-        &uri,
-        &headers,
-        &body,
-        "prepare request",
-    )?;
     Ok(Json(payer::prepare(&app, &sender, req).await?))
 }
 
@@ -160,20 +152,9 @@ pub async fn peer_void(
 /// with the preimage and logs the payable obligation in the same batch.
 pub async fn peer_commit(
     State(app): AppState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    PeerJson(sender, req): PeerJson<CommitRequest>,
 ) -> Result<Json<PayerCommit>, ApiError> {
-    let (sender, req): (_, CommitRequest) = peer::verify_json(
-        &app.federation,
-        &method,
-        &uri,
-        &headers,
-        &body,
-        "commit request",
-    )?;
     let id: EntryId = parse_param("redemption", &id)?;
     Ok(Json(payer::commit(&app, &sender, id, req).await?))
 }
@@ -182,20 +163,9 @@ pub async fn peer_commit(
 /// payable side of the refund (the points go back to the member) and answers with its receipt.
 pub async fn peer_refund(
     State(app): AppState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    PeerJson(sender, req): PeerJson<RefundRequest>,
 ) -> Result<Json<Receipt>, ApiError> {
-    let (sender, req): (_, RefundRequest) = peer::verify_json(
-        &app.federation,
-        &method,
-        &uri,
-        &headers,
-        &body,
-        "refund request",
-    )?;
     let id: EntryId = parse_param("redemption", &id)?;
     Ok(Json(refunds::payer_refund(&app, &sender, id, req).await?))
 }
@@ -238,13 +208,8 @@ pub async fn cosign(
 /// signatures, and logged, when this node's own reconciliation gives the same statement.
 pub async fn peer_cosign(
     State(app): AppState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    PeerJson(sender, half): PeerJson<SignedStatement>,
 ) -> Result<Json<SignedStatement>, ApiError> {
-    let (sender, half): (_, SignedStatement) =
-        peer::verify_json(&app.federation, &method, &uri, &headers, &body, "statement")?;
     Ok(Json(statements::peer_cosign(&app, &sender, half).await?))
 }
 
@@ -307,20 +272,56 @@ pub async fn approve(
 /// with the co-signed agreement, logged here, when this node's operator approved the same terms.
 pub async fn peer_approval(
     State(app): AppState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    PeerJson(sender, theirs): PeerJson<SignedAgreement>,
 ) -> Result<Json<SignedAgreement>, ApiError> {
-    let (sender, theirs): (_, SignedAgreement) = peer::verify_json(
-        &app.federation,
-        &method,
-        &uri,
-        &headers,
-        &body,
-        "signed agreement",
-    )?;
     Ok(Json(
         agreements::peer_approval(&app, &sender, theirs).await?,
     ))
+}
+
+/// A signed peer request: its sender, verified as the peer rules say ([`peer::verify_json`]:
+/// signature over method, path and body, time, nonce), and its body parsed as `T`. Refused
+/// as they refuse it; a body the node's limits refuse, as axum's `Bytes` refuses it.
+pub struct PeerJson<T>(pub Arc<Partner>, pub T);
+
+/// A peer request body, named in a refusal of it.
+pub trait PeerBody: DeserializeOwned {
+    const WHAT: &'static str;
+}
+
+impl PeerBody for PrepareRequest {
+    const WHAT: &'static str = "prepare request";
+}
+
+impl PeerBody for CommitRequest {
+    const WHAT: &'static str = "commit request";
+}
+
+impl PeerBody for RefundRequest {
+    const WHAT: &'static str = "refund request";
+}
+
+impl PeerBody for SignedStatement {
+    const WHAT: &'static str = "statement";
+}
+
+impl PeerBody for SignedAgreement {
+    const WHAT: &'static str = "signed agreement";
+}
+
+impl<T: PeerBody> FromRequest<Arc<App>> for PeerJson<T> {
+    type Rejection = Response;
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Response> {
+        let (method, uri, headers) = (
+            req.method().clone(),
+            req.uri().clone(),
+            req.headers().clone(),
+        );
+        let body = Bytes::from_request(req, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        peer::verify_json(&app.federation, &method, &uri, &headers, &body, T::WHAT)
+            .map(|(sender, body)| PeerJson(sender, body))
+            .map_err(|e| ApiError::from(e).into_response())
+    }
 }
