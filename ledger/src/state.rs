@@ -1027,8 +1027,17 @@ impl State {
     /// The state whose committed records are in `source`: loads the global part only, so
     /// the time it takes does not grow with members or entries.
     pub fn open(source: Arc<dyn RecordSource>) -> Result<State, RecordError> {
+        State::open_cached(source, 0)
+    }
+
+    /// As [`State::open`], keeping at most `cache_bytes` of the committed records that are
+    /// read by key again and again (members, lots, holds...) in memory.
+    pub fn open_cached(
+        source: Arc<dyn RecordSource>,
+        cache_bytes: usize,
+    ) -> Result<State, RecordError> {
         let mut s = State {
-            records: Records::over(source).into(),
+            records: Records::over(source, cache_bytes).into(),
             ..State::default()
         };
         s.load_global()?;
@@ -1499,6 +1508,67 @@ impl State {
             }
         }
         Ok(out)
+    }
+
+    /// Reads ahead, together, the committed records that applying `writes` (in this order)
+    /// will read by key: their ids, their members, the holds and redemptions they name, and
+    /// then the lot an earning adds to. Changes nothing; on a state in memory it does nothing.
+    /// A storage failure here is reported but does not poison the state (nothing was applied).
+    pub fn prefetch<'a>(
+        &mut self,
+        writes: impl IntoIterator<Item = (&'a EntryId, &'a EntryKind)> + Clone,
+    ) -> Result<(), StorageError> {
+        if matches!(*self.records, Records::Memory { .. }) {
+            return Ok(());
+        }
+        let mut keys = Vec::new();
+        for (id, kind) in writes.clone() {
+            keys.push(records::named(record_prefix::ID, id.as_str()));
+            if let Some(m) = kind.member() {
+                keys.push(records::named(record_prefix::MEMBER, m.as_str()));
+            }
+            match kind {
+                EntryKind::Post(b) => {
+                    keys.push(records::named(record_prefix::HOLD, b.hold.as_str()))
+                }
+                EntryKind::Void(b) => {
+                    keys.push(records::named(record_prefix::HOLD, b.hold.as_str()))
+                }
+                EntryKind::Refund(b) => keys.push(records::named(
+                    record_prefix::REDEMPTION,
+                    b.redemption.as_str(),
+                )),
+                _ => {}
+            }
+        }
+        self.records.prefetch(keys)?;
+        // Points that never expire join the member's open lot: read it too.
+        let never_expire = self
+            .policies
+            .expiry
+            .as_ref()
+            .and_then(|p| p.lot_lifetime_ms)
+            .is_none();
+        if never_expire {
+            let mut lots = Vec::new();
+            for (_, kind) in writes {
+                if let EntryKind::Earn(b) = kind {
+                    let open = self
+                        .decode_at(
+                            &records::named(record_prefix::MEMBER, b.member.as_str()),
+                            MemberState::decode,
+                        )
+                        .ok()
+                        .flatten()
+                        .and_then(|m| m.open_lot);
+                    if let Some(lot) = open {
+                        lots.push(records::lot_key(&b.member, None, lot));
+                    }
+                }
+            }
+            self.records.prefetch(lots)?;
+        }
+        Ok(())
     }
 
     // ---- Apply ---------------------------------------------------------------------------

@@ -105,6 +105,11 @@ pub struct Storage {
     pub mirror_block_cache_mib: usize,
     /// Memtables of each partner's mirror, in MiB.
     pub mirror_memtable_mib: usize,
+    /// Records the node's own state reads by key again and again (members, lots, holds),
+    /// kept decoded-ready in memory ahead of the block cache, in MiB.
+    pub record_cache_mib: usize,
+    /// The same for each partner's mirror, in MiB.
+    pub mirror_record_cache_mib: usize,
     /// SST files the node's own store keeps open at once (each mirror keeps at most
     /// [`MIRROR_MAX_OPEN_FILES`]); with `limits.connections_max`, what the open-file limit
     /// must allow.
@@ -121,6 +126,8 @@ impl Default for Storage {
             memtable_mib: 128,
             mirror_block_cache_mib: 32,
             mirror_memtable_mib: 32,
+            record_cache_mib: 64,
+            mirror_record_cache_mib: 16,
             max_open_files: 512,
         }
     }
@@ -135,6 +142,7 @@ impl Storage {
         ledger_store::store::StoreConfig {
             block_cache_bytes: self.block_cache_mib << 20,
             memtable_bytes: self.memtable_mib << 20,
+            record_cache_bytes: self.record_cache_mib << 20,
             max_open_files: self.max_open_files,
         }
     }
@@ -144,6 +152,7 @@ impl Storage {
         ledger_store::store::StoreConfig {
             block_cache_bytes: self.mirror_block_cache_mib << 20,
             memtable_bytes: self.mirror_memtable_mib << 20,
+            record_cache_bytes: self.mirror_record_cache_mib << 20,
             max_open_files: MIRROR_MAX_OPEN_FILES,
         }
     }
@@ -420,6 +429,11 @@ impl Config {
             "LOYALTY_MIRROR_MEMTABLE_MIB",
             self.storage.mirror_memtable_mib
         );
+        env!("LOYALTY_RECORD_CACHE_MIB", self.storage.record_cache_mib);
+        env!(
+            "LOYALTY_MIRROR_RECORD_CACHE_MIB",
+            self.storage.mirror_record_cache_mib
+        );
         env!("LOYALTY_MAX_OPEN_FILES", self.storage.max_open_files);
         Ok(())
     }
@@ -508,6 +522,17 @@ impl Config {
         ] {
             if !(8..=STORAGE_MIB_MAX).contains(&v) {
                 return invalid(key, "must be 8 to 65536 (MiB)");
+            }
+        }
+        for (key, v) in [
+            ("storage.record_cache_mib", st.record_cache_mib),
+            (
+                "storage.mirror_record_cache_mib",
+                st.mirror_record_cache_mib,
+            ),
+        ] {
+            if v > STORAGE_MIB_MAX {
+                return invalid(key, "must be 0 to 65536 (MiB)");
             }
         }
         if !(64..=1_000_000).contains(&st.max_open_files) {
@@ -622,6 +647,10 @@ memtable_mib = {memtable}
 # Block cache and memtables of each partner's mirror.
 mirror_block_cache_mib = {mcache}
 mirror_memtable_mib = {mmemtable}
+# Records read by key again and again (members, lots, holds), kept in memory ahead of the
+# block cache: for this node's own state, and for each partner's mirror (0: none).
+record_cache_mib = {rcache}
+mirror_record_cache_mib = {mrcache}
 # SST files this node's store keeps open at once (each mirror keeps at most 64). The process's
 # open-file limit must allow these, the mirrors' and limits.connections_max.
 max_open_files = {open_files}
@@ -658,6 +687,8 @@ max_open_files = {open_files}
             memtable = self.storage.memtable_mib,
             mcache = self.storage.mirror_block_cache_mib,
             mmemtable = self.storage.mirror_memtable_mib,
+            rcache = self.storage.record_cache_mib,
+            mrcache = self.storage.mirror_record_cache_mib,
             open_files = self.storage.max_open_files,
             partners = self
                 .partners

@@ -265,7 +265,7 @@ impl Log {
     ) -> Result<Log, LogError> {
         let store = Store::open_with(dir, config)?;
         migrate(&store, progress)?;
-        let state = State::open(std::sync::Arc::new(store.clone()))?;
+        let state = store.open_state()?;
         let size = state.size();
         let end = store.entries_end()?;
         if end != size {
@@ -466,6 +466,11 @@ impl Log {
             return Err(LogError::BatchTooLarge);
         }
         check_chains(chains, writes.len())?;
+        // The records the batch reads by key, read from the store together beforehand (a
+        // failure here applied nothing: the log stays usable).
+        self.state
+            .prefetch(writes.iter().map(|w| (&w.id, &w.kind)))
+            .map_err(|e| LogError::State(e.into()))?;
         let start = self.state.size();
         let mut batch = CommitBatch::default();
         let mut outcomes = Vec::with_capacity(writes.len());

@@ -240,7 +240,7 @@ impl Mirror {
         use crate::log::LogError;
         let store = Store::open_with(dir, config)?;
         crate::log::migrate(&store, &mut |_| {})?;
-        let state = State::open(std::sync::Arc::new(store.clone())).map_err(LogError::from)?;
+        let state = store.open_state().map_err(LogError::from)?;
         let end = store.entries_end()?;
         if end != state.size() {
             return Err(LogError::Inconsistent(format!(
@@ -506,7 +506,16 @@ impl Mirror {
             }
             .into());
         }
-        // 2. The replay: the same state machine as the partner's node.
+        // 2. The replay: the same state machine as the partner's node, its records read
+        //    ahead together for the whole chunk.
+        self.state
+            .prefetch(
+                decoded
+                    .iter()
+                    .filter_map(|e| e.as_ref().ok())
+                    .map(|e| (&e.id, &e.kind)),
+            )
+            .map_err(|e| crate::log::LogError::State(e.into()))?;
         let mut batch = CommitBatch::default();
         batch.entries.reserve(entries.len());
         for (i, (bytes, entry)) in entries.into_iter().zip(decoded).enumerate() {
@@ -625,7 +634,9 @@ impl Mirror {
 
     /// Discards in-memory changes by reloading the state from the store.
     fn reload(&mut self) -> Result<(), MirrorError> {
-        self.state = State::open(std::sync::Arc::new(self.store.clone()))
+        self.state = self
+            .store
+            .open_state()
             .map_err(crate::log::LogError::from)?;
         Ok(())
     }

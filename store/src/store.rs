@@ -86,6 +86,9 @@ pub struct StoreConfig {
     pub block_cache_bytes: usize,
     /// All memtables of all column families together, in bytes.
     pub memtable_bytes: usize,
+    /// The state's cache of records read by key again and again (members, lots, holds), in
+    /// bytes ([`ledger::state::State::open_cached`]; 0: none).
+    pub record_cache_bytes: usize,
     /// The most SST files RocksDB keeps open at once (it closes the least recently used
     /// beyond); bounds the store's file descriptors whatever the size of the data.
     pub max_open_files: u32,
@@ -98,6 +101,7 @@ impl Default for StoreConfig {
         StoreConfig {
             block_cache_bytes: 256 << 20,
             memtable_bytes: 128 << 20,
+            record_cache_bytes: 64 << 20,
             max_open_files: 512,
         }
     }
@@ -116,6 +120,7 @@ pub trait LocalObserver: Send + Sync {
 #[derive(Clone)]
 pub struct Store {
     db: Arc<DB>,
+    record_cache_bytes: usize,
     observer: Arc<Mutex<Option<Arc<dyn LocalObserver>>>>,
 }
 
@@ -192,8 +197,15 @@ impl Store {
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         Ok(Store {
             db: Arc::new(db),
+            record_cache_bytes: config.record_cache_bytes,
             observer: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// The state whose committed records are this store's, with the record cache of the
+    /// store's budget; loads the small global part only.
+    pub fn open_state(&self) -> Result<ledger::state::State, ledger::state::RecordError> {
+        ledger::state::State::open_cached(Arc::new(self.clone()), self.record_cache_bytes)
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -625,6 +637,15 @@ impl ledger::state::RecordSource for Store {
     fn range_rev(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Record>, String> {
         self.state_range_rev(start, end, limit)
             .map_err(|e| e.to_string())
+    }
+
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        debug_assert!(keys.windows(2).all(|w| w[0] <= w[1]), "keys in order");
+        self.db
+            .batched_multi_get_cf(self.cf(CF_STATE), keys, true)
+            .into_iter()
+            .map(|r| r.map(|v| v.map(|v| v.to_vec())).map_err(|e| e.to_string()))
+            .collect()
     }
 }
 

@@ -448,10 +448,12 @@ impl Twin {
         let config = StoreConfig {
             block_cache_bytes: 8 << 20,
             memtable_bytes: 8 << 20,
+            // Small enough that the record cache turns over many times in a case.
+            record_cache_bytes: 4 << 10,
             max_open_files: 256,
         };
         let store = Store::open_with(dir, config).unwrap();
-        let disk = State::open(Arc::new(store.clone())).unwrap();
+        let disk = store.open_state().unwrap();
         Twin {
             memory: State::new(),
             disk,
@@ -483,6 +485,8 @@ impl Twin {
         assert_eq!(self.memory.size(), self.disk.size());
         let index = LogIndex::new(self.memory.size()).unwrap();
         let in_memory = self.memory.apply(index, &entry);
+        // As the log and the mirrors do: the records the entry reads, read ahead first.
+        self.disk.prefetch([(&entry.id, &entry.kind)]).unwrap();
         let on_disk = self.disk.apply(index, &entry);
         assert_eq!(in_memory, on_disk, "entry {entry:?}");
         if in_memory.is_ok() {

@@ -13,7 +13,7 @@
 //!   in its range that a full merge of the source and the pending writes would, in order, at
 //!   most `limit` of them; fewer than `limit` means the range holds no more.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -44,6 +44,12 @@ pub trait RecordSource: Send + Sync {
     fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<KeyValues, String>;
     /// Records with keys in `start..end`, descending (the last key first), at most `limit`.
     fn range_rev(&self, start: &[u8], end: &[u8], limit: usize) -> Result<KeyValues, String>;
+    /// The records under `keys` (given in ascending order), in that order: what `get` would
+    /// answer for each. A store overrides it to look the keys up together (RocksDB's
+    /// `MultiGet` shares the index and filter work of keys that sort together).
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
 }
 
 /// A [`RecordSource`] over an ordered map, for tests and in-memory tools.
@@ -105,11 +111,105 @@ pub(crate) enum Records {
         map: MemorySource,
         changed: Option<BTreeSet<Vec<u8>>>,
     },
-    /// Committed records in `source`; writes not yet committed in `pending` (`None`: deleted).
+    /// Committed records in `source`; writes not yet committed in `pending` (`None`: deleted);
+    /// committed records read ahead for the batch being built in `prefetched` (`None`: known
+    /// absent), dropped when the batch is drained; and a bounded `cache` of committed records
+    /// that are read by key again and again (see [`RecordCache`]).
     Source {
         source: Arc<dyn RecordSource>,
         pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        prefetched: HashMap<Vec<u8>, Option<Vec<u8>>>,
+        cache: RecordCache,
     },
+}
+
+/// Committed records that are read by key again and again (members, lots, holds and the other
+/// records named by an id a later entry refers to; not ids, qualifying earnings or due-index
+/// keys, which are written once and read by range or never), at most `budget` bytes of keys,
+/// values and their bookkeeping.
+///
+/// Two generations: records go into `young`; when `young` holds half the budget it becomes
+/// `old` and the previous `old` is dropped. A read finds `young` first. So the cache holds at
+/// most the budget, keeps what was used in the last half-budget of traffic, and costs O(1) a
+/// read or write with no list to maintain.
+///
+/// Invariants: every record held equals the committed record under its key (or the record a
+/// drained batch is about to commit: [`Records::take_changes`] passes every drained write
+/// through, a delete removing the key from both generations); a key in `young` shadows the
+/// same key in `old`.
+#[derive(Clone, Default)]
+pub(crate) struct RecordCache {
+    young: HashMap<Vec<u8>, Vec<u8>>,
+    old: HashMap<Vec<u8>, Vec<u8>>,
+    young_bytes: usize,
+    budget: usize,
+}
+
+/// What one cached record is counted for beyond its key and value: two vector headers and a
+/// hash table slot.
+const CACHE_OVERHEAD_BYTES: usize = 64;
+
+impl RecordCache {
+    fn new(budget: usize) -> RecordCache {
+        RecordCache {
+            budget,
+            ..RecordCache::default()
+        }
+    }
+
+    /// Whether records under `key` are worth keeping: those read by key again.
+    fn keeps(key: &[u8]) -> bool {
+        const KEPT: [&[u8]; 8] = [
+            prefix::MEMBER,
+            prefix::LOT,
+            prefix::HOLD,
+            prefix::REDEMPTION,
+            prefix::AUTHORISATION,
+            prefix::QUOTE,
+            prefix::OBLIGATION,
+            prefix::PERIOD_TOTALS,
+        ];
+        KEPT.iter().any(|p| key.starts_with(p))
+    }
+
+    fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.young
+            .get(key)
+            .or_else(|| self.old.get(key))
+            .map(Vec::as_slice)
+    }
+
+    fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        let size = key.len() + value.len() + CACHE_OVERHEAD_BYTES;
+        self.remove(&key);
+        if size > self.budget / 2 {
+            return;
+        }
+        if self.young_bytes + size > self.budget / 2 {
+            self.old = std::mem::take(&mut self.young);
+            self.young_bytes = 0;
+        }
+        self.young_bytes += size;
+        self.young.insert(key, value);
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        if let Some(v) = self.young.remove(key) {
+            self.young_bytes -= key.len() + v.len() + CACHE_OVERHEAD_BYTES;
+        }
+        self.old.remove(key);
+    }
+
+    /// The bytes held (both generations), for tests.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        let count = |m: &HashMap<Vec<u8>, Vec<u8>>| {
+            m.iter()
+                .map(|(k, v)| k.len() + v.len() + CACHE_OVERHEAD_BYTES)
+                .sum::<usize>()
+        };
+        count(&self.young) + count(&self.old)
+    }
 }
 
 impl Default for Records {
@@ -130,21 +230,19 @@ impl Records {
         }
     }
 
-    pub(crate) fn over(source: Arc<dyn RecordSource>) -> Records {
+    /// Records over `source`, keeping at most `cache_bytes` of committed records in memory
+    /// ([`RecordCache`]; 0: none).
+    pub(crate) fn over(source: Arc<dyn RecordSource>, cache_bytes: usize) -> Records {
         Records::Source {
             source,
             pending: BTreeMap::new(),
+            prefetched: HashMap::new(),
+            cache: RecordCache::new(cache_bytes),
         }
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        match self {
-            Records::Memory { map, .. } => Ok(BTreeMap::get(map, key).cloned()),
-            Records::Source { source, pending } => match pending.get(key) {
-                Some(v) => Ok(v.clone()),
-                None => source.get(key).map_err(StorageError),
-            },
-        }
+        self.with(key, <[u8]>::to_vec)
     }
 
     /// The record under `key`, handed to `f`: without a copy when it is held here (in memory
@@ -156,11 +254,65 @@ impl Records {
     ) -> Result<Option<R>, StorageError> {
         match self {
             Records::Memory { map, .. } => Ok(BTreeMap::get(map, key).map(|v| f(v))),
-            Records::Source { source, pending } => match pending.get(key) {
-                Some(v) => Ok(v.as_deref().map(f)),
-                None => Ok(source.get(key).map_err(StorageError)?.as_deref().map(f)),
-            },
+            Records::Source {
+                source,
+                pending,
+                prefetched,
+                cache,
+            } => {
+                if let Some(v) = pending.get(key) {
+                    return Ok(v.as_deref().map(f));
+                }
+                if let Some(v) = prefetched.get(key) {
+                    return Ok(v.as_deref().map(f));
+                }
+                if let Some(v) = cache.get(key) {
+                    return Ok(Some(f(v)));
+                }
+                Ok(source.get(key).map_err(StorageError)?.as_deref().map(f))
+            }
         }
+    }
+
+    /// Reads the committed records under `keys` ahead, together, so that the reads of the
+    /// batch being built find them in memory: records worth caching go to the cache, the
+    /// others (and the keys found absent) are kept until the batch is drained. Keys written in
+    /// this batch or already in memory are skipped. In memory it does nothing.
+    pub(crate) fn prefetch(&mut self, mut keys: Vec<Vec<u8>>) -> Result<(), StorageError> {
+        let Records::Source {
+            source,
+            pending,
+            prefetched,
+            cache,
+        } = self
+        else {
+            return Ok(());
+        };
+        keys.retain(|k| {
+            !pending.contains_key(k) && !prefetched.contains_key(k) && cache.get(k).is_none()
+        });
+        if keys.is_empty() {
+            return Ok(());
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let values = source.get_many(&keys).map_err(StorageError)?;
+        if values.len() != keys.len() {
+            return Err(StorageError(format!(
+                "{} records read for {} keys",
+                values.len(),
+                keys.len()
+            )));
+        }
+        for (k, v) in keys.into_iter().zip(values) {
+            match v {
+                Some(v) if RecordCache::keeps(&k) => cache.insert(k, v),
+                v => {
+                    prefetched.insert(k, v);
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
@@ -203,7 +355,9 @@ impl Records {
             Records::Memory { map, .. } => {
                 RecordSource::range(map, start, end, limit).map_err(StorageError)
             }
-            Records::Source { source, pending } => {
+            Records::Source {
+                source, pending, ..
+            } => {
                 if start >= end {
                     return Ok(Vec::new());
                 }
@@ -246,7 +400,9 @@ impl Records {
             Records::Memory { map, .. } => {
                 RecordSource::range_rev(map, start, end, limit).map_err(StorageError)
             }
-            Records::Source { source, pending } => {
+            Records::Source {
+                source, pending, ..
+            } => {
                 if start >= end {
                     return Ok(Vec::new());
                 }
@@ -311,7 +467,25 @@ impl Records {
                     (k, v)
                 })
                 .collect(),
-            Records::Source { pending, .. } => std::mem::take(pending).into_iter().collect(),
+            Records::Source {
+                pending,
+                prefetched,
+                cache,
+                ..
+            } => {
+                prefetched.clear();
+                let changes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+                    std::mem::take(pending).into_iter().collect();
+                // The cache follows every drained write: the batch is committed next, or the
+                // state is rebuilt from its store (a failed commit poisons it).
+                for (k, v) in &changes {
+                    match v {
+                        Some(v) if RecordCache::keeps(k) => cache.insert(k.clone(), v.clone()),
+                        _ => cache.remove(k),
+                    }
+                }
+                changes
+            }
         }
     }
 
@@ -440,6 +614,11 @@ impl JournaledRecords {
             j.push((key.clone(), self.records.prior(&key)));
         }
         self.records.delete(key);
+    }
+
+    /// As [`Records::prefetch`]: reads ahead change no record, so nothing is journaled.
+    pub(crate) fn prefetch(&mut self, keys: Vec<Vec<u8>>) -> Result<(), StorageError> {
+        self.records.prefetch(keys)
     }
 
     /// Starts recording how to undo the writes from now on.
@@ -840,6 +1019,10 @@ pub fn due_end(prefix: &[u8], t: LogTime) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn over(source: Arc<dyn RecordSource>) -> Records {
+        Records::over(source, 0)
+    }
+
     fn src(pairs: &[(&[u8], &[u8])]) -> Arc<dyn RecordSource> {
         Arc::new(
             pairs
@@ -862,7 +1045,7 @@ mod tests {
 
     #[test]
     fn range_merges_pending_writes_over_the_source() {
-        let mut r = Records::over(src(&[
+        let mut r = over(src(&[
             (b"a", b"1"),
             (b"b", b"2"),
             (b"c", b"3"),
@@ -887,7 +1070,7 @@ mod tests {
 
     #[test]
     fn range_pages_never_skip_a_committed_key() {
-        let mut r = Records::over(src(&[(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]));
+        let mut r = over(src(&[(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]));
         r.put(b"e".to_vec(), b"5".to_vec());
         // The source's page ends at "a"; "e" must not come before "b" and "c".
         let page = r.range(b"a", b"z", 1).unwrap();
@@ -899,7 +1082,7 @@ mod tests {
 
     #[test]
     fn reverse_ranges_merge_pending_writes_and_page_without_skipping() {
-        let mut r = Records::over(src(&[
+        let mut r = over(src(&[
             (b"a", b"1"),
             (b"b", b"2"),
             (b"c", b"3"),
@@ -932,7 +1115,7 @@ mod tests {
         );
         // A committed page that stops above a pending write does not let the write jump
         // ahead of committed keys not read yet.
-        let mut r = Records::over(src(&[(b"b", b"2"), (b"c", b"3"), (b"d", b"4")]));
+        let mut r = over(src(&[(b"b", b"2"), (b"c", b"3"), (b"d", b"4")]));
         r.put(b"a".to_vec(), b"1".to_vec());
         assert_eq!(
             keys(r.range_rev(b"a", b"z", 1).unwrap()),

@@ -2991,7 +2991,7 @@ fn latest_lines_page_newest_first_with_a_cursor_whatever_their_number() {
     for (k, _) in &pending {
         half.remove(k);
     }
-    let mut over = Records::over(Arc::new(half));
+    let mut over = Records::over(Arc::new(half), 0);
     for (k, v) in pending {
         over.put(k, v);
     }
@@ -3193,4 +3193,106 @@ fn a_member_record_without_its_oldest_kept_time_still_decodes_and_prunes() {
         (summary.qualifying, summary.qualifying_from_ms),
         (1, first + 11_000)
     );
+}
+
+/// A record source the test commits to, as a store would.
+#[derive(Default)]
+struct CommittingSource(std::sync::Mutex<records::MemorySource>);
+
+impl CommittingSource {
+    fn commit(&self, changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) {
+        let mut map = self.0.lock().unwrap();
+        for (k, v) in changes {
+            match v {
+                Some(v) => map.insert(k, v),
+                None => map.remove(&k),
+            };
+        }
+    }
+}
+
+impl RecordSource for CommittingSource {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        RecordSource::get(&*self.0.lock().unwrap(), key)
+    }
+    fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<records::KeyValues, String> {
+        RecordSource::range(&*self.0.lock().unwrap(), start, end, limit)
+    }
+    fn range_rev(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<records::KeyValues, String> {
+        RecordSource::range_rev(&*self.0.lock().unwrap(), start, end, limit)
+    }
+}
+
+fn earn_entry(i: u64, id_: &str, member: &str, points: u64) -> Entry {
+    Entry {
+        time: LogTime::new(1_000 + i).unwrap(),
+        id: id(id_),
+        kind: EntryKind::Earn(Earn {
+            member: m(member),
+            points: pts(points),
+            qualifying: true,
+        }),
+    }
+}
+
+#[test]
+fn an_id_read_ahead_as_unused_is_found_once_it_is_used() {
+    // The read-ahead remembers that the id is unused; once the entry that uses it is applied
+    // (pending) and then committed, a second entry with the id is still a duplicate.
+    let source = Arc::new(CommittingSource::default());
+    let mut s = State::open_cached(source.clone(), 1 << 20).unwrap();
+    let first = earn_entry(0, "e1", "alice", 10);
+    s.prefetch([(&first.id, &first.kind)]).unwrap();
+    s.apply(LogIndex::new(0).unwrap(), &first).unwrap();
+    let again = earn_entry(1, "e1", "alice", 10);
+    s.prefetch([(&again.id, &again.kind)]).unwrap();
+    assert!(matches!(
+        s.apply(LogIndex::new(1).unwrap(), &again),
+        Err(StateError::DuplicateId(..))
+    ));
+    source.commit(s.take_changes());
+    s.prefetch([(&again.id, &again.kind)]).unwrap();
+    assert!(matches!(
+        s.apply(LogIndex::new(1).unwrap(), &again),
+        Err(StateError::DuplicateId(..))
+    ));
+    // A member read ahead as absent, then credited, keeps the credit.
+    let bob = earn_entry(1, "e2", "bob", 5);
+    s.prefetch([(&bob.id, &bob.kind)]).unwrap();
+    s.apply(LogIndex::new(1).unwrap(), &bob).unwrap();
+    source.commit(s.take_changes());
+    let bob2 = earn_entry(2, "e3", "bob", 7);
+    s.prefetch([(&bob2.id, &bob2.kind)]).unwrap();
+    s.apply(LogIndex::new(2).unwrap(), &bob2).unwrap();
+    assert_eq!(s.member(&m("bob")).unwrap().unwrap().balance, 12);
+}
+
+#[test]
+fn the_record_cache_stays_within_its_budget_and_follows_every_write() {
+    let budget = 4096;
+    let source = Arc::new(CommittingSource::default());
+    let mut s = State::open_cached(source.clone(), budget).unwrap();
+    let mut memory = State::new();
+    for i in 0..2_000u64 {
+        let e = earn_entry(i, &format!("e{i}"), &format!("m{}", i % 97), 1 + i % 13);
+        s.prefetch([(&e.id, &e.kind)]).unwrap();
+        let index = LogIndex::new(i).unwrap();
+        assert_eq!(s.apply(index, &e), memory.apply(index, &e));
+        if i % 7 == 6 {
+            source.commit(s.take_changes());
+            memory.clear_changes();
+            let Records::Source { cache, .. } = &*s.records else {
+                panic!("a state over a source")
+            };
+            assert!(cache.bytes() <= budget, "{} bytes cached", cache.bytes());
+        }
+    }
+    source.commit(s.take_changes());
+    assert_eq!(s.records().unwrap(), memory.records().unwrap());
+    assert!(s == memory);
 }

@@ -20,6 +20,7 @@ const POINT_KEY: &[u8] = b"audit/point";
 pub const AUDIT_STORE_CONFIG: StoreConfig = StoreConfig {
     block_cache_bytes: 256 << 20,
     memtable_bytes: 128 << 20,
+    record_cache_bytes: 64 << 20,
     max_open_files: 256,
 };
 
@@ -47,8 +48,9 @@ pub fn open(dir: &Path) -> Result<ReplayStore, DiskError> {
         }
         None => None,
     };
-    let state =
-        State::open(Arc::new(store.clone())).map_err(|e| DiskError::State(e.to_string()))?;
+    let state = store
+        .open_state()
+        .map_err(|e| DiskError::State(e.to_string()))?;
     let size = point.as_ref().map_or(0, |p| p.size);
     if state.size() != size {
         return Err(DiskError::Point(format!(
