@@ -1051,9 +1051,14 @@ impl State {
         K: AsRef<[u8]>,
         V: AsRef<[u8]>,
     {
-        let map: records::MemorySource = records
+        let map: records::MemoryMap = records
             .into_iter()
-            .map(|(k, v)| (k.as_ref().to_vec(), v.as_ref().to_vec()))
+            .map(|(k, v)| {
+                (
+                    records::MemoryKey::from_slice(k.as_ref()),
+                    v.as_ref().to_vec(),
+                )
+            })
             .collect();
         let mut s = State {
             records: Records::Memory {
@@ -1581,7 +1586,28 @@ impl State {
                 "a storage read failed earlier; reopen the state".into(),
             )));
         }
-        let r = self.apply_inner(index, entry, true);
+        let r = self.apply_inner(index, entry, true, None);
+        if let Err(StateError::Storage(_)) = &r {
+            self.poisoned = true;
+        }
+        r
+    }
+
+    /// As [`State::apply`], given `intent`, the entry's [`EntryKind::intent_digest`], computed
+    /// beforehand (by a thread that decoded the entry, so that the replay's does not).
+    pub fn apply_with_intent(
+        &mut self,
+        index: LogIndex,
+        entry: &Entry,
+        intent: &Hash,
+    ) -> Result<Applied, StateError> {
+        debug_assert_eq!(&entry.kind.intent_digest(), intent);
+        if self.poisoned {
+            return Err(StateError::Storage(StorageError(
+                "a storage read failed earlier; reopen the state".into(),
+            )));
+        }
+        let r = self.apply_inner(index, entry, true, Some(intent));
         if let Err(StateError::Storage(_)) = &r {
             self.poisoned = true;
         }
@@ -1601,7 +1627,7 @@ impl State {
             )));
         }
         debug_assert!(matches!(self.id_record(&entry.id), Ok(None)));
-        let r = self.apply_inner(index, entry, false);
+        let r = self.apply_inner(index, entry, false, None);
         if let Err(StateError::Storage(_)) = &r {
             self.poisoned = true;
         }
@@ -1613,6 +1639,7 @@ impl State {
         index: LogIndex,
         entry: &Entry,
         check_id: bool,
+        intent: Option<&Hash>,
     ) -> Result<Applied, StateError> {
         if index.get() != self.meta.size {
             return Err(StateError::IndexNotNext {
@@ -1677,7 +1704,7 @@ impl State {
             records::named(record_prefix::ID, entry.id.as_str()),
             &IdRecord {
                 index,
-                intent: entry.kind.intent_digest(),
+                intent: intent.map_or_else(|| entry.kind.intent_digest(), |h| *h),
             },
         );
         self.meta.size += 1;

@@ -171,8 +171,8 @@ impl From<merkle::MerkleError> for MirrorError {
 pub struct CheckedChunk {
     entries: Vec<Vec<u8>>,
     leaves: Vec<Hash>,
-    /// The entry, or why it does not decode.
-    decoded: Vec<Result<Entry, String>>,
+    /// The entry and its intent digest (its id record's), or why it does not decode.
+    decoded: Vec<Result<(Entry, Hash), String>>,
 }
 
 impl CheckedChunk {
@@ -181,7 +181,14 @@ impl CheckedChunk {
         let leaves = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
         let decoded = entries
             .iter()
-            .map(|e| Entry::from_bytes(e).map_err(|e| e.to_string()))
+            .map(|e| {
+                Entry::from_bytes(e)
+                    .map(|e| {
+                        let intent = e.kind.intent_digest();
+                        (e, intent)
+                    })
+                    .map_err(|e| e.to_string())
+            })
             .collect();
         CheckedChunk {
             entries,
@@ -513,16 +520,16 @@ impl Mirror {
                 decoded
                     .iter()
                     .filter_map(|e| e.as_ref().ok())
-                    .map(|e| (&e.id, &e.kind)),
+                    .map(|(e, _)| (&e.id, &e.kind)),
             )
             .map_err(|e| crate::log::LogError::State(e.into()))?;
         let mut batch = CommitBatch::default();
         batch.entries.reserve(entries.len());
         for (i, (bytes, entry)) in entries.into_iter().zip(decoded).enumerate() {
             let index = start + i as u64;
-            let applied = entry.and_then(|entry| {
+            let applied = entry.and_then(|(entry, intent)| {
                 self.state
-                    .apply(LogIndex::new(index).expect("u64 index"), &entry)
+                    .apply_with_intent(LogIndex::new(index).expect("u64 index"), &entry, &intent)
                     .map_err(|e| e.to_string())
             });
             match applied {

@@ -55,7 +55,19 @@ pub trait RecordSource: Send + Sync {
 /// A [`RecordSource`] over an ordered map, for tests and in-memory tools.
 pub type MemorySource = BTreeMap<Vec<u8>, Vec<u8>>;
 
-impl RecordSource for MemorySource {
+/// A record key held in memory: inline up to 32 bytes (every key of the layout whose ids are
+/// short), so that a search of the map compares keys without reading memory elsewhere (with a
+/// separate allocation per key, those reads were a replay's largest cost: profiled, `loyalty
+/// verify` of 10M entries).
+pub(crate) type MemoryKey = smallvec::SmallVec<[u8; 32]>;
+
+/// The records of a state held in memory.
+pub(crate) type MemoryMap = BTreeMap<MemoryKey, Vec<u8>>;
+
+impl<K> RecordSource for BTreeMap<K, Vec<u8>>
+where
+    K: std::borrow::Borrow<[u8]> + Ord + Send + Sync,
+{
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
         Ok(BTreeMap::get(self, key).cloned())
     }
@@ -72,7 +84,7 @@ impl RecordSource for MemorySource {
             ),
         )
         .take(limit)
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.borrow().to_vec(), v.clone()))
         .collect())
     }
 
@@ -89,7 +101,7 @@ impl RecordSource for MemorySource {
         )
         .rev()
         .take(limit)
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.borrow().to_vec(), v.clone()))
         .collect())
     }
 }
@@ -108,7 +120,7 @@ pub(crate) enum Records {
     /// `changed` is `None`: a replay nobody stores) so that [`Records::take_changes`] can hand
     /// them to a store.
     Memory {
-        map: MemorySource,
+        map: MemoryMap,
         changed: Option<BTreeSet<Vec<u8>>>,
     },
     /// Committed records in `source`; writes not yet committed in `pending` (`None`: deleted);
@@ -215,7 +227,7 @@ impl RecordCache {
 impl Default for Records {
     fn default() -> Self {
         Records::Memory {
-            map: MemorySource::new(),
+            map: MemoryMap::new(),
             changed: Some(BTreeSet::new()),
         }
     }
@@ -225,7 +237,7 @@ impl Records {
     /// Records in memory whose changes nobody collects.
     pub(crate) fn untracked() -> Records {
         Records::Memory {
-            map: MemorySource::new(),
+            map: MemoryMap::new(),
             changed: None,
         }
     }
@@ -321,7 +333,7 @@ impl Records {
                 if let Some(c) = changed {
                     c.insert(key.clone());
                 }
-                map.insert(key, value);
+                map.insert(MemoryKey::from_slice(&key), value);
             }
             Records::Source { pending, .. } => {
                 pending.insert(key, Some(value));
@@ -332,7 +344,7 @@ impl Records {
     pub(crate) fn delete(&mut self, key: Vec<u8>) {
         match self {
             Records::Memory { map, changed } => {
-                if map.remove(&key).is_some() {
+                if map.remove(key.as_slice()).is_some() {
                     if let Some(c) = changed {
                         c.insert(key);
                     }
@@ -463,7 +475,7 @@ impl Records {
                 .unwrap_or_default()
                 .into_iter()
                 .map(|k| {
-                    let v = BTreeMap::get(map, &k).cloned();
+                    let v = BTreeMap::get(map, k.as_slice()).cloned();
                     (k, v)
                 })
                 .collect(),
@@ -541,8 +553,8 @@ impl Records {
                     }
                 }
                 match value {
-                    Some(v) => map.insert(key, v),
-                    None => map.remove(&key),
+                    Some(v) => map.insert(MemoryKey::from_slice(&key), v),
+                    None => map.remove(key.as_slice()),
                 };
             }
             (Records::Source { pending, .. }, Prior::Pending(p)) => {

@@ -6,9 +6,7 @@
 //! at any moment leaves the last flushed pair, from which the next run resumes.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use ledger::state::State;
 use ledger_store::store::{CommitBatch, Store, StoreConfig};
 
 use super::{AuditPoint, ReplayStore, FLUSH_EVERY_DEFAULT};
