@@ -851,6 +851,17 @@ pub async fn verify_log(
             ));
         }
         let short = bundle.short;
+        // Over a store (`--state`), the records the bundle's entries read, read together
+        // beforehand; in memory it does nothing. A failure is the store's, as in the replay.
+        run.state
+            .prefetch(
+                bundle
+                    .entries
+                    .iter()
+                    .filter_map(|e| e.as_ref().ok())
+                    .map(|e| (&e.id, &e.kind)),
+            )
+            .map_err(|e| VerifyError::Storage(e.to_string()))?;
         let decoded = bundle.entries.into_iter().zip(bundle.intents);
         for (leaf, (decoded, intent)) in bundle.leaves.into_iter().zip(decoded) {
             run.push(index, leaf)?;
