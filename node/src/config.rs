@@ -137,6 +137,76 @@ impl Default for Storage {
 pub const STORAGE_MIB_MAX: usize = 64 * 1024;
 
 impl Storage {
+    /// The `[storage]` table of [`Config::to_commented_toml`], with a blank line after it.
+    fn to_commented_toml(&self) -> String {
+        format!(
+            r#"[storage]
+# Memory budgets of RocksDB, in MiB. Members, lots, holds and ids live on disk and are read
+# through the block cache; the defaults keep a node with five partners under 1 GiB.
+# Block cache of this node's own store (data, index and filter blocks).
+block_cache_mib = {cache}
+# Memtables of this node's own store.
+memtable_mib = {memtable}
+# Block cache and memtables of each partner's mirror.
+mirror_block_cache_mib = {mcache}
+mirror_memtable_mib = {mmemtable}
+# Records read by key again and again (members, lots, holds), kept in memory ahead of the
+# block cache: for this node's own state, and for each partner's mirror (0: none).
+record_cache_mib = {rcache}
+mirror_record_cache_mib = {mrcache}
+# SST files this node's store keeps open at once (each mirror keeps at most 64). The process's
+# open-file limit must allow these, the mirrors' and limits.connections_max.
+max_open_files = {open_files}
+
+"#,
+            cache = self.block_cache_mib,
+            memtable = self.memtable_mib,
+            mcache = self.mirror_block_cache_mib,
+            mmemtable = self.mirror_memtable_mib,
+            rcache = self.record_cache_mib,
+            mrcache = self.mirror_record_cache_mib,
+            open_files = self.max_open_files,
+        )
+    }
+
+    /// Checks the storage budgets, naming the first wrong key.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        for (key, v) in [
+            ("storage.block_cache_mib", self.block_cache_mib),
+            ("storage.memtable_mib", self.memtable_mib),
+            (
+                "storage.mirror_block_cache_mib",
+                self.mirror_block_cache_mib,
+            ),
+            ("storage.mirror_memtable_mib", self.mirror_memtable_mib),
+        ] {
+            if !(8..=STORAGE_MIB_MAX).contains(&v) {
+                return invalid(key, "must be 8 to 65536 (MiB)");
+            }
+        }
+        for (key, v) in [
+            ("storage.record_cache_mib", self.record_cache_mib),
+            (
+                "storage.mirror_record_cache_mib",
+                self.mirror_record_cache_mib,
+            ),
+        ] {
+            if v > STORAGE_MIB_MAX {
+                return invalid(key, "must be 0 to 65536 (MiB)");
+            }
+        }
+        if !(64..=1_000_000).contains(&self.max_open_files) {
+            return invalid("storage.max_open_files", "must be 64 to 1000000");
+        }
+        Ok(())
+    }
+
     /// The budget of the node's own store.
     pub fn log(&self) -> ledger_store::store::StoreConfig {
         ledger_store::store::StoreConfig {
@@ -513,31 +583,7 @@ impl Config {
         if !(1000..=3_600_000).contains(&f.peer_clock_skew_ms) {
             return invalid("federation.peer_clock_skew_ms", "must be 1000 to 3600000");
         }
-        let st = &self.storage;
-        for (key, v) in [
-            ("storage.block_cache_mib", st.block_cache_mib),
-            ("storage.memtable_mib", st.memtable_mib),
-            ("storage.mirror_block_cache_mib", st.mirror_block_cache_mib),
-            ("storage.mirror_memtable_mib", st.mirror_memtable_mib),
-        ] {
-            if !(8..=STORAGE_MIB_MAX).contains(&v) {
-                return invalid(key, "must be 8 to 65536 (MiB)");
-            }
-        }
-        for (key, v) in [
-            ("storage.record_cache_mib", st.record_cache_mib),
-            (
-                "storage.mirror_record_cache_mib",
-                st.mirror_record_cache_mib,
-            ),
-        ] {
-            if v > STORAGE_MIB_MAX {
-                return invalid(key, "must be 0 to 65536 (MiB)");
-            }
-        }
-        if !(64..=1_000_000).contains(&st.max_open_files) {
-            return invalid("storage.max_open_files", "must be 64 to 1000000");
-        }
+        self.storage.validate()?;
         if let Some(ha) = &self.ha {
             ha.validate()?;
         }
@@ -637,25 +683,7 @@ peer_clock_skew_ms = {skew}
 # Whether partner URLs may use plain http:// to hosts other than loopback addresses.
 allow_http_partners = {allow_http}
 
-[storage]
-# Memory budgets of RocksDB, in MiB. Members, lots, holds and ids live on disk and are read
-# through the block cache; the defaults keep a node with five partners under 1 GiB.
-# Block cache of this node's own store (data, index and filter blocks).
-block_cache_mib = {cache}
-# Memtables of this node's own store.
-memtable_mib = {memtable}
-# Block cache and memtables of each partner's mirror.
-mirror_block_cache_mib = {mcache}
-mirror_memtable_mib = {mmemtable}
-# Records read by key again and again (members, lots, holds), kept in memory ahead of the
-# block cache: for this node's own state, and for each partner's mirror (0: none).
-record_cache_mib = {rcache}
-mirror_record_cache_mib = {mrcache}
-# SST files this node's store keeps open at once (each mirror keeps at most 64). The process's
-# open-file limit must allow these, the mirrors' and limits.connections_max.
-max_open_files = {open_files}
-
-# Partners, one [[partners]] table each. A partner is trusted only once its verifier key
+{storage}# Partners, one [[partners]] table each. A partner is trusted only once its verifier key
 # (from its operator, out of band) is pinned here or through the admin API.
 # [[partners]]
 # brand = "brand-b"
@@ -683,13 +711,7 @@ max_open_files = {open_files}
             witness = self.federation.witness_interval_ms,
             skew = self.federation.peer_clock_skew_ms,
             allow_http = self.federation.allow_http_partners,
-            cache = self.storage.block_cache_mib,
-            memtable = self.storage.memtable_mib,
-            mcache = self.storage.mirror_block_cache_mib,
-            mmemtable = self.storage.mirror_memtable_mib,
-            rcache = self.storage.record_cache_mib,
-            mrcache = self.storage.mirror_record_cache_mib,
-            open_files = self.storage.max_open_files,
+            storage = self.storage.to_commented_toml(),
             partners = self
                 .partners
                 .iter()

@@ -1175,4 +1175,51 @@ mod tests {
         assert_eq!(parse_due_lot_key(&d), Some((t(7), m.clone(), i(3))));
         assert!(d < due_end(prefix::DUE_LOT, t(7)) && d >= due_end(prefix::DUE_LOT, t(6)));
     }
+
+    #[test]
+    fn the_record_cache_holds_its_budget_and_the_newest_value() {
+        let k = |s: &str| named(prefix::MEMBER, s);
+        let mut c = RecordCache::new(1024);
+        for i in 0..200u32 {
+            c.insert(k(&format!("m{i}")), vec![i as u8; 20]);
+            assert!(c.bytes() <= 1024, "{} bytes", c.bytes());
+        }
+        // The newest records are kept, the oldest dropped.
+        assert_eq!(c.get(&k("m199")), Some(&[199u8; 20][..]));
+        assert_eq!(c.get(&k("m0")), None);
+        // A key written again answers its newest value, in whichever generation it was.
+        // (Five records of this size fill a generation: five more turn it over exactly once.)
+        c.insert(k("a"), b"1".to_vec());
+        for i in 0..5u32 {
+            c.insert(k(&format!("n{i}")), vec![0; 20]);
+        }
+        assert_eq!(
+            c.get(&k("a")),
+            Some(&b"1"[..]),
+            "still held, in the old generation"
+        );
+        c.insert(k("a"), b"2".to_vec());
+        assert_eq!(c.get(&k("a")), Some(&b"2"[..]));
+        for i in 0..5u32 {
+            c.insert(k(&format!("o{i}")), vec![0; 20]);
+        }
+        assert_eq!(
+            c.get(&k("a")),
+            Some(&b"2"[..]),
+            "the newest value, in the old generation"
+        );
+        // A removed key is gone from both generations.
+        c.remove(&k("a"));
+        assert_eq!(c.get(&k("a")), None);
+        // A record larger than half the budget is not kept (and drops what it replaces).
+        c.insert(k("b"), b"1".to_vec());
+        assert_eq!(c.get(&k("b")), Some(&b"1"[..]));
+        c.insert(k("b"), vec![0; 600]);
+        assert_eq!(c.get(&k("b")), None);
+        // Without a budget nothing is kept.
+        let mut none = RecordCache::new(0);
+        none.insert(k("a"), b"1".to_vec());
+        assert_eq!(none.get(&k("a")), None);
+        assert!(RecordCache::keeps(&k("a")) && !RecordCache::keeps(&named(prefix::ID, "e1")));
+    }
 }

@@ -60,7 +60,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use ledger::checkpoint::{open_checkpoint, Checkpoint, CheckpointError, NoteVerifier, SignedNote};
-use ledger::entry::EntryError;
+use ledger::entry::{Entry, EntryError};
 use ledger::merkle::{verify_consistency, Hash, MerkleError};
 use ledger::state::{InvariantViolation, State, StateError};
 use ledger::types::{AccountId, LogIndex, LogTime};
@@ -417,6 +417,18 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Over a store (`--state`), reads the records `entries` will read together beforehand;
+    /// in memory it does nothing. A failure is the store's, as in the replay.
+    fn prefetch(&mut self, entries: &[Result<Entry, EntryError>]) -> Result<(), VerifyError> {
+        let writes = entries
+            .iter()
+            .filter_map(|e| e.as_ref().ok())
+            .map(|e| (&e.id, &e.kind));
+        self.state
+            .prefetch(writes)
+            .map_err(|e| VerifyError::Storage(e.to_string()))
+    }
+
     fn push(&mut self, index: u64, leaf: Hash) -> Result<(), VerifyError> {
         self.tree
             .push(leaf)
@@ -671,19 +683,8 @@ pub async fn verify_log(
     mut options: VerifyOptions,
 ) -> Result<Summary, VerifyError> {
     let started = Instant::now();
-    if let Some(p) = &options.witness_policy {
-        if &p.log != pinned_key {
-            return Err(VerifyError::Options(
-                "the witness policy's log key is not the pinned key".into(),
-            ));
-        }
-    }
+    check_options(&options, pinned_key)?;
     let resume = options.replay_store.as_ref().and_then(|r| r.resume.clone());
-    if resume.is_some() && options.resume_from.is_some() {
-        return Err(VerifyError::Options(
-            "resume either from a saved audit or from a saved checkpoint, not both".into(),
-        ));
-    }
     let progress_every = options.progress_every.max(1);
     let saved = match &options.resume_from {
         Some(note) => Some(
@@ -851,17 +852,7 @@ pub async fn verify_log(
             ));
         }
         let short = bundle.short;
-        // Over a store (`--state`), the records the bundle's entries read, read together
-        // beforehand; in memory it does nothing. A failure is the store's, as in the replay.
-        run.state
-            .prefetch(
-                bundle
-                    .entries
-                    .iter()
-                    .filter_map(|e| e.as_ref().ok())
-                    .map(|e| (&e.id, &e.kind)),
-            )
-            .map_err(|e| VerifyError::Storage(e.to_string()))?;
+        run.prefetch(&bundle.entries)?;
         let decoded = bundle.entries.into_iter().zip(bundle.intents);
         for (leaf, (decoded, intent)) in bundle.leaves.into_iter().zip(decoded) {
             run.push(index, leaf)?;
@@ -952,12 +943,36 @@ pub async fn verify_log(
         resumed_from: saved.map(|s| s.size).or((start > 0).then_some(start)),
         witnessed,
     };
-    // A replay in memory holds a record per id, member, lot and qualifying earning: freeing
-    // tens of millions of them took a twentieth of a 10M-entry audit (profiled). They are
-    // freed on a thread of their own, so that the answer does not wait for it.
-    let state = std::mem::take(&mut run.state);
-    std::thread::spawn(move || drop(state));
+    free_in_background(std::mem::take(&mut run.state));
     Ok(summary)
+}
+
+/// Refuses options that contradict each other.
+fn check_options(options: &VerifyOptions, pinned_key: &NoteVerifier) -> Result<(), VerifyError> {
+    if let Some(p) = &options.witness_policy {
+        if &p.log != pinned_key {
+            return Err(VerifyError::Options(
+                "the witness policy's log key is not the pinned key".into(),
+            ));
+        }
+    }
+    let resume = options
+        .replay_store
+        .as_ref()
+        .and_then(|r| r.resume.as_ref());
+    if resume.is_some() && options.resume_from.is_some() {
+        return Err(VerifyError::Options(
+            "resume either from a saved audit or from a saved checkpoint, not both".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Frees a replayed state on a thread of its own, so that the answer does not wait for it: a
+/// replay in memory holds a record per id, member, lot and qualifying earning, and freeing
+/// tens of millions of them took a twentieth of a 10M-entry audit (profiled).
+fn free_in_background(state: State) {
+    std::thread::spawn(move || drop(state));
 }
 
 /// Fetches the node's latest cosigned checkpoint and checks it against the witness policy.
