@@ -1581,16 +1581,7 @@ impl State {
     /// Applies entry number `index`. On error nothing changes, except after a storage failure
     /// ([`StateError::Storage`]): then the state refuses every entry until it is reopened.
     pub fn apply(&mut self, index: LogIndex, entry: &Entry) -> Result<Applied, StateError> {
-        if self.poisoned {
-            return Err(StateError::Storage(StorageError(
-                "a storage read failed earlier; reopen the state".into(),
-            )));
-        }
-        let r = self.apply_inner(index, entry, true, None);
-        if let Err(StateError::Storage(_)) = &r {
-            self.poisoned = true;
-        }
-        r
+        self.apply_guarded(index, entry, true, None)
     }
 
     /// As [`State::apply`], given `intent`, the entry's [`EntryKind::intent_digest`], computed
@@ -1602,16 +1593,7 @@ impl State {
         intent: &Hash,
     ) -> Result<Applied, StateError> {
         debug_assert_eq!(&entry.kind.intent_digest(), intent);
-        if self.poisoned {
-            return Err(StateError::Storage(StorageError(
-                "a storage read failed earlier; reopen the state".into(),
-            )));
-        }
-        let r = self.apply_inner(index, entry, true, Some(intent));
-        if let Err(StateError::Storage(_)) = &r {
-            self.poisoned = true;
-        }
-        r
+        self.apply_guarded(index, entry, true, Some(intent))
     }
 
     /// As [`State::apply`], for a writer that has just found `entry.id` unused
@@ -1621,13 +1603,24 @@ impl State {
         index: LogIndex,
         entry: &Entry,
     ) -> Result<Applied, StateError> {
+        debug_assert!(self.poisoned || matches!(self.id_record(&entry.id), Ok(None)));
+        self.apply_guarded(index, entry, false, None)
+    }
+
+    /// Refuses every entry once a storage read failed; poisons the state when one fails now.
+    fn apply_guarded(
+        &mut self,
+        index: LogIndex,
+        entry: &Entry,
+        check_id: bool,
+        intent: Option<&Hash>,
+    ) -> Result<Applied, StateError> {
         if self.poisoned {
             return Err(StateError::Storage(StorageError(
                 "a storage read failed earlier; reopen the state".into(),
             )));
         }
-        debug_assert!(matches!(self.id_record(&entry.id), Ok(None)));
-        let r = self.apply_inner(index, entry, false, None);
+        let r = self.apply_inner(index, entry, check_id, intent);
         if let Err(StateError::Storage(_)) = &r {
             self.poisoned = true;
         }
