@@ -759,6 +759,14 @@ impl Entry {
         Ok(entry)
     }
 
+    /// As [`Entry::from_bytes`], with the entry's [`EntryKind::intent_digest`]: what a
+    /// decoding thread hands to a replay ([`crate::state::State::apply_with_intent`]).
+    pub fn from_bytes_with_intent(bytes: &[u8]) -> Result<(Entry, Hash), EntryError> {
+        let entry = Entry::from_bytes(bytes)?;
+        let intent = entry.kind.intent_digest();
+        Ok((entry, intent))
+    }
+
     /// Decodes an envelope from a JSON value (no canonical-form check).
     pub fn from_value(value: Value) -> Result<Entry, EntryError> {
         let Value::Object(mut m) = value else {

@@ -1533,11 +1533,8 @@ impl State {
                 keys.push(records::named(record_prefix::MEMBER, m.as_str()));
             }
             match kind {
-                EntryKind::Post(b) => {
-                    keys.push(records::named(record_prefix::HOLD, b.hold.as_str()))
-                }
-                EntryKind::Void(b) => {
-                    keys.push(records::named(record_prefix::HOLD, b.hold.as_str()))
+                EntryKind::Post(Post { hold, .. }) | EntryKind::Void(Void { hold }) => {
+                    keys.push(records::named(record_prefix::HOLD, hold.as_str()))
                 }
                 EntryKind::Refund(b) => keys.push(records::named(
                     record_prefix::REDEMPTION,

@@ -181,14 +181,7 @@ impl CheckedChunk {
         let leaves = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
         let decoded = entries
             .iter()
-            .map(|e| {
-                Entry::from_bytes(e)
-                    .map(|e| {
-                        let intent = e.kind.intent_digest();
-                        (e, intent)
-                    })
-                    .map_err(|e| e.to_string())
-            })
+            .map(|e| Entry::from_bytes_with_intent(e).map_err(|e| e.to_string()))
             .collect();
         CheckedChunk {
             entries,

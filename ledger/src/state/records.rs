@@ -489,8 +489,10 @@ impl Records {
                 let changes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
                     std::mem::take(pending).into_iter().collect();
                 // The cache follows every drained write: the batch is committed next, or the
-                // state is rebuilt from its store (a failed commit poisons it).
-                for (k, v) in &changes {
+                // state is rebuilt from its store (a failed commit poisons it). Without a
+                // budget it holds nothing to follow.
+                let follow = if cache.budget > 0 { &changes[..] } else { &[] };
+                for (k, v) in follow {
                     match v {
                         Some(v) if RecordCache::keeps(k) => cache.insert(k.clone(), v.clone()),
                         _ => cache.remove(k),

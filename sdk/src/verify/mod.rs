@@ -419,11 +419,14 @@ struct Run<'a> {
 impl Run<'_> {
     /// Over a store (`--state`), reads the records `entries` will read together beforehand;
     /// in memory it does nothing. A failure is the store's, as in the replay.
-    fn prefetch(&mut self, entries: &[Result<Entry, EntryError>]) -> Result<(), VerifyError> {
+    fn prefetch(
+        &mut self,
+        entries: &[Result<(Entry, Hash), EntryError>],
+    ) -> Result<(), VerifyError> {
         let writes = entries
             .iter()
             .filter_map(|e| e.as_ref().ok())
-            .map(|e| (&e.id, &e.kind));
+            .map(|(e, _)| (&e.id, &e.kind));
         self.state
             .prefetch(writes)
             .map_err(|e| VerifyError::Storage(e.to_string()))
@@ -853,10 +856,9 @@ pub async fn verify_log(
         }
         let short = bundle.short;
         run.prefetch(&bundle.entries)?;
-        let decoded = bundle.entries.into_iter().zip(bundle.intents);
-        for (leaf, (decoded, intent)) in bundle.leaves.into_iter().zip(decoded) {
+        for (leaf, decoded) in bundle.leaves.into_iter().zip(bundle.entries) {
             run.push(index, leaf)?;
-            let entry = match decoded {
+            let (entry, intent) = match decoded {
                 Ok(e) => e,
                 Err(e) => return Err(run.entry_failure(index, Failure::Decode(e)).await),
             };

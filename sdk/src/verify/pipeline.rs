@@ -40,11 +40,9 @@ pub struct CheckedBundle {
     pub start: u64,
     /// The leaf hash of every entry served.
     pub leaves: Vec<Hash>,
-    /// Every entry served, decoded strictly (canonical form checked).
-    pub entries: Vec<Result<Entry, EntryError>>,
-    /// The intent digest of every entry that decoded (its id record's), computed here so that
-    /// the replay thread does not: `[0; 32]` for one that did not.
-    pub intents: Vec<Hash>,
+    /// Every entry served, decoded strictly (canonical form checked), with its intent digest
+    /// (its id record's, computed here so that the replay thread does not).
+    pub entries: Vec<Result<(Entry, Hash), EntryError>>,
     /// Whether the bundle held fewer entries than asked (or a malformed frame); the first
     /// missing index is `start + leaves.len()`.
     pub short: bool,
@@ -59,7 +57,6 @@ pub fn check_bundle(bundle: u64, width: u64, from: u64, body: &[u8]) -> CheckedB
         start: first + skip as u64,
         leaves: Vec::with_capacity(width as usize - skip.min(width as usize)),
         entries: Vec::with_capacity(width as usize - skip.min(width as usize)),
-        intents: Vec::with_capacity(width as usize - skip.min(width as usize)),
         short: false,
     };
     let mut frames = bundle_entries(body);
@@ -71,10 +68,7 @@ pub fn check_bundle(bundle: u64, width: u64, from: u64, body: &[u8]) -> CheckedB
         };
         if k >= skip {
             out.leaves.push(leaf_hash(bytes));
-            let entry = Entry::from_bytes(bytes);
-            out.intents
-                .push(entry.as_ref().map_or([0; 32], |e| e.kind.intent_digest()));
-            out.entries.push(entry);
+            out.entries.push(Entry::from_bytes_with_intent(bytes));
         }
         k += 1;
     }
