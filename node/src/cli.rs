@@ -132,16 +132,20 @@ pub enum KeysAction {
 /// `migrate`: converts the store's state records in place, with a progress line.
 fn migrate(data: &Path) -> Result<()> {
     let config = Config::load(data)?;
-    let store = Store::open_with(&data.join(DB_DIR), config.storage.log())
-        .with_context(|| format!("open the store in {}", data.display()))?;
     let t0 = std::time::Instant::now();
+    let mut moved = 0;
+    let store = Store::open_migrating(&data.join(DB_DIR), config.storage.log(), &mut |n| {
+        moved = n;
+        eprintln!("migrating: {n} tree hashes moved");
+    })
+    .with_context(|| format!("open the store in {}", data.display()))?;
     let migrated = ledger_store::log::migrate(&store, &mut |done| {
         eprintln!("migrating: {done} state records converted");
     })?;
-    if migrated {
+    if migrated || moved > 0 {
         store.flush()?;
         println!(
-            "migrated the state records of {} in {:.1} s",
+            "migrated the store of {} in {:.1} s",
             data.display(),
             t0.elapsed().as_secs_f64()
         );

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ledger::checkpoint::NoteSigner;
-use ledger_store::log::Log;
+use ledger_store::log::{Log, Migrated};
 
 use crate::app::App;
 use crate::config::Config;
@@ -39,11 +39,16 @@ pub fn open_log(data: &std::path::Path, config: &Config) -> Result<Log> {
         &data.join(DB_DIR),
         signer,
         config.storage.log(),
-        &mut |done| {
-            tracing::info!(
-                records = done,
-                "migrating state records to this release's format"
-            )
+        &mut |done| match done {
+            Migrated::TreeHashes(n) => {
+                tracing::info!(hashes = n, "moving tree hashes to this release's layout")
+            }
+            Migrated::StateRecords(n) => {
+                tracing::info!(
+                    records = n,
+                    "migrating state records to this release's format"
+                )
+            }
         },
     )
     .context("open the log")

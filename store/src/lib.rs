@@ -6,3 +6,4 @@
 pub mod log;
 pub mod mirror;
 pub mod store;
+mod subtrees;

@@ -140,6 +140,15 @@ impl CommitGate for NoGate {
     }
 }
 
+/// How far the migration of a store of an earlier release got, reported while a log opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrated {
+    /// Tree hashes moved to this release's layout (spec/protocol.md §6).
+    TreeHashes(u64),
+    /// State records converted from JSON ([`migrate`]).
+    StateRecords(u64),
+}
+
 /// State records converted per synced batch while migrating a store.
 pub const MIGRATE_CHUNK: usize = 10_000;
 
@@ -254,17 +263,18 @@ impl Log {
     }
 
     /// Opens (or creates) the log in `dir` within the memory budget `config`. Migrates a
-    /// store of an older release first ([`migrate`], reporting to `progress`). Loads only the
+    /// store of an older release first (its tree hashes, [`Store::open_migrating`], then its
+    /// state records, [`migrate`], reporting each to `progress`). Loads only the
     /// small global part of the state, so opening takes the same time at any size; then
     /// checks that the stored entries, tree, state and last checkpoint agree.
     pub fn open_with(
         dir: &Path,
         signer: NoteSigner,
         config: StoreConfig,
-        progress: &mut dyn FnMut(u64),
+        progress: &mut dyn FnMut(Migrated),
     ) -> Result<Log, LogError> {
-        let store = Store::open_with(dir, config)?;
-        migrate(&store, progress)?;
+        let store = Store::open_migrating(dir, config, &mut |n| progress(Migrated::TreeHashes(n)))?;
+        migrate(&store, &mut |n| progress(Migrated::StateRecords(n)))?;
         let state = store.open_state()?;
         let size = state.size();
         let end = store.entries_end()?;

@@ -2,7 +2,9 @@
 //!
 //! Column families:
 //! - `entries`: big-endian u64 index -> canonical entry bytes;
-//! - `tree`: level byte || big-endian u64 index -> 32-byte hash of a complete subtree;
+//! - `subtrees`: big-endian u64 index of the subtree's last leaf || level byte -> 32-byte hash
+//!   of a complete subtree, written in ascending key order (see `subtrees`; a store of an
+//!   earlier release, with `tree` keyed level first, is moved to it at open);
 //! - `state`: state records (see [`ledger::state::record_prefix`]), read on demand by the state
 //!   machine through [`ledger::state::RecordSource`]; a whole-key bloom filter makes the probe
 //!   for an id never used cost no disk read;
@@ -29,7 +31,7 @@ use ledger::merkle::{Hash, HashReader, MerkleError};
 use ledger::types::MemberId;
 
 const CF_ENTRIES: &str = "entries";
-const CF_TREE: &str = "tree";
+const CF_TREE: &str = crate::subtrees::CF;
 const CF_STATE: &str = "state";
 const CF_HISTORY: &str = "history";
 const CF_CHECKPOINTS: &str = "checkpoints";
@@ -128,13 +130,6 @@ fn be(i: u64) -> [u8; 8] {
     i.to_be_bytes()
 }
 
-fn tree_key(level: u8, index: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = level;
-    k[1..].copy_from_slice(&index.to_be_bytes());
-    k
-}
-
 fn history_key(member: &MemberId, index: u64) -> Vec<u8> {
     let mut k = member.as_str().as_bytes().to_vec();
     k.push(0);
@@ -157,6 +152,17 @@ impl Store {
 
     /// Opens (creating if missing) the store in `dir` within the memory budget `config`.
     pub fn open_with(dir: &Path, config: StoreConfig) -> Result<Store, StoreError> {
+        Store::open_migrating(dir, config, &mut |_| {})
+    }
+
+    /// As [`Store::open_with`], calling `progress` with the tree hashes moved so far while a
+    /// store of an earlier release is moved to this release's tree layout (once; see
+    /// spec/protocol.md §6).
+    pub fn open_migrating(
+        dir: &Path,
+        config: StoreConfig,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Store, StoreError> {
         let cache = Cache::new_lru_cache(config.block_cache_bytes);
         // Index and filter blocks live in the block cache (so the budget bounds them), and are
         // partitioned into small blocks with a pinned top level: a whole-file filter of a big
@@ -190,11 +196,19 @@ impl Store {
         // of every memtable before the SST files' filters answered.
         opts.set_memtable_whole_key_filtering(true);
         opts.set_memtable_prefix_bloom_ratio(0.02);
+        // A store of an earlier release has its tree hashes in another column family.
+        let level_first = DB::list_cf(&opts, dir)
+            .map(|cfs| cfs.iter().any(|n| n == crate::subtrees::CF_LEVEL_FIRST))
+            .unwrap_or(false);
         let cfs = CFS
             .iter()
+            .chain(level_first.then_some(&crate::subtrees::CF_LEVEL_FIRST))
             .map(|n| ColumnFamilyDescriptor::new(*n, opts.clone()))
             .collect::<Vec<_>>();
-        let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
+        let mut db = DB::open_cf_descriptors(&opts, dir, cfs)?;
+        if level_first {
+            crate::subtrees::migrate(&mut db, progress)?;
+        }
         Ok(Store {
             db: Arc::new(db),
             record_cache_bytes: config.record_cache_bytes,
@@ -236,8 +250,12 @@ impl Store {
         let mut hashes: Vec<([u8; 9], &Hash)> = batch
             .hashes
             .iter()
-            .map(|(level, index, hash)| (tree_key(*level, *index), hash))
-            .collect();
+            .map(|(level, index, hash)| {
+                crate::subtrees::key(*level, *index)
+                    .map(|k| (k, hash))
+                    .ok_or_else(|| StoreError::Corrupt(format!("no subtree {level}/{index}")))
+            })
+            .collect::<Result<_, _>>()?;
         hashes.sort_by_key(|h| h.0);
         let mut records: Vec<&(Vec<u8>, Option<Vec<u8>>)> = batch.state.iter().collect();
         records.sort_by(|a, b| a.0.cmp(&b.0));
@@ -651,9 +669,11 @@ impl ledger::state::RecordSource for Store {
 
 impl HashReader for Store {
     fn subtree_hash(&self, level: u8, index: u64) -> Result<Hash, MerkleError> {
+        let key =
+            crate::subtrees::key(level, index).ok_or(MerkleError::MissingHash { level, index })?;
         let v = self
             .db
-            .get_pinned_cf(self.cf(CF_TREE), tree_key(level, index))
+            .get_pinned_cf(self.cf(CF_TREE), key)
             .map_err(|e| MerkleError::Storage(e.to_string()))?
             .ok_or(MerkleError::MissingHash { level, index })?;
         v.as_ref()

@@ -13,7 +13,7 @@ use ledger::entry::{
 use ledger::merkle::{self, PendingHashes};
 use ledger::state::{HoldStatus, State, LOTS_PAGE_MAX};
 use ledger::types::{AccountId, DurationMs, EntryId, LogIndex, LogTime, MemberId, Points};
-use ledger_store::log::{Log, Outcome, Write};
+use ledger_store::log::{Log, Migrated, Outcome, Write};
 use ledger_store::store::{CommitBatch, Store, StoreConfig};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
@@ -115,7 +115,9 @@ fn write_legacy_store(dir: &Path, legacy: &Legacy) {
 fn open_counting(dir: &Path) -> (Log, Vec<u64>) {
     let mut progress = Vec::new();
     let log = Log::open_with(dir, signer(), StoreConfig::default(), &mut |n| {
-        progress.push(n)
+        if let Migrated::StateRecords(n) = n {
+            progress.push(n)
+        }
     })
     .unwrap();
     (log, progress)

@@ -1,0 +1,238 @@
+//! The layout of the Merkle tree's stored subtree hashes (spec/protocol.md §6), and the
+//! one-time move of a store written by an earlier release to it.
+//!
+//! A complete subtree `(level, index)` is keyed by the index of its last leaf, then its
+//! level: `be64(((index + 1) << level) - 1) || level`. A subtree is complete, and written,
+//! in the batch that appends its last leaf, so keys are written in ascending order, like
+//! the entries' keys: every flushed file of the column family covers a key range after all
+//! earlier ones, and RocksDB moves files down the levels without rewriting them. The
+//! earlier layout (`level || be64(index)`, column family `tree`) put every level's keys in
+//! every file, so each compaction rewrote the whole column family below (the largest of a
+//! store: two hashes per entry).
+
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+
+use crate::store::StoreError;
+
+/// The column family of subtree hashes in this layout.
+pub(crate) const CF: &str = "subtrees";
+/// The column family of the layout before (`level || be64(index)`), moved at open.
+pub(crate) const CF_LEVEL_FIRST: &str = "tree";
+/// Hashes moved per write while migrating.
+const MIGRATE_BATCH: usize = 65_536;
+
+/// The key of the complete subtree `(level, index)`; `None` for a subtree whose last leaf
+/// would lie beyond the largest index (no tree has it).
+pub(crate) fn key(level: u8, index: u64) -> Option<[u8; 9]> {
+    if level >= 64 {
+        return None;
+    }
+    let last = ((u128::from(index) + 1) << level) - 1;
+    let last = u64::try_from(last).ok()?;
+    let mut k = [0u8; 9];
+    k[..8].copy_from_slice(&last.to_be_bytes());
+    k[8] = level;
+    Some(k)
+}
+
+/// Moves every hash of the column family `tree` (the layout before) to `subtrees`, in the
+/// new keys' order, then drops `tree`. Calls `progress` with the hashes moved so far, at
+/// most every few seconds and at the end. Cut off by a crash, it starts again at the next
+/// open (the old column family is dropped only once the new one is durable).
+pub(crate) fn migrate(db: &mut DB, progress: &mut dyn FnMut(u64)) -> Result<(), StoreError> {
+    let moved = {
+        let old = db
+            .cf_handle(CF_LEVEL_FIRST)
+            .ok_or_else(|| StoreError::Corrupt("no column family to migrate".into()))?;
+        let new = db
+            .cf_handle(CF)
+            .ok_or_else(|| StoreError::Corrupt("no subtrees column family".into()))?;
+        // One cursor per level (at most 64); the next hash written is the smallest new key
+        // among their heads.
+        let mut levels = Vec::new();
+        let mut heads = BinaryHeap::new();
+        for level in 0..64u8 {
+            let mut it = db.iterator_cf(old, IteratorMode::From(&[level], Direction::Forward));
+            if let Some(head) = next_at(&mut it, level)? {
+                heads.push(std::cmp::Reverse((head.0, levels.len())));
+                levels.push((level, it, head.1));
+            }
+        }
+        let mut wb = WriteBatch::default();
+        let mut moved = 0u64;
+        let mut reported = Instant::now();
+        while let Some(std::cmp::Reverse((k, i))) = heads.pop() {
+            let (level, it, hash) = &mut levels[i];
+            wb.put_cf(new, k, &*hash);
+            if let Some(head) = next_at(it, *level)? {
+                *hash = head.1;
+                heads.push(std::cmp::Reverse((head.0, i)));
+            }
+            if wb.len() >= MIGRATE_BATCH {
+                moved += wb.len() as u64;
+                db.write(std::mem::take(&mut wb))?;
+                if reported.elapsed() >= Duration::from_secs(5) {
+                    progress(moved);
+                    reported = Instant::now();
+                }
+            }
+        }
+        moved += wb.len() as u64;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        db.write_opt(wb, &wo)?;
+        db.flush_cf(new)?;
+        moved
+    };
+    db.drop_cf(CF_LEVEL_FIRST)?;
+    progress(moved);
+    Ok(())
+}
+
+/// A hash with its key in this layout.
+type Moved = ([u8; 9], Vec<u8>);
+
+/// The next hash of `level` under the old layout, with its new key.
+fn next_at(
+    it: &mut rocksdb::DBIteratorWithThreadMode<'_, DB>,
+    level: u8,
+) -> Result<Option<Moved>, StoreError> {
+    let Some(item) = it.next() else {
+        return Ok(None);
+    };
+    let (k, v) = item?;
+    if k.first() != Some(&level) {
+        return Ok(None);
+    }
+    let index: [u8; 8] = k[1..]
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("tree key of {} bytes, not 9", k.len())))?;
+    let new = key(level, u64::from_be_bytes(index))
+        .ok_or_else(|| StoreError::Corrupt(format!("subtree {level}/{index:?} out of range")))?;
+    Ok(Some((new, v.to_vec())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{Log, Write};
+    use crate::store::{Store, StoreConfig};
+    use ledger::checkpoint::NoteSigner;
+    use ledger::entry::{Earn, EntryKind};
+    use ledger::merkle;
+    use ledger::types::{LogTime, Points};
+    use rocksdb::Options;
+
+    fn signer() -> NoteSigner {
+        NoteSigner::from_seed("loyalty.example/brand-a", &[7u8; 32]).unwrap()
+    }
+
+    fn earns(from: u64, n: u64) -> Vec<Write> {
+        (from..from + n)
+            .map(|k| Write {
+                id: format!("e{k}").parse().unwrap(),
+                kind: EntryKind::Earn(Earn {
+                    member: format!("m{}", k % 7).parse().unwrap(),
+                    points: Points::new(1 + k % 50).unwrap(),
+                    qualifying: false,
+                }),
+            })
+            .collect()
+    }
+
+    /// Rewrites the store in `dir` to the layout before: every hash under `level || index`
+    /// in the column family `tree`, and no `subtrees`. Returns the hashes rewritten.
+    fn to_level_first(dir: &std::path::Path) -> u64 {
+        let names = DB::list_cf(&Options::default(), dir).unwrap();
+        let mut db = DB::open_cf(&Options::default(), dir, &names).unwrap();
+        db.create_cf(CF_LEVEL_FIRST, &Options::default()).unwrap();
+        let mut n = 0;
+        {
+            let (new, old) = (
+                db.cf_handle(CF).unwrap(),
+                db.cf_handle(CF_LEVEL_FIRST).unwrap(),
+            );
+            for item in db.iterator_cf(new, IteratorMode::Start) {
+                let (k, v) = item.unwrap();
+                let last = u64::from_be_bytes(k[..8].try_into().unwrap());
+                let level = k[8];
+                let index = ((u128::from(last) + 1) >> level) as u64 - 1;
+                assert_eq!(key(level, index).unwrap()[..], k[..]);
+                let mut old_key = vec![level];
+                old_key.extend_from_slice(&index.to_be_bytes());
+                db.put_cf(old, old_key, v).unwrap();
+                n += 1;
+            }
+        }
+        db.drop_cf(CF).unwrap();
+        n
+    }
+
+    #[test]
+    fn a_store_with_the_tree_level_first_moves_at_open_and_keeps_its_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = LogTime::new(1_700_000_000_000).unwrap();
+        let (size, root, early) = {
+            let mut log = Log::open(dir.path(), signer()).unwrap();
+            for b in 0..11 {
+                log.append(&earns(b * 97, 97), now).unwrap();
+            }
+            let early = merkle::root(500, log.store()).unwrap();
+            (log.size(), log.checkpoint().root, early)
+        };
+        assert_eq!(size, 1067);
+        let hashes = to_level_first(dir.path());
+        assert!(hashes > 2 * size - 20, "{hashes} hashes");
+        let mut reported = Vec::new();
+        let store = Store::open_migrating(dir.path(), StoreConfig::default(), &mut |n| {
+            reported.push(n)
+        })
+        .unwrap();
+        assert_eq!(reported.last(), Some(&hashes));
+        assert_eq!(merkle::root(size, &store).unwrap(), root);
+        assert_eq!(merkle::root(500, &store).unwrap(), early);
+        drop(store);
+        let names = DB::list_cf(&Options::default(), dir.path()).unwrap();
+        assert!(names.iter().any(|n| n == CF) && !names.iter().any(|n| n == CF_LEVEL_FIRST));
+        // The log opens (its last leaf and checkpoint checked against the moved tree) and
+        // grows on it.
+        let mut log = Log::open(dir.path(), signer()).unwrap();
+        log.append(&earns(5_000, 33), now).unwrap();
+        let mut tree = merkle::MemoryTree::new();
+        for i in 0..log.size() {
+            tree.push(&log.store().entry(i).unwrap().unwrap()).unwrap();
+        }
+        assert_eq!(log.checkpoint().root, tree.root().unwrap());
+    }
+
+    #[test]
+    fn keys_follow_completion_order() {
+        // The subtrees completed by appending leaves 0..64, in the order they complete.
+        let mut written = Vec::new();
+        for leaf in 0u64..64 {
+            let mut level = 0u8;
+            loop {
+                written.push(key(level, leaf >> level).unwrap());
+                if (leaf >> level) & 1 == 0 {
+                    break;
+                }
+                level += 1;
+            }
+        }
+        assert!(
+            written.windows(2).all(|w| w[0] < w[1]),
+            "ascending, distinct"
+        );
+        assert_eq!(key(0, 5).unwrap()[..8], 5u64.to_be_bytes());
+        assert_eq!(key(3, 1).unwrap()[..8], 15u64.to_be_bytes());
+        assert_eq!(key(3, 1).unwrap()[8], 3);
+        // The largest subtrees a tree can hold, and none beyond.
+        assert!(key(63, 0).is_some() && key(63, 1).is_some() && key(63, 2).is_none());
+        assert!(key(0, u64::MAX).is_some() && key(1, u64::MAX >> 1).is_some());
+        assert!(key(1, 1 << 63).is_none());
+        assert!(key(64, 0).is_none());
+    }
+}
