@@ -124,6 +124,8 @@ pub struct Store {
     db: Arc<DB>,
     record_cache_bytes: usize,
     observer: Arc<Mutex<Option<Arc<dyn LocalObserver>>>>,
+    /// Subtree hashes read or written lately (bounded; shared by the store's clones).
+    hashes: Arc<Mutex<crate::subtrees::HashCache>>,
 }
 
 fn be(i: u64) -> [u8; 8] {
@@ -213,6 +215,7 @@ impl Store {
             db: Arc::new(db),
             record_cache_bytes: config.record_cache_bytes,
             observer: Arc::new(Mutex::new(None)),
+            hashes: Arc::default(),
         })
     }
 
@@ -296,6 +299,11 @@ impl Store {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
         self.db.write_opt(wb, &wo)?;
+        // Written: the receipts of the batch read these first.
+        let mut cache = self.hashes.lock().expect("hash cache lock");
+        for (level, index, hash) in &batch.hashes {
+            cache.insert(*level, *index, *hash);
+        }
         Ok(())
     }
 
@@ -669,6 +677,14 @@ impl ledger::state::RecordSource for Store {
 
 impl HashReader for Store {
     fn subtree_hash(&self, level: u8, index: u64) -> Result<Hash, MerkleError> {
+        if let Some(h) = self
+            .hashes
+            .lock()
+            .expect("hash cache lock")
+            .get(level, index)
+        {
+            return Ok(h);
+        }
         let key =
             crate::subtrees::key(level, index).ok_or(MerkleError::MissingHash { level, index })?;
         let v = self
@@ -676,9 +692,15 @@ impl HashReader for Store {
             .get_pinned_cf(self.cf(CF_TREE), key)
             .map_err(|e| MerkleError::Storage(e.to_string()))?
             .ok_or(MerkleError::MissingHash { level, index })?;
-        v.as_ref()
+        let h: Hash = v
+            .as_ref()
             .try_into()
-            .map_err(|_| MerkleError::Storage(format!("hash {level}/{index} is not 32 bytes")))
+            .map_err(|_| MerkleError::Storage(format!("hash {level}/{index} is not 32 bytes")))?;
+        self.hashes
+            .lock()
+            .expect("hash cache lock")
+            .insert(level, index, h);
+        Ok(h)
     }
 }
 

@@ -10,12 +10,13 @@
 //! every file, so each compaction rewrote the whole column family below (the largest of a
 //! store: two hashes per entry).
 
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 
 use crate::store::StoreError;
+use ledger::merkle::Hash;
 
 /// The column family of subtree hashes in this layout.
 pub(crate) const CF: &str = "subtrees";
@@ -36,6 +37,48 @@ pub(crate) fn key(level: u8, index: u64) -> Option<[u8; 9]> {
     k[..8].copy_from_slice(&last.to_be_bytes());
     k[8] = level;
     Some(k)
+}
+
+/// Subtree hashes held per generation of a [`HashCache`].
+pub(crate) const CACHED_PER_GENERATION: usize = 32_768;
+
+/// The subtree hashes a store read or wrote lately, in two generations of at most
+/// [`CACHED_PER_GENERATION`] each (about 4 MiB in all): when the young one is full it becomes
+/// the old one and the old one is dropped; a hash found in the old one moves to the young one.
+/// A complete subtree's hash never changes, so a held hash is never stale.
+///
+/// Every receipt of a write proves its entry against the new checkpoint: about `log2(size)`
+/// hashes, the low ones written by the same batch and the high ones (the big subtrees on the
+/// left of the tree) shared by every receipt. On a log of 52M entries those reads missed
+/// RocksDB's block cache and took half of the HTTP workers' time; here they are a lookup.
+#[derive(Debug, Default)]
+pub(crate) struct HashCache {
+    young: HashMap<(u8, u64), Hash>,
+    old: HashMap<(u8, u64), Hash>,
+}
+
+impl HashCache {
+    pub(crate) fn get(&mut self, level: u8, index: u64) -> Option<Hash> {
+        if let Some(h) = self.young.get(&(level, index)) {
+            return Some(*h);
+        }
+        let h = self.old.remove(&(level, index))?;
+        self.insert(level, index, h);
+        Some(h)
+    }
+
+    pub(crate) fn insert(&mut self, level: u8, index: u64, hash: Hash) {
+        if self.young.len() >= CACHED_PER_GENERATION {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert((level, index), hash);
+    }
+
+    /// The hashes held (both generations).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
 }
 
 /// Moves every hash of the column family `tree` (the layout before) to `subtrees`, in the
@@ -206,6 +249,26 @@ mod tests {
             tree.push(&log.store().entry(i).unwrap().unwrap()).unwrap();
         }
         assert_eq!(log.checkpoint().root, tree.root().unwrap());
+    }
+
+    #[test]
+    fn the_hash_cache_is_bounded_and_keeps_what_is_read_again() {
+        let mut c = HashCache::default();
+        let h = |i: u64| {
+            let mut h = [0u8; 32];
+            h[..8].copy_from_slice(&i.to_be_bytes());
+            h
+        };
+        c.insert(20, 1, h(1));
+        for i in 0..3 * CACHED_PER_GENERATION as u64 {
+            c.insert(0, i, h(i));
+            // A hash read again and again (a big subtree every receipt needs) stays.
+            assert_eq!(c.get(20, 1), Some(h(1)));
+            assert!(c.len() <= 2 * CACHED_PER_GENERATION);
+        }
+        let last = 3 * CACHED_PER_GENERATION as u64 - 1;
+        assert_eq!(c.get(0, last), Some(h(last)));
+        assert_eq!(c.get(0, 0), None);
     }
 
     #[test]
