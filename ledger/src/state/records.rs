@@ -157,9 +157,11 @@ pub(crate) struct RecordCache {
     budget: usize,
 }
 
-/// What one cached record is counted for beyond its key and value: two vector headers and a
-/// hash table slot.
-const CACHE_OVERHEAD_BYTES: usize = 64;
+/// What one cached record is counted for beyond its key and value: its hash table slot (two
+/// vector headers, 48 bytes, in a table between half and seven eighths full) and the
+/// allocator's header and rounding of its two heap blocks. Counted as 64 before, the cache
+/// held about 1.5 times its budget.
+const CACHE_OVERHEAD_BYTES: usize = 128;
 
 impl RecordCache {
     fn new(budget: usize) -> RecordCache {
@@ -1181,10 +1183,10 @@ mod tests {
     #[test]
     fn the_record_cache_holds_its_budget_and_the_newest_value() {
         let k = |s: &str| named(prefix::MEMBER, s);
-        let mut c = RecordCache::new(1024);
+        let mut c = RecordCache::new(1600);
         for i in 0..200u32 {
             c.insert(k(&format!("m{i}")), vec![i as u8; 20]);
-            assert!(c.bytes() <= 1024, "{} bytes", c.bytes());
+            assert!(c.bytes() <= 1600, "{} bytes", c.bytes());
         }
         // The newest records are kept, the oldest dropped.
         assert_eq!(c.get(&k("m199")), Some(&[199u8; 20][..]));
@@ -1216,7 +1218,7 @@ mod tests {
         // A record larger than half the budget is not kept (and drops what it replaces).
         c.insert(k("b"), b"1".to_vec());
         assert_eq!(c.get(&k("b")), Some(&b"1"[..]));
-        c.insert(k("b"), vec![0; 600]);
+        c.insert(k("b"), vec![0; 700]);
         assert_eq!(c.get(&k("b")), None);
         // Without a budget nothing is kept.
         let mut none = RecordCache::new(0);
