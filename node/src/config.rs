@@ -122,7 +122,7 @@ pub const MIRROR_MAX_OPEN_FILES: u32 = 512;
 impl Default for Storage {
     fn default() -> Self {
         Storage {
-            block_cache_mib: 192,
+            block_cache_mib: 256,
             memtable_mib: 128,
             mirror_block_cache_mib: 32,
             mirror_memtable_mib: 32,

@@ -97,11 +97,10 @@ pub struct StoreConfig {
 }
 
 impl Default for StoreConfig {
-    /// 192 MiB of block cache and 128 MiB of memtables: a node with its partners' mirrors
-    /// stays under 1 GiB.
+    /// 256 MiB of block cache and 128 MiB of memtables.
     fn default() -> Self {
         StoreConfig {
-            block_cache_bytes: 192 << 20,
+            block_cache_bytes: 256 << 20,
             memtable_bytes: 128 << 20,
             record_cache_bytes: 64 << 20,
             max_open_files: 512,
