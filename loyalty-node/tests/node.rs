@@ -44,6 +44,18 @@ fn code_of(e: &sdk::Error) -> Option<ErrorCode> {
     }
 }
 
+/// The store's metrics: the log's size, and its memory by RocksDB's estimates (its memtables
+/// hold the test's writes).
+fn assert_store_metrics(metrics: &str) {
+    assert!(metrics.contains("loyalty_log_size_entries"));
+    let memtables = metrics
+        .lines()
+        .find(|l| l.starts_with("loyalty_store_memory_bytes{part=\"memtables\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .expect("loyalty_store_memory_bytes{part=\"memtables\"}");
+    assert!(memtables > 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_works_through_the_sdk() {
     let node = Node::start_new("brand-a", &[]);
@@ -339,7 +351,7 @@ async fn every_route_works_through_the_sdk() {
     c.healthz().await.unwrap();
     assert!(c.readyz().await.unwrap());
     let metrics = c.metrics().await.unwrap();
-    assert!(metrics.contains("loyalty_log_size_entries"));
+    assert_store_metrics(&metrics);
     assert!(metrics.contains("loyalty_http_requests_total"));
     assert!(metrics.contains("loyalty_batch_writes"));
     let openapi = c.openapi().await.unwrap();

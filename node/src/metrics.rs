@@ -82,6 +82,15 @@ pub struct Metrics {
     pub ha_batches: Family<HaCommitLabels, Counter>,
     /// 1 while the standby is in the in-sync set.
     pub ha_standby_in_sync: Gauge,
+    /// RocksDB's estimates of the node's own store's memory, by part.
+    pub store_memory: Family<PartLabels, Gauge>,
+}
+
+/// Labels of a part of a store's memory.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartLabels {
+    /// `block_cache`, `block_cache_pinned`, `memtables` or `table_readers`.
+    pub part: &'static str,
 }
 
 impl Metrics {
@@ -95,7 +104,6 @@ impl Metrics {
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 14));
         let commit_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let batches = Counter::default();
-        let log_size = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -122,7 +130,7 @@ impl Metrics {
             commit_latency.clone(),
         );
         registry.register("batches", "Committed batches", batches.clone());
-        registry.register("log_size_entries", "Entries in the log", log_size.clone());
+        let (log_size, store_memory) = register_store(&mut registry);
         let partner_frozen = Family::<BrandLabels, Gauge>::default();
         let partner_verified = Family::<BrandLabels, Gauge>::default();
         let partner_lag = Family::<BrandLabels, Gauge>::default();
@@ -236,6 +244,7 @@ impl Metrics {
             ha_commit_point_latency,
             ha_batches,
             ha_standby_in_sync,
+            store_memory,
             connections_open,
             connections_refused,
             accept_errors,
@@ -334,12 +343,40 @@ impl Metrics {
             .inc();
     }
 
+    /// Sets the store's memory gauges (read when the metrics are scraped).
+    pub fn store_memory(&self, m: ledger_store::store::MemoryUse) {
+        let parts = [
+            ("block_cache", m.block_cache),
+            ("block_cache_pinned", m.block_cache_pinned),
+            ("memtables", m.memtables),
+            ("table_readers", m.table_readers),
+        ];
+        for (part, bytes) in parts {
+            self.store_memory
+                .get_or_create(&PartLabels { part })
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut s = String::new();
         encode(&mut s, &self.registry).expect("writing to a String cannot fail");
         s
     }
+}
+
+/// The metrics of the node's own store: its size, and RocksDB's estimates of its memory.
+fn register_store(registry: &mut Registry) -> (Gauge, Family<PartLabels, Gauge>) {
+    let log_size = Gauge::default();
+    registry.register("log_size_entries", "Entries in the log", log_size.clone());
+    let store_memory = Family::<PartLabels, Gauge>::default();
+    registry.register(
+        "store_memory_bytes",
+        "RocksDB's estimate of the memory the node's own store holds, by part",
+        store_memory.clone(),
+    );
+    (log_size, store_memory)
 }
 
 /// The label of an HTTP method: one of the methods the API serves, or `other`. A client can

@@ -39,6 +39,7 @@ async fn readyz(State(app): AppState) -> Response {
 }
 
 async fn metrics(State(app): AppState) -> Response {
+    app.metrics.store_memory(app.store.memory_use());
     (
         [(
             header::CONTENT_TYPE,

@@ -6,4 +6,3 @@
 pub mod log;
 pub mod mirror;
 pub mod store;
-mod subtrees;

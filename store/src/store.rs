@@ -28,10 +28,12 @@ use rocksdb::{
 };
 
 use ledger::merkle::{Hash, HashReader, MerkleError};
+
+mod subtrees;
 use ledger::types::MemberId;
 
 const CF_ENTRIES: &str = "entries";
-const CF_TREE: &str = crate::subtrees::CF;
+const CF_TREE: &str = subtrees::CF;
 const CF_STATE: &str = "state";
 const CF_HISTORY: &str = "history";
 const CF_CHECKPOINTS: &str = "checkpoints";
@@ -75,6 +77,20 @@ pub struct CommitBatch {
     pub checkpoint: Option<(u64, String)>,
     /// Node-local records written in the same batch.
     pub local: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// RocksDB's estimates of the memory one store holds, in bytes ([`Store::memory_use`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Blocks in the block cache (data, index and filter), against its capacity.
+    pub block_cache: u64,
+    /// The part of it pinned (by readers in flight, and the pinned index and filter blocks).
+    pub block_cache_pinned: u64,
+    /// Memtables of every column family: the active ones, and those not yet flushed or still
+    /// held by a reader.
+    pub memtables: u64,
+    /// Table readers of the open SST files, outside the block cache.
+    pub table_readers: u64,
 }
 
 /// A stored key and value.
@@ -124,7 +140,7 @@ pub struct Store {
     record_cache_bytes: usize,
     observer: Arc<Mutex<Option<Arc<dyn LocalObserver>>>>,
     /// Subtree hashes read or written lately (bounded; shared by the store's clones).
-    hashes: Arc<Mutex<crate::subtrees::HashCache>>,
+    hashes: Arc<Mutex<subtrees::HashCache>>,
 }
 
 fn be(i: u64) -> [u8; 8] {
@@ -199,16 +215,16 @@ impl Store {
         opts.set_memtable_prefix_bloom_ratio(0.02);
         // A store of an earlier release has its tree hashes in another column family.
         let level_first = DB::list_cf(&opts, dir)
-            .map(|cfs| cfs.iter().any(|n| n == crate::subtrees::CF_LEVEL_FIRST))
+            .map(|cfs| cfs.iter().any(|n| n == subtrees::CF_LEVEL_FIRST))
             .unwrap_or(false);
         let cfs = CFS
             .iter()
-            .chain(level_first.then_some(&crate::subtrees::CF_LEVEL_FIRST))
+            .chain(level_first.then_some(&subtrees::CF_LEVEL_FIRST))
             .map(|n| ColumnFamilyDescriptor::new(*n, opts.clone()))
             .collect::<Vec<_>>();
         let mut db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         if level_first {
-            crate::subtrees::migrate(&mut db, progress)?;
+            subtrees::migrate(&mut db, progress)?;
         }
         Ok(Store {
             db: Arc::new(db),
@@ -253,7 +269,7 @@ impl Store {
             .hashes
             .iter()
             .map(|(level, index, hash)| {
-                crate::subtrees::key(*level, *index)
+                subtrees::key(*level, *index)
                     .map(|k| (k, hash))
                     .ok_or_else(|| StoreError::Corrupt(format!("no subtree {level}/{index}")))
             })
@@ -464,6 +480,28 @@ impl Store {
             };
             p("rocksdb.compaction-pending") == 0 && p("rocksdb.num-running-compactions") == 0
         })
+    }
+
+    /// What RocksDB holds in memory for this store, by its own estimates (for the node's
+    /// metrics: the process's resident memory should be about these plus the record cache).
+    pub fn memory_use(&self) -> MemoryUse {
+        let db_wide = |name: &str| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
+        let per_cf = |name: &str| -> u64 {
+            CFS.iter()
+                .filter_map(|n| {
+                    self.db
+                        .property_int_value_cf(self.cf(n), name)
+                        .ok()
+                        .flatten()
+                })
+                .sum()
+        };
+        MemoryUse {
+            block_cache: db_wide("rocksdb.block-cache-usage"),
+            block_cache_pinned: db_wide("rocksdb.block-cache-pinned-usage"),
+            memtables: per_cf("rocksdb.size-all-mem-tables"),
+            table_readers: per_cf("rocksdb.estimate-table-readers-mem"),
+        }
     }
 
     /// Approximate bytes of live data on disk (SST files), for reports.
@@ -684,8 +722,7 @@ impl HashReader for Store {
         {
             return Ok(h);
         }
-        let key =
-            crate::subtrees::key(level, index).ok_or(MerkleError::MissingHash { level, index })?;
+        let key = subtrees::key(level, index).ok_or(MerkleError::MissingHash { level, index })?;
         let v = self
             .db
             .get_pinned_cf(self.cf(CF_TREE), key)
@@ -706,6 +743,25 @@ impl HashReader for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_use_counts_what_is_written_and_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let empty = store.memory_use();
+        let puts: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..2_000u32)
+            .map(|i| (format!("k{i}").into_bytes(), Some(vec![7; 100])))
+            .collect();
+        store.state_write(&puts).unwrap();
+        assert!(store.memory_use().memtables > empty.memtables + 200_000);
+        store.flush().unwrap();
+        assert_eq!(store.state_record(b"k7").unwrap(), Some(vec![7; 100]));
+        let after = store.memory_use();
+        assert!(
+            after.block_cache > 0 && after.table_readers > 0,
+            "{after:?}"
+        );
+    }
 
     #[test]
     fn state_ranges_read_both_ways_within_their_bounds() {

@@ -1,6 +1,6 @@
-//! State on disk: a store of the previous release (JSON state records) migrates at open and
-//! replays record for record, and the state machine over RocksDB decides exactly as it does
-//! in memory.
+//! State on disk: a store of the previous release (JSON state records, or its tree keyed level
+//! first) migrates at open and replays record for record, and the state machine over RocksDB
+//! decides exactly as it does in memory.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -640,4 +640,95 @@ proptest! {
         let reopened = State::open(Arc::new(store.clone())).unwrap();
         prop_assert!(reopened == memory);
     }
+}
+
+// ---- A store whose tree is keyed level first ------------------------------------------------
+
+/// The column families of the subtree hashes: this layout's and the one before
+/// (spec/protocol.md §6).
+const CF: &str = "subtrees";
+const CF_LEVEL_FIRST: &str = "tree";
+
+fn earns_from(from: u64, n: u64) -> Vec<Write> {
+    (from..from + n)
+        .map(|k| Write {
+            id: format!("e{k}").parse().unwrap(),
+            kind: EntryKind::Earn(Earn {
+                member: format!("m{}", k % 7).parse().unwrap(),
+                points: Points::new(1 + k % 50).unwrap(),
+                qualifying: false,
+            }),
+        })
+        .collect()
+}
+
+/// Rewrites the store in `dir` to the layout before: every hash under `level || index`
+/// in the column family `tree`, and no `subtrees`. Returns the hashes rewritten.
+fn to_level_first(dir: &std::path::Path) -> u64 {
+    let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir).unwrap();
+    let mut db = rocksdb::DB::open_cf(&rocksdb::Options::default(), dir, &names).unwrap();
+    db.create_cf(CF_LEVEL_FIRST, &rocksdb::Options::default())
+        .unwrap();
+    let mut n = 0;
+    {
+        let (new, old) = (
+            db.cf_handle(CF).unwrap(),
+            db.cf_handle(CF_LEVEL_FIRST).unwrap(),
+        );
+        for item in db.iterator_cf(new, rocksdb::IteratorMode::Start) {
+            let (k, v) = item.unwrap();
+            let last = u64::from_be_bytes(k[..8].try_into().unwrap());
+            let level = k[8];
+            let index = ((u128::from(last) + 1) >> level) as u64 - 1;
+            let mut new_key = ((u128::from(index) + 1) << level)
+                .wrapping_sub(1)
+                .to_be_bytes()[8..]
+                .to_vec();
+            new_key.push(level);
+            assert_eq!(new_key, k.to_vec());
+            let mut old_key = vec![level];
+            old_key.extend_from_slice(&index.to_be_bytes());
+            db.put_cf(old, old_key, v).unwrap();
+            n += 1;
+        }
+    }
+    db.drop_cf(CF).unwrap();
+    n
+}
+
+#[test]
+fn a_store_with_the_tree_level_first_moves_at_open_and_keeps_its_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = LogTime::new(1_700_000_000_000).unwrap();
+    let (size, root, early) = {
+        let mut log = Log::open(dir.path(), signer()).unwrap();
+        for b in 0..11 {
+            log.append(&earns_from(b * 97, 97), now).unwrap();
+        }
+        let early = merkle::root(500, log.store()).unwrap();
+        (log.size(), log.checkpoint().root, early)
+    };
+    assert_eq!(size, 1067);
+    let hashes = to_level_first(dir.path());
+    assert!(hashes > 2 * size - 20, "{hashes} hashes");
+    let mut reported = Vec::new();
+    let store = Store::open_migrating(dir.path(), StoreConfig::default(), &mut |n| {
+        reported.push(n)
+    })
+    .unwrap();
+    assert_eq!(reported.last(), Some(&hashes));
+    assert_eq!(merkle::root(size, &store).unwrap(), root);
+    assert_eq!(merkle::root(500, &store).unwrap(), early);
+    drop(store);
+    let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path()).unwrap();
+    assert!(names.iter().any(|n| n == CF) && !names.iter().any(|n| n == CF_LEVEL_FIRST));
+    // The log opens (its last leaf and checkpoint checked against the moved tree) and
+    // grows on it.
+    let mut log = Log::open(dir.path(), signer()).unwrap();
+    log.append(&earns_from(5_000, 33), now).unwrap();
+    let mut tree = merkle::MemoryTree::new();
+    for i in 0..log.size() {
+        tree.push(&log.store().entry(i).unwrap().unwrap()).unwrap();
+    }
+    assert_eq!(log.checkpoint().root, tree.root().unwrap());
 }

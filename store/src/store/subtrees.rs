@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 
-use crate::store::StoreError;
+use super::StoreError;
 use ledger::merkle::Hash;
 
 /// The column family of subtree hashes in this layout.
@@ -161,96 +161,6 @@ fn next_at(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::{Log, Write};
-    use crate::store::{Store, StoreConfig};
-    use ledger::checkpoint::NoteSigner;
-    use ledger::entry::{Earn, EntryKind};
-    use ledger::merkle;
-    use ledger::types::{LogTime, Points};
-    use rocksdb::Options;
-
-    fn signer() -> NoteSigner {
-        NoteSigner::from_seed("loyalty.example/brand-a", &[7u8; 32]).unwrap()
-    }
-
-    fn earns(from: u64, n: u64) -> Vec<Write> {
-        (from..from + n)
-            .map(|k| Write {
-                id: format!("e{k}").parse().unwrap(),
-                kind: EntryKind::Earn(Earn {
-                    member: format!("m{}", k % 7).parse().unwrap(),
-                    points: Points::new(1 + k % 50).unwrap(),
-                    qualifying: false,
-                }),
-            })
-            .collect()
-    }
-
-    /// Rewrites the store in `dir` to the layout before: every hash under `level || index`
-    /// in the column family `tree`, and no `subtrees`. Returns the hashes rewritten.
-    fn to_level_first(dir: &std::path::Path) -> u64 {
-        let names = DB::list_cf(&Options::default(), dir).unwrap();
-        let mut db = DB::open_cf(&Options::default(), dir, &names).unwrap();
-        db.create_cf(CF_LEVEL_FIRST, &Options::default()).unwrap();
-        let mut n = 0;
-        {
-            let (new, old) = (
-                db.cf_handle(CF).unwrap(),
-                db.cf_handle(CF_LEVEL_FIRST).unwrap(),
-            );
-            for item in db.iterator_cf(new, IteratorMode::Start) {
-                let (k, v) = item.unwrap();
-                let last = u64::from_be_bytes(k[..8].try_into().unwrap());
-                let level = k[8];
-                let index = ((u128::from(last) + 1) >> level) as u64 - 1;
-                assert_eq!(key(level, index).unwrap()[..], k[..]);
-                let mut old_key = vec![level];
-                old_key.extend_from_slice(&index.to_be_bytes());
-                db.put_cf(old, old_key, v).unwrap();
-                n += 1;
-            }
-        }
-        db.drop_cf(CF).unwrap();
-        n
-    }
-
-    #[test]
-    fn a_store_with_the_tree_level_first_moves_at_open_and_keeps_its_roots() {
-        let dir = tempfile::tempdir().unwrap();
-        let now = LogTime::new(1_700_000_000_000).unwrap();
-        let (size, root, early) = {
-            let mut log = Log::open(dir.path(), signer()).unwrap();
-            for b in 0..11 {
-                log.append(&earns(b * 97, 97), now).unwrap();
-            }
-            let early = merkle::root(500, log.store()).unwrap();
-            (log.size(), log.checkpoint().root, early)
-        };
-        assert_eq!(size, 1067);
-        let hashes = to_level_first(dir.path());
-        assert!(hashes > 2 * size - 20, "{hashes} hashes");
-        let mut reported = Vec::new();
-        let store = Store::open_migrating(dir.path(), StoreConfig::default(), &mut |n| {
-            reported.push(n)
-        })
-        .unwrap();
-        assert_eq!(reported.last(), Some(&hashes));
-        assert_eq!(merkle::root(size, &store).unwrap(), root);
-        assert_eq!(merkle::root(500, &store).unwrap(), early);
-        drop(store);
-        let names = DB::list_cf(&Options::default(), dir.path()).unwrap();
-        assert!(names.iter().any(|n| n == CF) && !names.iter().any(|n| n == CF_LEVEL_FIRST));
-        // The log opens (its last leaf and checkpoint checked against the moved tree) and
-        // grows on it.
-        let mut log = Log::open(dir.path(), signer()).unwrap();
-        log.append(&earns(5_000, 33), now).unwrap();
-        let mut tree = merkle::MemoryTree::new();
-        for i in 0..log.size() {
-            tree.push(&log.store().entry(i).unwrap().unwrap()).unwrap();
-        }
-        assert_eq!(log.checkpoint().root, tree.root().unwrap());
-    }
-
     #[test]
     fn the_hash_cache_is_bounded_and_keeps_what_is_read_again() {
         let mut c = HashCache::default();
