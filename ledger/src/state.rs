@@ -3495,6 +3495,18 @@ impl State {
         self.records.take_changes()
     }
 
+    /// Forgets the records read ahead ([`State::prefetch`]) for a batch that ends without
+    /// changes to drain ([`State::take_changes`] forgets them otherwise): a batch whose writes
+    /// all answered `existing` or were refused.
+    pub fn drop_read_ahead(&mut self) {
+        self.records.drop_read_ahead()
+    }
+
+    /// The records read ahead and held until the batch ends (0 for a state in memory).
+    pub fn read_ahead_len(&self) -> usize {
+        self.records.read_ahead_len()
+    }
+
     /// Forgets pending changes (after they were written, or when the state is rebuilt).
     pub fn clear_changes(&mut self) {
         // The resident records go where take_changes puts them (into the map of a state in

@@ -502,6 +502,9 @@ impl Log {
             }
         }
         if batch.entries.is_empty() {
+            // Nothing to commit (every write answered `existing` or was refused): what was
+            // read ahead goes now, as it would with the batch's changes.
+            self.state.drop_read_ahead();
             return Ok(outcomes);
         }
         if let Err(e) = self.commit(start, batch, gate) {

@@ -864,3 +864,30 @@ fn a_crash_never_splits_a_linked_chain() {
     }
     assert!(chains > 100, "too few chains logged to mean anything");
 }
+
+/// A batch that appends nothing (every write answered `existing`, or refused) still lets go
+/// of what it read ahead: replaying the same ids again and again (a client retrying) must not
+/// grow the sequencer's memory.
+#[test]
+fn batches_that_append_nothing_keep_nothing_read_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), signer()).unwrap();
+    let writes: Vec<Write> = (0..200)
+        .map(|i| earn(&format!("e{i}"), &format!("m{}", i % 50), 10))
+        .collect();
+    log.append(&writes, t(1_000)).unwrap();
+    assert_eq!(log.state().read_ahead_len(), 0);
+    for round in 0..20 {
+        let again: Vec<Write> = writes.iter().skip(round * 10).take(10).cloned().collect();
+        let refused = redeem(&format!("r{round}"), "nobody", 1_000);
+        let mut batch = again.clone();
+        batch.push(refused);
+        let outcomes = log.append(&batch, t(2_000)).unwrap();
+        assert!(outcomes[..10]
+            .iter()
+            .all(|o| matches!(o, Outcome::Existing(_))));
+        assert!(matches!(outcomes[10], Outcome::Refused(_)));
+        assert_eq!(log.state().read_ahead_len(), 0, "round {round}");
+    }
+    assert_eq!(log.size(), 200);
+}

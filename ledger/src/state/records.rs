@@ -157,6 +157,10 @@ pub(crate) struct RecordCache {
     budget: usize,
 }
 
+/// Slots the map of records read ahead keeps allocated between batches (a batch of the
+/// largest size reads a few records per write; a bigger one is given back).
+const PREFETCHED_KEPT_CAPACITY: usize = 16_384;
+
 /// What one cached record is counted for beyond its key and value: its hash table slot (two
 /// vector headers, 48 bytes, in a table between half and seven eighths full) and the
 /// allocator's header and rounding of its two heap blocks. Counted as 64 before, the cache
@@ -329,6 +333,24 @@ impl Records {
         Ok(())
     }
 
+    /// Forgets the records read ahead that the cache does not keep (what
+    /// [`Records::take_changes`] does with them), for a batch that ends with nothing to
+    /// drain: without this they would pile up over batches that append nothing.
+    pub(crate) fn drop_read_ahead(&mut self) {
+        if let Records::Source { prefetched, .. } = self {
+            prefetched.clear();
+            prefetched.shrink_to(PREFETCHED_KEPT_CAPACITY);
+        }
+    }
+
+    /// The records read ahead and held until the batch is drained (0 in memory).
+    pub(crate) fn read_ahead_len(&self) -> usize {
+        match self {
+            Records::Memory { .. } => 0,
+            Records::Source { prefetched, .. } => prefetched.len(),
+        }
+    }
+
     pub(crate) fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         match self {
             Records::Memory { map, changed } => {
@@ -488,6 +510,7 @@ impl Records {
                 ..
             } => {
                 prefetched.clear();
+                prefetched.shrink_to(PREFETCHED_KEPT_CAPACITY);
                 let changes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
                     std::mem::take(pending).into_iter().collect();
                 // The cache follows every drained write: the batch is committed next, or the
@@ -635,6 +658,16 @@ impl JournaledRecords {
     /// As [`Records::prefetch`]: reads ahead change no record, so nothing is journaled.
     pub(crate) fn prefetch(&mut self, keys: Vec<Vec<u8>>) -> Result<(), StorageError> {
         self.records.prefetch(keys)
+    }
+
+    /// As [`Records::drop_read_ahead`].
+    pub(crate) fn drop_read_ahead(&mut self) {
+        self.records.drop_read_ahead()
+    }
+
+    /// As [`Records::read_ahead_len`].
+    pub(crate) fn read_ahead_len(&self) -> usize {
+        self.records.read_ahead_len()
     }
 
     /// Starts recording how to undo the writes from now on.
