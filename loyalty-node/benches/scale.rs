@@ -192,6 +192,19 @@ async fn start_node(http: &reqwest::Client, data: &Path, url: &str) -> (Kill, u3
     (child, pid, t.elapsed())
 }
 
+/// A tag of this run for the ids of its mixed load and kill -9 earns: on a reused log, ids of
+/// an earlier run would be answered `existing` and write nothing (and their check after the
+/// kill would prove nothing).
+fn run_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        format!("{ms:x}")
+    })
+}
+
 fn main() {
     let entries: u64 = arg("--entries")
         .and_then(|s| s.parse().ok())
@@ -358,7 +371,7 @@ fn main() {
                         1 => http.get(format!("{url}/v1/members/m{m}/history?limit=100")),
                         _ => http
                             .post(format!("{url}/v1/members/m{m}/earn"))
-                            .json(&serde_json::json!({"id": format!("mix-{c}-{i}"), "points": 1})),
+                            .json(&serde_json::json!({"id": format!("mix-{}-{c}-{i}", run_tag()), "points": 1})),
                     };
                     if let Ok(r) = req.bearer_auth(key.as_str()).send().await {
                         let _ = r.bytes().await;
@@ -383,7 +396,7 @@ fn main() {
                 while Instant::now() < stop {
                     i += 1;
                     let m = (c * 7919 + i * 104_729) % members;
-                    let id = format!("k9-{c}-{i}");
+                    let id = format!("k9-{}-{c}-{i}", run_tag());
                     let r = http
                         .post(format!("{url}/v1/members/m{m}/earn"))
                         .bearer_auth(key.as_str())
