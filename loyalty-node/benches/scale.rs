@@ -90,7 +90,7 @@ async fn earn_round(
                 let r = http
                     .post(format!("{url}/v1/members/m{m}/earn"))
                     .bearer_auth(key.as_str())
-                    .json(&serde_json::json!({"id": format!("{tag}-{c}-{i}"), "points": 1}))
+                    .json(&serde_json::json!({"id": format!("{tag}-{}-{c}-{i}", run_tag()), "points": 1}))
                     .send()
                     .await;
                 if let Ok(r) = r {
@@ -138,7 +138,7 @@ async fn batch_round(
                     .map(|_| {
                         i += 1;
                         let m = (c * 7919 + i * 104_729) % members;
-                        serde_json::json!({"member": format!("m{m}"), "id": format!("bt-{c}-{i}"), "points": 1})
+                        serde_json::json!({"member": format!("m{m}"), "id": format!("bt-{}-{c}-{i}", run_tag()), "points": 1})
                     })
                     .collect();
                 let r = http
@@ -192,9 +192,9 @@ async fn start_node(http: &reqwest::Client, data: &Path, url: &str) -> (Kill, u3
     (child, pid, t.elapsed())
 }
 
-/// A tag of this run for the ids of its mixed load and kill -9 earns: on a reused log, ids of
-/// an earlier run would be answered `existing` and write nothing (and their check after the
-/// kill would prove nothing).
+/// A tag of this run for the ids of every earn it sends: on a reused log, ids of an earlier
+/// run would be answered `existing` and write nothing (so the rounds would time idempotent
+/// replays, not appends, and the check after the kill would prove nothing).
 fn run_tag() -> &'static str {
     static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TAG.get_or_init(|| {
