@@ -466,19 +466,27 @@ impl Store {
         Ok(())
     }
 
+    /// The integer property `name` of column family `cf` (0 when RocksDB has none).
+    fn property(&self, cf: &str, name: &str) -> u64 {
+        self.db
+            .property_int_value_cf(self.cf(cf), name)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    /// The integer property `name` summed over the store's column families.
+    fn property_sum(&self, name: &str) -> u64 {
+        CFS.iter().map(|n| self.property(n, name)).sum()
+    }
+
     /// Whether RocksDB has no compaction running or waiting, in any column family: a store
     /// just written in bulk compacts for minutes after, and reads measured meanwhile share
     /// the disk and the cores with it (benchmarks wait for this).
     pub fn compactions_settled(&self) -> bool {
         CFS.iter().all(|n| {
-            let p = |name: &str| {
-                self.db
-                    .property_int_value_cf(self.cf(n), name)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(0)
-            };
-            p("rocksdb.compaction-pending") == 0 && p("rocksdb.num-running-compactions") == 0
+            self.property(n, "rocksdb.compaction-pending") == 0
+                && self.property(n, "rocksdb.num-running-compactions") == 0
         })
     }
 
@@ -487,41 +495,17 @@ impl Store {
     pub fn memory_use(&self) -> MemoryUse {
         // The block cache is shared by the store's column families (not the default one,
         // which RocksDB opens with a cache of its own): ask one of them.
-        let db_wide = |name: &str| {
-            self.db
-                .property_int_value_cf(self.cf(CF_STATE), name)
-                .ok()
-                .flatten()
-                .unwrap_or(0)
-        };
-        let per_cf = |name: &str| -> u64 {
-            CFS.iter()
-                .filter_map(|n| {
-                    self.db
-                        .property_int_value_cf(self.cf(n), name)
-                        .ok()
-                        .flatten()
-                })
-                .sum()
-        };
         MemoryUse {
-            block_cache: db_wide("rocksdb.block-cache-usage"),
-            block_cache_pinned: db_wide("rocksdb.block-cache-pinned-usage"),
-            memtables: per_cf("rocksdb.size-all-mem-tables"),
-            table_readers: per_cf("rocksdb.estimate-table-readers-mem"),
+            block_cache: self.property(CF_STATE, "rocksdb.block-cache-usage"),
+            block_cache_pinned: self.property(CF_STATE, "rocksdb.block-cache-pinned-usage"),
+            memtables: self.property_sum("rocksdb.size-all-mem-tables"),
+            table_readers: self.property_sum("rocksdb.estimate-table-readers-mem"),
         }
     }
 
     /// Approximate bytes of live data on disk (SST files), for reports.
     pub fn disk_bytes(&self) -> u64 {
-        CFS.iter()
-            .filter_map(|n| {
-                self.db
-                    .property_int_value_cf(self.cf(n), "rocksdb.total-sst-files-size")
-                    .ok()
-                    .flatten()
-            })
-            .sum()
+        self.property_sum("rocksdb.total-sst-files-size")
     }
 
     /// State records whose key starts with `prefix`, in key order, at most `limit`.
