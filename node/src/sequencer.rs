@@ -18,10 +18,13 @@ use tokio::sync::oneshot;
 
 use ledger::entry::{EntryKind, Void};
 use ledger::types::{EntryId, LogTime};
-use ledger_store::log::{CommitGate, Log, LogError, NoGate, Outcome, Write, WriteError};
+use ledger_store::log::{CommitGate, Log, LogError, NoGate, Outcome, Staged, Write, WriteError};
 
 use crate::metrics::Metrics;
 use crate::tiers::TierKeeper;
+
+mod committer;
+use committer::Committer;
 
 /// Most system entries of each kind (tier changes, expiries, releases) written per
 /// housekeeping pass.
@@ -36,11 +39,19 @@ pub trait Gate: Send {
     fn commit_gate(&mut self) -> &mut dyn CommitGate;
     /// Called about every [`HOUSEKEEPING_INTERVAL`] on the sequencer thread.
     fn idle(&mut self) {}
+    /// Whether the sequencer may write batches on a thread of its own while it applies the
+    /// next ([`committer`]): only where nothing needs to be asked around each commit.
+    fn pipelined(&self) -> bool {
+        false
+    }
 }
 
 impl Gate for NoGate {
     fn commit_gate(&mut self) -> &mut dyn CommitGate {
         self
+    }
+    fn pipelined(&self) -> bool {
+        true
     }
 }
 
@@ -321,94 +332,47 @@ fn run(
             None
         }
     };
+    let mut committer = gate
+        .pipelined()
+        .then(|| Committer::start(log.store().clone(), shared.clone(), metrics.clone()));
     while tiers.is_some() {
-        // A request carried over from the last round is served without waiting.
-        if batch.is_empty() {
-            match rx.recv_timeout(HOUSEKEEPING_INTERVAL) {
-                Ok(r) => batch.push(r),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        let mut count: usize = batch.iter().map(|r| r.writes.len()).sum();
-        while count < batch_writes_max {
-            match rx.try_recv() {
-                Ok(r) => {
-                    count += r.writes.len();
-                    batch.push(r);
-                }
-                Err(_) => break,
-            }
-        }
-        // A batch never exceeds what one append accepts; the last request may wait for the next.
-        let mut carry = None;
-        if count > ledger_store::log::BATCH_WRITES_MAX && batch.len() > 1 {
-            carry = batch.pop();
-        }
-        shared.depth.fetch_sub(
-            batch.len() + usize::from(carry.is_some()),
-            Ordering::Relaxed,
-        );
-        metrics.queue_depth.set(shared.queue_depth() as i64);
+        let Some(carry) = gather(&rx, &mut batch, batch_writes_max, &shared, &metrics) else {
+            break;
+        };
         if !batch.is_empty() {
             let (writes, chains) = flatten(&batch);
             let _span = tracing::debug_span!("batch", size = writes.len()).entered();
-            let t0 = Instant::now();
-            match log.append_linked_with(&writes, &chains, now(), gate.commit_gate()) {
-                Ok(outcomes) => {
-                    metrics.observe_batch(writes.len(), t0.elapsed());
-                    let cp = publish(&log, &shared, &metrics);
-                    if let Err(e) = follow_policies(&log, tiers.as_mut(), &writes, &outcomes) {
-                        // The pass record is node-local: a policy met without it is followed
-                        // at the next housekeeping anyway ([`TierKeeper::plan`]).
-                        tracing::warn!(error = %e, "recording a tier policy pass failed");
-                    }
-                    let mut outcomes = outcomes.into_iter();
-                    for req in batch.drain(..) {
-                        let mut answers = Vec::with_capacity(req.writes.len());
-                        for _ in &req.writes {
-                            answers.push(match outcomes.next() {
-                                Some(Outcome::Appended(index)) => Ok(Committed {
-                                    status: WriteStatus::Appended,
-                                    index,
-                                    checkpoint: cp.clone(),
-                                }),
-                                Some(Outcome::Existing(index)) => Ok(Committed {
-                                    status: WriteStatus::Existing,
-                                    index,
-                                    checkpoint: cp.clone(),
-                                }),
-                                Some(Outcome::Refused(e)) => Err(SubmitError::Refused(e)),
-                                None => Err(SubmitError::Failed("an outcome is missing".into())),
-                            });
-                        }
-                        let _ = req.reply.send(answers);
-                    }
+            let served = match committer.as_mut() {
+                Some(c) => c
+                    .stage(
+                        &mut log,
+                        std::mem::take(&mut batch),
+                        &writes,
+                        &chains,
+                        now(),
+                    )
+                    .and_then(|()| c.take_landed(&mut log, tiers.as_mut(), false)),
+                None => serve(
+                    &mut log,
+                    &mut batch,
+                    &writes,
+                    &chains,
+                    &shared,
+                    &metrics,
+                    tiers.as_mut(),
+                    &mut *gate,
+                ),
+            };
+            if let Err(e) = served {
+                fail(&shared, &e);
+                let fenced = matches!(e, LogError::Fenced(_));
+                for req in batch.drain(..).chain(carry) {
+                    refuse(req, &e, fenced);
                 }
-                Err(e) => {
-                    fail(&shared, &e);
-                    let fenced = matches!(e, LogError::Fenced(_));
-                    for req in batch.drain(..).chain(carry.take()) {
-                        let n = req.writes.len();
-                        // A fenced batch was not committed here; the caller retries with the
-                        // same ids at the node that leads now.
-                        let _ = req.reply.send(
-                            (0..n)
-                                .map(|_| {
-                                    Err(if fenced {
-                                        SubmitError::NotReady
-                                    } else {
-                                        SubmitError::Failed(e.to_string())
-                                    })
-                                })
-                                .collect(),
-                        );
-                    }
-                    break;
-                }
+                break;
             }
         }
-        if let Some(r) = carry.take() {
+        if let Some(r) = carry {
             shared.depth.fetch_add(1, Ordering::Relaxed);
             batch.push(r);
             // Served first in the next round (with whatever arrives meanwhile).
@@ -417,15 +381,25 @@ fn run(
             last_housekeeping = Instant::now();
             gate.idle();
             let Some(tiers) = tiers.as_mut() else { break };
-            if let Err(e) = housekeeping(&mut log, tiers, &shared, &metrics, gate.commit_gate()) {
+            // Housekeeping reads the store itself: everything staged lands first.
+            let landed = match committer.as_mut() {
+                Some(c) => c.take_landed(&mut log, Some(&mut *tiers), true),
+                None => Ok(()),
+            };
+            if let Err(e) = landed
+                .and_then(|()| housekeeping(&mut log, tiers, &shared, &metrics, gate.commit_gate()))
+            {
                 fail(&shared, &e);
                 break;
             }
         }
     }
+    if let Some(c) = committer {
+        c.finish(&mut log, tiers.as_mut());
+    }
     // Drain what is left so no caller waits forever.
     shared.ready.store(false, Ordering::Release);
-    for req in rx.try_iter() {
+    for req in batch.drain(..).chain(rx.try_iter()) {
         let n = req.writes.len();
         let _ = req
             .reply
@@ -435,6 +409,115 @@ fn run(
         tracing::error!(error = %e, "flush at shutdown failed");
     }
     tracing::info!(size = log.size(), "sequencer stopped");
+}
+
+/// Fills `batch` with what is queued, up to `batch_writes_max` writes; waits up to the
+/// housekeeping interval when nothing is. Returns the request that did not fit (served in
+/// the next round), or `None` once every handle is dropped.
+fn gather(
+    rx: &mpsc::Receiver<Request>,
+    batch: &mut Vec<Request>,
+    batch_writes_max: usize,
+    shared: &Shared,
+    metrics: &Metrics,
+) -> Option<Option<Request>> {
+    // A request carried over from the last round is served without waiting.
+    if batch.is_empty() {
+        match rx.recv_timeout(HOUSEKEEPING_INTERVAL) {
+            Ok(r) => batch.push(r),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+    let mut count: usize = batch.iter().map(|r| r.writes.len()).sum();
+    while count < batch_writes_max {
+        match rx.try_recv() {
+            Ok(r) => {
+                count += r.writes.len();
+                batch.push(r);
+            }
+            Err(_) => break,
+        }
+    }
+    // A batch never exceeds what one append accepts; the last request may wait for the next.
+    let mut carry = None;
+    if count > ledger_store::log::BATCH_WRITES_MAX && batch.len() > 1 {
+        carry = batch.pop();
+    }
+    shared.depth.fetch_sub(
+        batch.len() + usize::from(carry.is_some()),
+        Ordering::Relaxed,
+    );
+    metrics.queue_depth.set(shared.queue_depth() as i64);
+    Some(carry)
+}
+
+/// Applies and commits a batch in one step (a node with a standby, whose gate replicates each
+/// commit before it is answered), then answers its requests.
+#[allow(clippy::too_many_arguments)]
+fn serve(
+    log: &mut Log,
+    batch: &mut Vec<Request>,
+    writes: &[Write],
+    chains: &[std::ops::Range<usize>],
+    shared: &Shared,
+    metrics: &Metrics,
+    tiers: Option<&mut TierKeeper>,
+    gate: &mut dyn Gate,
+) -> Result<(), LogError> {
+    let t0 = Instant::now();
+    let outcomes = log.append_linked_with(writes, chains, now(), gate.commit_gate())?;
+    metrics.observe_batch(writes.len(), t0.elapsed());
+    let cp = publish(log, shared, metrics);
+    if let Err(e) = follow_policies(log, tiers, writes, &outcomes) {
+        // The pass record is node-local: a policy met without it is followed at the next
+        // housekeeping anyway ([`TierKeeper::plan`]).
+        tracing::warn!(error = %e, "recording a tier policy pass failed");
+    }
+    answer(std::mem::take(batch), outcomes, &cp);
+    Ok(())
+}
+
+/// Answers each request of a committed batch with its writes' outcomes, in order.
+fn answer(requests: Vec<Request>, outcomes: Vec<Outcome>, cp: &Arc<CheckpointInfo>) {
+    let mut outcomes = outcomes.into_iter();
+    for req in requests {
+        let mut answers = Vec::with_capacity(req.writes.len());
+        for _ in &req.writes {
+            answers.push(match outcomes.next() {
+                Some(Outcome::Appended(index)) => Ok(Committed {
+                    status: WriteStatus::Appended,
+                    index,
+                    checkpoint: cp.clone(),
+                }),
+                Some(Outcome::Existing(index)) => Ok(Committed {
+                    status: WriteStatus::Existing,
+                    index,
+                    checkpoint: cp.clone(),
+                }),
+                Some(Outcome::Refused(e)) => Err(SubmitError::Refused(e)),
+                None => Err(SubmitError::Failed("an outcome is missing".into())),
+            });
+        }
+        let _ = req.reply.send(answers);
+    }
+}
+
+/// Answers every write of a request that was not committed: a fenced batch was not committed
+/// here (the caller retries with the same ids at the node that leads now).
+fn refuse(req: Request, e: &LogError, fenced: bool) {
+    let n = req.writes.len();
+    let _ = req.reply.send(
+        (0..n)
+            .map(|_| {
+                Err(if fenced {
+                    SubmitError::NotReady
+                } else {
+                    SubmitError::Failed(e.to_string())
+                })
+            })
+            .collect(),
+    );
 }
 
 /// The writes of a batch's requests, in order, and the ranges of those of linked requests.
@@ -463,6 +546,17 @@ fn publish(log: &Log, shared: &Shared, metrics: &Metrics) -> Arc<CheckpointInfo>
     });
     *shared.checkpoint.write().expect("checkpoint lock") = cp.clone();
     metrics.log_size.set(log.size() as i64);
+    cp
+}
+
+/// Publishes the checkpoint of a staged batch just written.
+fn publish_staged(staged: &Staged, shared: &Shared, metrics: &Metrics) -> Arc<CheckpointInfo> {
+    let cp = Arc::new(CheckpointInfo {
+        size: staged.size(),
+        note: staged.note().to_owned(),
+    });
+    *shared.checkpoint.write().expect("checkpoint lock") = cp.clone();
+    metrics.log_size.set(staged.size() as i64);
     cp
 }
 

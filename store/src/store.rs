@@ -240,6 +240,15 @@ impl Store {
         ledger::state::State::open_cached(Arc::new(self.clone()), self.record_cache_bytes)
     }
 
+    /// As [`Store::open_state`], reading through `source` (this store seen through what is
+    /// staged above it), with this store's record cache budget.
+    pub fn open_state_over(
+        &self,
+        source: Arc<dyn ledger::state::RecordSource>,
+    ) -> Result<ledger::state::State, ledger::state::RecordError> {
+        ledger::state::State::open_cached(source, self.record_cache_bytes)
+    }
+
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.db
             .cf_handle(name)

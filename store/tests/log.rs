@@ -891,3 +891,110 @@ fn batches_that_append_nothing_keep_nothing_read_ahead() {
     }
     assert_eq!(log.size(), 200);
 }
+
+// ---- Staged batches (the node's two-stage commit) ------------------------------------------
+
+/// Four batches that each read what the one before wrote (lots spent by range reads, ids
+/// replayed, a redemption refused for want of points), applied by one log synchronously and
+/// by another staged ahead of their writes (the next batch applied before the one before it
+/// is written, with no record cache, so every read goes through what is staged): the same
+/// outcomes, and the same log, record for record, before and after reopening.
+#[test]
+fn staged_batches_build_on_the_ones_before_and_land_as_the_same_log() {
+    use ledger::entry::ExpiryPolicy;
+    use ledger::types::DurationMs;
+    use ledger_store::store::StoreConfig;
+    let policy = Write {
+        id: "policy-expiry".parse().unwrap(),
+        kind: EntryKind::ExpiryPolicy(ExpiryPolicy {
+            lot_lifetime_ms: Some(DurationMs::new(315_360_000_000).unwrap()),
+        }),
+    };
+    let batches: Vec<Vec<Write>> = vec![
+        vec![
+            policy,
+            tier_policy(),
+            earn("e1", "alice", 100),
+            earn("e2", "bob", 50),
+        ],
+        vec![
+            redeem("r1", "alice", 30),
+            earn("e3", "alice", 20),
+            hold("h1", "bob", 10),
+        ],
+        vec![
+            redeem("r1", "alice", 30),
+            earn("e3", "alice", 20),
+            redeem("r2", "alice", 80),
+            earn("e4", "carol", 7),
+        ],
+        vec![
+            redeem("r3", "alice", 20),
+            post("p1", "h1"),
+            earn("e5", "alice", 1),
+        ],
+    ];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut sync = Log::open(dir_a.path(), signer()).unwrap();
+    let config = StoreConfig {
+        record_cache_bytes: 0,
+        ..StoreConfig::default()
+    };
+    let mut staged_log = Log::open_with(dir_b.path(), signer(), config, &mut |_| {}).unwrap();
+    let store = staged_log.store().clone();
+    let mut in_flight = std::collections::VecDeque::new();
+    for (k, writes) in batches.iter().enumerate() {
+        let now = t(1_000 + k as u64);
+        let expected = sync.append(writes, now).unwrap();
+        let (outcomes, staged) = staged_log.stage_linked(writes, &[], now).unwrap();
+        assert_eq!(outcomes, expected, "batch {k}");
+        assert!(
+            matches!(staged_log.append(writes, now), Err(LogError::Staged)),
+            "no synchronous append while batches are staged"
+        );
+        in_flight.extend(staged);
+        // One batch stays staged and unwritten while the next is applied.
+        while in_flight.len() > 1 {
+            let s = in_flight.pop_front().unwrap();
+            let written = std::thread::scope(|sc| sc.spawn(|| s.write(&store)).join().unwrap());
+            written.unwrap();
+            staged_log.landed(s).unwrap();
+        }
+    }
+    for s in in_flight {
+        s.write(&store).unwrap();
+        staged_log.landed(s).unwrap();
+    }
+    assert!(matches!(
+        sync.append(&batches[3], t(2_000)).unwrap()[0],
+        Outcome::Refused(_)
+    ));
+    assert_eq!(staged_log.durable_size(), staged_log.size());
+    assert_eq!(staged_log.checkpoint_note(), sync.checkpoint_note());
+    assert_eq!(dump(&staged_log), dump(&sync));
+    staged_log.verify_replay().unwrap();
+    drop((staged_log, store));
+    let reopened = Log::open(dir_b.path(), signer()).unwrap();
+    assert_eq!(dump(&reopened), dump(&sync));
+}
+
+/// A staged batch handed back out of order is refused, and the log takes no more writes.
+#[test]
+fn staged_batches_land_only_in_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), signer()).unwrap();
+    let (_, first) = log
+        .stage_linked(&[earn("e1", "alice", 1)], &[], t(1_000))
+        .unwrap();
+    let (_, second) = log
+        .stage_linked(&[earn("e2", "alice", 1)], &[], t(1_001))
+        .unwrap();
+    let (first, second) = (first.unwrap(), second.unwrap());
+    second.write(log.store()).unwrap();
+    assert!(log.landed(second).is_err());
+    assert!(matches!(
+        log.stage_linked(&[earn("e3", "alice", 1)], &[], t(1_002)),
+        Err(LogError::Poisoned)
+    ));
+    drop(first);
+}
