@@ -182,26 +182,8 @@ pub fn private_files() {
     }
 }
 
-/// Caps glibc's malloc arenas at two, unless the operator set `MALLOC_ARENA_MAX`. By default
-/// glibc gives threads that contend for memory arenas of their own (up to eight per core), and
-/// freed memory stays in the arena that freed it: with the node's HTTP workers, RocksDB's
-/// threads and the mirrors' pool, that measured 991-999 MiB resident after mixed load on a
-/// 52M-entry log, against 877 MiB with two arenas at the same throughput (README,
-/// "The state on disk"). Called before the process starts any thread.
-pub fn bounded_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator tunable, before any other thread exists; a
-        // failure (it returns 0) leaves glibc's default.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
-    }
-}
-
-/// Runs one of the node's commands, with [`bounded_malloc_arenas`] and [`private_files`].
+/// Runs one of the node's commands, with [`private_files`].
 pub fn execute(command: Command) -> Result<()> {
-    bounded_malloc_arenas();
     private_files();
     match command {
         Command::Init {
