@@ -126,7 +126,7 @@ impl Metrics {
         );
         registry.register(
             "commit_duration_seconds",
-            "Time to apply, write (synced) and sign one batch",
+            "Time from applying one batch to its synced write (waiting for the batch before it included)",
             commit_latency.clone(),
         );
         registry.register("batches", "Committed batches", batches.clone());
