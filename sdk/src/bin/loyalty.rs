@@ -9,6 +9,10 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+
+/// The tool's allocator: jemalloc (see sdk/Cargo.toml).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
