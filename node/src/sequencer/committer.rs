@@ -51,13 +51,29 @@ pub(super) struct Committer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// How the committer writes one staged batch: [`Staged::write`] into the log's store (a test
+/// makes a write fail).
+pub(super) type Writer = Box<dyn FnMut(&Staged) -> Result<(), String> + Send>;
+
 impl Committer {
     pub(super) fn start(store: Store, shared: Arc<Shared>, metrics: Arc<Metrics>) -> Committer {
+        Committer::start_with(
+            Box::new(move |staged: &Staged| staged.write(&store).map_err(|e| e.to_string())),
+            shared,
+            metrics,
+        )
+    }
+
+    pub(super) fn start_with(
+        writer: Writer,
+        shared: Arc<Shared>,
+        metrics: Arc<Metrics>,
+    ) -> Committer {
         let (tx, rx) = mpsc::sync_channel::<Landing>(0);
         let (done, landed) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("committer".into())
-            .spawn(move || write_in_order(&store, &rx, &done, &shared, &metrics))
+            .spawn(move || write_in_order(writer, &rx, &done, &shared, &metrics))
             .expect("spawn the committer thread");
         Committer {
             tx: Some(tx),
@@ -178,7 +194,7 @@ impl Committer {
 
 /// The committer thread: writes each staged batch, then publishes and answers it.
 fn write_in_order(
-    store: &Store,
+    mut writer: Writer,
     rx: &Receiver<Landing>,
     done: &mpsc::Sender<Landed>,
     shared: &Shared,
@@ -188,7 +204,7 @@ fn write_in_order(
     for landing in rx {
         let written = match (&failed, &landing.staged) {
             (Some(e), _) => Err(e.clone()),
-            (None, Some(staged)) => staged.write(store).map_err(|e| e.to_string()),
+            (None, Some(staged)) => writer(staged),
             (None, None) => Ok(()),
         };
         match written {

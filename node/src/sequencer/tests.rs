@@ -109,3 +109,78 @@ async fn a_linked_submission_is_logged_whole_or_not_at_all() {
     drop(sequencer);
     thread.join().unwrap();
 }
+
+/// A batch whose write fails is answered with the failure, and so is every batch staged after
+/// it, though they were applied: none is written, the node stops taking writes, the log
+/// refuses more, and the store reopens with the batch before the failure only.
+#[test]
+fn after_a_failed_write_nothing_later_is_written_or_answered_as_committed() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::{OnceLock, RwLock};
+
+    use super::committer::Committer;
+    use super::{CheckpointInfo, Request, Shared};
+
+    let dir = tempfile::tempdir().unwrap();
+    let signer = || NoteSigner::from_seed("loyalty.example/a", &[7; 32]).unwrap();
+    let mut log = Log::open(dir.path(), signer()).unwrap();
+    let shared = Arc::new(Shared {
+        checkpoint: RwLock::new(Arc::new(CheckpointInfo {
+            size: 0,
+            note: log.checkpoint_note().to_owned(),
+        })),
+        ready: AtomicBool::new(true),
+        depth: AtomicUsize::new(0),
+        housekeeping_held: OnceLock::new(),
+    });
+    let store = log.store().clone();
+    let mut calls = 0;
+    let writer = Box::new(move |staged: &ledger_store::log::Staged| {
+        calls += 1;
+        if calls == 2 {
+            return Err("disk full".to_owned());
+        }
+        staged.write(&store).map_err(|e| e.to_string())
+    });
+    let mut committer = Committer::start_with(writer, shared.clone(), Arc::new(Metrics::new()));
+    let mut answers = Vec::new();
+    for k in 0..3u64 {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let writes = vec![earn(&format!("e{k}"), 10)];
+        let request = Request {
+            writes: writes.clone(),
+            linked: false,
+            reply,
+        };
+        let at = LogTime::new(1_000 + k).unwrap();
+        committer
+            .stage(&mut log, vec![request], &writes, &[], at)
+            .unwrap();
+        answers.push(answer);
+    }
+    assert!(committer.take_landed(&mut log, None, true).is_err());
+    let got: Vec<_> = answers
+        .into_iter()
+        .map(|a| a.blocking_recv().unwrap().pop().unwrap())
+        .collect();
+    assert!(matches!(&got[0], Ok(c) if c.index == 0 && c.checkpoint.size == 1));
+    for later in &got[1..] {
+        assert!(
+            matches!(later, Err(SubmitError::Failed(e)) if e == "disk full"),
+            "{later:?}"
+        );
+    }
+    assert!(!shared.is_ready());
+    assert_eq!(
+        shared.checkpoint().size,
+        1,
+        "nothing after the failure published"
+    );
+    assert!(log
+        .stage_linked(&[earn("e9", 1)], &[], LogTime::MAX)
+        .is_err());
+    committer.finish(&mut log, None);
+    drop(log);
+    let reopened = Log::open(dir.path(), signer()).unwrap();
+    assert_eq!(reopened.size(), 1);
+}
