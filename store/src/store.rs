@@ -199,6 +199,16 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
+        // Write-ahead log files are reused instead of created: a synced write then overwrites
+        // blocks already written, inside the file's size, so `fdatasync` writes the data and
+        // flushes the device, without also writing the inode and the allocation's metadata
+        // (profiled: two of the four waits of every synced commit on ext4). Recovery stays
+        // point in time: a reused file's old records carry an older log number and end the
+        // replay. The logs are bounded to the memtable budget, so that the column families
+        // written rarely (checkpoints, local records) are flushed and free their old logs for
+        // reuse; RocksDB's default bound is four times every memtable, 1.5 GiB here.
+        opts.set_recycle_log_file_num(4);
+        opts.set_max_total_wal_size(config.memtable_bytes as u64);
         opts.set_block_based_table_factory(&table);
         opts.set_db_write_buffer_size(config.memtable_bytes);
         opts.set_max_open_files(config.max_open_files.clamp(16, i32::MAX as u32) as i32);

@@ -315,7 +315,13 @@ fn crash_child_writer() {
     let Some((dir, round)) = child_env() else {
         return;
     };
-    let mut log = Log::open(&dir, signer()).unwrap();
+    // Small memtables: the logs are switched, flushed and their files reused many times a
+    // round, so the kill also falls in a reused write-ahead log file.
+    let config = ledger_store::store::StoreConfig {
+        memtable_bytes: 2 << 20,
+        ..Default::default()
+    };
+    let mut log = Log::open_with(&dir, signer(), config, &mut |_| {}).unwrap();
     let stdout = std::io::stdout();
     let mut n = 0u64;
     let mut rng = round
