@@ -16,9 +16,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::oneshot;
 
-use ledger::entry::{EntryKind, Void};
+use ledger::entry::{EntryKind, TierPolicy, Void};
 use ledger::types::{EntryId, LogTime};
-use ledger_store::log::{CommitGate, Log, LogError, NoGate, Outcome, Staged, Write, WriteError};
+use ledger_store::log::{CommitGate, Log, LogError, NoGate, Outcome, Write, WriteError};
 
 use crate::metrics::Metrics;
 use crate::tiers::TierKeeper;
@@ -367,7 +367,12 @@ fn run(
                 fail(&shared, &e);
                 let fenced = matches!(e, LogError::Fenced(_));
                 for req in batch.drain(..).chain(carry) {
-                    refuse(req, &e, fenced);
+                    // A fenced batch was not committed here; the caller retries with the
+                    // same ids at the node that leads now.
+                    answer_with(req, || match fenced {
+                        true => SubmitError::NotReady,
+                        false => SubmitError::Failed(e.to_string()),
+                    });
                 }
                 break;
             }
@@ -400,10 +405,7 @@ fn run(
     // Drain what is left so no caller waits forever.
     shared.ready.store(false, Ordering::Release);
     for req in batch.drain(..).chain(rx.try_iter()) {
-        let n = req.writes.len();
-        let _ = req
-            .reply
-            .send((0..n).map(|_| Err(SubmitError::NotReady)).collect());
+        answer_with(req, || SubmitError::NotReady);
     }
     if let Err(e) = log.store().flush() {
         tracing::error!(error = %e, "flush at shutdown failed");
@@ -468,12 +470,8 @@ fn serve(
     let t0 = Instant::now();
     let outcomes = log.append_linked_with(writes, chains, now(), gate.commit_gate())?;
     metrics.observe_batch(writes.len(), t0.elapsed());
-    let cp = publish(log, shared, metrics);
-    if let Err(e) = follow_policies(log, tiers, writes, &outcomes) {
-        // The pass record is node-local: a policy met without it is followed at the next
-        // housekeeping anyway ([`TierKeeper::plan`]).
-        tracing::warn!(error = %e, "recording a tier policy pass failed");
-    }
+    let cp = publish(log.size(), log.checkpoint_note(), shared, metrics);
+    follow_policies(log, tiers, &logged_policies(writes, &outcomes));
     answer(std::mem::take(batch), outcomes, &cp);
     Ok(())
 }
@@ -503,21 +501,10 @@ fn answer(requests: Vec<Request>, outcomes: Vec<Outcome>, cp: &Arc<CheckpointInf
     }
 }
 
-/// Answers every write of a request that was not committed: a fenced batch was not committed
-/// here (the caller retries with the same ids at the node that leads now).
-fn refuse(req: Request, e: &LogError, fenced: bool) {
+/// Answers every write of a request that was not committed with the error `e` makes.
+fn answer_with(req: Request, e: impl Fn() -> SubmitError) {
     let n = req.writes.len();
-    let _ = req.reply.send(
-        (0..n)
-            .map(|_| {
-                Err(if fenced {
-                    SubmitError::NotReady
-                } else {
-                    SubmitError::Failed(e.to_string())
-                })
-            })
-            .collect(),
-    );
+    let _ = req.reply.send((0..n).map(|_| Err(e())).collect());
 }
 
 /// The writes of a batch's requests, in order, and the ranges of those of linked requests.
@@ -539,41 +526,40 @@ fn fail(shared: &Shared, e: &dyn std::fmt::Display) {
     shared.ready.store(false, Ordering::Release);
 }
 
-fn publish(log: &Log, shared: &Shared, metrics: &Metrics) -> Arc<CheckpointInfo> {
+/// Publishes the signed checkpoint of `size` entries, `note`, to readers and the metrics.
+fn publish(size: u64, note: &str, shared: &Shared, metrics: &Metrics) -> Arc<CheckpointInfo> {
     let cp = Arc::new(CheckpointInfo {
-        size: log.size(),
-        note: log.checkpoint_note().to_owned(),
+        size,
+        note: note.to_owned(),
     });
     *shared.checkpoint.write().expect("checkpoint lock") = cp.clone();
-    metrics.log_size.set(log.size() as i64);
+    metrics.log_size.set(size as i64);
     cp
 }
 
-/// Publishes the checkpoint of a staged batch just written.
-fn publish_staged(staged: &Staged, shared: &Shared, metrics: &Metrics) -> Arc<CheckpointInfo> {
-    let cp = Arc::new(CheckpointInfo {
-        size: staged.size(),
-        note: staged.note().to_owned(),
-    });
-    *shared.checkpoint.write().expect("checkpoint lock") = cp.clone();
-    metrics.log_size.set(staged.size() as i64);
-    cp
+/// The tier policies a batch appended, by index: each starts a policy pass once the batch is
+/// durable ([`follow_policies`]).
+fn logged_policies(writes: &[Write], outcomes: &[Outcome]) -> Vec<(u64, TierPolicy)> {
+    writes
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(w, o)| match (&w.kind, o) {
+            (EntryKind::TierPolicy(p), Outcome::Appended(index)) => Some((*index, p.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
-/// Starts a policy pass for each `tier_policy` appended by a committed batch.
-fn follow_policies(
-    log: &Log,
-    tiers: Option<&mut TierKeeper>,
-    writes: &[Write],
-    outcomes: &[Outcome],
-) -> Result<(), LogError> {
-    let Some(tiers) = tiers else { return Ok(()) };
-    for (w, o) in writes.iter().zip(outcomes) {
-        if let (EntryKind::TierPolicy(p), Outcome::Appended(index)) = (&w.kind, o) {
-            tiers.policy_logged(log.store(), *index, p)?;
+/// Starts a policy pass for each tier policy a durable batch appended. The pass record is
+/// node-local: a policy met without it is followed at the next housekeeping anyway
+/// ([`TierKeeper::plan`]), so a failure to record it is only logged.
+fn follow_policies(log: &Log, tiers: Option<&mut TierKeeper>, policies: &[(u64, TierPolicy)]) {
+    let Some(tiers) = tiers else { return };
+    for (index, policy) in policies {
+        if let Err(e) = tiers.policy_logged(log.store(), *index, policy) {
+            tracing::warn!(error = %e, "recording a tier policy pass failed");
         }
     }
-    Ok(())
 }
 
 /// Writes what the rules require of the node that no request asks for: tier changes that
@@ -636,7 +622,7 @@ fn housekeeping(
                 }
             }
         }
-        publish(log, shared, metrics);
+        publish(log.size(), log.checkpoint_note(), shared, metrics);
     }
     tiers.finish(log.store(), plan, &refused, at)
 }

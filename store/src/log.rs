@@ -3,8 +3,12 @@
 //!
 //! Invariants:
 //! - one [`Log`] is the only writer of its store;
-//! - [`Log::append`] returns only after the batch is durable (one synced `WriteBatch`), and the
-//!   checkpoint it signs covers exactly the durable entries, never more;
+//! - [`Log::append`] returns only after the batch is durable (one synced `WriteBatch`, which
+//!   also holds the checkpoint it signs), and that checkpoint covers exactly the durable
+//!   entries, never more;
+//! - a batch of [`Log::stage_linked`] is applied on top of the staged batches before it (read
+//!   through `log::staging`) and becomes the log's checkpoint only when handed back to
+//!   [`Log::landed`], in the order staged, after its write succeeded;
 //! - after a failed write the `Log` refuses further writes (its memory may be ahead of the
 //!   disk) until it is reopened, which reloads the durable state;
 //! - [`Log::open`] refuses a store whose entries, tree, state and checkpoint disagree;

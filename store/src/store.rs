@@ -28,9 +28,9 @@ use rocksdb::{
 };
 
 use ledger::merkle::{Hash, HashReader, MerkleError};
+use ledger::types::MemberId;
 
 mod subtrees;
-use ledger::types::MemberId;
 
 const CF_ENTRIES: &str = "entries";
 const CF_TREE: &str = subtrees::CF;

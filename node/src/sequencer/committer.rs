@@ -18,7 +18,10 @@ use ledger::entry::TierPolicy;
 use ledger_store::log::{Log, LogError, Outcome, Staged};
 use ledger_store::store::Store;
 
-use super::{answer, fail, publish_staged, Request, Shared, SubmitError};
+use super::{
+    answer, answer_with, fail, follow_policies, logged_policies, publish, Request, Shared,
+    SubmitError,
+};
 use crate::metrics::Metrics;
 use crate::tiers::TierKeeper;
 
@@ -100,26 +103,12 @@ impl Committer {
             Ok(s) => s,
             Err(e) => {
                 for req in requests {
-                    let n = req.writes.len();
-                    let _ = req.reply.send(
-                        (0..n)
-                            .map(|_| Err(SubmitError::Failed(e.to_string())))
-                            .collect(),
-                    );
+                    answer_with(req, || SubmitError::Failed(e.to_string()));
                 }
                 return Err(e);
             }
         };
-        let policies = writes
-            .iter()
-            .zip(&outcomes)
-            .filter_map(|(w, o)| match (&w.kind, o) {
-                (ledger::entry::EntryKind::TierPolicy(p), Outcome::Appended(i)) => {
-                    Some((*i, p.clone()))
-                }
-                _ => None,
-            })
-            .collect();
+        let policies = logged_policies(writes, &outcomes);
         let landing = Landing {
             staged,
             requests,
@@ -162,15 +151,7 @@ impl Committer {
                     if let Some(staged) = staged {
                         log.landed(*staged)?;
                     }
-                    for (index, policy) in &policies {
-                        if let Some(tiers) = tiers.as_deref_mut() {
-                            // The pass record is node-local: a policy met without it is
-                            // followed at the next housekeeping anyway.
-                            if let Err(e) = tiers.policy_logged(log.store(), *index, policy) {
-                                tracing::warn!(error = %e, "recording a tier policy pass failed");
-                            }
-                        }
-                    }
+                    follow_policies(log, tiers.as_deref_mut(), &policies);
                 }
                 Some(Landed::Failed) | None => {
                     log.poison();
@@ -211,7 +192,7 @@ fn write_in_order(
             Ok(()) => {
                 metrics.observe_batch(landing.writes, landing.started.elapsed());
                 let cp = match &landing.staged {
-                    Some(staged) => publish_staged(staged, shared, metrics),
+                    Some(staged) => publish(staged.size(), staged.note(), shared, metrics),
                     None => shared.checkpoint(),
                 };
                 answer(landing.requests, landing.outcomes, &cp);
@@ -226,12 +207,7 @@ fn write_in_order(
                     failed = Some(e.clone());
                 }
                 for req in landing.requests {
-                    let n = req.writes.len();
-                    let _ = req.reply.send(
-                        (0..n)
-                            .map(|_| Err(SubmitError::Failed(e.clone())))
-                            .collect(),
-                    );
+                    answer_with(req, || SubmitError::Failed(e.clone()));
                 }
                 let _ = done.send(Landed::Failed);
             }
