@@ -428,7 +428,25 @@ pub struct MemberState {
     pub qualifying_from_ms: u64,
 }
 
+/// What the caller of `State::add_to_lot` knows of the lot before the points join it.
+enum LotBefore {
+    /// The lot is named by the entry being applied, so it cannot exist yet.
+    New,
+    /// The lot holds these points ([`MemberState::sole_lot_remaining`]).
+    Holds(u64),
+    /// The lot is read (it may not exist).
+    Unknown,
+}
+
 impl MemberState {
+    /// What is left in lot `lot` (expiring at `expires_at`) when it is the member's only lot:
+    /// then it holds the whole balance ([`MemberState::balance`] is the sum of the lots'
+    /// remaining points), and an earning that joins it need not read it. `None` otherwise.
+    pub fn sole_lot_remaining(&self, lot: LogIndex, expires_at: Option<LogTime>) -> Option<u64> {
+        (self.lots == 1 && expires_at.is_none() && self.open_lot == Some(lot))
+            .then_some(self.balance)
+    }
+
     /// The member record's value: the summary's fields, then `qualifying_from_ms` (a record
     /// that ends before it decodes with 0).
     pub fn encode(&self) -> Vec<u8> {
@@ -1544,7 +1562,8 @@ impl State {
             }
         }
         self.records.prefetch(keys)?;
-        // Points that never expire join the member's open lot: read it too.
+        // Points that never expire join the member's open lot: read it too, unless it is the
+        // member's only lot (it then holds the balance, [`MemberState::sole_lot_remaining`]).
         let never_expire = self
             .policies
             .expiry
@@ -1562,6 +1581,10 @@ impl State {
                         )
                         .ok()
                         .flatten()
+                        .filter(|m| {
+                            m.open_lot
+                                .is_some_and(|l| m.sole_lot_remaining(l, None).is_none())
+                        })
                         .and_then(|m| m.open_lot);
                     if let Some(lot) = open {
                         lots.push(records::lot_key(&b.member, None, lot));
@@ -1770,7 +1793,7 @@ impl State {
 
     /// Adds `points` to a member's lot `(expires_at, lot)`, creating (and indexing) it when
     /// it does not exist. Updates the summary `m` but does not store it.
-    /// `fresh`: the lot is named by the entry being applied, so it cannot exist yet (no read).
+    /// `before` says what the caller knows of the lot (what it knows is not read).
     fn add_to_lot(
         &mut self,
         member: &MemberId,
@@ -1778,10 +1801,17 @@ impl State {
         expires_at: Option<LogTime>,
         lot: LogIndex,
         points: u64,
-        fresh: bool,
+        before: LotBefore,
     ) -> Result<(), StateError> {
         let key = records::lot_key(member, expires_at, lot);
-        let existing = if fresh { None } else { self.read::<u64>(&key)? };
+        let existing = match before {
+            LotBefore::New => None,
+            LotBefore::Holds(r) => {
+                debug_assert_eq!(self.read::<u64>(&key).ok(), Some(Some(r)), "{key:?}");
+                Some(r)
+            }
+            LotBefore::Unknown => self.read::<u64>(&key)?,
+        };
         let remaining = match existing {
             Some(r) => r,
             None => {
@@ -1828,7 +1858,13 @@ impl State {
             (None, Some(open)) => open,
             _ => index,
         };
-        self.add_to_lot(member, m, expires_at, lot, points.get(), lot == index)?;
+        // Before the credit, the balance is the sum of the member's lots.
+        let before = match m.sole_lot_remaining(lot, expires_at) {
+            _ if lot == index => LotBefore::New,
+            Some(r) => LotBefore::Holds(r),
+            None => LotBefore::Unknown,
+        };
+        self.add_to_lot(member, m, expires_at, lot, points.get(), before)?;
         m.balance += points.get();
         Ok(self.move_points(source, AccountId::Member(member.clone()), points.get()))
     }
@@ -1951,7 +1987,14 @@ impl State {
                 (None, Some(open)) => open,
                 _ => p.lot,
             };
-            self.add_to_lot(member, &mut m, p.expires_at, lot, p.points, false)?;
+            self.add_to_lot(
+                member,
+                &mut m,
+                p.expires_at,
+                lot,
+                p.points,
+                LotBefore::Unknown,
+            )?;
         }
         self.put_member(member, &m);
         let mut t = Vec::new();
