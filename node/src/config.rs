@@ -103,7 +103,8 @@ pub struct Storage {
     pub memtable_mib: usize,
     /// Block cache of each partner's mirror, in MiB.
     pub mirror_block_cache_mib: usize,
-    /// Memtables of each partner's mirror, in MiB.
+    /// Memtables of every partner's mirror together, in MiB: the mirrors share them, so one
+    /// catching up writes into large memtables while the others follow with little.
     pub mirror_memtable_mib: usize,
     /// Records the node's own state reads by key again and again (members, lots, holds),
     /// kept decoded-ready in memory ahead of the block cache, in MiB.
@@ -125,7 +126,7 @@ impl Default for Storage {
             block_cache_mib: 256,
             memtable_mib: 128,
             mirror_block_cache_mib: 32,
-            mirror_memtable_mib: 32,
+            mirror_memtable_mib: 160,
             record_cache_mib: 64,
             mirror_record_cache_mib: 16,
             max_open_files: 512,
@@ -147,8 +148,10 @@ impl Storage {
 block_cache_mib = {cache}
 # Memtables of this node's own store.
 memtable_mib = {memtable}
-# Block cache and memtables of each partner's mirror.
+# Block cache of each partner's mirror.
 mirror_block_cache_mib = {mcache}
+# Memtables of every partner's mirror together (shared: a mirror catching up uses what the
+# others leave).
 mirror_memtable_mib = {mmemtable}
 # Records read by key again and again (members, lots, holds), kept in memory ahead of the
 # block cache: for this node's own state, and for each partner's mirror (0: none).
@@ -212,16 +215,27 @@ max_open_files = {open_files}
         ledger_store::store::StoreConfig {
             block_cache_bytes: self.block_cache_mib << 20,
             memtable_bytes: self.memtable_mib << 20,
+            shared_memtables: None,
             record_cache_bytes: self.record_cache_mib << 20,
             max_open_files: self.max_open_files,
         }
     }
 
-    /// The budget of one partner's mirror.
-    pub fn mirror(&self) -> ledger_store::store::StoreConfig {
+    /// The memtable budget every partner's mirror shares.
+    pub fn mirror_memtables(&self) -> ledger_store::store::SharedMemtables {
+        ledger_store::store::SharedMemtables::new(self.mirror_memtable_mib << 20)
+    }
+
+    /// The budget of one partner's mirror; every mirror opened with `shared` (made once for
+    /// all of them, [`Storage::mirror_memtables`]) shares its memtables with the others.
+    pub fn mirror(
+        &self,
+        shared: &ledger_store::store::SharedMemtables,
+    ) -> ledger_store::store::StoreConfig {
         ledger_store::store::StoreConfig {
             block_cache_bytes: self.mirror_block_cache_mib << 20,
-            memtable_bytes: self.mirror_memtable_mib << 20,
+            memtable_bytes: shared.bytes(),
+            shared_memtables: Some(shared.clone()),
             record_cache_bytes: self.mirror_record_cache_mib << 20,
             max_open_files: MIRROR_MAX_OPEN_FILES,
         }

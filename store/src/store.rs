@@ -98,12 +98,14 @@ pub type Record = (Vec<u8>, Vec<u8>);
 
 /// How much memory one store may use. Index and filter blocks live in the block cache, so
 /// the two budgets bound RocksDB's memory whatever the size of the data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// The LRU block cache (data, index and filter blocks), in bytes.
     pub block_cache_bytes: usize,
-    /// All memtables of all column families together, in bytes.
+    /// All memtables of all column families together, in bytes (unless `shared_memtables`).
     pub memtable_bytes: usize,
+    /// Memtables shared with other stores under one budget, in place of `memtable_bytes`.
+    pub shared_memtables: Option<SharedMemtables>,
     /// The state's cache of records read by key again and again (members, lots, holds), in
     /// bytes ([`ledger::state::State::open_cached`]; 0: none).
     pub record_cache_bytes: usize,
@@ -118,9 +120,51 @@ impl Default for StoreConfig {
         StoreConfig {
             block_cache_bytes: 256 << 20,
             memtable_bytes: 128 << 20,
+            shared_memtables: None,
             record_cache_bytes: 64 << 20,
             max_open_files: 512,
         }
+    }
+}
+
+/// One memtable budget for several stores (RocksDB's `WriteBufferManager`): a store that
+/// writes while the stores' memtables together pass the budget flushes. Each column family's
+/// memtable may grow to a quarter of the budget, so one store writing much (a partner's mirror
+/// catching up) uses what the others leave: larger memtables, fewer and larger flushes, and
+/// less of the compaction that rewrites level 1 for every few small flushes (measured: see
+/// README "Auditors and mirrors").
+#[derive(Clone)]
+pub struct SharedMemtables {
+    manager: rocksdb::WriteBufferManager,
+    bytes: usize,
+}
+
+impl SharedMemtables {
+    /// A budget of `bytes` for the memtables of every store opened with it.
+    pub fn new(bytes: usize) -> SharedMemtables {
+        SharedMemtables {
+            manager: rocksdb::WriteBufferManager::new_write_buffer_manager(bytes, false),
+            bytes,
+        }
+    }
+
+    /// The budget, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// What the stores' memtables hold now, in bytes.
+    pub fn usage(&self) -> usize {
+        self.manager.get_usage()
+    }
+}
+
+impl std::fmt::Debug for SharedMemtables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedMemtables")
+            .field("bytes", &self.bytes)
+            .field("usage", &self.usage())
+            .finish()
     }
 }
 
@@ -208,11 +252,20 @@ impl Store {
         // written rarely (checkpoints, local records) are flushed and free their old logs for
         // reuse; RocksDB's default bound is four times every memtable, 1.5 GiB here.
         opts.set_recycle_log_file_num(4);
-        opts.set_max_total_wal_size(config.memtable_bytes as u64);
+        let memtables = match &config.shared_memtables {
+            Some(shared) => {
+                opts.set_write_buffer_manager(&shared.manager);
+                shared.bytes
+            }
+            None => {
+                opts.set_db_write_buffer_size(config.memtable_bytes);
+                config.memtable_bytes
+            }
+        };
+        opts.set_max_total_wal_size(memtables as u64);
         opts.set_block_based_table_factory(&table);
-        opts.set_db_write_buffer_size(config.memtable_bytes);
         opts.set_max_open_files(config.max_open_files.clamp(16, i32::MAX as u32) as i32);
-        opts.set_write_buffer_size((config.memtable_bytes / 4).max(1 << 20));
+        opts.set_write_buffer_size((memtables / 4).max(1 << 20));
         // The state deletes in runs (a member's oldest qualifying earnings, spent and expired
         // lots, resolved due-index keys); a deleted key stays a tombstone that every range read
         // over it steps across until compaction drops it. An SST file in which half of any
@@ -772,6 +825,36 @@ mod tests {
             after.block_cache >= 4096 && after.table_readers > 0,
             "{after:?}"
         );
+    }
+
+    #[test]
+    fn stores_sharing_memtables_count_them_in_one_budget_and_flush_within_it() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let budget = 8 << 20;
+        let shared = SharedMemtables::new(budget);
+        let config = StoreConfig {
+            shared_memtables: Some(shared.clone()),
+            ..StoreConfig::default()
+        };
+        let a = Store::open_with(a_dir.path(), config.clone()).unwrap();
+        let b = Store::open_with(b_dir.path(), config).unwrap();
+        let before = shared.usage();
+        b.state_write(&[(b"b".to_vec(), Some(vec![1; 100_000]))])
+            .unwrap();
+        assert!(shared.usage() > before + 100_000, "{shared:?}");
+        // 40 MB through an 8 MiB budget: flushed on the way, never far above it.
+        let mut peak = 0;
+        for round in 0..40u32 {
+            let puts: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..1_000u32)
+                .map(|i| (format!("k{round}-{i}").into_bytes(), Some(vec![7; 1_000])))
+                .collect();
+            a.state_write(&puts).unwrap();
+            peak = peak.max(shared.usage());
+        }
+        assert!(peak <= 2 * budget, "peak {peak} of {budget}");
+        assert_eq!(a.state_record(b"k0-0").unwrap(), Some(vec![7; 1_000]));
+        assert_eq!(a.state_record(b"k39-999").unwrap(), Some(vec![7; 1_000]));
+        assert_eq!(b.state_record(b"b").unwrap(), Some(vec![1; 100_000]));
     }
 
     #[test]

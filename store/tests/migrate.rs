@@ -450,6 +450,7 @@ impl Twin {
         let config = StoreConfig {
             block_cache_bytes: 8 << 20,
             memtable_bytes: 8 << 20,
+            shared_memtables: None,
             // Small enough that the record cache turns over many times in a case.
             record_cache_bytes: 4 << 10,
             max_open_files: 256,

@@ -163,7 +163,7 @@ pub struct Federation {
     pub brand: BrandId,
     pub origin: String,
     pub settings: crate::config::Federation,
-    /// The memory budget of each partner's mirror.
+    /// The memory budget of each partner's mirror (their memtables shared).
     mirror_storage: ledger_store::store::StoreConfig,
     store: Store,
     data: PathBuf,
@@ -243,7 +243,7 @@ impl Federation {
             brand: config.brand.clone(),
             origin: config.origin.clone(),
             settings: config.federation.clone(),
-            mirror_storage: config.storage.mirror(),
+            mirror_storage: config.storage.mirror(&config.storage.mirror_memtables()),
             store: store.clone(),
             data,
             signing_key: ed25519_dalek::SigningKey::from_bytes(seed),
@@ -384,15 +384,14 @@ impl Federation {
                     None => {
                         let dir = self.mirror_dir(&record.brand);
                         std::fs::create_dir_all(&dir)?;
-                        let m = Mirror::open_with(&dir, v.clone(), self.mirror_storage).map_err(
-                            |e| {
+                        let m = Mirror::open_with(&dir, v.clone(), self.mirror_storage.clone())
+                            .map_err(|e| {
                                 anyhow::anyhow!(
                                     "mirror of {} in {}: {e}",
                                     record.brand,
                                     dir.display()
                                 )
-                            },
-                        )?;
+                            })?;
                         Arc::new(Mutex::new(m))
                     }
                 };
