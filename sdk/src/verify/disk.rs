@@ -18,6 +18,7 @@ const POINT_KEY: &[u8] = b"audit/point";
 pub const AUDIT_STORE_CONFIG: StoreConfig = StoreConfig {
     block_cache_bytes: 256 << 20,
     memtable_bytes: 128 << 20,
+    shared_memtables: None,
     record_cache_bytes: 64 << 20,
     max_open_files: 256,
 };
