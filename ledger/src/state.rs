@@ -1581,11 +1581,10 @@ impl State {
                         )
                         .ok()
                         .flatten()
-                        .filter(|m| {
+                        .and_then(|m| {
                             m.open_lot
-                                .is_some_and(|l| m.sole_lot_remaining(l, None).is_none())
-                        })
-                        .and_then(|m| m.open_lot);
+                                .filter(|&l| m.sole_lot_remaining(l, None).is_none())
+                        });
                     if let Some(lot) = open {
                         lots.push(records::lot_key(&b.member, None, lot));
                     }
@@ -1859,10 +1858,12 @@ impl State {
             _ => index,
         };
         // Before the credit, the balance is the sum of the member's lots.
-        let before = match m.sole_lot_remaining(lot, expires_at) {
-            _ if lot == index => LotBefore::New,
-            Some(r) => LotBefore::Holds(r),
-            None => LotBefore::Unknown,
+        let before = if lot == index {
+            LotBefore::New
+        } else if let Some(r) = m.sole_lot_remaining(lot, expires_at) {
+            LotBefore::Holds(r)
+        } else {
+            LotBefore::Unknown
         };
         self.add_to_lot(member, m, expires_at, lot, points.get(), before)?;
         m.balance += points.get();

@@ -3195,9 +3195,13 @@ fn a_member_record_without_its_oldest_kept_time_still_decodes_and_prunes() {
     );
 }
 
-/// A record source the test commits to, as a store would.
+/// A record source the test commits to, as a store would; it remembers the keys read ahead
+/// together (`get_many`).
 #[derive(Default)]
-struct CommittingSource(std::sync::Mutex<records::MemorySource>);
+struct CommittingSource(
+    std::sync::Mutex<records::MemorySource>,
+    std::sync::Mutex<Vec<Vec<u8>>>,
+);
 
 impl CommittingSource {
     fn commit(&self, changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) {
@@ -3225,6 +3229,10 @@ impl RecordSource for CommittingSource {
         limit: usize,
     ) -> Result<records::KeyValues, String> {
         RecordSource::range_rev(&*self.0.lock().unwrap(), start, end, limit)
+    }
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        self.1.lock().unwrap().extend(keys.iter().cloned());
+        keys.iter().map(|k| self.get(k)).collect()
     }
 }
 
@@ -3297,40 +3305,12 @@ fn the_record_cache_stays_within_its_budget_and_follows_every_write() {
     assert!(s == memory);
 }
 
-/// A committing source that remembers the keys read ahead together (`get_many`).
-#[derive(Default)]
-struct ReadAheadLog {
-    source: CommittingSource,
-    read: std::sync::Mutex<Vec<Vec<u8>>>,
-}
-
-impl RecordSource for ReadAheadLog {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        self.source.get(key)
-    }
-    fn range(&self, start: &[u8], end: &[u8], limit: usize) -> Result<records::KeyValues, String> {
-        self.source.range(start, end, limit)
-    }
-    fn range_rev(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<records::KeyValues, String> {
-        self.source.range_rev(start, end, limit)
-    }
-    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, String> {
-        self.read.lock().unwrap().extend(keys.iter().cloned());
-        keys.iter().map(|k| self.source.get(k)).collect()
-    }
-}
-
 #[test]
 fn an_earning_into_the_only_lot_reads_no_lot_and_one_into_two_lots_reads_the_open_one() {
     // The read-ahead skips a lot whose points the member's balance already says (its only
     // lot); with a second lot the open lot is read. Either way the state is the one replayed
     // in memory, record for record.
-    let source = Arc::new(ReadAheadLog::default());
+    let source = Arc::new(CommittingSource::default());
     let mut s = State::open_cached(source.clone(), 0).unwrap();
     let mut memory = State::new();
     let mut lot_reads = Vec::new();
@@ -3340,14 +3320,14 @@ fn an_earning_into_the_only_lot_reads_no_lot_and_one_into_two_lots_reads_the_ope
             id: id(&format!("e{i}")),
             kind,
         };
-        source.read.lock().unwrap().clear();
+        source.1.lock().unwrap().clear();
         s.prefetch([(&e.id, &e.kind)]).unwrap();
         let index = LogIndex::new(i).unwrap();
         assert_eq!(s.apply(index, &e), memory.apply(index, &e));
-        source.source.commit(s.take_changes());
+        source.commit(s.take_changes());
         memory.clear_changes();
         let lots = source
-            .read
+            .1
             .lock()
             .unwrap()
             .iter()
