@@ -945,7 +945,14 @@ pub async fn verify_log(
         resumed_from: saved.map(|s| s.size).or((start > 0).then_some(start)),
         witnessed,
     };
-    free_in_background(std::mem::take(&mut run.state));
+    let state = std::mem::take(&mut run.state);
+    if replay_store.is_some() {
+        // The state reads the caller's store: it is let go here, so that no thread of ours
+        // still closes a database while the caller (a process returning from `main`) exits.
+        drop(state);
+    } else {
+        free_in_background(state);
+    }
     Ok(summary)
 }
 
@@ -972,7 +979,10 @@ fn check_options(options: &VerifyOptions, pinned_key: &NoteVerifier) -> Result<(
 
 /// Frees a replayed state on a thread of its own, so that the answer does not wait for it: a
 /// replay in memory holds a record per id, member, lot and qualifying earning, and freeing
-/// tens of millions of them took a twentieth of a 10M-entry audit (profiled).
+/// tens of millions of them took a twentieth of a 10M-entry audit (profiled). Only for a
+/// state in memory: one over a store would close its database on that thread, and a process
+/// exiting meanwhile destroys what RocksDB's closing still uses (CI saw `pthread lock:
+/// Invalid argument` and an abort when `loyalty monitor --once` returned).
 fn free_in_background(state: State) {
     std::thread::spawn(move || drop(state));
 }
@@ -1444,6 +1454,28 @@ mod tests {
         let third = third.unwrap();
         assert_eq!((third.entries, third.entries_replayed), (10, 0));
         assert_eq!(third.system_balances, full.system_balances);
+    }
+
+    #[tokio::test]
+    async fn a_state_over_the_callers_store_is_let_go_before_the_answer() {
+        // A caller that exits when the audit returns must not find the store still being
+        // closed on another thread (RocksDB aborts when the process exits under it).
+        let source = Arc::new(BTreeMap::<Vec<u8>, Vec<u8>>::new());
+        let held = Arc::downgrade(&source);
+        let store = ReplayStore {
+            state: State::open(source).unwrap(),
+            flush: Box::new(|_, _| Ok(())),
+            flush_every: 100,
+            resume: None,
+            close: None,
+        };
+        let options = VerifyOptions {
+            replay_store: Some(store),
+            ..VerifyOptions::default()
+        };
+        let (result, _) = run(honest(), options).await;
+        assert_eq!(result.unwrap().entries_replayed, 10);
+        assert_eq!(held.strong_count(), 0, "the store is still held");
     }
 
     #[tokio::test]
