@@ -14,6 +14,10 @@ use ledger::types::BrandId;
 use ledger_store::log::Log;
 use ledger_store::store::Store;
 
+/// How long a stopping node waits for a partner's chunk that is being stored (one chunk takes
+/// well under a second on the benchmark machine).
+const CATCHUP_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 use crate::config::Config;
 use crate::control::control_request;
 use crate::datadir::{CONFIG_FILE, DB_DIR, KEY_FILE};
@@ -208,7 +212,14 @@ pub fn execute(command: Command) -> Result<()> {
                 .enable_all()
                 .build()
                 .context("start the async runtime")?;
-            rt.block_on(run(data, config))
+            let served = rt.block_on(run(data, config));
+            // The runtime's tasks are dropped and its blocking work joined; the partners'
+            // catch-up pool is not part of it, so it is waited for before the process exits.
+            drop(rt);
+            if !crate::federation::sync::wait_for_catchup(CATCHUP_STOP_WAIT) {
+                tracing::warn!("a partner's catch-up was still running at exit");
+            }
+            served
         }
         Command::Promote { data, wait_s } => {
             let config = Config::load(&data)?;

@@ -10,10 +10,12 @@
 //!
 //! Invariants: a fixed number of threads, named, each running its `init` once before any job;
 //! a job that panics loses its answer (its caller gets an error), not the worker; the workers
-//! exit when the last clone of the pool is dropped.
+//! exit when the last clone of the pool is dropped; a job counts as outstanding from the moment
+//! it is handed over until it has run and what it captured is dropped ([`Pool::wait_idle`]).
 
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -24,6 +26,8 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct Pool {
     jobs: Arc<Mutex<mpsc::Sender<Job>>>,
     threads: usize,
+    /// Jobs handed over and not yet done (queued or running), and its change signal.
+    outstanding: Arc<(Mutex<usize>, Condvar)>,
 }
 
 impl Pool {
@@ -39,8 +43,9 @@ impl Pool {
         let init = Arc::new(init);
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
+        let outstanding = Arc::new((Mutex::new(0), Condvar::new()));
         for i in 0..threads {
-            let (rx, init) = (rx.clone(), init.clone());
+            let (rx, init, outstanding) = (rx.clone(), init.clone(), outstanding.clone());
             std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
                 .spawn(move || {
@@ -55,6 +60,11 @@ impl Pool {
                             // the worker.
                             Ok(job) => {
                                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                                // The job and what it captured are gone by now.
+                                let (count, changed) = &*outstanding;
+                                let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
+                                *n -= 1;
+                                changed.notify_all();
                             }
                             Err(_) => return,
                         }
@@ -65,6 +75,7 @@ impl Pool {
         Pool {
             jobs: Arc::new(Mutex::new(tx)),
             threads,
+            outstanding,
         }
     }
 
@@ -76,6 +87,26 @@ impl Pool {
     /// The number of workers.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Waits until no job is queued or running, at most `limit`; whether it is so. A process
+    /// calls it before it exits, once nothing can hand over new jobs, so that no worker is still
+    /// inside a job (writing a database, say) while the process tears down under it.
+    pub fn wait_idle(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let (count, changed) = &*self.outstanding;
+        let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *n > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            n = changed
+                .wait_timeout(n, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
     }
 
     /// Runs `f` on a worker and waits for its result without blocking the async task.
@@ -95,6 +126,7 @@ impl Pool {
         let job: Job = Box::new(move || {
             let _ = tx.send(f());
         });
+        *self.outstanding.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         self.jobs
             .lock()
             .expect("pool lock")
@@ -130,5 +162,46 @@ mod tests {
         assert_eq!(pool.run(|| 7).await, 7);
         assert_eq!(inits.load(Ordering::SeqCst), 1);
         assert_eq!(Pool::new(0).threads(), 1, "at least one worker");
+        assert!(
+            pool.wait_idle(Duration::ZERO),
+            "the panicked job is counted done"
+        );
+    }
+
+    #[tokio::test]
+    async fn waiting_idle_waits_for_queued_and_running_jobs_and_what_they_hold() {
+        let pool = Pool::new(1);
+        assert!(pool.wait_idle(Duration::ZERO));
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let held = Arc::new(());
+        let weak = Arc::downgrade(&held);
+        // One job blocked on the worker, one queued behind it holding `held`; nobody awaits
+        // their answers (as when the async runtime that handed them over is gone).
+        let p = pool.clone();
+        let blocked = tokio::spawn(async move { p.run(move || go_rx.recv().ok()).await });
+        let p = pool.clone();
+        let queued = tokio::spawn(async move {
+            p.run(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                drop(held);
+            })
+            .await
+        });
+        while *pool.outstanding.0.lock().unwrap() < 2 {
+            tokio::task::yield_now().await;
+        }
+        blocked.abort();
+        queued.abort();
+        assert!(
+            !pool.wait_idle(Duration::from_millis(100)),
+            "a job is blocked"
+        );
+        go_tx.send(()).unwrap();
+        assert!(pool.wait_idle(Duration::from_secs(10)));
+        assert_eq!(
+            weak.strong_count(),
+            0,
+            "the queued job's captures are dropped"
+        );
     }
 }

@@ -45,11 +45,20 @@ pub const CATCHUP_NICE: i32 = 10;
 /// flat out.
 pub const CATCHUP_YIELD_FACTOR: u32 = 4;
 
+static CATCHUP_POOL: std::sync::OnceLock<workpool::Pool> = std::sync::OnceLock::new();
+
+/// Waits, at most `limit`, until no chunk is queued on or being stored by the catch-up pool;
+/// whether it is so. The node calls it once its async runtime is gone (nothing can hand over
+/// a chunk any more) and before the process exits: a process that exits while a pool thread
+/// is inside RocksDB tears down what RocksDB still uses, and aborts.
+pub fn wait_for_catchup(limit: Duration) -> bool {
+    CATCHUP_POOL.get().is_none_or(|p| p.wait_idle(limit))
+}
+
 /// The pool that checks, replays and stores partners' chunks: one thread per core, at a lower
 /// priority than the node's own work.
 fn catchup_pool() -> &'static workpool::Pool {
-    static POOL: std::sync::OnceLock<workpool::Pool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
+    CATCHUP_POOL.get_or_init(|| {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         workpool::Pool::with_init(threads, "mirror", || {
             #[cfg(target_os = "linux")]
