@@ -17,9 +17,8 @@
 //! - [`quote`]: locked quotes for cross-brand redemption (spec/redemption.md §3).
 //! - [`statement`]: settlement statements and their reconciliation (spec/redemption.md §4).
 //! - [`attestation`]: tier attestations of spec/federation.md §6 and their offline verification.
-//! - [`store`] and [`log`] (feature `rocksdb`): durable storage, and the [`log::Log`] that ties it all
-//!   together.
-//! - [`mirror`] (feature `rocksdb`): a verified copy of a partner's log (spec/federation.md §3).
+//! - Durable storage is the `ledger_store` crate's (store/): the RocksDB store, the `Log` that
+//!   ties it all together, and the verified mirror of a partner's log (spec/federation.md §3).
 //!
 //! Architecture invariant: nothing in this crate does network I/O or reads the clock; time
 //! enters as a value. The node and the auditor's replay run the same state machine.

@@ -4,17 +4,17 @@
 //! The demo starts an airline, a coffee chain and a gym as child processes of this binary
 //! (`init`, then `run`, each on a free loopback port, with its data in `<dir>/<brand>`), pins
 //! them as each other's partners, publishes their policies, signs agreements, and runs the
-//! scenario of [`scenario`] through the SDK, printing what happens and where to look. Then it
+//! scenario of `scenario` through the SDK, printing what happens and where to look. Then it
 //! keeps the nodes running until Ctrl-C (or stops them at once with `--exit-after-scenario`)
 //! and leaves the data where it said.
 //!
 //! Invariants: every wait is bounded; every step checks what it expects against the nodes' APIs
 //! and stops the demo with the API's answer when it differs (nothing is skipped silently); the
-//! nodes the demo started are stopped (SIGTERM, then SIGKILL after [`process::STOP_TIMEOUT`])
+//! nodes the demo started are stopped (SIGTERM, then SIGKILL after `process::STOP_TIMEOUT`)
 //! however the demo ends, and their data stays.
 //!
-//! Modules: [`process`] (the child processes), [`scenario`] and [`settle`] (the steps),
-//! [`steps`] (narration and checked SDK calls), [`report`] (the JSON report, the closing
+//! Modules: `process` (the child processes), `scenario` and `settle` (the steps),
+//! `steps` (narration and checked SDK calls), `report` (the JSON report, the closing
 //! summary).
 
 mod process;

@@ -40,7 +40,7 @@ pub trait Gate: Send {
     /// Called about every [`HOUSEKEEPING_INTERVAL`] on the sequencer thread.
     fn idle(&mut self) {}
     /// Whether the sequencer may write batches on a thread of its own while it applies the
-    /// next ([`committer`]): only where nothing needs to be asked around each commit.
+    /// next (`committer`): only where nothing needs to be asked around each commit.
     fn pipelined(&self) -> bool {
         false
     }

@@ -1,6 +1,6 @@
 //! Where the state machine keeps its records (spec/protocol.md §6, informative): the key
 //! layout, the versioned binary encoding, the [`RecordSource`] trait a storage engine
-//! implements, and [`Records`], the state machine's view of one source with the writes of the
+//! implements, and `Records`, the state machine's view of one source with the writes of the
 //! batch being built on top.
 //!
 //! Invariants:
@@ -9,7 +9,7 @@
 //! - keys are `prefix ‖ name`, where a name is made of ids (which never hold `/` or `0x00`),
 //!   `0x00` separators and big-endian integers, so that one member's lots, one member's
 //!   qualifying earnings and each due-index are contiguous, ordered key ranges;
-//! - [`Records::range`] (and [`Records::range_rev`], newest key first) returns exactly the keys
+//! - `Records::range` (and `Records::range_rev`, newest key first) returns exactly the keys
 //!   in its range that a full merge of the source and the pending writes would, in order, at
 //!   most `limit` of them; fewer than `limit` means the range holds no more.
 
@@ -27,7 +27,7 @@ pub const FORMAT_BINARY: u8 = 0x01;
 /// types are the log's own JSON (quotes, obligations, agreements, policies).
 pub const FORMAT_JSON: u8 = 0x02;
 
-/// The most records one [`Records::range`] call reads from the source in one page.
+/// The most records one `Records::range` call reads from the source in one page.
 pub const RANGE_PAGE_MAX: usize = 1024;
 
 /// Records as `(key, value)` pairs, in the order a range read returns them.

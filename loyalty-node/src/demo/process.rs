@@ -225,7 +225,7 @@ impl DemoNode {
     }
 
     /// SIGTERM (the node drains its requests and closes its store), then waits for the exit;
-    /// SIGKILL after [`STOP_TIMEOUT`]. Does nothing when the node is not running.
+    /// SIGKILL after `STOP_TIMEOUT`. Does nothing when the node is not running.
     pub async fn stop(&mut self) -> Result<()> {
         let Some(child) = self.child.as_mut() else {
             return Ok(());
@@ -264,7 +264,7 @@ impl DemoNode {
 
 impl Drop for DemoNode {
     /// A node still running when the demo ends (an error, a panic) is stopped: SIGTERM, then
-    /// SIGKILL after [`STOP_TIMEOUT`].
+    /// SIGKILL after `STOP_TIMEOUT`.
     fn drop(&mut self) {
         let Some(c) = self.child.as_mut() else {
             return;

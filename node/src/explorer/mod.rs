@@ -3,7 +3,7 @@
 //! Public like the log itself (no API key); no build step, no external assets, no JavaScript:
 //! inline CSS and inline SVG only.
 //!
-//! Code map: [`html`] (escaping, formatting, layout); `scan` (bounded pagination of the log);
+//! Code map: [`html`](mod@html) (escaping, formatting, layout); `scan` (bounded pagination of the log);
 //! `log` (overview, log, entry pages, the inclusion proof status of every entry shown);
 //! `federation` (checkpoints, partners); `members` (members, open holds); `settlement`
 //! (positions, statements) and `chart` (the settlement chart, inline SVG).
@@ -11,14 +11,14 @@
 //! Invariants:
 //! - pages read committed data with the JSON read routes' own helpers (`reads`, `log_routes`,
 //!   `federation::{routes, reconcile, settle, witness}`) and never enter the sequencer;
-//! - a page is rendered against one snapshot of the latest signed checkpoint ([`Ctx`]): no
+//! - a page is rendered against one snapshot of the latest signed checkpoint (`Ctx`): no
 //!   entry above it is shown, and each entry's inclusion proof is computed against it and
 //!   verified with `ledger::receipt::Receipt::verify` before the page says "verified";
 //! - every page is bounded: at most [`PAGE_ROWS_MAX`] rows and [`SCAN_MAX`] records examined
 //!   per request, at most [`RENDERS_MAX`] pages rendered at once (a request waits at most
 //!   [`RENDER_WAIT`], then gets 503);
 //! - every page is built with `maud::html!`, which escapes every text from the store or the
-//!   request by its type ([`html`]); no markup is written by hand into a string.
+//!   request by its type ([`html`](mod@html)); no markup is written by hand into a string.
 
 mod chart;
 mod federation;

@@ -3,7 +3,7 @@
 //! them to [`ledger_store::mirror::Mirror`], which verifies, replays and stores them.
 //!
 //! Catching up is a pipeline of chunks ([`CHUNK_ENTRIES_MAX`] entries, one synced batch each):
-//! while one chunk is replayed and stored, the next is fetched ([`BUNDLES_IN_FLIGHT`] bundles at
+//! while one chunk is replayed and stored, the next is fetched (`BUNDLES_IN_FLIGHT` bundles at
 //! once) and hashed and decoded in parts on the catch-up pool. The pool's threads run at a lower
 //! scheduling priority ([`CATCHUP_NICE`]) than the sequencer and the HTTP workers, and while the
 //! node's own log grows the catch-up pauses between chunks ([`CATCHUP_YIELD_FACTOR`]), so a

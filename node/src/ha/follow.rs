@@ -2,7 +2,7 @@
 //! brand's own log ([`StandbyLog`]), the read routes, log routes and tiles served from it, the
 //! primary's batches received (`POST /v1/ha/replicate`), a pull loop catching up from the
 //! primary's public log, and the watch that takes the leadership over when nobody leads and
-//! this node may ([`eligible`]).
+//! this node may (`eligible`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //! it misses, and watches the leadership. When nobody leads and this node is eligible (listed
 //! in sync in the committed head and holding exactly it), it campaigns; with the lease it
 //! records itself as the head's leader (one compare-and-swap), stops following, and leads
-//! ([`lead`]): the log opens for writing, the restore guard asks the partners' witnesses,
+//! (`lead`): the log opens for writing, the restore guard asks the partners' witnesses,
 //! and every commit passes the [`Fence`]. A leader that loses its lease, is fenced, or hands
 //! over (`loyalty-node promote` on the standby) stops serving and exits with
 //! [`EXIT_STEPPED_DOWN`]; its supervisor restarts it, as a standby.
