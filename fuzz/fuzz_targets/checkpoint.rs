@@ -13,11 +13,12 @@
 use std::sync::OnceLock;
 
 use ledger::checkpoint::{
-    open_checkpoint, sign_checkpoint, validate_note_text, vectors::seed,
-    verify_cosigned_checkpoint, verify_note, Checkpoint, CosignatureSigner, NoteSignature,
-    NoteSigner, NoteVerifier, SignedNote, WitnessPolicy, MAX_SIGNATURES,
+    open_checkpoint, sign_checkpoint, validate_note_text, verify_note, Checkpoint,
+    CosignatureSigner, NoteSignature, NoteSigner, NoteVerifier, SignedNote, MAX_SIGNATURES,
 };
+use ledger::checkpoint_vectors::seed;
 use ledger::receipt::Receipt;
+use ledger::witness::{verify_cosigned_checkpoint, WitnessPolicy};
 use libfuzzer_sys::fuzz_target;
 
 /// The keys of spec/vectors/checkpoint.json and entries.json, so the seed notes and receipts

@@ -19,7 +19,7 @@ use base64::Engine;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use libfuzzer_sys::fuzz_target;
 use node::federation::peer::{
-    check_signed, message, parse_headers, H_NONCE, H_PEER, H_SIGNATURE, H_TIME,
+    check_signed, message, parse_headers, PeerRequestError, H_NONCE, H_PEER, H_SIGNATURE, H_TIME,
 };
 use sha2::{Digest, Sha256};
 
@@ -202,7 +202,13 @@ fn signed(method: &str, path: &str, body: &[u8], time_ms: u64, nonce: [u8; 16], 
         Ok(h) => h,
         Err(e) => {
             // Only a changed sender can make the headers of a signed request malformed.
-            assert!(matches!(e.code, "peer_unsigned"));
+            assert!(
+                matches!(
+                    e,
+                    PeerRequestError::Unsigned(_) | PeerRequestError::Malformed(_)
+                ),
+                "{e}"
+            );
             assert_ne!(sender, SENDER, "the headers of a signed request parse");
             return;
         }

@@ -1,8 +1,9 @@
-//! The bodies the HTTP API decodes (node/src/api.rs, node/src/admin.rs, node/src/federation/)
-//! and the checks the handlers run on them before any state is read: the id validators
-//! (`api::check_id`, `redeem::check_redemption_id`, `settle::check_refund_id`), the witness's
-//! `add-checkpoint` body (`witness::parse_request`), a new API key (`keys::check_new_key`) and a
-//! partner's settings (`federation::check_partner`).
+//! The bodies the HTTP API decodes (the request types of `loyalty_wire`, and those of
+//! node/src/redemption/ and node/src/federation_routes.rs), the entries the handlers build from
+//! them (`entry_kind` of each write request), and the checks the handlers run on them before
+//! any state is read: the id validators (`api::check_id`, `redeem::check_redemption_id`,
+//! `refunds::check_refund_id`), the witness's `add-checkpoint` body (`witness::parse_request`),
+//! a new API key (`keys::check_new_key`) and a partner's settings (`federation::check_partner`).
 //!
 //! Input: one byte choosing the body type, then the body.
 //!
@@ -15,20 +16,23 @@
 use std::sync::OnceLock;
 
 use ledger::agreement::{AgreementTerms, SignedAgreement};
-use ledger::checkpoint::{vectors::seed, NoteSigner, WitnessPolicy};
-use ledger::entry::{
-    Adjust, Earn, Entry, EntryKind, ExpiryPolicy, FxRate, Hold, Post, RateCard, Redeem, Refund,
-    SpendAuthorisation, TierPolicy, Void, ENTRY_BYTES_MAX,
-};
+use ledger::checkpoint::NoteSigner;
+use ledger::checkpoint_vectors::seed;
+use ledger::entry::{Entry, EntryKind, ENTRY_BYTES_MAX};
 use ledger::statement::SignedStatement;
 use ledger::types::{BrandId, EntryId, LogTime, MemberId};
+use ledger::witness::WitnessPolicy;
 use libfuzzer_sys::fuzz_target;
-use node::api::{self, check_id};
+use loyalty_wire::keys::CreateKeyRequest;
+use loyalty_wire::redemption::{PrepareBody, QuoteRequest, RefundRequest};
+use loyalty_wire::writes as api;
+use node::api::check_id;
 use node::config::PartnerConfig;
-use node::federation::redeem::{self, check_redemption_id, derived_id};
-use node::federation::settle::{check_refund_id, RefundRequest};
 use node::federation::{check_partner, witness, witness_verifier};
+use node::federation_routes::AddPartner;
 use node::keys::check_new_key;
+use node::redemption::redeem::{self, check_redemption_id, derived_id};
+use node::redemption::refunds::check_refund_id;
 use serde::de::DeserializeOwned;
 
 /// brand-a's log key of spec/vectors/ (its receipts verify), no witnesses needed.
@@ -98,131 +102,75 @@ fn check_redemption(id: &EntryId) {
 fn body(kind: u8, b: &[u8]) {
     match kind % 24 {
         0 => {
-            if let Some(b) = decode::<api::EarnBody>(b) {
-                let kind = EntryKind::Earn(Earn {
-                    member: member(),
-                    points: b.points,
-                    qualifying: b.qualifying.unwrap_or(true),
-                });
-                check_entry(b.id, kind);
+            if let Some(b) = decode::<api::EarnRequest>(b) {
+                check_entry(b.id.clone(), b.entry_kind(&member()));
             }
         }
         1 => {
-            if let Some(b) = decode::<api::RedeemBody>(b) {
-                let kind = EntryKind::Redeem(Redeem {
-                    member: member(),
-                    points: b.points,
-                });
-                check_entry(b.id, kind);
+            if let Some(b) = decode::<api::RedeemRequest>(b) {
+                check_entry(b.id.clone(), b.entry_kind(&member()));
             }
         }
         2 => {
-            if let Some(b) = decode::<api::AdjustBody>(b) {
-                let kind = EntryKind::Adjust(Adjust {
-                    member: member(),
-                    points: b.points,
-                    direction: b.direction,
-                    reason: b.reason,
-                });
-                check_validated_entry(b.id, kind);
+            if let Some(b) = decode::<api::AdjustRequest>(b) {
+                check_validated_entry(b.id.clone(), b.entry_kind(&member()));
             }
         }
         3 => {
-            if let Some(b) = decode::<api::HoldBody>(b) {
+            if let Some(b) = decode::<api::HoldRequest>(b) {
                 if b.payee.is_some() && b.authorisation.is_none() {
                     return;
                 }
-                let kind = EntryKind::Hold(Hold {
-                    member: member(),
-                    points: b.points,
-                    expires_at: b.expires_at,
-                    payee: b.payee,
-                    condition: b.condition,
-                    authorisation: b.authorisation,
-                });
-                check_entry(b.id, kind);
+                check_entry(b.id.clone(), b.entry_kind(&member()));
             }
         }
         4 => {
-            if let Some(b) = decode::<api::AuthorisationBody>(b) {
-                let kind = EntryKind::SpendAuthorisation(SpendAuthorisation {
-                    member: member(),
-                    payee: b.payee,
-                    max_points: b.max_points,
-                    expires_at: b.expires_at,
-                });
-                check_entry(b.id, kind);
+            if let Some(b) = decode::<api::AuthoriseRequest>(b) {
+                check_entry(b.id.clone(), b.entry_kind(&member()));
             }
         }
         5 => {
-            if let Some(b) = decode::<api::PostBody>(b) {
-                let kind = EntryKind::Post(Post {
-                    hold: hold_id(),
-                    preimage: b.preimage,
-                });
-                check_entry(b.id, kind);
+            if let Some(b) = decode::<api::PostRequest>(b) {
+                check_entry(b.id.clone(), b.entry_kind(&hold_id()));
             }
         }
         6 => {
-            if let Some(b) = decode::<api::VoidBody>(b) {
-                check_entry(b.id, EntryKind::Void(Void { hold: hold_id() }));
+            if let Some(b) = decode::<api::VoidRequest>(b) {
+                check_entry(b.id.clone(), b.entry_kind(&hold_id()));
             }
         }
         7 => {
-            if let Some(b) = decode::<api::RefundBody>(b) {
-                let kind = EntryKind::Refund(Refund {
-                    redemption: hold_id(),
-                    points: b.points,
-                });
-                check_entry(b.id, kind);
+            if let Some(b) = decode::<api::RefundRequest>(b) {
+                check_entry(b.id.clone(), b.entry_kind(&hold_id()));
             }
         }
         8 => {
-            if let Some(b) = decode::<api::TiersBody>(b) {
-                let kind = EntryKind::TierPolicy(TierPolicy {
-                    tiers: b.tiers,
-                    window_ms: b.window_ms,
-                    grace_ms: b.grace_ms,
-                });
-                check_validated_entry(b.id, kind);
+            if let Some(b) = decode::<api::SetTiersRequest>(b) {
+                check_validated_entry(b.id.clone(), b.entry_kind());
             }
         }
         9 => {
-            if let Some(b) = decode::<api::ExpiryBody>(b) {
-                let kind = EntryKind::ExpiryPolicy(ExpiryPolicy {
-                    lot_lifetime_ms: b.lot_lifetime_ms,
-                });
-                check_validated_entry(b.id, kind);
+            if let Some(b) = decode::<api::SetExpiryRequest>(b) {
+                check_validated_entry(b.id.clone(), b.entry_kind());
             }
         }
         10 => {
-            if let Some(b) = decode::<api::RateCardBody>(b) {
-                let kind = EntryKind::RateCard(RateCard {
-                    currency: b.currency,
-                    point_value: b.point_value,
-                    valid_from: b.valid_from,
-                });
-                check_entry(b.id, kind);
+            if let Some(b) = decode::<api::SetRateCardRequest>(b) {
+                check_entry(b.id.clone(), b.entry_kind());
             }
         }
         11 => {
-            if let Some(b) = decode::<api::FxRateBody>(b) {
-                let kind = EntryKind::FxRate(FxRate {
-                    from: b.from,
-                    to: b.to,
-                    rate: b.rate,
-                    valid_from: b.valid_from,
-                });
-                check_entry(b.id, kind);
+            if let Some(b) = decode::<api::SetFxRateRequest>(b) {
+                check_entry(b.id.clone(), b.entry_kind());
             }
         }
         12 => {
-            if let Some(b) = decode::<node::federation::quotes::QuoteBody>(b) {
+            if let Some(b) = decode::<QuoteRequest>(b) {
                 check_redemption(&b.redemption);
             }
         }
         13 => {
-            if let Some(b) = decode::<redeem::PrepareBody>(b) {
+            if let Some(b) = decode::<PrepareBody>(b) {
                 let _ = check_id(&b.authorisation);
             }
         }
@@ -256,7 +204,7 @@ fn body(kind: u8, b: &[u8]) {
             }
         }
         19 => {
-            if let Some(p) = decode::<node::federation::routes::AddPartner>(b) {
+            if let Some(p) = decode::<AddPartner>(b) {
                 let Ok(brand) = p.brand.parse::<BrandId>() else {
                     return;
                 };
@@ -279,7 +227,7 @@ fn body(kind: u8, b: &[u8]) {
             }
         }
         21 => {
-            if let Some(k) = decode::<node::admin::CreateKey>(b) {
+            if let Some(k) = decode::<CreateKeyRequest>(b) {
                 let _ = check_new_key(&k.name, &k.scopes);
             }
         }
