@@ -752,7 +752,7 @@ impl Entry {
         // Re-encoding the typed entry then checks canonical form (and everything else the
         // typed decode let through) in one comparison.
         let value = encoding::parse_checked(bytes, ENTRY_BYTES_MAX)?;
-        let entry = Entry::from_value(value)?;
+        let entry = Entry::from_checked_value(value)?;
         if entry.to_bytes() != bytes {
             return Err(EncodingError::NonCanonical.into());
         }
@@ -768,7 +768,18 @@ impl Entry {
     }
 
     /// Decodes an envelope from a JSON value (no canonical-form check).
+    ///
+    /// Every number in it must be an integer within ±(2^53-1), as in entry bytes
+    /// (`out_of_range` otherwise), so that an entry decoded from a value always encodes to
+    /// bytes that [`Entry::from_bytes`] decodes back (found by the `entry_decode` fuzz target:
+    /// an `expire` entry's `lot` of 3,888,888,888,888,889,000 was accepted here).
     pub fn from_value(value: Value) -> Result<Entry, EntryError> {
+        encoding::check_numbers(&value)?;
+        Entry::from_checked_value(value)
+    }
+
+    /// As [`Entry::from_value`], for a value whose numbers were checked already.
+    fn from_checked_value(value: Value) -> Result<Entry, EntryError> {
         let Value::Object(mut m) = value else {
             return Err(EntryError::Invalid("an entry is a JSON object".into()));
         };
@@ -833,6 +844,24 @@ mod tests {
             r#"{"body":{"member":"m1","points":100},"id":"e-1","time":1700000000000,"type":"earn","v":1}"#
         );
         assert_eq!(Entry::from_bytes(&b).unwrap(), e);
+    }
+
+    #[test]
+    fn an_entry_from_a_value_refuses_numbers_its_bytes_could_not_hold() {
+        let v: Value = serde_json::from_str(
+            r#"{"body":{"lot":3888888888888889000,"member":"m-8f3a9c","points":780},"id":"perire-0001","time":1731536003000,"type":"expire","v":1}"#,
+        )
+        .unwrap();
+        let err = Entry::from_value(v.clone()).unwrap_err();
+        assert!(
+            matches!(err, EntryError::Encoding(EncodingError::OutOfRange(_))),
+            "{err}"
+        );
+        // Within the range, the same entry decodes, and its bytes decode back to it.
+        let mut ok = v;
+        ok["body"]["lot"] = Value::from(9_007_199_254_740_991u64);
+        let e = Entry::from_value(ok).unwrap();
+        assert_eq!(Entry::from_bytes(&e.to_bytes()).unwrap(), e);
     }
 
     #[test]
