@@ -14,10 +14,6 @@ use ledger::types::BrandId;
 use ledger_store::log::Log;
 use ledger_store::store::Store;
 
-/// How long a stopping node waits for a partner's chunk that is being stored (one chunk takes
-/// well under a second on the benchmark machine).
-const CATCHUP_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
 use crate::config::Config;
 use crate::control::control_request;
 use crate::datadir::{CONFIG_FILE, DB_DIR, KEY_FILE};
@@ -26,6 +22,10 @@ use crate::datadir::{CONFIG_FILE, DB_DIR, KEY_FILE};
 pub use crate::datadir::{check_key_permissions, load_seed, CONTROL_SOCKET};
 use crate::keys::{Keys, Scope};
 use crate::sequencer::now;
+
+/// How long a stopping node waits for a partner's chunk that is being stored (one chunk takes
+/// well under a second on the benchmark machine).
+const CATCHUP_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Parser)]
 #[command(
