@@ -187,7 +187,8 @@ pub struct Store {
     hashes: Arc<Mutex<subtrees::HashCache>>,
 }
 
-/// The options of column family `name`, from the store's: their compression.
+/// The options of column family `name`, from the store's `base`: its table format and its
+/// compression.
 ///
 /// - The entries (and the checkpoints and local records) are LZ4-compressed at every level:
 ///   their keys ascend, so their files move down the levels without being rewritten.
@@ -197,7 +198,12 @@ pub struct Store {
 ///   their CPU merging instead of compressing and decompressing (the catching-up node's
 ///   compactions took a third of its two cores, profiled).
 /// - The tree's values are hashes, which do not compress: it is not compressed.
-fn cf_options(name: &str, base: &Options) -> Options {
+/// - Only the state and the local records, read by key and often for keys that are absent (an
+///   earning's new id), have bloom filters. The entries and the tree are read by keys that
+///   exist, each in one file (their files do not overlap), and the histories and checkpoints
+///   only by range, which no whole-key filter serves: their filters were built by every flush
+///   and compaction, stored, and pinned in the block cache for level 0, for no read.
+fn cf_options(name: &str, base: &Options, tables: &Tables) -> Options {
     let mut opts = base.clone();
     if name == CF_STATE || name == CF_HISTORY {
         opts.set_compression_type(DBCompressionType::None);
@@ -205,7 +211,45 @@ fn cf_options(name: &str, base: &Options) -> Options {
     } else if name == CF_TREE || name == subtrees::CF_LEVEL_FIRST {
         opts.set_compression_type(DBCompressionType::None);
     }
+    if name == CF_STATE || name == CF_LOCAL {
+        opts.set_block_based_table_factory(&tables.filtered);
+    } else {
+        opts.set_block_based_table_factory(&tables.plain);
+    }
     opts
+}
+
+/// The two table formats of a store, over one block cache: with and without bloom filters.
+struct Tables {
+    filtered: BlockBasedOptions,
+    plain: BlockBasedOptions,
+}
+
+impl Tables {
+    /// Index and filter blocks live in the block cache (so the budget bounds them), and are
+    /// partitioned into small blocks with a pinned top level: a whole-file filter of a big
+    /// SST is larger than a cache shard, so it would be read from disk again on every
+    /// lookup (measured: 1,400 writes/s once the state passed 2M members).
+    fn over(cache: &Cache) -> Tables {
+        let table = |filter: bool| {
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(cache);
+            if filter {
+                table.set_bloom_filter(10.0, false);
+                table.set_partition_filters(true);
+            }
+            table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+            table.set_metadata_block_size(4096);
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_top_level_index_and_filter(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            table
+        };
+        Tables {
+            filtered: table(true),
+            plain: table(false),
+        }
+    }
 }
 
 fn be(i: u64) -> [u8; 8] {
@@ -246,19 +290,7 @@ impl Store {
         progress: &mut dyn FnMut(u64),
     ) -> Result<Store, StoreError> {
         let cache = Cache::new_lru_cache(config.block_cache_bytes);
-        // Index and filter blocks live in the block cache (so the budget bounds them), and are
-        // partitioned into small blocks with a pinned top level: a whole-file filter of a big
-        // SST is larger than a cache shard, so it would be read from disk again on every
-        // lookup (measured: 1,400 writes/s once the state passed 2M members).
-        let mut table = BlockBasedOptions::default();
-        table.set_block_cache(&cache);
-        table.set_bloom_filter(10.0, false);
-        table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
-        table.set_partition_filters(true);
-        table.set_metadata_block_size(4096);
-        table.set_cache_index_and_filter_blocks(true);
-        table.set_pin_top_level_index_and_filter(true);
-        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        let tables = Tables::over(&cache);
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -284,7 +316,7 @@ impl Store {
             }
         };
         opts.set_max_total_wal_size(memtables as u64);
-        opts.set_block_based_table_factory(&table);
+        opts.set_block_based_table_factory(&tables.filtered);
         opts.set_max_open_files(config.max_open_files.clamp(16, i32::MAX as u32) as i32);
         opts.set_write_buffer_size((memtables / 4).max(1 << 20));
         // The state deletes in runs (a member's oldest qualifying earnings, spent and expired
@@ -304,7 +336,7 @@ impl Store {
         let cfs = CFS
             .iter()
             .chain(level_first.then_some(&subtrees::CF_LEVEL_FIRST))
-            .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, &opts)))
+            .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n, &opts, &tables)))
             .collect::<Vec<_>>();
         let mut db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         if level_first {
@@ -902,6 +934,54 @@ mod tests {
         );
         assert!(levels.iter().all(|&l| l > 0), "{levels:?}");
         assert_eq!(store.state_record(b"k0999").unwrap(), Some(vec![2; 1_000]));
+    }
+
+    #[test]
+    fn only_the_state_and_the_local_records_are_written_with_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let member: MemberId = "m1".parse().unwrap();
+        store
+            .commit(&CommitBatch {
+                entries: (0..100u64).map(|i| (i, vec![b'e'; 100])).collect(),
+                hashes: (0..50u64).map(|i| (1, i, [7; 32])).collect(),
+                state: (0..100u32)
+                    .map(|i| (format!("k{i:04}").into_bytes(), Some(vec![1; 10])))
+                    .collect(),
+                history: (0..100u64).map(|i| (member.clone(), i)).collect(),
+                checkpoint: Some((100, "note".into())),
+                local: vec![(b"pin".to_vec(), b"key".to_vec())],
+            })
+            .unwrap();
+        store.flush().unwrap();
+        let filter_bytes = |cf: &str| -> u64 {
+            let props = store
+                .db
+                .property_value_cf(store.cf(cf), "rocksdb.aggregated-table-properties")
+                .unwrap()
+                .unwrap_or_default();
+            let entries = props
+                .split(';')
+                .find_map(|p| p.trim().strip_prefix("# entries="))
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            assert!(entries.unwrap_or(0) > 0, "{cf} flushed nothing: {props}");
+            props
+                .split(';')
+                .find_map(|p| p.trim().strip_prefix("filter block size="))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no filter size for {cf}: {props}"))
+        };
+        for cf in [CF_STATE, CF_LOCAL] {
+            assert!(filter_bytes(cf) > 0, "{cf} has no filter");
+        }
+        for cf in [CF_ENTRIES, CF_TREE, CF_HISTORY, CF_CHECKPOINTS] {
+            assert_eq!(filter_bytes(cf), 0, "{cf} has a filter");
+        }
+        // Reads by key still find what is there and miss what is not.
+        assert_eq!(store.state_record(b"k0042").unwrap(), Some(vec![1; 10]));
+        assert_eq!(store.state_record(b"k9999").unwrap(), None);
+        assert_eq!(store.entry(99).unwrap(), Some(vec![b'e'; 100]));
+        assert_eq!(store.entry(100).unwrap(), None);
     }
 
     #[test]
