@@ -291,6 +291,19 @@ pub async fn tile(State(app): AppState, Path(path): Path<String>) -> Result<Resp
                 ledger::tiles::push_bundle_entry(&mut body, &bytes).map_err(ApiError::internal)?;
             }
         }
+        // Level 0 holds the leaf hashes: the hashes of the entries, read together.
+        Some(0) => {
+            let hashes = app
+                .store
+                .leaf_hashes(range.start, range.end)
+                .map_err(ApiError::internal)?;
+            if hashes.len() as u64 != range.end - range.start {
+                return Err(ApiError::internal("entries missing under a tile"));
+            }
+            for hash in hashes {
+                body.extend_from_slice(&hash);
+            }
+        }
         Some(l) => {
             // `tile_range` found the level's hashes, so the tree level 8L is below 64.
             let level = l

@@ -337,10 +337,25 @@ impl Log {
             let last = store
                 .entry(size - 1)?
                 .ok_or(LogError::NoSuchEntry(size - 1))?;
-            if merkle::leaf_hash(&last) != merkle::HashReader::subtree_hash(&store, 0, size - 1)? {
-                return Err(LogError::Inconsistent(
-                    "the last entry does not match its leaf hash".into(),
-                ));
+            // The last two entries that share a parent must hash to the parent stored with
+            // them (the tree stores no leaf hash: a leaf's is its entry's).
+            if size >= 2 {
+                let pair = size / 2 - 1;
+                let (left, right) = (
+                    store
+                        .entry(2 * pair)?
+                        .ok_or(LogError::NoSuchEntry(2 * pair))?,
+                    store
+                        .entry(2 * pair + 1)?
+                        .ok_or(LogError::NoSuchEntry(2 * pair + 1))?,
+                );
+                let parent =
+                    merkle::node_hash(&merkle::leaf_hash(&left), &merkle::leaf_hash(&right));
+                if parent != merkle::HashReader::subtree_hash(&store, 1, pair)? {
+                    return Err(LogError::Inconsistent(
+                        "the last entries do not match the stored tree".into(),
+                    ));
+                }
             }
             let entry = Entry::from_bytes(&last)
                 .map_err(|e| LogError::Inconsistent(format!("last entry: {e}")))?;

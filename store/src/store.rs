@@ -390,9 +390,12 @@ impl Store {
     }
 
     fn commit_opt(&self, batch: &CommitBatch, sync: bool) -> Result<(), StoreError> {
+        // Leaf hashes are not stored: each is the hash of the entry beside it
+        // ([`Store::subtree_hash`] computes it).
         let mut hashes: Vec<([u8; 9], &Hash)> = batch
             .hashes
             .iter()
+            .filter(|(level, ..)| *level > 0)
             .map(|(level, index, hash)| {
                 subtrees::key(*level, *index)
                     .map(|k| (k, hash))
@@ -498,6 +501,16 @@ impl Store {
             out.push(v.to_vec());
         }
         Ok(out)
+    }
+
+    /// The leaf hashes of entries `start..end` (at most [`ENTRIES_PAGE_MAX`]), in order: the
+    /// hashes of the stored entries, which are all the tree keeps of its leaves.
+    pub fn leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<Hash>, StoreError> {
+        Ok(self
+            .entries(start, end)?
+            .iter()
+            .map(|e| ledger::merkle::leaf_hash(e))
+            .collect())
     }
 
     /// The index of the last stored entry plus one (0 for an empty log).
@@ -830,6 +843,8 @@ impl ledger::state::RecordSource for Store {
 }
 
 impl HashReader for Store {
+    /// A leaf's hash (level 0) is the hash of its entry, read from the entries; the hashes of
+    /// larger subtrees are stored (spec/protocol.md §6).
     fn subtree_hash(&self, level: u8, index: u64) -> Result<Hash, MerkleError> {
         if let Some(h) = self
             .hashes
@@ -838,6 +853,14 @@ impl HashReader for Store {
             .get(level, index)
         {
             return Ok(h);
+        }
+        if level == 0 {
+            let entry = self
+                .db
+                .get_pinned_cf(self.cf(CF_ENTRIES), be(index))
+                .map_err(|e| MerkleError::Storage(e.to_string()))?
+                .ok_or(MerkleError::MissingHash { level, index })?;
+            return Ok(ledger::merkle::leaf_hash(&entry));
         }
         let key = subtrees::key(level, index).ok_or(MerkleError::MissingHash { level, index })?;
         let v = self
@@ -934,6 +957,51 @@ mod tests {
         );
         assert!(levels.iter().all(|&l| l > 0), "{levels:?}");
         assert_eq!(store.state_record(b"k0999").unwrap(), Some(vec![2; 1_000]));
+    }
+
+    #[test]
+    fn leaf_hashes_are_not_stored_but_read_from_the_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let entries: Vec<Vec<u8>> = (0..5u8).map(|i| vec![b'e', i]).collect();
+        let leaves: Vec<Hash> = entries
+            .iter()
+            .map(|e| ledger::merkle::leaf_hash(e))
+            .collect();
+        let pair = |i: usize| ledger::merkle::node_hash(&leaves[i], &leaves[i + 1]);
+        store
+            .commit(&CommitBatch {
+                entries: entries
+                    .iter()
+                    .cloned()
+                    .enumerate()
+                    .map(|(i, e)| (i as u64, e))
+                    .collect(),
+                hashes: (0..5u64)
+                    .map(|i| (0, i, leaves[i as usize]))
+                    .chain([(1, 0, pair(0)), (1, 1, pair(2))])
+                    .collect(),
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        let stored: Vec<u8> = store
+            .db
+            .iterator_cf(store.cf(CF_TREE), IteratorMode::Start)
+            .map(|kv| kv.unwrap().0[8])
+            .collect();
+        assert_eq!(stored, vec![1, 1], "only the two level-1 hashes are stored");
+        // Read back from a store that never saw them (no cache of what it wrote).
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        for (i, leaf) in leaves.iter().enumerate() {
+            assert_eq!(store.subtree_hash(0, i as u64).unwrap(), *leaf);
+        }
+        assert_eq!(store.subtree_hash(1, 1).unwrap(), pair(2));
+        assert!(matches!(
+            store.subtree_hash(0, 5),
+            Err(MerkleError::MissingHash { level: 0, index: 5 })
+        ));
+        assert_eq!(store.leaf_hashes(1, 4).unwrap(), leaves[1..4].to_vec());
     }
 
     #[test]

@@ -287,6 +287,38 @@ fn open_refuses_entries_the_state_does_not_cover() {
 }
 
 #[test]
+fn open_refuses_last_entries_that_do_not_hash_to_the_stored_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let last = {
+        let mut log = Log::open(dir.path(), signer()).unwrap();
+        log.append(&[earn("e1", "alice", 10), earn("e2", "bob", 20)], t(1_000))
+            .unwrap();
+        log.append(&[earn("e3", "alice", 30), earn("e4", "bob", 40)], t(2_000))
+            .unwrap();
+        log.store().entry(3).unwrap().unwrap()
+    };
+    {
+        // Another entry under the last index: the tree stores no leaf hash, so only the
+        // entries' parent can tell.
+        let store = Store::open(dir.path()).unwrap();
+        let mut other = last.clone();
+        let digit = other.iter().rposition(|b| *b == b'4').unwrap();
+        other[digit] = b'5';
+        assert_ne!(other, last);
+        store
+            .commit(&CommitBatch {
+                entries: vec![(3, other)],
+                ..CommitBatch::default()
+            })
+            .unwrap();
+    }
+    match Log::open(dir.path(), signer()) {
+        Err(LogError::Inconsistent(m)) => assert!(m.contains("last entries"), "{m}"),
+        other => panic!("opened: {:?}", other.map(|l| l.size())),
+    }
+}
+
+#[test]
 fn open_refuses_a_store_signed_by_another_key() {
     let dir = tempfile::tempdir().unwrap();
     {
