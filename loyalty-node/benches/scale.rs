@@ -16,7 +16,7 @@
 //! - kill -9 under write load (16 clients): restart time, and every acknowledged earn found
 //!   after the restart (re-sent, it is answered `existing`; the bench fails otherwise).
 //!
-//! Prints `scale entries=N members=M write_s=.. startup_s=.. rss_mib=.. hwm_mib=..
+//! Prints `scale entries=N members=M write_s=.. settle_s=.. startup_s=.. rss_mib=.. hwm_mib=..
 //! earn_tps=.. earn_p50_ms=.. earn_p99_ms=.. batch_tps=.. rss_after_load_mib=.. hwm_after_load_mib=..
 //! disk_mib=.. bytes_per_entry=..`. The log's directory is under `BENCH_DIR` (default `.`) and
 //! removed at the end; `--keep DIR` writes it in `DIR` and keeps it, and `--reuse DIR` measures
@@ -439,7 +439,8 @@ fn main() {
         eprintln!("kill -9 under load: {} acknowledged earns checked after restart, {lost} lost", acked.len());
         assert_eq!(lost, 0, "an acknowledged earn was lost in a kill -9");
         println!(
-            "scale entries={entries} members={members} write_s={write_s:.1} startup_s={startup_s:.2} \
+            "scale entries={entries} members={members} write_s={write_s:.1} settle_s={settle_s:.0} \
+             startup_s={startup_s:.2} \
              rss_mib={rss:.0} hwm_mib={hwm:.0} earn_tps={tps:.0} earn_p50_ms={p50:.2} \
              earn_p99_ms={p99:.2} batch_tps={batch_tps:.0} rss_after_load_mib={rss_after:.0} \
              hwm_after_load_mib={hwm_after:.0} load_s={load_seconds} disk_mib={disk:.0} \
