@@ -440,8 +440,7 @@ fn main() {
         assert_eq!(lost, 0, "an acknowledged earn was lost in a kill -9");
         println!(
             "scale entries={entries} members={members} write_s={write_s:.1} settle_s={settle_s:.0} \
-             startup_s={startup_s:.2} \
-             rss_mib={rss:.0} hwm_mib={hwm:.0} earn_tps={tps:.0} earn_p50_ms={p50:.2} \
+             startup_s={startup_s:.2} rss_mib={rss:.0} hwm_mib={hwm:.0} earn_tps={tps:.0} earn_p50_ms={p50:.2} \
              earn_p99_ms={p99:.2} batch_tps={batch_tps:.0} rss_after_load_mib={rss_after:.0} \
              hwm_after_load_mib={hwm_after:.0} load_s={load_seconds} disk_mib={disk:.0} \
              bytes_per_entry={:.0} kill9_acked={} kill9_lost={lost} restart_s={restart_s:.2} \
