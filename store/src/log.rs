@@ -334,30 +334,25 @@ impl Log {
         }
         let root = merkle::root(size, &store)?;
         if size > 0 {
-            let last = store
-                .entry(size - 1)?
-                .ok_or(LogError::NoSuchEntry(size - 1))?;
-            // The last two entries that share a parent must hash to the parent stored with
-            // them (the tree stores no leaf hash: a leaf's is its entry's).
+            // The last entries from the first of the last pair that shares a parent (two or
+            // three, read together): that pair must hash to the parent stored with it (the tree
+            // stores no leaf hash: a leaf's is its entry's).
+            let from = if size >= 2 { (size / 2 - 1) * 2 } else { 0 };
+            let tail = store.entries(from, size)?;
+            if tail.len() as u64 != size - from {
+                return Err(LogError::NoSuchEntry(from + tail.len() as u64));
+            }
+            let last = &tail[tail.len() - 1];
             if size >= 2 {
-                let pair = size / 2 - 1;
-                let (left, right) = (
-                    store
-                        .entry(2 * pair)?
-                        .ok_or(LogError::NoSuchEntry(2 * pair))?,
-                    store
-                        .entry(2 * pair + 1)?
-                        .ok_or(LogError::NoSuchEntry(2 * pair + 1))?,
-                );
                 let parent =
-                    merkle::node_hash(&merkle::leaf_hash(&left), &merkle::leaf_hash(&right));
-                if parent != merkle::HashReader::subtree_hash(&store, 1, pair)? {
+                    merkle::node_hash(&merkle::leaf_hash(&tail[0]), &merkle::leaf_hash(&tail[1]));
+                if parent != merkle::HashReader::subtree_hash(&store, 1, from / 2)? {
                     return Err(LogError::Inconsistent(
                         "the last entries do not match the stored tree".into(),
                     ));
                 }
             }
-            let entry = Entry::from_bytes(&last)
+            let entry = Entry::from_bytes(last)
                 .map_err(|e| LogError::Inconsistent(format!("last entry: {e}")))?;
             if Some(entry.time) != state.last_time() {
                 return Err(LogError::Inconsistent(
