@@ -30,7 +30,7 @@ use ledger::receipt::Receipt;
 use ledger::state::{legacy, record_prefix, records, RecordError, State, StateError};
 use ledger::types::{EntryId, LogIndex, LogTime, MAX_TIME_MS};
 
-mod staging;
+pub(crate) mod staging;
 use staging::Staging;
 
 /// The most writes one [`Log::append`] call accepts.

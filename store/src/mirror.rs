@@ -10,6 +10,10 @@
 //! - a chunk is stored (entries, tree hashes, state records, history and, when it completes the
 //!   target, the checkpoint) as one synced batch, only after all its checks passed; a failed
 //!   chunk leaves nothing behind;
+//! - a chunk may be staged ([`Mirror::stage_checked`]) and replayed on top of the one before it
+//!   while that one is being written; chunks land ([`Mirror::landed`]) in the order they were
+//!   staged, and only what landed is [`Mirror::size`], proven by [`Mirror::root_at`] or
+//!   accepted; a write that fails drops everything staged ([`Mirror::discard_staged`]);
 //! - the mirror never accepts a checkpoint that is smaller than, forks from, or is not provably
 //!   consistent with the one it accepted: such a checkpoint is reported as [`Misbehaviour`],
 //!   the evidence a node stores.
@@ -17,8 +21,10 @@
 //! Nothing here does network I/O; the node fetches and this module judges.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::store::{CommitBatch, Store};
+use crate::log::staging::Staging;
+use crate::store::{CommitBatch, Store, StoreError};
 use ledger::checkpoint::{open_checkpoint, Checkpoint, NoteVerifier};
 use ledger::entry::Entry;
 use ledger::merkle::{self, Hash, PendingHashes};
@@ -215,11 +221,52 @@ impl CheckedChunk {
 /// A verified copy of one partner's log.
 pub struct Mirror {
     store: Store,
+    /// The store with the chunks staged and not written yet above it: what the state and the
+    /// tree read.
+    staging: Arc<Staging>,
+    /// The replayed state, staged chunks included.
     state: State,
+    /// Entries on disk (the state's size once every staged chunk landed).
+    durable: u64,
     verifier: NoteVerifier,
     accepted: Option<Accepted>,
     /// The signed note the entries beyond `accepted` were verified against.
     target_note: Option<String>,
+}
+
+/// A chunk verified and replayed by [`Mirror::stage_checked`], staged above the mirror's store:
+/// the next chunk can be replayed on top of it while [`StagedChunk::write`] makes it durable
+/// (on another thread), after which [`Mirror::landed`] takes it back.
+pub struct StagedChunk {
+    store: Store,
+    batch: CommitBatch,
+    start: u64,
+    end: u64,
+    sync: bool,
+    target_note: String,
+    /// The target checkpoint, when this chunk completes it.
+    completes: Option<Checkpoint>,
+}
+
+impl StagedChunk {
+    /// Writes the chunk as one batch (synced unless it was staged unsynced). Needs no mirror.
+    pub fn write(&self) -> Result<(), StoreError> {
+        if self.sync {
+            self.store.commit(&self.batch)
+        } else {
+            self.store.commit_unsynced(&self.batch)
+        }
+    }
+
+    /// The index of the chunk's first entry.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// The mirror's size once the chunk landed.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
 }
 
 impl Mirror {
@@ -240,7 +287,10 @@ impl Mirror {
         use crate::log::LogError;
         let store = Store::open_with(dir, config)?;
         crate::log::migrate(&store, &mut |_| {})?;
-        let state = store.open_state().map_err(LogError::from)?;
+        let staging = Arc::new(Staging::over(store.clone()));
+        let state = store
+            .open_state_over(staging.clone())
+            .map_err(LogError::from)?;
         let end = store.entries_end()?;
         if end != state.size() {
             return Err(LogError::Inconsistent(format!(
@@ -279,7 +329,9 @@ impl Mirror {
             .local_get(TARGET_KEY)?
             .and_then(|v| String::from_utf8(v).ok());
         Ok(Mirror {
+            durable: state.size(),
             store,
+            staging,
             state,
             verifier,
             accepted,
@@ -289,10 +341,15 @@ impl Mirror {
 
     /// Entries verified and stored.
     pub fn size(&self) -> u64 {
+        self.durable
+    }
+
+    /// Entries verified, staged chunks included: where the next chunk starts.
+    pub fn verified_size(&self) -> u64 {
         self.state.size()
     }
 
-    /// The replayed state of the partner's log at [`Mirror::size`].
+    /// The replayed state of the partner's log at [`Mirror::verified_size`].
     pub fn state(&self) -> &State {
         &self.state
     }
@@ -450,6 +507,62 @@ impl Mirror {
         local: Vec<(Vec<u8>, Vec<u8>)>,
         sync: bool,
     ) -> Result<(), MirrorError> {
+        if self.durable != self.state.size() {
+            return Err(MirrorError::Usage(
+                "chunks are staged and not landed: append waits for them".into(),
+            ));
+        }
+        let staged = self.stage_checked_with(
+            start,
+            chunk,
+            target,
+            target_note,
+            proof_to_target,
+            local,
+            sync,
+        )?;
+        if let Err(e) = staged.write() {
+            self.discard_staged()?;
+            return Err(e.into());
+        }
+        self.landed(staged)
+    }
+
+    /// Verifies and replays a chunk as [`Mirror::append_checked`] does, on top of the chunks
+    /// staged before it, and stages it instead of writing it: the caller writes it
+    /// ([`StagedChunk::write`], on any thread, after the chunks staged before it) and hands it
+    /// back to [`Mirror::landed`], or calls [`Mirror::discard_staged`] if the write failed.
+    /// Nothing of a staged chunk is [`Mirror::size`], proven or accepted before it landed.
+    pub fn stage_checked(
+        &mut self,
+        start: u64,
+        chunk: CheckedChunk,
+        target: &Checkpoint,
+        target_note: &str,
+        proof_to_target: &[Hash],
+    ) -> Result<StagedChunk, MirrorError> {
+        self.stage_checked_with(
+            start,
+            chunk,
+            target,
+            target_note,
+            proof_to_target,
+            Vec::new(),
+            true,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn stage_checked_with(
+        &mut self,
+        start: u64,
+        chunk: CheckedChunk,
+        target: &Checkpoint,
+        target_note: &str,
+        proof_to_target: &[Hash],
+        local: Vec<(Vec<u8>, Vec<u8>)>,
+        sync: bool,
+    ) -> Result<StagedChunk, MirrorError> {
         let CheckedChunk {
             entries,
             leaves,
@@ -483,7 +596,7 @@ impl Mirror {
             ));
         }
         // 1. The Merkle check: nothing is applied before the bytes are committed to.
-        let mut pending = PendingHashes::new(&self.store, start);
+        let mut pending = PendingHashes::new(&*self.staging, start);
         let mut served = sha2::Sha256::default();
         for leaf in &leaves {
             sha2::Digest::update(&mut served, leaf);
@@ -543,7 +656,7 @@ impl Mirror {
                 }
             }
         }
-        // 3. One synced batch; the checkpoint with it when the chunk completes the target.
+        // 3. One batch; the checkpoint with it when the chunk completes the target.
         batch.hashes = pending.into_writes();
         batch.state = self.state.take_changes();
         if end == target.size {
@@ -553,22 +666,49 @@ impl Mirror {
         batch
             .local
             .push((TARGET_KEY.to_vec(), target_note.as_bytes().to_vec()));
-        let written = if sync {
-            self.store.commit(&batch)
-        } else {
-            self.store.commit_unsynced(&batch)
-        };
-        if let Err(e) = written {
-            self.reload()?;
-            return Err(e.into());
+        self.staging.stage(end, &batch);
+        Ok(StagedChunk {
+            store: self.store.clone(),
+            batch,
+            start,
+            end,
+            sync,
+            target_note: target_note.to_owned(),
+            completes: (end == target.size).then(|| target.clone()),
+        })
+    }
+
+    /// Takes back a chunk of [`Mirror::stage_checked`] once [`StagedChunk::write`] succeeded:
+    /// its entries count in [`Mirror::size`], and its target is accepted when it completes
+    /// it. Chunks land in the order they were staged.
+    pub fn landed(&mut self, staged: StagedChunk) -> Result<(), MirrorError> {
+        if staged.start != self.durable || staged.end > self.state.size() {
+            return Err(MirrorError::Usage(format!(
+                "chunk {}..{} landed with {} entries stored and {} verified",
+                staged.start,
+                staged.end,
+                self.durable,
+                self.state.size()
+            )));
         }
-        self.target_note = Some(target_note.to_owned());
-        if end == target.size {
+        self.staging.land(staged.end);
+        self.durable = staged.end;
+        self.target_note = Some(staged.target_note);
+        if let Some(checkpoint) = staged.completes {
             self.accepted = Some(Accepted {
-                checkpoint: target.clone(),
-                note: target_note.to_owned(),
+                checkpoint,
+                note: self.target_note.clone().unwrap_or_default(),
             });
         }
+        Ok(())
+    }
+
+    /// Drops every chunk staged and not landed (a write failed: the chunks staged after it
+    /// were replayed on top of it) and reloads the state from the store.
+    pub fn discard_staged(&mut self) -> Result<(), MirrorError> {
+        self.staging.clear();
+        self.reload()?;
+        self.durable = self.state.size();
         Ok(())
     }
 
@@ -581,7 +721,7 @@ impl Mirror {
         target: &Checkpoint,
         target_note: &str,
     ) -> Result<(), MirrorError> {
-        if target.size > self.state.size() || target.size < self.accepted_parts().0 {
+        if target.size > self.durable || target.size < self.accepted_parts().0 {
             return Err(MirrorError::Usage(
                 "target does not cover the mirror".into(),
             ));
@@ -608,7 +748,7 @@ impl Mirror {
 
     /// The root of the first `size` verified entries (`None` beyond them).
     pub fn root_at(&self, size: u64) -> Result<Option<Hash>, MirrorError> {
-        if size > self.state.size() {
+        if size > self.durable {
             return Ok(None);
         }
         Ok(Some(merkle::root(size, &self.store)?))
@@ -632,11 +772,12 @@ impl Mirror {
         Ok(())
     }
 
-    /// Discards in-memory changes by reloading the state from the store.
+    /// Discards in-memory changes by reloading the state from the store and the chunks
+    /// staged on it.
     fn reload(&mut self) -> Result<(), MirrorError> {
         self.state = self
             .store
-            .open_state()
+            .open_state_over(self.staging.clone())
             .map_err(crate::log::LogError::from)?;
         Ok(())
     }
@@ -844,5 +985,123 @@ mod tests {
         m.append_checked(0, whole, &cp, &note, &[]).unwrap();
         assert_eq!(m.size(), 9);
         assert_eq!(m.accepted().unwrap().checkpoint.size, 9);
+    }
+
+    /// Stages `p`'s entries `start..end` against the signed checkpoint of size `size`.
+    fn stage(m: &mut Mirror, p: &Partner, start: u64, end: u64, size: u64) -> StagedChunk {
+        let (cp, note) = p.note(size);
+        let proof = if end < size {
+            p.tree.consistency_proof(end, size).unwrap()
+        } else {
+            vec![]
+        };
+        let chunk = CheckedChunk::check(p.entries[start as usize..end as usize].to_vec());
+        m.stage_checked(start, chunk, &cp, &note, &proof).unwrap()
+    }
+
+    fn balance(m: &Mirror, member: &str) -> u64 {
+        m.state()
+            .member(&member.parse().unwrap())
+            .unwrap()
+            .map_or(0, |s| s.balance)
+    }
+
+    #[test]
+    fn a_chunk_is_replayed_on_the_one_staged_before_it_and_counts_once_it_landed() {
+        let mut p = Partner::new();
+        p.earn(30);
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Mirror::open(dir.path(), p.signer.verifier()).unwrap();
+        let (_, note) = p.note(30);
+        m.check_checkpoint(&note).unwrap().unwrap();
+        let first = stage(&mut m, &p, 0, 10, 30);
+        // The second chunk is replayed and hashed on top of the first, not written yet.
+        let second = stage(&mut m, &p, 10, 25, 30);
+        assert_eq!((m.size(), m.verified_size()), (0, 25));
+        assert_eq!(balance(&m, "m1"), 250);
+        // Nothing staged is proven or counted before it landed.
+        assert_eq!(m.root_at(10).unwrap(), None);
+        // Chunks land in order only.
+        second.write().unwrap();
+        let second_end = second.end();
+        first.write().unwrap();
+        m.landed(first).unwrap();
+        assert_eq!(m.size(), 10);
+        assert_eq!(m.root_at(10).unwrap(), Some(p.tree.root_at(10).unwrap()));
+        assert_eq!(second_end, 25);
+        m.landed(second).unwrap();
+        let last = stage(&mut m, &p, 25, 30, 30);
+        assert!(
+            m.accepted().is_none(),
+            "the target is accepted when its chunk lands"
+        );
+        last.write().unwrap();
+        m.landed(last).unwrap();
+        assert_eq!(m.accepted().unwrap().checkpoint.size, 30);
+        drop(m);
+        let m = Mirror::open(dir.path(), p.signer.verifier()).unwrap();
+        assert_eq!((m.size(), balance(&m, "m1")), (30, 300));
+    }
+
+    #[test]
+    fn a_failed_write_drops_every_chunk_staged_on_it() {
+        let mut p = Partner::new();
+        p.earn(30);
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Mirror::open(dir.path(), p.signer.verifier()).unwrap();
+        let (_, note) = p.note(30);
+        m.check_checkpoint(&note).unwrap().unwrap();
+        let first = stage(&mut m, &p, 0, 10, 30);
+        first.write().unwrap();
+        m.landed(first).unwrap();
+        // The second chunk's write "fails" (it is never written); the third was staged on it.
+        let second = stage(&mut m, &p, 10, 20, 30);
+        let third = stage(&mut m, &p, 20, 30, 30);
+        m.discard_staged().unwrap();
+        assert_eq!(
+            (m.size(), m.verified_size(), balance(&m, "m1")),
+            (10, 10, 100)
+        );
+        // The third cannot land on what is stored, and a synchronous append refuses to run
+        // while chunks are staged.
+        assert!(matches!(m.landed(third), Err(MirrorError::Usage(_))));
+        drop(second);
+        let again = stage(&mut m, &p, 10, 20, 30);
+        let (cp, note) = p.note(30);
+        let chunk = CheckedChunk::check(p.entries[20..30].to_vec());
+        assert!(matches!(
+            m.append_checked(20, chunk, &cp, &note, &[]),
+            Err(MirrorError::Usage(_))
+        ));
+        again.write().unwrap();
+        m.landed(again).unwrap();
+        sync(&mut m, &p, 30, 16).unwrap();
+        assert_eq!((m.size(), balance(&m, "m1")), (30, 300));
+        drop(m);
+        let m = Mirror::open(dir.path(), p.signer.verifier()).unwrap();
+        assert_eq!((m.size(), balance(&m, "m1")), (30, 300));
+    }
+
+    #[test]
+    fn an_invalid_entry_in_a_staged_chunk_keeps_the_chunk_staged_before_it() {
+        let mut p = Partner::new();
+        p.earn(10);
+        p.push(EntryKind::Redeem(Redeem {
+            member: "nobody".parse().unwrap(),
+            points: ledger::types::Points::new(1).unwrap(),
+        }));
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Mirror::open(dir.path(), p.signer.verifier()).unwrap();
+        let (cp, note) = p.note(11);
+        m.check_checkpoint(&note).unwrap().unwrap();
+        let first = stage(&mut m, &p, 0, 8, 11);
+        let chunk = CheckedChunk::check(p.entries[8..11].to_vec());
+        let err = m.stage_checked(8, chunk, &cp, &note, &[]).err().unwrap();
+        assert!(matches!(err, MirrorError::Misbehaviour(ref b) if b.kind() == "invalid_entry"));
+        // The state is the first chunk's again, which still lands.
+        assert_eq!((m.verified_size(), balance(&m, "m1")), (8, 80));
+        first.write().unwrap();
+        m.landed(first).unwrap();
+        assert_eq!(m.size(), 8);
     }
 }

@@ -3,8 +3,9 @@
 //! them to [`ledger_store::mirror::Mirror`], which verifies, replays and stores them.
 //!
 //! Catching up is a pipeline of chunks ([`CHUNK_ENTRIES_MAX`] entries, one synced batch each):
-//! while one chunk is replayed and stored, the next is fetched (`BUNDLES_IN_FLIGHT` bundles at
-//! once) and hashed and decoded in parts on the catch-up pool. The pool's threads run at a lower
+//! while one chunk is replayed on top of the one before it (staged in the mirror), that one is
+//! written, and the next is fetched (`BUNDLES_IN_FLIGHT` bundles at once) and hashed and
+//! decoded in parts on the catch-up pool. A chunk counts as verified once its write landed. The pool's threads run at a lower
 //! scheduling priority ([`CATCHUP_NICE`]) than the sequencer and the HTTP workers, and while the
 //! node's own log grows the catch-up pauses between chunks ([`CATCHUP_YIELD_FACTOR`]), so a
 //! lagging mirror uses what the node's own writes leave idle instead of competing with them.
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use ledger::checkpoint::Checkpoint;
 use ledger::merkle::Hash;
-use ledger_store::mirror::{CheckedChunk, MirrorError, CHUNK_ENTRIES_MAX};
+use ledger_store::mirror::{CheckedChunk, Mirror, MirrorError, StagedChunk, CHUNK_ENTRIES_MAX};
 
 use super::client::PeerClient;
 use super::{Federation, Partner};
@@ -306,16 +307,21 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
     }
     let cp = Arc::new(cp);
     let note = Arc::new(note);
-    // The next chunk is fetched while the current one is verified and stored.
+    // The next chunk is fetched while the current one is verified and replayed, and the one
+    // before it written.
     let mut prefetch: Option<(u64, tokio::task::JoinHandle<Result<Chunk, String>>)> = None;
+    let mut writing: Option<Writing> = None;
     let mut appended = false;
     let result = loop {
         if partner.retired.load(Ordering::Acquire) || partner.frozen.load(Ordering::Acquire) {
             break Ok(false);
         }
-        let start = mirror.lock().expect("mirror lock").size();
-        partner.verified.store(start, Ordering::Release);
+        let start = mirror.lock().expect("mirror lock").verified_size();
         if start >= cp.size {
+            // Everything verified has landed before the target is judged covered.
+            if let Err(e) = land(fed, partner, &mirror, writing.take()).await {
+                break Err(e);
+            }
             if accepted_size < cp.size && !appended {
                 // Entries verified before a restart (against a larger note) cover it.
                 let (m, cp2, note2) = (mirror.clone(), cp.clone(), note.clone());
@@ -349,24 +355,31 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
             let size = cp.size;
             prefetch = Some((end, tokio::spawn(fetch_chunk(f, p, end, size))));
         }
-        let (m, cp2, note2, p2) = (mirror.clone(), cp.clone(), note.clone(), partner.clone());
-        let n = chunk.entries.len() as u64;
+        let (m, cp2, note2) = (mirror.clone(), cp.clone(), note.clone());
         let own_size = fed.shared.checkpoint().size;
         let began = std::time::Instant::now();
-        let r = catchup_pool()
+        let staged = catchup_pool()
             .try_run(move || {
-                let mut m = m.lock().expect("mirror lock");
-                let r = m.append_checked(start, chunk.entries, &cp2, &note2, &chunk.proof);
-                p2.verified.store(m.size(), Ordering::Release);
-                r
+                m.lock().expect("mirror lock").stage_checked(
+                    start,
+                    chunk.entries,
+                    &cp2,
+                    &note2,
+                    &chunk.proof,
+                )
             })
-            .await?;
-        if let Err(e) = r {
-            break Err(map_mirror_error(e));
+            .await;
+        // The chunk before lands before this one is written (a failed write drops this one).
+        if let Err(e) = land(fed, partner, &mirror, writing.take()).await {
+            break Err(e);
         }
+        let staged = match staged {
+            Ok(Ok(staged)) => staged,
+            Ok(Err(e)) => break Err(map_mirror_error(e)),
+            Err(panicked) => break Err(RoundError::Other(panicked)),
+        };
+        writing = Some(write(mirror.clone(), partner.clone(), staged));
         appended = true;
-        fed.metrics.mirrored(partner.brand.as_str(), n);
-        fed.publish_metrics(partner);
         if fed.shared.checkpoint().size != own_size && end < cp.size {
             // The node is writing: yield (the next chunk is fetched and checked meanwhile).
             tokio::time::sleep(began.elapsed() * CATCHUP_YIELD_FACTOR).await;
@@ -375,6 +388,11 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
     if let Some((_, h)) = prefetch {
         h.abort();
     }
+    // However the round ends, the chunk being written lands (or is dropped) first.
+    let result = match (result, land(fed, partner, &mirror, writing.take()).await) {
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        (Ok(progressed), Ok(())) => Ok(progressed),
+    };
     if result.is_ok() {
         // What this node cosigned as a witness must agree with what its mirror verified: a
         // partner showing one history to the witness and another to sync is caught here.
@@ -383,6 +401,62 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
         }
     }
     result
+}
+
+/// A staged chunk being written on the catch-up pool; its job lands it in the mirror (or drops
+/// what is staged, when the write failed) and answers how.
+type Writing = tokio::task::JoinHandle<Result<Result<u64, MirrorError>, String>>;
+
+/// Writes `staged` on the catch-up pool and lands it.
+fn write(
+    mirror: Arc<std::sync::Mutex<Mirror>>,
+    partner: Arc<Partner>,
+    staged: StagedChunk,
+) -> Writing {
+    tokio::spawn(catchup_pool().try_run(move || {
+        let n = staged.end() - staged.start();
+        let written = staged.write();
+        let mut m = mirror.lock().expect("mirror lock");
+        let landed = match written {
+            Ok(()) => m.landed(staged),
+            Err(e) => m.discard_staged().and(Err(e.into())),
+        };
+        partner.verified.store(m.size(), Ordering::Release);
+        landed.map(|()| n)
+    }))
+}
+
+/// Waits for the chunk being written, if any, and counts it.
+async fn land(
+    fed: &Arc<Federation>,
+    partner: &Arc<Partner>,
+    mirror: &Arc<std::sync::Mutex<Mirror>>,
+    writing: Option<Writing>,
+) -> Result<(), RoundError> {
+    let Some(w) = writing else {
+        return Ok(());
+    };
+    let landed = match w.await {
+        Ok(Ok(landed)) => landed,
+        // The job did not finish: what it staged will never land.
+        Ok(Err(e)) => Err(MirrorError::Usage(e)),
+        Err(e) => Err(MirrorError::Usage(e.to_string())),
+    };
+    match landed {
+        Ok(n) => {
+            fed.metrics.mirrored(partner.brand.as_str(), n);
+            fed.publish_metrics(partner);
+            Ok(())
+        }
+        Err(e) => {
+            let m = mirror.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                m.lock().expect("mirror lock").discard_staged()
+            })
+            .await;
+            Err(map_mirror_error(e))
+        }
+    }
 }
 
 /// Entries of one chunk, hashed and decoded, and the consistency proof from its end to the

@@ -78,6 +78,12 @@ impl Staging {
         });
     }
 
+    /// Drops every staged batch: none of them will be written (a write failed, and the
+    /// reader of the staging reloads from the store).
+    pub(crate) fn clear(&self) {
+        *self.layers() = Layers::default();
+    }
+
     /// Whether nothing is staged.
     pub(crate) fn is_empty(&self) -> bool {
         let layers = self.layers();
