@@ -9,7 +9,9 @@
 //! batches not landed (at most the pipeline's depth, each at most [`super::BATCH_WRITES_MAX`]
 //! writes), so they stay bounded.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 use std::sync::Mutex;
 
 use ledger::merkle::{Hash, HashReader, MerkleError};

@@ -10,7 +10,9 @@
 //! every file, so each compaction rewrote the whole column family below (the largest of a
 //! store: two hashes per entry).
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+use foldhash::HashMap;
 use std::time::{Duration, Instant};
 
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
