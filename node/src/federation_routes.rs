@@ -177,20 +177,10 @@ pub async fn mirrored_member(
                 format!("member {member} has no points at {brand}"),
             )
         })?;
-        // The member's latest entry under the checkpoint.
-        let mut last = None;
-        let mut after = None;
-        loop {
-            let page = store
-                .history(&member, after, ledger_store::store::HISTORY_PAGE_MAX)
-                .map_err(ApiError::internal)?;
-            let Some(&tail) = page.last() else { break };
-            last = page.iter().rev().find(|&&i| i < size).copied().or(last);
-            if page.len() < ledger_store::store::HISTORY_PAGE_MAX || tail >= size {
-                break;
-            }
-            after = Some(tail);
-        }
+        // The member's latest entry under the checkpoint: one seek, whatever its history.
+        let last = store
+            .last_history_before(&member, size)
+            .map_err(ApiError::internal)?;
         let last_entry = match last {
             Some(i) => {
                 Some(receipt_from_store(&store, i, size, &note).map_err(ApiError::internal)?)

@@ -715,6 +715,36 @@ impl Store {
         Ok(out)
     }
 
+    /// The index of a member's last entry before `before`, if any: one reverse seek, whatever
+    /// the member's history.
+    pub fn last_history_before(
+        &self,
+        member: &MemberId,
+        before: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let Some(last) = before.checked_sub(1) else {
+            return Ok(None);
+        };
+        let mut prefix = member.as_str().as_bytes().to_vec();
+        prefix.push(0);
+        let key = history_key(member, last);
+        let mut it = self.db.iterator_cf(
+            self.cf(CF_HISTORY),
+            IteratorMode::From(&key, Direction::Reverse),
+        );
+        match it.next() {
+            Some(kv) => {
+                let (k, _) = kv?;
+                if k.starts_with(&prefix) {
+                    Ok(Some(read_be(&k[prefix.len()..])?))
+                } else {
+                    Ok(None)
+                }
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Writes a consistent copy of the whole store to `dir` (a RocksDB checkpoint; hard links
     /// where the file system allows). Safe while the store is being written.
     pub fn backup(&self, dir: &Path) -> Result<(), StoreError> {
@@ -1002,6 +1032,38 @@ mod tests {
             Err(MerkleError::MissingHash { level: 0, index: 5 })
         ));
         assert_eq!(store.leaf_hashes(1, 4).unwrap(), leaves[1..4].to_vec());
+    }
+
+    #[test]
+    fn a_members_last_entry_before_a_size_is_one_seek_and_never_another_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (a, b, c): (MemberId, MemberId, MemberId) = (
+            "a".parse().unwrap(),
+            "b".parse().unwrap(),
+            "c".parse().unwrap(),
+        );
+        // b's entries are 3, 5, 7, ...; a's and c's sort around them.
+        let mut history: Vec<(MemberId, u64)> =
+            (0..500u64).map(|i| (b.clone(), 3 + 2 * i)).collect();
+        history.push((a.clone(), 2));
+        history.push((c.clone(), 1));
+        store
+            .commit(&CommitBatch {
+                history,
+                ..CommitBatch::default()
+            })
+            .unwrap();
+        let last = |m: &MemberId, before| store.last_history_before(m, before).unwrap();
+        assert_eq!(last(&b, 0), None);
+        assert_eq!(last(&b, 3), None);
+        assert_eq!(last(&b, 4), Some(3));
+        assert_eq!(last(&b, 6), Some(5));
+        assert_eq!(last(&b, u64::MAX), Some(3 + 2 * 499));
+        assert_eq!(last(&a, 2), None);
+        assert_eq!(last(&a, 3), Some(2));
+        assert_eq!(last(&c, u64::MAX), Some(1));
+        assert_eq!(last(&"d".parse().unwrap(), u64::MAX), None);
     }
 
     #[test]
