@@ -11,7 +11,9 @@ use node::ha::lock::{Head, LeaderInfo, LockBackend, LockError};
 struct Etcd {
     child: Child,
     url: String,
-    _dir: tempfile::TempDir,
+    bin: String,
+    dir: tempfile::TempDir,
+    starts: u32,
 }
 
 impl Drop for Etcd {
@@ -21,12 +23,14 @@ impl Drop for Etcd {
     }
 }
 
-fn port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Two free loopback ports, distinct: both are held until both are chosen.
+fn ports() -> (u16, u16) {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    )
 }
 
 fn etcd() -> Etcd {
@@ -36,12 +40,25 @@ fn etcd() -> Etcd {
         "no etcd at {bin}: install Debian's etcd-server (`./x setup test`) or set LOYALTY_ETCD"
     );
     let dir = tempfile::tempdir().unwrap();
-    let (c, p) = (port(), port());
+    let (child, url) = spawn(&bin, dir.path(), 1);
+    Etcd {
+        child,
+        url,
+        bin,
+        dir,
+        starts: 1,
+    }
+}
+
+/// Starts etcd (start number `n`) on fresh ports, its log in `dir`.
+fn spawn(bin: &str, dir: &std::path::Path, n: u32) -> (Child, String) {
+    let (c, p) = ports();
     let url = format!("http://127.0.0.1:{c}");
     let peer = format!("http://127.0.0.1:{p}");
+    let log = std::fs::File::create(dir.join("etcd.log")).expect("etcd's log file");
     let child = Command::new(bin)
         .args(["--name", "e0", "--data-dir"])
-        .arg(dir.path().join("e0"))
+        .arg(dir.join(format!("e{n}")))
         .args([
             "--listen-client-urls",
             &url,
@@ -58,25 +75,46 @@ fn etcd() -> Etcd {
         .args(["--logger", "zap", "--log-level", "error"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("spawn etcd");
-    Etcd {
-        child,
-        url,
-        _dir: dir,
+    (child, url)
+}
+
+impl Etcd {
+    /// The end of etcd's log, for a failure's message.
+    fn log(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
+        log[log.len().saturating_sub(2_000)..].to_owned()
     }
 }
 
-async fn connect(url: &str) -> EtcdLock {
-    let deadline = Instant::now() + Duration::from_secs(20);
+/// A lock on `e`, once it answers. An etcd that exited (a port taken between choosing and
+/// binding it) is started again on other ports, at most twice.
+async fn connect(e: &mut Etcd) -> EtcdLock {
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(l) = EtcdLock::connect(&[url.to_owned()], "/test/air").await {
+        if let Ok(l) = EtcdLock::connect(&[e.url.clone()], "/test/air").await {
             if l.fetch().await.is_ok() {
                 return l;
             }
         }
-        assert!(Instant::now() < deadline, "etcd at {url} did not answer");
+        if let Ok(Some(status)) = e.child.try_wait() {
+            assert!(
+                e.starts < 3,
+                "etcd exited ({status}) {} times: {}",
+                e.starts,
+                e.log()
+            );
+            e.starts += 1;
+            (e.child, e.url) = spawn(&e.bin, e.dir.path(), e.starts);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "etcd at {} did not answer in 60 s: {}",
+            e.url,
+            e.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -101,8 +139,8 @@ fn head(epoch: i64, leader: &str, size: u64, in_sync: &[&str]) -> Head {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_leader_can_never_move_the_head() {
-    let e = etcd();
-    let lock = connect(&e.url).await;
+    let mut e = etcd();
+    let lock = connect(&mut e).await;
     assert_eq!(lock.fetch().await.unwrap(), None);
 
     // a leads; b cannot while a's lease lives.
@@ -156,8 +194,8 @@ async fn a_replaced_leader_can_never_move_the_head() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_kept_alive_outlives_its_time_to_live_and_ends_when_resigned() {
-    let e = etcd();
-    let lock = connect(&e.url).await;
+    let mut e = etcd();
+    let lock = connect(&mut e).await;
     let a = lock.campaign(&me("a"), 1).await.unwrap().expect("a leads");
     // Kept alive in the background past several times its time to live.
     tokio::time::sleep(Duration::from_millis(3_500)).await;
