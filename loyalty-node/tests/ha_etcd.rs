@@ -94,7 +94,7 @@ impl Etcd {
 async fn connect(e: &mut Etcd) -> EtcdLock {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(l) = EtcdLock::connect(&[e.url.clone()], "/test/air").await {
+        if let Ok(l) = EtcdLock::connect(std::slice::from_ref(&e.url), "/test/air").await {
             if l.fetch().await.is_ok() {
                 return l;
             }
