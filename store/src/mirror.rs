@@ -21,7 +21,7 @@
 //! Nothing here does network I/O; the node fetches and this module judges.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::log::staging::Staging;
 use crate::store::{CommitBatch, Store, StoreError};
@@ -228,6 +228,9 @@ pub struct Mirror {
     state: State,
     /// Entries on disk (the state's size once every staged chunk landed).
     durable: u64,
+    /// Where the next chunk written must start: staged chunks are written in order, one at a
+    /// time, whoever writes them.
+    written: Arc<Mutex<u64>>,
     verifier: NoteVerifier,
     accepted: Option<Accepted>,
     /// The signed note the entries beyond `accepted` were verified against.
@@ -239,6 +242,7 @@ pub struct Mirror {
 /// (on another thread), after which [`Mirror::landed`] takes it back.
 pub struct StagedChunk {
     store: Store,
+    written: Arc<Mutex<u64>>,
     batch: CommitBatch,
     start: u64,
     end: u64,
@@ -250,12 +254,25 @@ pub struct StagedChunk {
 
 impl StagedChunk {
     /// Writes the chunk as one batch (synced unless it was staged unsynced). Needs no mirror.
-    pub fn write(&self) -> Result<(), StoreError> {
-        if self.sync {
+    /// Refused unless the chunk staged before it was written (a chunk written out of order
+    /// would put older state records over newer ones); waits while another chunk is written.
+    pub fn write(&self) -> Result<(), MirrorError> {
+        let order = self.written.clone();
+        let mut written = order.lock().expect("mirror write lock");
+        if *written != self.start {
+            return Err(MirrorError::Usage(format!(
+                "chunk {}..{} written after the chunk ending at {}",
+                self.start, self.end, *written
+            )));
+        }
+        let r: Result<(), StoreError> = if self.sync {
             self.store.commit(&self.batch)
         } else {
             self.store.commit_unsynced(&self.batch)
-        }
+        };
+        r?;
+        *written = self.end;
+        Ok(())
     }
 
     /// The index of the chunk's first entry.
@@ -330,6 +347,7 @@ impl Mirror {
             .and_then(|v| String::from_utf8(v).ok());
         Ok(Mirror {
             durable: state.size(),
+            written: Arc::new(Mutex::new(state.size())),
             store,
             staging,
             state,
@@ -523,7 +541,7 @@ impl Mirror {
         )?;
         if let Err(e) = staged.write() {
             self.discard_staged()?;
-            return Err(e.into());
+            return Err(e);
         }
         self.landed(staged)
     }
@@ -669,6 +687,7 @@ impl Mirror {
         self.staging.stage(end, &batch);
         Ok(StagedChunk {
             store: self.store.clone(),
+            written: self.written.clone(),
             batch,
             start,
             end,
@@ -706,9 +725,13 @@ impl Mirror {
     /// Drops every chunk staged and not landed (a write failed: the chunks staged after it
     /// were replayed on top of it) and reloads the state from the store.
     pub fn discard_staged(&mut self) -> Result<(), MirrorError> {
+        // Taken first: a chunk being written lands on disk before what is staged goes.
+        let order = self.written.clone();
+        let mut written = order.lock().expect("mirror write lock");
         self.staging.clear();
         self.reload()?;
         self.durable = self.state.size();
+        *written = self.durable;
         Ok(())
     }
 
@@ -1021,14 +1044,13 @@ mod tests {
         assert_eq!(balance(&m, "m1"), 250);
         // Nothing staged is proven or counted before it landed.
         assert_eq!(m.root_at(10).unwrap(), None);
-        // Chunks land in order only.
-        second.write().unwrap();
-        let second_end = second.end();
+        // Chunks are written in order only (a later one would put older records over newer).
+        assert!(matches!(second.write(), Err(MirrorError::Usage(_))));
         first.write().unwrap();
         m.landed(first).unwrap();
         assert_eq!(m.size(), 10);
         assert_eq!(m.root_at(10).unwrap(), Some(p.tree.root_at(10).unwrap()));
-        assert_eq!(second_end, 25);
+        second.write().unwrap();
         m.landed(second).unwrap();
         let last = stage(&mut m, &p, 25, 30, 30);
         assert!(

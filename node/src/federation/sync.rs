@@ -305,8 +305,36 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
             .check_consistency(&cp, &note, &proof)
             .map_err(RoundError::Misbehaviour)?;
     }
-    let cp = Arc::new(cp);
-    let note = Arc::new(note);
+    let result = catch_up(
+        fed,
+        partner,
+        &mirror,
+        Arc::new(cp),
+        Arc::new(note),
+        accepted_size,
+    )
+    .await;
+    if result.is_ok() {
+        // What this node cosigned as a witness must agree with what its mirror verified: a
+        // partner showing one history to the witness and another to sync is caught here.
+        if let Some(m) = super::witness::check_split_view(fed, partner).await {
+            return Err(RoundError::Misbehaviour(m));
+        }
+    }
+    result
+}
+
+/// Verifies, replays and stores the entries up to `cp` (whose signed note is `note`, already
+/// checked against the accepted checkpoint of size `accepted_size`); `Ok(true)` when the
+/// mirror grew. However it ends, the chunk being written lands (or is dropped) first.
+async fn catch_up(
+    fed: &Arc<Federation>,
+    partner: &Arc<Partner>,
+    mirror: &Arc<std::sync::Mutex<Mirror>>,
+    cp: Arc<Checkpoint>,
+    note: Arc<String>,
+    accepted_size: u64,
+) -> Result<bool, RoundError> {
     // The next chunk is fetched while the current one is verified and replayed, and the one
     // before it written.
     let mut prefetch: Option<(u64, tokio::task::JoinHandle<Result<Chunk, String>>)> = None;
@@ -319,7 +347,7 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
         let start = mirror.lock().expect("mirror lock").verified_size();
         if start >= cp.size {
             // Everything verified has landed before the target is judged covered.
-            if let Err(e) = land(fed, partner, &mirror, writing.take()).await {
+            if let Err(e) = land(fed, partner, mirror, writing.take()).await {
                 break Err(e);
             }
             if accepted_size < cp.size && !appended {
@@ -328,16 +356,20 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
                 let r = tokio::task::spawn_blocking(move || {
                     m.lock().expect("mirror lock").accept_covered(&cp2, &note2)
                 })
-                .await
-                .map_err(|e| e.to_string())?;
-                if let Err(e) = r {
-                    break Err(map_mirror_error(e));
+                .await;
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => break Err(map_mirror_error(e)),
+                    Err(e) => break Err(RoundError::Other(e.to_string())),
                 }
             }
             break Ok(appended);
         }
         let chunk = match prefetch.take() {
-            Some((s, h)) if s == start => h.await.map_err(|e| e.to_string())?,
+            Some((s, h)) if s == start => match h.await {
+                Ok(c) => c,
+                Err(e) => break Err(RoundError::Other(e.to_string())),
+            },
             other => {
                 if let Some((_, h)) = other {
                     h.abort();
@@ -370,7 +402,7 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
             })
             .await;
         // The chunk before lands before this one is written (a failed write drops this one).
-        if let Err(e) = land(fed, partner, &mirror, writing.take()).await {
+        if let Err(e) = land(fed, partner, mirror, writing.take()).await {
             break Err(e);
         }
         let staged = match staged {
@@ -389,18 +421,10 @@ pub async fn round(fed: &Arc<Federation>, partner: &Arc<Partner>) -> Result<bool
         h.abort();
     }
     // However the round ends, the chunk being written lands (or is dropped) first.
-    let result = match (result, land(fed, partner, &mirror, writing.take()).await) {
+    match (result, land(fed, partner, mirror, writing.take()).await) {
         (Err(e), _) | (Ok(_), Err(e)) => Err(e),
         (Ok(progressed), Ok(())) => Ok(progressed),
-    };
-    if result.is_ok() {
-        // What this node cosigned as a witness must agree with what its mirror verified: a
-        // partner showing one history to the witness and another to sync is caught here.
-        if let Some(m) = super::witness::check_split_view(fed, partner).await {
-            return Err(RoundError::Misbehaviour(m));
-        }
     }
-    result
 }
 
 /// A staged chunk being written on the catch-up pool; its job lands it in the mirror (or drops
@@ -419,7 +443,7 @@ fn write(
         let mut m = mirror.lock().expect("mirror lock");
         let landed = match written {
             Ok(()) => m.landed(staged),
-            Err(e) => m.discard_staged().and(Err(e.into())),
+            Err(e) => m.discard_staged().and(Err(e)),
         };
         partner.verified.store(m.size(), Ordering::Release);
         landed.map(|()| n)
