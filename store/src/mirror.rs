@@ -530,15 +530,10 @@ impl Mirror {
                 "chunks are staged and not landed: append waits for them".into(),
             ));
         }
-        let staged = self.stage_checked_with(
-            start,
-            chunk,
-            target,
-            target_note,
-            proof_to_target,
-            local,
-            sync,
-        )?;
+        let mut staged = self.stage_checked(start, chunk, target, target_note, proof_to_target)?;
+        // Node-local records are not state: they are written with the chunk, never staged.
+        staged.batch.local.extend(local);
+        staged.sync = sync;
         if let Err(e) = staged.write() {
             self.discard_staged()?;
             return Err(e);
@@ -558,28 +553,6 @@ impl Mirror {
         target: &Checkpoint,
         target_note: &str,
         proof_to_target: &[Hash],
-    ) -> Result<StagedChunk, MirrorError> {
-        self.stage_checked_with(
-            start,
-            chunk,
-            target,
-            target_note,
-            proof_to_target,
-            Vec::new(),
-            true,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn stage_checked_with(
-        &mut self,
-        start: u64,
-        chunk: CheckedChunk,
-        target: &Checkpoint,
-        target_note: &str,
-        proof_to_target: &[Hash],
-        local: Vec<(Vec<u8>, Vec<u8>)>,
-        sync: bool,
     ) -> Result<StagedChunk, MirrorError> {
         let CheckedChunk {
             entries,
@@ -680,7 +653,6 @@ impl Mirror {
         if end == target.size {
             batch.checkpoint = Some((target.size, target_note.to_owned()));
         }
-        batch.local = local;
         batch
             .local
             .push((TARGET_KEY.to_vec(), target_note.as_bytes().to_vec()));
@@ -691,7 +663,7 @@ impl Mirror {
             batch,
             start,
             end,
-            sync,
+            sync: true,
             target_note: target_note.to_owned(),
             completes: (end == target.size).then(|| target.clone()),
         })
