@@ -428,7 +428,7 @@ async fn catch_up(
 }
 
 /// A staged chunk being written on the catch-up pool; its job lands it in the mirror (or drops
-/// what is staged, when the write failed) and answers how.
+/// everything staged, when the write or the landing failed) and answers how.
 type Writing = tokio::task::JoinHandle<Result<Result<u64, MirrorError>, String>>;
 
 /// Writes `staged` on the catch-up pool and lands it.
@@ -441,9 +441,10 @@ fn write(
         let n = staged.end() - staged.start();
         let written = staged.write();
         let mut m = mirror.lock().expect("mirror lock");
-        let landed = match written {
-            Ok(()) => m.landed(staged),
+        let landed = written.and_then(|()| m.landed(staged));
+        let landed = match landed {
             Err(e) => m.discard_staged().and(Err(e)),
+            ok => ok,
         };
         partner.verified.store(m.size(), Ordering::Release);
         landed.map(|()| n)
@@ -460,27 +461,22 @@ async fn land(
     let Some(w) = writing else {
         return Ok(());
     };
-    let landed = match w.await {
-        Ok(Ok(landed)) => landed,
-        // The job did not finish: what it staged will never land.
-        Ok(Err(e)) => Err(MirrorError::Usage(e)),
-        Err(e) => Err(MirrorError::Usage(e.to_string())),
-    };
-    match landed {
-        Ok(n) => {
+    let unfinished = match w.await {
+        Ok(Ok(Ok(n))) => {
             fed.metrics.mirrored(partner.brand.as_str(), n);
             fed.publish_metrics(partner);
-            Ok(())
+            return Ok(());
         }
-        Err(e) => {
-            let m = mirror.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                m.lock().expect("mirror lock").discard_staged()
-            })
-            .await;
-            Err(map_mirror_error(e))
-        }
-    }
+        // The job dropped what was staged itself.
+        Ok(Ok(Err(e))) => return Err(map_mirror_error(e)),
+        Ok(Err(panicked)) => panicked,
+        Err(e) => e.to_string(),
+    };
+    // The job did not finish: what it staged will never land.
+    let m = mirror.clone();
+    let _ =
+        tokio::task::spawn_blocking(move || m.lock().expect("mirror lock").discard_staged()).await;
+    Err(RoundError::Other(unfinished))
 }
 
 /// Entries of one chunk, hashed and decoded, and the consistency proof from its end to the
