@@ -14,7 +14,8 @@
 #     memory once ready and after 10 minutes of mixed load, HTTP earns and the batch path on
 #     that log (beside the same on an empty log), bytes on disk per entry;
 #   - one member with 100,000 lots: the other members' earn latency beside a run without;
-#   - the node's own /healthz (the HTTP ceiling);
+#   - the node's own /healthz (the HTTP ceiling), and earns and /healthz again driven by wrk
+#     (bench/wrk/run.sh; installed with apt-get when missing);
 #   - the ledger alone (append/commit/checkpoint by batch size, reopen, replay).
 #
 #   bench/run.sh            full report (~30 min on 2 cores, after the release build)
@@ -62,6 +63,8 @@ cargo bench --locked --workspace --bench ledger -- $( ((quick)) && echo --quick)
 say "HTTP earns, one per request, and the batch path"
 cargo bench --locked --workspace --bench http_load -- --seconds "$secs" --clients "$clients" \
   --batch-clients "$batch_clients" --batch 500 --healthz | tee "$out/node.txt" >&2
+say "HTTP earns and /healthz driven by wrk (bench/wrk/run.sh)"
+SECONDS_PER_RUN="$secs" bench/wrk/run.sh "$target/release/loyalty-node" | tee "$out/wrk.txt" >&2
 say "one member with $heavy_lots lots beside the others"
 cargo bench --locked --workspace --bench http_load -- --seconds "$secs" --clients 64 \
   --batch-clients 0 --heavy-lots "$heavy_lots" | tee "$out/heavy.txt" >&2
@@ -181,6 +184,11 @@ for c in "${cs[@]}"; do
   n=$(field "$out/node.txt" "node earn" tps "$c")
   printf '  %3s clients: %s req/s; durable earns are %s of it\n' "$c" "$(num "$h")" "$(awk -v n="${n:-0}" -v h="${h:-0}" 'BEGIN{ if (h > 0) printf "%.0f %%", 100 * n / h; else print "-" }')"
 done
+w_h=$(field "$out/wrk.txt" "wrk healthz" tps)
+w_e=$(field "$out/wrk.txt" "wrk earn" tps)
+printf '  with wrk at 64 connections (a lighter load generator): /healthz %s req/s, durable earns %s/s (p50/p99 %s/%s ms, %s refused)\n' \
+  "$(num "$w_h")" "$(num "$w_e")" "$(field "$out/wrk.txt" "wrk earn" p50_ms)" "$(field "$out/wrk.txt" "wrk earn" p99_ms)" \
+  "$(field "$out/wrk.txt" "wrk earn" non2xx)"
 echo
 echo "Ledger alone"
 grep -E '^(append|open|replay|verify_replay)' "$out/ledger.txt" | sed 's/^/  /'
