@@ -208,8 +208,9 @@ pub struct Store {
 ///   overlaps the whole level below, and each merge rewrites all of it: on a log of 126M
 ///   entries that level held 16M history keys, rewritten for every 1.3M flushed (in one
 ///   profiled batch round on that log, the histories' compactions took 9.8 of the 13.8 s of
-///   compaction CPU, 5.1 s of it in that merge). Sixteen files rewrite it a quarter as often. Nothing on the write path reads the histories; a
-///   history page seeks in each level-0 file, at most [`HISTORY_L0_FILES`] * 3 of them.
+///   compaction CPU, 5.1 s of it in that merge). Sixteen files rewrite it a quarter as
+///   often. Nothing on the write path reads the histories; a history page seeks in each
+///   level-0 file, at most [`HISTORY_L0_FILES`] * 3 of them.
 fn cf_options(name: &str, base: &Options, tables: &Tables) -> Options {
     let mut opts = base.clone();
     if name == CF_HISTORY {
