@@ -186,9 +186,10 @@ for c in "${cs[@]}"; do
 done
 w_h=$(field "$out/wrk.txt" "wrk healthz" tps)
 w_e=$(field "$out/wrk.txt" "wrk earn" tps)
-printf '  with wrk at 64 connections (a lighter load generator): /healthz %s req/s, durable earns %s/s (p50/p99 %s/%s ms, %s refused)\n' \
+printf '  with wrk at 64 connections (a lighter load generator): /healthz %s req/s, durable earns %s/s (p50/p99 %s/%s ms, %s refused; %s answered, the log grew to %s)\n' \
   "$(num "$w_h")" "$(num "$w_e")" "$(field "$out/wrk.txt" "wrk earn" p50_ms)" "$(field "$out/wrk.txt" "wrk earn" p99_ms)" \
-  "$(field "$out/wrk.txt" "wrk earn" non2xx)"
+  "$(field "$out/wrk.txt" "wrk earn" non2xx)" "$(num "$(field "$out/wrk.txt" "wrk earn" requests)")" \
+  "$(num "$(field "$out/wrk.txt" "wrk earn" appended)")"
 echo
 echo "Ledger alone"
 grep -E '^(append|open|replay|verify_replay)' "$out/ledger.txt" | sed 's/^/  /'

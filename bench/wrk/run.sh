@@ -4,7 +4,8 @@
 # node on loopback, then `wrk` at CONNECTIONS connections for SECONDS_PER_RUN s on /healthz and
 # on POST /v1/members/{m}/earn (bench/wrk/earn.lua: a new id per request, members spread over
 # a million). Prints `wrk healthz connections=C tps=..` and `wrk earn connections=C tps=..
-# p50_ms=.. p99_ms=.. non2xx=N`.
+# p50_ms=.. p99_ms=.. non2xx=N requests=R appended=A`: A, the log's size after the run, is at
+# least R (and at most R + C, the answers wrk did not wait for) when no earn was a replay.
 #
 #   bench/wrk/run.sh [BIN]     BIN: a loyalty-node binary (default: target/release/loyalty-node)
 #
@@ -45,6 +46,12 @@ echo "wrk healthz connections=$conns tps=$(sed -n 's/Requests\/sec: *//p' <<< "$
 e="$(KEY="$key" TAG="w$$-$RANDOM" wrk -t2 -c"$conns" -d"${secs}s" --latency -s "$here/earn.lua" \
   "http://127.0.0.1:$port")"
 non2xx="$(sed -n 's/.*Non-2xx or 3xx responses: *//p' <<< "$e")"
+# Every earn answered must have been appended, not answered as a replay of an id already used:
+# one more earn's receipt gives the log's size.
+size="$(curl -sf -X POST -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
+  -d "{\"id\":\"wrk-last-$$\",\"points\":1}" "http://127.0.0.1:$port/v1/members/last/earn" |
+  sed -n 's/.*"index":\([0-9]*\).*/\1/p')"
 echo "wrk earn connections=$conns tps=$(sed -n 's/Requests\/sec: *//p' <<< "$e")" \
   "p50_ms=$(ms "$(awk '$1 == "50%" {print $2}' <<< "$e")")" \
-  "p99_ms=$(ms "$(awk '$1 == "99%" {print $2}' <<< "$e")")" "non2xx=${non2xx:-0}"
+  "p99_ms=$(ms "$(awk '$1 == "99%" {print $2}' <<< "$e")")" "non2xx=${non2xx:-0}" \
+  "requests=$(awk '/requests in/ {print $1}' <<< "$e")" "appended=${size:-?}"
