@@ -14,8 +14,8 @@
 #     memory once ready and after 10 minutes of mixed load, HTTP earns and the batch path on
 #     that log (beside the same on an empty log), bytes on disk per entry;
 #   - one member with 100,000 lots: the other members' earn latency beside a run without;
-#   - the node's own /healthz (the HTTP ceiling), and earns and /healthz again driven by wrk
-#     (bench/wrk/run.sh; installed with apt-get when missing);
+#   - the node's own /healthz (the HTTP ceiling), and earns, the batch path and /healthz again
+#     driven by wrk (bench/wrk/run.sh; installed with apt-get when missing);
 #   - the ledger alone (append/commit/checkpoint by batch size, reopen, replay).
 #
 #   bench/run.sh            full report (~30 min on 2 cores, after the release build)
@@ -171,6 +171,12 @@ big=$(field "$out/scale.txt" scale batch_tps)
 empty=$(field "$out/scale.txt" scale empty_batch_tps)
 printf '  the batch path on that log (4 clients, 500 earns a request): %s earns/s; on the empty log %s/s: %s\n' \
   "$(num "$big")" "$(num "$empty")" "$(ratio "$big" "$empty")"
+big=$(field "$out/scale.txt" scale wrk_earn_tps)
+empty=$(field "$out/scale.txt" scale empty_wrk_earn_tps)
+printf '  the same with wrk: earns at 64 connections %s/s, on the empty log %s/s: %s;' "$(num "$big")" "$(num "$empty")" "$(ratio "$big" "$empty")"
+big=$(field "$out/scale.txt" scale wrk_batch_tps)
+empty=$(field "$out/scale.txt" scale empty_wrk_batch_tps)
+printf ' the batch path %s earns/s, on the empty log %s/s: %s\n' "$(num "$big")" "$(num "$empty")" "$(ratio "$big" "$empty")"
 echo
 echo "One member with $(num "$heavy_lots") lots (64 clients earning for other members, one for it)"
 printf '  other members: %s earns/s, p50 %s ms, p99 %s ms; without it: %s earns/s, p99 %s ms (p99 ratio %s)\n' \
@@ -186,10 +192,16 @@ for c in "${cs[@]}"; do
 done
 w_h=$(field "$out/wrk.txt" "wrk healthz" tps)
 w_e=$(field "$out/wrk.txt" "wrk earn" tps)
-printf '  with wrk at 64 connections (a lighter load generator): /healthz %s req/s, durable earns %s/s (p50/p99 %s/%s ms, %s refused; %s answered, the log grew to %s)\n' \
+printf '  with wrk at 64 connections (a lighter load generator): /healthz %s req/s, durable earns %s/s (p50/p99 %s/%s ms, %s refused; %s answered, %s appended)\n' \
   "$(num "$w_h")" "$(num "$w_e")" "$(field "$out/wrk.txt" "wrk earn" p50_ms)" "$(field "$out/wrk.txt" "wrk earn" p99_ms)" \
   "$(field "$out/wrk.txt" "wrk earn" non2xx)" "$(num "$(field "$out/wrk.txt" "wrk earn" requests)")" \
   "$(num "$(field "$out/wrk.txt" "wrk earn" appended)")"
+w_b=$(field "$out/wrk.txt" "wrk earn_batch" tps)
+printf '  the batch path with wrk (%s connections x %s earns): %s earns/s (p50/p99 per request %s/%s ms, %s refused; %s requests answered, %s earns appended)\n' \
+  "$(field "$out/wrk.txt" "wrk earn_batch" connections)" "$(field "$out/wrk.txt" "wrk earn_batch" batch)" "$(num "$w_b")" \
+  "$(field "$out/wrk.txt" "wrk earn_batch" p50_ms)" "$(field "$out/wrk.txt" "wrk earn_batch" p99_ms)" \
+  "$(field "$out/wrk.txt" "wrk earn_batch" non2xx)" "$(num "$(field "$out/wrk.txt" "wrk earn_batch" requests)")" \
+  "$(num "$(field "$out/wrk.txt" "wrk earn_batch" appended)")"
 echo
 echo "Ledger alone"
 grep -E '^(append|open|replay|verify_replay)' "$out/ledger.txt" | sed 's/^/  /'

@@ -9,7 +9,8 @@
 //!   opened, the stored tree checked against the last checkpoint, every state record loaded);
 //! - the memory: the process's resident set (`VmRSS`) and its peak (`VmHWM`) once ready;
 //! - durable earns through HTTP on that log: `--clients` (64) clients, one earn per request,
-//!   for `--seconds` (15) s, then the batch path (4 clients, 500 earns a request);
+//!   for `--seconds` (15) s, then the batch path (4 clients, 500 earns a request); then both
+//!   again driven by `wrk` when it is installed (64 connections; 4 x 500), `bench/wrk/*.lua`;
 //! - mixed load for `--load-seconds` (600) s (earns, batches, member reads and history pages
 //!   over all members), then the resident set again;
 //! - the bytes on disk per entry;
@@ -18,14 +19,16 @@
 //!
 //! Prints `scale entries=N members=M write_s=.. settle_s=.. startup_s=.. rss_mib=.. hwm_mib=..
 //! earn_tps=.. earn_p50_ms=.. earn_p99_ms=.. batch_tps=.. rss_after_load_mib=.. hwm_after_load_mib=..
-//! disk_mib=.. bytes_per_entry=..`. The log's directory is under `BENCH_DIR` (default `.`) and
+//! disk_mib=.. bytes_per_entry=.. .. wrk_earn_tps=.. wrk_batch_tps=..` (the `wrk` rates are 0 without
+//! `wrk`). The log's directory is under `BENCH_DIR` (default `.`) and
 //! removed at the end; `--keep DIR` writes it in `DIR` and keeps it, and `--reuse DIR` measures
 //! a log kept so (skipping the writing; the earns of a run stay in the log).
 //!
 //! Before measuring, the bench waits until RocksDB has no compaction running or pending (a log
 //! just written in bulk compacts for minutes; a node in service has long finished). Then, side
 //! by side in the same run, the same earn and batch rounds run on a node with an empty log
-//! (`empty_earn_tps`, `empty_batch_tps`) and on the big log.
+//! (`empty_earn_tps`, `empty_batch_tps`, `empty_wrk_earn_tps`, `empty_wrk_batch_tps`) and on
+//! the big log.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -192,6 +195,117 @@ async fn start_node(http: &reqwest::Client, data: &Path, url: &str) -> (Kill, u3
     (child, pid, t.elapsed())
 }
 
+/// kill -9 of the node (`child`, on `data`) under write load (16 clients, one earn a request),
+/// then a restart: every acknowledged earn must be found (re-sent with the same id and body,
+/// it is answered `existing`). The restarted node, the earns acknowledged, those lost and the
+/// restart's time to `/readyz`.
+async fn kill9_round(
+    http: &reqwest::Client,
+    url: &str,
+    key: &std::sync::Arc<String>,
+    members: u64,
+    mut child: Kill,
+    data: &Path,
+) -> (Kill, usize, usize, f64) {
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = Instant::now() + Duration::from_secs(5);
+    let mut tasks = Vec::new();
+    for c in 0..16u64 {
+        let (http, url, key, acked) = (http.clone(), url.to_owned(), key.clone(), acked.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while Instant::now() < stop {
+                i += 1;
+                let m = (c * 7919 + i * 104_729) % members;
+                let id = format!("k9-{}-{c}-{i}", run_tag());
+                let r = http
+                    .post(format!("{url}/v1/members/m{m}/earn"))
+                    .bearer_auth(key.as_str())
+                    .json(&serde_json::json!({"id": id, "points": 1}))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().is_success() => acked.lock().unwrap().push((m, id)),
+                    _ => break,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    for t in tasks {
+        let _ = t.await;
+    }
+    drop(child);
+    let (child, _, restart) = start_node(http, data, url).await;
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let mut lost = 0;
+    for (m, id) in &acked {
+        let v: serde_json::Value = http
+            .post(format!("{url}/v1/members/m{m}/earn"))
+            .bearer_auth(key.as_str())
+            .json(&serde_json::json!({"id": id, "points": 1}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["status"] != "existing" {
+            lost += 1;
+        }
+    }
+    eprintln!(
+        "kill -9 under load: {} acknowledged earns checked after restart, {lost} lost",
+        acked.len()
+    );
+    assert_eq!(lost, 0, "an acknowledged earn was lost in a kill -9");
+    (child, acked.len(), lost, restart.as_secs_f64())
+}
+
+/// The node's rates under `wrk` (the load generator the issue measured single earns with, much
+/// lighter than this bench's own), `seconds` each, over `members` members: single earns at 64
+/// connections and the batch path at 4 connections of 500 earns (`bench/wrk/earn.lua`), in
+/// earns/s. `(0, 0)` when `wrk` is not installed (`bench/run.sh`
+/// installs it); a run that fails or answers anything but 2xx stops the bench.
+fn wrk_rounds(url: &str, key: &str, members: u64, seconds: u64, tag: &str) -> (f64, f64) {
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("wrk is not installed: its rounds are skipped");
+        return (0.0, 0.0);
+    }
+    let run = |connections: u32, batch: u32| -> f64 {
+        let out = Command::new("wrk")
+            .args([
+                "-t2",
+                &format!("-c{connections}"),
+                &format!("-d{seconds}s"),
+                "-s",
+            ])
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../bench/wrk/earn.lua"
+            ))
+            .arg(url)
+            .env("KEY", key)
+            .env("TAG", format!("{tag}{connections}-{}", run_tag()))
+            .env("BATCH", batch.to_string())
+            .env("MEMBERS", members.to_string())
+            .output()
+            .expect("run wrk");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && !text.contains("Non-2xx"),
+            "wrk (batch {batch}): {text}"
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix("Requests/sec:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("wrk (batch {batch}) printed no rate: {text}"))
+    };
+    (run(64, 0), run(4, 500) * 500.0)
+}
+
 /// A tag of this run for the ids of every earn it sends: on a reused log, ids of an earlier
 /// run would be answered `existing` and write nothing (so the rounds would time idempotent
 /// replays, not appends, and the check after the kill would prove nothing).
@@ -308,7 +422,7 @@ fn main() {
     );
 
     // The same rounds on an empty log first, side by side.
-    let (empty_tps, empty_batch_tps) = {
+    let (empty_tps, empty_batch_tps, (empty_wrk_tps, empty_wrk_batch_tps)) = {
         let empty = tmp.path().join("empty");
         let Init { url, admin_key, .. } = init(BIN, &empty, "scale");
         let key = std::sync::Arc::new(admin_key);
@@ -323,8 +437,9 @@ fn main() {
             let (tps, _, _) =
                 earn_round(&http, &url, &key, members, clients, seconds, "empty").await;
             let batch_tps = batch_round(&http, &url, &key, members, 4, seconds).await;
+            let wrk = wrk_rounds(&url, &key, members, seconds, "wrk-empty");
             drop(child);
-            (tps, batch_tps)
+            (tps, batch_tps, wrk)
         })
     };
 
@@ -336,7 +451,7 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
-        let (mut child, pid, startup) = start_node(&http, &data, &url).await;
+        let (child, pid, startup) = start_node(&http, &data, &url).await;
         let startup_s = startup.as_secs_f64();
         let rss = status_mib(pid, "VmRSS:");
         let hwm = status_mib(pid, "VmHWM:");
@@ -356,6 +471,7 @@ fn main() {
         let (tps, p50, p99) = earn_round(&http, &url, &key, members, clients, seconds, "big").await;
         // The batch path: 4 clients, 500 earns a request.
         let batch_tps = batch_round(&http, &url, &key, members, 4, seconds).await;
+        let (wrk_tps, wrk_batch_tps) = wrk_rounds(&url, &key, members, seconds, "wrk-big");
         // Mixed load: earns, batches, member reads and history pages over all members.
         let stop = Instant::now() + Duration::from_secs(load_seconds);
         let mut tasks = Vec::new();
@@ -385,59 +501,8 @@ fn main() {
         let rss_after = status_mib(pid, "VmRSS:");
         let hwm_after = status_mib(pid, "VmHWM:");
         // kill -9 under write load on the big store: every acknowledged earn must be found
-        // after the restart (re-sent with the same id and body, it is answered `existing`).
-        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let stop = Instant::now() + Duration::from_secs(5);
-        let mut tasks = Vec::new();
-        for c in 0..16u64 {
-            let (http, url, key, acked) = (http.clone(), url.clone(), key.clone(), acked.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut i = 0u64;
-                while Instant::now() < stop {
-                    i += 1;
-                    let m = (c * 7919 + i * 104_729) % members;
-                    let id = format!("k9-{}-{c}-{i}", run_tag());
-                    let r = http
-                        .post(format!("{url}/v1/members/m{m}/earn"))
-                        .bearer_auth(key.as_str())
-                        .json(&serde_json::json!({"id": id, "points": 1}))
-                        .send()
-                        .await;
-                    match r {
-                        Ok(r) if r.status().is_success() => acked.lock().unwrap().push((m, id)),
-                        _ => break,
-                    }
-                }
-            }));
-        }
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let _ = child.0.kill();
-        let _ = child.0.wait();
-        for t in tasks {
-            let _ = t.await;
-        }
-        drop(child);
-        let (child, _, restart) = start_node(&http, &data, &url).await;
-        let restart_s = restart.as_secs_f64();
-        let acked = std::mem::take(&mut *acked.lock().unwrap());
-        let mut lost = 0;
-        for (m, id) in &acked {
-            let v: serde_json::Value = http
-                .post(format!("{url}/v1/members/m{m}/earn"))
-                .bearer_auth(key.as_str())
-                .json(&serde_json::json!({"id": id, "points": 1}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if v["status"] != "existing" {
-                lost += 1;
-            }
-        }
-        eprintln!("kill -9 under load: {} acknowledged earns checked after restart, {lost} lost", acked.len());
-        assert_eq!(lost, 0, "an acknowledged earn was lost in a kill -9");
+        // after the restart.
+        let (child, acked, lost, restart_s) = kill9_round(&http, &url, &key, members, child, &data).await;
         println!(
             "scale entries={entries} members={members} write_s={write_s:.1} settle_s={settle_s:.0} \
              startup_s={startup_s:.2} rss_mib={rss:.0} hwm_mib={hwm:.0} earn_tps={tps:.0} earn_p50_ms={p50:.2} \
@@ -445,9 +510,11 @@ fn main() {
              hwm_after_load_mib={hwm_after:.0} load_s={load_seconds} disk_mib={disk:.0} \
              bytes_per_entry={:.0} kill9_acked={} kill9_lost={lost} restart_s={restart_s:.2} \
              empty_earn_tps={empty_tps:.0} empty_batch_tps={empty_batch_tps:.0} \
-             earn_ratio={:.2} batch_ratio={:.2}",
+             earn_ratio={:.2} batch_ratio={:.2} wrk_earn_tps={wrk_tps:.0} \
+             wrk_batch_tps={wrk_batch_tps:.0} empty_wrk_earn_tps={empty_wrk_tps:.0} \
+             empty_wrk_batch_tps={empty_wrk_batch_tps:.0}",
             disk * 1024.0 * 1024.0 / entries as f64,
-            acked.len(),
+            acked,
             tps / empty_tps,
             batch_tps / empty_batch_tps,
         );
