@@ -801,7 +801,7 @@ impl Log {
         }
         let root = pending.root()?;
         batch.hashes = pending.into_writes();
-        batch.state = self.state.take_changes();
+        batch.state = self.state.take_changes().into();
         let (checkpoint, note) = self.note_for(size, root)?;
         batch.checkpoint = Some((size, note.clone()));
         Ok(Staged {

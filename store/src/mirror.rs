@@ -649,7 +649,7 @@ impl Mirror {
         }
         // 3. One batch; the checkpoint with it when the chunk completes the target.
         batch.hashes = pending.into_writes();
-        batch.state = self.state.take_changes();
+        batch.state = self.state.take_changes().into();
         if end == target.size {
             batch.checkpoint = Some((target.size, target_note.to_owned()));
         }

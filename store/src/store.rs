@@ -61,6 +61,9 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// State records to put (`Some`) or delete (`None`), in key order when a state drained them.
+pub type StateWrites = Arc<Vec<(Vec<u8>, Option<Vec<u8>>)>>;
+
 /// Everything one committed batch writes.
 #[derive(Debug, Default)]
 pub struct CommitBatch {
@@ -68,8 +71,9 @@ pub struct CommitBatch {
     pub entries: Vec<(u64, Vec<u8>)>,
     /// `(level, index, hash)` of the subtrees completed by the new entries.
     pub hashes: Vec<(u8, u64, Hash)>,
-    /// State records to put (`Some`) or delete (`None`).
-    pub state: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// State records to put (`Some`) or delete (`None`); shared, so that the log reads a
+    /// staged batch's records without copying them (`log::staging`).
+    pub state: StateWrites,
     /// `(member, index)` pairs for the member history index.
     pub history: Vec<(MemberId, u64)>,
     /// A signed checkpoint `(size, note)` written in the same batch (mirrors store the
@@ -975,7 +979,8 @@ mod tests {
                 .collect(),
             state: (0..1_000u32)
                 .map(|i| (format!("k{i:04}").into_bytes(), Some(vec![round; 1_000])))
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
             ..CommitBatch::default()
         };
         // RocksDB counts a column family's only level as its last: the first flushed file is
@@ -1022,7 +1027,7 @@ mod tests {
         for round in 0..8u64 {
             store
                 .commit(&CommitBatch {
-                    state: vec![(format!("k{round}").into_bytes(), Some(vec![1]))],
+                    state: vec![(format!("k{round}").into_bytes(), Some(vec![1]))].into(),
                     history: vec![(member.clone(), round)],
                     ..CommitBatch::default()
                 })
@@ -1127,7 +1132,8 @@ mod tests {
                 hashes: (0..50u64).map(|i| (1, i, [7; 32])).collect(),
                 state: (0..100u32)
                     .map(|i| (format!("k{i:04}").into_bytes(), Some(vec![1; 10])))
-                    .collect(),
+                    .collect::<Vec<_>>()
+                    .into(),
                 history: (0..100u64).map(|i| (member.clone(), i)).collect(),
                 checkpoint: Some((100, "note".into())),
                 local: vec![(b"pin".to_vec(), b"key".to_vec())],

@@ -103,7 +103,8 @@ fn write_legacy_store(dir: &Path, legacy: &Legacy) {
                 .records
                 .iter()
                 .map(|(k, v)| (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec())))
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
             history: legacy.history.iter().map(|(mb, i)| (m(mb), *i)).collect(),
             checkpoint: Some((size, note)),
             local: vec![],
@@ -505,7 +506,7 @@ impl Twin {
     fn commit(&mut self) {
         self.store
             .commit(&CommitBatch {
-                state: self.disk.take_changes(),
+                state: self.disk.take_changes().into(),
                 ..CommitBatch::default()
             })
             .unwrap();

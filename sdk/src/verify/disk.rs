@@ -62,7 +62,7 @@ pub fn open(dir: &Path) -> Result<ReplayStore, DiskError> {
         state,
         flush: Box::new(move |changes, point| {
             let batch = CommitBatch {
-                state: changes,
+                state: changes.into(),
                 local: vec![(POINT_KEY.to_vec(), point.to_bytes())],
                 ..CommitBatch::default()
             };

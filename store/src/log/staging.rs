@@ -10,6 +10,7 @@
 //! writes), so they stay bounded.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use foldhash::HashMap;
 use std::sync::Mutex;
@@ -18,7 +19,7 @@ use ledger::merkle::{Hash, HashReader, MerkleError};
 use ledger::state::records::KeyValues;
 use ledger::state::RecordSource;
 
-use crate::store::{CommitBatch, Store};
+use crate::store::{CommitBatch, StateWrites, Store};
 
 /// The store seen through the batches staged above it.
 pub(crate) struct Staging {
@@ -26,14 +27,29 @@ pub(crate) struct Staging {
     layers: Mutex<Layers>,
 }
 
-/// Records and hashes of the staged batches, each tagged with the log size after the batch
-/// that wrote it last (a later batch's value replaces an earlier one's).
+/// Records and hashes of the staged batches.
 #[derive(Default)]
 struct Layers {
-    records: BTreeMap<Vec<u8>, (u64, Option<Vec<u8>>)>,
+    /// Each staged batch's state writes, shared with the batch itself (not copied: a batch of
+    /// 500 earns writes about 2,000 records), in key order, tagged with the log size after
+    /// the batch; oldest first, so a later batch's value replaces an earlier one's.
+    records: Vec<(u64, StateWrites)>,
     hashes: HashMap<(u8, u64), Hash>,
     /// The tree hashes each staged batch added, by its tag: removed when it lands.
     hash_keys: Vec<(u64, Vec<(u8, u64)>)>,
+}
+
+impl Layers {
+    /// The latest staged write of `key`: `Some(None)` for a deletion, `None` if no staged
+    /// batch wrote it.
+    fn get(&self, key: &[u8]) -> Option<&Option<Vec<u8>>> {
+        self.records.iter().rev().find_map(|(_, writes)| {
+            writes
+                .binary_search_by(|(k, _)| k.as_slice().cmp(key))
+                .ok()
+                .map(|i| &writes[i].1)
+        })
+    }
 }
 
 impl Staging {
@@ -48,12 +64,19 @@ impl Staging {
         self.layers.lock().expect("staging lock")
     }
 
-    /// Puts the records and hashes of `batch`, staged with tag `size`, above the store.
+    /// Puts the records and hashes of `batch`, staged with tag `size`, above the store. Its
+    /// state writes are shared, not copied; writes not in strictly ascending key order (never
+    /// from [`ledger::state::State::take_changes`]) are put in order first, the last write of
+    /// a key winning.
     pub(crate) fn stage(&self, size: u64, batch: &CommitBatch) {
+        let writes = if batch.state.windows(2).all(|w| w[0].0 < w[1].0) {
+            batch.state.clone()
+        } else {
+            let sorted: BTreeMap<_, _> = batch.state.iter().cloned().collect();
+            Arc::new(sorted.into_iter().collect())
+        };
         let mut layers = self.layers();
-        for (k, v) in &batch.state {
-            layers.records.insert(k.clone(), (size, v.clone()));
-        }
+        layers.records.push((size, writes));
         let mut keys = Vec::with_capacity(batch.hashes.len());
         for &(level, index, hash) in &batch.hashes {
             layers.hashes.insert((level, index), hash);
@@ -62,11 +85,11 @@ impl Staging {
         layers.hash_keys.push((size, keys));
     }
 
-    /// Drops what the batch staged with tag `size` wrote and no later batch replaced: the store
-    /// holds it now.
+    /// Drops what the batch staged with tag `size` wrote: the store holds it now (and a later
+    /// batch's writes still shadow it while they are staged).
     pub(crate) fn land(&self, size: u64) {
         let mut layers = self.layers();
-        layers.records.retain(|_, (tag, _)| *tag != size);
+        layers.records.retain(|(tag, _)| *tag != size);
         let Layers {
             hashes, hash_keys, ..
         } = &mut *layers;
@@ -92,18 +115,24 @@ impl Staging {
         layers.records.is_empty() && layers.hash_keys.is_empty()
     }
 
-    /// The staged records with keys in `start..end`, ascending.
+    /// The staged records with keys in `start..end`, ascending (the latest staged write of
+    /// each key).
     fn staged_range(&self, start: &[u8], end: &[u8]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         if start >= end {
             return Vec::new();
         }
-        self.layers()
-            .records
-            .range::<[u8], _>((
-                std::ops::Bound::Included(start),
-                std::ops::Bound::Excluded(end),
-            ))
-            .map(|(k, (_, v))| (k.clone(), v.clone()))
+        let layers = self.layers();
+        let mut merged: BTreeMap<&[u8], &Option<Vec<u8>>> = BTreeMap::new();
+        for (_, writes) in &layers.records {
+            let from = writes.partition_point(|(k, _)| k.as_slice() < start);
+            let to = writes.partition_point(|(k, _)| k.as_slice() < end);
+            for (k, v) in &writes[from..to] {
+                merged.insert(k, v);
+            }
+        }
+        merged
+            .into_iter()
+            .map(|(k, v)| (k.to_vec(), v.clone()))
             .collect()
     }
 }
@@ -151,7 +180,7 @@ fn merge(
 
 impl RecordSource for Staging {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        if let Some((_, v)) = self.layers().records.get(key) {
+        if let Some(v) = self.layers().get(key) {
             return Ok(v.clone());
         }
         RecordSource::get(&self.store, key)
@@ -182,7 +211,7 @@ impl RecordSource for Staging {
         {
             let layers = self.layers();
             for k in keys {
-                let staged = layers.records.get(k).map(|(_, v)| v.clone());
+                let staged = layers.get(k).cloned();
                 if staged.is_none() {
                     missing.push(k.clone());
                 }
@@ -256,5 +285,58 @@ mod tests {
             got,
             vec![kv("e", "2"), kv("d", "1"), kv("b", "2"), kv("a", "1")]
         );
+    }
+
+    /// Two staged batches writing the same keys (the later one's writes out of order): a read
+    /// answers the later batch's write while both are staged, and still once the earlier one
+    /// lands; nothing staged remains once both land.
+    #[test]
+    fn the_latest_staged_write_of_a_key_is_read_until_its_batch_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let staging = Staging::over(store);
+        let batch = |writes: Vec<(Vec<u8>, Option<Vec<u8>>)>| CommitBatch {
+            state: writes.into(),
+            ..CommitBatch::default()
+        };
+        staging.stage(
+            1,
+            &batch(vec![
+                staged("a", Some("1")),
+                staged("b", Some("1")),
+                staged("c", Some("1")),
+            ]),
+        );
+        staging.stage(
+            2,
+            &batch(vec![
+                staged("c", None),
+                staged("b", Some("2")),
+                staged("b", Some("3")),
+            ]),
+        );
+        let get = |k: &str| RecordSource::get(&staging, k.as_bytes()).unwrap();
+        let value = |v: &str| Some(v.as_bytes().to_vec());
+        assert_eq!(get("a"), value("1"));
+        assert_eq!(get("b"), value("3"));
+        assert_eq!(get("c"), None);
+        let range = staging.staged_range(b"a", b"z");
+        assert_eq!(
+            range,
+            vec![
+                staged("a", Some("1")),
+                staged("b", Some("3")),
+                staged("c", None)
+            ]
+        );
+        let many = staging
+            .get_many(&[b"c".to_vec(), b"a".to_vec(), b"d".to_vec()])
+            .unwrap();
+        assert_eq!(many, vec![None, value("1"), None]);
+        staging.land(1);
+        assert_eq!((get("a"), get("b")), (None, value("3")));
+        staging.land(2);
+        assert_eq!(get("b"), None);
+        assert!(staging.is_empty());
     }
 }
