@@ -426,6 +426,16 @@ pub struct MemberState {
     /// ([`MemberState::encode`]), so records without it still decode.
     #[serde(skip)]
     pub qualifying_from_ms: u64,
+    /// Whether the member's only lot, the never-expiring [`MemberState::open_lot`], is kept in
+    /// this summary (its remaining points are [`MemberState::balance`]) instead of a lot
+    /// record of its own. A member who only ever earned points that never expire then writes
+    /// one record per earning, not two. Every write of a member's lots leaves it set exactly
+    /// when the open lot is the member's only lot ([`State::settle_open_lot`]): a second lot
+    /// joining it writes it under its key first. Encoded after `qualifying_from_ms`; a record
+    /// without it (written before it existed) has its lots under their keys until its
+    /// member's lots are next written.
+    #[serde(skip)]
+    pub open_lot_inline: bool,
 }
 
 /// What the caller of `State::add_to_lot` knows of the lot before the points join it.
@@ -447,23 +457,39 @@ impl MemberState {
             .then_some(self.balance)
     }
 
-    /// The member record's value: the summary's fields, then `qualifying_from_ms` (a record
-    /// that ends before it decodes with 0).
-    pub fn encode(&self) -> Vec<u8> {
-        postcard::to_extend(&self.qualifying_from_ms, records::encode(self))
-            .expect("an integer always serializes")
+    /// The lot `lot` (expiring at `expires_at`) when this summary keeps it
+    /// ([`MemberState::open_lot_inline`]): its remaining points. `None` when it is a record.
+    fn inline_lot(&self, lot: LogIndex, expires_at: Option<LogTime>) -> Option<u64> {
+        (self.open_lot_inline && expires_at.is_none() && self.open_lot == Some(lot))
+            .then_some(self.balance)
     }
 
-    /// Decodes a member record written by [`MemberState::encode`] (or without its last field).
+    /// The member record's value: the summary's fields, then `qualifying_from_ms` and
+    /// `open_lot_inline` (a record that ends before one of them decodes with 0 / false).
+    pub fn encode(&self) -> Vec<u8> {
+        let v = postcard::to_extend(&self.qualifying_from_ms, records::encode(self))
+            .expect("an integer always serializes");
+        postcard::to_extend(&self.open_lot_inline, v).expect("a bool always serializes")
+    }
+
+    /// Decodes a member record written by [`MemberState::encode`] (or without its last
+    /// fields).
     pub fn decode(bytes: &[u8]) -> Result<MemberState, String> {
-        let (mut m, rest): (MemberState, _) =
+        let (mut m, mut rest): (MemberState, _) =
             postcard::take_from_bytes(records::binary_body(bytes)?).map_err(|e| e.to_string())?;
         if !rest.is_empty() {
-            let (from, rest) = postcard::take_from_bytes(rest).map_err(|e| e.to_string())?;
-            if !rest.is_empty() {
-                return Err(format!("{} bytes after a member record", rest.len()));
-            }
-            m.qualifying_from_ms = from;
+            (m.qualifying_from_ms, rest) =
+                postcard::take_from_bytes(rest).map_err(|e| e.to_string())?;
+        }
+        if !rest.is_empty() {
+            (m.open_lot_inline, rest) =
+                postcard::take_from_bytes(rest).map_err(|e| e.to_string())?;
+        }
+        if !rest.is_empty() {
+            return Err(format!("{} bytes after a member record", rest.len()));
+        }
+        if m.open_lot_inline && (m.lots != 1 || m.open_lot.is_none()) {
+            return Err("a lot kept in the summary that is not its only, open lot".into());
         }
         Ok(m)
     }
@@ -1791,8 +1817,9 @@ impl State {
     }
 
     /// Adds `points` to a member's lot `(expires_at, lot)`, creating (and indexing) it when
-    /// it does not exist. Updates the summary `m` but does not store it.
-    /// `before` says what the caller knows of the lot (what it knows is not read).
+    /// it does not exist. Updates the summary `m` but does not store it, nor add the points to
+    /// its balance: the caller does, after this call (`m.balance` is the sum of the lots
+    /// before it). `before` says what the caller knows of the lot (what it knows is not read).
     fn add_to_lot(
         &mut self,
         member: &MemberId,
@@ -1802,6 +1829,17 @@ impl State {
         points: u64,
         before: LotBefore,
     ) -> Result<(), StateError> {
+        if m.inline_lot(lot, expires_at).is_some() {
+            // The summary keeps the lot: its points are the balance the caller raises.
+            return Ok(());
+        }
+        if m.lots == 0 && expires_at.is_none() {
+            // A first lot that never expires is kept in the summary.
+            m.lots = 1;
+            m.open_lot = Some(lot);
+            m.open_lot_inline = true;
+            return Ok(());
+        }
         let key = records::lot_key(member, expires_at, lot);
         let existing = match before {
             LotBefore::New => None,
@@ -1814,6 +1852,11 @@ impl State {
         let remaining = match existing {
             Some(r) => r,
             None => {
+                if let (true, Some(open)) = (m.open_lot_inline, m.open_lot) {
+                    // A second lot: the one the summary kept gets its own record.
+                    self.write(records::lot_key(member, None, open), &m.balance);
+                    m.open_lot_inline = false;
+                }
                 m.lots += 1;
                 match expires_at {
                     Some(e) => {
@@ -1827,6 +1870,19 @@ impl State {
         };
         self.write(key, &(remaining + points));
         Ok(())
+    }
+
+    /// Moves the open lot into the summary `m` when it is the member's only lot and a record
+    /// (a record written before [`MemberState::open_lot_inline`] existed, or the other lots
+    /// were just spent or expired), so that after every write of a member's lots the summary
+    /// keeps the open lot exactly when it is the only one: the records are a function of the
+    /// member's lots, whatever the order of the writes that made them (a replay and a
+    /// migrated store write the same). `m.balance` must be the lots' sum.
+    fn settle_open_lot(&mut self, member: &MemberId, m: &mut MemberState) {
+        if let (1, Some(open), false) = (m.lots, m.open_lot, m.open_lot_inline) {
+            self.records.delete(records::lot_key(member, None, open));
+            m.open_lot_inline = true;
+        }
     }
 
     /// Credits a new lot (named `index`) to `member`, whose summary is `m`, from `source`;
@@ -1867,6 +1923,7 @@ impl State {
         };
         self.add_to_lot(member, m, expires_at, lot, points.get(), before)?;
         m.balance += points.get();
+        self.settle_open_lot(member, m);
         Ok(self.move_points(source, AccountId::Member(member.clone()), points.get()))
     }
 
@@ -1881,12 +1938,25 @@ impl State {
         let m = self
             .member(member)?
             .ok_or_else(|| StateError::UnknownMember(member.clone()))?;
-        let available = m.balance - self.lapsed(member, now)?;
+        // A member whose only lot the summary keeps has no lot that lapses.
+        let lapsed = if m.open_lot_inline {
+            0
+        } else {
+            self.lapsed(member, now)?
+        };
+        let available = m.balance - lapsed;
         if available < points.get() {
             return Err(StateError::InsufficientPoints {
                 available,
                 requested: points.get(),
             });
+        }
+        if let (true, Some(open)) = (m.open_lot_inline, m.open_lot) {
+            return Ok(vec![Portion {
+                lot: open,
+                expires_at: None,
+                points: points.get(),
+            }]);
         }
         let mut need = points.get();
         let mut portions = Vec::new();
@@ -1938,6 +2008,15 @@ impl State {
             .member(member)?
             .ok_or_else(|| StateError::UnknownMember(member.clone()))?;
         for p in portions {
+            if let Some(remaining) = m.inline_lot(p.lot, p.expires_at) {
+                // The summary's only lot: what is left of it is the balance left.
+                if remaining == p.points {
+                    m.lots = 0;
+                    m.open_lot = None;
+                    m.open_lot_inline = false;
+                }
+                continue;
+            }
             let key = records::lot_key(member, p.expires_at, p.lot);
             let remaining = self
                 .read::<u64>(&key)?
@@ -1959,6 +2038,7 @@ impl State {
             }
         }
         m.balance -= total;
+        self.settle_open_lot(member, &mut m);
         self.put_member(member, &m);
         Ok(self.move_points(AccountId::Member(member.clone()), to, total))
     }
@@ -1981,7 +2061,6 @@ impl State {
                 continue;
             }
             back += p.points;
-            m.balance += p.points;
             // A never-expiring portion goes back to the member's never-expiring lot, whichever
             // entry named it (spec/protocol.md §4.3); an expiring one to its own lot.
             let lot = match (p.expires_at, m.open_lot) {
@@ -1996,7 +2075,9 @@ impl State {
                 p.points,
                 LotBefore::Unknown,
             )?;
+            m.balance += p.points;
         }
+        self.settle_open_lot(member, &mut m);
         self.put_member(member, &m);
         let mut t = Vec::new();
         if back > 0 {
@@ -2172,9 +2253,22 @@ impl State {
         })
     }
 
-    /// Finds a member's lot by its index. Lots sort soonest-expiring first, so a valid
-    /// `expire` finds its lot among the first, lapsed ones; only a refused one reads further.
-    fn find_lot(&self, member: &MemberId, lot: LogIndex) -> Result<Option<Lot>, StateError> {
+    /// Finds a member's lot by its index (`m`: the member's summary). Lots sort
+    /// soonest-expiring first, so a valid `expire` finds its lot among the first, lapsed ones;
+    /// only a refused one reads further.
+    fn find_lot(
+        &self,
+        member: &MemberId,
+        m: &MemberState,
+        lot: LogIndex,
+    ) -> Result<Option<Lot>, StateError> {
+        if m.open_lot_inline {
+            return Ok(m.inline_lot(lot, None).map(|remaining| Lot {
+                id: lot,
+                expires_at: None,
+                remaining,
+            }));
+        }
         let end = records::lots_end(member);
         let mut from = records::lots_from(member, None);
         loop {
@@ -2196,8 +2290,8 @@ impl State {
             member: b.member.clone(),
             lot: b.lot,
         };
-        self.member(&b.member)?.ok_or_else(unknown)?;
-        let lot = self.find_lot(&b.member, b.lot)?.ok_or_else(unknown)?;
+        let m = self.member(&b.member)?.ok_or_else(unknown)?;
+        let lot = self.find_lot(&b.member, &m, b.lot)?.ok_or_else(unknown)?;
         if lot.is_live(now) {
             return Err(StateError::LotNotExpired { lot: b.lot, now });
         }

@@ -343,16 +343,21 @@ fn member(cx: &Context, id: &MemberId, m: OldMember, out: &mut Writes) {
         qualifying: m.qualifying.len() as u64,
         tier_due: None,
         qualifying_from_ms: m.qualifying.first().map_or(0, |(t, _)| t.get()),
+        // A member's only lot, when it never expires, is kept in the summary (as the state
+        // machine keeps it, `State::settle_open_lot`); other lots are records.
+        open_lot_inline: matches!(&m.lots[..], [l] if l.expires_at.is_none()),
     };
     for l in &m.lots {
         match l.expires_at {
             Some(e) => out.push((records::due_lot_key(e, id, l.id), Some(Vec::new()))),
             None => s.open_lot = Some(l.id),
         }
-        out.push((
-            records::lot_key(id, l.expires_at, l.id),
-            Some(records::encode(&l.remaining)),
-        ));
+        if !s.open_lot_inline {
+            out.push((
+                records::lot_key(id, l.expires_at, l.id),
+                Some(records::encode(&l.remaining)),
+            ));
+        }
     }
     for (t, p) in &m.qualifying {
         out.push((records::qualifying_key(id, *t), Some(records::encode(p))));

@@ -144,7 +144,9 @@ pub(crate) fn lots_in(
 }
 
 /// Up to `limit` (at most [`LOTS_PAGE_MAX`]) of a member's lots, soonest-expiring first
-/// (never-expiring last), after the lot `after` names.
+/// (never-expiring last), after the lot `after` names. A lot that the member's summary keeps
+/// ([`MemberState::open_lot_inline`]) is read from the summary: a member with no lot record
+/// has its summary read.
 pub fn lots(
     src: &dyn RecordSource,
     member: &MemberId,
@@ -155,12 +157,22 @@ pub fn lots(
         Some((e, id)) => records::after(&records::lot_key(member, e, id)),
         None => records::lots_from(member, None),
     };
-    lots_in(
-        src,
-        &from,
-        &records::lots_end(member),
-        limit.min(LOTS_PAGE_MAX),
-    )
+    let limit = limit.min(LOTS_PAGE_MAX);
+    let mut page = lots_in(src, &from, &records::lots_end(member), limit)?;
+    if page.is_empty() && limit > 0 {
+        if let Some(m) = self::member(src, member)? {
+            if let (true, Some(open)) = (m.open_lot_inline, m.open_lot) {
+                if records::lot_key(member, None, open) >= from {
+                    page.push(Lot {
+                        id: open,
+                        expires_at: None,
+                        remaining: m.balance,
+                    });
+                }
+            }
+        }
+    }
+    Ok(page)
 }
 
 /// Points of a member's lots whose expiry has passed at `now` but that no `expire` entry has

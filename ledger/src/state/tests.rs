@@ -3170,6 +3170,12 @@ fn a_member_record_without_its_oldest_kept_time_still_decodes_and_prunes() {
     let key = records::named(record_prefix::MEMBER, "alice");
     let mut summary = l.state.member(&m("alice")).unwrap().unwrap();
     summary.qualifying_from_ms = 0;
+    // Such a record has its lot under its own key (no `open_lot_inline` either).
+    let lot = summary.open_lot.unwrap();
+    l.records.insert(
+        records::lot_key(&m("alice"), None, lot),
+        records::encode(&summary.balance),
+    );
     l.records.insert(key, records::encode(&summary));
     let mut loaded = State::from_records(l.records.iter()).expect("records load");
     assert_eq!(
@@ -3359,4 +3365,181 @@ fn an_earning_into_the_only_lot_reads_no_lot_and_one_into_two_lots_reads_the_ope
     let alice = memory.member(&m("alice")).unwrap().unwrap();
     assert_eq!((alice.balance, alice.lots), (29, 2));
     assert!(s == memory);
+}
+
+/// The lot records of `member` kept in `l`'s stored records.
+fn lot_records(l: &Log, member: &str) -> Vec<Vec<u8>> {
+    let from = records::lots_from(&m(member), None);
+    let end = records::lots_end(&m(member));
+    l.records.range(from..end).map(|(k, _)| k.clone()).collect()
+}
+
+#[test]
+fn a_members_only_lot_that_never_expires_is_kept_in_the_summary_until_a_second_lot_joins() {
+    let mut l = Log::new();
+    l.earn("e1", "alice", 10).unwrap();
+    l.earn("e2", "alice", 5).unwrap();
+    let open = LogIndex::new(0).unwrap();
+    let alice = l.state.member(&m("alice")).unwrap().unwrap();
+    assert_eq!(
+        (alice.lots, alice.open_lot, alice.open_lot_inline),
+        (1, Some(open), true)
+    );
+    assert!(lot_records(&l, "alice").is_empty(), "no lot record");
+    let only = Lot {
+        id: open,
+        expires_at: None,
+        remaining: 15,
+    };
+    assert_eq!(l.state.lots(&m("alice"), None, 10).unwrap(), [only]);
+    assert!(l
+        .state
+        .lots(&m("alice"), Some((None, open)), 10)
+        .unwrap()
+        .is_empty());
+    assert!(l.state.lots(&m("alice"), None, 0).unwrap().is_empty());
+    // Spent from, held, voided, refunded: still one record per write.
+    l.redeem("r1", "alice", 4).unwrap();
+    l.hold("h1", "alice", 3, 10_000).unwrap();
+    l.apply("v1", EntryKind::Void(Void { hold: id("h1") }))
+        .unwrap();
+    l.apply(
+        "f1",
+        EntryKind::Refund(Refund {
+            redemption: id("r1"),
+            points: pts(1),
+        }),
+    )
+    .unwrap();
+    assert!(lot_records(&l, "alice").is_empty());
+    assert_eq!(l.state.available(&m("alice"), t(l.time)).unwrap(), 12);
+    // An expiring lot joins: the open lot is written under its key first.
+    l.apply("p1", expiry(100)).unwrap();
+    l.earn("e3", "alice", 7).unwrap();
+    let alice = l.state.member(&m("alice")).unwrap().unwrap();
+    assert_eq!((alice.lots, alice.open_lot_inline), (2, false));
+    assert_eq!(lot_records(&l, "alice").len(), 2);
+    let lots = l.state.lots(&m("alice"), None, 10).unwrap();
+    assert_eq!(
+        lots.iter().map(|l| l.remaining).collect::<Vec<_>>(),
+        [7, 12]
+    );
+    l.state.check_invariants().unwrap();
+    // The expiring lot lapses and is expired: the open one, alone again, moves back into the
+    // summary.
+    l.at(l.time + 200);
+    let due = l.state.due_expiries(t(l.time + 1), 10).unwrap();
+    l.apply("x1", EntryKind::Expire(due[0].clone())).unwrap();
+    assert!(lot_records(&l, "alice").is_empty());
+    let alice = l.state.member(&m("alice")).unwrap().unwrap();
+    assert_eq!(
+        (alice.lots, alice.balance, alice.open_lot_inline),
+        (1, 12, true)
+    );
+    // Two lots again, one spent whole by a redemption: the same.
+    l.earn("e4", "alice", 6).unwrap();
+    assert_eq!(lot_records(&l, "alice").len(), 2);
+    l.redeem("r4", "alice", 6).unwrap();
+    assert!(lot_records(&l, "alice").is_empty());
+    // Spent whole, then refunded into a lot of its own, kept in the summary again.
+    l.apply(
+        "p2",
+        EntryKind::ExpiryPolicy(ExpiryPolicy {
+            lot_lifetime_ms: None,
+        }),
+    )
+    .unwrap();
+    l.redeem("r2", "alice", 12).unwrap();
+    let alice = l.state.member(&m("alice")).unwrap().unwrap();
+    assert_eq!((alice.lots, alice.open_lot, alice.balance), (0, None, 0));
+    assert!(lot_records(&l, "alice").is_empty());
+    l.apply(
+        "f2",
+        EntryKind::Refund(Refund {
+            redemption: id("r2"),
+            points: pts(2),
+        }),
+    )
+    .unwrap();
+    let alice = l.state.member(&m("alice")).unwrap().unwrap();
+    assert_eq!(
+        (alice.lots, alice.balance, alice.open_lot_inline),
+        (1, 2, true)
+    );
+    assert!(lot_records(&l, "alice").is_empty());
+    // An expire that names the summary's lot is refused as live.
+    assert!(matches!(
+        l.apply(
+            "x2",
+            EntryKind::Expire(Expire {
+                member: m("alice"),
+                lot: alice.open_lot.unwrap(),
+                points: pts(2),
+            })
+        ),
+        Err(StateError::LotNotExpired { .. })
+    ));
+    l.redeem("r3", "alice", 2).unwrap();
+    l.state.check_invariants().unwrap();
+    l.replay_equals_live();
+}
+
+#[test]
+fn a_member_whose_only_lot_is_a_record_has_it_moved_into_the_summary_by_the_next_write() {
+    // A store written before `open_lot_inline` existed: the summary ends after
+    // `qualifying_from_ms` and the open lot is a record. It reads as before; the member's
+    // next earning moves it into the summary.
+    let mut l = Log::new();
+    l.earn("e1", "alice", 10).unwrap();
+    let key = records::named(record_prefix::MEMBER, "alice");
+    let mut alice = l.state.member(&m("alice")).unwrap().unwrap();
+    alice.open_lot_inline = false;
+    let old = postcard::to_extend(&alice.qualifying_from_ms, records::encode(&alice)).unwrap();
+    assert_eq!(MemberState::decode(&old).unwrap(), alice);
+    let lot = records::lot_key(&m("alice"), None, alice.open_lot.unwrap());
+    l.records.insert(lot.clone(), records::encode(&10u64));
+    l.records.insert(key, old);
+    let mut s = State::from_records(l.records.iter()).expect("records load");
+    s.check_invariants().unwrap();
+    let apply = |s: &mut State, recs: &mut BTreeMap<Vec<u8>, Vec<u8>>, n: &str, kind| {
+        let e = Entry {
+            time: t(5_000 + s.size()),
+            id: id(n),
+            kind,
+        };
+        s.apply(LogIndex::new(s.size()).unwrap(), &e).unwrap();
+        for (k, v) in s.take_changes() {
+            match v {
+                Some(v) => recs.insert(k, v),
+                None => recs.remove(&k),
+            };
+        }
+    };
+    let earn = EntryKind::Earn(Earn {
+        member: m("alice"),
+        points: pts(5),
+        qualifying: false,
+    });
+    assert_eq!(s.lots(&m("alice"), None, 10).unwrap()[0].remaining, 10);
+    apply(&mut s, &mut l.records, "e2", earn);
+    assert!(!l.records.contains_key(&lot));
+    let alice = s.member(&m("alice")).unwrap().unwrap();
+    assert_eq!(
+        (alice.lots, alice.balance, alice.open_lot_inline),
+        (1, 15, true)
+    );
+    assert_eq!(s.lots(&m("alice"), None, 10).unwrap()[0].remaining, 15);
+    let redeem = EntryKind::Redeem(Redeem {
+        member: m("alice"),
+        points: pts(15),
+    });
+    apply(&mut s, &mut l.records, "r1", redeem);
+    assert_eq!(s.member(&m("alice")).unwrap().unwrap().lots, 0);
+    s.check_invariants().unwrap();
+    let loaded = State::from_records(l.records.iter()).expect("records load");
+    assert!(loaded == s);
+    // A summary that says it keeps a lot it cannot keep is refused.
+    let mut bad = s.member(&m("alice")).unwrap().unwrap();
+    bad.open_lot_inline = true;
+    assert!(MemberState::decode(&bad.encode()).is_err());
 }
