@@ -430,7 +430,7 @@ pub struct MemberState {
     /// this summary (its remaining points are [`MemberState::balance`]) instead of a lot
     /// record of its own. A member who only ever earned points that never expire then writes
     /// one record per earning, not two. Every write of a member's lots leaves it set exactly
-    /// when the open lot is the member's only lot ([`State::settle_open_lot`]): a second lot
+    /// when the open lot is the member's only lot (`State::settle_open_lot`): a second lot
     /// joining it writes it under its key first. Encoded after `qualifying_from_ms`; a record
     /// without it (written before it existed) has its lots under their keys until its
     /// member's lots are next written.
