@@ -3425,6 +3425,16 @@ fn a_members_only_lot_that_never_expires_is_kept_in_the_summary_until_a_second_l
         [7, 12]
     );
     l.state.check_invariants().unwrap();
+    l.replay_equals_live();
+}
+
+#[test]
+fn a_never_expiring_lot_left_alone_or_created_alone_moves_into_the_summary() {
+    let mut l = Log::new();
+    l.earn("e1", "alice", 12).unwrap();
+    l.apply("p1", expiry(100)).unwrap();
+    l.earn("e3", "alice", 7).unwrap();
+    assert_eq!(lot_records(&l, "alice").len(), 2);
     // The expiring lot lapses and is expired: the open one, alone again, moves back into the
     // summary.
     l.at(l.time + 200);
