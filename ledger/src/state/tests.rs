@@ -1050,6 +1050,11 @@ fn balances_cannot_overflow_2_pow_53() {
 
 #[derive(Debug, Clone)]
 enum Op {
+    /// The expiry policy from now on: lots that expire after 5 s, or never (a member's lots
+    /// then mix both kinds, and a never-expiring lot alone is kept in the member's summary).
+    Expiry {
+        never: bool,
+    },
     Earn {
         member: usize,
         points: u64,
@@ -1173,6 +1178,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..8usize).prop_map(|hold| Op::Void { hold }),
         2 => (0..8usize, 1..300u64).prop_map(|(redemption, points)| Op::Refund { redemption, points }),
         1 => Just(Op::ExpireDue),
+        1 => any::<bool>().prop_map(|never| Op::Expiry { never }),
         1 => Just(Op::ReleaseDue),
         1 => (0..4usize).prop_map(|member| Op::TierDue { member }),
         2 => (1..4000u64).prop_map(|ms| Op::Wait { ms }),
@@ -1315,6 +1321,13 @@ fn run(ops: &[Op]) -> Log {
                 }
             }
             Op::Wait { ms } => l.time += ms,
+            Op::Expiry { never } => {
+                let lifetime = (!never).then(|| DurationMs::new(5_000).unwrap());
+                let policy = ExpiryPolicy {
+                    lot_lifetime_ms: lifetime,
+                };
+                l.apply(&eid, EntryKind::ExpiryPolicy(policy)).unwrap();
+            }
             Op::Attest {
                 member,
                 shorten,
