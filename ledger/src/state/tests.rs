@@ -1206,6 +1206,29 @@ fn op() -> impl Strategy<Value = Op> {
 
 const MEMBERS: [&str; 4] = ["m0", "m1", "m2", "m3"];
 
+/// Expires up to four lots that are due.
+fn expire_due(l: &mut Log, eid: &str) {
+    for (k, x) in l
+        .state
+        .due_expiries(t(l.time + 1), 4)
+        .unwrap()
+        .into_iter()
+        .enumerate()
+    {
+        l.apply(&format!("{eid}-{k}"), EntryKind::Expire(x))
+            .unwrap();
+    }
+}
+
+/// The expiry policy from now on: lots that expire after 5 s, or never.
+fn set_expiry(l: &mut Log, eid: &str, never: bool) {
+    let lifetime = (!never).then(|| DurationMs::new(5_000).unwrap());
+    let policy = ExpiryPolicy {
+        lot_lifetime_ms: lifetime,
+    };
+    l.apply(eid, EntryKind::ExpiryPolicy(policy)).unwrap();
+}
+
 fn run(ops: &[Op]) -> Log {
     let mut l = Log::new();
     l.apply("policy-expiry", expiry(5_000)).unwrap();
@@ -1283,18 +1306,7 @@ fn run(ops: &[Op]) -> Log {
                     );
                 }
             }
-            Op::ExpireDue => {
-                for (k, x) in l
-                    .state
-                    .due_expiries(t(l.time + 1), 4)
-                    .unwrap()
-                    .into_iter()
-                    .enumerate()
-                {
-                    l.apply(&format!("{eid}-{k}"), EntryKind::Expire(x))
-                        .unwrap();
-                }
-            }
+            Op::ExpireDue => expire_due(&mut l, &eid),
             Op::ReleaseDue => {
                 for (k, h) in l
                     .state
@@ -1321,13 +1333,7 @@ fn run(ops: &[Op]) -> Log {
                 }
             }
             Op::Wait { ms } => l.time += ms,
-            Op::Expiry { never } => {
-                let lifetime = (!never).then(|| DurationMs::new(5_000).unwrap());
-                let policy = ExpiryPolicy {
-                    lot_lifetime_ms: lifetime,
-                };
-                l.apply(&eid, EntryKind::ExpiryPolicy(policy)).unwrap();
-            }
+            Op::Expiry { never } => set_expiry(&mut l, &eid, *never),
             Op::Attest {
                 member,
                 shorten,
