@@ -442,21 +442,11 @@ pub struct MemberState {
 enum LotBefore {
     /// The lot is named by the entry being applied, so it cannot exist yet.
     New,
-    /// The lot holds these points ([`MemberState::sole_lot_remaining`]).
-    Holds(u64),
     /// The lot is read (it may not exist).
     Unknown,
 }
 
 impl MemberState {
-    /// What is left in lot `lot` (expiring at `expires_at`) when it is the member's only lot:
-    /// then it holds the whole balance ([`MemberState::balance`] is the sum of the lots'
-    /// remaining points), and an earning that joins it need not read it. `None` otherwise.
-    pub fn sole_lot_remaining(&self, lot: LogIndex, expires_at: Option<LogTime>) -> Option<u64> {
-        (self.lots == 1 && expires_at.is_none() && self.open_lot == Some(lot))
-            .then_some(self.balance)
-    }
-
     /// The lot `lot` (expiring at `expires_at`) when this summary keeps it
     /// ([`MemberState::open_lot_inline`]): its remaining points. `None` when it is a record.
     fn inline_lot(&self, lot: LogIndex, expires_at: Option<LogTime>) -> Option<u64> {
@@ -1265,19 +1255,23 @@ impl State {
         after: Option<read::LotCursor>,
         limit: usize,
     ) -> Result<Vec<Lot>, StateError> {
-        read::lots(&self.records, member, after, limit)
+        match self.member(member)? {
+            Some(m) => read::lots(&self.records, member, &m, after, limit),
+            None => Ok(Vec::new()),
+        }
     }
 
     fn lots_in(&self, from: &[u8], end: &[u8], limit: usize) -> Result<Vec<Lot>, StateError> {
         read::lots_in(&self.records, from, end, limit)
     }
 
-    /// Every lot of a member, in order (reads them all: for invariant checks and tests).
-    fn all_lots(&self, member: &MemberId) -> Result<Vec<Lot>, StateError> {
+    /// Every lot of a member whose summary is `m`, in order (reads them all: for invariant
+    /// checks and tests).
+    fn all_lots(&self, member: &MemberId, m: &MemberState) -> Result<Vec<Lot>, StateError> {
         let mut out: Vec<Lot> = Vec::new();
         loop {
             let after = out.last().map(|l| (l.expires_at, l.id));
-            let page = self.lots(member, after, LOTS_PAGE_MAX)?;
+            let page = read::lots(&self.records, member, m, after, LOTS_PAGE_MAX)?;
             let n = page.len();
             out.extend(page);
             if n < LOTS_PAGE_MAX {
@@ -1588,8 +1582,8 @@ impl State {
             }
         }
         self.records.prefetch(keys)?;
-        // Points that never expire join the member's open lot: read it too, unless it is the
-        // member's only lot (it then holds the balance, [`MemberState::sole_lot_remaining`]).
+        // Points that never expire join the member's open lot: read it too, unless the
+        // member's summary keeps it ([`MemberState::open_lot_inline`]).
         let never_expire = self
             .policies
             .expiry
@@ -1607,10 +1601,7 @@ impl State {
                         )
                         .ok()
                         .flatten()
-                        .and_then(|m| {
-                            m.open_lot
-                                .filter(|&l| m.sole_lot_remaining(l, None).is_none())
-                        });
+                        .and_then(|m| m.open_lot.filter(|_| !m.open_lot_inline));
                     if let Some(lot) = open {
                         lots.push(records::lot_key(&b.member, None, lot));
                     }
@@ -1843,10 +1834,6 @@ impl State {
         let key = records::lot_key(member, expires_at, lot);
         let existing = match before {
             LotBefore::New => None,
-            LotBefore::Holds(r) => {
-                debug_assert_eq!(self.read::<u64>(&key).ok(), Some(Some(r)), "{key:?}");
-                Some(r)
-            }
             LotBefore::Unknown => self.read::<u64>(&key)?,
         };
         let remaining = match existing {
@@ -1913,11 +1900,8 @@ impl State {
             (None, Some(open)) => open,
             _ => index,
         };
-        // Before the credit, the balance is the sum of the member's lots.
         let before = if lot == index {
             LotBefore::New
-        } else if let Some(r) = m.sole_lot_remaining(lot, expires_at) {
-            LotBefore::Holds(r)
         } else {
             LotBefore::Unknown
         };
@@ -3492,8 +3476,19 @@ impl State {
     /// A member's lot invariants; returns the member's lots.
     fn check_member(&self, id: &MemberId, m: &MemberState) -> Result<Vec<Lot>, InvariantViolation> {
         let lots = self
-            .all_lots(id)
+            .all_lots(id, m)
             .map_err(|e| InvariantViolation(format!("reading member {id}'s lots: {e}")))?;
+        if m.open_lot_inline {
+            let (from, end) = (records::lots_from(id, None), records::lots_end(id));
+            let stored = self
+                .lots_in(&from, &end, 1)
+                .map_err(|e| InvariantViolation(format!("reading member {id}'s lots: {e}")))?;
+            if !stored.is_empty() {
+                return Err(InvariantViolation(format!(
+                    "member {id}: a lot record beside the lot the summary keeps"
+                )));
+            }
+        }
         let sum: u64 = lots.iter().map(|l| l.remaining).sum();
         if sum != m.balance {
             return Err(InvariantViolation(format!(

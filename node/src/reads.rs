@@ -105,13 +105,14 @@ pub async fn lots(
             "limit: must be 1 to {LOTS_PAGE_MAX}"
         )));
     }
-    if store_record::<MemberState>(&app.store, record_prefix::MEMBER, id.as_str())?.is_none() {
+    let Some(m) = store_record::<MemberState>(&app.store, record_prefix::MEMBER, id.as_str())?
+    else {
         return Err(ApiError::not_found(
             ErrorCode::UnknownMember,
             format!("member {id} has no points"),
         ));
-    }
-    Ok(Json(views::lots_page(&app.store, &id, after, limit)?))
+    };
+    Ok(Json(views::lots_page(&app.store, &id, &m, after, limit)?))
 }
 
 /// Cursor pagination parameters.

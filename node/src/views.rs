@@ -78,7 +78,7 @@ pub fn member_view_of(
         }
         None => (None, None),
     };
-    let page = lots_page(src, id, None, LOTS_PAGE_MAX)?;
+    let page = lots_page(src, id, &m, None, LOTS_PAGE_MAX)?;
     Ok(MemberView {
         member: id.clone(),
         balance: m.balance,
@@ -92,16 +92,17 @@ pub fn member_view_of(
     })
 }
 
-/// One page of a member's lots from `src`, after `after`, at most `limit` (clamped to
-/// [`LOTS_PAGE_MAX`]).
+/// One page of the lots of member `id`, whose summary is `m`, from `src`, after `after`, at
+/// most `limit` (clamped to [`LOTS_PAGE_MAX`]).
 pub(crate) fn lots_page(
     src: &dyn RecordSource,
     id: &MemberId,
+    m: &MemberState,
     after: Option<read::LotCursor>,
     limit: usize,
 ) -> Result<LotsPage, ReadError> {
     let limit = limit.clamp(1, LOTS_PAGE_MAX);
-    let lots = read::lots(src, id, after, limit).map_err(ReadError::of)?;
+    let lots = read::lots(src, id, m, after, limit).map_err(ReadError::of)?;
     let next_cursor = (lots.len() == limit)
         .then(|| lots.last())
         .flatten()

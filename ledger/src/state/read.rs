@@ -144,12 +144,12 @@ pub(crate) fn lots_in(
 }
 
 /// Up to `limit` (at most [`LOTS_PAGE_MAX`]) of a member's lots, soonest-expiring first
-/// (never-expiring last), after the lot `after` names. A lot that the member's summary keeps
-/// ([`MemberState::open_lot_inline`]) is read from the summary: a member with no lot record
-/// has its summary read.
+/// (never-expiring last), after the lot `after` names. `summary` is the member's record: a
+/// lot it keeps ([`MemberState::open_lot_inline`]) is read from it.
 pub fn lots(
     src: &dyn RecordSource,
     member: &MemberId,
+    summary: &MemberState,
     after: Option<LotCursor>,
     limit: usize,
 ) -> Result<Vec<Lot>, StateError> {
@@ -158,21 +158,17 @@ pub fn lots(
         None => records::lots_from(member, None),
     };
     let limit = limit.min(LOTS_PAGE_MAX);
-    let mut page = lots_in(src, &from, &records::lots_end(member), limit)?;
-    if page.is_empty() && limit > 0 {
-        if let Some(m) = self::member(src, member)? {
-            if let (true, Some(open)) = (m.open_lot_inline, m.open_lot) {
-                if records::lot_key(member, None, open) >= from {
-                    page.push(Lot {
-                        id: open,
-                        expires_at: None,
-                        remaining: m.balance,
-                    });
-                }
-            }
-        }
+    if let (true, Some(open)) = (summary.open_lot_inline, summary.open_lot) {
+        // The member's only lot, and no lot record.
+        let lot = Lot {
+            id: open,
+            expires_at: None,
+            remaining: summary.balance,
+        };
+        let shown = limit > 0 && records::lot_key(member, None, open) >= from;
+        return Ok(if shown { vec![lot] } else { Vec::new() });
     }
-    Ok(page)
+    lots_in(src, &from, &records::lots_end(member), limit)
 }
 
 /// Points of a member's lots whose expiry has passed at `now` but that no `expire` entry has
